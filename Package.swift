@@ -1,0 +1,104 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Targets with one job each. The pure targets (GateMeshCore, GateMeshConfig) depend on no
+// networking, storage or C library, so they cannot import the shells.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "gatemesh",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gatemesh", targets: ["gatemesh"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: C libraries and shims
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CGateMeshCurl", dependencies: ["CCurl"]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CGateMeshOpenSSL", dependencies: ["COpenSSL"]),
+
+        // MARK: Pure core
+        .target(name: "GateMeshCore", swiftSettings: swiftSettings),
+        .target(
+            name: "GateMeshConfig",
+            dependencies: ["GateMeshCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Shells
+        .target(
+            name: "GateMeshUpstream",
+            dependencies: [
+                "CGateMeshCurl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GateMeshStore",
+            dependencies: ["GateMeshCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GateMeshServer",
+            dependencies: [
+                "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "CGateMeshOpenSSL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GateMeshMock",
+            dependencies: [
+                "GateMeshCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "gatemesh",
+            dependencies: [
+                "GateMeshServer", "GateMeshMock", "GateMeshConfig", "GateMeshCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GateMeshUpstreamTests",
+            dependencies: ["GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GateMeshServerTests",
+            dependencies: ["GateMeshServer", "GateMeshMock", "GateMeshStore", "GateMeshUpstream", "GateMeshConfig"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,328 @@
+import GateMeshCore
+import Yams
+
+/// Reads a YAML config into a validated `GateMeshConfig`. Pure: the caller reads the file and
+/// passes the environment, so every rule here is testable without I/O.
+///
+/// Unknown keys are errors (a typo must not silently disable a setting), and so are keys of the
+/// product's config shape that this build does not enforce yet: a budget that is accepted but not
+/// enforced would be worse than a refusal.
+public enum ConfigLoader {
+    public static func parse(yaml: String, environment: [String: String]) throws(ConfigError) -> GateMeshConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(key: "", line: nil, message: "not valid YAML: \(error)")
+        }
+        var config = GateMeshConfig()
+        guard let root else { return config }
+        let reader = Reader(environment: environment)
+        let top = try reader.mapping(root, key: "")
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster"])
+
+        if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
+        if let admin = top.value("admin") {
+            let m = try reader.mapping(admin, key: "admin")
+            try reader.checkKeys(m, key: "admin", allowed: ["token"])
+            if let token = m.value("token") {
+                let value = try reader.string(token, key: "admin.token", allowEmpty: true)
+                config.admin.token = value.isEmpty ? nil : value
+            }
+        }
+        if let limits = top.value("limits") { try reader.readLimits(limits, into: &config.limits) }
+        if let upstream = top.value("upstream") { try reader.readUpstream(upstream, into: &config.upstream) }
+        if let providers = top.value("providers") { config.providers = try reader.readProviders(providers) }
+        if let gateways = top.value("gateways") {
+            config.gateways = try reader.readGateways(gateways, providers: ProviderCatalogue(overrides: config.providers))
+        }
+        if let cluster = top.value("cluster") {
+            throw ConfigError(key: "cluster", line: cluster.mark?.line,
+                              message: "clustering is not available in this build yet; remove the 'cluster' section to run a single node")
+        }
+        return config
+    }
+}
+
+// MARK: - Reading typed values with precise errors
+
+struct Reader {
+    let environment: [String: String]
+
+    func mapping(_ node: Node, key: String) throws(ConfigError) -> Node.Mapping {
+        guard case .mapping(let m) = node else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "expected a mapping of keys to values")
+        }
+        return m
+    }
+
+    func sequence(_ node: Node, key: String) throws(ConfigError) -> Node.Sequence {
+        guard case .sequence(let s) = node else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "expected a list")
+        }
+        return s
+    }
+
+    func checkKeys(_ m: Node.Mapping, key: String, allowed: Set<String>, later: [String: String] = [:]) throws(ConfigError) {
+        for (k, v) in m {
+            guard let name = k.string else {
+                throw ConfigError(key: key, line: k.mark?.line, message: "keys must be strings")
+            }
+            let path = key.isEmpty ? name : "\(key).\(name)"
+            if let what = later[name] {
+                throw ConfigError(key: path, line: v.mark?.line,
+                                  message: "\(what) is not available in this build yet; remove '\(name)' to start")
+            }
+            if !allowed.contains(name) {
+                throw ConfigError(key: path, line: k.mark?.line,
+                                  message: "unknown key; expected one of: \(allowed.sorted().joined(separator: ", "))")
+            }
+        }
+    }
+
+    /// A scalar as a string, with `${ENV}` expanded.
+    func string(_ node: Node, key: String, allowEmpty: Bool = false) throws(ConfigError) -> String {
+        guard case .scalar(let s) = node else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "expected a single value, not a list or mapping")
+        }
+        let expanded: EnvironmentExpansion.Result
+        do {
+            expanded = try EnvironmentExpansion.expand(s.string, environment: environment)
+        } catch {
+            throw ConfigError(key: key, line: s.mark?.line, message: error.message)
+        }
+        if expanded.value.isEmpty && !allowEmpty {
+            let why = expanded.missing.isEmpty ? "" :
+                " (environment variable \(expanded.missing.joined(separator: ", ")) is not set)"
+            throw ConfigError(key: key, line: s.mark?.line, message: "must not be empty\(why)")
+        }
+        return expanded.value
+    }
+
+    func int(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string(node, key: key)
+        guard let value = Int(text.replacing("_", with: "")), range.contains(value) else {
+            throw ConfigError(key: key, line: node.mark?.line,
+                              message: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+        }
+        return value
+    }
+
+    func bool(_ node: Node, key: String) throws(ConfigError) -> Bool {
+        let text = try string(node, key: key).lowercased()
+        switch text {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw ConfigError(key: key, line: node.mark?.line, message: "expected true or false, got '\(text)'")
+        }
+    }
+
+    /// A duration: `250ms`, `30s`, `5m`, `2h`, `1d`, or a bare number of seconds. Returns milliseconds.
+    func durationMs(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string(node, key: key)
+        guard let ms = Units.durationMs(text), range.contains(ms) else {
+            throw ConfigError(key: key, line: node.mark?.line,
+                              message: "expected a duration such as 500ms, 30s or 5m between \(Units.describeMs(range.lowerBound)) and \(Units.describeMs(range.upperBound)), got '\(text)'")
+        }
+        return ms
+    }
+
+    /// A size: bytes, or a number with KB, KiB, MB, MiB, GB, GiB.
+    func bytes(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string(node, key: key)
+        guard let n = Units.bytes(text), range.contains(n) else {
+            throw ConfigError(key: key, line: node.mark?.line,
+                              message: "expected a size such as 65536, 64KiB or 32MiB from \(range.lowerBound) to \(range.upperBound) bytes, got '\(text)'")
+        }
+        return n
+    }
+
+    // MARK: Sections
+
+    func readNode(_ node: Node, into out: inout NodeConfig) throws(ConfigError) {
+        let m = try mapping(node, key: "node")
+        try checkKeys(m, key: "node", allowed: ["name", "region", "listen", "data_dir", "drain_timeout"])
+        if let v = m.value("name") {
+            out.name = try string(v, key: "node.name")
+            guard Names.isValidName(out.name) else {
+                throw ConfigError(key: "node.name", line: v.mark?.line, message: Names.rule)
+            }
+        }
+        if let v = m.value("region") { out.region = try string(v, key: "node.region") }
+        if let v = m.value("listen") {
+            let text = try string(v, key: "node.listen")
+            guard let address = ListenAddress.parse(text) else {
+                throw ConfigError(key: "node.listen", line: v.mark?.line,
+                                  message: "expected host:port such as 127.0.0.1:8787 or [::1]:8787, got '\(text)'")
+            }
+            out.listen = address
+        }
+        if let v = m.value("data_dir") { out.dataDir = try string(v, key: "node.data_dir") }
+        if let v = m.value("drain_timeout") { out.drainTimeoutMs = try durationMs(v, key: "node.drain_timeout", range: 0...3_600_000) }
+    }
+
+    func readLimits(_ node: Node, into out: inout LimitsConfig) throws(ConfigError) {
+        let m = try mapping(node, key: "limits")
+        try checkKeys(m, key: "limits", allowed: ["max_body_bytes", "max_header_bytes", "max_header_count"])
+        if let v = m.value("max_body_bytes") { out.maxBodyBytes = try bytes(v, key: "limits.max_body_bytes", range: 1...(1 << 30)) }
+        if let v = m.value("max_header_bytes") { out.maxHeaderBytes = try bytes(v, key: "limits.max_header_bytes", range: 1024...(1 << 20)) }
+        if let v = m.value("max_header_count") { out.maxHeaderCount = try int(v, key: "limits.max_header_count", range: 8...10_000) }
+    }
+
+    func readUpstream(_ node: Node, into out: inout UpstreamConfig) throws(ConfigError) {
+        let m = try mapping(node, key: "upstream")
+        try checkKeys(m, key: "upstream", allowed: [
+            "connect_timeout", "first_byte_timeout", "total_timeout", "http2", "ca_file", "response_buffer_bytes",
+        ])
+        if let v = m.value("connect_timeout") { out.connectTimeoutMs = try durationMs(v, key: "upstream.connect_timeout", range: 1...600_000) }
+        if let v = m.value("first_byte_timeout") { out.firstByteTimeoutMs = try durationMs(v, key: "upstream.first_byte_timeout", range: 1...86_400_000) }
+        if let v = m.value("total_timeout") { out.totalTimeoutMs = try durationMs(v, key: "upstream.total_timeout", range: 0...86_400_000) }
+        if let v = m.value("http2") { out.http2 = try bool(v, key: "upstream.http2") }
+        if let v = m.value("ca_file") { out.caFile = try string(v, key: "upstream.ca_file") }
+        if let v = m.value("response_buffer_bytes") {
+            out.responseBufferBytes = try bytes(v, key: "upstream.response_buffer_bytes", range: 16_384...(64 << 20))
+        }
+    }
+
+    func readProviders(_ node: Node) throws(ConfigError) -> [String: ProviderConfig] {
+        let m = try mapping(node, key: "providers")
+        let known = Set(ProviderSpec.builtIn.map(\.id)).union(ProviderSpec.aliases.keys)
+        var out: [String: ProviderConfig] = [:]
+        for (k, v) in m {
+            guard let name = k.string else { throw ConfigError(key: "providers", line: k.mark?.line, message: "keys must be strings") }
+            let key = "providers.\(name)"
+            let isCustom = name.hasPrefix("custom-")
+            if isCustom {
+                let suffix = name.dropFirst("custom-".count)
+                guard Names.isValidName(String(suffix)) else {
+                    throw ConfigError(key: key, line: k.mark?.line, message: "custom provider names are custom-{name}; " + Names.rule)
+                }
+            } else if !known.contains(name) {
+                throw ConfigError(key: key, line: k.mark?.line,
+                                  message: "unknown provider; built-in providers are \(known.sorted().joined(separator: ", ")), and any OpenAI-compatible server can be added as custom-{name}")
+            }
+            var config = ProviderConfig()
+            if case .scalar(let s) = v, s.string.isEmpty || s.string == "~" || s.string == "null" {
+                // `openai:` with nothing under it keeps the defaults.
+            } else {
+                let pm = try mapping(v, key: key)
+                try checkKeys(pm, key: key, allowed: ["base_url", "api_key"])
+                if let b = pm.value("base_url") {
+                    let url = try string(b, key: "\(key).base_url")
+                    guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count > 8,
+                          !url.contains("?"), !url.contains("#"), !url.contains(where: { $0 == " " }) else {
+                        throw ConfigError(key: "\(key).base_url", line: b.mark?.line,
+                                          message: "expected an http:// or https:// URL without query or fragment, got '\(url)'")
+                    }
+                    config.baseURL = url
+                }
+                if let a = pm.value("api_key") {
+                    let keyValue = try string(a, key: "\(key).api_key", allowEmpty: true)
+                    config.apiKey = keyValue.isEmpty ? nil : keyValue
+                }
+            }
+            if isCustom && config.baseURL == nil {
+                throw ConfigError(key: "\(key).base_url", line: v.mark?.line,
+                                  message: "a custom provider needs a base_url, e.g. http://127.0.0.1:11434/v1")
+            }
+            out[name] = config
+        }
+        return out
+    }
+
+    func readGateways(_ node: Node, providers: ProviderCatalogue) throws(ConfigError) -> [GatewayConfig] {
+        let list = try sequence(node, key: "gateways")
+        var out: [GatewayConfig] = []
+        var seen: Set<String> = []
+        for (i, item) in list.enumerated() {
+            let key = "gateways[\(i)]"
+            let m = try mapping(item, key: key)
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens"], later: [
+                "cache": "the response cache", "retries": "retries", "rate_limits": "rate limiting",
+                "budgets": "budget enforcement", "routes": "routes",
+            ])
+            guard let idNode = m.value("id") else {
+                throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
+            }
+            let id = try string(idNode, key: "\(key).id")
+            guard Names.isValidName(id) else { throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: Names.rule) }
+            guard !PathRouter.reservedNames.contains(id) else {
+                throw ConfigError(key: "\(key).id", line: idNode.mark?.line,
+                                  message: "'\(id)' is reserved for the operator API; choose another id")
+            }
+            guard !providers.contains(id), !id.hasPrefix("custom-") else {
+                throw ConfigError(key: "\(key).id", line: idNode.mark?.line,
+                                  message: "'\(id)' is a provider name; a gateway id must differ from every provider name")
+            }
+            guard seen.insert(id).inserted else {
+                throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: "duplicate gateway id '\(id)'")
+            }
+            var gateway = GatewayConfig(id: id)
+            if let tokens = m.value("auth_tokens") {
+                let s = try sequence(tokens, key: "\(key).auth_tokens")
+                for (j, t) in s.enumerated() {
+                    gateway.authTokens.append(try string(t, key: "\(key).auth_tokens[\(j)]"))
+                }
+            }
+            out.append(gateway)
+        }
+        return out
+    }
+}
+
+extension Node.Mapping {
+    func value(_ key: String) -> Node? {
+        for (k, v) in self where k.string == key { return v }
+        return nil
+    }
+}
+
+enum Names {
+    static let rule = "names are 1 to 64 characters of lowercase letters, digits, '-' and '_', starting with a letter or digit"
+
+    static func isValidName(_ s: String) -> Bool {
+        guard let first = s.utf8.first, s.utf8.count <= 64 else { return false }
+        func ok(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) }
+        return ok(first) && s.utf8.allSatisfy { ok($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+    }
+}
+
+/// Parsing of human-friendly durations and sizes.
+public enum Units {
+    public static func durationMs(_ text: String) -> Int? {
+        let t = text.trimmed(of: " ")
+        let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            guard let n = Double(t.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
+            return Int((n * Double(factor)).rounded())
+        }
+        guard let seconds = Double(t), seconds >= 0, seconds.isFinite else { return nil }
+        return Int((seconds * 1000).rounded())
+    }
+
+    public static func bytes(_ text: String) -> Int? {
+        let t = text.trimmed(of: " ")
+        let units: [(String, Int)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1),
+        ]
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            guard let n = Int(String(t.dropLast(suffix.count)).trimmed(of: " ")), n >= 0 else { return nil }
+            return n.multipliedReportingOverflow(by: factor).overflow ? nil : n * factor
+        }
+        return Int(t)
+    }
+
+    static func describeMs(_ ms: Int) -> String {
+        if ms % 1000 != 0 || ms == 0 { return "\(ms)ms" }
+        return "\(ms / 1000)s"
+    }
+}
+
+extension String {
+    func trimmed(of set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s.removeFirst() }
+        while s.last == set { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,113 @@
+/// The node's whole configuration, after `${ENV}` expansion and validation.
+///
+/// `GateMeshConfig()` is the embedded default: one node on 127.0.0.1:8787 with its data in
+/// ./gatemesh-data, the `default` gateway open, every built-in provider at its public URL.
+public struct GateMeshConfig: Sendable, Equatable {
+    public var node = NodeConfig()
+    public var admin = AdminConfig()
+    public var limits = LimitsConfig()
+    public var upstream = UpstreamConfig()
+    public var providers: [String: ProviderConfig] = [:]
+    public var gateways: [GatewayConfig] = [GatewayConfig(id: GatewayConfig.defaultID)]
+
+    public init() {}
+
+    /// The gateway with this id.
+    public func gateway(_ id: some StringProtocol) -> GatewayConfig? {
+        gateways.first { $0.id == id }
+    }
+}
+
+public struct NodeConfig: Sendable, Equatable {
+    public var name = "node-1"
+    public var region = "local"
+    public var listen = ListenAddress(host: "127.0.0.1", port: 8787)
+    public var dataDir = "./gatemesh-data"
+    /// How long SIGTERM waits for in-flight requests before it cancels them.
+    public var drainTimeoutMs = 30_000
+    public init() {}
+}
+
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, `[v6]:port` or `:port` (all interfaces). Returns nil when malformed.
+    public static func parse(_ text: String) -> ListenAddress? {
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            guard after.hasPrefix(":") else { return nil }
+            portText = after.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+            if host.contains(":") { return nil }
+        }
+        if host.isEmpty { host = "0.0.0.0" }
+        guard let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return ListenAddress(host: String(host), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct AdminConfig: Sendable, Equatable {
+    /// The bearer token for every operator endpoint but `/healthz`. Nil disables them (401).
+    public var token: String?
+    public init(token: String? = nil) { self.token = token }
+}
+
+public struct LimitsConfig: Sendable, Equatable {
+    /// The largest request body accepted, in bytes; larger ones get 413.
+    public var maxBodyBytes = 32 * 1024 * 1024
+    /// The largest request header block accepted, in bytes.
+    public var maxHeaderBytes = 64 * 1024
+    /// The most header fields in one request.
+    public var maxHeaderCount = 200
+    public init() {}
+}
+
+public struct UpstreamConfig: Sendable, Equatable {
+    /// Time allowed to open the TCP and TLS connection to a provider.
+    public var connectTimeoutMs = 10_000
+    /// Time allowed from sending the request to the first byte of the response head.
+    public var firstByteTimeoutMs = 300_000
+    /// Time allowed for the whole exchange, streamed body included. 0 means no limit.
+    public var totalTimeoutMs = 1_800_000
+    /// Offer HTTP/2 to TLS upstreams (falls back to HTTP/1.1 where not offered).
+    public var http2 = true
+    /// A PEM bundle to verify upstream TLS against instead of the system CA store.
+    public var caFile: String?
+    /// Bytes of response body buffered per transfer before the transfer is paused.
+    public var responseBufferBytes = 256 * 1024
+    public init() {}
+}
+
+public struct ProviderConfig: Sendable, Equatable {
+    public var baseURL: String?
+    public var apiKey: String?
+    public init(baseURL: String? = nil, apiKey: String? = nil) {
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+    }
+}
+
+public struct GatewayConfig: Sendable, Equatable {
+    public static let defaultID = "default"
+    public var id: String
+    /// Tokens accepted in `x-gatemesh-authorization: Bearer …`; empty means the gateway is open.
+    public var authTokens: [String]
+    public init(id: String, authTokens: [String] = []) {
+        self.id = id
+        self.authTokens = authTokens
+    }
+}

@@ -1,0 +1,99 @@
+/// What the gateway knows about one provider's API: where it lives and how it authenticates.
+public struct ProviderSpec: Sendable, Equatable {
+    /// How a provider's API expects its credential.
+    public enum Auth: Sendable, Equatable {
+        /// `Authorization: Bearer <key>`.
+        case bearer
+        /// A header of its own holding the bare key, e.g. `x-api-key`.
+        case header(String)
+    }
+
+    /// How the path after `/{provider}` maps onto the upstream URL.
+    public enum PathStyle: Sendable, Equatable {
+        /// `base_url` + the rest of the path, untouched.
+        case append
+        /// `/{resource}/{deployment}/rest`: `{resource}` and `{deployment}` are substituted into
+        /// `base_url`, then the rest is appended (Azure OpenAI).
+        case resourceAndDeployment
+    }
+
+    /// The canonical name, as in the URL: `openai`, `custom-ollama`.
+    public var id: String
+    /// The upstream base URL without a trailing slash.
+    public var defaultBaseURL: String
+    public var auth: Auth
+    public var pathStyle: PathStyle
+    /// True when the provider speaks the OpenAI wire format.
+    public var openAICompatible: Bool
+    /// A query parameter that may carry the key instead of a header (Google's `key`).
+    public var queryKeyParameter: String?
+
+    public init(
+        id: String,
+        defaultBaseURL: String,
+        auth: Auth,
+        pathStyle: PathStyle = .append,
+        openAICompatible: Bool,
+        queryKeyParameter: String? = nil
+    ) {
+        self.id = id
+        self.defaultBaseURL = defaultBaseURL
+        self.auth = auth
+        self.pathStyle = pathStyle
+        self.openAICompatible = openAICompatible
+        self.queryKeyParameter = queryKeyParameter
+    }
+
+    /// The request header names that carry a credential for this provider.
+    public var credentialHeader: String {
+        switch auth {
+        case .bearer: return "authorization"
+        case .header(let name): return name
+        }
+    }
+
+    /// The header value for a stored key.
+    public func credentialValue(for key: String) -> String {
+        switch auth {
+        case .bearer: return "Bearer " + key
+        case .header: return key
+        }
+    }
+}
+
+extension ProviderSpec {
+    /// The providers GateMesh knows by name. Base URLs follow the Cloudflare AI Gateway mapping, so a
+    /// client built for `https://gateway.ai.cloudflare.com/v1/{account}/{gateway}/{provider}` moves by
+    /// changing only the host; `docs/providers.md` tables them with their sources.
+    public static let builtIn: [ProviderSpec] = [
+        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "anthropic", defaultBaseURL: "https://api.anthropic.com", auth: .header("x-api-key"), openAICompatible: false),
+        ProviderSpec(
+            id: "azure-openai",
+            defaultBaseURL: "https://{resource}.openai.azure.com/openai/deployments/{deployment}",
+            auth: .header("api-key"), pathStyle: .resourceAndDeployment, openAICompatible: true
+        ),
+        ProviderSpec(
+            id: "google-ai-studio", defaultBaseURL: "https://generativelanguage.googleapis.com",
+            auth: .header("x-goog-api-key"), openAICompatible: false, queryKeyParameter: "key"
+        ),
+        ProviderSpec(id: "mistral", defaultBaseURL: "https://api.mistral.ai", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "perplexity-ai", defaultBaseURL: "https://api.perplexity.ai", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "cohere", defaultBaseURL: "https://api.cohere.ai", auth: .bearer, openAICompatible: false),
+    ]
+
+    /// Other names accepted in the URL for a built-in provider.
+    public static let aliases: [String: String] = ["grok": "xai"]
+
+    /// The spec of a `custom-{name}` provider: an OpenAI-compatible server at `baseURL`.
+    public static func custom(id: String, baseURL: String) -> ProviderSpec {
+        ProviderSpec(id: id, defaultBaseURL: baseURL, auth: .bearer, openAICompatible: true)
+    }
+
+    /// Every header name any provider reads a credential from. A stored key replaces all of them.
+    public static let allCredentialHeaders: Set<String> = ["authorization", "x-api-key", "api-key", "x-goog-api-key"]
+}

@@ -1,0 +1,149 @@
+/// Maps a request path onto a `Route`: pure, allocation-light, and the one place the URL grammar lives.
+///
+/// The grammar, first match wins:
+/// - `/healthz`
+/// - `/metrics`, `/cluster/…`, `/api/…`, `/dashboard…`: operator endpoints
+/// - `/v1/{account}/{gateway}/{provider}/…` when `{provider}` is known: Cloudflare-shaped passthrough
+/// - `/v1/{account}/{gateway}` when `{gateway}` is configured: universal endpoint
+/// - `/v1/…`: unified API on the default gateway
+/// - `/{provider}/…`: passthrough on the default gateway
+/// - `/{gateway}` : universal endpoint; `/{gateway}/v1/…`: unified API; `/{gateway}/{provider}/…`: passthrough
+public struct PathRouter: Sendable {
+    /// First path segments that belong to the operator API; no gateway may take these names.
+    public static let reservedNames: Set<String> = ["healthz", "metrics", "cluster", "api", "dashboard", "v1", "admin"]
+
+    public let catalogue: ProviderCatalogue
+    public let gateways: Set<String>
+
+    public init(catalogue: ProviderCatalogue, gateways: Set<String>) {
+        self.catalogue = catalogue
+        self.gateways = gateways
+    }
+
+    /// Resolves `path` (the raw path, without the query). Throws a 400 for a malformed path and
+    /// a 404 for an unknown provider or gateway.
+    public func route(path: String) throws(GatewayError) -> Route {
+        guard path.hasPrefix("/") else { throw .malformedPath("the request path must start with '/'") }
+        if path == "/healthz" { return .health }
+        let segments = PathSegments(path)
+        guard let first = segments.segment(0), !first.isEmpty else {
+            throw .notFound("no route for '/'; send requests to /{provider}/… or /v1/…, see docs/http-api.md")
+        }
+
+        switch first {
+        case "metrics", "cluster", "api", "dashboard", "admin":
+            return .operatorEndpoint(path: path)
+        case "v1":
+            return try routeV1(segments, path: path)
+        default:
+            break
+        }
+
+        if catalogue.contains(first) {
+            return .passthrough(try passthrough(gateway: GatewayConfig.defaultID, provider: first,
+                                                restStart: segments.offset(after: 0), path: path, shape: .direct))
+        }
+        if gateways.contains(String(first)) {
+            guard let second = segments.segment(1), !second.isEmpty else {
+                return .universal(gateway: String(first))
+            }
+            if second == "v1" {
+                return .unified(gateway: String(first), endpoint: String(path[segments.offset(after: 1)...]))
+            }
+            guard catalogue.contains(second) else { throw .unknownProvider(String(second)) }
+            return .passthrough(try passthrough(gateway: String(first), provider: second,
+                                                restStart: segments.offset(after: 1), path: path, shape: .named))
+        }
+        if segments.segment(1) == nil {
+            throw GatewayError(status: 404, type: "not_found_error", code: "unknown_provider_or_gateway",
+                               message: "'\(first)' is neither a provider nor a configured gateway")
+        }
+        if first.hasPrefix("custom-") { throw .unknownProvider(String(first)) }
+        throw GatewayError(status: 404, type: "not_found_error", code: "unknown_provider_or_gateway",
+                           message: "'\(first)' is neither a provider nor a configured gateway; see docs/providers.md")
+    }
+
+    /// The unified API endpoints under `/v1/` that are never read as `/v1/{account}/{gateway}`.
+    static let unifiedEndpoints: Set<String> = ["chat", "embeddings", "models", "messages", "completions", "responses"]
+
+    private func routeV1(_ segments: PathSegments, path: String) throws(GatewayError) -> Route {
+        if let account = segments.segment(1), !Self.unifiedEndpoints.contains(String(account)),
+           let gateway = segments.segment(2) {
+            if let provider = segments.segment(3), catalogue.contains(provider) {
+                guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
+                return .passthrough(try passthrough(gateway: String(gateway), provider: provider,
+                                                    restStart: segments.offset(after: 3), path: path,
+                                                    shape: .cloudflare(account: String(account))))
+            }
+            if segments.segment(3) == nil || segments.segment(3) == "" {
+                guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
+                return .universal(gateway: String(gateway))
+            }
+            if let provider = segments.segment(3), gateways.contains(String(gateway)) {
+                throw .unknownProvider(String(provider))
+            }
+        }
+        return .unified(gateway: GatewayConfig.defaultID, endpoint: path)
+    }
+
+    private func passthrough(
+        gateway: String, provider: Substring, restStart: String.Index, path: String, shape: PassthroughRoute.Shape
+    ) throws(GatewayError) -> PassthroughRoute {
+        let rest = String(path[restStart...])
+        try Self.validateRest(rest)
+        return PassthroughRoute(gateway: gateway, provider: String(provider), rest: rest, shape: shape)
+    }
+
+    /// Rejects upstream paths that could climb out of the provider's base path or smuggle bytes.
+    static func validateRest(_ rest: String) throws(GatewayError) {
+        for byte in rest.utf8 where byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
+            throw .malformedPath("the path contains a control character, a space or a backslash")
+        }
+        for segment in rest.split(separator: "/", omittingEmptySubsequences: false) {
+            let decoded = segment.replacingPercentDots()
+            if decoded == "." || decoded == ".." {
+                throw .malformedPath("the path may not contain '.' or '..' segments")
+            }
+        }
+    }
+}
+
+/// Lazily split view over the segments of a path that starts with `/`.
+struct PathSegments {
+    let path: String
+    /// Start index of each segment (just after its `/`), computed for the first few segments only.
+    private var starts: [String.Index] = []
+
+    init(_ path: String) {
+        self.path = path
+        var idx = path.startIndex
+        while idx < path.endIndex, starts.count < 5 {
+            guard path[idx] == "/" else { break }
+            let start = path.index(after: idx)
+            starts.append(start)
+            idx = path[start...].firstIndex(of: "/") ?? path.endIndex
+        }
+    }
+
+    /// Segment `i` (0-based), or nil past the end of the path.
+    func segment(_ i: Int) -> Substring? {
+        guard i < starts.count else { return nil }
+        let start = starts[i]
+        let end = path[start...].firstIndex(of: "/") ?? path.endIndex
+        return path[start..<end]
+    }
+
+    /// The index just after segment `i`: where the rest of the path (with its leading `/`) begins.
+    func offset(after i: Int) -> String.Index {
+        let start = starts[i]
+        return path[start...].firstIndex(of: "/") ?? path.endIndex
+    }
+}
+
+extension Substring {
+    /// The segment with `%2e`/`%2E` decoded to `.`, enough to spot encoded dot segments.
+    func replacingPercentDots() -> String {
+        guard contains("%") else { return String(self) }
+        return String(self).replacing("%2e", with: ".").replacing("%2E", with: ".")
+    }
+}

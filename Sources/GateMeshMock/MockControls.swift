@@ -1,0 +1,54 @@
+import HTTPTypes
+import Hummingbird
+
+/// Per-request behaviour of the mock provider, read from `x-mock-…` request headers.
+///
+/// | header | effect |
+/// |---|---|
+/// | `x-mock-latency-ms` | wait this long before the response head |
+/// | `x-mock-token-delay-ms` | wait this long before each streamed event after the first |
+/// | `x-mock-output-tokens` | produce exactly this many output tokens (default 16, capped by the request's max tokens) |
+/// | `x-mock-status` | answer with this error status and the provider's error body |
+/// | `x-mock-fail-after` | answer the first N requests with this key normally, later ones with `x-mock-status` (default 500) |
+/// | `x-mock-fail-key` | the counter `x-mock-fail-after` uses (default `default`) |
+/// | `x-mock-hang` | `true`: never answer; the connection stays open until the client closes it |
+/// | `x-mock-drop-after` | in a streamed response, close the connection abruptly after N events |
+public struct MockControls: Sendable, Equatable {
+    public var latencyMs = 0
+    public var tokenDelayMs = 0
+    public var outputTokens: Int?
+    public var status: Int?
+    public var failAfter: Int?
+    public var failKey = "default"
+    public var hang = false
+    public var dropAfter: Int?
+
+    public init() {}
+
+    /// The largest output a request may ask for, so a typo cannot make the mock stream forever.
+    public static let maxOutputTokens = 100_000
+
+    init(headers: HTTPFields) throws(MockError) {
+        func int(_ name: String, _ range: ClosedRange<Int>) throws(MockError) -> Int? {
+            guard let value = headers[HTTPField.Name(name)!] else { return nil }
+            guard let n = Int(value), range.contains(n) else {
+                throw MockError(status: 400, message: "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return n
+        }
+        latencyMs = try int("x-mock-latency-ms", 0...600_000) ?? 0
+        tokenDelayMs = try int("x-mock-token-delay-ms", 0...60_000) ?? 0
+        outputTokens = try int("x-mock-output-tokens", 0...Self.maxOutputTokens)
+        status = try int("x-mock-status", 100...599)
+        failAfter = try int("x-mock-fail-after", 0...Int(Int32.max))
+        dropAfter = try int("x-mock-drop-after", 0...Self.maxOutputTokens)
+        if let key = headers[HTTPField.Name("x-mock-fail-key")!] { failKey = key }
+        if let hang = headers[HTTPField.Name("x-mock-hang")!] { self.hang = hang == "true" || hang == "1" }
+    }
+}
+
+/// A request the mock refuses, answered in the format of the provider it imitates.
+struct MockError: Error {
+    var status: Int
+    var message: String
+}

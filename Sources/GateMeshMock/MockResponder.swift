@@ -1,0 +1,211 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOConcurrencyHelpers
+
+/// Answers as OpenAI, Anthropic or Google AI Studio would, chosen by the request path's ending,
+/// so the mock can stand behind any provider prefix (`/v1/chat/completions`, `/openai/v1/…`).
+struct MockResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+    let stats: MockStats
+    let sequence = NIOLockedValueBox(0)
+
+    enum Dialect {
+        case openAIChat, openAICompletion, openAIEmbeddings, openAIModels, openAIModel(String)
+        case anthropicMessages
+        case google(model: String, stream: Bool)
+        case echo
+    }
+
+    static func dialect(method: HTTPRequest.Method, path: String) -> Dialect? {
+        if path.hasPrefix("/echo") { return .echo }
+        if path.hasSuffix("/chat/completions") { return .openAIChat }
+        if path.hasSuffix("/completions") { return .openAICompletion }
+        if path.hasSuffix("/embeddings") { return .openAIEmbeddings }
+        if path.hasSuffix("/messages") { return .anthropicMessages }
+        if path.hasSuffix("/models") && method == .get { return .openAIModels }
+        if let range = path.range(of: "/models/"), method == .get, !path.contains(":") {
+            return .openAIModel(String(path[range.upperBound...]))
+        }
+        if let colon = path.lastIndex(of: ":"), let slash = path[..<colon].lastIndex(of: "/") {
+            let model = String(path[path.index(after: slash)..<colon])
+            switch path[path.index(after: colon)...] {
+            case "generateContent": return .google(model: model, stream: false)
+            case "streamGenerateContent": return .google(model: model, stream: true)
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        if path.hasPrefix("/_mock/") { return control(path: path, method: request.method) }
+        stats.update { $0.requests += 1; $0.inFlight += 1 }
+        defer { stats.update { $0.inFlight -= 1 } }
+
+        guard let dialect = Self.dialect(method: request.method, path: path) else {
+            return Self.json(404, MockFormats.openAIError(status: 404, message: "the mock provider has no route for \(request.method) \(path)"))
+        }
+        func error(_ status: Int, _ message: String) -> Response {
+            switch dialect {
+            case .anthropicMessages: return Self.json(status, MockFormats.anthropicError(status: status, message: message))
+            case .google: return Self.json(status, MockFormats.googleError(status: status, message: message))
+            default: return Self.json(status, MockFormats.openAIError(status: status, message: message))
+            }
+        }
+
+        let controls: MockControls
+        do {
+            controls = try MockControls(headers: request.headers)
+        } catch let e {
+            return error(e.status, e.message)
+        }
+        var request = request
+        let bodyBuffer = try await request.collectBody(upTo: 256 << 20)
+        let bodyBytes = Data(buffer: bodyBuffer)
+
+        if case .echo = dialect { return Self.echo(request: request, body: bodyBytes) }
+
+        if controls.latencyMs > 0 { try await Task.sleep(for: .milliseconds(controls.latencyMs)) }
+        if controls.hang {
+            stats.update { $0.hangs += 1 }
+            try await Task.sleep(for: .seconds(3600))
+        }
+        if let failAfter = controls.failAfter {
+            if stats.countFailKey(controls.failKey) > failAfter {
+                return error(controls.status ?? 500, "mock failure after \(failAfter) requests")
+            }
+        } else if let status = controls.status {
+            var response = error(status, "mock error with status \(status)")
+            if status == 429 { response.headers[.retryAfter] = "1" }
+            return response
+        }
+
+        var json: [String: Any] = [:]
+        if request.method == .post {
+            guard let parsed = (try? JSONSerialization.jsonObject(with: bodyBytes)) as? [String: Any] else {
+                return error(400, "the request body is not a JSON object")
+            }
+            json = parsed
+        }
+        let n = sequence.withLockedValue { $0 += 1; return $0 }
+        let created = Int(Date().timeIntervalSince1970)
+
+        func output(model: String, id: String, maxTokens: Int?) -> MockFormats.Output {
+            let wanted = controls.outputTokens ?? 16
+            let count = maxTokens.map { min($0, wanted) } ?? wanted
+            return MockFormats.Output(model: model, inputTokens: MockText.inputTokens(json), outputTokens: count,
+                                      truncated: count < wanted, id: id, created: created)
+        }
+        let stream = json["stream"] as? Bool ?? false
+        let includeUsage = (json["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
+        let model = json["model"] as? String ?? "mock-model"
+
+        switch dialect {
+        case .openAIChat:
+            guard json["messages"] is [Any] else { return error(400, "'messages' is required") }
+            let maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
+            let o = output(model: model, id: "chatcmpl-mock\(n)", maxTokens: maxTokens)
+            if stream { return streamed(MockFormats.openAIChatStream(o, includeUsage: includeUsage), controls: controls, sse: true) }
+            return Self.json(200, MockFormats.openAIChat(o))
+        case .openAICompletion:
+            guard json["prompt"] != nil else { return error(400, "'prompt' is required") }
+            let o = output(model: model, id: "cmpl-mock\(n)", maxTokens: json["max_tokens"] as? Int)
+            if stream { return streamed(MockFormats.openAICompletionStream(o, includeUsage: includeUsage), controls: controls, sse: true) }
+            return Self.json(200, MockFormats.openAICompletion(o))
+        case .openAIEmbeddings:
+            let inputs: [String]
+            if let s = json["input"] as? String { inputs = [s] } else if let a = json["input"] as? [String] { inputs = a } else {
+                return error(400, "'input' must be a string or an array of strings")
+            }
+            let dimensions = min(max(json["dimensions"] as? Int ?? 8, 1), 4096)
+            return Self.json(200, MockFormats.openAIEmbeddings(model: model, inputs: inputs, dimensions: dimensions))
+        case .openAIModels:
+            return Self.json(200, MockFormats.openAIModels())
+        case .openAIModel(let id):
+            return Self.json(200, MockFormats.openAIModel(id))
+        case .anthropicMessages:
+            guard json["messages"] is [Any] else { return error(400, "messages: field required") }
+            guard let maxTokens = json["max_tokens"] as? Int else { return error(400, "max_tokens: field required") }
+            let o = output(model: model, id: "msg_mock\(n)", maxTokens: maxTokens)
+            if stream { return streamed(MockFormats.anthropicStream(o), controls: controls, sse: true) }
+            return Self.json(200, MockFormats.anthropicMessage(o))
+        case .google(let model, let isStream):
+            guard json["contents"] is [Any] else { return error(400, "contents is required") }
+            let maxTokens = (json["generationConfig"] as? [String: Any])?["maxOutputTokens"] as? Int
+            let o = output(model: model, id: "mock-response-\(n)", maxTokens: maxTokens)
+            if isStream {
+                let sse = request.uri.queryParameters["alt"] == "sse"
+                return streamed(MockFormats.googleStream(o, sse: sse), controls: controls, sse: sse)
+            }
+            return Self.json(200, MockFormats.googleGenerate(o))
+        case .echo:
+            return Self.echo(request: request, body: bodyBytes)
+        }
+    }
+
+    /// A streamed response: the first event at once, each later one after the token delay.
+    func streamed(_ events: [String], controls: MockControls, sse: Bool) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = sse ? "text/event-stream; charset=utf-8" : "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-cache"
+        let stats = self.stats
+        stats.update { $0.streamsStarted += 1 }
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            do {
+                for (i, event) in events.enumerated() {
+                    if let drop = controls.dropAfter, i >= drop {
+                        stats.update { $0.streamsDropped += 1 }
+                        throw MockDrop()
+                    }
+                    if i > 0 && controls.tokenDelayMs > 0 { try await Task.sleep(for: .milliseconds(controls.tokenDelayMs)) }
+                    try await writer.write(ByteBuffer(string: event))
+                }
+                try await writer.finish(nil)
+                stats.update { $0.streamsCompleted += 1 }
+            } catch is MockDrop {
+                throw MockDrop()
+            } catch {
+                stats.update { $0.streamsAborted += 1 }
+                throw error
+            }
+        })
+    }
+
+    struct MockDrop: Error {}
+
+    func control(path: String, method: HTTPRequest.Method) -> Response {
+        switch path {
+        case "/_mock/stats": return Self.json(200, stats.json)
+        case "/_mock/reset":
+            stats.reset()
+            return Self.json(200, stats.json)
+        case "/_mock/healthz": return Self.json(200, "{\"status\":\"ok\"}")
+        default: return Self.json(404, MockFormats.openAIError(status: 404, message: "unknown mock control \(path)"))
+        }
+    }
+
+    static func json(_ status: Int, _ body: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .init(code: status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// Returns what arrived, so tests can check that the gateway forwarded it untouched.
+    static func echo(request: Request, body: Data) -> Response {
+        let headers: [[String]] = request.headers.map { [$0.name.canonicalName, $0.value] }
+        let object: [String: Any] = [
+            "method": request.method.rawValue,
+            "path": request.uri.path,
+            "query": request.uri.query ?? "",
+            "headers": headers,
+            "body": String(decoding: body, as: UTF8.self),
+            "body_bytes": body.count,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json"
+        return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import GateMeshCore
+import GateMeshStore
+import GateMeshUpstream
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// One GateMesh node: the store, the upstream client and the HTTP server, wired from a config.
+///
+/// `run()` serves until SIGTERM or SIGINT, then stops accepting connections, lets in-flight
+/// requests finish for up to `node.drain_timeout`, cancels what is left, and returns.
+public final class GatewayNode: Sendable {
+    public let config: GateMeshConfig
+    let store: NodeStore
+    let client: UpstreamClient
+    let state: NodeState
+    let logger: Logger
+
+    /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
+    /// directory cannot be used.
+    public init(config: GateMeshConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.store = try NodeStore(dataDir: config.node.dataDir)
+        let identity = try store.recordStart(nodeName: config.node.name)
+        self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
+        self.client = UpstreamClient(
+            configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,
+                                 responseBufferBytes: config.upstream.responseBufferBytes),
+            logger: logger)
+    }
+
+    /// The Hummingbird application serving this node; `onRunning` gets the bound port.
+    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let catalogue = ProviderCatalogue(overrides: config.providers)
+        let responder = GatewayResponder(
+            router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
+            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, logger: logger),
+            operatorAPI: OperatorAPI(state: state),
+            state: state,
+            logger: logger)
+        let limits = config.limits
+        return Application(
+            responder: responder,
+            server: .http1(configuration: .init(
+                idleTimeout: .seconds(120),
+                httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes,
+                                                maxHeaderFieldCount: limits.maxHeaderCount))),
+            configuration: .init(address: .hostname(config.node.listen.host, port: config.node.listen.port), serverName: nil),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
+    /// Serves until SIGTERM/SIGINT, drains, and shuts the upstream client down.
+    public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = application(onRunning: onRunning)
+        var groupConfig = ServiceGroupConfiguration(services: [app], logger: logger)
+        groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
+        groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
+        groupConfig.maximumCancellationDuration = .seconds(5)
+        defer { client.shutdown() }
+        try await ServiceGroup(configuration: groupConfig).run()
+        logger.info("stopped", metadata: ["node": "\(config.node.name)"])
+    }
+
+    /// Stops the upstream client (for tests that run the application themselves).
+    public func shutdown() {
+        client.shutdown()
+    }
+}

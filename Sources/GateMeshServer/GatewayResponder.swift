@@ -1,0 +1,50 @@
+import GateMeshCore
+import GateMeshUpstream
+import Hummingbird
+import Logging
+
+/// The node's single HTTP responder: routes by the pure `PathRouter`, then hands off to the
+/// operator API or the proxy. Every error leaves here as one JSON error response.
+struct GatewayResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+    let router: PathRouter
+    let proxy: ProxyHandler
+    let operatorAPI: OperatorAPI
+    let state: NodeState
+    let logger: Logger
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        state.begin()
+        defer { state.end() }
+        do {
+            switch try router.route(path: request.uri.path) {
+            case .health:
+                return operatorAPI.health()
+            case .operatorEndpoint(let path):
+                return try operatorAPI.respond(path: path, request: request)
+            case .passthrough(let route):
+                return try await proxy.handle(route, request: request)
+            case .unified(let gateway, let endpoint):
+                guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+                try ProxyHandler.authorize(g, headers: request.headers)
+                throw GatewayError.notImplemented(
+                    "the unified API (\(endpoint)) is not available in this build yet; call a provider directly at /{provider}/…")
+            case .universal(let gateway):
+                guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+                try ProxyHandler.authorize(g, headers: request.headers)
+                throw GatewayError.notImplemented(
+                    "the universal endpoint POST /\(gateway) is not available in this build yet; call a provider directly at /\(gateway)/{provider}/…")
+            }
+        } catch let error as GatewayError {
+            return ErrorResponse.response(for: error)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as HTTPError {
+            return ErrorResponse.response(for: GatewayError(status: Int(error.status.code), type: "invalid_request_error",
+                                                            code: "http_error", message: error.body ?? error.status.reasonPhrase))
+        } catch {
+            logger.error("unexpected error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return ErrorResponse.response(for: .internalError("internal error: \(error)"))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import CGateMeshOpenSSL
+import GateMeshCore
+import GateMeshUpstream
+import HTTPTypes
+import Hummingbird
+
+/// `/healthz` and the admin-token-guarded operator endpoints.
+struct OperatorAPI: Sendable {
+    let state: NodeState
+
+    func health() -> Response {
+        json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
+    }
+
+    /// Checks `Authorization: Bearer <admin token>`, then serves the endpoint.
+    func respond(path: String, request: Request) throws(GatewayError) -> Response {
+        guard let token = state.config.admin.token else {
+            throw .unauthorized("the operator API is disabled: set admin.token in the config (or GATEMESH_ADMIN_TOKEN when running without one)",
+                                code: "admin_disabled")
+        }
+        guard let header = request.headers[.authorization] else {
+            throw .unauthorized("missing admin token: send Authorization: Bearer <admin token>", code: "missing_admin_token")
+        }
+        guard let presented = TokenCheck.bearerToken(header), TokenCheck.constantTimeEquals(presented, token) else {
+            throw .unauthorized("wrong admin token", code: "invalid_admin_token")
+        }
+        switch path {
+        case "/cluster/status":
+            guard request.method == .get else { throw .methodNotAllowed(request.method.rawValue, allowed: "GET") }
+            return json(clusterStatus())
+        default:
+            throw .notFound("no operator endpoint at \(path); see docs/http-api.md")
+        }
+    }
+
+    /// The cluster as this node sees it. Until nodes join each other it is this node alone.
+    func clusterStatus() -> String {
+        let c = state.config
+        let uptime = ContinuousClock.now - state.startedAt
+        let self_ = """
+        {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
+        "address":\(JSON.quoted(c.node.listen.description)),"status":"alive","self":true,"started_at":\(state.startedAtUnix),\
+        "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
+        "starts":\(state.identity.starts)}
+        """
+        let gateways = c.gateways.map { g in
+            "{\"id\":\(JSON.quoted(g.id)),\"authenticated\":\(!g.authTokens.isEmpty)}"
+        }.joined(separator: ",")
+        return """
+        {"cluster":{"size":1,"mode":"single-node"},"members":[\(self_)],"gateways":[\(gateways)],\
+        "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
+        "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
+        """
+    }
+
+    func json(_ body: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+public enum GateMeshVersion {
+    public static let current = "0.1.0"
+}

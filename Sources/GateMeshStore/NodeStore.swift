@@ -1,0 +1,77 @@
+import Foundation
+import GRDB
+
+/// The node's embedded SQLite database (WAL mode) in its data directory.
+///
+/// This issue keeps only the node's identity here; the request log, the cache and the budget
+/// counters add their own tables through `migrator`. Writes from the request path go through a
+/// batching writer (added with the request log), never straight to SQLite.
+public final class NodeStore: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    /// The facts the store keeps about this node across restarts.
+    public struct Identity: Sendable, Equatable {
+        /// Stable across restarts: created on first start, never changed after.
+        public var nodeID: String
+        /// How many times this data directory has been opened, this start included.
+        public var starts: Int
+    }
+
+    /// Opens (creating when missing) `dataDir/gatemesh.sqlite`. Throws `StoreError` with the path
+    /// and the reason when the directory cannot be created or the database cannot be opened.
+    public init(dataDir: String) throws(StoreError) {
+        do {
+            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(message: "cannot create the data directory '\(dataDir)': \(error.localizedDescription)")
+        }
+        path = (dataDir as NSString).appendingPathComponent("gatemesh.sqlite")
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.label = "gatemesh"
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError(message: "cannot open the database '\(path)': \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-node-meta") { db in
+            try db.create(table: "node_meta") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+        }
+        return migrator
+    }
+
+    /// Records one more start of this node and returns its identity.
+    public func recordStart(nodeName: String) throws(StoreError) -> Identity {
+        do {
+            return try pool.write { db in
+                let existingID = try String.fetchOne(db, sql: "SELECT value FROM node_meta WHERE key = 'node_id'")
+                let nodeID = existingID ?? UUID().uuidString.lowercased()
+                let starts = (try Int.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM node_meta WHERE key = 'starts'") ?? 0) + 1
+                try db.execute(sql: "INSERT OR REPLACE INTO node_meta(key, value) VALUES ('node_id', ?), ('starts', ?), ('node_name', ?)",
+                               arguments: [nodeID, String(starts), nodeName])
+                return Identity(nodeID: nodeID, starts: starts)
+            }
+        } catch {
+            throw StoreError(message: "cannot write to the database '\(path)': \(error)")
+        }
+    }
+
+    /// The journal mode SQLite reports (`wal` once opened).
+    public func journalMode() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+}
+
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,89 @@
+import CGateMeshCurl
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The HTTP client the gateway uses for every provider: libcurl's multi interface, one driver
+/// thread per multi handle, connection reuse and HTTP/2 where the provider offers it.
+///
+/// TLS is verified against the system CA store (or `caFile`). Proxies come from the standard
+/// environment variables, as libcurl reads them: `https_proxy`/`HTTPS_PROXY`, `http_proxy`,
+/// `no_proxy`/`NO_PROXY`.
+public final class UpstreamClient: Sendable {
+    public struct Configuration: Sendable {
+        public var http2: Bool
+        public var caFile: String?
+        /// Response bytes buffered per transfer before it is paused.
+        public var responseBufferBytes: Int
+        /// Idle connections kept open for reuse, across all providers.
+        public var maxCachedConnections: Int
+        /// Driver threads (each with its own multi handle and connection cache).
+        public var drivers: Int
+
+        public init(http2: Bool = true, caFile: String? = nil, responseBufferBytes: Int = 256 * 1024,
+                    maxCachedConnections: Int = 256, drivers: Int = 1) {
+            self.http2 = http2
+            self.caFile = caFile
+            self.responseBufferBytes = responseBufferBytes
+            self.maxCachedConnections = maxCachedConnections
+            self.drivers = drivers
+        }
+    }
+
+    private let drivers: [CurlDriver]
+    private let next = NIOLockedValueBox(0)
+    private let configuration: Configuration
+
+    /// The linked libcurl's version, and whether it can speak HTTP/2.
+    public static var libcurlVersion: String { String(cString: ccurl_version()) }
+    public static var libcurlHasHTTP2: Bool { ccurl_has_http2() != 0 }
+
+    public init(configuration: Configuration = .init(), logger: Logger = Logger(label: "gatemesh.upstream")) {
+        Self.globalInit
+        self.configuration = configuration
+        self.drivers = (0..<max(1, configuration.drivers)).map {
+            CurlDriver(configuration: configuration, logger: logger, index: $0)
+        }
+    }
+
+    private static let globalInit: Void = {
+        let rc = ccurl_global_init()
+        precondition(rc == 0, "curl_global_init failed with \(rc)")
+    }()
+
+    /// Starts a transfer. The request is sent at once; read the head with `responseHead()`.
+    public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
+        let driver: CurlDriver
+        if drivers.count == 1 {
+            driver = drivers[0]
+        } else {
+            let i = next.withLockedValue { v -> Int in
+                v = (v + 1) % drivers.count
+                return v
+            }
+            driver = drivers[i]
+        }
+        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes)
+        driver.submit(.add(transfer))
+        return transfer
+    }
+
+    /// Cancels every transfer still running and stops the driver threads.
+    public func shutdown() {
+        for driver in drivers { driver.shutdown() }
+    }
+}
+
+/// An async sequence over a transfer's response body.
+public struct UpstreamBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let transfer: UpstreamTransfer
+    public init(_ transfer: UpstreamTransfer) { self.transfer = transfer }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let transfer: UpstreamTransfer
+        public mutating func next() async throws -> ByteBuffer? { try await transfer.nextChunk() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(transfer: transfer) }
+}

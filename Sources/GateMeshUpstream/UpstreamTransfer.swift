@@ -1,0 +1,360 @@
+import CGateMeshCurl
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One exchange with a provider, bridging a libcurl easy handle to async Swift.
+///
+/// Contract: the curl driver thread calls the `driver…` methods; any task may call the public ones.
+/// The response body is delivered through `nextChunk()` with back-pressure: once `highWater` bytes
+/// wait unread, the transfer is paused (curl stops reading the socket) until the reader has taken
+/// it down to `lowWater`. A streamed request body is fed through `writeBody`, which suspends while
+/// more than `highWater` bytes wait to be sent. `cancel()` ends the transfer at once and closes
+/// its connection.
+public final class UpstreamTransfer: @unchecked Sendable {
+    let request: UpstreamRequest
+    let highWater: Int
+    let lowWater: Int
+    private let driver: CurlDriver
+    private let lock = NIOLock()
+    private var state = State()
+
+    // MARK: Driver-thread-only state
+    var easy: UnsafeMutableRawPointer?
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var errorBuffer: UnsafeMutablePointer<CChar>?
+    var firstByteDeadline: UInt64 = 0
+    var headDelivered = false
+    private var parsingHeaders: [(name: String, value: String)] = []
+    private var parsingStatus = 0
+    private var parsingVersion = "1.1"
+
+    private struct State {
+        var head: Result<UpstreamResponseHead, UpstreamError>?
+        var headWaiter: CheckedContinuation<UpstreamResponseHead, any Error>?
+        var chunks = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+        var bufferedBytes = 0
+        var receivePaused = false
+        var bodyWaiter: CheckedContinuation<ByteBuffer?, any Error>?
+        var finished = false
+        var failure: UpstreamError?
+        var cancelled = false
+        // upload
+        var uploadChunks = CircularBuffer<ByteBuffer>(initialCapacity: 2)
+        var uploadBytes = 0
+        var uploadFinished = false
+        var sendPaused = false
+        var uploadWaiter: CheckedContinuation<Void, any Error>?
+    }
+
+    init(request: UpstreamRequest, driver: CurlDriver, bufferBytes: Int) {
+        self.request = request
+        self.driver = driver
+        self.highWater = bufferBytes
+        self.lowWater = bufferBytes / 4
+        switch request.body {
+        case .none:
+            state.uploadFinished = true
+        case .bytes(let buffer):
+            if buffer.readableBytes > 0 { state.uploadChunks.append(buffer) }
+            state.uploadBytes = buffer.readableBytes
+            state.uploadFinished = true
+        case .streamed:
+            break
+        }
+    }
+
+    // MARK: - Public API
+
+    /// Waits for the response head. Throws `UpstreamError` when the provider cannot be reached,
+    /// times out before the head, or the transfer is cancelled.
+    public func responseHead() async throws -> UpstreamResponseHead {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<UpstreamResponseHead, any Error>) in
+                let ready: Result<UpstreamResponseHead, UpstreamError>? = lock.withLock {
+                    if let head = state.head { return head }
+                    state.headWaiter = c
+                    return nil
+                }
+                if let ready { c.resume(with: ready.mapError { $0 as any Error }) }
+            }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
+    /// The next piece of the response body, or nil at its end. Throws `UpstreamError` when the
+    /// transfer breaks mid-body.
+    public func nextChunk() async throws -> ByteBuffer? {
+        enum Step { case chunk(ByteBuffer, unpause: Bool), end, fail(UpstreamError), wait }
+        let step: Step = lock.withLock {
+            if let chunk = state.chunks.popFirst() {
+                state.bufferedBytes -= chunk.readableBytes
+                let unpause = state.receivePaused && state.bufferedBytes <= lowWater
+                if unpause { state.receivePaused = false }
+                return .chunk(chunk, unpause: unpause)
+            }
+            if let failure = state.failure { return .fail(failure) }
+            if state.finished { return .end }
+            return .wait
+        }
+        switch step {
+        case .chunk(let chunk, let unpause):
+            if unpause { driver.submit(.unpause(self)) }
+            return chunk
+        case .end:
+            return nil
+        case .fail(let error):
+            throw error
+        case .wait:
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer?, any Error>) in
+                    enum Now { case value(ByteBuffer?, unpause: Bool), error(UpstreamError), parked }
+                    let now: Now = lock.withLock {
+                        if let chunk = state.chunks.popFirst() {
+                            state.bufferedBytes -= chunk.readableBytes
+                            let unpause = state.receivePaused && state.bufferedBytes <= lowWater
+                            if unpause { state.receivePaused = false }
+                            return .value(chunk, unpause: unpause)
+                        }
+                        if let failure = state.failure { return .error(failure) }
+                        if state.finished { return .value(nil, unpause: false) }
+                        state.bodyWaiter = c
+                        return .parked
+                    }
+                    switch now {
+                    case .value(let v, let unpause):
+                        if unpause { driver.submit(.unpause(self)) }
+                        c.resume(returning: v)
+                    case .error(let e): c.resume(throwing: e)
+                    case .parked: break
+                    }
+                }
+            } onCancel: {
+                self.cancel()
+            }
+        }
+    }
+
+    /// Sends one piece of a streamed request body. Suspends while the send buffer is full.
+    public func writeBody(_ buffer: ByteBuffer) async throws {
+        guard buffer.readableBytes > 0 else { return }
+        let (unpause, mustWait): (Bool, Bool) = try lock.withLock {
+            if state.cancelled { throw UpstreamError.cancelled }
+            if let failure = state.failure { throw failure }
+            state.uploadChunks.append(buffer)
+            state.uploadBytes += buffer.readableBytes
+            let unpause = state.sendPaused
+            state.sendPaused = false
+            return (unpause, state.uploadBytes > highWater)
+        }
+        if unpause { driver.submit(.unpause(self)) }
+        if mustWait {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                let error: UpstreamError?? = lock.withLock {
+                    if state.cancelled { return .some(.cancelled) }
+                    if let failure = state.failure { return .some(failure) }
+                    if state.finished || state.uploadBytes <= lowWater { return .some(nil) }
+                    state.uploadWaiter = c
+                    return .none
+                }
+                switch error {
+                case .some(.some(let e)): c.resume(throwing: e)
+                case .some(.none): c.resume()
+                case .none: break
+                }
+            }
+        }
+    }
+
+    /// Ends a streamed request body.
+    public func finishBody() {
+        let unpause: Bool = lock.withLock {
+            state.uploadFinished = true
+            let unpause = state.sendPaused
+            state.sendPaused = false
+            return unpause
+        }
+        if unpause { driver.submit(.unpause(self)) }
+    }
+
+    /// Ends the transfer now: its connection is closed and every waiter gets `.cancelled`.
+    public func cancel() {
+        let first: Bool = lock.withLock {
+            if state.cancelled { return false }
+            state.cancelled = true
+            if state.finished {
+                // Already off the driver: drop what is buffered so the reader stops too.
+                state.chunks.removeAll()
+                state.bufferedBytes = 0
+                if state.failure == nil { state.failure = .cancelled }
+                return false
+            }
+            return true
+        }
+        if first { driver.submit(.cancel(self)) }
+    }
+
+    /// True once every byte of the request body has been handed to curl.
+    public var requestBodySent: Bool {
+        lock.withLock { state.uploadFinished && state.uploadChunks.isEmpty }
+    }
+
+    // MARK: - Driver thread
+
+    /// Called with each response header line (trailers too, which are ignored).
+    func driverHeaderLine(_ line: UnsafeRawBufferPointer) {
+        if headDelivered { return }
+        var end = line.count
+        while end > 0, line[end - 1] == UInt8(ascii: "\n") || line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        if end == 0 {
+            // End of one header block; 1xx blocks are interim and skipped.
+            if parsingStatus >= 100 && parsingStatus < 200 {
+                parsingHeaders.removeAll(keepingCapacity: true)
+                parsingStatus = 0
+                return
+            }
+            if parsingStatus != 0 { deliverHead() }
+            return
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
+        if text.hasPrefix("HTTP/") {
+            parsingHeaders.removeAll(keepingCapacity: true)
+            let parts = text.split(separator: " ", maxSplits: 2)
+            parsingVersion = parts.first.map { String($0.dropFirst(5)) } ?? "1.1"
+            parsingStatus = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            return
+        }
+        if text.first == " " || text.first == "\t", !parsingHeaders.isEmpty {
+            parsingHeaders[parsingHeaders.count - 1].value += " " + text.trimmingWhitespace()
+            return
+        }
+        guard let colon = text.firstIndex(of: ":") else { return }
+        let name = text[..<colon].lowercased()
+        let value = text[text.index(after: colon)...].trimmingWhitespace()
+        parsingHeaders.append((name, value))
+    }
+
+    /// Called with each piece of response body. Returns the count consumed, the pause marker,
+    /// or 0 to abort (cancelled).
+    func driverBodyData(_ data: UnsafeRawBufferPointer) -> Int {
+        if !headDelivered { deliverHead() }
+        let admit: Bool? = lock.withLock {
+            if state.cancelled { return nil }
+            if state.bufferedBytes >= highWater {
+                state.receivePaused = true
+                return false
+            }
+            return true
+        }
+        guard let admit else { return 0 }
+        guard admit else { return ccurl_writefunc_pause() }
+        let buffer = ByteBuffer(bytes: data)
+        let waiter: CheckedContinuation<ByteBuffer?, any Error>? = lock.withLock {
+            if let w = state.bodyWaiter {
+                state.bodyWaiter = nil
+                return w
+            }
+            state.chunks.append(buffer)
+            state.bufferedBytes += buffer.readableBytes
+            return nil
+        }
+        waiter?.resume(returning: buffer)
+        return data.count
+    }
+
+    /// Called when curl wants more request body. Returns bytes copied, 0 at the end, or a pause/abort marker.
+    func driverReadBody(into out: UnsafeMutableRawBufferPointer) -> Int {
+        enum Step { case copied(Int, CheckedContinuation<Void, any Error>?), end, pause, abort }
+        let step: Step = lock.withLock {
+            if state.cancelled { return .abort }
+            guard var front = state.uploadChunks.first else {
+                if state.uploadFinished { return .end }
+                state.sendPaused = true
+                return .pause
+            }
+            let n = min(out.count, front.readableBytes)
+            front.withUnsafeReadableBytes { src in
+                out.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n)
+            }
+            front.moveReaderIndex(forwardBy: n)
+            if front.readableBytes == 0 {
+                state.uploadChunks.removeFirst()
+            } else {
+                state.uploadChunks[state.uploadChunks.startIndex] = front
+            }
+            state.uploadBytes -= n
+            var waiter: CheckedContinuation<Void, any Error>?
+            if state.uploadBytes <= lowWater, let w = state.uploadWaiter {
+                state.uploadWaiter = nil
+                waiter = w
+            }
+            return .copied(n, waiter)
+        }
+        switch step {
+        case .copied(let n, let waiter):
+            waiter?.resume()
+            return n
+        case .end: return 0
+        case .pause: return ccurl_readfunc_pause()
+        case .abort: return ccurl_readfunc_abort()
+        }
+    }
+
+    /// Delivers the parsed head (or the status curl reports) to whoever waits for it.
+    func deliverHead() {
+        guard !headDelivered else { return }
+        headDelivered = true
+        var status = parsingStatus
+        if status == 0, let easy {
+            var code = 0
+            _ = ccurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+            status = code
+        }
+        let head = UpstreamResponseHead(status: status, headers: parsingHeaders, httpVersion: parsingVersion)
+        parsingHeaders = []
+        let waiter: CheckedContinuation<UpstreamResponseHead, any Error>? = lock.withLock {
+            state.head = .success(head)
+            let w = state.headWaiter
+            state.headWaiter = nil
+            return w
+        }
+        waiter?.resume(returning: head)
+    }
+
+    /// Marks the transfer over, with `error` nil for a clean end, and wakes every waiter.
+    func driverComplete(_ error: UpstreamError?) {
+        if error == nil && !headDelivered { deliverHead() }
+        let waiters = lock.withLock { () -> (CheckedContinuation<UpstreamResponseHead, any Error>?, CheckedContinuation<ByteBuffer?, any Error>?, CheckedContinuation<Void, any Error>?, UpstreamError?) in
+            state.finished = true
+            let effective: UpstreamError? = state.cancelled ? .cancelled : error
+            if let effective { state.failure = effective }
+            if state.head == nil { state.head = .failure(effective ?? .transport("the provider closed the connection before a response")) }
+            let h = state.headWaiter; state.headWaiter = nil
+            let b = state.bodyWaiter; state.bodyWaiter = nil
+            let u = state.uploadWaiter; state.uploadWaiter = nil
+            return (h, b, u, effective)
+        }
+        let (h, b, u, effective) = waiters
+        if let h {
+            switch lock.withLock({ state.head! }) {
+            case .success(let head): h.resume(returning: head)
+            case .failure(let e): h.resume(throwing: e)
+            }
+        }
+        if let b {
+            if let effective { b.resume(throwing: effective) } else { b.resume(returning: nil) }
+        }
+        if let u {
+            if let effective { u.resume(throwing: effective) } else { u.resume() }
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        let s = Substring(self)
+        guard let start = s.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return "" }
+        let end = s.lastIndex(where: { $0 != " " && $0 != "\t" })!
+        return String(s[start...end])
+    }
+}

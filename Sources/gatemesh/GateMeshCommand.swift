@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import GateMeshConfig
+import GateMeshCore
+import GateMeshMock
+import GateMeshServer
+import Logging
+
+@main
+struct GateMeshCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatemesh",
+        abstract: "A self-hosted AI gateway that runs as a cluster of peer nodes.",
+        version: GateMeshVersion.current,
+        subcommands: [Serve.self, CheckConfig.self, MockProviderCommand.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options shared by the commands that read a config.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The YAML config file. Without one, the embedded defaults are used.")
+    var config: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+
+    /// Loads and validates the config, or prints what is wrong and exits with status 2.
+    func load() throws -> GateMeshConfig {
+        let environment = ProcessInfo.processInfo.environment
+        guard let path = config ?? environment["GATEMESH_CONFIG"] else {
+            var defaults = GateMeshConfig()
+            if let token = environment["GATEMESH_ADMIN_TOKEN"], !token.isEmpty { defaults.admin.token = token }
+            return defaults
+        }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: cannot read config file '\(path)': \(error.localizedDescription)\n".utf8))
+            throw ExitCode(2)
+        }
+        do {
+            return try ConfigLoader.parse(yaml: text, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: \(path): \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    func makeLogger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return logger
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a gateway node.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: "Override node.listen, e.g. 127.0.0.1:8787.")
+    var listen: String?
+
+    @Option(help: "Override node.data_dir.")
+    var dataDir: String?
+
+    func run() async throws {
+        var config = try options.load()
+        if let listen {
+            guard let address = ListenAddress.parse(listen) else {
+                FileHandle.standardError.write(Data("gatemesh: --listen: expected host:port, got '\(listen)'\n".utf8))
+                throw ExitCode(2)
+            }
+            config.node.listen = address
+        }
+        if let dataDir { config.node.dataDir = dataDir }
+        let logger = options.makeLogger("gatemesh")
+        let node: GatewayNode
+        do {
+            node = try GatewayNode(config: config, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let name = config.node.name
+        let host = config.node.listen.host
+        do {
+            try await node.run { port in
+                FileHandle.standardOutput.write(Data("gatemesh node '\(name)' listening on http://\(host):\(port)\n".utf8))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: cannot serve on \(config.node.listen): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a config file and print the settings in force.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        print("config OK: node '\(config.node.name)' on \(config.node.listen), data in \(config.node.dataDir)")
+        print("gateways: \(config.gateways.map { $0.authTokens.isEmpty ? $0.id : "\($0.id) (token)" }.joined(separator: ", "))")
+        let providers = config.providers.keys.sorted()
+        print("provider overrides: \(providers.isEmpty ? "none" : providers.joined(separator: ", "))")
+        print("admin API: \(config.admin.token == nil ? "disabled (no admin.token)" : "enabled")")
+    }
+}
+
+struct MockProviderCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-provider",
+        abstract: "Run the mock AI provider (OpenAI, Anthropic and Google AI Studio formats) for tests and offline use.")
+
+    @Option(help: "Address to listen on.")
+    var listen: String = "127.0.0.1:9999"
+
+    @Option(help: "Log level.")
+    var logLevel: String = "warning"
+
+    func run() async throws {
+        guard let address = ListenAddress.parse(listen) else {
+            FileHandle.standardError.write(Data("gatemesh: --listen: expected host:port, got '\(listen)'\n".utf8))
+            throw ExitCode(2)
+        }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "gatemesh-mock")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
+        try await MockProvider(host: address.host, port: address.port).run(logger: logger)
+    }
+}
