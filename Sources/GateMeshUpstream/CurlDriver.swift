@@ -2,6 +2,7 @@ import CGateMeshCurl
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// Owns one libcurl multi handle and the one thread that drives it.
 ///
@@ -24,6 +25,8 @@ final class CurlDriver: @unchecked Sendable {
     private let configuration: UpstreamClient.Configuration
     private var thread: Thread?
     private let stopped = ConditionLock(value: false)
+    /// New connections opened so far (each reuse of a cached connection does not count).
+    let connectionsOpened = Atomic<Int>(0)
 
     // Driver-thread-only state
     private var active: [UnsafeMutableRawPointer: UpstreamTransfer] = [:]
@@ -228,6 +231,9 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     private func finish(easy: UnsafeMutableRawPointer, transfer: UpstreamTransfer, error: UpstreamError?) {
+        var connects = 0
+        _ = ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
+        connectionsOpened.add(connects, ordering: .relaxed)
         active.removeValue(forKey: easy)
         curl_multi_remove_handle(multi, easy)
         curl_slist_free_all(transfer.headerList)

@@ -68,6 +68,11 @@ public final class UpstreamClient: Sendable {
         return transfer
     }
 
+    /// New upstream connections opened since start; requests that reused a connection add nothing.
+    public var connectionsOpened: Int {
+        drivers.reduce(0) { $0 + $1.connectionsOpened.load(ordering: .relaxed) }
+    }
+
     /// Cancels every transfer still running and stops the driver threads.
     public func shutdown() {
         for driver in drivers { driver.shutdown() }

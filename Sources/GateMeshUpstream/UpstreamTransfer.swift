@@ -199,6 +199,16 @@ public final class UpstreamTransfer: @unchecked Sendable {
         lock.withLock { state.uploadFinished && state.uploadChunks.isEmpty }
     }
 
+    /// What the transfer holds right now (for tests and diagnostics).
+    struct Snapshot {
+        var receivePaused: Bool
+        var bufferedBytes: Int
+    }
+
+    var testingSnapshot: Snapshot {
+        lock.withLock { Snapshot(receivePaused: state.receivePaused, bufferedBytes: state.bufferedBytes) }
+    }
+
     // MARK: - Driver thread
 
     /// Called with each response header line (trailers too, which are ignored).

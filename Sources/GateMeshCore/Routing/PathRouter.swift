@@ -48,7 +48,7 @@ public struct PathRouter: Sendable {
                 return .universal(gateway: String(first))
             }
             if second == "v1" {
-                return .unified(gateway: String(first), endpoint: String(path[segments.offset(after: 1)...]))
+                return .unified(gateway: String(first), endpoint: String(path[segments.offset(after: 0)...]))
             }
             guard catalogue.contains(second) else { throw .unknownProvider(String(second)) }
             return .passthrough(try passthrough(gateway: String(first), provider: second,

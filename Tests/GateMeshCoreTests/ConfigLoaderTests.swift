@@ -1,0 +1,133 @@
+import GateMeshConfig
+import GateMeshCore
+import Testing
+
+@Suite struct ConfigLoaderTests {
+    func load(_ yaml: String, env: [String: String] = [:]) throws(ConfigError) -> GateMeshConfig {
+        try ConfigLoader.parse(yaml: yaml, environment: env)
+    }
+
+    func error(_ yaml: String, env: [String: String] = [:]) -> ConfigError? {
+        do {
+            _ = try load(yaml, env: env)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func emptyConfigIsTheEmbeddedDefault() throws {
+        let c = try load("")
+        #expect(c == GateMeshConfig())
+        #expect(c.node.listen == ListenAddress(host: "127.0.0.1", port: 8787))
+        #expect(c.node.dataDir == "./gatemesh-data")
+        #expect(c.gateways.map(\.id) == ["default"])
+    }
+
+    @Test func fullConfigWithEnvironmentExpansion() throws {
+        let c = try load("""
+            node: {name: eu-1, region: eu-west, listen: "0.0.0.0:9000", data_dir: /var/lib/gm, drain_timeout: 45s}
+            admin: {token: "${ADMIN}"}
+            limits: {max_body_bytes: 8MiB, max_header_bytes: 32KiB}
+            upstream: {connect_timeout: 2s, first_byte_timeout: 1m, total_timeout: 0, http2: false}
+            providers:
+              openai: {base_url: "https://proxy.internal/v1", api_key: "${OPENAI_API_KEY}"}
+              anthropic: {api_key: "${ANTHROPIC_API_KEY:-fallback-key}"}
+              custom-ollama: {base_url: "http://127.0.0.1:11434/v1"}
+            gateways:
+              - id: default
+              - id: team-a
+                auth_tokens: ["${GW_TOKEN}", "literal$$dollar"]
+            """, env: ["ADMIN": "adm", "OPENAI_API_KEY": "sk-1", "GW_TOKEN": "gw"])
+        #expect(c.node.name == "eu-1")
+        #expect(c.node.listen == ListenAddress(host: "0.0.0.0", port: 9000))
+        #expect(c.node.drainTimeoutMs == 45_000)
+        #expect(c.admin.token == "adm")
+        #expect(c.limits.maxBodyBytes == 8 << 20)
+        #expect(c.limits.maxHeaderBytes == 32 << 10)
+        #expect(c.upstream.connectTimeoutMs == 2000)
+        #expect(c.upstream.firstByteTimeoutMs == 60_000)
+        #expect(c.upstream.totalTimeoutMs == 0)
+        #expect(c.upstream.http2 == false)
+        #expect(c.providers["openai"] == ProviderConfig(baseURL: "https://proxy.internal/v1", apiKey: "sk-1"))
+        #expect(c.providers["anthropic"]?.apiKey == "fallback-key")
+        #expect(c.gateway("team-a")?.authTokens == ["gw", "literal$dollar"])
+    }
+
+    @Test func unsetOptionalKeyMeansNoStoredKey() throws {
+        let c = try load("providers:\n  openai: {api_key: \"${OPENAI_API_KEY}\"}\n")
+        #expect(c.providers["openai"]?.apiKey == nil)
+    }
+
+    @Test func unknownKeyIsNamedWithItsLine() {
+        let e = error("node:\n  name: a\n  lisen: \"x\"\n")
+        #expect(e?.key == "node.lisen")
+        #expect(e?.line == 3)
+        #expect(e?.message.contains("unknown key") == true)
+    }
+
+    @Test func badListenAddress() {
+        #expect(error("node: {listen: \"localhost\"}")?.key == "node.listen")
+        #expect(error("node: {listen: \"1.2.3.4:99999\"}")?.key == "node.listen")
+    }
+
+    @Test func emptyGatewayTokenFromUnsetVariableIsAnError() {
+        let e = error("gateways:\n  - id: a\n    auth_tokens: [\"${MISSING}\"]\n")
+        #expect(e?.key == "gateways[0].auth_tokens[0]")
+        #expect(e?.message.contains("MISSING") == true)
+    }
+
+    @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
+        let e = error("gateways:\n  - id: a\n    budgets: []\n")
+        #expect(e?.key == "gateways[0].budgets")
+        #expect(e?.message.contains("not available") == true)
+        #expect(error("cluster: {listen: \"0.0.0.0:7946\"}")?.key == "cluster")
+    }
+
+    @Test func gatewayIDRules() {
+        #expect(error("gateways: [{id: openai}]")?.message.contains("provider name") == true)
+        #expect(error("gateways: [{id: api}]")?.message.contains("reserved") == true)
+        #expect(error("gateways: [{id: Team}]")?.key == "gateways[0].id")
+        #expect(error("gateways: [{id: a}, {id: a}]")?.message.contains("duplicate") == true)
+        #expect(error("gateways: [{auth_tokens: []}]")?.key == "gateways[0].id")
+    }
+
+    @Test func providerRules() {
+        #expect(error("providers: {custom-x: {}}")?.key == "providers.custom-x.base_url")
+        #expect(error("providers: {nonesuch: {}}")?.key == "providers.nonesuch")
+        #expect(error("providers: {openai: {base_url: \"ftp://x\"}}")?.key == "providers.openai.base_url")
+    }
+
+    @Test func valuesOutOfRange() {
+        #expect(error("limits: {max_body_bytes: 0}")?.key == "limits.max_body_bytes")
+        #expect(error("upstream: {connect_timeout: forever}")?.key == "upstream.connect_timeout")
+        #expect(error("upstream: {http2: maybe}")?.key == "upstream.http2")
+    }
+
+    @Test func invalidYAMLIsAnError() {
+        #expect(error("node: [unclosed") != nil)
+        #expect(error("- just\n- a list\n") != nil)
+    }
+
+    @Test func environmentExpansion() throws {
+        let env = ["A": "1", "EMPTY": ""]
+        #expect(try EnvironmentExpansion.expand("x${A}y", environment: env).value == "x1y")
+        #expect(try EnvironmentExpansion.expand("${EMPTY:-d}", environment: env).value == "d")
+        #expect(try EnvironmentExpansion.expand("${B:-d}", environment: env).value == "d")
+        #expect(try EnvironmentExpansion.expand("${B}", environment: env).missing == ["B"])
+        #expect(try EnvironmentExpansion.expand("$$5 and $x", environment: env).value == "$5 and $x")
+        #expect(throws: ConfigError.self) { try EnvironmentExpansion.expand("${A", environment: env) }
+    }
+
+    @Test func units() {
+        #expect(Units.durationMs("250ms") == 250)
+        #expect(Units.durationMs("1.5s") == 1500)
+        #expect(Units.durationMs("2m") == 120_000)
+        #expect(Units.durationMs("30") == 30_000)
+        #expect(Units.durationMs("-1s") == nil)
+        #expect(Units.bytes("64KiB") == 65536)
+        #expect(Units.bytes("1MB") == 1_000_000)
+        #expect(Units.bytes("12") == 12)
+        #expect(Units.bytes("lots") == nil)
+    }
+}
