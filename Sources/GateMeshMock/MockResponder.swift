@@ -107,12 +107,12 @@ struct MockResponder: HTTPResponder {
             guard json["messages"] is [Any] else { return error(400, "'messages' is required") }
             let maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
             let o = output(model: model, id: "chatcmpl-mock\(n)", maxTokens: maxTokens)
-            if stream { return streamed(MockFormats.openAIChatStream(o, includeUsage: includeUsage), controls: controls, sse: true) }
+            if stream { return streamed(MockFormats.openAIChatStream(o, includeUsage: includeUsage), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.openAIChat(o))
         case .openAICompletion:
             guard json["prompt"] != nil else { return error(400, "'prompt' is required") }
             let o = output(model: model, id: "cmpl-mock\(n)", maxTokens: json["max_tokens"] as? Int)
-            if stream { return streamed(MockFormats.openAICompletionStream(o, includeUsage: includeUsage), controls: controls, sse: true) }
+            if stream { return streamed(MockFormats.openAICompletionStream(o, includeUsage: includeUsage), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.openAICompletion(o))
         case .openAIEmbeddings:
             let inputs: [String]
@@ -129,7 +129,7 @@ struct MockResponder: HTTPResponder {
             guard json["messages"] is [Any] else { return error(400, "messages: field required") }
             guard let maxTokens = json["max_tokens"] as? Int else { return error(400, "max_tokens: field required") }
             let o = output(model: model, id: "msg_mock\(n)", maxTokens: maxTokens)
-            if stream { return streamed(MockFormats.anthropicStream(o), controls: controls, sse: true) }
+            if stream { return streamed(MockFormats.anthropicStream(o), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.anthropicMessage(o))
         case .google(let model, let isStream):
             guard json["contents"] is [Any] else { return error(400, "contents is required") }
@@ -137,7 +137,7 @@ struct MockResponder: HTTPResponder {
             let o = output(model: model, id: "mock-response-\(n)", maxTokens: maxTokens)
             if isStream {
                 let sse = request.uri.queryParameters["alt"] == "sse"
-                return streamed(MockFormats.googleStream(o, sse: sse), controls: controls, sse: sse)
+                return streamed(MockFormats.googleStream(o, sse: sse), controls: controls, sse: sse, request: request)
             }
             return Self.json(200, MockFormats.googleGenerate(o))
         case .echo:
@@ -145,22 +145,26 @@ struct MockResponder: HTTPResponder {
         }
     }
 
-    /// A streamed response: the first event at once, each later one after the token delay.
-    func streamed(_ events: [String], controls: MockControls, sse: Bool) -> Response {
+    /// A streamed response: the first event at once, each later one after the token delay. The
+    /// client closing its connection is noticed at once (not at the next write), and counted.
+    func streamed(_ events: [String], controls: MockControls, sse: Bool, request: Request) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = sse ? "text/event-stream; charset=utf-8" : "application/json; charset=utf-8"
         headers[.cacheControl] = "no-cache"
         let stats = self.stats
         stats.update { $0.streamsStarted += 1 }
+        let requestBody = request.body
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             do {
-                for (i, event) in events.enumerated() {
-                    if let drop = controls.dropAfter, i >= drop {
-                        stats.update { $0.streamsDropped += 1 }
-                        throw MockDrop()
+                try await requestBody.consumeWithCancellationOnInboundClose { _ in
+                    for (i, event) in events.enumerated() {
+                        if let drop = controls.dropAfter, i >= drop {
+                            stats.update { $0.streamsDropped += 1 }
+                            throw MockDrop()
+                        }
+                        if i > 0 && controls.tokenDelayMs > 0 { try await Task.sleep(for: .milliseconds(controls.tokenDelayMs)) }
+                        try await writer.write(ByteBuffer(string: event))
                     }
-                    if i > 0 && controls.tokenDelayMs > 0 { try await Task.sleep(for: .milliseconds(controls.tokenDelayMs)) }
-                    try await writer.write(ByteBuffer(string: event))
                 }
                 try await writer.finish(nil)
                 stats.update { $0.streamsCompleted += 1 }

@@ -114,7 +114,8 @@ struct ProxyHandler: Sendable {
             if watchClose {
                 try await requestBody.consumeWithInboundCloseHandler { _ in
                     while let chunk = try await transfer.nextChunk() { try await writer.write(chunk) }
-                } onInboundClosed: {
+                } onInboundClosed: { [logger] in
+                    logger.debug("client closed its connection mid-stream; cancelling the upstream transfer")
                     transfer.cancel()
                 }
             } else {

@@ -1,0 +1,84 @@
+"""Streaming is incremental, and a client that goes away ends the upstream transfer."""
+import http.client
+import json
+import socket
+import time
+
+from conftest import wait_http  # noqa: F401
+
+CHAT = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_first_event_arrives_while_the_provider_still_waits(node, mock):
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    started = time.time()
+    conn.request("POST", "/openai/chat/completions", body=CHAT, headers={
+        "content-type": "application/json", "authorization": "Bearer sk",
+        "x-mock-output-tokens": "2", "x-mock-token-delay-ms": "1500"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("content-type").startswith("text/event-stream")
+    first = resp.readline()  # the first event's data line
+    first_at = time.time() - started
+    assert first.startswith(b"data: ") and b'"role":"assistant"' in first
+    assert first_at < 1.0, f"first event took {first_at:.2f}s: it was buffered behind the next token"
+    rest = resp.read()
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert time.time() - started >= 3.0
+    conn.close()
+
+
+def test_client_disconnect_mid_stream_cancels_the_upstream_transfer(node, mock):
+    before = mock.stats()
+    sock = socket.create_connection(("127.0.0.1", node.port))
+    request = (
+        "POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        "authorization: Bearer sk\r\nx-mock-output-tokens: 1000\r\nx-mock-token-delay-ms: 2000\r\n"
+        f"content-length: {len(CHAT)}\r\n\r\n{CHAT}")
+    sock.sendall(request.encode())
+    got = b""
+    while b"data: " not in got:
+        got += sock.recv(4096)
+    closed_at = time.time()
+    sock.close()
+    # The mock is sleeping 2 s before its next token and watches its connection: it sees the
+    # gateway's upstream connection close long before that token if the gateway cancelled at once.
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        s = mock.stats()
+        if s["streams_aborted"] > before["streams_aborted"]:
+            break
+        time.sleep(0.05)
+    s = mock.stats()
+    assert s["streams_aborted"] == before["streams_aborted"] + 1
+    assert s["streams_completed"] == before["streams_completed"]
+    assert time.time() - closed_at < 1.0
+
+
+def test_dropped_upstream_stream_ends_the_client_stream(node, mock):
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    conn.request("POST", "/openai/chat/completions", body=CHAT, headers={
+        "content-type": "application/json", "x-mock-output-tokens": "10", "x-mock-drop-after": "3"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    try:
+        body = resp.read()
+        assert b"[DONE]" not in body
+    except http.client.IncompleteRead as e:
+        assert b"[DONE]" not in e.partial
+    conn.close()
+
+
+def test_google_streaming_both_framings(node):
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hello"}]}],
+                       "generationConfig": {"maxOutputTokens": 3}})
+    for query, marker in (("?alt=sse", b"data: {"), ("", b"[{")):
+        conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+        conn.request("POST", "/google-ai-studio/v1beta/models/gemini-2.5-flash:streamGenerateContent" + query,
+                     body=body, headers={"content-type": "application/json", "x-goog-api-key": "k"})
+        resp = conn.getresponse()
+        data = resp.read()
+        assert resp.status == 200
+        assert data.startswith(marker)
+        assert b'"candidatesTokenCount":3' in data and b'"finishReason":"MAX_TOKENS"' in data
+        conn.close()
