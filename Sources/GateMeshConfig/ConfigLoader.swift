@@ -96,6 +96,12 @@ struct Reader {
                 " (environment variable \(expanded.missing.joined(separator: ", ")) is not set)"
             throw ConfigError(key: key, line: s.mark?.line, message: "must not be empty\(why)")
         }
+        // An optional value that is exactly one unset variable means "not set"; an unset variable
+        // inside a longer value ("Bearer ${TOKEN}") is a mistake that must not pass silently.
+        if !expanded.missing.isEmpty && !expanded.value.isEmpty {
+            throw ConfigError(key: key, line: s.mark?.line,
+                              message: "environment variable \(expanded.missing.joined(separator: ", ")) is not set; use ${NAME:-fallback} for a default")
+        }
         return expanded.value
     }
 
@@ -224,6 +230,11 @@ struct Reader {
             if isCustom && config.baseURL == nil {
                 throw ConfigError(key: "\(key).base_url", line: v.mark?.line,
                                   message: "a custom provider needs a base_url, e.g. http://127.0.0.1:11434/v1")
+            }
+            let canonical = ProviderSpec.aliases[name] ?? name
+            if let other = out.keys.first(where: { (ProviderSpec.aliases[$0] ?? $0) == canonical }) {
+                throw ConfigError(key: key, line: k.mark?.line,
+                                  message: "'\(name)' and '\(other)' name the same provider; configure it once")
             }
             out[name] = config
         }

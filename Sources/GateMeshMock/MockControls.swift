@@ -11,7 +11,7 @@ import Hummingbird
 /// | `x-mock-status` | answer with this error status and the provider's error body |
 /// | `x-mock-fail-after` | answer the first N requests with this key normally, later ones with `x-mock-status` (default 500) |
 /// | `x-mock-fail-key` | the counter `x-mock-fail-after` uses (default `default`) |
-/// | `x-mock-hang` | `true`: never answer; the connection stays open until the client closes it |
+/// | `x-mock-hang` | `true`: never answer; the mock gives up when the client closes the connection |
 /// | `x-mock-drop-after` | in a streamed response, close the connection abruptly after N events |
 public struct MockControls: Sendable, Equatable {
     public var latencyMs = 0
@@ -26,7 +26,7 @@ public struct MockControls: Sendable, Equatable {
     public init() {}
 
     /// The largest output a request may ask for, so a typo cannot make the mock stream forever.
-    public static let maxOutputTokens = 100_000
+    public static let maxOutputTokens = 10_000_000
 
     init(headers: HTTPFields) throws(MockError) {
         func int(_ name: String, _ range: ClosedRange<Int>) throws(MockError) -> Int? {

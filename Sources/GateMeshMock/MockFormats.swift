@@ -3,6 +3,29 @@ import GateMeshCore
 
 /// The wire formats the mock speaks, each framed as the real API frames it (see docs/mock-provider.md
 /// for the sources). Every function returns finished bytes as a String.
+/// A streamed response, produced lazily: `head` events, then one event per token, then `tail`.
+struct MockStream: Sendable {
+    var head: [String]
+    var tokens: Int
+    var tail: [String]
+    var token: @Sendable (Int) -> String
+
+    init(head: [String], tokens: Int, tail: [String], token: @escaping @Sendable (Int) -> String) {
+        self.head = head
+        self.tokens = tokens
+        self.tail = tail
+        self.token = token
+    }
+
+    var count: Int { head.count + tokens + tail.count }
+
+    func event(_ i: Int) -> String {
+        if i < head.count { return head[i] }
+        if i < head.count + tokens { return token(i - head.count) }
+        return tail[i - head.count - tokens]
+    }
+}
+
 enum MockFormats {
     struct Output {
         var model: String
@@ -29,19 +52,17 @@ enum MockFormats {
         """
     }
 
-    static func openAIChatStream(_ o: Output, includeUsage: Bool) -> [String] {
+    static func openAIChatStream(_ o: Output, includeUsage: Bool) -> MockStream {
         let usageNull = includeUsage ? ",\"usage\":null" : ""
-        func chunk(_ delta: String, finish: String?) -> String {
+        @Sendable func chunk(_ delta: String, finish: String?) -> String {
             let f = finish.map { q($0) } ?? "null"
             return "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
                 + "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_gatemesh_mock\","
                 + "\"choices\":[{\"index\":0,\"delta\":\(delta),\"logprobs\":null,\"finish_reason\":\(f)}]\(usageNull)}\n\n"
         }
-        var events = [chunk("{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}", finish: nil)]
-        for i in 0..<o.outputTokens {
-            events.append(chunk("{\"content\":\(q(MockText.outputToken(i, of: o.outputTokens)))}", finish: nil))
-        }
-        events.append(chunk("{}", finish: o.truncated ? "length" : "stop"))
+        let head = [chunk("{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}", finish: nil)]
+        let count = o.outputTokens
+        var events = [chunk("{}", finish: o.truncated ? "length" : "stop")]
         if includeUsage {
             events.append(
                 "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
@@ -51,7 +72,9 @@ enum MockFormats {
                     + "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}\n\n")
         }
         events.append("data: [DONE]\n\n")
-        return events
+        return MockStream(head: head, tokens: count, tail: events) { i in
+            chunk("{\"content\":\(q(MockText.outputToken(i, of: count)))}", finish: nil)
+        }
     }
 
     // MARK: OpenAI legacy completions
@@ -64,24 +87,21 @@ enum MockFormats {
         """
     }
 
-    static func openAICompletionStream(_ o: Output, includeUsage: Bool) -> [String] {
-        func chunk(_ text: String, finish: String?) -> String {
+    static func openAICompletionStream(_ o: Output, includeUsage: Bool) -> MockStream {
+        @Sendable func chunk(_ text: String, finish: String?) -> String {
             let f = finish.map { q($0) } ?? "null"
             return "data: {\"id\":\(q(o.id)),\"object\":\"text_completion\",\"created\":\(o.created),\"model\":\(q(o.model)),"
                 + "\"choices\":[{\"text\":\(q(text)),\"index\":0,\"logprobs\":null,\"finish_reason\":\(f)}]}\n\n"
         }
-        var events: [String] = []
-        for i in 0..<o.outputTokens {
-            events.append(chunk(MockText.outputToken(i, of: o.outputTokens), finish: nil))
-        }
-        events.append(chunk("", finish: o.truncated ? "length" : "stop"))
+        let count = o.outputTokens
+        var events = [chunk("", finish: o.truncated ? "length" : "stop")]
         if includeUsage {
             events.append(
                 "data: {\"id\":\(q(o.id)),\"object\":\"text_completion\",\"created\":\(o.created),\"model\":\(q(o.model)),\"choices\":[],"
                     + "\"usage\":{\"prompt_tokens\":\(o.inputTokens),\"completion_tokens\":\(o.outputTokens),\"total_tokens\":\(o.inputTokens + o.outputTokens)}}\n\n")
         }
         events.append("data: [DONE]\n\n")
-        return events
+        return MockStream(head: [], tokens: count, tail: events) { i in chunk(MockText.outputToken(i, of: count), finish: nil) }
     }
 
     // MARK: OpenAI embeddings and models
@@ -124,23 +144,24 @@ enum MockFormats {
         """
     }
 
-    static func anthropicStream(_ o: Output) -> [String] {
-        func event(_ name: String, _ data: String) -> String { "event: \(name)\ndata: \(data)\n\n" }
-        var events = [
+    static func anthropicStream(_ o: Output) -> MockStream {
+        @Sendable func event(_ name: String, _ data: String) -> String { "event: \(name)\ndata: \(data)\n\n" }
+        let head = [
             event("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\(q(o.id)),\"type\":\"message\",\"role\":\"assistant\","
                 + "\"model\":\(q(o.model)),\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":\(anthropicUsage(o, output: 1))}}"),
             event("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"),
             event("ping", "{\"type\":\"ping\"}"),
         ]
-        for i in 0..<o.outputTokens {
-            events.append(event("content_block_delta",
-                                "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\(q(MockText.outputToken(i, of: o.outputTokens)))}}"))
-        }
+        let count = o.outputTokens
+        var events = [String]()
         events.append(event("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}"))
         events.append(event("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\(q(o.truncated ? "max_tokens" : "end_turn")),"
             + "\"stop_sequence\":null},\"usage\":{\"output_tokens\":\(o.outputTokens)}}"))
         events.append(event("message_stop", "{\"type\":\"message_stop\"}"))
-        return events
+        return MockStream(head: head, tokens: count, tail: events) { i in
+            event("content_block_delta",
+                  "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\(q(MockText.outputToken(i, of: count)))}}")
+        }
     }
 
     // MARK: Google AI Studio
@@ -159,20 +180,13 @@ enum MockFormats {
 
     /// `streamGenerateContent`: with `alt=sse`, one `data:` event per chunk (CRLF framed); without it,
     /// one JSON array streamed element by element.
-    static func googleStream(_ o: Output, sse: Bool) -> [String] {
+    static func googleStream(_ o: Output, sse: Bool) -> MockStream {
         let count = max(o.outputTokens, 1)
-        var chunks: [String] = []
-        for i in 0..<count {
+        return MockStream(head: [], tokens: count, tail: sse ? [] : ["\n]"]) { i in
             let text = o.outputTokens == 0 ? "" : MockText.outputToken(i, of: o.outputTokens)
-            chunks.append(googleChunk(o, text: text, produced: min(i + 1, o.outputTokens), finished: i == count - 1))
+            let chunk = googleChunk(o, text: text, produced: min(i + 1, o.outputTokens), finished: i == count - 1)
+            return sse ? "data: \(chunk)\r\n\r\n" : (i == 0 ? "[" : "\n,\r\n") + chunk
         }
-        if sse { return chunks.map { "data: \($0)\r\n\r\n" } }
-        var events: [String] = []
-        for (i, c) in chunks.enumerated() {
-            events.append((i == 0 ? "[" : "\n,\r\n") + c)
-        }
-        events[events.count - 1] += "\n]"
-        return events
     }
 
     // MARK: Errors

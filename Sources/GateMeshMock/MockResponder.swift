@@ -69,8 +69,12 @@ struct MockResponder: HTTPResponder {
 
         if controls.latencyMs > 0 { try await Task.sleep(for: .milliseconds(controls.latencyMs)) }
         if controls.hang {
+            // Never answer; give up (and free the task) as soon as the client closes the connection.
             stats.update { $0.hangs += 1 }
-            try await Task.sleep(for: .seconds(3600))
+            let body = request.body
+            try await body.consumeWithCancellationOnInboundClose { _ in
+                try await Task.sleep(for: .seconds(86_400))
+            }
         }
         if let failAfter = controls.failAfter {
             if stats.countFailKey(controls.failKey) > failAfter {
@@ -94,7 +98,7 @@ struct MockResponder: HTTPResponder {
 
         func output(model: String, id: String, maxTokens: Int?) -> MockFormats.Output {
             let wanted = controls.outputTokens ?? 16
-            let count = maxTokens.map { min($0, wanted) } ?? wanted
+            let count = maxTokens.map { min(max($0, 0), wanted) } ?? wanted
             return MockFormats.Output(model: model, inputTokens: MockText.inputTokens(json), outputTokens: count,
                                       truncated: count < wanted, id: id, created: created)
         }
@@ -147,7 +151,7 @@ struct MockResponder: HTTPResponder {
 
     /// A streamed response: the first event at once, each later one after the token delay. The
     /// client closing its connection is noticed at once (not at the next write), and counted.
-    func streamed(_ events: [String], controls: MockControls, sse: Bool, request: Request) -> Response {
+    func streamed(_ events: MockStream, controls: MockControls, sse: Bool, request: Request) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = sse ? "text/event-stream; charset=utf-8" : "application/json; charset=utf-8"
         headers[.cacheControl] = "no-cache"
@@ -157,14 +161,23 @@ struct MockResponder: HTTPResponder {
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             do {
                 try await requestBody.consumeWithCancellationOnInboundClose { _ in
-                    for (i, event) in events.enumerated() {
+                    // Without a token delay, events are written in batches of about 32 KiB so the
+                    // mock is never the bottleneck; with one, each event is written on its own.
+                    var pending = ByteBuffer()
+                    for i in 0..<events.count {
                         if let drop = controls.dropAfter, i >= drop {
+                            if pending.readableBytes > 0 { try await writer.write(pending) }
                             stats.update { $0.streamsDropped += 1 }
                             throw MockDrop()
                         }
                         if i > 0 && controls.tokenDelayMs > 0 { try await Task.sleep(for: .milliseconds(controls.tokenDelayMs)) }
-                        try await writer.write(ByteBuffer(string: event))
+                        pending.writeString(events.event(i))
+                        if controls.tokenDelayMs > 0 || i == 0 || pending.readableBytes >= 32 * 1024 {
+                            try await writer.write(pending)
+                            pending = ByteBuffer()
+                        }
                     }
+                    if pending.readableBytes > 0 { try await writer.write(pending) }
                 }
                 try await writer.finish(nil)
                 stats.update { $0.streamsCompleted += 1 }

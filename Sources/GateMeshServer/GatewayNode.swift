@@ -48,7 +48,11 @@ public final class GatewayNode: Sendable {
                 httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes,
                                                 maxHeaderFieldCount: limits.maxHeaderCount))),
             configuration: .init(address: .hostname(config.node.listen.host, port: config.node.listen.port), serverName: nil),
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { [state] channel in
+                let port = channel.localAddress?.port ?? 0
+                state.bound(port: port)
+                await onRunning(port)
+            },
             logger: logger)
     }
 

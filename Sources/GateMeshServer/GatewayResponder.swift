@@ -15,7 +15,8 @@ struct GatewayResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         state.begin()
-        defer { state.end() }
+        var handedOff = false
+        defer { if !handedOff { state.end() } }
         do {
             switch try router.route(path: request.uri.path) {
             case .health:
@@ -23,7 +24,10 @@ struct GatewayResponder: HTTPResponder {
             case .operatorEndpoint(let path):
                 return try operatorAPI.respond(path: path, request: request)
             case .passthrough(let route):
-                return try await proxy.handle(route, request: request)
+                // The response body outlives this call; it ends the request's count when it is done.
+                let response = try await proxy.handle(route, request: request, onFinish: { [state] in state.end() })
+                handedOff = true
+                return response
             case .unified(let gateway, let endpoint):
                 guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
                 try ProxyHandler.authorize(g, headers: request.headers)

@@ -39,7 +39,7 @@ struct OperatorAPI: Sendable {
         let uptime = ContinuousClock.now - state.startedAt
         let self_ = """
         {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
-        "address":\(JSON.quoted(c.node.listen.description)),"status":"alive","self":true,"started_at":\(state.startedAtUnix),\
+        "address":\(JSON.quoted(state.address.description)),"status":"alive","self":true,"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
         "starts":\(state.identity.starts)}
         """

@@ -1,3 +1,4 @@
+import Foundation
 import GateMeshCore
 import GateMeshUpstream
 import HTTPTypes
@@ -26,7 +27,9 @@ struct ProxyHandler: Sendable {
                          totalMs: config.upstream.totalTimeoutMs)
     }
 
-    func handle(_ route: PassthroughRoute, request: Request) async throws -> Response {
+    /// Proxies one request. `onFinish` runs exactly once when the response body is done (or
+    /// dropped unwritten), but only if this returns a response.
+    func handle(_ route: PassthroughRoute, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         guard let gateway = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
         try Self.authorize(gateway, headers: request.headers)
         guard let provider = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
@@ -51,6 +54,8 @@ struct ProxyHandler: Sendable {
             streamUpload = true
         }
 
+        var timeouts = self.timeouts
+        if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
         let upstreamRequest = UpstreamRequest(
             method: request.method.rawValue, url: target.url,
             headers: target.headers.map { ($0.name, $0.value) }, body: body, timeouts: timeouts)
@@ -83,7 +88,8 @@ struct ProxyHandler: Sendable {
         do {
             head = try await transfer.responseHead()
         } catch let error as UpstreamError {
-            await uploadTask?.value
+            // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
+            uploadTask?.cancel()
             if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
             if error == .cancelled, Task.isCancelled { throw CancellationError() }
             logger.warning("upstream failed", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)"])
@@ -108,18 +114,19 @@ struct ProxyHandler: Sendable {
         // which it is unless it is still streaming up.
         let watchClose = isEventStream && !streamUpload
         let requestBody = request.body
+        let lease = TransferLease(transfer, onRelease: onFinish)
         let responseBody = ResponseBody(contentLength: contentLength) { writer in
             var completed = false
-            defer { if !completed { transfer.cancel() } }
+            defer { if !completed { lease.transfer.cancel() } }
             if watchClose {
                 try await requestBody.consumeWithInboundCloseHandler { _ in
-                    while let chunk = try await transfer.nextChunk() { try await writer.write(chunk) }
+                    while let chunk = try await lease.transfer.nextChunk() { try await writer.write(chunk) }
                 } onInboundClosed: { [logger] in
                     logger.debug("client closed its connection mid-stream; cancelling the upstream transfer")
-                    transfer.cancel()
+                    lease.transfer.cancel()
                 }
             } else {
-                while let chunk = try await transfer.nextChunk() { try await writer.write(chunk) }
+                while let chunk = try await lease.transfer.nextChunk() { try await writer.write(chunk) }
             }
             completed = true
             try await writer.finish(nil)
@@ -142,6 +149,19 @@ struct ProxyHandler: Sendable {
         }
     }
 
+    static let requestTimeoutHeaders = [HTTPField.Name("x-gatemesh-request-timeout")!, HTTPField.Name("cf-aig-request-timeout")!]
+    static let maxRequestTimeoutMs = 3_600_000
+
+    /// `request-timeout`: milliseconds until the first byte of the provider's response.
+    static func requestTimeoutMs(_ headers: HTTPFields) throws(GatewayError) -> Int? {
+        guard let text = requestTimeoutHeaders.lazy.compactMap({ headers[$0] }).first else { return nil }
+        guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms >= 1, ms <= maxRequestTimeoutMs else {
+            throw .badRequest("x-gatemesh-request-timeout must be a whole number of milliseconds from 1 to \(maxRequestTimeoutMs), got '\(text)'",
+                              code: "invalid_request_timeout")
+        }
+        return ms
+    }
+
     /// The declared body length; a malformed Content-Length is a 400.
     static func contentLength(_ headers: HTTPFields) throws(GatewayError) -> Int? {
         guard let text = headers[.contentLength] else { return nil }
@@ -155,5 +175,21 @@ struct ProxyHandler: Sendable {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw GatewayError.payloadTooLarge(limit: limit)
         }
+    }
+}
+
+/// Owns a transfer for the life of a response body: if the server drops the response without ever
+/// writing its body (the client vanished before the head went out), releasing the lease cancels
+/// the transfer, so a paused transfer can never sit holding its connection until the total timeout.
+final class TransferLease: Sendable {
+    let transfer: UpstreamTransfer
+    let onRelease: @Sendable () -> Void
+    init(_ transfer: UpstreamTransfer, onRelease: @escaping @Sendable () -> Void) {
+        self.transfer = transfer
+        self.onRelease = onRelease
+    }
+    deinit {
+        transfer.cancel()
+        onRelease()
     }
 }

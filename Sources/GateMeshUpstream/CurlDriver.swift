@@ -129,7 +129,7 @@ final class CurlDriver: @unchecked Sendable {
         guard !active.isEmpty else { return Int(wait) }
         let now = monotonicNanos()
         var expired: [(UnsafeMutableRawPointer, UpstreamTransfer)] = []
-        for (easy, transfer) in active where !transfer.headDelivered {
+        for (easy, transfer) in active where !transfer.headDelivered && transfer.firstByteDeadline != .max {
             if transfer.firstByteDeadline <= now {
                 expired.append((easy, transfer))
             } else {
@@ -222,7 +222,9 @@ final class CurlDriver: @unchecked Sendable {
         transfer.headerList = list
         _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
 
-        transfer.firstByteDeadline = monotonicNanos() + UInt64(max(1, request.timeouts.firstByteMs)) * 1_000_000
+        // The first-byte clock starts once the whole request body is sent (see driverReadBody);
+        // a bodiless request starts it now.
+        transfer.firstByteDeadline = hasBody && length != 0 ? .max : transfer.firstByteDeadlineFromNow()
         active[easy] = transfer
         let rc = curl_multi_add_handle(multi, easy)
         if rc != CURLM_OK {
@@ -261,6 +263,10 @@ final class CurlDriver: @unchecked Sendable {
              CURLE_SSL_CERTPROBLEM, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
             return transfer.headDelivered ? .transport(detail) : .unreachable(detail)
         case CURLE_OPERATION_TIMEDOUT:
+            // No connection was ever made: the provider is unreachable, not slow.
+            var connectTime = 0.0
+            _ = ccurl_easy_getinfo_double(transfer.easy!, CURLINFO_CONNECT_TIME, &connectTime)
+            if connectTime == 0 && !transfer.headDelivered { return .unreachable(detail) }
             return .timeout(detail)
         case CURLE_ABORTED_BY_CALLBACK, CURLE_WRITE_ERROR:
             return .cancelled

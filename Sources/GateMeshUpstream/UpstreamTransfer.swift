@@ -274,7 +274,7 @@ public final class UpstreamTransfer: @unchecked Sendable {
 
     /// Called when curl wants more request body. Returns bytes copied, 0 at the end, or a pause/abort marker.
     func driverReadBody(into out: UnsafeMutableRawBufferPointer) -> Int {
-        enum Step { case copied(Int, CheckedContinuation<Void, any Error>?), end, pause, abort }
+        enum Step { case copied(Int, CheckedContinuation<Void, any Error>?, sentAll: Bool), end, pause, abort }
         let step: Step = lock.withLock {
             if state.cancelled { return .abort }
             guard var front = state.uploadChunks.first else {
@@ -298,16 +298,24 @@ public final class UpstreamTransfer: @unchecked Sendable {
                 state.uploadWaiter = nil
                 waiter = w
             }
-            return .copied(n, waiter)
+            return .copied(n, waiter, sentAll: state.uploadFinished && state.uploadChunks.isEmpty)
         }
         switch step {
-        case .copied(let n, let waiter):
+        case .copied(let n, let waiter, let sentAll):
+            // With a known length curl never asks past the last byte, so the clock starts here.
+            if sentAll && firstByteDeadline == .max { firstByteDeadline = firstByteDeadlineFromNow() }
             waiter?.resume()
             return n
-        case .end: return 0
+        case .end:
+            if firstByteDeadline == .max { firstByteDeadline = firstByteDeadlineFromNow() }
+            return 0
         case .pause: return ccurl_readfunc_pause()
         case .abort: return ccurl_readfunc_abort()
         }
+    }
+
+    func firstByteDeadlineFromNow() -> UInt64 {
+        monotonicNanos() + UInt64(max(1, request.timeouts.firstByteMs)) * 1_000_000
     }
 
     /// Delivers the parsed head (or the status curl reports) to whoever waits for it.

@@ -86,13 +86,14 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let name = config.node.name
-        let host = config.node.listen.host
+        let listen = config.node.listen
         do {
             try await node.run { port in
-                FileHandle.standardOutput.write(Data("gatemesh node '\(name)' listening on http://\(host):\(port)\n".utf8))
+                let address = ListenAddress(host: listen.host, port: port)
+                FileHandle.standardOutput.write(Data("gatemesh node '\(name)' listening on http://\(address)\n".utf8))
             }
         } catch {
-            FileHandle.standardError.write(Data("gatemesh: cannot serve on \(config.node.listen): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("gatemesh: node '\(name)' on \(listen) stopped with an error: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -77,6 +77,17 @@ import Testing
         #expect(e?.message.contains("MISSING") == true)
     }
 
+    @Test func unsetVariableInsideALongerValueIsAnError() {
+        let e = error("admin: {token: \"prefix-${UNSET_TOKEN}\"}")
+        #expect(e?.key == "admin.token")
+        #expect(e?.message.contains("UNSET_TOKEN") == true)
+    }
+
+    @Test func aliasAndProviderConfiguredTwiceIsAnError() {
+        let e = error("providers:\n  xai: {api_key: a}\n  grok: {api_key: b}\n")
+        #expect(e?.message.contains("same provider") == true)
+    }
+
     @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
         let e = error("gateways:\n  - id: a\n    budgets: []\n")
         #expect(e?.key == "gateways[0].budgets")

@@ -70,7 +70,14 @@ import Testing
         #expect(try router.route(path: "/v1/acct/team-a") == .universal(gateway: "team-a"))
     }
 
-    @Test(arguments: ["/openai/../secret", "/openai/%2e%2e/x", "/openai/a/./b", "/openai/a\\b"])
+    @Test func cloudflareShapeNamesTheMissingPiece() throws {
+        #expect(throws: GatewayError.unknownProvider("nonesuch")) { try router.route(path: "/v1/acct/team-a/nonesuch/x") }
+        #expect(throws: GatewayError.unknownGateway("nogw")) { try router.route(path: "/v1/acct/nogw/nonesuch/x") }
+        #expect(throws: GatewayError.unknownGateway("nogw")) { try router.route(path: "/v1/acct/nogw") }
+        #expect(try router.route(path: "/v1/models") == .unified(gateway: "default", endpoint: "/v1/models"))
+    }
+
+    @Test(arguments: ["/openai/../secret", "/openai/%2e%2e/x", "/openai/a/./b", "/openai/a\\b", "/openai/x/..%2fsecret", "/openai/x/%2E%2E%2Fy"])
     func dotSegmentsAndBackslashesAreMalformed(_ path: String) {
         #expect(throws: GatewayError.self) { try router.route(path: path) }
         do { _ = try router.route(path: path) } catch { #expect(error.status == 400) }

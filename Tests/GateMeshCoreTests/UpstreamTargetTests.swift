@@ -58,11 +58,20 @@ import Testing
         #expect(t.url == "http://127.0.0.1:9999/v1/chat/completions")
     }
 
+    @Test func repeatedVersionIsDroppedWhereTheBaseEndsInIt() throws {
+        #expect(try target("xai", rest: "/v1/chat/completions", headers: []).url == "https://api.x.ai/v1/chat/completions")
+        #expect(try target("grok", rest: "/chat/completions", headers: []).url == "https://api.x.ai/v1/chat/completions")
+        #expect(try target("openrouter", rest: "/v1/chat/completions", headers: []).url == "https://openrouter.ai/api/v1/chat/completions")
+        #expect(try target("mistral", rest: "/v1/chat/completions", headers: []).url == "https://api.mistral.ai/v1/chat/completions")
+        #expect(try target("cohere", rest: "/v1/chat", headers: []).url == "https://api.cohere.ai/v1/chat")
+    }
+
     @Test func responseHeadersDropHopByHopAndAltSvc() {
         let out = HeaderPolicy.clientResponseHeaders([
             (name: "content-type", value: "text/event-stream"), (name: "connection", value: "close"),
             (name: "transfer-encoding", value: "chunked"), (name: "alt-svc", value: "h3=\":443\""),
             (name: "content-length", value: "5"), (name: "x-request-id", value: "req_1"),
+            (name: "x-gatemesh-provider", value: "spoofed"), (name: "cf-aig-cache-status", value: "HIT"),
         ])
         #expect(out.map(\.name) == ["content-type", "x-request-id"])
     }

@@ -73,6 +73,17 @@ def test_upstream_timeout_is_504(start_node):
     assert r.status_code == 504 and error(r)["code"] == "upstream_timeout"
 
 
+def test_request_timeout_header_bounds_the_wait_for_the_first_byte(node):
+    for header in ("x-gatemesh-request-timeout", "cf-aig-request-timeout"):
+        r = requests.post(node.url + "/openai/chat/completions", json={"model": "m", "messages": []},
+                          headers={header: "300", "x-mock-latency-ms": "3000"}, timeout=10)
+        assert r.status_code == 504 and error(r)["code"] == "upstream_timeout"
+        assert r.elapsed.total_seconds() < 2
+    r = requests.post(node.url + "/openai/chat/completions", json={"model": "m", "messages": []},
+                      headers={"x-gatemesh-request-timeout": "soon"})
+    assert r.status_code == 400 and error(r)["code"] == "invalid_request_timeout"
+
+
 def test_upstream_errors_pass_through_unchanged(node):
     r = requests.post(node.url + "/anthropic/v1/messages", json={"model": "c", "max_tokens": 1, "messages": []},
                       headers={"x-mock-status": "400"})

@@ -90,6 +90,8 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "two words"}]}
     ("/deepseek/chat/completions", "deepseek"),
     ("/xai/chat/completions", "xai"),
     ("/grok/chat/completions", "xai"),
+    ("/grok/v1/chat/completions", "xai"),
+    ("/openrouter/v1/chat/completions", "openrouter"),
     ("/openrouter/chat/completions", "openrouter"),
     ("/perplexity-ai/chat/completions", "perplexity-ai"),
     ("/custom-local/chat/completions", "custom-local"),

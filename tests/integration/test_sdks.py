@@ -63,7 +63,7 @@ def test_openai_error_passes_through(node):
 
 def test_anthropic_message(node):
     m = anthropic_client(node).messages.create(
-        model="claude-sonnet-4-5", max_tokens=100, system="be brief",
+        model="claude-test-model", max_tokens=100, system="be brief",
         messages=[{"role": "user", "content": "hello there"}])
     assert m.content[0].text.startswith("The gateway answered")
     assert m.stop_reason == "end_turn"
@@ -72,7 +72,7 @@ def test_anthropic_message(node):
 
 def test_anthropic_message_streamed(node):
     client = anthropic_client(node)
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=3,
+    with client.messages.stream(model="claude-test-model", max_tokens=3,
                                 messages=[{"role": "user", "content": "hello"}]) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()

@@ -27,6 +27,9 @@ public struct ProviderSpec: Sendable, Equatable {
     public var openAICompatible: Bool
     /// A query parameter that may carry the key instead of a header (Google's `key`).
     public var queryKeyParameter: String?
+    /// True when the base URL already ends in the API version (`…/v1`) and a client path that
+    /// repeats it (`/xai/v1/chat/completions`, as Cloudflare's own examples write) drops the repeat.
+    public var dropsRepeatedVersion: Bool
 
     public init(
         id: String,
@@ -34,7 +37,8 @@ public struct ProviderSpec: Sendable, Equatable {
         auth: Auth,
         pathStyle: PathStyle = .append,
         openAICompatible: Bool,
-        queryKeyParameter: String? = nil
+        queryKeyParameter: String? = nil,
+        dropsRepeatedVersion: Bool = false
     ) {
         self.id = id
         self.defaultBaseURL = defaultBaseURL
@@ -42,6 +46,7 @@ public struct ProviderSpec: Sendable, Equatable {
         self.pathStyle = pathStyle
         self.openAICompatible = openAICompatible
         self.queryKeyParameter = queryKeyParameter
+        self.dropsRepeatedVersion = dropsRepeatedVersion
     }
 
     /// The request header names that carry a credential for this provider.
@@ -66,7 +71,7 @@ extension ProviderSpec {
     /// client built for `https://gateway.ai.cloudflare.com/v1/{account}/{gateway}/{provider}` moves by
     /// changing only the host; `docs/providers.md` tables them with their sources.
     public static let builtIn: [ProviderSpec] = [
-        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
         ProviderSpec(id: "anthropic", defaultBaseURL: "https://api.anthropic.com", auth: .header("x-api-key"), openAICompatible: false),
         ProviderSpec(
             id: "azure-openai",
@@ -78,10 +83,10 @@ extension ProviderSpec {
             auth: .header("x-goog-api-key"), openAICompatible: false, queryKeyParameter: "key"
         ),
         ProviderSpec(id: "mistral", defaultBaseURL: "https://api.mistral.ai", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
         ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true),
+        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
+        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
         ProviderSpec(id: "perplexity-ai", defaultBaseURL: "https://api.perplexity.ai", auth: .bearer, openAICompatible: true),
         ProviderSpec(id: "cohere", defaultBaseURL: "https://api.cohere.ai", auth: .bearer, openAICompatible: false),
     ]

@@ -52,11 +52,12 @@ public enum HeaderPolicy {
         return out
     }
 
-    /// The response headers to send to the client from the provider's response head.
+    /// The response headers to send to the client from the provider's response head. The gateway's
+    /// own `x-gatemesh-…`/`cf-aig-…` names are reserved for the gateway and never taken from upstream.
     public static func clientResponseHeaders(_ headers: [(name: String, value: String)]) -> [(name: String, value: String)] {
         let listed = connectionOptions(headers)
         return headers.filter { name, _ in
-            !(hopByHop.contains(name) || responseOnlyUpstream.contains(name) || listed.contains(name))
+            !(hopByHop.contains(name) || responseOnlyUpstream.contains(name) || listed.contains(name) || isGatewayControl(name))
         }
     }
 }

@@ -29,7 +29,11 @@ public struct UpstreamTarget: Sendable, Equatable {
         var url: String
         switch provider.spec.pathStyle {
         case .append:
-            url = provider.baseURL + route.rest
+            if provider.spec.dropsRepeatedVersion, route.rest.hasPrefix("/v1/") {
+                url = provider.baseURL + route.rest.dropFirst(3)
+            } else {
+                url = provider.baseURL + route.rest
+            }
         case .resourceAndDeployment:
             let parts = route.rest.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
             // rest is "/{resource}/{deployment}/…": parts[0] is the empty string before the first '/'.

@@ -3,9 +3,10 @@
 /// The grammar, first match wins:
 /// - `/healthz`
 /// - `/metrics`, `/cluster/…`, `/api/…`, `/dashboard…`: operator endpoints
-/// - `/v1/{account}/{gateway}/{provider}/…` when `{provider}` is known: Cloudflare-shaped passthrough
-/// - `/v1/{account}/{gateway}` when `{gateway}` is configured: universal endpoint
-/// - `/v1/…`: unified API on the default gateway
+/// - `/v1/{chat|embeddings|models|messages|completions|responses}…`: unified API on the default gateway
+/// - `/v1/{account}/{gateway}/{provider}/…`: Cloudflare-shaped passthrough (404 for an unknown gateway or provider)
+/// - `/v1/{account}/{gateway}`: universal endpoint of that gateway
+/// - any other `/v1…`: unified API on the default gateway
 /// - `/{provider}/…`: passthrough on the default gateway
 /// - `/{gateway}` : universal endpoint; `/{gateway}/v1/…`: unified API; `/{gateway}/{provider}/…`: passthrough
 public struct PathRouter: Sendable {
@@ -67,23 +68,17 @@ public struct PathRouter: Sendable {
     static let unifiedEndpoints: Set<String> = ["chat", "embeddings", "models", "messages", "completions", "responses"]
 
     private func routeV1(_ segments: PathSegments, path: String) throws(GatewayError) -> Route {
-        if let account = segments.segment(1), !Self.unifiedEndpoints.contains(String(account)),
-           let gateway = segments.segment(2) {
-            if let provider = segments.segment(3), catalogue.contains(provider) {
-                guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
-                return .passthrough(try passthrough(gateway: String(gateway), provider: provider,
-                                                    restStart: segments.offset(after: 3), path: path,
-                                                    shape: .cloudflare(account: String(account))))
-            }
-            if segments.segment(3) == nil || segments.segment(3) == "" {
-                guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
-                return .universal(gateway: String(gateway))
-            }
-            if let provider = segments.segment(3), gateways.contains(String(gateway)) {
-                throw .unknownProvider(String(provider))
-            }
+        // `/v1/{account}/{gateway}[/{provider}/…]` unless the second segment names a unified endpoint.
+        guard let account = segments.segment(1), !account.isEmpty, !Self.unifiedEndpoints.contains(String(account)),
+              let gateway = segments.segment(2), !gateway.isEmpty else {
+            return .unified(gateway: GatewayConfig.defaultID, endpoint: path)
         }
-        return .unified(gateway: GatewayConfig.defaultID, endpoint: path)
+        guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
+        guard let provider = segments.segment(3), !provider.isEmpty else { return .universal(gateway: String(gateway)) }
+        guard catalogue.contains(provider) else { throw .unknownProvider(String(provider)) }
+        return .passthrough(try passthrough(gateway: String(gateway), provider: provider,
+                                            restStart: segments.offset(after: 3), path: path,
+                                            shape: .cloudflare(account: String(account))))
     }
 
     private func passthrough(
@@ -99,7 +94,9 @@ public struct PathRouter: Sendable {
         for byte in rest.utf8 where byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
             throw .malformedPath("the path contains a control character, a space or a backslash")
         }
-        for segment in rest.split(separator: "/", omittingEmptySubsequences: false) {
+        // Encoded slashes split segments too: `..%2f` must not slip past as one odd segment.
+        let normalized = rest.replacing("%2f", with: "/").replacing("%2F", with: "/")
+        for segment in normalized.split(separator: "/", omittingEmptySubsequences: false) {
             let decoded = segment.replacingPercentDots()
             if decoded == "." || decoded == ".." {
                 throw .malformedPath("the path may not contain '.' or '..' segments")
