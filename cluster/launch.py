@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Starts N GateMesh nodes and the mock provider as real processes on loopback.
+
+    python3 cluster/launch.py --nodes 3            # nodes on 127.0.0.1:8701.., mock on 127.0.0.1:9999
+    python3 cluster/launch.py --nodes 3 --base-port 9100 --mock-port 9200
+
+Each node gets its own config and data directory under cluster/run/ (git-ignored), named
+node-1..node-N, with every built-in provider pointed at the mock. Ctrl-C stops them all.
+
+Today the nodes run side by side without knowing of each other: the peer transport, membership
+and gossip arrive with the cluster issue, and this launcher grows with them (seeds, certificates).
+The `Cluster` class is importable, for benchmarks and tests that need several nodes.
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_binary():
+    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True)
+    return os.path.join(out.stdout.strip(), "gatemesh")
+
+
+def provider_overrides(mock_url):
+    return "\n".join([
+        "providers:",
+        f'  openai: {{base_url: "{mock_url}/v1"}}',
+        f'  anthropic: {{base_url: "{mock_url}"}}',
+        f'  google-ai-studio: {{base_url: "{mock_url}"}}',
+        f'  mistral: {{base_url: "{mock_url}"}}',
+        f'  groq: {{base_url: "{mock_url}/openai/v1"}}',
+        f'  deepseek: {{base_url: "{mock_url}"}}',
+        f'  xai: {{base_url: "{mock_url}/v1"}}',
+        f'  openrouter: {{base_url: "{mock_url}/api/v1"}}',
+        f'  perplexity-ai: {{base_url: "{mock_url}"}}',
+        f'  custom-mock: {{base_url: "{mock_url}"}}',
+    ]) + "\n"
+
+
+def wait_ready(url, proc, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+class Cluster:
+    """N nodes and one mock provider; use as a context manager or call start()/stop()."""
+
+    def __init__(self, nodes=3, base_port=8701, mock_port=9999, binary=None, run_dir=None, admin_token="cluster-admin",
+                 extra_yaml=""):
+        self.count = nodes
+        self.base_port = base_port
+        self.mock_port = mock_port
+        self.binary = binary or default_binary()
+        self.run_dir = run_dir or os.path.join(ROOT, "cluster", "run")
+        self.admin_token = admin_token
+        self.extra_yaml = extra_yaml
+        self.mock = None
+        self.nodes = []
+
+    @property
+    def mock_url(self):
+        return f"http://127.0.0.1:{self.mock_port}"
+
+    def node_url(self, i):
+        return f"http://127.0.0.1:{self.base_port + i}"
+
+    def start(self):
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        os.makedirs(self.run_dir)
+        self.mock = subprocess.Popen([self.binary, "mock-provider", "--listen", f"127.0.0.1:{self.mock_port}"],
+                                     stdout=subprocess.DEVNULL)
+        wait_ready(self.mock_url + "/_mock/healthz", self.mock)
+        for i in range(self.count):
+            name = f"node-{i + 1}"
+            directory = os.path.join(self.run_dir, name)
+            os.makedirs(directory)
+            config = os.path.join(directory, "gatemesh.yaml")
+            with open(config, "w") as f:
+                f.write(f'node: {{name: {name}, region: local, listen: "127.0.0.1:{self.base_port + i}", data_dir: "{directory}/data"}}\n')
+                f.write(f"admin: {{token: {self.admin_token}}}\n")
+                f.write(provider_overrides(self.mock_url))
+                f.write(self.extra_yaml)
+            log = open(os.path.join(directory, "node.log"), "w")
+            proc = subprocess.Popen([self.binary, "serve", "--config", config], stdout=log, stderr=subprocess.STDOUT)
+            self.nodes.append(proc)
+            wait_ready(self.node_url(i) + "/healthz", proc)
+        return self
+
+    def stop(self):
+        for proc in self.nodes + ([self.mock] if self.mock else []):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.nodes + ([self.mock] if self.mock else []):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--base-port", type=int, default=8701)
+    parser.add_argument("--mock-port", type=int, default=9999)
+    parser.add_argument("--binary", help="the gatemesh binary (default: swift build --show-bin-path)")
+    args = parser.parse_args()
+    cluster = Cluster(args.nodes, args.base_port, args.mock_port, args.binary)
+    try:
+        cluster.start()
+    except Exception as e:
+        cluster.stop()
+        sys.exit(f"launch failed: {e}")
+    print(f"mock provider: {cluster.mock_url}")
+    for i in range(args.nodes):
+        print(f"node-{i + 1}: {cluster.node_url(i)}   (logs: cluster/run/node-{i + 1}/node.log)")
+    print(f"admin token: {cluster.admin_token}; Ctrl-C stops everything")
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        signal.sigwait(signals)
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
