@@ -23,8 +23,8 @@ struct MockResponder: HTTPResponder {
         if path.hasSuffix("/completions") { return .openAICompletion }
         if path.hasSuffix("/embeddings") { return .openAIEmbeddings }
         if path.hasSuffix("/messages") { return .anthropicMessages }
-        if path.hasSuffix("/models") && method == .get { return .openAIModels }
-        if let range = path.range(of: "/models/"), method == .get, !path.contains(":") {
+        if path.hasSuffix("/models") && (method == .get || method == .head) { return .openAIModels }
+        if let range = path.range(of: "/models/"), method == .get || method == .head, !path.contains(":") {
             return .openAIModel(String(path[range.upperBound...]))
         }
         if let colon = path.lastIndex(of: ":"), let slash = path[..<colon].lastIndex(of: "/") {

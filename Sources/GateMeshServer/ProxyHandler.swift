@@ -108,6 +108,10 @@ struct ProxyHandler: Sendable {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
         }
         headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
+        if request.method == .head, let contentLength {
+            // A HEAD answer has no body but says how long the GET body would be.
+            headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
+        }
         if request.method == .head || head.status == 204 || head.status == 304 { contentLength = nil }
 
         // Watching for the client closing its connection needs the request body consumed first,

@@ -74,6 +74,14 @@ def test_stored_key_replaces_the_client_key(start_node, mock):
     assert h["anthropic-version"] == ["2023-06-01"]
 
 
+def test_head_requests_keep_the_length_and_send_no_body(node):
+    r = requests.head(node.url + "/openai/models")
+    assert r.status_code == 200
+    direct = requests.get(node.url + "/openai/models")
+    assert r.headers["content-length"] == str(len(direct.content))
+    assert "transfer-encoding" not in r.headers and r.content == b""
+
+
 def test_response_headers_come_back(node):
     r = requests.post(node.url + "/openai/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
     assert r.headers["x-gatemesh-provider"] == "openai"
