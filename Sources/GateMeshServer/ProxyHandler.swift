@@ -37,6 +37,9 @@ struct ProxyHandler: Sendable {
         let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
                                              headers: request.headers.lowercasedPairs)
 
+        var timeouts = self.timeouts
+        if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
+
         // The body: none, whole, or streamed.
         let maxBody = config.limits.maxBodyBytes
         let declaredLength = try Self.contentLength(request.headers)
@@ -54,8 +57,6 @@ struct ProxyHandler: Sendable {
             streamUpload = true
         }
 
-        var timeouts = self.timeouts
-        if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
         let upstreamRequest = UpstreamRequest(
             method: request.method.rawValue, url: target.url,
             headers: target.headers.map { ($0.name, $0.value) }, body: body, timeouts: timeouts)
@@ -158,9 +159,9 @@ struct ProxyHandler: Sendable {
 
     /// `request-timeout`: milliseconds until the first byte of the provider's response.
     static func requestTimeoutMs(_ headers: HTTPFields) throws(GatewayError) -> Int? {
-        guard let text = requestTimeoutHeaders.lazy.compactMap({ headers[$0] }).first else { return nil }
+        guard let name = requestTimeoutHeaders.first(where: { headers[$0] != nil }), let text = headers[name] else { return nil }
         guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms >= 1, ms <= maxRequestTimeoutMs else {
-            throw .badRequest("x-gatemesh-request-timeout must be a whole number of milliseconds from 1 to \(maxRequestTimeoutMs), got '\(text)'",
+            throw .badRequest("\(name.canonicalName) must be a whole number of milliseconds from 1 to \(maxRequestTimeoutMs), got '\(text)'",
                               code: "invalid_request_timeout")
         }
         return ms

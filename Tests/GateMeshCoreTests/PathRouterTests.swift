@@ -72,9 +72,11 @@ import Testing
 
     @Test func cloudflareShapeNamesTheMissingPiece() throws {
         #expect(throws: GatewayError.unknownProvider("nonesuch")) { try router.route(path: "/v1/acct/team-a/nonesuch/x") }
-        #expect(throws: GatewayError.unknownGateway("nogw")) { try router.route(path: "/v1/acct/nogw/nonesuch/x") }
-        #expect(throws: GatewayError.unknownGateway("nogw")) { try router.route(path: "/v1/acct/nogw") }
+        #expect(try router.route(path: "/v1/acct/nogw/nonesuch/x") == .unified(gateway: "default", endpoint: "/v1/acct/nogw/nonesuch/x"))
+        #expect(throws: GatewayError.unknownGateway("nogw")) { try router.route(path: "/v1/acct/nogw/openai/chat/completions") }
         #expect(try router.route(path: "/v1/models") == .unified(gateway: "default", endpoint: "/v1/models"))
+        #expect(try router.route(path: "/v1/audio/speech") == .unified(gateway: "default", endpoint: "/v1/audio/speech"))
+        #expect(try router.route(path: "/v1/files/file-abc/content") == .unified(gateway: "default", endpoint: "/v1/files/file-abc/content"))
     }
 
     @Test(arguments: ["/openai/../secret", "/openai/%2e%2e/x", "/openai/a/./b", "/openai/a\\b", "/openai/x/..%2fsecret", "/openai/x/%2E%2E%2Fy"])

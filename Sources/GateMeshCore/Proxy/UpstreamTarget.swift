@@ -29,7 +29,7 @@ public struct UpstreamTarget: Sendable, Equatable {
         var url: String
         switch provider.spec.pathStyle {
         case .append:
-            if provider.spec.dropsRepeatedVersion, route.rest.hasPrefix("/v1/") {
+            if provider.spec.dropsRepeatedVersion, route.rest.hasPrefix("/v1/"), provider.baseURL.hasSuffix("/v1") {
                 url = provider.baseURL + route.rest.dropFirst(3)
             } else {
                 url = provider.baseURL + route.rest

@@ -2,11 +2,12 @@
 ///
 /// The grammar, first match wins:
 /// - `/healthz`
-/// - `/metrics`, `/cluster/…`, `/api/…`, `/dashboard…`: operator endpoints
+/// - first segment `metrics`, `cluster`, `api`, `dashboard` or `admin`: operator endpoints
 /// - `/v1/{chat|embeddings|models|messages|completions|responses}…`: unified API on the default gateway
-/// - `/v1/{account}/{gateway}/{provider}/…`: Cloudflare-shaped passthrough (404 for an unknown gateway or provider)
-/// - `/v1/{account}/{gateway}`: universal endpoint of that gateway
-/// - any other `/v1…`: unified API on the default gateway
+/// - `/v1/{account}/{gateway}/{provider}/…` when `{gateway}` is configured or `{provider}` is known:
+///   Cloudflare-shaped passthrough (404 naming the unknown gateway or provider)
+/// - `/v1/{account}/{gateway}` when `{gateway}` is configured: universal endpoint of that gateway
+/// - any other `/v1…` (`/v1/audio/speech`, `/v1/files/…`): unified API on the default gateway
 /// - `/{provider}/…`: passthrough on the default gateway
 /// - `/{gateway}` : universal endpoint; `/{gateway}/v1/…`: unified API; `/{gateway}/{provider}/…`: passthrough
 public struct PathRouter: Sendable {
@@ -73,8 +74,14 @@ public struct PathRouter: Sendable {
               let gateway = segments.segment(2), !gateway.isEmpty else {
             return .unified(gateway: GatewayConfig.defaultID, endpoint: path)
         }
+        let provider = segments.segment(3).flatMap { $0.isEmpty ? nil : $0 }
+        // Cloudflare-shaped only when the gateway is ours or the next segment names a provider;
+        // anything else (`/v1/audio/speech`, `/v1/files/…`) is the unified API.
+        guard gateways.contains(String(gateway)) || provider.map({ catalogue.contains($0) }) == true else {
+            return .unified(gateway: GatewayConfig.defaultID, endpoint: path)
+        }
         guard gateways.contains(String(gateway)) else { throw .unknownGateway(String(gateway)) }
-        guard let provider = segments.segment(3), !provider.isEmpty else { return .universal(gateway: String(gateway)) }
+        guard let provider else { return .universal(gateway: String(gateway)) }
         guard catalogue.contains(provider) else { throw .unknownProvider(String(provider)) }
         return .passthrough(try passthrough(gateway: String(gateway), provider: provider,
                                             restStart: segments.offset(after: 3), path: path,

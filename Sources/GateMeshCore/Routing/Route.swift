@@ -1,6 +1,6 @@
 /// What a request path asks for, before any I/O.
 public enum Route: Sendable, Equatable {
-    /// `GET /healthz`: open to everyone.
+    /// `/healthz` (any method): open to everyone.
     case health
     /// An operator endpoint (`/metrics`, `/cluster/status`, `/api/…`, `/dashboard`): needs the admin token.
     case operatorEndpoint(path: String)
