@@ -38,6 +38,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(name: "GateMeshAccounting", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+
         // MARK: Shells
         .target(
             name: "GateMeshUpstream",
@@ -90,6 +92,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshUpstreamTests",
             dependencies: ["GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird")],

@@ -1,0 +1,93 @@
+import Foundation
+
+/// What the gateway reads from a provider request before forwarding it: enough to price it,
+/// estimate it, and ask for usage on streams.
+public struct RequestFacts: Sendable, Equatable {
+    /// The model the client asked for, from the body or (Google) the path.
+    public var model: String?
+    public var stream: Bool
+    /// True when the client itself set `stream_options.include_usage`.
+    public var clientAskedForUsage: Bool
+    /// A rough input size (characters / 4) for when the provider never reports usage.
+    public var estimatedInputTokens: Int
+    /// The output cap the request sets (`max_tokens`, `max_completion_tokens`, `max_output_tokens`,
+    /// `generationConfig.maxOutputTokens`).
+    public var maxOutputTokens: Int?
+
+    public init(model: String? = nil, stream: Bool = false, clientAskedForUsage: Bool = false,
+                estimatedInputTokens: Int = 0, maxOutputTokens: Int? = nil) {
+        self.model = model
+        self.stream = stream
+        self.clientAskedForUsage = clientAskedForUsage
+        self.estimatedInputTokens = estimatedInputTokens
+        self.maxOutputTokens = maxOutputTokens
+    }
+}
+
+/// Reads `RequestFacts` from a request body, and adds `stream_options.include_usage` to
+/// OpenAI-format streams that did not ask for it. Pure: bytes in, values out.
+public enum RequestInspector {
+    /// Keys whose string values are not prompt text (identifiers, enums, binary payloads).
+    static let skippedKeys: Set<String> = [
+        "model", "role", "type", "id", "tool_call_id", "name", "image_url", "url", "source", "inline_data",
+        "inlineData", "file_data", "fileData", "input_audio", "mimeType", "media_type", "detail", "format",
+    ]
+
+    public static func inspect(format: APIFormat, path: Substring, body: some Collection<UInt8>) -> RequestFacts {
+        var facts = RequestFacts()
+        if format == .googleStream { facts.stream = true }
+        if format == .googleGenerate || format == .googleStream, let model = googleModel(path: path) {
+            facts.model = model
+        }
+        guard !body.isEmpty, let object = UsageJSON.object(body) else { return facts }
+        if let model = object["model"] as? String { facts.model = model }
+        if let stream = object["stream"] as? Bool { facts.stream = stream }
+        if let options = object["stream_options"] as? [String: Any], options["include_usage"] as? Bool == true {
+            facts.clientAskedForUsage = true
+        }
+        let generation = object["generationConfig"] as? [String: Any]
+        facts.maxOutputTokens = UsageJSON.int(object["max_completion_tokens"]) ?? UsageJSON.int(object["max_tokens"])
+            ?? UsageJSON.int(object["max_output_tokens"]) ?? UsageJSON.int(generation?["maxOutputTokens"])
+        facts.estimatedInputTokens = (textCharacters(object) + 3) / 4
+        return facts
+    }
+
+    /// `…/models/{model}:generateContent` → `{model}`.
+    static func googleModel(path: Substring) -> String? {
+        guard let colon = path.lastIndex(of: ":"), let slash = path[..<colon].lastIndex(of: "/") else { return nil }
+        let model = path[path.index(after: slash)..<colon]
+        return model.isEmpty ? nil : String(model)
+    }
+
+    static func textCharacters(_ value: Any, key: String? = nil) -> Int {
+        if let key, skippedKeys.contains(key) { return 0 }
+        switch value {
+        case let s as String: return s.count
+        case let a as [Any]: return a.reduce(0) { $0 + textCharacters($1) }
+        case let o as [String: Any]: return o.reduce(0) { $0 + textCharacters($1.value, key: $1.key) }
+        default: return 0
+        }
+    }
+
+    /// The body with `"stream_options":{"include_usage":true}` added, or nil when it already asks
+    /// for usage or is not a JSON object. Only the top-level object's end is touched when the
+    /// client sent no `stream_options`, so everything else stays byte for byte.
+    public static func addingUsageRequest(to body: [UInt8]) -> [UInt8]? {
+        guard let object = UsageJSON.object(body) else { return nil }
+        if let options = object["stream_options"] {
+            guard var options = options as? [String: Any] else { return nil }
+            if options["include_usage"] as? Bool == true { return nil }
+            options["include_usage"] = true
+            var copy = object
+            copy["stream_options"] = options
+            guard let data = try? JSONSerialization.data(withJSONObject: copy, options: []) else { return nil }
+            return Array(data)
+        }
+        guard let close = body.lastIndex(of: UInt8(ascii: "}")) else { return nil }
+        let empty = object.isEmpty
+        var out = Array(body[..<close])
+        out.append(contentsOf: Array((empty ? "" : ",").utf8) + Array("\"stream_options\":{\"include_usage\":true}".utf8))
+        out.append(contentsOf: body[close...])
+        return out
+    }
+}
