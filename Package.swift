@@ -38,7 +38,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .target(name: "GateMeshAccounting", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "GateMeshAccounting", dependencies: ["GateMeshCore"],
+            resources: [.embedInCode("Pricing/prices.json")], swiftSettings: swiftSettings
+        ),
 
         // MARK: Shells
         .target(

@@ -1,0 +1,102 @@
+import Foundation
+
+/// Model prices: the table shipped in the binary (`prices.json`, compiled on a stated date) with
+/// the config's overrides and additions on top.
+///
+/// Lookup is by provider and model id: an exact id or alias first, then the longest listed id
+/// that the requested one extends with `-…` (a dated snapshot such as `gpt-4o-mini-2024-07-18`).
+/// `azure-openai` uses OpenAI's prices; `openrouter` and the unified API's `provider/model` ids are
+/// looked up under the named provider.
+public struct PriceTable: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var provider: String
+        public var model: String
+        public var price: ModelPrice
+    }
+
+    public let compiled: String
+    private var byKey: [String: Entry] = [:]
+    private var idsByProvider: [String: [String]] = [:]
+
+    public init(compiled: String, entries: [Entry], aliases: [(provider: String, alias: String, model: String)] = []) {
+        self.compiled = compiled
+        for entry in entries { insert(entry) }
+        for (provider, alias, model) in aliases {
+            if let entry = byKey[Self.key(provider, model)] { byKey[Self.key(provider, alias)] = entry }
+        }
+    }
+
+    static func key(_ provider: String, _ model: String) -> String { provider + "\u{0}" + model }
+
+    /// Adds or replaces one model's price.
+    public mutating func insert(_ entry: Entry) {
+        let k = Self.key(entry.provider, entry.model)
+        if byKey[k] == nil { idsByProvider[entry.provider, default: []].append(entry.model) }
+        byKey[k] = entry
+    }
+
+    public var count: Int { idsByProvider.values.reduce(0) { $0 + $1.count } }
+
+    /// The price of `model` on `provider`, and the listed entry it was priced as.
+    public func price(provider: String, model: String) -> Entry? {
+        var provider = provider
+        var model = model
+        if provider == "azure-openai" { provider = "openai" }
+        if provider == "openrouter" || provider.isEmpty, let slash = model.firstIndex(of: "/") {
+            provider = String(model[..<slash])
+            model = String(model[model.index(after: slash)...])
+            if provider == "google" { provider = "google-ai-studio" }
+            if provider == "x-ai" { provider = "xai" }
+        }
+        if let exact = byKey[Self.key(provider, model)] { return exact }
+        guard let ids = idsByProvider[provider] else { return nil }
+        var best: String?
+        for id in ids where model.hasPrefix(id + "-") && id.count > (best?.count ?? 0) {
+            best = id
+        }
+        return best.flatMap { byKey[Self.key(provider, $0)] }
+    }
+
+    // MARK: - The shipped table
+
+    /// The table compiled into the binary. Fails only if the shipped file is malformed, which the
+    /// unit tests rule out.
+    public static func shipped() throws -> PriceTable {
+        try parse(json: PackageResources.prices_json)
+    }
+
+    public struct FormatError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Parses the `prices.json` format (see the file's header).
+    public static func parse(json bytes: [UInt8]) throws -> PriceTable {
+        guard let root = UsageJSON.object(bytes), let compiled = root["compiled"] as? String,
+              let models = root["models"] as? [[String: Any]] else {
+            throw FormatError(message: "prices.json: expected an object with 'compiled' and 'models'")
+        }
+        var entries: [Entry] = []
+        var aliases: [(String, String, String)] = []
+        for (i, m) in models.enumerated() {
+            guard let provider = m["provider"] as? String, let model = m["model"] as? String else {
+                throw FormatError(message: "prices.json: models[\(i)] needs 'provider' and 'model'")
+            }
+            func price(_ key: String) throws -> TokenPrice? {
+                guard let text = m[key] else { return nil }
+                guard let s = text as? String, let p = TokenPrice(dollarsPerMillion: s) else {
+                    throw FormatError(message: "prices.json: \(provider)/\(model).\(key) must be a decimal string with at most six decimals")
+                }
+                return p
+            }
+            guard let input = try price("input"), let output = try price("output") else {
+                throw FormatError(message: "prices.json: \(provider)/\(model) needs 'input' and 'output'")
+            }
+            entries.append(Entry(provider: provider, model: model,
+                                 price: ModelPrice(input: input, output: output, cacheRead: try price("cache_read"),
+                                                   cacheWrite: try price("cache_write"))))
+            for alias in (m["aliases"] as? [String]) ?? [] { aliases.append((provider, alias, model)) }
+        }
+        return PriceTable(compiled: compiled, entries: entries, aliases: aliases)
+    }
+}

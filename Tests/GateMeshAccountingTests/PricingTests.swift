@@ -1,0 +1,58 @@
+@testable import GateMeshAccounting
+import Testing
+
+@Suite struct PricingTests {
+    @Test func decimalPricesAreExactIntegers() {
+        #expect(TokenPrice(dollarsPerMillion: "0.075")?.microsPerMillion == 75_000)
+        #expect(TokenPrice(dollarsPerMillion: "15")?.microsPerMillion == 15_000_000)
+        #expect(TokenPrice(dollarsPerMillion: "0.0375")?.microsPerMillion == 37_500)
+        #expect(TokenPrice(dollarsPerMillion: "0.0000001") == nil, "more than six decimals")
+        #expect(TokenPrice(dollarsPerMillion: "-1") == nil)
+        #expect(TokenPrice(dollarsPerMillion: "1e3") == nil)
+        #expect(TokenPrice(dollarsPerMillion: "1.") == nil)
+        #expect(TokenPrice(dollarsPerMillion: ".5")?.microsPerMillion == 500_000)
+        #expect(TokenPrice(dollarsPerMillion: "0.15")?.description == "$0.15/M")
+    }
+
+    @Test func moneyFormatsAndRounds() {
+        #expect(Money(nanos: 123_450).dollars == "0.000123450")
+        #expect(Money(nanos: 2_000_000_001).dollars == "2.000000001")
+        #expect(Money(nanos: 1_499).micros == 1)
+        #expect(Money(nanos: 1_500).micros == 2)
+        #expect(Money.parseDollars("0.5") == Money(nanos: 500_000_000))
+    }
+
+    @Test func costIsExactThenRoundedOnce() {
+        let price = ModelPrice(input: TokenPrice(dollarsPerMillion: "3")!, output: TokenPrice(dollarsPerMillion: "15")!,
+                               cacheRead: TokenPrice(dollarsPerMillion: "0.30")!, cacheWrite: TokenPrice(dollarsPerMillion: "3.75")!)
+        // 25 × 3 + 15 × 15 + 2000 × 0.30 + 1000 × 3.75 micro-dollars = 75 + 225 + 600 + 3750 = 4650 µ$
+        let usage = TokenUsage(input: 25, output: 15, cacheRead: 2000, cacheWrite: 1000)
+        #expect(price.cost(of: usage) == Money(nanos: 4_650_000))
+        // Without cache prices, cached tokens are charged as input.
+        let plain = ModelPrice(input: TokenPrice(dollarsPerMillion: "0.075")!, output: TokenPrice(dollarsPerMillion: "0.3")!)
+        #expect(plain.cost(of: TokenUsage(input: 1, output: 1, cacheRead: 1)) == Money(nanos: 450))  // 0.075+0.3+0.075 µ$ = 450 n$
+        #expect(plain.cost(of: TokenUsage(input: 7)) == Money(nanos: 525))
+        #expect(plain.cost(of: TokenUsage(input: 1)) == Money(nanos: 75))
+    }
+
+    @Test func shippedTableLoadsWithOverAHundredModels() throws {
+        let table = try PriceTable.shipped()
+        #expect(table.count >= 100)
+        #expect(table.compiled.count == 10)
+        let mini = try #require(table.price(provider: "openai", model: "gpt-4o-mini"))
+        #expect(mini.price.input.microsPerMillion == 150_000 && mini.price.output.microsPerMillion == 600_000)
+        #expect(table.price(provider: "openai", model: "gpt-4o-mini-2024-07-18")?.model == "gpt-4o-mini")
+        #expect(table.price(provider: "azure-openai", model: "gpt-4o-mini")?.model == "gpt-4o-mini")
+        #expect(table.price(provider: "openrouter", model: "openai/gpt-4o-mini")?.model == "gpt-4o-mini")
+        #expect(table.price(provider: "anthropic", model: "claude-sonnet-4-5-20250929")?.price.cacheWrite?.microsPerMillion == 3_750_000)
+        #expect(table.price(provider: "openai", model: "gpt-4o-mini-2099-01-01-custom")?.model == "gpt-4o-mini", "longest listed prefix")
+        #expect(table.price(provider: "openai", model: "no-such-model") == nil)
+        #expect(table.price(provider: "custom-x", model: "gpt-4o-mini") == nil)
+    }
+
+    @Test func malformedTableIsRefusedWithTheEntryNamed() {
+        #expect(throws: PriceTable.FormatError.self) {
+            try PriceTable.parse(json: Array(#"{"compiled":"2026-01-01","models":[{"provider":"p","model":"m","input":0.5,"output":"1"}]}"#.utf8))
+        }
+    }
+}
