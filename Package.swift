@@ -56,13 +56,17 @@ let package = Package(
         ),
         .target(
             name: "GateMeshStore",
-            dependencies: ["GateMeshCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "GateMeshCore", "GateMeshAccounting", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "GateMeshServer",
             dependencies: [
-                "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "CGateMeshOpenSSL",
+                "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "CGateMeshOpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -19,7 +19,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -32,6 +32,7 @@ public enum ConfigLoader {
         }
         if let limits = top.value("limits") { try reader.readLimits(limits, into: &config.limits) }
         if let upstream = top.value("upstream") { try reader.readUpstream(upstream, into: &config.upstream) }
+        if let logging = top.value("logging") { try reader.readLogging(logging, into: &config.logging) }
         if let providers = top.value("providers") { config.providers = try reader.readProviders(providers) }
         if let gateways = top.value("gateways") {
             config.gateways = try reader.readGateways(gateways, providers: ProviderCatalogue(overrides: config.providers))
@@ -190,6 +191,15 @@ struct Reader {
         }
     }
 
+    func readLogging(_ node: Node, into out: inout LoggingConfig) throws(ConfigError) {
+        let m = try mapping(node, key: "logging")
+        try checkKeys(m, key: "logging", allowed: ["retention", "max_rows", "queue_size", "max_payload_bytes"])
+        if let v = m.value("retention") { out.retentionMs = try durationMs(v, key: "logging.retention", range: 0...(3650 * 86_400_000)) }
+        if let v = m.value("max_rows") { out.maxRows = try int(v, key: "logging.max_rows", range: 0...1_000_000_000) }
+        if let v = m.value("queue_size") { out.queueSize = try int(v, key: "logging.queue_size", range: 1...10_000_000) }
+        if let v = m.value("max_payload_bytes") { out.maxPayloadBytes = try bytes(v, key: "logging.max_payload_bytes", range: 0...(16 << 20)) }
+    }
+
     func readProviders(_ node: Node) throws(ConfigError) -> [String: ProviderConfig] {
         let m = try mapping(node, key: "providers")
         let known = Set(ProviderSpec.builtIn.map(\.id)).union(ProviderSpec.aliases.keys)
@@ -248,7 +258,7 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens"], later: [
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload"], later: [
                 "cache": "the response cache", "retries": "retries", "rate_limits": "rate limiting",
                 "budgets": "budget enforcement", "routes": "routes",
             ])
@@ -269,6 +279,8 @@ struct Reader {
                 throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: "duplicate gateway id '\(id)'")
             }
             var gateway = GatewayConfig(id: id)
+            if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
+            if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
             if let tokens = m.value("auth_tokens") {
                 let s = try sequence(tokens, key: "\(key).auth_tokens")
                 for (j, t) in s.enumerated() {

@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshAccounting
 import GateMeshCore
 import GateMeshStore
 import GateMeshUpstream
@@ -16,6 +17,9 @@ public final class GatewayNode: Sendable {
     let client: UpstreamClient
     let state: NodeState
     let logger: Logger
+    /// The request log; its writer runs as a service beside the HTTP server.
+    public let requestLog: RequestLog
+    let prices: PriceTable
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -24,6 +28,12 @@ public final class GatewayNode: Sendable {
         self.logger = logger
         self.store = try NodeStore(dataDir: config.node.dataDir)
         let identity = try store.recordStart(nodeName: config.node.name)
+        var logConfig = RequestLog.Configuration()
+        logConfig.queueCapacity = config.logging.queueSize
+        logConfig.retention = config.logging.retentionMs == 0 ? nil : .milliseconds(config.logging.retentionMs)
+        logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
+        self.requestLog = try RequestLog(store: store, configuration: logConfig)
+        self.prices = try PriceTable.shipped()
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
         self.client = UpstreamClient(
             configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,
@@ -36,7 +46,7 @@ public final class GatewayNode: Sendable {
         let catalogue = ProviderCatalogue(overrides: config.providers)
         let responder = GatewayResponder(
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
-            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, logger: logger),
+            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog, logger: logger),
             operatorAPI: OperatorAPI(state: state),
             state: state,
             logger: logger)
@@ -59,7 +69,8 @@ public final class GatewayNode: Sendable {
     /// Serves until SIGTERM/SIGINT, drains, and shuts the upstream client down.
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
-        var groupConfig = ServiceGroupConfiguration(services: [app], logger: logger)
+        // Shut down in reverse: the server drains first, then the log writes what is still queued.
+        var groupConfig = ServiceGroupConfiguration(services: [requestLog, app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         groupConfig.maximumCancellationDuration = .seconds(5)

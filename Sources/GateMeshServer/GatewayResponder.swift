@@ -24,10 +24,9 @@ struct GatewayResponder: HTTPResponder {
             case .operatorEndpoint(let path):
                 return try operatorAPI.respond(path: path, request: request)
             case .passthrough(let route):
-                // The response body outlives this call; it ends the request's count when it is done.
-                let response = try await proxy.handle(route, request: request, onFinish: { [state] in state.end() })
+                // The exchange outlives this call; it ends the request's count when it is over.
                 handedOff = true
-                return response
+                return try await proxy.handle(route, request: request, onFinish: { [state] in state.end() })
             case .unified(let gateway, let endpoint):
                 guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
                 try ProxyHandler.authorize(g, headers: request.headers)

@@ -1,5 +1,7 @@
 import Foundation
+import GateMeshAccounting
 import GateMeshCore
+import GateMeshStore
 import GateMeshUpstream
 import HTTPTypes
 import Hummingbird
@@ -17,6 +19,8 @@ struct ProxyHandler: Sendable {
     let config: GateMeshConfig
     let catalogue: ProviderCatalogue
     let client: UpstreamClient
+    let prices: PriceTable
+    let log: RequestLog?
     let logger: Logger
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
@@ -27,35 +31,97 @@ struct ProxyHandler: Sendable {
                          totalMs: config.upstream.totalTimeoutMs)
     }
 
-    /// Proxies one request. `onFinish` runs exactly once when the response body is done (or
-    /// dropped unwritten), but only if this returns a response.
+    /// Proxies one request. `onFinish` runs exactly once when the exchange is over (response body
+    /// done or dropped unwritten, or an error answered), but only if this returns a response or
+    /// throws a `GatewayError` after the request was accepted for a provider.
     func handle(_ route: PassthroughRoute, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
-        guard let gateway = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
-        try Self.authorize(gateway, headers: request.headers)
-        guard let provider = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
+        let started = ContinuousClock.now
+        let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let gateway: GatewayConfig
+        let provider: ResolvedProvider
+        let metadata: RequestMetadata
+        let collectLog: Bool
+        let collectPayload: Bool
+        do {
+            // Refusals before a provider is involved are not logged (no gateway or provider to file them under).
+            guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
+            gateway = g
+            try Self.authorize(gateway, headers: request.headers)
+            guard let p = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
+            provider = p
+            metadata = try Self.metadata(request.headers)
+            collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
+            collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
+        } catch {
+            onFinish()
+            throw error
+        }
+        let eventID = Self.first(request.headers, Self.eventIDHeaders)
+        let upstreamPath = Self.upstreamPath(route: route, provider: provider)
+        let format = APIFormat.detect(providerOpenAICompatible: provider.spec.openAICompatible, providerID: provider.spec.id,
+                                      path: Substring(upstreamPath))
+        let exchange = ProxyExchange(
+            record: RequestRecord(
+                logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
+                provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
+                startedAtMs: startedAtMs, durationMs: 0, metadata: metadata),
+            context: .init(log: collectLog ? log : nil, prices: prices, nodeName: config.node.name,
+                           maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, onFinish: onFinish),
+            started: started)
+        do {
+            return try await forward(route: route, request: request, provider: provider, format: format, exchange: exchange,
+                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog)
+        } catch let error as GatewayError {
+            exchange.finish(completed: false, status: error.status, error: error.message)
+            throw error
+        } catch {
+            exchange.finish(completed: false, status: 499, error: "the client went away: \(error)")
+            throw error
+        }
+    }
 
+    private func forward(
+        route: PassthroughRoute, request: Request, provider: ResolvedProvider, format: APIFormat, exchange: ProxyExchange,
+        collectPayload: Bool, eventID: String?, logged: Bool
+    ) async throws -> Response {
         let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
                                              headers: request.headers.lowercasedPairs)
 
         var timeouts = self.timeouts
         if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
 
-        // The body: none, whole, or streamed.
+        // The body: none, whole, or streamed. A whole body is read for the facts that price it, and
+        // an OpenAI-format stream that did not ask for usage is asked for it (and the answer hidden).
         let maxBody = config.limits.maxBodyBytes
         let declaredLength = try Self.contentLength(request.headers)
         if let declaredLength, declaredLength > maxBody { throw GatewayError.payloadTooLarge(limit: maxBody) }
         let hasBody = declaredLength.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
         var request = request
-        let body: UpstreamRequest.Body
+        var body: UpstreamRequest.Body
         var streamUpload = false
+        var facts = RequestFacts()
+        var injectsUsage = false
         if !hasBody {
             body = .none
         } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
-            body = .bytes(try await Self.collect(&request, limit: maxBody))
+            let buffer = try await Self.collect(&request, limit: maxBody)
+            body = .bytes(buffer)
+            if format != .other {
+                let bytes = Array(buffer.readableBytesView)
+                facts = RequestInspector.inspect(format: format, path: Substring(target.url), body: bytes)
+                if facts.stream, !facts.clientAskedForUsage, provider.spec.acceptsStreamUsageOption,
+                   format == .openAIChat || format == .openAICompletions,
+                   let amended = RequestInspector.addingUsageRequest(to: bytes) {
+                    body = .bytes(ByteBuffer(bytes: amended))
+                    injectsUsage = true
+                }
+                if collectPayload { exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
+            }
         } else {
             body = .streamed(length: declaredLength)
             streamUpload = true
         }
+        exchange.setRequestedModel(facts.model)
 
         let upstreamRequest = UpstreamRequest(
             method: request.method.rawValue, url: target.url,
@@ -98,48 +164,98 @@ struct ProxyHandler: Sendable {
         }
 
         var headers = HTTPFields()
-        headers.reserveCapacity(head.headers.count + 2)
+        headers.reserveCapacity(head.headers.count + 4)
         var contentLength: Int?
-        var isEventStream = false
+        var contentType: String?
         for (name, value) in head.headers {
             if name == "content-length" { contentLength = Int(value) }
-            if name == "content-type", value.hasPrefix("text/event-stream") { isEventStream = true }
+            if name == "content-type" { contentType = value }
         }
+        let isEventStream = contentType?.hasPrefix("text/event-stream") ?? false
         for (name, value) in HeaderPolicy.clientResponseHeaders(head.headers) {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
         }
         headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
+        if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
+        if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
         if request.method == .head, let contentLength {
             // A HEAD answer has no body but says how long the GET body would be.
             headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
         }
         if request.method == .head || head.status == 204 || head.status == 304 { contentLength = nil }
+        exchange.responseStarted(status: head.status, contentType: contentType, format: head.status < 300 ? format : .other,
+                                 facts: facts, stripsInjectedUsage: injectsUsage)
+        // Stripping the injected usage changes the length; the body is then sent chunked.
+        if injectsUsage { contentLength = nil }
 
         // Watching for the client closing its connection needs the request body consumed first,
         // which it is unless it is still streaming up.
         let watchClose = isEventStream && !streamUpload
         let requestBody = request.body
-        let lease = TransferLease(transfer, onRelease: onFinish)
+        let lease = TransferLease(transfer, exchange: exchange)
         let responseBody = ResponseBody(contentLength: contentLength) { writer in
             var completed = false
-            defer { if !completed { lease.transfer.cancel() } }
+            defer { if !completed { lease.abandon() } }
+            let pump: (inout any ResponseBodyWriter) async throws -> Void = { writer in
+                while let chunk = try await lease.transfer.nextChunk() {
+                    if let replaced = lease.exchange.observe(chunk) {
+                        if replaced.readableBytes > 0 { try await writer.write(replaced) }
+                    } else {
+                        try await writer.write(chunk)
+                    }
+                }
+                if let tail = lease.exchange.tail() { try await writer.write(tail) }
+            }
             if watchClose {
                 try await requestBody.consumeWithInboundCloseHandler { _ in
-                    while let chunk = try await lease.transfer.nextChunk() { try await writer.write(chunk) }
+                    try await pump(&writer)
                 } onInboundClosed: { [logger] in
                     logger.debug("client closed its connection mid-stream; cancelling the upstream transfer")
                     lease.transfer.cancel()
                 }
             } else {
-                while let chunk = try await lease.transfer.nextChunk() { try await writer.write(chunk) }
+                try await pump(&writer)
             }
             completed = true
+            lease.exchange.finish(completed: true)
             try await writer.finish(nil)
         }
         return Response(status: .init(code: head.status), headers: headers, body: responseBody)
     }
 
     static let providerHeader = HTTPField.Name("x-gatemesh-provider")!
+    static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
+    static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
+    static let eventIDHeaders = [HTTPField.Name("x-gatemesh-event-id")!, HTTPField.Name("cf-aig-event-id")!]
+    static let metadataHeaders = [HTTPField.Name("x-gatemesh-metadata")!, HTTPField.Name("cf-aig-metadata")!]
+    static let collectLogHeaders = [HTTPField.Name("x-gatemesh-collect-log")!, HTTPField.Name("cf-aig-collect-log")!]
+    static let collectPayloadHeaders = [HTTPField.Name("x-gatemesh-collect-log-payload")!, HTTPField.Name("cf-aig-collect-log-payload")!]
+
+    static func first(_ headers: HTTPFields, _ names: [HTTPField.Name]) -> String? {
+        for name in names { if let v = headers[name] { return v } }
+        return nil
+    }
+
+    /// The `metadata` header (either name), parsed; a malformed one is a 400.
+    static func metadata(_ headers: HTTPFields) throws(GatewayError) -> RequestMetadata {
+        guard let text = first(headers, metadataHeaders) else { return RequestMetadata() }
+        return try RequestMetadata.parse(text)
+    }
+
+    /// A true/false request header; anything else is a 400 naming it.
+    static func flag(_ headers: HTTPFields, _ names: [HTTPField.Name]) throws(GatewayError) -> Bool? {
+        guard let name = names.first(where: { headers[$0] != nil }), let text = headers[name] else { return nil }
+        switch text.lowercased() {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw .badRequest("\(name.canonicalName) must be true or false, got '\(text)'", code: "invalid_header")
+        }
+    }
+
+    /// The path the provider sees after its base URL, for the log and for format detection.
+    static func upstreamPath(route: PassthroughRoute, provider: ResolvedProvider) -> String {
+        route.rest.isEmpty ? "/" : route.rest
+    }
     static let gatewayAuthHeaders = [HTTPField.Name("x-gatemesh-authorization")!, HTTPField.Name("cf-aig-authorization")!]
 
     /// Checks the gateway token when the gateway requires one.
@@ -183,18 +299,26 @@ struct ProxyHandler: Sendable {
     }
 }
 
-/// Owns a transfer for the life of a response body: if the server drops the response without ever
-/// writing its body (the client vanished before the head went out), releasing the lease cancels
-/// the transfer, so a paused transfer can never sit holding its connection until the total timeout.
+/// Owns a transfer and its exchange for the life of a response body: if the server drops the
+/// response without ever writing its body (the client vanished before the head went out), releasing
+/// the lease cancels the transfer and finishes the exchange as incomplete, so a paused transfer
+/// never holds its connection until the total timeout and no request goes unlogged.
 final class TransferLease: Sendable {
     let transfer: UpstreamTransfer
-    let onRelease: @Sendable () -> Void
-    init(_ transfer: UpstreamTransfer, onRelease: @escaping @Sendable () -> Void) {
+    let exchange: ProxyExchange
+    init(_ transfer: UpstreamTransfer, exchange: ProxyExchange) {
         self.transfer = transfer
-        self.onRelease = onRelease
+        self.exchange = exchange
     }
+
+    /// The client went away or the provider broke: stop the transfer and charge what was seen.
+    func abandon() {
+        transfer.cancel()
+        exchange.finish(completed: false, error: "the stream ended early (client disconnected or provider connection broke)")
+    }
+
     deinit {
         transfer.cancel()
-        onRelease()
+        exchange.finish(completed: false, error: "the response was dropped before its body was sent")
     }
 }

@@ -18,6 +18,8 @@ public struct SSEScanner: Sendable {
     }
 
     public let maxLineBytes: Int
+    /// Keep each event's raw bytes (needed only to rewrite a stream).
+    public let keepsRaw: Bool
     private var line: [UInt8] = []
     private var lineTooLong = false
     private var afterCR = false
@@ -26,33 +28,66 @@ public struct SSEScanner: Sendable {
     private var data: [UInt8] = []
     private var hasData = false
     private var raw: [UInt8] = []
+    private var sawBytes = false
 
-    public init(maxLineBytes: Int = 1 << 20) {
+    public init(maxLineBytes: Int = 1 << 20, keepsRaw: Bool = true) {
         self.maxLineBytes = maxLineBytes
+        self.keepsRaw = keepsRaw
     }
 
     /// Feeds the next bytes; calls `onEvent` for every event they complete.
-    public mutating func feed(_ bytes: some Sequence<UInt8>, onEvent: (Event) -> Void) {
-        for byte in bytes {
+    public mutating func feed(_ bytes: some Collection<UInt8>, onEvent: (Event) -> Void) {
+        if let raw = bytes as? UnsafeRawBufferPointer {
+            feed(raw, onEvent: onEvent)
+            return
+        }
+        let handled: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            feed(UnsafeRawBufferPointer(buffer), onEvent: onEvent)
+        }
+        if handled == nil {
+            Array(bytes).withUnsafeBytes { feed($0, onEvent: onEvent) }
+        }
+    }
+
+    /// Feeds the next bytes; calls `onEvent` for every event they complete.
+    public mutating func feed(_ p: UnsafeRawBufferPointer, onEvent: (Event) -> Void) {
+        let n = p.count
+        var i = 0
+        while i < n {
             if afterCR {
                 afterCR = false
-                if byte == UInt8(ascii: "\n") {
-                    raw.append(byte)
+                if p[i] == UInt8(ascii: "\n") {
+                    if keepsRaw { raw.append(p[i]) }
+                    i += 1
                     if dispatchAfterCR { dispatch(onEvent) }
                     continue
                 }
                 if dispatchAfterCR { dispatch(onEvent) }
             }
-            raw.append(byte)
-            switch byte {
-            case UInt8(ascii: "\n"):
+            // The run of line content up to the next CR or LF.
+            var j = i
+            while j < n, p[j] != UInt8(ascii: "\n"), p[j] != UInt8(ascii: "\r") { j += 1 }
+            if j > i {
+                sawBytes = true
+                let room = maxLineBytes - line.count
+                if room >= j - i {
+                    line.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<j]))
+                } else {
+                    if room > 0 { line.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + room)])) }
+                    lineTooLong = true
+                }
+                if keepsRaw { raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<j])) }
+            }
+            guard j < n else { return }
+            sawBytes = true
+            if keepsRaw { raw.append(p[j]) }
+            if p[j] == UInt8(ascii: "\n") {
                 if endLine() { dispatch(onEvent) }
-            case UInt8(ascii: "\r"):
+            } else {
                 afterCR = true
                 dispatchAfterCR = endLine()
-            default:
-                if line.count < maxLineBytes { line.append(byte) } else { lineTooLong = true }
             }
+            i = j + 1
         }
     }
 
@@ -64,8 +99,6 @@ public struct SSEScanner: Sendable {
         dispatchAfterCR = false
     }
 
-    /// Bytes of an event not yet terminated (what a stream cut now would leave unparsed).
-    public var pendingBytes: Int { raw.count }
 
     /// Ends the current line; returns true when it was the blank line that ends an event.
     private mutating func endLine() -> Bool {
@@ -93,9 +126,10 @@ public struct SSEScanner: Sendable {
     /// every byte of the stream) and starts the next.
     private mutating func dispatch(_ onEvent: (Event) -> Void) {
         dispatchAfterCR = false
-        if !raw.isEmpty {
+        if sawBytes {
             onEvent(Event(name: eventName, data: data, raw: raw))
         }
+        sawBytes = false
         eventName = nil
         data.removeAll(keepingCapacity: true)
         hasData = false

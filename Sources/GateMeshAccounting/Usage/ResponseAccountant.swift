@@ -24,7 +24,7 @@ public struct ResponseAccountant: Sendable {
     let mode: Mode
     let maxWholeBodyBytes: Int
 
-    private var sse = SSEScanner()
+    private var sse: SSEScanner
     private var array = JSONArrayScanner()
     private var body: [UInt8] = []
     private var bodyOverflow = false
@@ -54,9 +54,22 @@ public struct ResponseAccountant: Sendable {
             mode = .whole
         }
         self.stripsInjectedUsage = stripsInjectedUsage && isEventStream
+        self.sse = SSEScanner(keepsRaw: self.stripsInjectedUsage)
+        switch format {
+        case .anthropicMessages: textKeys = Self.anthropicTextKeys
+        case .openAIResponses: textKeys = Self.responsesTextKeys
+        case .googleGenerate, .googleStream: textKeys = Self.googleTextKeys
+        default: textKeys = Self.openAITextKeys
+        }
     }
 
-    static let textKeys: [[UInt8]] = ["\"content\":\"", "\"text\":\"", "\"partial_json\":\"", "\"arguments\":\"", "\"thinking\":\"", "\"delta\":\""].map { Array($0.utf8) }
+    /// The JSON keys whose string values are generated text, for this format.
+    let textKeys: [[UInt8]]
+
+    static let openAITextKeys: [[UInt8]] = ["\"content\":\"", "\"text\":\"", "\"arguments\":\""].map { Array($0.utf8) }
+    static let anthropicTextKeys: [[UInt8]] = ["\"text\":\"", "\"partial_json\":\"", "\"thinking\":\""].map { Array($0.utf8) }
+    static let responsesTextKeys: [[UInt8]] = ["\"delta\":\""].map { Array($0.utf8) }
+    static let googleTextKeys: [[UInt8]] = ["\"text\":\"", "\"text\": \""].map { Array($0.utf8) }
     static let usageObject = Array("\"usage\":{".utf8)
     static let usageObjectSpaced = Array("\"usage\": {".utf8)
     static let usageMetadata = Array("\"usageMetadata\"".utf8)
@@ -134,21 +147,21 @@ public struct ResponseAccountant: Sendable {
                     return false
                 }
             }
-            outputCharacters += ByteSearch.stringValueLengths(after: Self.textKeys, in: data)
+            outputCharacters += ByteSearch.stringValueLengths(after: textKeys, in: data)
         case .openAIResponses:
             let name = event.name ?? ""
             if name == "response.completed" || name == "response.incomplete" || name == "response.failed" {
                 responsesFinal = data
                 sawEnd = true
             } else if name.hasSuffix(".delta") {
-                outputCharacters += ByteSearch.stringValueLengths(after: Self.textKeys, in: data)
+                outputCharacters += ByteSearch.stringValueLengths(after: textKeys, in: data)
             }
         case .anthropicMessages:
             switch event.name {
             case "message_start": anthropicStart = data
             case "message_delta": anthropicDelta = data
             case "message_stop": sawEnd = true
-            case "content_block_delta": outputCharacters += ByteSearch.stringValueLengths(after: Self.textKeys, in: data)
+            case "content_block_delta": outputCharacters += ByteSearch.stringValueLengths(after: textKeys, in: data)
             default: break
             }
         case .googleGenerate, .googleStream:
@@ -163,7 +176,7 @@ public struct ResponseAccountant: Sendable {
         if servedModel == nil { servedModel = Self.model(in: element) }
         if ByteSearch.contains(Self.usageMetadata, in: element) { usageEvent = element }
         if ByteSearch.contains(Self.finishReason, in: element) { sawEnd = true }
-        outputCharacters += ByteSearch.stringValueLengths(after: [Array("\"text\":\"".utf8), Array("\"text\": \"".utf8)], in: element)
+        outputCharacters += ByteSearch.stringValueLengths(after: textKeys, in: element)
     }
 
     static func model(in bytes: [UInt8]) -> String? {

@@ -9,6 +9,7 @@ public struct GateMeshConfig: Sendable, Equatable {
     public var upstream = UpstreamConfig()
     public var providers: [String: ProviderConfig] = [:]
     public var gateways: [GatewayConfig] = [GatewayConfig(id: GatewayConfig.defaultID)]
+    public var logging = LoggingConfig()
 
     public init() {}
 
@@ -106,8 +107,27 @@ public struct GatewayConfig: Sendable, Equatable {
     public var id: String
     /// Tokens accepted in `x-gatemesh-authorization: Bearer …`; empty means the gateway is open.
     public var authTokens: [String]
-    public init(id: String, authTokens: [String] = []) {
+    /// Write a request-log row for each request (a request may turn it off with `collect-log: false`).
+    public var collectLog = true
+    /// Store request and response bodies in the log (a request may turn it on or off with `collect-log-payload`).
+    public var collectLogPayload = false
+    public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens
+        self.collectLog = collectLog
+        self.collectLogPayload = collectLogPayload
     }
+}
+
+/// The request log kept in the node's SQLite store.
+public struct LoggingConfig: Sendable, Equatable {
+    /// Rows older than this are deleted (milliseconds); 0 keeps them.
+    public var retentionMs: Int = 30 * 86_400_000
+    /// At most this many rows are kept; 0 for no limit.
+    public var maxRows = 1_000_000
+    /// Rows waiting to be written; past this, rows are dropped and counted, never waited for.
+    public var queueSize = 10_000
+    /// Bytes of each request and response body stored when payloads are collected.
+    public var maxPayloadBytes = 64 * 1024
+    public init() {}
 }

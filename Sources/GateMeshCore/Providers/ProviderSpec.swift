@@ -30,6 +30,9 @@ public struct ProviderSpec: Sendable, Equatable {
     /// True when the base URL already ends in the API version (`…/v1`) and a client path that
     /// repeats it (`/xai/v1/chat/completions`, as Cloudflare's own examples write) drops the repeat.
     public var dropsRepeatedVersion: Bool
+    /// True when the provider honours OpenAI's `stream_options.include_usage`, so the gateway may
+    /// add it to a stream whose client did not ask, to learn the stream's usage.
+    public var acceptsStreamUsageOption: Bool
 
     public init(
         id: String,
@@ -38,7 +41,8 @@ public struct ProviderSpec: Sendable, Equatable {
         pathStyle: PathStyle = .append,
         openAICompatible: Bool,
         queryKeyParameter: String? = nil,
-        dropsRepeatedVersion: Bool = false
+        dropsRepeatedVersion: Bool = false,
+        acceptsStreamUsageOption: Bool = false
     ) {
         self.id = id
         self.defaultBaseURL = defaultBaseURL
@@ -47,6 +51,7 @@ public struct ProviderSpec: Sendable, Equatable {
         self.openAICompatible = openAICompatible
         self.queryKeyParameter = queryKeyParameter
         self.dropsRepeatedVersion = dropsRepeatedVersion
+        self.acceptsStreamUsageOption = acceptsStreamUsageOption
     }
 
     /// The request header names that carry a credential for this provider.
@@ -71,22 +76,24 @@ extension ProviderSpec {
     /// client built for `https://gateway.ai.cloudflare.com/v1/{account}/{gateway}/{provider}` moves by
     /// changing only the host; `docs/providers.md` tables them with their sources.
     public static let builtIn: [ProviderSpec] = [
-        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
+        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
         ProviderSpec(id: "anthropic", defaultBaseURL: "https://api.anthropic.com", auth: .header("x-api-key"), openAICompatible: false),
         ProviderSpec(
             id: "azure-openai",
             defaultBaseURL: "https://{resource}.openai.azure.com/openai/deployments/{deployment}",
-            auth: .header("api-key"), pathStyle: .resourceAndDeployment, openAICompatible: true
+            auth: .header("api-key"), pathStyle: .resourceAndDeployment, openAICompatible: true,
+            acceptsStreamUsageOption: true
         ),
         ProviderSpec(
             id: "google-ai-studio", defaultBaseURL: "https://generativelanguage.googleapis.com",
             auth: .header("x-goog-api-key"), openAICompatible: false, queryKeyParameter: "key"
         ),
         ProviderSpec(id: "mistral", defaultBaseURL: "https://api.mistral.ai", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
-        ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
-        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true),
+        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, openAICompatible: true,
+                     acceptsStreamUsageOption: true),
+        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
         ProviderSpec(id: "perplexity-ai", defaultBaseURL: "https://api.perplexity.ai", auth: .bearer, openAICompatible: true),
         ProviderSpec(id: "cohere", defaultBaseURL: "https://api.cohere.ai", auth: .bearer, openAICompatible: false),
     ]

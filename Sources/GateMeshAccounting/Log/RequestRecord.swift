@@ -1,0 +1,67 @@
+import GateMeshCore
+
+/// One row of the request log: everything the gateway knows about one request once it is over.
+public struct RequestRecord: Sendable, Equatable {
+    public var logID: String
+    public var eventID: String?
+    public var node: String
+    public var gateway: String
+    public var provider: String
+    public var requestedModel: String?
+    public var servedModel: String?
+    /// The price-table entry the request was priced as (`openai/gpt-4o-mini`), nil when unpriced.
+    public var pricedAs: String?
+    public var method: String
+    /// The path sent upstream, after the provider prefix (no query).
+    public var path: String
+    public var status: Int
+    /// Unix milliseconds when the request arrived.
+    public var startedAtMs: Int64
+    public var durationMs: Int
+    /// Milliseconds from arrival to the first response byte from the provider.
+    public var ttfbMs: Int?
+    public var streamed: Bool
+    public var usage: TokenUsage
+    public var cost: Money?
+    /// `HIT`, `MISS`, `BYPASS`, or nil where the cache did not take part.
+    public var cacheStatus: String?
+    public var attempts: Int
+    public var step: Int
+    public var metadata: RequestMetadata
+    public var error: String?
+    public var requestBody: [UInt8]?
+    public var responseBody: [UInt8]?
+
+    public init(
+        logID: String, eventID: String? = nil, node: String, gateway: String, provider: String, requestedModel: String? = nil,
+        servedModel: String? = nil, pricedAs: String? = nil, method: String, path: String, status: Int, startedAtMs: Int64,
+        durationMs: Int, ttfbMs: Int? = nil, streamed: Bool = false, usage: TokenUsage = .zero, cost: Money? = nil,
+        cacheStatus: String? = nil, attempts: Int = 1, step: Int = 0, metadata: RequestMetadata = RequestMetadata(),
+        error: String? = nil, requestBody: [UInt8]? = nil, responseBody: [UInt8]? = nil
+    ) {
+        self.logID = logID
+        self.eventID = eventID
+        self.node = node
+        self.gateway = gateway
+        self.provider = provider
+        self.requestedModel = requestedModel
+        self.servedModel = servedModel
+        self.pricedAs = pricedAs
+        self.method = method
+        self.path = path
+        self.status = status
+        self.startedAtMs = startedAtMs
+        self.durationMs = durationMs
+        self.ttfbMs = ttfbMs
+        self.streamed = streamed
+        self.usage = usage
+        self.cost = cost
+        self.cacheStatus = cacheStatus
+        self.attempts = attempts
+        self.step = step
+        self.metadata = metadata
+        self.error = error
+        self.requestBody = requestBody
+        self.responseBody = responseBody
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import GateMeshAccounting
+import GateMeshCore
+import GateMeshStore
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The accounting side of one proxied request: it watches the response go by, prices it, and
+/// writes its log row exactly once, whether the response completes, breaks, or is abandoned.
+///
+/// Contract: `observe` is called by one task at a time, in byte order; `finish` may be called
+/// from anywhere, more than once, and only the first call counts. If nobody calls it, releasing
+/// the exchange finishes it as incomplete, so no request ever goes unlogged or uncharged.
+final class ProxyExchange: @unchecked Sendable {
+    struct Context: Sendable {
+        var log: RequestLog?
+        var prices: PriceTable
+        var nodeName: String
+        var maxPayloadBytes: Int
+        var collectPayload: Bool
+        var onFinish: @Sendable () -> Void
+    }
+
+    private let lock = NIOLock()
+    private var record: RequestRecord
+    private var accountant: ResponseAccountant?
+    private var responseBody: [UInt8]?
+    private var finished = false
+    private let context: Context
+    private let started: ContinuousClock.Instant
+
+    init(record: RequestRecord, context: Context, started: ContinuousClock.Instant) {
+        self.record = record
+        self.context = context
+        self.started = started
+        if context.collectPayload { responseBody = [] }
+    }
+
+    var logID: String { record.logID }
+
+    func setRequestBody(_ bytes: [UInt8]) { lock.withLock { record.requestBody = bytes } }
+
+    func setRequestedModel(_ model: String?) { lock.withLock { record.requestedModel = model } }
+
+    /// The response head arrived: the accountant starts watching its body.
+    func responseStarted(status: Int, contentType: String?, format: APIFormat, facts: RequestFacts, stripsInjectedUsage: Bool) {
+        lock.withLock {
+            record.status = status
+            record.ttfbMs = Int((ContinuousClock.now - started).milliseconds)
+            record.streamed = contentType?.hasPrefix("text/event-stream") ?? false
+            accountant = ResponseAccountant(format: format, contentType: contentType, request: facts, stripsInjectedUsage: stripsInjectedUsage)
+        }
+    }
+
+    /// Looks at a chunk on its way to the client; returns the bytes to send instead, if any.
+    func observe(_ chunk: ByteBuffer) -> ByteBuffer? {
+        lock.withLock {
+            guard accountant != nil else { return nil }
+            let replaced = chunk.withUnsafeReadableBytes { accountant!.process($0) }
+            if responseBody != nil, let cap = Optional(context.maxPayloadBytes), responseBody!.count < cap {
+                let sent = replaced.map { ByteBuffer(bytes: $0) } ?? chunk
+                responseBody!.append(contentsOf: sent.readableBytesView.prefix(cap - responseBody!.count))
+            }
+            return replaced.map { ByteBuffer(bytes: $0) }
+        }
+    }
+
+    /// Bytes still to send at the end (strip mode holds at most one incomplete event).
+    func tail() -> ByteBuffer? {
+        lock.withLock {
+            guard accountant != nil else { return nil }
+            let (tail, outcome) = accountant!.finish(completed: true)
+            accountantOutcome = outcome
+            return tail.isEmpty ? nil : ByteBuffer(bytes: tail)
+        }
+    }
+
+    private var accountantOutcome: ResponseAccountant.Outcome?
+
+    /// Ends the exchange: prices it and writes its log row. Only the first call counts.
+    func finish(completed: Bool, status: Int? = nil, error: String? = nil) {
+        let row: RequestRecord? = lock.withLock {
+            guard !finished else { return nil }
+            finished = true
+            if let status { record.status = status }
+            if let error { record.error = error }
+            record.durationMs = Int((ContinuousClock.now - started).milliseconds)
+            var outcome = accountantOutcome
+            if outcome == nil, accountant != nil { outcome = accountant!.finish(completed: completed).outcome }
+            if let outcome {
+                record.usage = outcome.usage
+                record.servedModel = outcome.servedModel
+            }
+            let requestedModel = record.requestedModel
+            let model = record.servedModel ?? requestedModel
+            if let model, let entry = context.prices.price(provider: record.provider, model: model)
+                ?? requestedModel.flatMap({ context.prices.price(provider: record.provider, model: $0) }) {
+                record.pricedAs = "\(entry.provider)/\(entry.model)"
+                record.cost = entry.price.cost(of: record.usage)
+            }
+            if let body = responseBody { record.responseBody = body }
+            return record
+        }
+        guard let row else { return }
+        context.log?.append(row)
+        context.onFinish()
+    }
+
+    deinit {
+        finish(completed: false, error: record.error ?? "the response was abandoned before it completed")
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import GateMeshAccounting
+import GateMeshCore
+import GRDB
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// The request log: one SQLite row per request, written in batches off the request path.
+///
+/// Contract: `append` never blocks and never waits for the disk. Rows wait in a bounded queue;
+/// the writer (this service's `run`) inserts them in one transaction every `flushInterval` or
+/// as soon as `batchSize` are waiting. When the queue is full, new rows are dropped and counted
+/// (`droppedRows`), never buffered without bound. On graceful shutdown every queued row is
+/// written before `run` returns. Retention deletes rows past `retention` or beyond `maxRows`,
+/// a thousand at a time.
+public final class RequestLog: Service, Sendable {
+    public struct Configuration: Sendable, Equatable {
+        public var queueCapacity = 10_000
+        public var batchSize = 500
+        public var flushInterval: Duration = .milliseconds(100)
+        /// Rows older than this are deleted; nil keeps them.
+        public var retention: Duration? = .seconds(30 * 86_400)
+        /// At most this many rows are kept; nil for no limit.
+        public var maxRows: Int? = 1_000_000
+        public var retentionInterval: Duration = .seconds(60)
+        public init() {}
+    }
+
+    let pool: DatabasePool
+    let configuration: Configuration
+    private let queue = NIOLockedValueBox(Queue())
+    private let wake = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+
+    struct Queue {
+        var rows: [RequestRecord] = []
+        var dropped = 0
+        var written = 0
+    }
+
+    public init(store: NodeStore, configuration: Configuration = .init()) throws(StoreError) {
+        self.pool = store.pool
+        self.configuration = configuration
+        do {
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError(message: "cannot create the request log in '\(store.path)': \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-request-log") { db in
+            try db.execute(sql: """
+                CREATE TABLE request_log (
+                    log_id TEXT PRIMARY KEY NOT NULL,
+                    ts INTEGER NOT NULL,
+                    event_id TEXT, node TEXT NOT NULL, gateway TEXT NOT NULL, provider TEXT NOT NULL,
+                    requested_model TEXT, served_model TEXT, priced_as TEXT,
+                    method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL,
+                    duration_ms INTEGER NOT NULL, ttfb_ms INTEGER, streamed INTEGER NOT NULL,
+                    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                    cache_read_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL,
+                    usage_estimated INTEGER NOT NULL, cost_nanos INTEGER, saved_nanos INTEGER NOT NULL DEFAULT 0,
+                    cache_status TEXT, attempts INTEGER NOT NULL, step INTEGER NOT NULL,
+                    metadata TEXT NOT NULL, error TEXT, request_body BLOB, response_body BLOB
+                ) WITHOUT ROWID;
+                CREATE INDEX request_log_ts ON request_log(ts);
+                CREATE INDEX request_log_gateway_ts ON request_log(gateway, ts);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: - Appending (request path)
+
+    /// Queues a row; returns false when the queue was full and the row was dropped.
+    @discardableResult
+    public func append(_ record: RequestRecord) -> Bool {
+        let (accepted, full) = queue.withLockedValue { q -> (Bool, Bool) in
+            guard q.rows.count < configuration.queueCapacity else {
+                q.dropped += 1
+                return (false, false)
+            }
+            q.rows.append(record)
+            return (true, q.rows.count >= configuration.batchSize)
+        }
+        if full { wake.continuation.yield() }
+        return accepted
+    }
+
+    public var droppedRows: Int { queue.withLockedValue { $0.dropped } }
+    public var writtenRows: Int { queue.withLockedValue { $0.written } }
+    public var queuedRows: Int { queue.withLockedValue { $0.rows.count } }
+
+    // MARK: - The writer
+
+    public func run() async throws {
+        let retentionEvery = configuration.retentionInterval
+        var lastRetention = ContinuousClock.now
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [wake] in
+                    // Ticks so that a quiet queue is still flushed within flushInterval.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.configuration.flushInterval)
+                        wake.continuation.yield()
+                    }
+                }
+                for await _ in wake.stream {
+                    await flushQueued()
+                    if ContinuousClock.now - lastRetention >= retentionEvery {
+                        lastRetention = .now
+                        await applyRetention(now: Date())
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: { [wake] in
+            wake.continuation.finish()
+        }
+        await flushQueued()
+    }
+
+    /// Writes every queued row now (the writer does this on its own; tests and shutdown call it).
+    public func flushQueued() async {
+        while true {
+            let batch = queue.withLockedValue { q -> [RequestRecord] in
+                let n = min(q.rows.count, configuration.batchSize * 4)
+                let batch = Array(q.rows.prefix(n))
+                q.rows.removeFirst(n)
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            do {
+                try await pool.write { db in
+                    for record in batch { try Self.insert(record, db: db) }
+                }
+                queue.withLockedValue { $0.written += batch.count }
+            } catch {
+                queue.withLockedValue { $0.dropped += batch.count }
+            }
+        }
+    }
+
+    static func insert(_ r: RequestRecord, db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
+              priced_as, method, path, status, duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens,
+              cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [
+                r.logID, r.startedAtMs, r.eventID, r.node, r.gateway, r.provider, r.requestedModel, r.servedModel,
+                r.pricedAs, r.method, r.path, r.status, r.durationMs, r.ttfbMs, r.streamed, r.usage.input, r.usage.output,
+                r.usage.cacheRead, r.usage.cacheWrite, r.usage.estimated, r.cost?.nanos, r.cacheStatus, r.attempts, r.step,
+                r.metadata.json, r.error, r.requestBody.map { Data($0) }, r.responseBody.map { Data($0) },
+            ])
+    }
+
+    /// Deletes rows past the retention age or beyond the row limit, a thousand per transaction.
+    public func applyRetention(now: Date) async {
+        if let retention = configuration.retention {
+            let cutoff = Int64(now.timeIntervalSince1970 * 1000) - Int64(retention.components.seconds) * 1000
+            await deleteInBatches(sql: "DELETE FROM request_log WHERE log_id IN (SELECT log_id FROM request_log WHERE ts < ? LIMIT 1000)",
+                                  arguments: [cutoff])
+        }
+        if let maxRows = configuration.maxRows {
+            while let count = try? await pool.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM request_log") ?? 0 }),
+                  count > maxRows {
+                let excess = min(count - maxRows, 1000)
+                let deleted = (try? await pool.write { db -> Int in
+                    try db.execute(sql: "DELETE FROM request_log WHERE log_id IN (SELECT log_id FROM request_log ORDER BY log_id LIMIT ?)",
+                                   arguments: [excess])
+                    return db.changesCount
+                }) ?? 0
+                if deleted == 0 { break }
+            }
+        }
+    }
+
+    private func deleteInBatches(sql: String, arguments: StatementArguments) async {
+        while true {
+            let deleted = (try? await pool.write { db -> Int in
+                try db.execute(sql: sql, arguments: arguments)
+                return db.changesCount
+            }) ?? 0
+            if deleted < 1000 { return }
+        }
+    }
+}

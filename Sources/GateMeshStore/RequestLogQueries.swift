@@ -1,0 +1,216 @@
+import Foundation
+import GateMeshAccounting
+import GateMeshCore
+import GRDB
+
+/// Filters shared by `/api/logs` and `/api/analytics`.
+public struct LogFilter: Sendable, Equatable {
+    public var fromMs: Int64?
+    public var toMs: Int64?
+    public var gateway: String?
+    public var provider: String?
+    /// Matches the requested or the served model.
+    public var model: String?
+    /// 2, 4 or 5 for 2xx, 4xx, 5xx.
+    public var statusClass: Int?
+    public var cacheStatus: String?
+    public var metadataKey: String?
+    public var metadataValue: String?
+
+    public init() {}
+
+    func sql(into clauses: inout [String], arguments: inout StatementArguments) {
+        if let fromMs { clauses.append("ts >= ?"); arguments += [fromMs] }
+        if let toMs { clauses.append("ts < ?"); arguments += [toMs] }
+        if let gateway { clauses.append("gateway = ?"); arguments += [gateway] }
+        if let provider { clauses.append("provider = ?"); arguments += [provider] }
+        if let model { clauses.append("(requested_model = ? OR served_model = ?)"); arguments += [model, model] }
+        if let statusClass { clauses.append("status >= ? AND status < ?"); arguments += [statusClass * 100, statusClass * 100 + 100] }
+        if let cacheStatus { clauses.append("cache_status = ?"); arguments += [cacheStatus] }
+        if let metadataKey {
+            let path = "$." + Self.jsonPathKey(metadataKey)
+            if let metadataValue {
+                clauses.append("CAST(json_extract(metadata, ?) AS TEXT) = ?")
+                arguments += [path, metadataValue]
+            } else {
+                clauses.append("json_type(metadata, ?) IS NOT NULL")
+                arguments += [path]
+            }
+        }
+    }
+
+    /// A metadata key as a quoted JSON path member, so any characters are safe.
+    static func jsonPathKey(_ key: String) -> String {
+        "\"" + key.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+    }
+}
+
+/// One page of the log, newest first.
+public struct LogPage: Sendable {
+    public var records: [RequestRecord]
+    /// Pass as `cursor` to get the next (older) page; nil on the last page.
+    public var nextCursor: String?
+}
+
+extension RequestLog {
+    static let columns = """
+        log_id, ts, event_id, node, gateway, provider, requested_model, served_model, priced_as, method, path, status,
+        duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, usage_estimated,
+        cost_nanos, cache_status, attempts, step, metadata, error
+        """
+
+    /// Rows matching `filter`, newest first, `limit` per page, older than `cursor` (a log id).
+    public func page(_ filter: LogFilter, cursor: String?, limit: Int) async throws -> LogPage {
+        var clauses: [String] = []
+        var arguments = StatementArguments()
+        filter.sql(into: &clauses, arguments: &arguments)
+        if let cursor { clauses.append("log_id < ?"); arguments += [cursor] }
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        arguments += [limit + 1]
+        let rows = try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM request_log \(whereSQL) ORDER BY log_id DESC LIMIT ?", arguments: arguments)
+        }
+        var records = rows.prefix(limit).map { Self.record(from: $0, bodies: nil) }
+        let next = rows.count > limit ? records.last?.logID : nil
+        if records.count > limit { records.removeLast() }
+        return LogPage(records: records, nextCursor: next)
+    }
+
+    /// One row with its stored bodies.
+    public func record(id: String) async throws -> RequestRecord? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.columns), request_body, response_body FROM request_log WHERE log_id = ?",
+                                             arguments: [id]) else { return nil }
+            return Self.record(from: row, bodies: (row["request_body"], row["response_body"]))
+        }
+    }
+
+    static func record(from row: Row, bodies: (Data?, Data?)?) -> RequestRecord {
+        let costNanos: Int64? = row["cost_nanos"]
+        let metadataJSON: String = row["metadata"]
+        let metadata = (try? RequestMetadata.parse(metadataJSON)) ?? RequestMetadata()
+        return RequestRecord(
+            logID: row["log_id"], eventID: row["event_id"], node: row["node"], gateway: row["gateway"], provider: row["provider"],
+            requestedModel: row["requested_model"], servedModel: row["served_model"], pricedAs: row["priced_as"],
+            method: row["method"], path: row["path"], status: row["status"], startedAtMs: row["ts"], durationMs: row["duration_ms"],
+            ttfbMs: row["ttfb_ms"], streamed: row["streamed"],
+            usage: TokenUsage(input: row["input_tokens"], output: row["output_tokens"], cacheRead: row["cache_read_tokens"],
+                              cacheWrite: row["cache_write_tokens"], estimated: row["usage_estimated"]),
+            cost: costNanos.map { Money(nanos: $0) }, cacheStatus: row["cache_status"], attempts: row["attempts"], step: row["step"],
+            metadata: metadata, error: row["error"],
+            requestBody: bodies?.0.map { Array($0) }, responseBody: bodies?.1.map { Array($0) })
+    }
+}
+
+// MARK: - Analytics
+
+/// What `/api/analytics` reports for one group or one time bucket.
+public struct AnalyticsFigures: Sendable, Equatable {
+    public var requests = 0
+    public var errors = 0
+    public var inputTokens = 0
+    public var outputTokens = 0
+    public var cacheReadTokens = 0
+    public var cacheWriteTokens = 0
+    public var cost = Money.zero
+    public var savedCost = Money.zero
+    public var cacheHits = 0
+    public var cacheLookups = 0
+    public var latencyP50Ms: Int?
+    public var latencyP95Ms: Int?
+
+    public var cacheHitRatio: Double? { cacheLookups == 0 ? nil : Double(cacheHits) / Double(cacheLookups) }
+}
+
+public struct AnalyticsResult: Sendable {
+    public struct Group: Sendable {
+        /// The group's value (a provider, model, gateway or metadata value); nil for "none".
+        public var key: String?
+        public var totals: AnalyticsFigures
+        /// One entry per step that had traffic, keyed by the bucket's start (Unix ms).
+        public var series: [(startMs: Int64, figures: AnalyticsFigures)]
+    }
+
+    public var totals: AnalyticsFigures
+    public var groups: [Group]
+}
+
+public enum AnalyticsGrouping: Sendable, Equatable {
+    case none, provider, model, gateway, metadata(String)
+}
+
+extension RequestLog {
+    /// Totals and a time series at `stepMs`, optionally grouped. Latency percentiles come from
+    /// the matching rows' durations (nearest-rank).
+    public func analytics(_ filter: LogFilter, groupBy: AnalyticsGrouping, stepMs: Int64) async throws -> AnalyticsResult {
+        var clauses: [String] = []
+        var arguments = StatementArguments()
+        filter.sql(into: &clauses, arguments: &arguments)
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let groupSQL: String
+        switch groupBy {
+        case .none: groupSQL = "NULL"
+        case .provider: groupSQL = "provider"
+        case .model: groupSQL = "COALESCE(served_model, requested_model)"
+        case .gateway: groupSQL = "gateway"
+        case .metadata(let key):
+            groupSQL = "CAST(json_extract(metadata, ?) AS TEXT)"
+            arguments = ["$." + LogFilter.jsonPathKey(key)] + arguments
+        }
+        let step = max(stepMs, 1)
+        let rows = try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT \(groupSQL) AS grp, (ts / \(step)) * \(step) AS bucket, status, duration_ms, input_tokens, output_tokens,
+                       cache_read_tokens, cache_write_tokens, cost_nanos, saved_nanos, cache_status
+                FROM request_log \(whereSQL)
+                """, arguments: arguments)
+        }
+        var totals = Accumulator()
+        var groups: [String?: (Accumulator, [Int64: Accumulator])] = [:]
+        for row in rows {
+            let key: String? = row["grp"]
+            let bucket: Int64 = row["bucket"]
+            totals.add(row)
+            var entry = groups[key] ?? (Accumulator(), [:])
+            entry.0.add(row)
+            entry.1[bucket, default: Accumulator()].add(row)
+            groups[key] = entry
+        }
+        let result = groups.map { key, value in
+            AnalyticsResult.Group(key: key, totals: value.0.figuresWithLatency,
+                                  series: value.1.keys.sorted().map { ($0, value.1[$0]!.figuresWithLatency) })
+        }.sorted { ($0.totals.cost, $0.totals.requests) > ($1.totals.cost, $1.totals.requests) }
+        return AnalyticsResult(totals: totals.figuresWithLatency, groups: result)
+    }
+
+    struct Accumulator {
+        var figures = AnalyticsFigures()
+        var durations: [Int] = []
+
+        mutating func add(_ row: Row) {
+            figures.requests += 1
+            let status: Int = row["status"]
+            if status >= 400 { figures.errors += 1 }
+            figures.inputTokens += row["input_tokens"] as Int
+            figures.outputTokens += row["output_tokens"] as Int
+            figures.cacheReadTokens += row["cache_read_tokens"] as Int
+            figures.cacheWriteTokens += row["cache_write_tokens"] as Int
+            figures.cost += Money(nanos: (row["cost_nanos"] as Int64?) ?? 0)
+            figures.savedCost += Money(nanos: row["saved_nanos"] as Int64)
+            let cache: String? = row["cache_status"]
+            if cache == "HIT" || cache == "MISS" { figures.cacheLookups += 1 }
+            if cache == "HIT" { figures.cacheHits += 1 }
+            durations.append(row["duration_ms"])
+        }
+
+        var figuresWithLatency: AnalyticsFigures {
+            var f = figures
+            let sorted = durations.sorted()
+            if !sorted.isEmpty {
+                f.latencyP50Ms = sorted[max(0, Int((Double(sorted.count) * 0.50).rounded(.up)) - 1)]
+                f.latencyP95Ms = sorted[max(0, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
+            }
+            return f
+        }
+    }
+}
