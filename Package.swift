@@ -68,6 +68,7 @@ let package = Package(
             dependencies: [
                 "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "CGateMeshOpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

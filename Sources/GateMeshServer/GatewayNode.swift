@@ -47,7 +47,7 @@ public final class GatewayNode: Sendable {
         let responder = GatewayResponder(
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
             proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog, logger: logger),
-            operatorAPI: OperatorAPI(state: state),
+            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog)),
             state: state,
             logger: logger)
         let limits = config.limits

@@ -7,29 +7,42 @@ import Hummingbird
 /// `/healthz` and the admin-token-guarded operator endpoints.
 struct OperatorAPI: Sendable {
     let state: NodeState
+    let logs: LogAPI
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
     }
 
     /// Checks `Authorization: Bearer <admin token>`, then serves the endpoint.
-    func respond(path: String, request: Request) throws(GatewayError) -> Response {
+    func respond(path: String, request: Request) async throws -> Response {
         guard let token = state.config.admin.token else {
-            throw .unauthorized("the operator API is disabled: set admin.token in the config (or GATEMESH_ADMIN_TOKEN when running without one)",
+            throw GatewayError.unauthorized("the operator API is disabled: set admin.token in the config (or GATEMESH_ADMIN_TOKEN when running without one)",
                                 code: "admin_disabled")
         }
         guard let header = request.headers[.authorization] else {
-            throw .unauthorized("missing admin token: send Authorization: Bearer <admin token>", code: "missing_admin_token")
+            throw GatewayError.unauthorized("missing admin token: send Authorization: Bearer <admin token>", code: "missing_admin_token")
         }
         guard let presented = TokenCheck.bearerToken(header), TokenCheck.constantTimeEquals(presented, token) else {
-            throw .unauthorized("wrong admin token", code: "invalid_admin_token")
+            throw GatewayError.unauthorized("wrong admin token", code: "invalid_admin_token")
         }
+        let query = Query(request.uri)
         switch path {
         case "/cluster/status":
-            guard request.method == .get else { throw .methodNotAllowed(request.method.rawValue, allowed: "GET") }
+            try Self.requireGET(request)
             return json(clusterStatus())
+        case "/api/logs":
+            try Self.requireGET(request)
+            return json(try await logs.logs(query))
+        case "/api/analytics":
+            try Self.requireGET(request)
+            return json(try await logs.analytics(query))
+        case _ where path.hasPrefix("/api/logs/"):
+            try Self.requireGET(request)
+            let id = String(path.dropFirst("/api/logs/".count))
+            guard let body = try await logs.log(id: id) else { throw GatewayError.notFound("no log row with id '\(id)'") }
+            return json(body)
         default:
-            throw .notFound("no operator endpoint at \(path); see docs/http-api.md")
+            throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
         }
     }
 
@@ -51,6 +64,12 @@ struct OperatorAPI: Sendable {
         "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
         "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
         """
+    }
+
+    static func requireGET(_ request: Request) throws(GatewayError) {
+        guard request.method == .get || request.method == .head else {
+            throw .methodNotAllowed(request.method.rawValue, allowed: "GET")
+        }
     }
 
     func json(_ body: String) -> Response {
