@@ -20,6 +20,7 @@ public final class GatewayNode: Sendable {
     /// The request log; its writer runs as a service beside the HTTP server.
     public let requestLog: RequestLog
     let prices: PriceTable
+    let metrics = NodeMetrics()
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -46,8 +47,9 @@ public final class GatewayNode: Sendable {
         let catalogue = ProviderCatalogue(overrides: config.providers)
         let responder = GatewayResponder(
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
-            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog, logger: logger),
-            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog)),
+            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog,
+                                metrics: metrics, logger: logger),
+            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client),
             state: state,
             logger: logger)
         let limits = config.limits

@@ -8,6 +8,8 @@ import Hummingbird
 struct OperatorAPI: Sendable {
     let state: NodeState
     let logs: LogAPI
+    let metrics: NodeMetrics
+    let client: UpstreamClient
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
@@ -30,6 +32,12 @@ struct OperatorAPI: Sendable {
         case "/cluster/status":
             try Self.requireGET(request)
             return json(clusterStatus())
+        case "/metrics":
+            try Self.requireGET(request)
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            let text = metrics.exposition(log: logs.log, inFlight: state.inFlight, client: client)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "/api/logs":
             try Self.requireGET(request)
             return json(try await logs.logs(query))

@@ -18,6 +18,7 @@ final class ProxyExchange: @unchecked Sendable {
         var nodeName: String
         var maxPayloadBytes: Int
         var collectPayload: Bool
+        var metrics: NodeMetrics?
         var onFinish: @Sendable () -> Void
     }
 
@@ -103,6 +104,7 @@ final class ProxyExchange: @unchecked Sendable {
         }
         guard let row else { return }
         context.log?.append(row)
+        context.metrics?.record(row)
         context.onFinish()
     }
 

@@ -21,6 +21,7 @@ struct ProxyHandler: Sendable {
     let client: UpstreamClient
     let prices: PriceTable
     let log: RequestLog?
+    let metrics: NodeMetrics?
     let logger: Logger
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
@@ -66,7 +67,8 @@ struct ProxyHandler: Sendable {
                 provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
                 startedAtMs: startedAtMs, durationMs: 0, metadata: metadata),
             context: .init(log: collectLog ? log : nil, prices: prices, nodeName: config.node.name,
-                           maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, onFinish: onFinish),
+                           maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
+                           onFinish: onFinish),
             started: started)
         do {
             return try await forward(route: route, request: request, provider: provider, format: format, exchange: exchange,

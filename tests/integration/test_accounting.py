@@ -76,6 +76,31 @@ def test_summed_cost_matches_the_price_table_to_the_nano(node):
     assert sum(g["cost_nanos"] for g in by_provider.values()) == expected
     assert by_provider["anthropic"]["output_tokens"] == 33
     assert by_provider["openai"]["latency_p50_ms"] is not None
+    # /metrics agrees with the log.
+    metrics = requests.get(node.url + "/metrics", headers={"authorization": "Bearer admin-secret"})
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    series = parse_metrics(metrics.text)
+    assert sum(v for (name, _), v in series.items() if name == "gatemesh_cost_nanodollars_total") == expected
+    assert sum(v for (name, _), v in series.items() if name == "gatemesh_requests_total") == 12
+    assert series[("gatemesh_requests_total", (("gateway", "default"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"), ("status", "200")))] == 3
+    assert sum(v for (name, labels), v in series.items() if name == "gatemesh_tokens_total" and ("kind", "output") in labels) == \
+        by_provider["openai"]["output_tokens"] + by_provider["anthropic"]["output_tokens"] + by_provider["google-ai-studio"]["output_tokens"]
+    assert series[("gatemesh_log_rows_dropped", ())] == 0
+    assert any(name == "gatemesh_request_duration_seconds_bucket" for name, _ in series)
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(name, sorted label pairs): value}."""
+    import re
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, line
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
 
 
 def test_stream_usage_is_logged_but_invisible_to_a_client_that_did_not_ask(node):
