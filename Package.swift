@@ -106,6 +106,15 @@ let package = Package(
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "GateMeshStoreTests",
+            dependencies: [
+                "GateMeshStore", "GateMeshAccounting", "GateMeshCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GateMeshUpstreamTests",
             dependencies: ["GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: swiftSettings

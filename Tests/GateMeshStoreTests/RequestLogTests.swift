@@ -1,0 +1,109 @@
+import Foundation
+import GateMeshAccounting
+import GateMeshCore
+import GateMeshStore
+import Logging
+import ServiceLifecycle
+import Testing
+
+@Suite struct RequestLogTests {
+    func makeLog(_ configure: (inout RequestLog.Configuration) -> Void = { _ in }) throws -> RequestLog {
+        let dir = NSTemporaryDirectory() + "gatemesh-log-test-\(UUID().uuidString)"
+        let store = try NodeStore(dataDir: dir)
+        var configuration = RequestLog.Configuration()
+        configure(&configuration)
+        return try RequestLog(store: store, configuration: configuration)
+    }
+
+    func record(_ i: Int, ts: Int64 = 1_795_000_000_000, provider: String = "openai", team: String = "red",
+                duration: Int = 10, cost: Int64 = 1000) -> RequestRecord {
+        var metadata = RequestMetadata()
+        metadata.entries = [("team", .string(team)), ("n", .number(String(i)))]
+        return RequestRecord(
+            logID: UUIDv7.make(unixMillis: UInt64(ts + Int64(i)), randomHigh: 0, randomLow: UInt64(i)), node: "n1", gateway: "default",
+            provider: provider, requestedModel: "gpt-4o-mini", servedModel: "gpt-4o-mini", pricedAs: "openai/gpt-4o-mini",
+            method: "POST", path: "/chat/completions", status: i % 5 == 0 ? 500 : 200, startedAtMs: ts + Int64(i), durationMs: duration,
+            usage: TokenUsage(input: i, output: 2 * i), cost: Money(nanos: cost), metadata: metadata,
+            requestBody: i == 1 ? Array("{\"a\":1}".utf8) : nil)
+    }
+
+    @Test func rowsAreWrittenInBatchesAndReadBackNewestFirst() async throws {
+        let log = try makeLog()
+        for i in 1...25 { #expect(log.append(record(i))) }
+        await log.flushQueued()
+        #expect(log.writtenRows == 25)
+        let first = try await log.page(LogFilter(), cursor: nil, limit: 10)
+        #expect(first.records.map { $0.usage.input } == Array((16...25).reversed()))
+        let second = try await log.page(LogFilter(), cursor: first.nextCursor, limit: 10)
+        let third = try await log.page(LogFilter(), cursor: second.nextCursor, limit: 10)
+        #expect(third.records.count == 5 && third.nextCursor == nil)
+        let one = try #require(try await log.record(id: record(1).logID))
+        #expect(one.requestBody == Array("{\"a\":1}".utf8))
+        #expect(one.metadata.text("team") == "red" && one.cost == Money(nanos: 1000))
+    }
+
+    @Test func aFullQueueDropsAndCountsInsteadOfWaiting() throws {
+        let log = try makeLog { $0.queueCapacity = 3 }
+        #expect((1...5).map { log.append(record($0)) } == [true, true, true, false, false])
+        #expect(log.droppedRows == 2 && log.queuedRows == 3)
+    }
+
+    @Test func filtersByStatusClassProviderAndMetadata() async throws {
+        let log = try makeLog()
+        for i in 1...10 { log.append(record(i, provider: i <= 4 ? "anthropic" : "openai", team: i % 2 == 0 ? "blue" : "red")) }
+        await log.flushQueued()
+        var f = LogFilter()
+        f.statusClass = 5
+        #expect(try await log.page(f, cursor: nil, limit: 100).records.count == 2)
+        f = LogFilter()
+        f.provider = "anthropic"
+        f.metadataKey = "team"
+        f.metadataValue = "blue"
+        #expect(try await log.page(f, cursor: nil, limit: 100).records.map { $0.usage.input } == [4, 2])
+        f = LogFilter()
+        f.metadataKey = "n"
+        f.metadataValue = "7"
+        #expect(try await log.page(f, cursor: nil, limit: 100).records.count == 1)
+    }
+
+    @Test func analyticsTotalsGroupsSeriesAndPercentiles() async throws {
+        let log = try makeLog()
+        for i in 1...20 {
+            log.append(record(i, ts: 1_795_000_000_000 + Int64(i / 10) * 60_000, team: i <= 15 ? "red" : "blue", duration: i * 10, cost: 7))
+        }
+        await log.flushQueued()
+        let result = try await log.analytics(LogFilter(), groupBy: .metadata("team"), stepMs: 60_000)
+        #expect(result.totals.requests == 20 && result.totals.errors == 4)
+        #expect(result.totals.cost == Money(nanos: 140))
+        #expect(result.totals.inputTokens == 210 && result.totals.outputTokens == 420)
+        #expect(result.totals.latencyP50Ms == 100 && result.totals.latencyP95Ms == 190)
+        let red = try #require(result.groups.first { $0.key == "red" })
+        #expect(red.totals.requests == 15 && red.series.count == 2)
+        #expect(red.series.map(\.figures.requests) == [9, 6])
+    }
+
+    @Test func retentionDeletesByAgeAndByCount() async throws {
+        let log = try makeLog { $0.retention = .seconds(3600); $0.maxRows = 5 }
+        let now = Date()
+        let nowMs = Int64(now.timeIntervalSince1970 * 1000)
+        for i in 1...3 { log.append(record(i, ts: nowMs - 7_200_000)) }
+        for i in 4...12 { log.append(record(i, ts: nowMs)) }
+        await log.flushQueued()
+        await log.applyRetention(now: now)
+        let left = try await log.page(LogFilter(), cursor: nil, limit: 100).records.map { $0.usage.input }
+        #expect(left == [12, 11, 10, 9, 8])
+    }
+
+    @Test func gracefulShutdownWritesWhatIsQueued() async throws {
+        let log = try makeLog { $0.flushInterval = .seconds(60); $0.batchSize = 1000 }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let group = ServiceGroup(services: [log], logger: logger)
+        let running = Task { try await group.run() }
+        for i in 1...7 { log.append(record(i)) }
+        try await Task.sleep(for: .milliseconds(50))
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(log.writtenRows == 7 && log.queuedRows == 0)
+    }
+}
