@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "GateMeshCore", swiftSettings: swiftSettings),
         .target(
             name: "GateMeshConfig",
-            dependencies: ["GateMeshCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["GateMeshCore", "GateMeshAccounting", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
 
@@ -103,7 +103,7 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",

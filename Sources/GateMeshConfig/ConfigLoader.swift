@@ -1,3 +1,4 @@
+import GateMeshAccounting
 import GateMeshCore
 import Yams
 
@@ -222,7 +223,8 @@ struct Reader {
                 // `openai:` with nothing under it keeps the defaults.
             } else {
                 let pm = try mapping(v, key: key)
-                try checkKeys(pm, key: key, allowed: ["base_url", "api_key"])
+                try checkKeys(pm, key: key, allowed: ["base_url", "api_key", "models"])
+                if let models = pm.value("models") { config.models = try readPrices(models, key: "\(key).models") }
                 if let b = pm.value("base_url") {
                     let url = try string(b, key: "\(key).base_url")
                     guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count > 8,
@@ -247,6 +249,33 @@ struct Reader {
                                   message: "'\(name)' and '\(other)' name the same provider; configure it once")
             }
             out[name] = config
+        }
+        return out
+    }
+
+    /// `models: {gpt-x: {input: "1.25", output: "10", cache_read: "0.125"}}`, dollars per million tokens.
+    func readPrices(_ node: Node, key: String) throws(ConfigError) -> [String: PriceOverride] {
+        let m = try mapping(node, key: key)
+        var out: [String: PriceOverride] = [:]
+        for (k, v) in m {
+            guard let model = k.string, !model.isEmpty else { throw ConfigError(key: key, line: k.mark?.line, message: "model ids must be strings") }
+            let modelKey = "\(key).\(model)"
+            let pm = try mapping(v, key: modelKey)
+            try checkKeys(pm, key: modelKey, allowed: ["input", "output", "cache_read", "cache_write"])
+            func price(_ name: String, required: Bool) throws(ConfigError) -> String? {
+                guard let node = pm.value(name) else {
+                    if required { throw ConfigError(key: "\(modelKey).\(name)", line: v.mark?.line, message: "required (dollars per million tokens)") }
+                    return nil
+                }
+                let text = try string(node, key: "\(modelKey).\(name)")
+                guard TokenPrice(dollarsPerMillion: text) != nil else {
+                    throw ConfigError(key: "\(modelKey).\(name)", line: node.mark?.line,
+                                      message: "expected dollars per million tokens such as 0.15 (at most six decimals), got '\(text)'")
+                }
+                return text
+            }
+            out[model] = PriceOverride(input: try price("input", required: true)!, output: try price("output", required: true)!,
+                                       cacheRead: try price("cache_read", required: false), cacheWrite: try price("cache_write", required: false))
         }
         return out
     }

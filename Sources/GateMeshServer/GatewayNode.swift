@@ -34,7 +34,7 @@ public final class GatewayNode: Sendable {
         logConfig.retention = config.logging.retentionMs == 0 ? nil : .milliseconds(config.logging.retentionMs)
         logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
         self.requestLog = try RequestLog(store: store, configuration: logConfig)
-        self.prices = try PriceTable.shipped()
+        self.prices = try PriceTable.shipped().applying(config.providers.mapValues(\.models))
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
         self.client = UpstreamClient(
             configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,

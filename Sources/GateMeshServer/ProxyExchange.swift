@@ -19,6 +19,8 @@ final class ProxyExchange: @unchecked Sendable {
         var maxPayloadBytes: Int
         var collectPayload: Bool
         var metrics: NodeMetrics?
+        /// Prices from the request's `custom-cost` header, which win over the table.
+        var customPrice: ModelPrice?
         var onFinish: @Sendable () -> Void
     }
 
@@ -94,7 +96,10 @@ final class ProxyExchange: @unchecked Sendable {
             }
             let requestedModel = record.requestedModel
             let model = record.servedModel ?? requestedModel
-            if let model, let entry = context.prices.price(provider: record.provider, model: model)
+            if let custom = context.customPrice {
+                record.pricedAs = "custom-cost"
+                record.cost = custom.cost(of: record.usage)
+            } else if let model, let entry = context.prices.price(provider: record.provider, model: model)
                 ?? requestedModel.flatMap({ context.prices.price(provider: record.provider, model: $0) }) {
                 record.pricedAs = "\(entry.provider)/\(entry.model)"
                 record.cost = entry.price.cost(of: record.usage)

@@ -43,6 +43,7 @@ struct ProxyHandler: Sendable {
         let metadata: RequestMetadata
         let collectLog: Bool
         let collectPayload: Bool
+        let customPrice: ModelPrice?
         do {
             // Refusals before a provider is involved are not logged (no gateway or provider to file them under).
             guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
@@ -53,6 +54,7 @@ struct ProxyHandler: Sendable {
             metadata = try Self.metadata(request.headers)
             collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
             collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
+            customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in try CustomCost.parse(text) }
         } catch {
             onFinish()
             throw error
@@ -68,6 +70,7 @@ struct ProxyHandler: Sendable {
                 startedAtMs: startedAtMs, durationMs: 0, metadata: metadata),
             context: .init(log: collectLog ? log : nil, prices: prices, nodeName: config.node.name,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
+                           customPrice: customPrice,
                            onFinish: onFinish),
             started: started)
         do {
@@ -229,6 +232,7 @@ struct ProxyHandler: Sendable {
     static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
     static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
     static let eventIDHeaders = [HTTPField.Name("x-gatemesh-event-id")!, HTTPField.Name("cf-aig-event-id")!]
+    static let customCostHeaders = [HTTPField.Name("x-gatemesh-custom-cost")!, HTTPField.Name("cf-aig-custom-cost")!]
     static let metadataHeaders = [HTTPField.Name("x-gatemesh-metadata")!, HTTPField.Name("cf-aig-metadata")!]
     static let collectLogHeaders = [HTTPField.Name("x-gatemesh-collect-log")!, HTTPField.Name("cf-aig-collect-log")!]
     static let collectPayloadHeaders = [HTTPField.Name("x-gatemesh-collect-log-payload")!, HTTPField.Name("cf-aig-collect-log-payload")!]

@@ -56,3 +56,24 @@ import Testing
         }
     }
 }
+
+@Suite struct CustomCostTests {
+    @Test func cloudflareShapeIsReadExactly() throws {
+        let price = try CustomCost.parse(#"{"per_token_in": 0.000001, "per_token_out": 2.5e-6, "per_token_cache_read": 0.0000001}"#)
+        #expect(price.input.microsPerMillion == 1_000_000)
+        #expect(price.output.microsPerMillion == 2_500_000)
+        #expect(price.cacheRead?.microsPerMillion == 100_000)
+        #expect(price.cost(of: TokenUsage(input: 3, output: 2)) == Money(nanos: 8_000))
+    }
+
+    @Test(arguments: [#"{"per_token_in": 1}"#, #"{"per_token_in": -1, "per_token_out": 1}"#, #"{"per_token_in": "1", "per_token_out": 1}"#,
+                      #"{"per_token_in": 1, "per_token_out": 1, "tip": 1}"#, #"{"per_token_in": 0.0000000000001, "per_token_out": 1}"#, "nope"])
+    func malformedCustomCostIsA400(_ header: String) {
+        do {
+            _ = try CustomCost.parse(header)
+            Issue.record("expected an error for \(header)")
+        } catch {
+            #expect(error.status == 400 && error.code == "invalid_custom_cost")
+        }
+    }
+}

@@ -109,6 +109,21 @@ import Testing
         #expect(error("providers: {openai: {base_url: \"ftp://x\"}}")?.key == "providers.openai.base_url")
     }
 
+    @Test func providerPricesAreReadAndValidated() throws {
+        let c = try load("""
+            providers:
+              custom-llm: {base_url: "http://127.0.0.1:8000/v1", models: {my-model: {input: "0.5", output: "1.5", cache_read: "0.05"}}}
+            logging: {retention: 7d, max_rows: 1000, queue_size: 50, max_payload_bytes: 4KiB}
+            gateways: [{id: default, collect_log: false, collect_log_payload: yes}]
+            """)
+        #expect(c.providers["custom-llm"]?.models["my-model"] == PriceOverride(input: "0.5", output: "1.5", cacheRead: "0.05"))
+        #expect(c.logging.retentionMs == 7 * 86_400_000 && c.logging.maxRows == 1000 && c.logging.queueSize == 50 && c.logging.maxPayloadBytes == 4096)
+        #expect(c.gateways[0].collectLog == false && c.gateways[0].collectLogPayload == true)
+        #expect(error("providers: {openai: {models: {m: {input: \"0.1\"}}}}")?.key == "providers.openai.models.m.output")
+        #expect(error("providers: {openai: {models: {m: {input: \"cheap\", output: \"1\"}}}}")?.key == "providers.openai.models.m.input")
+        #expect(error("providers: {openai: {models: {m: {input: \"1\", output: \"1\", tip: \"1\"}}}}")?.key == "providers.openai.models.m.tip")
+    }
+
     @Test func valuesOutOfRange() {
         #expect(error("limits: {max_body_bytes: 0}")?.key == "limits.max_body_bytes")
         #expect(error("upstream: {connect_timeout: forever}")?.key == "upstream.connect_timeout")

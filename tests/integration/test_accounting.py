@@ -187,3 +187,22 @@ def test_errors_are_logged_and_bad_queries_are_400(start_node):
         path = "/api/analytics" if "group_by" in params else "/api/logs"
         r = requests.get(node.url + path, params=params, headers={"authorization": "Bearer admin-secret"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_query", params
+
+
+def test_config_prices_and_the_custom_cost_header(start_node, mock):
+    node = start_node(extra_yaml=f"""providers:
+  custom-llm: {{base_url: "{mock.url}/v1", models: {{house-model: {{input: "2", output: "8"}}}}}}
+  openai: {{base_url: "{mock.url}/v1", models: {{gpt-4o-mini: {{input: "1", output: "1"}}}}}}
+""", providers=False)
+    chat = lambda model: {"model": model, "messages": [{"role": "user", "content": "one two three"}]}
+    assert requests.post(node.url + "/custom-llm/chat/completions", json=chat("house-model"), headers={"x-mock-output-tokens": "10"}).status_code == 200
+    assert requests.post(node.url + "/openai/chat/completions", json=chat("gpt-4o-mini"), headers={"x-mock-output-tokens": "10"}).status_code == 200
+    r = requests.post(node.url + "/openai/chat/completions", json=chat("gpt-4o-mini"),
+                      headers={"x-mock-output-tokens": "10", "cf-aig-custom-cost": '{"per_token_in": 0.000003, "per_token_out": 1.5e-5}'})
+    assert r.status_code == 200
+    bad = requests.post(node.url + "/openai/chat/completions", json=chat("gpt-4o-mini"), headers={"x-gatemesh-custom-cost": '{"per_token_in": 1}'})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_custom_cost"
+    rows = {r["log_id"]: r for r in wait_rows(node, 3)}  # a request refused for a malformed control header is not logged
+    by_price = sorted((r["priced_as"], r["cost_nanos"]) for r in rows.values() if r["status"] == 200)
+    # 3 in, 10 out: house-model 3×2 + 10×8 = 86 µ$; overridden gpt-4o-mini 3 + 10 = 13 µ$; custom 3×3 + 10×15 = 159 µ$.
+    assert by_price == [("custom-cost", 159_000), ("custom-llm/house-model", 86_000), ("openai/gpt-4o-mini", 13_000)]

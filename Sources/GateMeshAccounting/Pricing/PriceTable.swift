@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCore
 
 /// Model prices: the table shipped in the binary (`prices.json`, compiled on a stated date) with
 /// the config's overrides and additions on top.
@@ -55,6 +56,22 @@ public struct PriceTable: Sendable {
             best = id
         }
         return best.flatMap { byKey[Self.key(provider, $0)] }
+    }
+
+    /// The table with the config's prices laid over it (`overrides[provider][model]`). Provider
+    /// names may be aliases (`grok`). The overrides MUST have been validated (the config loader does).
+    public func applying(_ overrides: [String: [String: PriceOverride]], aliases: [String: String] = ProviderSpec.aliases) -> PriceTable {
+        var table = self
+        for (provider, models) in overrides {
+            let canonical = aliases[provider] ?? provider
+            for (model, o) in models {
+                guard let input = TokenPrice(dollarsPerMillion: o.input), let output = TokenPrice(dollarsPerMillion: o.output) else { continue }
+                table.insert(Entry(provider: canonical, model: model, price: ModelPrice(
+                    input: input, output: output, cacheRead: o.cacheRead.flatMap { TokenPrice(dollarsPerMillion: $0) },
+                    cacheWrite: o.cacheWrite.flatMap { TokenPrice(dollarsPerMillion: $0) })))
+            }
+        }
+        return table
     }
 
     // MARK: - The shipped table

@@ -96,9 +96,26 @@ public struct UpstreamConfig: Sendable, Equatable {
 public struct ProviderConfig: Sendable, Equatable {
     public var baseURL: String?
     public var apiKey: String?
-    public init(baseURL: String? = nil, apiKey: String? = nil) {
+    /// Prices that override or extend the shipped table for this provider, by model id.
+    public var models: [String: PriceOverride] = [:]
+    public init(baseURL: String? = nil, apiKey: String? = nil, models: [String: PriceOverride] = [:]) {
         self.baseURL = baseURL
         self.apiKey = apiKey
+        self.models = models
+    }
+}
+
+/// A model's prices from the config, as decimal dollars per million tokens (validated on load).
+public struct PriceOverride: Sendable, Equatable {
+    public var input: String
+    public var output: String
+    public var cacheRead: String?
+    public var cacheWrite: String?
+    public init(input: String, output: String, cacheRead: String? = nil, cacheWrite: String? = nil) {
+        self.input = input
+        self.output = output
+        self.cacheRead = cacheRead
+        self.cacheWrite = cacheWrite
     }
 }
 
