@@ -78,6 +78,7 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            resources: [.embedInCode("Dashboard/dashboard.html")],
             swiftSettings: swiftSettings
         ),
         .target(

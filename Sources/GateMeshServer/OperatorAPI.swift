@@ -15,8 +15,15 @@ struct OperatorAPI: Sendable {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
     }
 
-    /// Checks `Authorization: Bearer <admin token>`, then serves the endpoint.
+    /// Checks `Authorization: Bearer <admin token>`, then serves the endpoint. The dashboard page
+    /// itself is a static shell with no data, served without the token: a browser cannot send a
+    /// bearer header when it navigates, so the page asks for the token and sends it on every
+    /// `/api/…` call it makes.
     func respond(path: String, request: Request) async throws -> Response {
+        if path == "/dashboard" || path == "/dashboard/" {
+            try Self.requireGET(request)
+            return Self.dashboard()
+        }
         guard let token = state.config.admin.token else {
             throw GatewayError.unauthorized("the operator API is disabled: set admin.token in the config (or GATEMESH_ADMIN_TOKEN when running without one)",
                                 code: "admin_disabled")
@@ -72,6 +79,19 @@ struct OperatorAPI: Sendable {
         "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
         "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
         """
+    }
+
+    static let dashboardPage = ByteBuffer(bytes: PackageResources.dashboard_html)
+
+    static func dashboard() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        headers[HTTPField.Name("Content-Security-Policy")!] =
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: dashboardPage))
     }
 
     static func requireGET(_ request: Request) throws(GatewayError) {
