@@ -120,7 +120,7 @@ struct Query: Sendable {
 
     init(_ uri: HummingbirdCore.URI) {
         var items: [String: String] = [:]
-        for (key, value) in uri.queryParameters { items[String(key)] = String(value).removingPercentEncoding ?? String(value) }
+        for (key, value) in uri.queryParameters { items[String(key)] = String(value) }  // already percent-decoded
         self.items = items
     }
 
@@ -138,7 +138,10 @@ struct Query: Sendable {
     func time(_ key: String) throws(GatewayError) -> Int64? {
         guard let text = items[key] else { return nil }
         if let ms = Int64(text) { return ms }
-        if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1000) }
+        if let date = (try? Date(text, strategy: .iso8601))
+            ?? (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) {
+            return Int64(date.timeIntervalSince1970 * 1000)
+        }
         throw .badRequest("\(key) must be Unix milliseconds or an ISO 8601 time such as 2026-11-26T10:00:00Z, got '\(text)'",
                           code: "invalid_query")
     }

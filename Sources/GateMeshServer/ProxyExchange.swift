@@ -50,7 +50,7 @@ final class ProxyExchange: @unchecked Sendable {
         lock.withLock {
             record.status = status
             record.ttfbMs = Int((ContinuousClock.now - started).milliseconds)
-            record.streamed = contentType?.hasPrefix("text/event-stream") ?? false
+            record.streamed = contentType?.lowercased().hasPrefix("text/event-stream") ?? false
             accountant = ResponseAccountant(format: format, contentType: contentType, request: facts, stripsInjectedUsage: stripsInjectedUsage)
         }
     }
@@ -60,9 +60,13 @@ final class ProxyExchange: @unchecked Sendable {
         lock.withLock {
             guard accountant != nil else { return nil }
             let replaced = chunk.withUnsafeReadableBytes { accountant!.process($0) }
-            if responseBody != nil, let cap = Optional(context.maxPayloadBytes), responseBody!.count < cap {
-                let sent = replaced.map { ByteBuffer(bytes: $0) } ?? chunk
-                responseBody!.append(contentsOf: sent.readableBytesView.prefix(cap - responseBody!.count))
+            let cap = context.maxPayloadBytes
+            if var body = responseBody, body.count < cap {
+                responseBody = nil  // appended in place below without a copy
+                if let replaced { body.append(contentsOf: replaced.prefix(cap - body.count)) } else {
+                    body.append(contentsOf: chunk.readableBytesView.prefix(cap - body.count))
+                }
+                responseBody = body
             }
             return replaced.map { ByteBuffer(bytes: $0) }
         }

@@ -76,8 +76,10 @@ struct ProxyHandler: Sendable {
         do {
             return try await forward(route: route, request: request, provider: provider, format: format, exchange: exchange,
                                      collectPayload: collectPayload, eventID: eventID, logged: collectLog)
-        } catch let error as GatewayError {
+        } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
+            if collectLog { error.headers.append(("x-gatemesh-log-id", exchange.logID)) }
+            if let eventID { error.headers.append(("x-gatemesh-event-id", eventID)) }
             throw error
         } catch {
             exchange.finish(completed: false, status: 499, error: "the client went away: \(error)")
@@ -120,8 +122,8 @@ struct ProxyHandler: Sendable {
                     body = .bytes(ByteBuffer(bytes: amended))
                     injectsUsage = true
                 }
-                if collectPayload { exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
             }
+            if collectPayload { exchange.setRequestBody(Array(buffer.readableBytesView.prefix(config.logging.maxPayloadBytes))) }
         } else {
             body = .streamed(length: declaredLength)
             streamUpload = true
@@ -172,11 +174,15 @@ struct ProxyHandler: Sendable {
         headers.reserveCapacity(head.headers.count + 4)
         var contentLength: Int?
         var contentType: String?
+        var encoded = false
         for (name, value) in head.headers {
             if name == "content-length" { contentLength = Int(value) }
             if name == "content-type" { contentType = value }
+            if name == "content-encoding", value.lowercased() != "identity" { encoded = true }
         }
-        let isEventStream = contentType?.hasPrefix("text/event-stream") ?? false
+        // curl decoded a compressed body, so its length is no longer the provider's.
+        if encoded { contentLength = nil }
+        let isEventStream = contentType?.lowercased().hasPrefix("text/event-stream") ?? false
         for (name, value) in HeaderPolicy.clientResponseHeaders(head.headers) {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
         }
@@ -244,8 +250,14 @@ struct ProxyHandler: Sendable {
 
     /// The `metadata` header (either name), parsed; a malformed one is a 400.
     static func metadata(_ headers: HTTPFields) throws(GatewayError) -> RequestMetadata {
-        guard let text = first(headers, metadataHeaders) else { return RequestMetadata() }
-        return try RequestMetadata.parse(text)
+        guard let name = metadataHeaders.first(where: { headers[$0] != nil }), let text = headers[name] else { return RequestMetadata() }
+        do {
+            return try RequestMetadata.parse(text)
+        } catch {
+            var e = error
+            e.message = e.message.replacing("x-gatemesh-metadata:", with: "\(name.canonicalName):")
+            throw e
+        }
     }
 
     /// A true/false request header; anything else is a 400 naming it.
@@ -258,7 +270,7 @@ struct ProxyHandler: Sendable {
         }
     }
 
-    /// The path the provider sees after its base URL, for the log and for format detection.
+    /// The client's path after the provider segment, for the log and for format detection.
     static func upstreamPath(route: PassthroughRoute, provider: ResolvedProvider) -> String {
         route.rest.isEmpty ? "/" : route.rest
     }

@@ -132,9 +132,13 @@ public final class RequestLog: Service, Sendable {
             }
             guard !batch.isEmpty else { return }
             do {
-                try await pool.write { db in
-                    for record in batch { try Self.insert(record, db: db) }
-                }
+                // Detached: a shutdown that cancels the writer must not cancel rows already taken.
+                let pool = self.pool
+                try await Task.detached {
+                    try await pool.write { db in
+                        for record in batch { try Self.insert(record, db: db) }
+                    }
+                }.value
                 queue.withLockedValue { $0.written += batch.count }
             } catch {
                 queue.withLockedValue { $0.dropped += batch.count }

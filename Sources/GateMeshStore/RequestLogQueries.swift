@@ -30,14 +30,18 @@ public struct LogFilter: Sendable, Equatable {
         if let metadataKey {
             let path = "$." + Self.jsonPathKey(metadataKey)
             if let metadataValue {
-                clauses.append("CAST(json_extract(metadata, ?) AS TEXT) = ?")
-                arguments += [path, metadataValue]
+                clauses.append(Self.metadataText + " = ?")
+                arguments += [path, path, path, metadataValue]
             } else {
                 clauses.append("json_type(metadata, ?) IS NOT NULL")
                 arguments += [path]
             }
         }
     }
+
+    /// A metadata value as the text filters compare: a string as itself, a number or boolean as
+    /// its JSON text (`12.50`, `true`), never SQLite's conversion of it. Takes the path three times.
+    static let metadataText = "(CASE json_type(metadata, ?) WHEN 'text' THEN json_extract(metadata, ?) ELSE metadata -> ? END)"
 
     /// A metadata key as a quoted JSON path member, so any characters are safe.
     static func jsonPathKey(_ key: String) -> String {
@@ -154,8 +158,9 @@ extension RequestLog {
         case .model: groupSQL = "COALESCE(served_model, requested_model)"
         case .gateway: groupSQL = "gateway"
         case .metadata(let key):
-            groupSQL = "CAST(json_extract(metadata, ?) AS TEXT)"
-            arguments = ["$." + LogFilter.jsonPathKey(key)] + arguments
+            groupSQL = LogFilter.metadataText
+            let path = "$." + LogFilter.jsonPathKey(key)
+            arguments = [path, path, path] + arguments
         }
         let step = max(stepMs, 1)
         let rows = try await pool.read { db in

@@ -174,6 +174,8 @@ final class CurlDriver: @unchecked Sendable {
             easy, CURLOPT_HTTP_VERSION,
             configuration.http2 ? Int(CURL_HTTP_VERSION_2TLS) : Int(CURL_HTTP_VERSION_1_1))
         if let caFile = configuration.caFile { _ = ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
+        // Offer every encoding this libcurl can decode, and decode it: the body we hand on is plain.
+        if configuration.decompresses { _ = ccurl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "") }
         _ = ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, request.timeouts.connectMs)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, request.timeouts.totalMs)
         _ = ccurl_easy_set_write_callback(easy, writeCallback, opaque)

@@ -19,14 +19,17 @@ public final class UpstreamClient: Sendable {
         public var maxCachedConnections: Int
         /// Driver threads (each with its own multi handle and connection cache).
         public var drivers: Int
+        /// Ask providers for compressed answers and decode them (the body handed on is plain).
+        public var decompresses: Bool
 
         public init(http2: Bool = true, caFile: String? = nil, responseBufferBytes: Int = 256 * 1024,
-                    maxCachedConnections: Int = 256, drivers: Int = 1) {
+                    maxCachedConnections: Int = 256, drivers: Int = 1, decompresses: Bool = true) {
             self.http2 = http2
             self.caFile = caFile
             self.responseBufferBytes = responseBufferBytes
             self.maxCachedConnections = maxCachedConnections
             self.drivers = drivers
+            self.decompresses = decompresses
         }
     }
 

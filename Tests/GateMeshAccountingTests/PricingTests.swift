@@ -1,4 +1,5 @@
 @testable import GateMeshAccounting
+import GateMeshCore
 import Testing
 
 @Suite struct PricingTests {
@@ -45,7 +46,12 @@ import Testing
         #expect(table.price(provider: "azure-openai", model: "gpt-4o-mini")?.model == "gpt-4o-mini")
         #expect(table.price(provider: "openrouter", model: "openai/gpt-4o-mini")?.model == "gpt-4o-mini")
         #expect(table.price(provider: "anthropic", model: "claude-sonnet-4-5-20250929")?.price.cacheWrite?.microsPerMillion == 3_750_000)
-        #expect(table.price(provider: "openai", model: "gpt-4o-mini-2099-01-01-custom")?.model == "gpt-4o-mini", "longest listed prefix")
+        #expect(table.price(provider: "openai", model: "gpt-4o-mini-2099-01-01")?.model == "gpt-4o-mini", "a dated snapshot")
+        #expect(table.price(provider: "openai", model: "gpt-4o-audio-preview") == nil, "a different model that shares a prefix")
+        #expect(table.price(provider: "openrouter", model: "anthropic/claude-sonnet-4.5")?.model == "claude-sonnet-4-5", "OpenRouter's dotted ids")
+        let azure = table.applying(["azure-openai": ["gpt-4o-mini": PriceOverride(input: "9", output: "9")]])
+        #expect(azure.price(provider: "azure-openai", model: "gpt-4o-mini")?.price.input.microsPerMillion == 9_000_000, "Azure overrides win")
+        #expect(azure.price(provider: "openai", model: "gpt-4o-mini")?.price.input.microsPerMillion == 150_000)
         #expect(table.price(provider: "openai", model: "no-such-model") == nil)
         #expect(table.price(provider: "custom-x", model: "gpt-4o-mini") == nil)
     }

@@ -58,6 +58,19 @@ import Testing
         #expect(!outcome.reported)
     }
 
+    @Test func anUnterminatedLastEventStillReachesTheClientInStripMode() {
+        var chunks = Self.chatWithUsage
+        chunks[chunks.count - 1] = "data: [DONE]\n"  // no blank line after it
+        let (forwarded, outcome) = run(.openAIChat, contentType: "text/event-stream", chunks, strip: true)
+        #expect(forwarded.hasSuffix("\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n"))
+        #expect(outcome.usage.output == 2)
+    }
+
+    @Test func deepSeekCacheHits() {
+        let body = #"{"model":"deepseek-chat","usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}}"#
+        #expect(run(.openAIChat, contentType: "application/json", [body]).1.usage == TokenUsage(input: 36, output: 5, cacheRead: 64))
+    }
+
     @Test func groqReportsUsageUnderXGroq() {
         let chunks = [
             "data: {\"id\":\"g\",\"object\":\"chat.completion.chunk\",\"model\":\"llama-3.3-70b-versatile\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"id\":\"req_1\",\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":9,\"total_tokens\":49}}}\n\n",

@@ -66,6 +66,25 @@ import Testing
         #expect(try await log.page(f, cursor: nil, limit: 100).records.count == 1)
     }
 
+    @Test func metadataFiltersCompareTheJSONTextOfNumbersAndBooleans() async throws {
+        let log = try makeLog()
+        for (i, vip) in [(1, true), (2, false), (3, true)] {
+            var r = record(i)
+            r.metadata.entries = [("vip", .bool(vip)), ("score", .number(i == 1 ? "12.50" : "7"))]
+            log.append(r)
+        }
+        await log.flushQueued()
+        var f = LogFilter()
+        f.metadataKey = "vip"
+        f.metadataValue = "true"
+        #expect(try await log.page(f, cursor: nil, limit: 10).records.count == 2)
+        f.metadataKey = "score"
+        f.metadataValue = "12.50"
+        #expect(try await log.page(f, cursor: nil, limit: 10).records.count == 1)
+        let groups = try await log.analytics(LogFilter(), groupBy: .metadata("vip"), stepMs: 60_000).groups
+        #expect(Set(groups.compactMap(\.key)) == ["true", "false"])
+    }
+
     @Test func analyticsTotalsGroupsSeriesAndPercentiles() async throws {
         let log = try makeLog()
         for i in 1...20 {

@@ -17,8 +17,24 @@ import requests
 from conftest import free_port, wait_http
 
 H2_APP = '''
+import gzip, json
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
+        return
+    headers = dict(scope["headers"])
+    if scope["path"].endswith("/gzip/chat/completions"):
+        # Like a real provider: a non-streamed answer, compressed because the client accepts gzip.
+        await receive()
+        body = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}}).encode()
+        out = [(b"content-type", b"application/json"), (b"x-saw-accept-encoding", headers.get(b"accept-encoding", b""))]
+        if b"gzip" in headers.get(b"accept-encoding", b""):
+            body = gzip.compress(body)
+            out.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send({"type": "http.response.body", "body": body})
         return
     body = b""
     while True:
@@ -85,6 +101,23 @@ def test_https_upstream_speaks_http2_and_verifies_the_certificate(start_node, tl
     r = requests.post(node.url + "/custom-h2/chat/completions", data=b"x" * 1000)
     assert r.status_code == 200, r.text
     assert r.json() == {"http_version": "2", "path": "/base/chat/completions", "bytes": 1000}
+
+
+def test_compressed_provider_answers_are_decoded_and_still_charged(start_node, tls_h2_server):
+    port, cert = tls_h2_server
+    node = start_node(providers=False, extra_yaml=f'upstream: {{ca_file: "{cert}"}}\n'
+                      f'providers:\n  custom-h2: {{base_url: "https://localhost:{port}/base", models: {{gpt-4o-mini: {{input: "1", output: "2"}}}}}}\n')
+    r = requests.post(node.url + "/custom-h2/gzip/chat/completions", json={"model": "gpt-4o-mini", "messages": []},
+                      headers={"accept-encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 500
+    assert b"gzip" in r.headers["x-saw-accept-encoding"].encode(), "the node asks the provider for compression"
+    rows = requests.get(node.url + "/api/logs", headers={"authorization": "Bearer admin-secret"}).json()["data"]
+    deadline = time.time() + 5
+    while not rows and time.time() < deadline:
+        time.sleep(0.05)
+        rows = requests.get(node.url + "/api/logs", headers={"authorization": "Bearer admin-secret"}).json()["data"]
+    assert rows[0]["tokens"]["input"] == 1000 and rows[0]["tokens"]["output"] == 500 and not rows[0]["usage_estimated"]
+    assert rows[0]["cost_nanos"] == 2_000_000  # 1000 × $1/M + 500 × $2/M
 
 
 def test_untrusted_upstream_certificate_is_refused(start_node, tls_h2_server):

@@ -12,7 +12,7 @@ public struct RequestRecord: Sendable, Equatable {
     /// The price-table entry the request was priced as (`openai/gpt-4o-mini`), nil when unpriced.
     public var pricedAs: String?
     public var method: String
-    /// The path sent upstream, after the provider prefix (no query).
+    /// The client's path after the provider prefix (no query), as forwarded.
     public var path: String
     public var status: Int
     /// Unix milliseconds when the request arrived.

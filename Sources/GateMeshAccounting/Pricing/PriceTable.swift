@@ -40,20 +40,33 @@ public struct PriceTable: Sendable {
 
     /// The price of `model` on `provider`, and the listed entry it was priced as.
     public func price(provider: String, model: String) -> Entry? {
+        if let found = lookup(provider: provider, model: model) { return found }
         var provider = provider
         var model = model
         if provider == "azure-openai" { provider = "openai" }
         if provider == "openrouter" || provider.isEmpty, let slash = model.firstIndex(of: "/") {
-            provider = String(model[..<slash])
+            provider = Self.openRouterVendors[String(model[..<slash])] ?? String(model[..<slash])
             model = String(model[model.index(after: slash)...])
-            if provider == "google" { provider = "google-ai-studio" }
-            if provider == "x-ai" { provider = "xai" }
         }
+        if let found = lookup(provider: provider, model: model) { return found }
+        // OpenRouter writes versions with dots (`claude-sonnet-4.5`) where providers use dashes.
+        if model.contains(".") { return lookup(provider: provider, model: model.replacing(".", with: "-")) }
+        return nil
+    }
+
+    /// OpenRouter's vendor prefixes that differ from GateMesh's provider names.
+    static let openRouterVendors = ["google": "google-ai-studio", "x-ai": "xai", "mistralai": "mistral", "perplexity": "perplexity-ai"]
+
+    /// An exact id or alias, else the longest listed id the model extends with a dated-snapshot
+    /// suffix (`-2024-07-18`, `-20250929`, `-0613`, `-latest`): never a different model that merely
+    /// shares a prefix (`gpt-4o-audio-preview` is not `gpt-4o`).
+    private func lookup(provider: String, model: String) -> Entry? {
         if let exact = byKey[Self.key(provider, model)] { return exact }
         guard let ids = idsByProvider[provider] else { return nil }
         var best: String?
         for id in ids where model.hasPrefix(id + "-") && id.count > (best?.count ?? 0) {
-            best = id
+            let suffix = model.dropFirst(id.count + 1)
+            if suffix == "latest" || (!suffix.isEmpty && suffix.allSatisfy { $0.isASCIIDigit || $0 == "-" }) { best = id }
         }
         return best.flatMap { byKey[Self.key(provider, $0)] }
     }

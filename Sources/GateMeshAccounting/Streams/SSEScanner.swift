@@ -100,6 +100,13 @@ public struct SSEScanner: Sendable {
     }
 
 
+    /// The raw bytes of an event that never got its blank line (kept only with `keepsRaw`), taken
+    /// out of the scanner: what a rewriter must still pass on when the stream ends.
+    public mutating func takeUnterminated() -> [UInt8] {
+        defer { raw.removeAll(); line.removeAll(); data.removeAll(); hasData = false; eventName = nil; sawBytes = false }
+        return raw
+    }
+
     /// Ends the current line; returns true when it was the blank line that ends an event.
     private mutating func endLine() -> Bool {
         defer {

@@ -122,6 +122,7 @@ public struct ResponseAccountant: Sendable {
             for event in events where onEvent(event) && stripsInjectedUsage {
                 tail.append(contentsOf: ByteSearch.removing(Self.nullUsage, from: event.raw))
             }
+            if stripsInjectedUsage { tail.append(contentsOf: sse.takeUnterminated()) }
         }
         return (tail, outcome(completed: completed))
     }

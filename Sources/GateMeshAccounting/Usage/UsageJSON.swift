@@ -21,7 +21,8 @@ enum UsageJSON {
         let completion = int(usage["completion_tokens"]) ?? int(usage["output_tokens"]) ?? 0
         guard let prompt else { return nil }
         let details = (usage["prompt_tokens_details"] ?? usage["input_tokens_details"]) as? [String: Any]
-        let cached = min(int(details?["cached_tokens"]) ?? 0, prompt)
+        // DeepSeek reports its cache hits as prompt_cache_hit_tokens.
+        let cached = min(int(details?["cached_tokens"]) ?? int(usage["prompt_cache_hit_tokens"]) ?? 0, prompt)
         return TokenUsage(input: prompt - cached, output: completion, cacheRead: cached)
     }
 

@@ -7,12 +7,14 @@ public enum HeaderPolicy {
         "proxy-authenticate", "proxy-authorization", "trailer",
     ]
 
-    /// Request fields the upstream client sets itself from the URL and the body.
-    static let setByClient: Set<String> = ["host", "content-length", "expect"]
+    /// Request fields the upstream client sets itself: from the URL and the body, and the
+    /// compression it negotiates (it decodes the answer, so usage can always be read).
+    static let setByClient: Set<String> = ["host", "content-length", "expect", "accept-encoding"]
 
     /// Response fields that only make sense between the provider and us: `alt-svc` would point the
-    /// client at the provider's host, and the body length is set by our own framing.
-    static let responseOnlyUpstream: Set<String> = ["alt-svc", "content-length"]
+    /// client at the provider's host, the body length is set by our own framing, and the body
+    /// reaches the client decoded, so the provider's `content-encoding` no longer applies.
+    static let responseOnlyUpstream: Set<String> = ["alt-svc", "content-length", "content-encoding"]
 
     /// True for the gateway's own control headers, which are consumed here and never forwarded.
     @inline(__always)
