@@ -15,7 +15,6 @@ final class ProxyExchange: @unchecked Sendable {
     struct Context: Sendable {
         var log: RequestLog?
         var prices: PriceTable
-        var nodeName: String
         var maxPayloadBytes: Int
         var collectPayload: Bool
         var metrics: NodeMetrics?
