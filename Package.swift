@@ -45,6 +45,8 @@ let package = Package(
             resources: [.embedInCode("Pricing/prices.json")], swiftSettings: swiftSettings
         ),
 
+        .target(name: "GateMeshLimits", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+
         // MARK: Shells
         .target(
             name: "GateMeshUpstream",
@@ -106,6 +108,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

@@ -1,0 +1,54 @@
+/// A grow-only counter with one slot per node: each node only ever raises its own slot, and a
+/// merge takes the pointwise maximum, so merging is commutative, associative and idempotent and
+/// replicas that have seen the same updates agree whatever order the updates came in.
+public struct GCounter: Sendable, Hashable {
+    public private(set) var slots: [String: Int64] = [:]
+
+    public init(slots: [String: Int64] = [:]) { self.slots = slots }
+
+    public var value: Int64 { slots.values.reduce(0, +) }
+
+    public func slot(_ node: String) -> Int64 { slots[node] ?? 0 }
+
+    /// Adds a non-negative amount to `node`'s slot.
+    public mutating func increment(node: String, by amount: Int64) {
+        precondition(amount >= 0, "a G-counter only grows")
+        slots[node, default: 0] += amount
+    }
+
+    public mutating func merge(_ other: GCounter) {
+        for (node, v) in other.slots where v > (slots[node] ?? 0) { slots[node] = v }
+    }
+
+    public func merged(_ other: GCounter) -> GCounter {
+        var copy = self
+        copy.merge(other)
+        return copy
+    }
+}
+
+/// A value per node that only its node writes, stamped with that node's version: a merge keeps,
+/// for each node, the value with the higher version. Used for in-flight reservations, which go up
+/// and down, so peers see each node's latest figure.
+public struct VersionedSlots: Sendable, Hashable {
+    public struct Slot: Sendable, Hashable {
+        public var value: Int64
+        public var version: UInt64
+    }
+
+    public private(set) var slots: [String: Slot] = [:]
+
+    public init(slots: [String: Slot] = [:]) { self.slots = slots }
+
+    public var value: Int64 { slots.values.reduce(0) { $0 + $1.value } }
+
+    /// Sets `node`'s value; `version` MUST grow with every write of that node.
+    public mutating func set(node: String, value: Int64, version: UInt64) {
+        if let current = slots[node], current.version >= version { return }
+        slots[node] = Slot(value: value, version: version)
+    }
+
+    public mutating func merge(_ other: VersionedSlots) {
+        for (node, slot) in other.slots where slot.version > (slots[node]?.version ?? 0) { slots[node] = slot }
+    }
+}

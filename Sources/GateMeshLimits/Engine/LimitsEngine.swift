@@ -1,0 +1,181 @@
+/// Decides, locally and in memory, whether a request may go ahead under every limit that applies
+/// to it, and keeps the books: reservations before forwarding, actual amounts after.
+///
+/// Contract: a request is admitted only if, for every matching rule, spent + reserved (by every
+/// node, as far as this node has heard) + its own estimate stays within the limit. Admission
+/// reserves the estimate in each rule's current bucket; `settle` turns the reservation into the
+/// actual amount; `release` drops it (failed or cancelled request); a reservation neither settled
+/// nor released by its deadline expires (`expire`). Reservations therefore never outlive their
+/// request, and never turn into phantom refusals. Time is always passed in (Unix ms).
+/// Cost: O(matching rules × active buckets) per decision; no I/O.
+public struct LimitsEngine: Sendable {
+    public struct Reservation: Sendable, Hashable {
+        public var id: UInt64
+        public var entries: [Held]
+        public var expiresAt: Int64
+
+        public struct Held: Sendable, Hashable {
+            public var key: CounterMap.Key
+            public var measure: LimitRule.Measure
+            public var amount: Int64
+        }
+    }
+
+    /// Why a request may not go ahead as asked.
+    public struct Refusal: Sendable, Hashable {
+        public var rule: LimitRule
+        public var scopeValue: String
+        public var used: Int64
+        public var requested: Int64
+        /// Milliseconds until enough of the window frees up for this request (at least 1 s).
+        public var retryAfterMs: Int64
+        /// When the window resets or rolls past its oldest bucket (Unix ms).
+        public var resetsAt: Int64
+    }
+
+    public enum Decision: Sendable, Hashable {
+        case admit(Reservation)
+        case block(Refusal)
+        /// A downgrade rule is exhausted: ask again for the cheaper target, skipping that rule.
+        case downgrade(Refusal, provider: String?, model: String)
+    }
+
+    public let node: String
+    public private(set) var counters: CounterMap
+    public private(set) var rules: [LimitRule]
+    private var rulesByGateway: [String: [LimitRule]] = [:]
+    private var reservations: [UInt64: Reservation] = [:]
+    private var nextID: UInt64 = 1
+    /// How long a reservation may stay open before it expires.
+    public var reservationTimeoutMs: Int64
+
+    public init(node: String, rules: [LimitRule], counters: CounterMap? = nil, reservationTimeoutMs: Int64 = 3_600_000) {
+        self.node = node
+        self.counters = counters ?? CounterMap(node: node)
+        self.rules = []
+        self.reservationTimeoutMs = reservationTimeoutMs
+        replaceRules(rules)
+    }
+
+    public mutating func replaceRules(_ rules: [LimitRule]) {
+        self.rules = rules
+        rulesByGateway = Dictionary(grouping: rules, by: \.gateway)
+    }
+
+    public var openReservations: Int { reservations.count }
+
+    /// Decides on a request with the given estimate at `now`.
+    public mutating func admit(_ request: LimitRequest, estimate: LimitAmounts, now: Int64, skipping: Set<String> = []) -> Decision {
+        var held: [Reservation.Held] = []
+        for rule in rulesByGateway[request.gateway] ?? [] where !skipping.contains(rule.id) {
+            guard let scope = rule.scopeValue(for: request) else { continue }
+            let need = estimate.value(rule.measure)
+            let used = usage(rule: rule, scope: scope, now: now)
+            if used + need > rule.limit {
+                let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
+                                      retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
+                                      resetsAt: rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound))
+                switch rule.action {
+                case .block: return .block(refusal)
+                case .downgrade(let provider, let model): return .downgrade(refusal, provider: provider, model: model)
+                }
+            }
+            held.append(.init(key: .init(rule: rule.id, scope: scope, bucket: rule.window.bucket(at: now)), measure: rule.measure, amount: need))
+        }
+        let reservation = Reservation(id: nextID, entries: held, expiresAt: now + reservationTimeoutMs)
+        nextID += 1
+        for h in held where h.amount > 0 {
+            counters.setReserved(h.key, counters.localReserved(h.key) + h.amount)
+        }
+        reservations[reservation.id] = reservation
+        return .admit(reservation)
+    }
+
+    /// Replaces a reservation with what the request actually used. Unknown ids (already settled,
+    /// released or expired) are ignored, so a late settle cannot count twice.
+    public mutating func settle(_ id: UInt64, actual: LimitAmounts) {
+        guard let reservation = reservations.removeValue(forKey: id) else { return }
+        for h in reservation.entries {
+            unreserve(h)
+            counters.spend(h.key, actual.value(h.measure))
+        }
+    }
+
+    /// Drops a reservation without counting anything (the request failed before any cost).
+    public mutating func release(_ id: UInt64) {
+        guard let reservation = reservations.removeValue(forKey: id) else { return }
+        for h in reservation.entries { unreserve(h) }
+    }
+
+    /// Releases reservations past their deadline and drops buckets whose window has passed.
+    /// Returns how many reservations expired.
+    @discardableResult
+    public mutating func expire(now: Int64) -> Int {
+        let overdue = reservations.values.filter { $0.expiresAt <= now }
+        for r in overdue { release(r.id) }
+        let windows = Dictionary(rules.map { ($0.id, $0.window) }, uniquingKeysWith: { a, _ in a })
+        counters.removeAll { key in
+            guard let window = windows[key.rule] else { return true }
+            return window.isExpired(bucket: key.bucket, at: now)
+        }
+        return overdue.count
+    }
+
+    /// Applies a peer's counters.
+    public mutating func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {
+        counters.merge(delta)
+    }
+
+    /// Spent plus reserved, cluster-wide as far as known, for `rule` and `scope` at `now`.
+    public func usage(rule: LimitRule, scope: String, now: Int64) -> Int64 {
+        var total: Int64 = 0
+        for bucket in rule.window.activeBuckets(at: now) {
+            if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
+                total += entry.spent.value + entry.reserved.value
+            }
+        }
+        return total
+    }
+
+    /// Spent and reserved separately (for the budgets API).
+    public func figures(rule: LimitRule, scope: String, now: Int64) -> (spent: Int64, reserved: Int64) {
+        var spent: Int64 = 0
+        var reserved: Int64 = 0
+        for bucket in rule.window.activeBuckets(at: now) {
+            if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
+                spent += entry.spent.value
+                reserved += entry.reserved.value
+            }
+        }
+        return (spent, reserved)
+    }
+
+    /// Every scope value seen for `rule` in its current window.
+    public func scopes(of rule: LimitRule, now: Int64) -> [String] {
+        let active = rule.window.activeBuckets(at: now)
+        return Set(counters.entries.keys.filter { $0.rule == rule.id && active.contains($0.bucket) }.map(\.scope)).sorted()
+    }
+
+    private mutating func unreserve(_ h: Reservation.Held) {
+        guard h.amount > 0 else { return }
+        counters.setReserved(h.key, max(0, counters.localReserved(h.key) - h.amount))
+    }
+
+    /// Time until the oldest buckets leave the window and free at least `need` (rolling), or
+    /// until the period resets (calendar, fixed). Never less than one second.
+    private func retryAfter(rule: LimitRule, scope: String, need: Int64, now: Int64) -> Int64 {
+        let active = rule.window.activeBuckets(at: now)
+        var used = usage(rule: rule, scope: scope, now: now)
+        var at = rule.window.bucketLeavesAt(active.lowerBound)
+        if need <= rule.limit {
+            for bucket in active {
+                at = rule.window.bucketLeavesAt(bucket)
+                if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
+                    used -= entry.spent.value + entry.reserved.value
+                }
+                if used + need <= rule.limit { break }
+            }
+        }
+        return max(1000, at - now)
+    }
+}

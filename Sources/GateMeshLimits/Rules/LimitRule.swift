@@ -1,0 +1,128 @@
+import GateMeshCore
+
+/// One spend or rate limit: what it counts, over which requests and window, and what happens
+/// when it is reached.
+public struct LimitRule: Sendable, Hashable {
+    /// A request dimension a rule can look at.
+    public enum Dimension: Sendable, Hashable, CustomStringConvertible {
+        case provider, model
+        case metadata(String)
+
+        public var description: String {
+            switch self {
+            case .provider: return "provider"
+            case .model: return "model"
+            case .metadata(let key): return "metadata.\(key)"
+            }
+        }
+    }
+
+    /// How a rule treats one dimension: one bucket per value, or only requests with one value.
+    public enum Scope: Sendable, Hashable {
+        case split(Dimension)
+        case only(Dimension, String)
+    }
+
+    public enum Measure: String, Sendable, Hashable {
+        /// Money, in nano-dollars.
+        case usd
+        case requests
+        case inputTokens = "input_tokens"
+        case outputTokens = "output_tokens"
+        case totalTokens = "total_tokens"
+    }
+
+    public enum Action: Sendable, Hashable {
+        case block
+        /// Serve the request with this model (and provider, when given) instead.
+        case downgrade(provider: String?, model: String)
+    }
+
+    public var id: String
+    public var gateway: String
+    public var scope: [Scope]
+    public var measure: Measure
+    /// The limit in the measure's unit (nano-dollars for `usd`).
+    public var limit: Int64
+    public var window: Window
+    public var action: Action
+    /// Alert thresholds as fractions of the limit in thousandths (500 = 50 %).
+    public var alertPermille: [Int]
+
+    public init(id: String, gateway: String, scope: [Scope] = [], measure: Measure, limit: Int64, window: Window,
+                action: Action = .block, alertPermille: [Int] = []) {
+        self.id = id
+        self.gateway = gateway
+        self.scope = scope
+        self.measure = measure
+        self.limit = limit
+        self.window = window
+        self.action = action
+        self.alertPermille = alertPermille
+    }
+
+    /// The scope value a request falls in (`""` for a rule without splits), or nil when the rule
+    /// does not apply to it (another gateway, a filter that does not match, a missing split key).
+    public func scopeValue(for request: LimitRequest) -> String? {
+        guard request.gateway == gateway else { return nil }
+        var parts: [String] = []
+        for s in scope {
+            switch s {
+            case .only(let dimension, let value):
+                guard request.value(dimension) == value else { return nil }
+            case .split(let dimension):
+                guard let value = request.value(dimension) else { return nil }
+                parts.append("\(dimension)=\(value)")
+            }
+        }
+        return parts.joined(separator: ",")
+    }
+}
+
+/// What the limits look at in a request.
+public struct LimitRequest: Sendable {
+    public var gateway: String
+    public var provider: String
+    public var model: String?
+    public var metadata: RequestMetadata
+
+    public init(gateway: String, provider: String, model: String?, metadata: RequestMetadata = RequestMetadata()) {
+        self.gateway = gateway
+        self.provider = provider
+        self.model = model
+        self.metadata = metadata
+    }
+
+    func value(_ dimension: LimitRule.Dimension) -> String? {
+        switch dimension {
+        case .provider: return provider
+        case .model: return model
+        case .metadata(let key): return metadata.text(key)
+        }
+    }
+}
+
+/// What one request counts for, in every measure.
+public struct LimitAmounts: Sendable, Hashable {
+    public var costNanos: Int64
+    public var requests: Int64
+    public var inputTokens: Int64
+    public var outputTokens: Int64
+
+    public init(costNanos: Int64 = 0, requests: Int64 = 1, inputTokens: Int64 = 0, outputTokens: Int64 = 0) {
+        self.costNanos = costNanos
+        self.requests = requests
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+    }
+
+    public func value(_ measure: LimitRule.Measure) -> Int64 {
+        switch measure {
+        case .usd: return costNanos
+        case .requests: return requests
+        case .inputTokens: return inputTokens
+        case .outputTokens: return outputTokens
+        case .totalTokens: return inputTokens + outputTokens
+        }
+    }
+}

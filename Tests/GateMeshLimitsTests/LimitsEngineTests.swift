@@ -1,0 +1,126 @@
+import GateMeshCore
+@testable import GateMeshLimits
+import Testing
+
+@Suite struct LimitsEngineTests {
+    static let dollar: Int64 = 1_000_000_000
+    let now = ms("2026-11-26T10:00:00Z")
+
+    func request(team: String? = nil, provider: String = "openai", model: String = "gpt-4o") -> LimitRequest {
+        var metadata = RequestMetadata()
+        if let team { metadata.entries = [("team", .string(team))] }
+        return LimitRequest(gateway: "default", provider: provider, model: model, metadata: metadata)
+    }
+
+    func dailyBudget(_ dollars: Int64, action: LimitRule.Action = .block, scope: [LimitRule.Scope] = []) -> LimitRule {
+        LimitRule(id: "daily", gateway: "default", scope: scope, measure: .usd, limit: dollars * Self.dollar,
+                  window: Window.calendarWindow(.day, timeZone: "Europe/Berlin")!, action: action)
+    }
+
+    func reservation(_ d: LimitsEngine.Decision) -> LimitsEngine.Reservation? {
+        if case .admit(let r) = d { return r }
+        return nil
+    }
+
+    @Test func aBudgetAdmitsUntilSpentPlusReservedPlusEstimateWouldPassTheLimit() {
+        var engine = LimitsEngine(node: "a", rules: [dailyBudget(1)])
+        let estimate = LimitAmounts(costNanos: 300_000_000)
+        let admitted = (0..<4).compactMap { _ in reservation(engine.admit(request(), estimate: estimate, now: now)) }
+        #expect(admitted.count == 3, "0.3 × 3 = 0.9 fits; a fourth would make 1.2")
+        guard case .block(let refusal) = engine.admit(request(), estimate: estimate, now: now) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(refusal.used == 900_000_000 && refusal.requested == 300_000_000)
+        // Berlin's day ends at 23:00 UTC: that is when the budget frees up.
+        #expect(refusal.retryAfterMs == ms("2026-11-26T23:00:00Z") - now)
+        // Settling at the actual cost frees the difference.
+        for r in admitted { engine.settle(r.id, actual: LimitAmounts(costNanos: 100_000_000)) }
+        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 300_000_000, reserved: 0))
+        #expect(reservation(engine.admit(request(), estimate: estimate, now: now)) != nil)
+        // The next Berlin day starts empty.
+        #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: Self.dollar), now: ms("2026-11-26T23:00:00Z"))) != nil)
+    }
+
+    @Test func exactlyTheLimitIsAdmittedUnderConcurrentRequests() {
+        let rule = LimitRule(id: "rpm", gateway: "default", measure: .requests, limit: 10, window: .fixed(lengthMs: 60_000))
+        var engine = LimitsEngine(node: "a", rules: [rule])
+        let decisions = (0..<100).map { _ in engine.admit(request(), estimate: LimitAmounts(), now: now) }
+        #expect(decisions.compactMap(reservation).count == 10)
+        #expect(engine.openReservations == 10)
+    }
+
+    @Test func releasingAndExpiringReservationsLeaveNoPhantomSpend() {
+        var engine = LimitsEngine(node: "a", rules: [dailyBudget(1)], reservationTimeoutMs: 60_000)
+        let big = LimitAmounts(costNanos: 600_000_000)
+        let first = reservation(engine.admit(request(), estimate: big, now: now))!
+        #expect(reservation(engine.admit(request(), estimate: big, now: now)) == nil)
+        engine.release(first.id)
+        let second = reservation(engine.admit(request(), estimate: big, now: now))!
+        #expect(engine.expire(now: now + 59_999) == 0)
+        #expect(engine.expire(now: now + 60_000) == 1)
+        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 0, reserved: 0))
+        engine.settle(second.id, actual: big)  // too late: already expired, must not count
+        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now).spent == 0)
+    }
+
+    @Test func splitAndFilterScopes() {
+        let perTeam = dailyBudget(1, scope: [.split(.metadata("team")), .only(.provider, "openai")])
+        var engine = LimitsEngine(node: "a", rules: [perTeam])
+        let all = LimitAmounts(costNanos: Self.dollar)
+        #expect(reservation(engine.admit(request(team: "red"), estimate: all, now: now)) != nil)
+        #expect(reservation(engine.admit(request(team: "red"), estimate: all, now: now)) == nil)
+        #expect(reservation(engine.admit(request(team: "blue"), estimate: all, now: now)) != nil, "its own bucket")
+        #expect(reservation(engine.admit(request(team: "red", provider: "anthropic"), estimate: all, now: now)) != nil, "filtered out")
+        #expect(reservation(engine.admit(request(team: nil), estimate: all, now: now)) != nil, "no team: the split rule does not apply")
+        #expect(engine.scopes(of: perTeam, now: now) == ["metadata.team=blue", "metadata.team=red"])
+    }
+
+    @Test func aDowngradeRuleAsksForTheCheaperModelAndIsSkippedOnTheSecondAsk() {
+        let rule = dailyBudget(1, action: .downgrade(provider: nil, model: "gpt-4o-mini"))
+        var engine = LimitsEngine(node: "a", rules: [rule])
+        _ = engine.admit(request(), estimate: LimitAmounts(costNanos: Self.dollar), now: now)
+        guard case .downgrade(_, _, let model) = engine.admit(request(), estimate: LimitAmounts(costNanos: 1), now: now) else {
+            Issue.record("expected a downgrade")
+            return
+        }
+        #expect(model == "gpt-4o-mini")
+        #expect(reservation(engine.admit(request(model: model), estimate: LimitAmounts(costNanos: 1), now: now, skipping: [rule.id])) != nil)
+    }
+
+    @Test func rollingWindowsRetryWhenEnoughHasAgedOut() {
+        let hour: Int64 = 3_600_000
+        let rule = LimitRule(id: "roll", gateway: "default", measure: .usd, limit: 10, window: .rolling(lengthMs: 3 * hour, bucketMs: hour))
+        var engine = LimitsEngine(node: "a", rules: [rule])
+        let t0 = ms("2026-11-26T10:00:00Z")
+        for (offset, amount) in [(0, 4), (1, 3), (2, 3)] as [(Int64, Int64)] {
+            let r = reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: amount), now: t0 + offset * hour))!
+            engine.settle(r.id, actual: LimitAmounts(costNanos: amount))
+        }
+        let t = t0 + 2 * hour + 1800_000  // 12:30, all ten spent within the window
+        guard case .block(let refusal) = engine.admit(request(), estimate: LimitAmounts(costNanos: 4), now: t) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        // The 10:00-11:00 bucket (4) counts whole while any of it is in the last three hours, so it
+        // leaves at 13:59:59.999; that frees enough for 4. A millisecond earlier it still counts.
+        #expect(refusal.retryAfterMs == ms("2026-11-26T14:00:00Z") - 1 - t)
+        #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 4), now: ms("2026-11-26T14:00:00Z") - 2)) == nil)
+        #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 4), now: ms("2026-11-26T14:00:00Z") - 1)) != nil)
+    }
+
+    @Test func peersSeeEachOthersSpendAndReservations() {
+        var a = LimitsEngine(node: "a", rules: [dailyBudget(1)])
+        var b = LimitsEngine(node: "b", rules: [dailyBudget(1)])
+        let spent = reservation(a.admit(request(), estimate: LimitAmounts(costNanos: 400_000_000), now: now))!
+        a.settle(spent.id, actual: LimitAmounts(costNanos: 400_000_000))
+        _ = a.admit(request(), estimate: LimitAmounts(costNanos: 300_000_000), now: now)  // in flight on a
+        b.merge(a.counters.delta(since: 0))
+        #expect(b.figures(rule: b.rules[0], scope: "", now: now) == (spent: 400_000_000, reserved: 300_000_000))
+        #expect(reservation(b.admit(request(), estimate: LimitAmounts(costNanos: 400_000_000), now: now)) == nil)
+        #expect(reservation(b.admit(request(), estimate: LimitAmounts(costNanos: 300_000_000), now: now)) != nil)
+        // Buckets of past windows are dropped.
+        a.expire(now: ms("2026-11-28T00:00:00Z"))
+        #expect(a.counters.entries.isEmpty)
+    }
+}
