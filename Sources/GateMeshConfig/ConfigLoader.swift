@@ -20,7 +20,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -34,6 +34,14 @@ public enum ConfigLoader {
         if let limits = top.value("limits") { try reader.readLimits(limits, into: &config.limits) }
         if let upstream = top.value("upstream") { try reader.readUpstream(upstream, into: &config.upstream) }
         if let logging = top.value("logging") { try reader.readLogging(logging, into: &config.logging) }
+        if let r = top.value("reservations") {
+            let m = try reader.mapping(r, key: "reservations")
+            try reader.checkKeys(m, key: "reservations", allowed: ["default_output_tokens", "timeout"])
+            if let v = m.value("default_output_tokens") {
+                config.reservations.defaultOutputTokens = try reader.int(v, key: "reservations.default_output_tokens", range: 1...10_000_000)
+            }
+            if let v = m.value("timeout") { config.reservations.timeoutMs = try reader.durationMs(v, key: "reservations.timeout", range: 1000...86_400_000) }
+        }
         if let providers = top.value("providers") { config.providers = try reader.readProviders(providers) }
         if let gateways = top.value("gateways") {
             config.gateways = try reader.readGateways(gateways, providers: ProviderCatalogue(overrides: config.providers))
@@ -280,6 +288,155 @@ struct Reader {
         return out
     }
 
+    /// One budget or rate limit. Budgets count money (`usd`) or tokens; rate limits count requests
+    /// or tokens. See docs/budgets.md for the shape.
+    func readRule(_ node: Node, key: String, gateway: String, budget: Bool) throws(ConfigError) -> LimitRule {
+        let m = try mapping(node, key: key)
+        let measures = budget ? ["usd", "tokens", "input_tokens", "output_tokens"] : ["requests", "tokens", "input_tokens", "output_tokens"]
+        try checkKeys(m, key: key, allowed: Set(["id", "scope", "window", "action", "alerts"] + measures))
+        guard let idNode = m.value("id") else { throw ConfigError(key: "\(key).id", line: node.mark?.line, message: "every rule needs an id") }
+        let id = try string(idNode, key: "\(key).id")
+        guard Names.isValidName(id) else { throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: Names.rule) }
+
+        // The measure and its limit: exactly one.
+        let present = measures.filter { m.value($0) != nil }
+        guard present.count == 1, let measureKey = present.first, let limitNode = m.value(measureKey) else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "set exactly one of \(measures.joined(separator: ", ")) as the limit")
+        }
+        let measure: LimitRule.Measure
+        let limit: Int64
+        switch measureKey {
+        case "usd":
+            let text = try string(limitNode, key: "\(key).usd")
+            guard let money = Money.parseDollars(text), money.nanos > 0 else {
+                throw ConfigError(key: "\(key).usd", line: limitNode.mark?.line, message: "expected a positive dollar amount such as 50 or 0.25, got '\(text)'")
+            }
+            measure = .usd
+            limit = money.nanos
+        default:
+            measure = measureKey == "requests" ? .requests : measureKey == "tokens" ? .totalTokens
+                : measureKey == "input_tokens" ? .inputTokens : .outputTokens
+            limit = Int64(try int(limitNode, key: "\(key).\(measureKey)", range: 1...Int(Int32.max) * 1000))
+        }
+
+        // The scope: split_by (one or a list) and only (a mapping of dimension to value).
+        var scope: [LimitRule.Scope] = []
+        if let scopeNode = m.value("scope") {
+            let sm = try mapping(scopeNode, key: "\(key).scope")
+            try checkKeys(sm, key: "\(key).scope", allowed: ["split_by", "only"])
+            if let split = sm.value("split_by") {
+                let names: [(String, Node)]
+                if case .sequence(let seq) = split {
+                    names = try seq.enumerated().map { (j, n) throws(ConfigError) in (try string(n, key: "\(key).scope.split_by[\(j)]"), n) }
+                } else {
+                    names = [(try string(split, key: "\(key).scope.split_by"), split)]
+                }
+                for (name, n) in names { scope.append(.split(try dimension(name, key: "\(key).scope.split_by", line: n.mark?.line))) }
+            }
+            if let only = sm.value("only") {
+                for (k, v) in try mapping(only, key: "\(key).scope.only") {
+                    let name = k.string ?? ""
+                    let d = try dimension(name, key: "\(key).scope.only", line: k.mark?.line)
+                    scope.append(.only(d, try string(v, key: "\(key).scope.only.\(name)")))
+                }
+            }
+        }
+
+        // The window.
+        guard let windowNode = m.value("window") else {
+            throw ConfigError(key: "\(key).window", line: node.mark?.line, message: "every rule needs a window, e.g. {calendar: day} or {sliding: 1m}")
+        }
+        let window = try readWindow(windowNode, key: "\(key).window", budget: budget)
+
+        // The action.
+        var action = LimitRule.Action.block
+        if let a = m.value("action") {
+            if case .scalar = a {
+                let text = try string(a, key: "\(key).action")
+                guard text == "block" else {
+                    throw ConfigError(key: "\(key).action", line: a.mark?.line, message: "expected block or {downgrade: {model: …}}, got '\(text)'")
+                }
+            } else {
+                let am = try mapping(a, key: "\(key).action")
+                try checkKeys(am, key: "\(key).action", allowed: ["downgrade"])
+                guard let d = am.value("downgrade") else {
+                    throw ConfigError(key: "\(key).action", line: a.mark?.line, message: "expected block or {downgrade: {model: …}}")
+                }
+                let dm = try mapping(d, key: "\(key).action.downgrade")
+                try checkKeys(dm, key: "\(key).action.downgrade", allowed: ["model", "provider"])
+                guard let model = dm.value("model") else {
+                    throw ConfigError(key: "\(key).action.downgrade.model", line: d.mark?.line, message: "the model to serve instead is required")
+                }
+                action = .downgrade(provider: try dm.value("provider").map { n throws(ConfigError) in try string(n, key: "\(key).action.downgrade.provider") },
+                                    model: try string(model, key: "\(key).action.downgrade.model"))
+            }
+        }
+
+        // Alerts: fractions of the limit.
+        var alerts: [Int] = []
+        if let a = m.value("alerts") {
+            for (j, n) in try sequence(a, key: "\(key).alerts").enumerated() {
+                let text = try string(n, key: "\(key).alerts[\(j)]")
+                guard let f = Double(text), f > 0, f <= 10 else {
+                    throw ConfigError(key: "\(key).alerts[\(j)]", line: n.mark?.line, message: "expected a fraction of the limit such as 0.8, got '\(text)'")
+                }
+                alerts.append(Int((f * 1000).rounded()))
+            }
+        }
+        return LimitRule(id: id, gateway: gateway, scope: scope, measure: measure, limit: limit, window: window,
+                         action: action, alertPermille: alerts.sorted())
+    }
+
+    func dimension(_ name: String, key: String, line: Int?) throws(ConfigError) -> LimitRule.Dimension {
+        switch name {
+        case "provider": return .provider
+        case "model": return .model
+        case _ where name.hasPrefix("metadata.") && name.count > 9: return .metadata(String(name.dropFirst(9)))
+        default:
+            throw ConfigError(key: key, line: line, message: "expected provider, model or metadata.<key>, got '\(name)'")
+        }
+    }
+
+    /// `{calendar: day|week|month, timezone: Europe/Berlin, week_start: monday}`, `{rolling: 24h, bucket: 1h}`,
+    /// `{fixed: 1m}` or `{sliding: 1m, bucket: 1s}`.
+    func readWindow(_ node: Node, key: String, budget: Bool) throws(ConfigError) -> Window {
+        let m = try mapping(node, key: key)
+        try checkKeys(m, key: key, allowed: ["calendar", "timezone", "week_start", "rolling", "fixed", "sliding", "bucket"])
+        let kinds = ["calendar", "rolling", "fixed", "sliding"].filter { m.value($0) != nil }
+        guard kinds.count == 1, let kind = kinds.first, let value = m.value(kind) else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "set exactly one of calendar, rolling, fixed, sliding")
+        }
+        switch kind {
+        case "calendar":
+            let period = try string(value, key: "\(key).calendar")
+            guard let p = Window.Period(rawValue: period) else {
+                throw ConfigError(key: "\(key).calendar", line: value.mark?.line, message: "expected day, week or month, got '\(period)'")
+            }
+            let tz = try m.value("timezone").map { n throws(ConfigError) in try string(n, key: "\(key).timezone") } ?? "UTC"
+            let days = ["sunday": 1, "monday": 2, "tuesday": 3, "wednesday": 4, "thursday": 5, "friday": 6, "saturday": 7]
+            var weekStart = 2
+            if let w = m.value("week_start") {
+                let text = try string(w, key: "\(key).week_start").lowercased()
+                guard let d = days[text] else {
+                    throw ConfigError(key: "\(key).week_start", line: w.mark?.line, message: "expected a day name such as monday, got '\(text)'")
+                }
+                weekStart = d
+            }
+            guard let window = Window.calendarWindow(p, timeZone: tz, weekStart: weekStart) else {
+                throw ConfigError(key: "\(key).timezone", line: m.value("timezone")?.mark?.line,
+                                  message: "unknown time zone '\(tz)'; use an IANA name such as Europe/Berlin")
+            }
+            return window
+        case "fixed":
+            return .fixed(lengthMs: Int64(try durationMs(value, key: "\(key).fixed", range: 1000...(366 * 86_400_000))))
+        default:
+            let length = Int64(try durationMs(value, key: "\(key).\(kind)", range: 1000...(366 * 86_400_000)))
+            var bucket = max(1000, length / 60)
+            if let b = m.value("bucket") { bucket = Int64(try durationMs(b, key: "\(key).bucket", range: 100...Int(length))) }
+            return kind == "rolling" ? .rolling(lengthMs: length, bucketMs: bucket) : .sliding(lengthMs: length, bucketMs: bucket)
+        }
+    }
+
     func readGateways(_ node: Node, providers: ProviderCatalogue) throws(ConfigError) -> [GatewayConfig] {
         let list = try sequence(node, key: "gateways")
         var out: [GatewayConfig] = []
@@ -287,9 +444,8 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload"], later: [
-                "cache": "the response cache", "retries": "retries", "rate_limits": "rate limiting",
-                "budgets": "budget enforcement", "routes": "routes",
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits"], later: [
+                "cache": "the response cache", "retries": "retries", "routes": "routes",
             ])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
@@ -310,6 +466,18 @@ struct Reader {
             var gateway = GatewayConfig(id: id)
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
+            var ruleIDs: Set<String> = []
+            for section in ["budgets", "rate_limits"] {
+                guard let list = m.value(section) else { continue }
+                for (j, item) in try sequence(list, key: "\(key).\(section)").enumerated() {
+                    let rule = try readRule(item, key: "\(key).\(section)[\(j)]", gateway: id, budget: section == "budgets")
+                    guard ruleIDs.insert(rule.id).inserted else {
+                        throw ConfigError(key: "\(key).\(section)[\(j)].id", line: item.mark?.line,
+                                          message: "duplicate rule id '\(rule.id)' in gateway '\(id)'")
+                    }
+                    gateway.limits.append(rule)
+                }
+            }
             if let tokens = m.value("auth_tokens") {
                 let s = try sequence(tokens, key: "\(key).auth_tokens")
                 for (j, t) in s.enumerated() {

@@ -21,6 +21,7 @@ public final class GatewayNode: Sendable {
     public let requestLog: RequestLog
     let prices: PriceTable
     let metrics = NodeMetrics()
+    let limits: LimitsService
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -35,6 +36,8 @@ public final class GatewayNode: Sendable {
         logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
         self.requestLog = try RequestLog(store: store, configuration: logConfig)
         self.prices = try PriceTable.shipped().applying(config.providers.mapValues(\.models))
+        self.limits = LimitsService(node: identity.nodeID, rules: config.gateways.flatMap(\.limits),
+                                    reservationTimeoutMs: config.reservations.timeoutMs)
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
         self.client = UpstreamClient(
             configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,
@@ -48,8 +51,8 @@ public final class GatewayNode: Sendable {
         let responder = GatewayResponder(
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
             proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog,
-                                metrics: metrics, logger: logger),
-            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client),
+                                metrics: metrics, limits: limits, logger: logger),
+            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits),
             state: state,
             logger: logger)
         let limits = config.limits
@@ -72,7 +75,7 @@ public final class GatewayNode: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
-        var groupConfig = ServiceGroupConfiguration(services: [requestLog, app], logger: logger)
+        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         groupConfig.maximumCancellationDuration = .seconds(5)

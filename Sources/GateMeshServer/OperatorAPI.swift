@@ -10,6 +10,7 @@ struct OperatorAPI: Sendable {
     let logs: LogAPI
     let metrics: NodeMetrics
     let client: UpstreamClient
+    let limits: LimitsService
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
@@ -48,6 +49,9 @@ struct OperatorAPI: Sendable {
         case "/api/logs":
             try Self.requireGET(request)
             return json(try await logs.logs(query))
+        case "/api/budgets":
+            try Self.requireGET(request)
+            return json(limits.report())
         case "/api/analytics":
             try Self.requireGET(request)
             return json(try await logs.analytics(query))

@@ -1,6 +1,7 @@
 import Foundation
 import GateMeshAccounting
 import GateMeshCore
+import GateMeshLimits
 import GateMeshStore
 import NIOConcurrencyHelpers
 import NIOCore
@@ -28,6 +29,7 @@ final class ProxyExchange: @unchecked Sendable {
     private var accountant: ResponseAccountant?
     private var responseBody: [UInt8]?
     private var finished = false
+    private var reservation: (id: UInt64, limits: LimitsService)?
     private let context: Context
     private let started: ContinuousClock.Instant
 
@@ -43,6 +45,9 @@ final class ProxyExchange: @unchecked Sendable {
     func setRequestBody(_ bytes: [UInt8]) { lock.withLock { record.requestBody = bytes } }
 
     func setRequestedModel(_ model: String?) { lock.withLock { record.requestedModel = model } }
+
+    /// The budget reservation this request holds; settled or released when the exchange ends.
+    func hold(_ id: UInt64, in limits: LimitsService) { lock.withLock { reservation = (id, limits) } }
 
     /// The response head arrived: the accountant starts watching its body.
     func responseStarted(status: Int, contentType: String?, format: APIFormat, facts: RequestFacts, stripsInjectedUsage: Bool) {
@@ -111,6 +116,16 @@ final class ProxyExchange: @unchecked Sendable {
             return record
         }
         guard let row else { return }
+        if let (id, limits) = lock.withLock({ reservation }) {
+            // A request that used nothing and failed releases its reservation; anything that
+            // reached the provider and produced tokens is charged what it used.
+            if row.status >= 400 && row.usage.total == 0 {
+                limits.release(id)
+            } else {
+                limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
+                                                       inputTokens: Int64(row.usage.totalInput), outputTokens: Int64(row.usage.output)))
+            }
+        }
         context.log?.append(row)
         context.metrics?.record(row)
         context.onFinish()

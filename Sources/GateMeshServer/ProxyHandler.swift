@@ -1,6 +1,7 @@
 import Foundation
 import GateMeshAccounting
 import GateMeshCore
+import GateMeshLimits
 import GateMeshStore
 import GateMeshUpstream
 import HTTPTypes
@@ -22,6 +23,7 @@ struct ProxyHandler: Sendable {
     let prices: PriceTable
     let log: RequestLog?
     let metrics: NodeMetrics?
+    let limits: LimitsService?
     let logger: Logger
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
@@ -74,7 +76,8 @@ struct ProxyHandler: Sendable {
                            onFinish: onFinish),
             started: started)
         do {
-            return try await forward(route: route, request: request, provider: provider, format: format, exchange: exchange,
+            return try await forward(route: route, request: request, gateway: gateway, provider: provider, format: format,
+                                     exchange: exchange, metadata: metadata, customPrice: customPrice,
                                      collectPayload: collectPayload, eventID: eventID, logged: collectLog)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
@@ -88,7 +91,8 @@ struct ProxyHandler: Sendable {
     }
 
     private func forward(
-        route: PassthroughRoute, request: Request, provider: ResolvedProvider, format: APIFormat, exchange: ProxyExchange,
+        route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
+        exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
         collectPayload: Bool, eventID: String?, logged: Bool
     ) async throws -> Response {
         let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
@@ -108,14 +112,28 @@ struct ProxyHandler: Sendable {
         var streamUpload = false
         var facts = RequestFacts()
         var injectsUsage = false
+        var downgradedBy: String?
+        var reserved = false
         if !hasBody {
             body = .none
         } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
             let buffer = try await Self.collect(&request, limit: maxBody)
             body = .bytes(buffer)
+            if collectPayload { exchange.setRequestBody(Array(buffer.readableBytesView.prefix(config.logging.maxPayloadBytes))) }
             if format != .other {
-                let bytes = Array(buffer.readableBytesView)
+                var bytes = Array(buffer.readableBytesView)
                 facts = RequestInspector.inspect(format: format, path: Substring(target.url), body: bytes)
+                exchange.setRequestedModel(facts.model)
+                if let limits, !limits.isEmpty {
+                    reserved = true
+                    if let downgrade = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
+                                                   metadata: metadata, customPrice: customPrice, body: bytes, exchange: exchange) {
+                        bytes = downgrade.body
+                        facts.model = downgrade.model
+                        downgradedBy = downgrade.rule
+                        body = .bytes(ByteBuffer(bytes: bytes))
+                    }
+                }
                 if facts.stream, !facts.clientAskedForUsage, provider.spec.acceptsStreamUsageOption,
                    format == .openAIChat || format == .openAICompletions,
                    let amended = RequestInspector.addingUsageRequest(to: bytes) {
@@ -123,12 +141,16 @@ struct ProxyHandler: Sendable {
                     injectsUsage = true
                 }
             }
-            if collectPayload { exchange.setRequestBody(Array(buffer.readableBytesView.prefix(config.logging.maxPayloadBytes))) }
         } else {
             body = .streamed(length: declaredLength)
             streamUpload = true
         }
-        exchange.setRequestedModel(facts.model)
+        if let limits, !limits.isEmpty, !reserved {
+            // No body facts (no body, an unread format, or one too large to read whole): the
+            // request still counts against request limits and settles its actual cost.
+            _ = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts, metadata: metadata,
+                            customPrice: customPrice, body: nil, exchange: exchange)
+        }
 
         let upstreamRequest = UpstreamRequest(
             method: request.method.rawValue, url: target.url,
@@ -187,6 +209,10 @@ struct ProxyHandler: Sendable {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
         }
         headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
+        if let downgradedBy {
+            headers.append(HTTPField(name: Self.downgradedHeader, value: downgradedBy))
+            if let model = facts.model { headers.append(HTTPField(name: Self.modelHeader, value: model)) }
+        }
         if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
         if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
         if request.method == .head, let contentLength {
@@ -235,6 +261,71 @@ struct ProxyHandler: Sendable {
     }
 
     static let providerHeader = HTTPField.Name("x-gatemesh-provider")!
+    static let downgradedHeader = HTTPField.Name("x-gatemesh-downgraded")!
+    static let modelHeader = HTTPField.Name("x-gatemesh-model")!
+
+    struct Downgrade {
+        var rule: String
+        var model: String
+        var body: [UInt8]
+    }
+
+    /// Reserves the request's estimate under every matching limit, or refuses it with a 429 that
+    /// names the rule. A downgrade rule that is exhausted rewrites the model and reserves again
+    /// for the cheaper one (skipping that rule). Returns the downgrade, if one happened.
+    func reserve(
+        _ limits: LimitsService, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat, facts: RequestFacts,
+        metadata: RequestMetadata, customPrice: ModelPrice?, body: [UInt8]?, exchange: ProxyExchange
+    ) throws(GatewayError) -> Downgrade? {
+        func estimate(model: String?) -> LimitAmounts {
+            let output = facts.maxOutputTokens ?? config.reservations.defaultOutputTokens
+            let usage = TokenUsage(input: facts.estimatedInputTokens, output: format == .other ? 0 : output)
+            let price = customPrice ?? model.flatMap { prices.price(provider: provider.spec.id, model: $0)?.price }
+            return LimitAmounts(costNanos: price?.cost(of: usage).nanos ?? 0, requests: 1,
+                                inputTokens: Int64(usage.input), outputTokens: Int64(usage.output))
+        }
+        var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+        switch limits.admit(request, estimate: estimate(model: facts.model)) {
+        case .admit(let reservation):
+            exchange.hold(reservation.id, in: limits)
+            return nil
+        case .block(let refusal):
+            throw Self.refusalError(refusal)
+        case .downgrade(let refusal, let toProvider, let model):
+            // Only the model in an OpenAI- or Anthropic-format body can be swapped in place.
+            guard toProvider == nil || toProvider == provider.spec.id, let body,
+                  format != .googleGenerate && format != .googleStream,
+                  let rewritten = RequestInspector.replacingModel(in: body, with: model) else {
+                throw Self.refusalError(refusal)
+            }
+            request.model = model
+            switch limits.admit(request, estimate: estimate(model: model), skipping: [refusal.rule.id]) {
+            case .admit(let reservation):
+                exchange.hold(reservation.id, in: limits)
+                return Downgrade(rule: refusal.rule.id, model: model, body: rewritten)
+            case .block(let second), .downgrade(let second, _, _):
+                throw Self.refusalError(second)
+            }
+        }
+    }
+
+    /// The 429 for a refusal: Retry-After, and the rule, scope value, limit and reset time.
+    static func refusalError(_ r: LimitsEngine.Refusal) -> GatewayError {
+        let money = r.rule.measure == .usd
+        let amount = { (v: Int64) in LimitsService.amount(v, r.rule.measure) }
+        let what = money ? "$\(Money(nanos: r.rule.limit).dollars)" : "\(r.rule.limit) \(r.rule.measure.rawValue.replacing("_", with: " "))"
+        let scope = r.scopeValue.isEmpty ? "" : " for \(r.scopeValue)"
+        var error = GatewayError(
+            status: 429, type: money ? "budget_error" : "rate_limit_error", code: money ? "budget_exceeded" : "rate_limit_exceeded",
+            message: "\(money ? "budget" : "rate limit") '\(r.rule.id)'\(scope) allows \(what) per \(r.rule.window); retry in \((r.retryAfterMs + 999) / 1000) s",
+            headers: [("Retry-After", String((r.retryAfterMs + 999) / 1000))])
+        error.details = [
+            ("rule", JSON.quoted(r.rule.id)), ("scope", JSON.quoted(r.scopeValue)), ("limit", amount(r.rule.limit)),
+            ("used", amount(r.used)), ("requested", amount(r.requested)), ("window", JSON.quoted(r.rule.window.description)),
+            ("resets_at", LogAPI.iso(r.resetsAt)),
+        ]
+        return error
+    }
     static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
     static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
     static let eventIDHeaders = [HTTPField.Name("x-gatemesh-event-id")!, HTTPField.Name("cf-aig-event-id")!]

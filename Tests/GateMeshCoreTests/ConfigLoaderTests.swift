@@ -89,10 +89,30 @@ import Testing
     }
 
     @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
-        let e = error("gateways:\n  - id: a\n    budgets: []\n")
-        #expect(e?.key == "gateways[0].budgets")
+        let e = error("gateways:\n  - id: a\n    cache: {ttl: 300}\n")
+        #expect(e?.key == "gateways[0].cache")
         #expect(e?.message.contains("not available") == true)
         #expect(error("cluster: {listen: \"0.0.0.0:7946\"}")?.key == "cluster")
+    }
+
+    @Test func budgetsAndRateLimitsInTheProductsShape() throws {
+        let c = try load("""
+            gateways:
+              - id: default
+                rate_limits: [{id: per-user-rpm, scope: {split_by: metadata.user}, requests: 60, window: {sliding: 1m}}]
+                budgets: [{id: team-daily, scope: {split_by: metadata.team}, usd: 50, window: {calendar: day, timezone: Europe/Berlin}, action: block, alerts: [0.5, 0.8, 1.0]}]
+            """)
+        let rules = c.gateways[0].limits
+        #expect(rules.map(\.id) == ["team-daily", "per-user-rpm"])
+        #expect(rules[0].limit == 50_000_000_000 && rules[0].measure == .usd && rules[0].alertPermille == [500, 800, 1000])
+        #expect(rules[0].window == Window.calendarWindow(.day, timeZone: "Europe/Berlin"))
+        #expect(rules[0].scope == [.split(.metadata("team"))])
+        #expect(rules[1].measure == .requests && rules[1].limit == 60 && rules[1].window == .sliding(lengthMs: 60_000, bucketMs: 1000))
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {calendar: day}}, {id: b, usd: 2, window: {calendar: day}}]}]")?.message
+            .contains("duplicate") == true)
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: -1, window: {calendar: day}}]}]")?.key == "gateways[0].budgets[0].usd")
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1}]}]")?.key == "gateways[0].budgets[0].window")
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {calendar: day}, action: explode}]}]")?.key == "gateways[0].budgets[0].action")
     }
 
     @Test func gatewayIDRules() {

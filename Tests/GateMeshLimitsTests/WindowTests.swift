@@ -1,5 +1,6 @@
 import Foundation
 @testable import GateMeshLimits
+@testable import GateMeshCore
 import Testing
 
 func ms(_ iso: String) -> Int64 {

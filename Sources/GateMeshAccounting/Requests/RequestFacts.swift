@@ -69,6 +69,14 @@ public enum RequestInspector {
         }
     }
 
+    /// The body with its `model` replaced (a downgrade), or nil when it is not a JSON object.
+    public static func replacingModel(in body: [UInt8], with model: String) -> [UInt8]? {
+        guard var object = UsageJSON.object(body) else { return nil }
+        object["model"] = model
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: []) else { return nil }
+        return Array(data)
+    }
+
     /// The body with `"stream_options":{"include_usage":true}` added, or nil when it already asks
     /// for usage or is not a JSON object. Only the top-level object's end is touched when the
     /// client sent no `stream_options`, so everything else stays byte for byte.

@@ -10,6 +10,7 @@ public struct GateMeshConfig: Sendable, Equatable {
     public var providers: [String: ProviderConfig] = [:]
     public var gateways: [GatewayConfig] = [GatewayConfig(id: GatewayConfig.defaultID)]
     public var logging = LoggingConfig()
+    public var reservations = ReservationConfig()
 
     public init() {}
 
@@ -128,12 +129,23 @@ public struct GatewayConfig: Sendable, Equatable {
     public var collectLog = true
     /// Store request and response bodies in the log (a request may turn it on or off with `collect-log-payload`).
     public var collectLogPayload = false
+    /// The gateway's budgets and rate limits (`budgets` and `rate_limits` in the config).
+    public var limits: [LimitRule] = []
     public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens
         self.collectLog = collectLog
         self.collectLogPayload = collectLogPayload
     }
+}
+
+/// How requests reserve against budgets before they are forwarded.
+public struct ReservationConfig: Sendable, Equatable {
+    /// Output tokens assumed for a request that sets no `max_tokens` (or the like).
+    public var defaultOutputTokens = 4096
+    /// A reservation neither settled nor released by then expires (milliseconds).
+    public var timeoutMs = 3_600_000
+    public init() {}
 }
 
 /// The request log kept in the node's SQLite store.

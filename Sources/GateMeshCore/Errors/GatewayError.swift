@@ -10,6 +10,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     public var message: String
     /// Extra response headers (for example `Retry-After`).
     public var headers: [(String, String)]
+    /// Extra members of the JSON error object, as (name, raw JSON value) pairs.
+    public var details: [(String, String)] = []
 
     public init(status: Int, type: String, code: String, message: String, headers: [(String, String)] = []) {
         self.status = status
@@ -33,6 +35,11 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         JSON.appendQuoted(code, to: &out)
         out += ",\"message\":"
         JSON.appendQuoted(message, to: &out)
+        for (name, value) in details {
+            out += ","
+            JSON.appendQuoted(name, to: &out)
+            out += ":" + value
+        }
         out += "}}"
         return out
     }

@@ -1,3 +1,4 @@
+import GateMeshCore
 /// Decides, locally and in memory, whether a request may go ahead under every limit that applies
 /// to it, and keeps the books: reservations before forwarding, actual amounts after.
 ///

@@ -1,4 +1,4 @@
-import GateMeshCore
+
 
 /// One spend or rate limit: what it counts, over which requests and window, and what happens
 /// when it is reached.
