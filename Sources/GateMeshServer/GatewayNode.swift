@@ -36,8 +36,8 @@ public final class GatewayNode: Sendable {
         logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
         self.requestLog = try RequestLog(store: store, configuration: logConfig)
         self.prices = try PriceTable.shipped().applying(config.providers.mapValues(\.models))
-        self.limits = LimitsService(node: identity.nodeID, rules: config.gateways.flatMap(\.limits),
-                                    reservationTimeoutMs: config.reservations.timeoutMs)
+        self.limits = try LimitsService(node: identity.nodeID, rules: config.gateways.flatMap(\.limits),
+                                        reservationTimeoutMs: config.reservations.timeoutMs, log: requestLog)
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
         self.client = UpstreamClient(
             configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,

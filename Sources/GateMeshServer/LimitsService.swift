@@ -2,6 +2,7 @@ import Foundation
 import GateMeshAccounting
 import GateMeshCore
 import GateMeshLimits
+import GateMeshStore
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
@@ -12,10 +13,29 @@ import ServiceLifecycle
 final class LimitsService: Service, Sendable {
     private let engine: NIOLockedValueBox<LimitsEngine>
     let rules: [LimitRule]
+    let node: String
+    let log: RequestLog
+    /// How far back persisted charges can still count toward some window.
+    let lookbackMs: Int64
 
-    init(node: String, rules: [LimitRule], reservationTimeoutMs: Int) {
+    /// Restores this node's own counters from the charges persisted with its log rows, so a node
+    /// killed and restarted comes back with the spend its log shows and never rewinds its slot.
+    init(node: String, rules: [LimitRule], reservationTimeoutMs: Int, log: RequestLog) throws {
         self.rules = rules
-        self.engine = NIOLockedValueBox(LimitsEngine(node: node, rules: rules, reservationTimeoutMs: Int64(reservationTimeoutMs)))
+        self.node = node
+        self.log = log
+        self.lookbackMs = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
+        let now = Self.now()
+        // Versions must exceed any this node used before a restart: start from the clock.
+        var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: UInt64(now) << 10),
+                                  reservationTimeoutMs: Int64(reservationTimeoutMs))
+        if !rules.isEmpty {
+            for c in try log.limitCharges(node: node, sinceTs: now - lookbackMs) {
+                engine.restore(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), spent: c.amount)
+            }
+            engine.expire(now: now)
+        }
+        self.engine = NIOLockedValueBox(engine)
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -27,8 +47,11 @@ final class LimitsService: Service, Sendable {
         return engine.withLockedValue { $0.admit(request, estimate: estimate, now: now, skipping: skipping) }
     }
 
-    func settle(_ id: UInt64, actual: LimitAmounts) {
-        engine.withLockedValue { $0.settle(id, actual: actual) }
+    /// Settles a reservation; returns the charges to persist with the request's log row.
+    func settle(_ id: UInt64, actual: LimitAmounts) -> [LimitCharge] {
+        engine.withLockedValue { $0.settle(id, actual: actual) }.map {
+            LimitCharge(node: node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.amount)
+        }
     }
 
     func release(_ id: UInt64) {
@@ -40,9 +63,12 @@ final class LimitsService: Service, Sendable {
             try? await gracefulShutdown()
             return
         }
+        var ticks = 0
         for await _ in AsyncTimerSequence.seconds(1).cancelOnGracefulShutdown() {
             let now = Self.now()
             engine.withLockedValue { _ = $0.expire(now: now) }
+            ticks += 1
+            if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookbackMs) }
         }
     }
 

@@ -15,6 +15,8 @@ import NIOCore
 final class ProxyExchange: @unchecked Sendable {
     struct Context: Sendable {
         var log: RequestLog?
+        /// Whether the request's row is written (`collect-log`); its limit charges always are.
+        var writesRow: Bool
         var prices: PriceTable
         var maxPayloadBytes: Int
         var collectPayload: Bool
@@ -115,18 +117,20 @@ final class ProxyExchange: @unchecked Sendable {
             if let body = responseBody { record.responseBody = body }
             return record
         }
-        guard let row else { return }
+        guard var row else { return }
+        row.logged = context.writesRow
         if let (id, limits) = lock.withLock({ reservation }) {
             // A request that used nothing and failed releases its reservation; anything that
             // reached the provider and produced tokens is charged what it used.
             if row.status >= 400 && row.usage.total == 0 {
                 limits.release(id)
             } else {
-                limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
-                                                       inputTokens: Int64(row.usage.totalInput), outputTokens: Int64(row.usage.output)))
+                row.limitCharges = limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
+                                                                           inputTokens: Int64(row.usage.totalInput),
+                                                                           outputTokens: Int64(row.usage.output)))
             }
         }
-        context.log?.append(row)
+        if row.logged || !row.limitCharges.isEmpty { context.log?.append(row) }
         context.metrics?.record(row)
         context.onFinish()
     }

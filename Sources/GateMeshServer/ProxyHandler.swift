@@ -70,7 +70,7 @@ struct ProxyHandler: Sendable {
                 logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
                 provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
                 startedAtMs: startedAtMs, durationMs: 0, metadata: metadata),
-            context: .init(log: collectLog ? log : nil, prices: prices,
+            context: .init(log: log, writesRow: collectLog, prices: prices,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
                            customPrice: customPrice,
                            onFinish: onFinish),

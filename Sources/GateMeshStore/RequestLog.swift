@@ -68,6 +68,16 @@ public final class RequestLog: Service, Sendable {
                 CREATE INDEX request_log_gateway_ts ON request_log(gateway, ts);
                 """)
         }
+        migrator.registerMigration("v2-limit-charges") { db in
+            try db.execute(sql: """
+                CREATE TABLE limit_charges (
+                    node TEXT NOT NULL, rule TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL,
+                    amount INTEGER NOT NULL, ts INTEGER NOT NULL
+                );
+                CREATE INDEX limit_charges_key ON limit_charges(node, rule, scope, bucket);
+                CREATE INDEX limit_charges_ts ON limit_charges(ts);
+                """)
+        }
         return migrator
     }
 
@@ -147,6 +157,11 @@ public final class RequestLog: Service, Sendable {
     }
 
     static func insert(_ r: RequestRecord, db: Database) throws {
+        if !r.limitCharges.isEmpty {
+            let charge = try db.cachedStatement(sql: "INSERT INTO limit_charges (node, rule, scope, bucket, amount, ts) VALUES (?, ?, ?, ?, ?, ?)")
+            for c in r.limitCharges { try charge.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, r.startedAtMs]) }
+        }
+        guard r.logged else { return }
         // A cached statement: compiled once per connection, not once per row.
         let statement = try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
@@ -160,6 +175,25 @@ public final class RequestLog: Service, Sendable {
                 r.usage.cacheRead, r.usage.cacheWrite, r.usage.estimated, r.cost?.nanos, r.cacheStatus, r.attempts, r.step,
                 r.metadata.json, r.error, r.requestBody.map { Data($0) }, r.responseBody.map { Data($0) },
             ])
+    }
+
+    /// This node's persisted limit charges, summed per (rule, scope, bucket), for buckets from
+    /// `sinceTs` on (older ones cannot count toward any window any more).
+    public func limitCharges(node: String, sinceTs: Int64) throws -> [LimitCharge] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT rule, scope, bucket, SUM(amount) AS total FROM limit_charges
+                WHERE node = ? AND ts >= ? GROUP BY rule, scope, bucket
+                """, arguments: [node, sinceTs]).map {
+                LimitCharge(node: node, rule: $0["rule"], scope: $0["scope"], bucket: $0["bucket"], amount: $0["total"])
+            }
+        }
+    }
+
+    /// Deletes limit charges recorded before `ts` (no window can still count them).
+    public func deleteLimitCharges(before ts: Int64) async {
+        await deleteInBatches(sql: "DELETE FROM limit_charges WHERE rowid IN (SELECT rowid FROM limit_charges WHERE ts < ? LIMIT 1000)",
+                              arguments: [ts])
     }
 
     /// Deletes rows past the retention age or beyond the row limit, a thousand per transaction.

@@ -109,3 +109,44 @@ def test_budget_config_mistakes_name_the_key(start_node):
             f.write(yaml)
         out = subprocess.run([BIN, "check-config", "--config", f.name], capture_output=True, text=True)
         assert out.returncode == 2 and f"'{key}'" in out.stderr, (yaml, out.stderr)
+
+
+def test_a_node_killed_mid_traffic_comes_back_with_the_spend_its_log_shows(start_node):
+    import os
+    import signal
+    import subprocess
+    from conftest import BIN, wait_http
+    from test_accounting import wait_rows
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    budgets:
+      - {id: daily, usd: 100, scope: {split_by: metadata.team}, window: {calendar: day, timezone: America/New_York}}
+    rate_limits:
+      - {id: hourly, requests: 1000, window: {rolling: 1h, bucket: 1m}}
+""")
+    for i in range(6):
+        team = "red" if i % 2 else "blue"
+        assert requests.post(node.url + "/openai/chat/completions", json=CHAT,
+                             headers={"x-gatemesh-metadata": json.dumps({"team": team})}).status_code == 200
+    # One request that opted out of the log still counts, and still survives the restart.
+    assert requests.post(node.url + "/openai/chat/completions", json=CHAT,
+                         headers={"x-gatemesh-metadata": '{"team":"red"}', "x-gatemesh-collect-log": "false"}).status_code == 200
+    rows = wait_rows(node, 6)
+    time.sleep(0.5)  # let the writer flush the opted-out request's charges too
+    before = admin(node, "/api/budgets")["rules"]
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(10)
+    proc = subprocess.Popen([BIN, "serve", "--config", os.path.join(node.data_dir, "gatemesh.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http(node.url + "/healthz", proc=proc)
+        after = admin(node, "/api/budgets")["rules"]
+        assert [r["scopes"] for r in after] == [r["scopes"] for r in before]
+        daily = {s["scope"]: s["spent"] for s in after[0]["scopes"]}
+        per_request = cost_nanos("openai", "gpt-4o-mini", 4, 16)
+        assert daily == {"metadata.team=blue": f"0.0000{3 * per_request:05d}", "metadata.team=red": f"0.0000{4 * per_request:05d}"}
+        assert sum(r["cost_nanos"] for r in rows) == 6 * per_request
+        assert after[1]["scopes"][0]["spent"] == 7
+    finally:
+        proc.terminate()
+        proc.wait(10)

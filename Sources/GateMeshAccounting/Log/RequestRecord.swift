@@ -31,6 +31,11 @@ public struct RequestRecord: Sendable, Equatable {
     public var error: String?
     public var requestBody: [UInt8]?
     public var responseBody: [UInt8]?
+    /// What the request was charged under each budget or rate limit, persisted in the same
+    /// transaction as the row so that a restarted node's counters match its log.
+    public var limitCharges: [LimitCharge] = []
+    /// False when the request opted out of the log (`collect-log: false`): only its limit charges are kept.
+    public var logged = true
 
     public init(
         logID: String, eventID: String? = nil, node: String, gateway: String, provider: String, requestedModel: String? = nil,
@@ -63,5 +68,23 @@ public struct RequestRecord: Sendable, Equatable {
         self.error = error
         self.requestBody = requestBody
         self.responseBody = responseBody
+    }
+}
+
+/// One amount charged to one limit counter: the node's slot, rule, scope value and bucket.
+public struct LimitCharge: Sendable, Hashable {
+    /// The node's stable id (its counter slot), not its display name.
+    public var node: String
+    public var rule: String
+    public var scope: String
+    public var bucket: Int64
+    public var amount: Int64
+
+    public init(node: String, rule: String, scope: String, bucket: Int64, amount: Int64) {
+        self.node = node
+        self.rule = rule
+        self.scope = scope
+        self.bucket = bucket
+        self.amount = amount
     }
 }

@@ -34,6 +34,15 @@ public enum Window: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The longest the window can reach back (a calendar month, with a daylight-saving hour to spare).
+    public var maxLengthMs: Int64 {
+        switch self {
+        case .calendar(let p, _, _): return (p == .day ? 1 : p == .week ? 7 : 31) * 86_400_000 + 3_600_000
+        case .rolling(let l, let b), .sliding(let l, let b): return l + b
+        case .fixed(let l): return l
+        }
+    }
+
     /// The bucket that holds `ms`: for calendar windows the period's start (Unix ms), otherwise
     /// the bucket's index since the epoch.
     public func bucket(at ms: Int64) -> Int64 {

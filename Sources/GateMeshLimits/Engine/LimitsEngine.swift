@@ -94,12 +94,23 @@ public struct LimitsEngine: Sendable {
 
     /// Replaces a reservation with what the request actually used. Unknown ids (already settled,
     /// released or expired) are ignored, so a late settle cannot count twice.
-    public mutating func settle(_ id: UInt64, actual: LimitAmounts) {
-        guard let reservation = reservations.removeValue(forKey: id) else { return }
+    /// Returns what was charged to which counter (to be persisted with the request's log row).
+    @discardableResult
+    public mutating func settle(_ id: UInt64, actual: LimitAmounts) -> [(key: CounterMap.Key, amount: Int64)] {
+        guard let reservation = reservations.removeValue(forKey: id) else { return [] }
+        var charged: [(key: CounterMap.Key, amount: Int64)] = []
         for h in reservation.entries {
             unreserve(h)
-            counters.spend(h.key, actual.value(h.measure))
+            let amount = actual.value(h.measure)
+            counters.spend(h.key, amount)
+            if amount > 0 { charged.append((h.key, amount)) }
         }
+        return charged
+    }
+
+    /// Restores this node's own spending after a restart (from what was persisted).
+    public mutating func restore(_ key: CounterMap.Key, spent amount: Int64) {
+        counters.spend(key, amount)
     }
 
     /// Drops a reservation without counting anything (the request failed before any cost).
