@@ -1,6 +1,8 @@
 #include "CGateMeshOpenSSL.h"
 #include <openssl/ssl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 const char *copenssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
 unsigned long copenssl_version_number(void) { return OpenSSL_version_num(); }
@@ -10,4 +12,10 @@ int copenssl_supports_tls13(void) {
 #else
     return 0;
 #endif
+}
+
+int copenssl_hmac_sha256(const void *key, size_t key_length, const void *data, size_t data_length, unsigned char *out) {
+    unsigned int length = 0;
+    if (HMAC(EVP_sha256(), key, (int)key_length, data, data_length, out, &length) == NULL) return 0;
+    return length == 32;
 }

@@ -20,7 +20,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -34,6 +34,21 @@ public enum ConfigLoader {
         if let limits = top.value("limits") { try reader.readLimits(limits, into: &config.limits) }
         if let upstream = top.value("upstream") { try reader.readUpstream(upstream, into: &config.upstream) }
         if let logging = top.value("logging") { try reader.readLogging(logging, into: &config.logging) }
+        if let a = top.value("alerts") {
+            let m = try reader.mapping(a, key: "alerts")
+            try reader.checkKeys(m, key: "alerts", allowed: ["webhook", "secret"])
+            if let w = m.value("webhook") {
+                let url = try reader.string(w, key: "alerts.webhook")
+                guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                    throw ConfigError(key: "alerts.webhook", line: w.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
+                }
+                config.alerts.webhook = url
+            }
+            if let s = m.value("secret") {
+                let secret = try reader.string(s, key: "alerts.secret", allowEmpty: true)
+                config.alerts.secret = secret.isEmpty ? nil : secret
+            }
+        }
         if let r = top.value("reservations") {
             let m = try reader.mapping(r, key: "reservations")
             try reader.checkKeys(m, key: "reservations", allowed: ["default_output_tokens", "timeout"])
@@ -45,6 +60,11 @@ public enum ConfigLoader {
         if let providers = top.value("providers") { config.providers = try reader.readProviders(providers) }
         if let gateways = top.value("gateways") {
             config.gateways = try reader.readGateways(gateways, providers: ProviderCatalogue(overrides: config.providers))
+        }
+        if config.alerts.webhook == nil,
+           let (g, rule) = config.gateways.lazy.flatMap({ g in g.limits.map { (g, $0) } }).first(where: { !$0.1.alertPermille.isEmpty }) {
+            throw ConfigError(key: "alerts.webhook", line: nil,
+                              message: "rule '\(rule.id)' of gateway '\(g.id)' has alerts, but no alerts.webhook is configured to send them to")
         }
         if let cluster = top.value("cluster") {
             throw ConfigError(key: "cluster", line: cluster.mark?.line,
@@ -383,8 +403,8 @@ struct Reader {
                 alerts.append(Int((f * 1000).rounded()))
             }
         }
-        return LimitRule(id: id, gateway: gateway, scope: scope, measure: measure, limit: limit, window: window,
-                         action: action, alertPermille: alerts.sorted())
+        return LimitRule(id: id, gateway: gateway, kind: budget ? .budget : .rateLimit, scope: scope, measure: measure, limit: limit,
+                         window: window, action: action, alertPermille: alerts.sorted())
     }
 
     func dimension(_ name: String, key: String, line: Int?) throws(ConfigError) -> LimitRule.Dimension {
@@ -405,6 +425,10 @@ struct Reader {
         let kinds = ["calendar", "rolling", "fixed", "sliding"].filter { m.value($0) != nil }
         guard kinds.count == 1, let kind = kinds.first, let value = m.value(kind) else {
             throw ConfigError(key: key, line: node.mark?.line, message: "set exactly one of calendar, rolling, fixed, sliding")
+        }
+        let applies: [String: Set<String>] = ["calendar": ["timezone", "week_start"], "rolling": ["bucket"], "sliding": ["bucket"], "fixed": []]
+        for extra in ["timezone", "week_start", "bucket"] where m.value(extra) != nil && !(applies[kind]?.contains(extra) ?? false) {
+            throw ConfigError(key: "\(key).\(extra)", line: m.value(extra)?.mark?.line, message: "does not apply to a \(kind) window")
         }
         switch kind {
         case "calendar":
@@ -432,7 +456,8 @@ struct Reader {
         default:
             let length = Int64(try durationMs(value, key: "\(key).\(kind)", range: 1000...(366 * 86_400_000)))
             var bucket = max(1000, length / 60)
-            if let b = m.value("bucket") { bucket = Int64(try durationMs(b, key: "\(key).bucket", range: 100...Int(length))) }
+            // At most 10,000 buckets per window, so a decision stays cheap.
+            if let b = m.value("bucket") { bucket = Int64(try durationMs(b, key: "\(key).bucket", range: max(100, Int(length / 10_000))...Int(length))) }
             return kind == "rolling" ? .rolling(lengthMs: length, bucketMs: bucket) : .sliding(lengthMs: length, bucketMs: bucket)
         }
     }
@@ -441,6 +466,7 @@ struct Reader {
         let list = try sequence(node, key: "gateways")
         var out: [GatewayConfig] = []
         var seen: Set<String> = []
+        var ruleOwners: [String: String] = [:]
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
@@ -475,6 +501,12 @@ struct Reader {
                         throw ConfigError(key: "\(key).\(section)[\(j)].id", line: item.mark?.line,
                                           message: "duplicate rule id '\(rule.id)' in gateway '\(id)'")
                     }
+                    // Counters and persisted charges are keyed by rule id, so ids are unique node-wide.
+                    if let owner = ruleOwners[rule.id] {
+                        throw ConfigError(key: "\(key).\(section)[\(j)].id", line: item.mark?.line,
+                                          message: "rule id '\(rule.id)' is already used by another gateway ('\(owner)'); rule ids must be unique")
+                    }
+                    ruleOwners[rule.id] = id
                     gateway.limits.append(rule)
                 }
             }

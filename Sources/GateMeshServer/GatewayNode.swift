@@ -22,6 +22,7 @@ public final class GatewayNode: Sendable {
     let prices: PriceTable
     let metrics = NodeMetrics()
     let limits: LimitsService
+    let alerts: AlertDispatcher?
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -36,13 +37,19 @@ public final class GatewayNode: Sendable {
         logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
         self.requestLog = try RequestLog(store: store, configuration: logConfig)
         self.prices = try PriceTable.shipped().applying(config.providers.mapValues(\.models))
-        self.limits = try LimitsService(node: identity.nodeID, rules: config.gateways.flatMap(\.limits),
-                                        reservationTimeoutMs: config.reservations.timeoutMs, log: requestLog)
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
-        self.client = UpstreamClient(
+        let client = UpstreamClient(
             configuration: .init(http2: config.upstream.http2, caFile: config.upstream.caFile,
                                  responseBufferBytes: config.upstream.responseBufferBytes),
             logger: logger)
+        self.client = client
+        let log = self.requestLog
+        let alerts = config.alerts.webhook.map {
+            AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, log: log, logger: logger)
+        }
+        self.alerts = alerts
+        self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, rules: config.gateways.flatMap(\.limits),
+                                        reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts)
     }
 
     /// The Hummingbird application serving this node; `onRunning` gets the bound port.
@@ -75,7 +82,7 @@ public final class GatewayNode: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
-        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, app], logger: logger)
+        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits] + (alerts.map { [$0] } ?? []) + [app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         groupConfig.maximumCancellationDuration = .seconds(5)

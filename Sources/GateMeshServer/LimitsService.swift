@@ -17,13 +17,17 @@ final class LimitsService: Service, Sendable {
     let log: RequestLog
     /// How far back persisted charges can still count toward some window.
     let lookbackMs: Int64
+    let alerts: AlertDispatcher?
+    let nodeName: String
 
     /// Restores this node's own counters from the charges persisted with its log rows, so a node
     /// killed and restarted comes back with the spend its log shows and never rewinds its slot.
-    init(node: String, rules: [LimitRule], reservationTimeoutMs: Int, log: RequestLog) throws {
+    init(node: String, nodeName: String, rules: [LimitRule], reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?) throws {
         self.rules = rules
         self.node = node
+        self.nodeName = nodeName
         self.log = log
+        self.alerts = alerts
         self.lookbackMs = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
         let now = Self.now()
         // Versions must exceed any this node used before a restart: start from the clock.
@@ -33,6 +37,9 @@ final class LimitsService: Service, Sendable {
             for c in try log.limitCharges(node: node, sinceTs: now - lookbackMs) {
                 engine.restore(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), spent: c.amount)
             }
+            engine.markFired(try log.firedAlerts(sinceTs: now - lookbackMs).map {
+                LimitsEngine.AlertKey(rule: $0.rule, scope: $0.scope, window: $0.window, permille: $0.permille)
+            })
             engine.expire(now: now)
         }
         self.engine = NIOLockedValueBox(engine)
@@ -49,7 +56,13 @@ final class LimitsService: Service, Sendable {
 
     /// Settles a reservation; returns the charges to persist with the request's log row.
     func settle(_ id: UInt64, actual: LimitAmounts) -> [LimitCharge] {
-        engine.withLockedValue { $0.settle(id, actual: actual) }.map {
+        let now = Self.now()
+        let (charged, due) = engine.withLockedValue { engine in
+            let charged = engine.settle(id, actual: actual)
+            return (charged, charged.isEmpty ? [] : engine.dueAlerts(for: charged.map(\.key), now: now))
+        }
+        for alert in due { alerts?.fire(alert, node: nodeName, now: now) }
+        return charged.map {
             LimitCharge(node: node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.amount)
         }
     }

@@ -278,8 +278,9 @@ struct ProxyHandler: Sendable {
         metadata: RequestMetadata, customPrice: ModelPrice?, body: [UInt8]?, exchange: ProxyExchange
     ) throws(GatewayError) -> Downgrade? {
         func estimate(model: String?) -> LimitAmounts {
-            let output = facts.maxOutputTokens ?? config.reservations.defaultOutputTokens
-            let usage = TokenUsage(input: facts.estimatedInputTokens, output: format == .other ? 0 : output)
+            // Embeddings and unread formats produce no output tokens.
+            let output = format == .other || format == .openAIEmbeddings ? 0 : facts.maxOutputTokens ?? config.reservations.defaultOutputTokens
+            let usage = TokenUsage(input: facts.estimatedInputTokens, output: output)
             let price = customPrice ?? model.flatMap { prices.price(provider: provider.spec.id, model: $0)?.price }
             return LimitAmounts(costNanos: price?.cost(of: usage).nanos ?? 0, requests: 1,
                                 inputTokens: Int64(usage.input), outputTokens: Int64(usage.output))
@@ -311,14 +312,19 @@ struct ProxyHandler: Sendable {
 
     /// The 429 for a refusal: Retry-After, and the rule, scope value, limit and reset time.
     static func refusalError(_ r: LimitsEngine.Refusal) -> GatewayError {
-        let money = r.rule.measure == .usd
+        let budget = r.rule.kind == .budget
         let amount = { (v: Int64) in LimitsService.amount(v, r.rule.measure) }
-        let what = money ? "$\(Money(nanos: r.rule.limit).dollars)" : "\(r.rule.limit) \(r.rule.measure.rawValue.replacing("_", with: " "))"
+        let what = r.rule.measure == .usd ? "$\(Money(nanos: r.rule.limit).dollars)"
+            : "\(r.rule.limit) \(r.rule.measure.rawValue.replacing("_", with: " "))"
         let scope = r.scopeValue.isEmpty ? "" : " for \(r.scopeValue)"
+        let name = "\(budget ? "budget" : "rate limit") '\(r.rule.id)'\(scope) allows \(what) per \(r.rule.window)"
+        // An estimate larger than the whole limit can never fit: no Retry-After would help.
+        let never = r.requested > r.rule.limit
         var error = GatewayError(
-            status: 429, type: money ? "budget_error" : "rate_limit_error", code: money ? "budget_exceeded" : "rate_limit_exceeded",
-            message: "\(money ? "budget" : "rate limit") '\(r.rule.id)'\(scope) allows \(what) per \(r.rule.window); retry in \((r.retryAfterMs + 999) / 1000) s",
-            headers: [("Retry-After", String((r.retryAfterMs + 999) / 1000))])
+            status: 429, type: budget ? "budget_error" : "rate_limit_error", code: budget ? "budget_exceeded" : "rate_limit_exceeded",
+            message: never ? "\(name); this request's estimate (\(amount(r.requested))) is larger than the whole limit"
+                : "\(name); retry in \((r.retryAfterMs + 999) / 1000) s",
+            headers: never ? [] : [("Retry-After", String((r.retryAfterMs + 999) / 1000))])
         error.details = [
             ("rule", JSON.quoted(r.rule.id)), ("scope", JSON.quoted(r.scopeValue)), ("limit", amount(r.rule.limit)),
             ("used", amount(r.used)), ("requested", amount(r.requested)), ("window", JSON.quoted(r.rule.window.description)),

@@ -78,6 +78,15 @@ public final class RequestLog: Service, Sendable {
                 CREATE INDEX limit_charges_ts ON limit_charges(ts);
                 """)
         }
+        migrator.registerMigration("v3-alerts-fired") { db in
+            try db.execute(sql: """
+                CREATE TABLE alerts_fired (
+                    rule TEXT NOT NULL, scope TEXT NOT NULL, window INTEGER NOT NULL, permille INTEGER NOT NULL,
+                    ts INTEGER NOT NULL, delivered_ts INTEGER, body TEXT NOT NULL,
+                    PRIMARY KEY (rule, scope, window, permille)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 
@@ -186,6 +195,42 @@ public final class RequestLog: Service, Sendable {
                 WHERE node = ? AND ts >= ? GROUP BY rule, scope, bucket
                 """, arguments: [node, sinceTs]).map {
                 LimitCharge(node: node, rule: $0["rule"], scope: $0["scope"], bucket: $0["bucket"], amount: $0["total"])
+            }
+        }
+    }
+
+    /// Records that an alert fired (before it is delivered), so a restart does not fire it again.
+    public func recordAlert(rule: String, scope: String, window: Int64, permille: Int, ts: Int64, body: String) async throws {
+        let pool = self.pool
+        try await Task.detached {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO alerts_fired (rule, scope, window, permille, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [rule, scope, window, permille, ts, body])
+            }
+        }.value
+    }
+
+    /// Alerts recorded but never acknowledged by the webhook: (rule, scope, window, permille, body).
+    public func undeliveredAlerts() throws -> [(rule: String, scope: String, window: Int64, permille: Int, body: String)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT rule, scope, window, permille, body FROM alerts_fired WHERE delivered_ts IS NULL ORDER BY ts").map {
+                (rule: $0["rule"], scope: $0["scope"], window: $0["window"], permille: $0["permille"], body: $0["body"])
+            }
+        }
+    }
+
+    public func markAlertDelivered(rule: String, scope: String, window: Int64, permille: Int, ts: Int64) async {
+        _ = try? await pool.write { db in
+            try db.execute(sql: "UPDATE alerts_fired SET delivered_ts = ? WHERE rule = ? AND scope = ? AND window = ? AND permille = ?",
+                           arguments: [ts, rule, scope, window, permille])
+        }
+    }
+
+    /// Alerts fired since `sinceTs`: (rule, scope, window, permille).
+    public func firedAlerts(sinceTs: Int64) throws -> [(rule: String, scope: String, window: Int64, permille: Int)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT rule, scope, window, permille FROM alerts_fired WHERE ts >= ?", arguments: [sinceTs]).map {
+                (rule: $0["rule"], scope: $0["scope"], window: $0["window"], permille: $0["permille"])
             }
         }
     }

@@ -97,6 +97,7 @@ import Testing
 
     @Test func budgetsAndRateLimitsInTheProductsShape() throws {
         let c = try load("""
+            alerts: {webhook: "https://hooks.example/budget"}
             gateways:
               - id: default
                 rate_limits: [{id: per-user-rpm, scope: {split_by: metadata.user}, requests: 60, window: {sliding: 1m}}]
@@ -113,6 +114,12 @@ import Testing
         #expect(error("gateways: [{id: a, budgets: [{id: b, usd: -1, window: {calendar: day}}]}]")?.key == "gateways[0].budgets[0].usd")
         #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1}]}]")?.key == "gateways[0].budgets[0].window")
         #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {calendar: day}, action: explode}]}]")?.key == "gateways[0].budgets[0].action")
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {calendar: day}}]}, {id: c, budgets: [{id: b, usd: 1, window: {calendar: day}}]}]")?
+            .message.contains("another gateway") == true)
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {rolling: 1d, timezone: UTC}}]}]")?.key == "gateways[0].budgets[0].window.timezone")
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {rolling: 365d, bucket: 1s}}]}]")?.key == "gateways[0].budgets[0].window.bucket")
+        #expect(error("gateways: [{id: a, budgets: [{id: b, usd: 1, window: {calendar: day}, alerts: [0.5]}]}]")?.key == "alerts.webhook")
+        #expect(c.gateways[0].limits[0].kind == .budget && c.gateways[0].limits[1].kind == .rateLimit)
     }
 
     @Test func gatewayIDRules() {

@@ -60,8 +60,12 @@ import Testing
         #expect(engine.expire(now: now + 59_999) == 0)
         #expect(engine.expire(now: now + 60_000) == 1)
         #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 0, reserved: 0))
-        engine.settle(second.id, actual: big)  // too late: already expired, must not count
-        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now).spent == 0)
+        // A request that outlives its reservation is still charged what it used when it ends,
+        // and its long-expired reservation is not released twice.
+        engine.settle(second.id, actual: big)
+        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 600_000_000, reserved: 0))
+        engine.settle(second.id, actual: big)
+        #expect(engine.figures(rule: engine.rules[0], scope: "", now: now).spent == 600_000_000, "settled once only")
     }
 
     @Test func splitAndFilterScopes() {
@@ -107,6 +111,25 @@ import Testing
         #expect(refusal.retryAfterMs == ms("2026-11-26T14:00:00Z") - 1 - t)
         #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 4), now: ms("2026-11-26T14:00:00Z") - 2)) == nil)
         #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 4), now: ms("2026-11-26T14:00:00Z") - 1)) != nil)
+    }
+
+    @Test func alertsFireOncePerThresholdPerWindow() {
+        var rule = dailyBudget(1)
+        rule.alertPermille = [500, 800, 1000]
+        var engine = LimitsEngine(node: "a", rules: [rule])
+        func spend(_ nanos: Int64, at t: Int64) -> [Int] {
+            let r = reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 0), now: t))!
+            let keys = engine.settle(r.id, actual: LimitAmounts(costNanos: nanos)).map(\.key)
+            return engine.dueAlerts(for: keys, now: t).map(\.permille)
+        }
+        #expect(spend(400_000_000, at: now) == [])
+        #expect(spend(450_000_000, at: now) == [500, 800])
+        #expect(spend(10_000_000, at: now) == [])
+        #expect(spend(200_000_000, at: now) == [1000])
+        // The next Berlin day is a new window: thresholds fire again.
+        let tomorrow = ms("2026-11-27T10:00:00Z")
+        engine.expire(now: tomorrow)
+        #expect(spend(600_000_000, at: tomorrow) == [500])
     }
 
     @Test func peersSeeEachOthersSpendAndReservations() {

@@ -150,3 +150,53 @@ def test_a_node_killed_mid_traffic_comes_back_with_the_spend_its_log_shows(start
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_alert_webhook_receives_each_threshold_once_signed_and_retried(start_node):
+    import hashlib
+    import hmac
+    import http.server
+    import threading
+    received, attempts = [], []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            attempts.append(body)
+            if len(attempts) <= 2:  # the first two calls fail: the node must retry
+                self.send_response(503)
+                self.end_headers()
+                return
+            expected = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+            assert self.headers["x-gatemesh-signature"] == expected
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        node = start_node(extra_yaml=f"""alerts: {{webhook: "http://127.0.0.1:{server.server_port}/hook", secret: hook-secret}}
+gateways:
+  - id: default
+    budgets:
+      - {{id: small, usd: "0.00005", window: {{calendar: day}}, alerts: [0.5, 0.8, 1.0]}}
+""")
+        statuses = [requests.post(node.url + "/openai/chat/completions", json=CHAT).status_code for _ in range(7)]
+        assert statuses.count(429) >= 1
+        deadline = time.time() + 20
+        while len(received) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        # Four requests spend $0.0000408 (81.6 %); the fifth is refused before it could pass 100 %,
+        # so the 1.0 threshold is never reached.
+        thresholds = sorted(a["threshold"] for a in received)
+        assert thresholds == [0.5, 0.8], received
+        assert all(a["rule"] == "small" and a["limit"] == "0.000050000" and a["type"] == "budget.threshold" for a in received)
+        assert received[-1]["spent"] == "0.000040800"
+        time.sleep(1.5)
+        assert len(received) == 2, "each threshold fires once per window"
+    finally:
+        server.shutdown()

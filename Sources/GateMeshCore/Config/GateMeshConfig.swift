@@ -11,6 +11,7 @@ public struct GateMeshConfig: Sendable, Equatable {
     public var gateways: [GatewayConfig] = [GatewayConfig(id: GatewayConfig.defaultID)]
     public var logging = LoggingConfig()
     public var reservations = ReservationConfig()
+    public var alerts = AlertsConfig()
 
     public init() {}
 
@@ -137,6 +138,15 @@ public struct GatewayConfig: Sendable, Equatable {
         self.collectLog = collectLog
         self.collectLogPayload = collectLogPayload
     }
+}
+
+/// Where budget alerts go.
+public struct AlertsConfig: Sendable, Equatable {
+    /// The webhook URL called with a JSON body when a rule crosses an alert threshold.
+    public var webhook: String?
+    /// When set, each call carries `x-gatemesh-signature: sha256=<hex HMAC-SHA256 of the body>`.
+    public var secret: String?
+    public init() {}
 }
 
 /// How requests reserve against budgets before they are forwarded.

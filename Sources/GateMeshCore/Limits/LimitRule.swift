@@ -38,8 +38,12 @@ public struct LimitRule: Sendable, Hashable {
         case downgrade(provider: String?, model: String)
     }
 
+    /// Whether the rule came from `budgets` or `rate_limits` (it decides how a refusal is named).
+    public enum Kind: String, Sendable, Hashable { case budget, rateLimit = "rate_limit" }
+
     public var id: String
     public var gateway: String
+    public var kind: Kind
     public var scope: [Scope]
     public var measure: Measure
     /// The limit in the measure's unit (nano-dollars for `usd`).
@@ -49,10 +53,11 @@ public struct LimitRule: Sendable, Hashable {
     /// Alert thresholds as fractions of the limit in thousandths (500 = 50 %).
     public var alertPermille: [Int]
 
-    public init(id: String, gateway: String, scope: [Scope] = [], measure: Measure, limit: Int64, window: Window,
+    public init(id: String, gateway: String, kind: Kind? = nil, scope: [Scope] = [], measure: Measure, limit: Int64, window: Window,
                 action: Action = .block, alertPermille: [Int] = []) {
         self.id = id
         self.gateway = gateway
+        self.kind = kind ?? (measure == .usd ? .budget : .rateLimit)
         self.scope = scope
         self.measure = measure
         self.limit = limit

@@ -118,7 +118,7 @@ public enum Window: Sendable, Hashable, CustomStringConvertible {
         return result
     }
 
-    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+    public static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
         let q = a / b
         return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
     }

@@ -46,6 +46,9 @@ public struct LimitsEngine: Sendable {
     public private(set) var rules: [LimitRule]
     private var rulesByGateway: [String: [LimitRule]] = [:]
     private var reservations: [UInt64: Reservation] = [:]
+    /// Reservations that expired unsettled, kept for one more timeout so a long request that ends
+    /// late is still charged what it used.
+    private var expired: [UInt64: Reservation] = [:]
     private var nextID: UInt64 = 1
     /// How long a reservation may stay open before it expires.
     public var reservationTimeoutMs: Int64
@@ -97,15 +100,79 @@ public struct LimitsEngine: Sendable {
     /// Returns what was charged to which counter (to be persisted with the request's log row).
     @discardableResult
     public mutating func settle(_ id: UInt64, actual: LimitAmounts) -> [(key: CounterMap.Key, amount: Int64)] {
-        guard let reservation = reservations.removeValue(forKey: id) else { return [] }
+        let late = expired.removeValue(forKey: id)
+        guard let reservation = reservations.removeValue(forKey: id) ?? late else { return [] }
         var charged: [(key: CounterMap.Key, amount: Int64)] = []
         for h in reservation.entries {
-            unreserve(h)
+            if late == nil { unreserve(h) }
             let amount = actual.value(h.measure)
             counters.spend(h.key, amount)
             if amount > 0 { charged.append((h.key, amount)) }
         }
         return charged
+    }
+
+    /// A rule's scope crossed one of its alert thresholds.
+    public struct Alert: Sendable, Hashable {
+        public var rule: LimitRule
+        public var scope: String
+        /// The threshold in thousandths of the limit.
+        public var permille: Int
+        public var spent: Int64
+        /// Identifies the window the alert fired in: alerts fire once per threshold per window.
+        public var window: Int64
+        public var windowStart: Int64
+        public var windowEnd: Int64
+
+        public var key: AlertKey { AlertKey(rule: rule.id, scope: scope, window: window, permille: permille) }
+    }
+
+    public struct AlertKey: Sendable, Hashable {
+        public var rule: String
+        public var scope: String
+        public var window: Int64
+        public var permille: Int
+        public init(rule: String, scope: String, window: Int64, permille: Int) {
+            self.rule = rule
+            self.scope = scope
+            self.window = window
+            self.permille = permille
+        }
+    }
+
+    private var firedAlerts: Set<AlertKey> = []
+
+    /// Marks alerts as already sent (restored after a restart, or learned from peers).
+    public mutating func markFired(_ keys: some Sequence<AlertKey>) { firedAlerts.formUnion(keys) }
+
+    /// The alerts whose thresholds the spending on `keys` has now reached and that have not fired
+    /// in this window yet; they are marked as fired. Spending, not reservations, is compared.
+    public mutating func dueAlerts(for keys: [CounterMap.Key], now: Int64) -> [Alert] {
+        var out: [Alert] = []
+        let byID = Dictionary(rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for key in Set(keys.map { "\($0.rule)\u{0}\($0.scope)" }).sorted() {
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
+            guard let rule = byID[String(parts[0])], !rule.alertPermille.isEmpty else { continue }
+            let scope = String(parts[1])
+            let spent = figures(rule: rule, scope: scope, now: now).spent
+            let span = rule.window.span(at: now)
+            let window = Self.alertWindow(rule.window, now: now)
+            for permille in rule.alertPermille where spent * 1000 >= rule.limit * Int64(permille) {
+                let alert = Alert(rule: rule, scope: scope, permille: permille, spent: spent, window: window,
+                                  windowStart: span.start, windowEnd: span.end)
+                if firedAlerts.insert(alert.key).inserted { out.append(alert) }
+            }
+        }
+        return out
+    }
+
+    /// The window an alert belongs to: the calendar or fixed period, or for rolling windows the
+    /// window-length period of the epoch (so a threshold fires at most once per window length).
+    public static func alertWindow(_ window: Window, now: Int64) -> Int64 {
+        switch window {
+        case .calendar, .fixed: return window.bucket(at: now)
+        case .rolling(let l, _), .sliding(let l, _): return Window.floorDiv(now, l)
+        }
     }
 
     /// Restores this node's own spending after a restart (from what was persisted).
@@ -124,11 +191,19 @@ public struct LimitsEngine: Sendable {
     @discardableResult
     public mutating func expire(now: Int64) -> Int {
         let overdue = reservations.values.filter { $0.expiresAt <= now }
-        for r in overdue { release(r.id) }
+        for r in overdue {
+            release(r.id)
+            expired[r.id] = r
+        }
+        expired = expired.filter { $0.value.expiresAt + reservationTimeoutMs > now }
         let windows = Dictionary(rules.map { ($0.id, $0.window) }, uniquingKeysWith: { a, _ in a })
         counters.removeAll { key in
             guard let window = windows[key.rule] else { return true }
             return window.isExpired(bucket: key.bucket, at: now)
+        }
+        firedAlerts = firedAlerts.filter { key in
+            guard let window = windows[key.rule] else { return false }
+            return key.window >= Self.alertWindow(window, now: now)
         }
         return overdue.count
     }

@@ -1,0 +1,123 @@
+import CGateMeshOpenSSL
+import Foundation
+import GateMeshCore
+import GateMeshLimits
+import GateMeshStore
+import GateMeshUpstream
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Sends budget alerts to the configured webhook, in order, retrying with exponential backoff
+/// until the webhook answers 2xx (or a day has passed).
+///
+/// Each alert is recorded in SQLite before it is sent and marked when acknowledged, so a restart
+/// neither fires a threshold twice in one window nor forgets an alert that was never delivered.
+/// With a secret, every call carries `x-gatemesh-signature: sha256=<hex HMAC-SHA256 of the body>`
+/// (computed with OpenSSL).
+final class AlertDispatcher: Service, Sendable {
+    struct Pending: Sendable {
+        var key: LimitsEngine.AlertKey
+        var body: String
+    }
+
+    let url: String
+    let secret: String?
+    let client: UpstreamClient
+    let log: RequestLog
+    let logger: Logger
+    private let queue = AsyncStream<Pending>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+
+    init(url: String, secret: String?, client: UpstreamClient, log: RequestLog, logger: Logger) {
+        self.url = url
+        self.secret = secret
+        self.client = client
+        self.log = log
+        self.logger = logger
+    }
+
+    /// Queues an alert that just fired; records it first so it survives a restart.
+    func fire(_ alert: LimitsEngine.Alert, node: String, now: Int64) {
+        let body = Self.body(alert, node: node, now: now)
+        let key = alert.key
+        let log = self.log
+        let continuation = queue.continuation
+        Task {
+            try? await log.recordAlert(rule: key.rule, scope: key.scope, window: key.window, permille: key.permille, ts: now, body: body)
+            continuation.yield(Pending(key: key, body: body))
+        }
+    }
+
+    /// Re-queues alerts that were recorded but never acknowledged (after a restart).
+    func resumeUndelivered() {
+        guard let pending = try? log.undeliveredAlerts() else { return }
+        for p in pending {
+            queue.continuation.yield(Pending(key: .init(rule: p.rule, scope: p.scope, window: p.window, permille: p.permille), body: p.body))
+        }
+    }
+
+    func run() async throws {
+        resumeUndelivered()
+        await withGracefulShutdownHandler {
+            for await pending in queue.stream {
+                await deliver(pending)
+            }
+        } onGracefulShutdown: { [queue] in
+            queue.continuation.finish()
+        }
+    }
+
+    private func deliver(_ pending: Pending) async {
+        let started = Date()
+        var delay: Duration = .seconds(1)
+        while !Task.isCancelled {
+            if await send(pending.body) {
+                await log.markAlertDelivered(rule: pending.key.rule, scope: pending.key.scope, window: pending.key.window,
+                                             permille: pending.key.permille, ts: Int64(Date().timeIntervalSince1970 * 1000))
+                return
+            }
+            if Date().timeIntervalSince(started) > 86_400 {
+                logger.error("giving up on a budget alert after a day of failed deliveries", metadata: ["rule": "\(pending.key.rule)"])
+                return
+            }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(300))
+        }
+    }
+
+    /// One attempt; true when the webhook answered 2xx.
+    private func send(_ body: String) async -> Bool {
+        var headers: [(name: String, value: String)] = [("content-type", "application/json"), ("user-agent", "gatemesh-alerts")]
+        if let secret { headers.append(("x-gatemesh-signature", "sha256=" + Self.hmacHex(key: secret, body: body))) }
+        let transfer = client.start(UpstreamRequest(
+            method: "POST", url: url, headers: headers, body: .bytes(ByteBuffer(string: body)),
+            timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000)))
+        do {
+            let head = try await transfer.responseHead()
+            while try await transfer.nextChunk() != nil {}
+            if (200..<300).contains(head.status) { return true }
+            logger.warning("budget alert webhook answered \(head.status)")
+        } catch {
+            logger.warning("budget alert webhook failed", metadata: ["error": "\(error)"])
+        }
+        return false
+    }
+
+    static func hmacHex(key: String, body: String) -> String {
+        var mac = [UInt8](repeating: 0, count: 32)
+        let k = Array(key.utf8)
+        let d = Array(body.utf8)
+        _ = copenssl_hmac_sha256(k, k.count, d, d.count, &mac)
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func body(_ a: LimitsEngine.Alert, node: String, now: Int64) -> String {
+        let amount = { (v: Int64) in LimitsService.amount(v, a.rule.measure) }
+        return "{\"type\":\"budget.threshold\",\"id\":\(JSON.quoted("\(a.rule.id)/\(a.scope)/\(a.window)/\(a.permille)")),"
+            + "\"gateway\":\(JSON.quoted(a.rule.gateway)),\"rule\":\(JSON.quoted(a.rule.id)),\"scope\":\(JSON.quoted(a.scope)),"
+            + "\"threshold\":\(Double(a.permille) / 1000),\"measure\":\(JSON.quoted(a.rule.measure.rawValue)),"
+            + "\"limit\":\(amount(a.rule.limit)),\"spent\":\(amount(a.spent)),"
+            + "\"window_start\":\(LogAPI.iso(a.windowStart)),\"window_end\":\(LogAPI.iso(a.windowEnd)),"
+            + "\"node\":\(JSON.quoted(node)),\"time\":\(LogAPI.iso(now))}"
+    }
+}
