@@ -38,6 +38,27 @@ def card(dom, metric):
     return m.group(1)
 
 
+def test_dashboard_shows_budgets(start_node):
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    budgets:
+      - {id: team-daily, usd: "0.00003", scope: {split_by: metadata.team}, window: {calendar: day, timezone: Europe/Berlin}}
+""")
+    chat = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
+    statuses = [requests.post(node.url + "/openai/chat/completions", json=chat, headers={"x-gatemesh-metadata": '{"team":"red"}'}).status_code
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    requests.post(node.url + "/openai/chat/completions", json=chat, headers={"x-gatemesh-metadata": '{"team":"blue"}'})
+    report = {s["scope"]: s for s in admin(node, "/api/budgets")["rules"][0]["scopes"]}
+    dom = browser(f"{node.url}/dashboard#token={node.admin_token}", "--dump-dom")
+    rows = dict(re.findall(r'<tr data-rule="team-daily" data-scope="([^"]*)" data-spent="([^"]*)"', dom))
+    assert rows == {scope: s["spent"] for scope, s in report.items()}
+    states = dict(re.findall(r'data-scope="([^"]*)" data-spent="[^"]*" data-state="([a-z]+)"', dom))
+    assert states == {scope: s["state"] for scope, s in report.items()}
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser(f"{node.url}/dashboard#token={node.admin_token}", f"--screenshot={os.path.join(ARTIFACTS, 'dashboard-budgets.png')}")
+
+
 def test_dashboard_renders_the_nodes_figures(node):
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
     for _ in range(3):
