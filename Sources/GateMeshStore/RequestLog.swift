@@ -78,6 +78,21 @@ public final class RequestLog: Service, Sendable {
                 CREATE INDEX limit_charges_ts ON limit_charges(ts);
                 """)
         }
+        migrator.registerMigration("v4-limit-spend") { db in
+            // One row per counter instead of one per request and rule: what a node restores at
+            // start, kept current in the same transaction as the log rows that caused it.
+            try db.execute(sql: """
+                CREATE TABLE limit_spend (
+                    node TEXT NOT NULL, rule TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL,
+                    amount INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
+                    PRIMARY KEY (node, rule, scope, bucket)
+                ) WITHOUT ROWID;
+                INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts)
+                    SELECT node, rule, scope, bucket, SUM(amount), MAX(ts) FROM limit_charges GROUP BY node, rule, scope, bucket;
+                DROP TABLE limit_charges;
+                CREATE INDEX limit_spend_updated ON limit_spend(updated_ts);
+                """)
+        }
         migrator.registerMigration("v3-alerts-fired") { db in
             try db.execute(sql: """
                 CREATE TABLE alerts_fired (
@@ -155,7 +170,25 @@ public final class RequestLog: Service, Sendable {
                 let pool = self.pool
                 try await Task.detached {
                     try await pool.write { db in
-                        for record in batch { try Self.insert(record, db: db) }
+                        var spend: [LimitCharge: Int64] = [:]
+                        var latest: Int64 = 0
+                        for record in batch {
+                            try Self.insert(record, db: db)
+                            for c in record.limitCharges {
+                                spend[LimitCharge(node: c.node, rule: c.rule, scope: c.scope, bucket: c.bucket, amount: 0), default: 0] += c.amount
+                            }
+                            latest = max(latest, record.startedAtMs)
+                        }
+                        if !spend.isEmpty {
+                            let upsert = try db.cachedStatement(sql: """
+                                INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
+                                ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = amount + excluded.amount,
+                                    updated_ts = MAX(updated_ts, excluded.updated_ts)
+                                """)
+                            for (key, amount) in spend {
+                                try upsert.execute(arguments: [key.node, key.rule, key.scope, key.bucket, amount, latest])
+                            }
+                        }
                     }
                 }.value
                 queue.withLockedValue { $0.written += batch.count }
@@ -166,10 +199,6 @@ public final class RequestLog: Service, Sendable {
     }
 
     static func insert(_ r: RequestRecord, db: Database) throws {
-        if !r.limitCharges.isEmpty {
-            let charge = try db.cachedStatement(sql: "INSERT INTO limit_charges (node, rule, scope, bucket, amount, ts) VALUES (?, ?, ?, ?, ?, ?)")
-            for c in r.limitCharges { try charge.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, r.startedAtMs]) }
-        }
         guard r.logged else { return }
         // A cached statement: compiled once per connection, not once per row.
         let statement = try db.cachedStatement(sql: """
@@ -191,8 +220,7 @@ public final class RequestLog: Service, Sendable {
     public func limitCharges(node: String, sinceTs: Int64) throws -> [LimitCharge] {
         try pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT rule, scope, bucket, SUM(amount) AS total FROM limit_charges
-                WHERE node = ? AND ts >= ? GROUP BY rule, scope, bucket
+                SELECT rule, scope, bucket, amount AS total FROM limit_spend WHERE node = ? AND updated_ts >= ?
                 """, arguments: [node, sinceTs]).map {
                 LimitCharge(node: node, rule: $0["rule"], scope: $0["scope"], bucket: $0["bucket"], amount: $0["total"])
             }
@@ -235,10 +263,11 @@ public final class RequestLog: Service, Sendable {
         }
     }
 
-    /// Deletes limit charges recorded before `ts` (no window can still count them).
+    /// Deletes limit counters last charged before `ts` (no window can still count them).
     public func deleteLimitCharges(before ts: Int64) async {
-        await deleteInBatches(sql: "DELETE FROM limit_charges WHERE rowid IN (SELECT rowid FROM limit_charges WHERE ts < ? LIMIT 1000)",
-                              arguments: [ts])
+        _ = try? await pool.write { db in
+            try db.execute(sql: "DELETE FROM limit_spend WHERE updated_ts < ?", arguments: [ts])
+        }
     }
 
     /// Deletes rows past the retention age or beyond the row limit, a thousand per transaction.
