@@ -85,7 +85,9 @@ public final class GatewayNode: Sendable {
         var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits] + (alerts.map { [$0] } ?? []) + [app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
-        groupConfig.maximumCancellationDuration = .seconds(5)
+        // After the drain timeout, cancelled services get this long to finish (the log writes what
+        // is still queued); past it, ServiceLifecycle stops the process with a fatal error.
+        groupConfig.maximumCancellationDuration = .seconds(30)
         defer { client.shutdown() }
         try await ServiceGroup(configuration: groupConfig).run()
         logger.info("stopped", metadata: ["node": "\(config.node.name)"])
