@@ -78,6 +78,8 @@ public enum ConfigLoader {
 
 struct Reader {
     let environment: [String: String]
+    /// False for documents that are not config files (the admin API's rules): `${…}` stays literal.
+    var expandsEnvironment = true
 
     func mapping(_ node: Node, key: String) throws(ConfigError) -> Node.Mapping {
         guard case .mapping(let m) = node else {
@@ -114,6 +116,10 @@ struct Reader {
     func string(_ node: Node, key: String, allowEmpty: Bool = false) throws(ConfigError) -> String {
         guard case .scalar(let s) = node else {
             throw ConfigError(key: key, line: node.mark?.line, message: "expected a single value, not a list or mapping")
+        }
+        guard expandsEnvironment else {
+            if s.string.isEmpty && !allowEmpty { throw ConfigError(key: key, line: s.mark?.line, message: "must not be empty") }
+            return s.string
         }
         let expanded: EnvironmentExpansion.Result
         do {
@@ -310,13 +316,25 @@ struct Reader {
 
     /// One budget or rate limit. Budgets count money (`usd`) or tokens; rate limits count requests
     /// or tokens. See docs/budgets.md for the shape.
-    func readRule(_ node: Node, key: String, gateway: String, budget: Bool) throws(ConfigError) -> LimitRule {
+    func readRule(_ node: Node, key: String, gateway: String, budget: Bool, extraKeys: Set<String> = [], defaultID: String? = nil) throws(ConfigError) -> LimitRule {
         let m = try mapping(node, key: key)
         let measures = budget ? ["usd", "tokens", "input_tokens", "output_tokens"] : ["requests", "tokens", "input_tokens", "output_tokens"]
-        try checkKeys(m, key: key, allowed: Set(["id", "scope", "window", "action", "alerts"] + measures))
-        guard let idNode = m.value("id") else { throw ConfigError(key: "\(key).id", line: node.mark?.line, message: "every rule needs an id") }
-        let id = try string(idNode, key: "\(key).id")
-        guard Names.isValidName(id) else { throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: Names.rule) }
+        let otherMeasure = budget ? "requests" : "usd"
+        if let misplaced = m.value(otherMeasure) {
+            throw ConfigError(key: "\(key).\(otherMeasure)", line: misplaced.mark?.line,
+                              message: "'\(otherMeasure)' is not a measure of a \(budget ? "budget" : "rate limit"): budgets count usd or tokens, rate limits count requests or tokens")
+        }
+        try checkKeys(m, key: key, allowed: Set(["id", "scope", "window", "action", "alerts"] + measures).union(extraKeys))
+        let id: String
+        if let idNode = m.value("id") {
+            id = try string(idNode, key: "\(key).id")
+            guard Names.isValidName(id) else { throw ConfigError(key: "\(key).id", line: idNode.mark?.line, message: Names.rule) }
+        } else if let defaultID {
+            guard Names.isValidName(defaultID) else { throw ConfigError(key: "\(key).id", line: nil, message: Names.rule) }
+            id = defaultID
+        } else {
+            throw ConfigError(key: "\(key).id", line: node.mark?.line, message: "every rule needs an id")
+        }
 
         // The measure and its limit: exactly one.
         let present = measures.filter { m.value($0) != nil }

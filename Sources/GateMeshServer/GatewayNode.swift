@@ -48,8 +48,9 @@ public final class GatewayNode: Sendable {
             AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, log: log, logger: logger)
         }
         self.alerts = alerts
-        self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, rules: config.gateways.flatMap(\.limits),
-                                        reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts)
+        self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, configRules: config.gateways.flatMap(\.limits),
+                                        gateways: Set(config.gateways.map(\.id)), store: store,
+                                        reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts, logger: logger)
     }
 
     /// The Hummingbird application serving this node; `onRunning` gets the bound port.

@@ -3,51 +3,100 @@ import GateMeshAccounting
 import GateMeshCore
 import GateMeshLimits
 import GateMeshStore
+import GateMeshConfig
+import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import Synchronization
 
 /// The node's budgets and rate limits: the pure `LimitsEngine` behind a lock, with the clock read
-/// here and a service that expires overdue reservations and passed buckets every second.
+/// here, the rules from the config plus those made through the admin API (stored in SQLite), and
+/// a service that expires overdue reservations and passed buckets every second.
 ///
-/// Every decision is in memory; nothing here waits on the disk or the network.
+/// Every decision is in memory; nothing here waits on the disk or the network. Rule changes
+/// through the admin API are written to SQLite first and installed after, one change at a time.
 final class LimitsService: Service, Sendable {
-    private let engine: NIOLockedValueBox<LimitsEngine>
-    let rules: [LimitRule]
+    let engine: NIOLockedValueBox<LimitsEngine>
     let node: String
-    let log: RequestLog
-    /// How far back persisted charges can still count toward some window.
-    let lookbackMs: Int64
-    let alerts: AlertDispatcher?
     let nodeName: String
+    let log: RequestLog
+    let store: NodeStore
+    let alerts: AlertDispatcher?
+    let logger: Logger
+    let reservationTimeoutMs: Int64
+    /// The config's rules, which the admin API lists but cannot change.
+    let configRules: [LimitRule]
+    let configIDs: Set<String>
+    /// The gateways rules may belong to.
+    let gateways: Set<String>
+    /// True while some rule exists: the request path skips the engine's lock otherwise.
+    let hasRules: Synchronization.Atomic<Bool>
+    /// Rules made through the admin API, in creation order, and stored ones that cannot be used.
+    let admin: NIOLockedValueBox<AdminRules>
 
-    /// Restores this node's own counters from the charges persisted with its log rows, so a node
-    /// killed and restarted comes back with the spend its log shows and never rewinds its slot.
-    init(node: String, nodeName: String, rules: [LimitRule], reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?) throws {
-        self.rules = rules
+    struct AdminRules {
+        var rules: [(rule: LimitRule, stored: NodeStore.StoredRule)] = []
+        var inactive: [(stored: NodeStore.StoredRule, reason: String)] = []
+    }
+
+    /// Loads the stored rules and restores this node's own counters from the spend persisted with
+    /// its log rows, so a node killed and restarted comes back with the spend its log shows and
+    /// never rewinds its slot.
+    init(node: String, nodeName: String, configRules: [LimitRule], gateways: Set<String>, store: NodeStore,
+         reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?, logger: Logger) throws {
         self.node = node
         self.nodeName = nodeName
         self.log = log
+        self.store = store
         self.alerts = alerts
-        self.lookbackMs = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
+        self.logger = logger
+        self.configRules = configRules
+        self.configIDs = Set(configRules.map(\.id))
+        self.gateways = gateways
+        self.reservationTimeoutMs = Int64(reservationTimeoutMs)
+
+        var admin = AdminRules()
+        for stored in try store.storedRules() {
+            do {
+                guard let rule = try RuleDocument.parse(stored.definition, gateways: gateways).first else { continue }
+                if configIDs.contains(rule.id) {
+                    admin.inactive.append((stored, "the config now defines a rule with this id; the config's rule applies"))
+                } else if !rule.alertPermille.isEmpty && alerts == nil {
+                    admin.inactive.append((stored, "the rule has alerts, but no alerts.webhook is configured"))
+                } else {
+                    admin.rules.append((rule, stored))
+                }
+            } catch {
+                admin.inactive.append((stored, error.description))
+            }
+        }
+        for (stored, reason) in admin.inactive {
+            logger.warning("a rule made through the admin API is not in force", metadata: ["rule": "\(stored.id)", "reason": "\(reason)"])
+        }
+        let rules = configRules + admin.rules.map(\.rule)
         let now = Self.now()
         // Versions must exceed any this node used before a restart: start from the clock.
         var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: UInt64(now) << 10),
                                   reservationTimeoutMs: Int64(reservationTimeoutMs))
         if !rules.isEmpty {
-            for c in try log.limitCharges(node: node, sinceTs: now - lookbackMs) {
-                engine.restore(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), spent: c.amount)
+            // One row per counter: cheap to read whole; buckets outside their rule's window are skipped.
+            for c in try log.limitCharges(node: node, sinceTs: 0) {
+                _ = engine.restoreIfCurrent(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), spent: c.amount, now: now)
             }
-            engine.markFired(try log.firedAlerts(sinceTs: now - lookbackMs).map {
+            let lookback = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
+            engine.markFired(try log.firedAlerts(sinceTs: now - lookback).map {
                 LimitsEngine.AlertKey(rule: $0.rule, scope: $0.scope, window: $0.window, permille: $0.permille)
             })
             engine.expire(now: now)
         }
         self.engine = NIOLockedValueBox(engine)
+        self.hasRules = Atomic(!rules.isEmpty)
+        self.admin = NIOLockedValueBox(admin)
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    var isEmpty: Bool { rules.isEmpty }
+    var isEmpty: Bool { !hasRules.load(ordering: .relaxed) }
 
     func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) -> LimitsEngine.Decision {
         let now = Self.now()
@@ -72,16 +121,15 @@ final class LimitsService: Service, Sendable {
     }
 
     func run() async throws {
-        guard !rules.isEmpty else {
-            try? await gracefulShutdown()
-            return
-        }
         var ticks = 0
         for await _ in AsyncTimerSequence.seconds(1).cancelOnGracefulShutdown() {
             let now = Self.now()
-            engine.withLockedValue { _ = $0.expire(now: now) }
+            let lookback = engine.withLockedValue { engine in
+                _ = engine.expire(now: now)
+                return engine.rules.map(\.window.maxLengthMs).max() ?? 0
+            }
             ticks += 1
-            if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookbackMs) }
+            if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs) }
         }
     }
 
@@ -90,11 +138,12 @@ final class LimitsService: Service, Sendable {
         let now = Self.now()
         return engine.withLockedValue { engine in
             var out = "{\"time\":\(LogAPI.iso(now)),\"rules\":["
+            let seen = engine.scopesByRule(now: now)
             for (i, rule) in engine.rules.enumerated() {
                 if i > 0 { out += "," }
                 let span = rule.window.span(at: now)
                 let resets = rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)
-                out += "{\"id\":\(JSON.quoted(rule.id)),\"gateway\":\(JSON.quoted(rule.gateway)),\"measure\":\(JSON.quoted(rule.measure.rawValue)),"
+                out += "{\"id\":\(JSON.quoted(rule.id)),\"source\":\"\(configIDs.contains(rule.id) ? "config" : "api")\",\"gateway\":\(JSON.quoted(rule.gateway)),\"measure\":\(JSON.quoted(rule.measure.rawValue)),"
                 out += "\"limit\":\(Self.amount(rule.limit, rule.measure)),\"window\":\(JSON.quoted(rule.window.description)),"
                 out += "\"window_start\":\(LogAPI.iso(span.start)),\"window_end\":\(LogAPI.iso(span.end)),\"resets_at\":\(LogAPI.iso(resets)),"
                 out += "\"action\":" + (rule.action == .block ? "\"block\"" : {
@@ -102,7 +151,7 @@ final class LimitsService: Service, Sendable {
                     return "null"
                 }())
                 out += ",\"scopes\":["
-                var scopes = engine.scopes(of: rule, now: now)
+                var scopes = seen[rule.id] ?? []
                 if scopes.isEmpty && !rule.scope.contains(where: { if case .split = $0 { return true } else { return false } }) { scopes = [""] }
                 for (j, scope) in scopes.enumerated() {
                     if j > 0 { out += "," }

@@ -55,6 +55,28 @@ struct OperatorAPI: Sendable {
         case "/api/analytics":
             try Self.requireGET(request)
             return json(try await logs.analytics(query))
+        case "/api/rules", "/api/rules/":
+            switch request.method {
+            case .get, .head:
+                return json(limits.listRules(gateway: query["gateway"]))
+            case .post:
+                return json(try limits.createRules(try await Self.text(request)), status: .created)
+            default:
+                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
+            }
+        case _ where path.hasPrefix("/api/rules/"):
+            let id = String(path.dropFirst("/api/rules/".count))
+            switch request.method {
+            case .get, .head:
+                return json(try limits.ruleDocument(id: id))
+            case .put:
+                let (created, body) = try limits.putRule(id: id, try await Self.text(request))
+                return json(body, status: created ? .created : .ok)
+            case .delete:
+                return json(try limits.deleteRule(id: id))
+            default:
+                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
+            }
         case _ where path.hasPrefix("/api/logs/"):
             try Self.requireGET(request)
             let id = String(path.dropFirst("/api/logs/".count))
@@ -104,11 +126,25 @@ struct OperatorAPI: Sendable {
         }
     }
 
-    func json(_ body: String) -> Response {
+    func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// A request body as UTF-8 text, at most `LimitsService.maxDocumentBytes`.
+    static func text(_ request: Request) async throws -> String {
+        var request = request
+        let buffer = try await ProxyHandler.collect(&request, limit: LimitsService.maxDocumentBytes,
+                                                     setting: "the admin API's fixed limit on a rules document")
+        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
+            throw GatewayError.badRequest("the body is not UTF-8 text", code: "invalid_rule")
+        }
+        guard !text.allSatisfy(\.isWhitespace) else {
+            throw GatewayError.badRequest("the body is empty: send a rule object or an array of rules as JSON", code: "invalid_rule")
+        }
+        return text
     }
 }
 

@@ -8,6 +8,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Forwards one passthrough request to its provider and streams the answer back.
 ///
@@ -405,11 +406,14 @@ struct ProxyHandler: Sendable {
         return n
     }
 
-    static func collect(_ request: inout Request, limit: Int) async throws -> ByteBuffer {
+    static func collect(_ request: inout Request, limit: Int, setting: String = "limits.max_body_bytes") async throws -> ByteBuffer {
         do {
             return try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw GatewayError.payloadTooLarge(limit: limit)
+            throw GatewayError.payloadTooLarge(limit: limit, setting: setting)
+        } catch is NIOTooManyBytesError {
+            // Hummingbird's check on the bytes actually received (no or a wrong content-length).
+            throw GatewayError.payloadTooLarge(limit: limit, setting: setting)
         }
     }
 }

@@ -46,6 +46,16 @@ public final class NodeStore: Sendable {
                 t.column("value", .text).notNull()
             }
         }
+        migrator.registerMigration("v2-limit-rules") { db in
+            // Rules made through the admin API (the config's rules live in the config file).
+            try db.create(table: "limit_rules", options: .withoutRowID) { t in
+                t.primaryKey("id", .text)
+                t.column("gateway", .text).notNull()
+                t.column("definition", .text).notNull()
+                t.column("created_ts", .integer).notNull()
+                t.column("updated_ts", .integer).notNull()
+            }
+        }
         return migrator
     }
 
@@ -62,6 +72,58 @@ public final class NodeStore: Sendable {
             }
         } catch {
             throw StoreError(message: "cannot write to the database '\(path)': \(error)")
+        }
+    }
+
+    // MARK: - Rules made through the admin API
+
+    /// A limit rule stored as its JSON document (GateMeshConfig's `RuleDocument`).
+    public struct StoredRule: Sendable, Equatable {
+        public var id: String
+        public var gateway: String
+        public var definition: String
+        public var createdTs: Int64
+        public var updatedTs: Int64
+        public init(id: String, gateway: String, definition: String, createdTs: Int64, updatedTs: Int64) {
+            self.id = id
+            self.gateway = gateway
+            self.definition = definition
+            self.createdTs = createdTs
+            self.updatedTs = updatedTs
+        }
+    }
+
+    /// Every stored rule, oldest first.
+    public func storedRules() throws(StoreError) -> [StoredRule] {
+        do {
+            return try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, gateway, definition, created_ts, updated_ts FROM limit_rules ORDER BY created_ts, id").map {
+                    StoredRule(id: $0["id"], gateway: $0["gateway"], definition: $0["definition"], createdTs: $0["created_ts"], updatedTs: $0["updated_ts"])
+                }
+            }
+        } catch {
+            throw StoreError(message: "cannot read the rules in '\(path)': \(error)")
+        }
+    }
+
+    /// In one transaction: inserts or replaces `save` (keeping a replaced rule's creation time),
+    /// deletes the rules in `delete`, and forgets the persisted spend of the rules in `forgetSpend`
+    /// (rules deleted, or whose window changed). Synchronous: the admin API answers after the disk.
+    public func changeRules(save: [StoredRule], delete: [String], forgetSpend: Set<String>) throws(StoreError) {
+        do {
+            try pool.write { db in
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO limit_rules (id, gateway, definition, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET gateway = excluded.gateway, definition = excluded.definition, updated_ts = excluded.updated_ts
+                    """)
+                for r in save { try upsert.execute(arguments: [r.id, r.gateway, r.definition, r.createdTs, r.updatedTs]) }
+                for id in delete { try db.execute(sql: "DELETE FROM limit_rules WHERE id = ?", arguments: [id]) }
+                if !forgetSpend.isEmpty, try db.tableExists("limit_spend") {
+                    for id in forgetSpend { try db.execute(sql: "DELETE FROM limit_spend WHERE rule = ?", arguments: [id]) }
+                }
+            }
+        } catch {
+            throw StoreError(message: "cannot write the rules to '\(path)': \(error)")
         }
     }
 

@@ -147,3 +147,103 @@ import Testing
         #expect(a.counters.entries.isEmpty)
     }
 }
+
+/// The rule index: only rules that can match are looked at, in rule order, with the same scope
+/// values as `LimitRule.scopeValue`; and rule changes keep or drop counters as documented.
+@Suite struct RuleIndexTests {
+    let now = ms("2026-11-26T10:00:00Z")
+
+    func request(_ pairs: [(String, String)], provider: String = "openai", model: String = "gpt-4o") -> LimitRequest {
+        var metadata = RequestMetadata()
+        metadata.entries = pairs.map { ($0.0, .string($0.1)) }
+        return LimitRequest(gateway: "default", provider: provider, model: model, metadata: metadata)
+    }
+
+    func perTeam(_ i: Int, limit: Int64 = 1) -> LimitRule {
+        LimitRule(id: "team-\(i)", gateway: "default", scope: [.only(.metadata("team"), "t\(i)")], measure: .requests, limit: limit,
+                  window: .fixed(lengthMs: 3_600_000))
+    }
+
+    @Test func aThousandFilteredRulesCostOneLookupEachRequestAndMatchOnlyTheirOwn() {
+        var engine = LimitsEngine(node: "a", rules: (0..<1000).map { perTeam($0) })
+        guard case .admit(let r) = engine.admit(request([("team", "t417")]), estimate: LimitAmounts(), now: now) else {
+            Issue.record("expected admission")
+            return
+        }
+        #expect(r.entries.map(\.key.rule) == ["team-417"])
+        guard case .block(let refusal) = engine.admit(request([("team", "t417")]), estimate: LimitAmounts(), now: now) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(refusal.rule.id == "team-417")
+        guard case .admit(let none) = engine.admit(request([("team", "nobody")]), estimate: LimitAmounts(), now: now) else {
+            Issue.record("expected admission")
+            return
+        }
+        #expect(none.entries.isEmpty)
+        let index = RuleIndex((0..<1000).map { perTeam($0) })
+        #expect(index.candidates(for: request([("team", "t3")])) == [3])
+    }
+
+    @Test func candidatesKeepRuleOrderAndScopeValuesMatchTheRules() {
+        let rules = [
+            LimitRule(id: "by-model", gateway: "default", scope: [.only(.provider, "openai"), .split(.model)], measure: .requests, limit: 9,
+                      window: .fixed(lengthMs: 60_000)),
+            LimitRule(id: "all", gateway: "default", measure: .requests, limit: 9, window: .fixed(lengthMs: 60_000)),
+            LimitRule(id: "red", gateway: "default", scope: [.split(.metadata("user")), .only(.metadata("team"), "red"), .split(.model)],
+                      measure: .requests, limit: 9, window: .fixed(lengthMs: 60_000)),
+            LimitRule(id: "user", gateway: "default", scope: [.split(.metadata("user"))], measure: .requests, limit: 9, window: .fixed(lengthMs: 60_000)),
+            LimitRule(id: "red-groq", gateway: "default", scope: [.only(.metadata("team"), "red"), .only(.provider, "groq")],
+                      measure: .requests, limit: 9, window: .fixed(lengthMs: 60_000)),
+            LimitRule(id: "other", gateway: "elsewhere", measure: .requests, limit: 9, window: .fixed(lengthMs: 60_000)),
+        ]
+        let requests = [
+            request([("team", "red"), ("user", "ann")]),
+            request([("team", "red")], provider: "groq"),
+            request([("user", "bob")], provider: "groq"),
+            request([]),
+        ]
+        for req in requests {
+            var engine = LimitsEngine(node: "a", rules: rules)
+            guard case .admit(let r) = engine.admit(req, estimate: LimitAmounts(), now: now) else {
+                Issue.record("expected admission")
+                continue
+            }
+            let expected = rules.compactMap { rule in rule.scopeValue(for: req).map { (rule.id, $0) } }
+            #expect(r.entries.map(\.key.rule) == expected.map(\.0))
+            #expect(r.entries.map(\.key.scope) == expected.map(\.1))
+        }
+    }
+
+    @Test func aChangedRuleKeepsItsSpendUnlessItsWindowChanged() {
+        var engine = LimitsEngine(node: "a", rules: [perTeam(1, limit: 5), perTeam(2, limit: 5)])
+        for team in ["t1", "t2"] {
+            guard case .admit(let r) = engine.admit(request([("team", team)]), estimate: LimitAmounts(), now: now) else { return }
+            engine.settle(r.id, actual: LimitAmounts())
+        }
+        var raised = perTeam(1, limit: 10)
+        var rewindowed = perTeam(2, limit: 5)
+        rewindowed.window = .fixed(lengthMs: 60_000)
+        let first = engine.replaceRules([raised, rewindowed])
+        #expect(first == ["team-2"])
+        #expect(engine.figures(rule: raised, scope: "", now: now).spent == 1)
+        #expect(engine.figures(rule: rewindowed, scope: "", now: now).spent == 0)
+        raised.limit = 1
+        let second = engine.replaceRules([raised])
+        #expect(second == ["team-2"], "removed: its counters go")
+        #expect(engine.counters.entries.keys.allSatisfy { $0.rule == "team-1" })
+        let third = engine.replaceRules([])
+        #expect(third == ["team-1"])
+        #expect(engine.counters.entries.isEmpty)
+    }
+
+    @Test func restoringSkipsBucketsThatCannotBelongToTheRulesWindow() {
+        var engine = LimitsEngine(node: "a", rules: [perTeam(1)])
+        let current = Window.fixed(lengthMs: 3_600_000).bucket(at: now)
+        let kept = engine.restoreIfCurrent(.init(rule: "team-1", scope: "", bucket: current), spent: 3, now: now)
+        let minuteBucket = engine.restoreIfCurrent(.init(rule: "team-1", scope: "", bucket: now / 60_000), spent: 3, now: now)
+        let unknownRule = engine.restoreIfCurrent(.init(rule: "gone", scope: "", bucket: current), spent: 3, now: now)
+        #expect(kept && !minuteBucket && !unknownRule)
+        #expect(engine.figures(rule: perTeam(1), scope: "", now: now).spent == 3)
+    }
+}

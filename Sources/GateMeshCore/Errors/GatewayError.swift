@@ -80,9 +80,10 @@ extension GatewayError {
                      message: "method \(method) is not allowed here; use \(allowed)", headers: [("Allow", allowed)])
     }
 
-    public static func payloadTooLarge(limit: Int) -> GatewayError {
+    /// `setting` names where the limit comes from (a config key, or a fixed limit of an endpoint).
+    public static func payloadTooLarge(limit: Int, setting: String = "limits.max_body_bytes") -> GatewayError {
         GatewayError(status: 413, type: "invalid_request_error", code: "body_too_large",
-                     message: "request body is larger than the limit of \(limit) bytes (limits.max_body_bytes)")
+                     message: "request body is larger than the limit of \(limit) bytes (\(setting))")
     }
 
     public static func notImplemented(_ message: String) -> GatewayError {

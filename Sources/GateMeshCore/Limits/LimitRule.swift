@@ -98,7 +98,7 @@ public struct LimitRequest: Sendable {
         self.metadata = metadata
     }
 
-    func value(_ dimension: LimitRule.Dimension) -> String? {
+    public func value(_ dimension: LimitRule.Dimension) -> String? {
         switch dimension {
         case .provider: return provider
         case .model: return model

@@ -61,6 +61,14 @@ public struct CounterMap: Sendable {
         changedAt[key] = version
     }
 
+    /// Adds `delta` (negative to release) to this node's reserved figure for `key`, never below 0.
+    public mutating func addReserved(_ key: Key, _ delta: Int64) {
+        version += 1
+        let v = version
+        entries[key, default: Entry()].reserved.add(node: node, delta: delta, version: v)
+        changedAt[key] = v
+    }
+
     /// This node's own reserved figure for `key`.
     public func localReserved(_ key: Key) -> Int64 { entries[key]?.reserved.slots[node]?.value ?? 0 }
 

@@ -48,6 +48,13 @@ public struct VersionedSlots: Sendable, Hashable {
         slots[node] = Slot(value: value, version: version)
     }
 
+    /// Adds `delta` to `node`'s value (never below 0), stamped with `version`.
+    public mutating func add(node: String, delta: Int64, version: UInt64) {
+        let current = slots[node]
+        if let current, current.version >= version { return }
+        slots[node] = Slot(value: max(0, (current?.value ?? 0) + delta), version: version)
+    }
+
     public mutating func merge(_ other: VersionedSlots) {
         for (node, slot) in other.slots where slot.version > (slots[node]?.version ?? 0) { slots[node] = slot }
     }

@@ -44,7 +44,8 @@ public struct LimitsEngine: Sendable {
     public let node: String
     public private(set) var counters: CounterMap
     public private(set) var rules: [LimitRule]
-    private var rulesByGateway: [String: [LimitRule]] = [:]
+    public private(set) var rulesByID: [String: LimitRule] = [:]
+    private var byGateway: [String: RuleIndex] = [:]
     private var reservations: [UInt64: Reservation] = [:]
     /// Reservations that expired unsettled, kept for one more timeout so a long request that ends
     /// late is still charged what it used.
@@ -61,35 +62,66 @@ public struct LimitsEngine: Sendable {
         replaceRules(rules)
     }
 
-    public mutating func replaceRules(_ rules: [LimitRule]) {
+    /// Installs a new rule set. A rule that keeps its id keeps its counters, unless its window
+    /// changed (its buckets would mean something else): then its counters and fired alerts are
+    /// dropped, as are those of rules that are gone. Open reservations stay valid either way.
+    /// Returns the ids whose counters were dropped.
+    @discardableResult
+    public mutating func replaceRules(_ rules: [LimitRule]) -> Set<String> {
+        let before = rulesByID
         self.rules = rules
-        rulesByGateway = Dictionary(grouping: rules, by: \.gateway)
+        rulesByID = Dictionary(rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        byGateway = Dictionary(grouping: rules, by: \.gateway).mapValues(RuleIndex.init)
+        var dropped: Set<String> = []
+        for (id, old) in before where rulesByID[id]?.window != old.window { dropped.insert(id) }
+        if !dropped.isEmpty {
+            counters.removeAll { dropped.contains($0.rule) }
+            firedAlerts = firedAlerts.filter { !dropped.contains($0.rule) }
+        }
+        return dropped
     }
 
     public var openReservations: Int { reservations.count }
 
     /// Decides on a request with the given estimate at `now`.
+    ///
+    /// Only the rules that can match are looked at: those of the request's gateway without a
+    /// filter, and those whose first filter (`only`) equals the request's value, found by hash
+    /// lookup; so 1,000 per-team rules cost one rule per request, not a thousand.
     public mutating func admit(_ request: LimitRequest, estimate: LimitAmounts, now: Int64, skipping: Set<String> = []) -> Decision {
         var held: [Reservation.Held] = []
-        for rule in rulesByGateway[request.gateway] ?? [] where !skipping.contains(rule.id) {
-            guard let scope = rule.scopeValue(for: request) else { continue }
-            let need = estimate.value(rule.measure)
-            let used = usage(rule: rule, scope: scope, now: now)
-            if used + need > rule.limit {
-                let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
-                                      retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
-                                      resetsAt: rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound))
-                switch rule.action {
-                case .block: return .block(refusal)
-                case .downgrade(let provider, let model): return .downgrade(refusal, provider: provider, model: model)
+        if let index = byGateway[request.gateway] {
+            var scopes = [String?](repeating: nil, count: index.signatures.count)
+            for position in index.candidates(for: request) {
+                let compiled = index.rules[position]
+                let rule = compiled.rule
+                guard skipping.isEmpty || !skipping.contains(rule.id), compiled.matchesFilters(request) else { continue }
+                let scope: String
+                if let known = scopes[compiled.signature] {
+                    scope = known
+                } else {
+                    guard let value = index.scopeValue(signature: compiled.signature, request) else { continue }
+                    scopes[compiled.signature] = value
+                    scope = value
                 }
+                let need = estimate.value(rule.measure)
+                let used = usage(rule: rule, scope: scope, now: now)
+                if used + need > rule.limit {
+                    let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
+                                          retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
+                                          resetsAt: rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound))
+                    switch rule.action {
+                    case .block: return .block(refusal)
+                    case .downgrade(let provider, let model): return .downgrade(refusal, provider: provider, model: model)
+                    }
+                }
+                held.append(.init(key: .init(rule: rule.id, scope: scope, bucket: rule.window.bucket(at: now)), measure: rule.measure, amount: need))
             }
-            held.append(.init(key: .init(rule: rule.id, scope: scope, bucket: rule.window.bucket(at: now)), measure: rule.measure, amount: need))
         }
         let reservation = Reservation(id: nextID, entries: held, expiresAt: now + reservationTimeoutMs)
         nextID += 1
         for h in held where h.amount > 0 {
-            counters.setReserved(h.key, counters.localReserved(h.key) + h.amount)
+            counters.addReserved(h.key, h.amount)
         }
         reservations[reservation.id] = reservation
         return .admit(reservation)
@@ -149,16 +181,15 @@ public struct LimitsEngine: Sendable {
     /// in this window yet; they are marked as fired. Spending, not reservations, is compared.
     public mutating func dueAlerts(for keys: [CounterMap.Key], now: Int64) -> [Alert] {
         var out: [Alert] = []
-        let byID = Dictionary(rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for key in Set(keys.map { "\($0.rule)\u{0}\($0.scope)" }).sorted() {
-            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            guard let rule = byID[String(parts[0])], !rule.alertPermille.isEmpty else { continue }
-            let scope = String(parts[1])
-            let spent = figures(rule: rule, scope: scope, now: now).spent
+        var seen: Set<CounterMap.Key> = []
+        for key in keys {
+            guard let rule = rulesByID[key.rule], !rule.alertPermille.isEmpty else { continue }
+            guard seen.insert(.init(rule: key.rule, scope: key.scope, bucket: 0)).inserted else { continue }
+            let spent = figures(rule: rule, scope: key.scope, now: now).spent
             let span = rule.window.span(at: now)
             let window = Self.alertWindow(rule.window, now: now)
             for permille in rule.alertPermille where spent * 1000 >= rule.limit * Int64(permille) {
-                let alert = Alert(rule: rule, scope: scope, permille: permille, spent: spent, window: window,
+                let alert = Alert(rule: rule, scope: key.scope, permille: permille, spent: spent, window: window,
                                   windowStart: span.start, windowEnd: span.end)
                 if firedAlerts.insert(alert.key).inserted { out.append(alert) }
             }
@@ -196,14 +227,13 @@ public struct LimitsEngine: Sendable {
             expired[r.id] = r
         }
         expired = expired.filter { $0.value.expiresAt + reservationTimeoutMs > now }
-        let windows = Dictionary(rules.map { ($0.id, $0.window) }, uniquingKeysWith: { a, _ in a })
         counters.removeAll { key in
-            guard let window = windows[key.rule] else { return true }
-            return window.isExpired(bucket: key.bucket, at: now)
+            guard let rule = rulesByID[key.rule] else { return true }
+            return rule.window.isExpired(bucket: key.bucket, at: now)
         }
         firedAlerts = firedAlerts.filter { key in
-            guard let window = windows[key.rule] else { return false }
-            return key.window >= Self.alertWindow(window, now: now)
+            guard let rule = rulesByID[key.rule] else { return false }
+            return key.window >= Self.alertWindow(rule.window, now: now)
         }
         return overdue.count
     }
@@ -243,9 +273,27 @@ public struct LimitsEngine: Sendable {
         return Set(counters.entries.keys.filter { $0.rule == rule.id && active.contains($0.bucket) }.map(\.scope)).sorted()
     }
 
+    /// Every rule's scope values in its current window, in one pass over the counters.
+    public func scopesByRule(now: Int64) -> [String: [String]] {
+        var found: [String: Set<String>] = [:]
+        for key in counters.entries.keys {
+            guard let rule = rulesByID[key.rule], rule.window.activeBuckets(at: now).contains(key.bucket) else { continue }
+            found[key.rule, default: []].insert(key.scope)
+        }
+        return found.mapValues { $0.sorted() }
+    }
+
+    /// Restores a persisted charge only if its bucket can belong to `rule`'s window at `now`
+    /// (a rule whose window changed between runs must not read old buckets as new ones).
+    public mutating func restoreIfCurrent(_ key: CounterMap.Key, spent amount: Int64, now: Int64) -> Bool {
+        guard let rule = rulesByID[key.rule], rule.window.activeBuckets(at: now).contains(key.bucket) else { return false }
+        counters.spend(key, amount)
+        return true
+    }
+
     private mutating func unreserve(_ h: Reservation.Held) {
         guard h.amount > 0 else { return }
-        counters.setReserved(h.key, max(0, counters.localReserved(h.key) - h.amount))
+        counters.addReserved(h.key, -h.amount)
     }
 
     /// Time until the oldest buckets leave the window and free at least `need` (rolling), or
@@ -264,5 +312,83 @@ public struct LimitsEngine: Sendable {
             }
         }
         return max(1000, at - now)
+    }
+}
+
+/// A gateway's rules, indexed for admission: the rules without a filter, the rules by their first
+/// filter's dimension and value, and the distinct lists of split dimensions (rules that split the
+/// same way share one scope value per request).
+struct RuleIndex: Sendable {
+    struct Compiled: Sendable {
+        var rule: LimitRule
+        var filters: [(LimitRule.Dimension, String)]
+        /// Index into `signatures`.
+        var signature: Int
+
+        func matchesFilters(_ request: LimitRequest) -> Bool {
+            for (dimension, value) in filters where request.value(dimension) != value { return false }
+            return true
+        }
+    }
+
+    var rules: [Compiled] = []
+    var unfiltered: [Int] = []
+    var filtered: [LimitRule.Dimension: [String: [Int]]] = [:]
+    var signatures: [[LimitRule.Dimension]] = []
+
+    init(_ rules: [LimitRule]) {
+        var signatureIDs: [[LimitRule.Dimension]: Int] = [:]
+        for (position, rule) in rules.enumerated() {
+            var filters: [(LimitRule.Dimension, String)] = []
+            var splits: [LimitRule.Dimension] = []
+            for s in rule.scope {
+                switch s {
+                case .only(let d, let v): filters.append((d, v))
+                case .split(let d): splits.append(d)
+                }
+            }
+            let signature: Int
+            if let known = signatureIDs[splits] {
+                signature = known
+            } else {
+                signature = signatures.count
+                signatures.append(splits)
+                signatureIDs[splits] = signature
+            }
+            self.rules.append(Compiled(rule: rule, filters: filters, signature: signature))
+            if let (d, v) = filters.first {
+                filtered[d, default: [:]][v, default: []].append(position)
+            } else {
+                unfiltered.append(position)
+            }
+        }
+    }
+
+    /// Positions of the rules that may apply to `request`, in rule order.
+    func candidates(for request: LimitRequest) -> [Int] {
+        guard !filtered.isEmpty else { return unfiltered }
+        var out = unfiltered
+        var extra = false
+        for (dimension, byValue) in filtered {
+            if let value = request.value(dimension), let positions = byValue[value] {
+                out.append(contentsOf: positions)
+                extra = true
+            }
+        }
+        if extra && !unfiltered.isEmpty || filtered.count > 1 { out.sort() }
+        return out
+    }
+
+    /// The scope value for a list of split dimensions: `""` for none, nil when the request lacks one.
+    func scopeValue(signature: Int, _ request: LimitRequest) -> String? {
+        let dims = signatures[signature]
+        if dims.isEmpty { return "" }
+        var out = ""
+        for (i, d) in dims.enumerated() {
+            guard let value = request.value(d) else { return nil }
+            if i > 0 { out += "," }
+            out += "\(d)=\(value)"
+        }
+        return out
     }
 }
