@@ -8,6 +8,10 @@ import Yams
 /// the limit is `requests`, else `budget`), and is read by the same code as the config, so the
 /// two accept exactly the same rules with the same errors. `${…}` is not expanded here.
 public enum RuleDocument {
+    /// Keys the admin API adds to the rules it returns; accepted and ignored, so a rule read with
+    /// GET can be edited and sent back as it is.
+    static let echoed: Set<String> = ["source", "created_at", "updated_at"]
+
     /// The most rules one request may create or replace.
     public static let maxRulesPerDocument = 10_000
 
@@ -59,7 +63,7 @@ public enum RuleDocument {
                     throw ConfigError(key: "\(key).kind", line: k.mark?.line, message: "expected budget or rate_limit, got '\(other)'")
                 }
             }
-            let rule = try reader.readRule(node, key: key, gateway: gateway, budget: budget, extraKeys: ["gateway", "kind"], defaultID: single)
+            let rule = try reader.readRule(node, key: key, gateway: gateway, budget: budget, extraKeys: echoed.union(["gateway", "kind"]), defaultID: single)
             guard seen.insert(rule.id).inserted else {
                 throw ConfigError(key: "\(key).id", line: node.mark?.line, message: "rule id '\(rule.id)' appears twice in this request")
             }

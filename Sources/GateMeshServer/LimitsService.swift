@@ -15,7 +15,7 @@ import Synchronization
 ///
 /// Every decision is in memory; nothing here waits on the disk or the network. Rule changes
 /// through the admin API are written to SQLite first and installed after, one change at a time.
-final class LimitsService: Service, Sendable {
+final class LimitsService: Service, SpendSource, Sendable {
     let engine: NIOLockedValueBox<LimitsEngine>
     let node: String
     let nodeName: String
@@ -33,6 +33,8 @@ final class LimitsService: Service, Sendable {
     let hasRules: Synchronization.Atomic<Bool>
     /// Rules made through the admin API, in creation order, and stored ones that cannot be used.
     let admin: NIOLockedValueBox<AdminRules>
+    /// The counter version up to which this node's own spend is on disk.
+    private let persistedVersion: NIOLockedValueBox<UInt64>
 
     struct AdminRules {
         var rules: [(rule: LimitRule, stored: NodeStore.StoredRule)] = []
@@ -89,9 +91,12 @@ final class LimitsService: Service, Sendable {
             })
             engine.expire(now: now)
         }
+        // What was just restored is on disk already.
+        self.persistedVersion = NIOLockedValueBox(engine.counters.version)
         self.engine = NIOLockedValueBox(engine)
         self.hasRules = Atomic(!rules.isEmpty)
         self.admin = NIOLockedValueBox(admin)
+        log.persistSpend(from: self)
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -103,17 +108,27 @@ final class LimitsService: Service, Sendable {
         return engine.withLockedValue { $0.admit(request, estimate: estimate, now: now, skipping: skipping) }
     }
 
-    /// Settles a reservation; returns the charges to persist with the request's log row.
-    func settle(_ id: UInt64, actual: LimitAmounts) -> [LimitCharge] {
+    /// Settles a reservation at what the request actually used, and fires the alerts it crossed.
+    /// The spend reaches SQLite with the request log's next batch (see `snapshot`).
+    func settle(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
-        let (charged, due) = engine.withLockedValue { engine in
+        let due = engine.withLockedValue { engine in
             let charged = engine.settle(id, actual: actual)
-            return (charged, charged.isEmpty ? [] : engine.dueAlerts(for: charged.map(\.key), now: now))
+            return engine.hasAlerts && !charged.isEmpty ? engine.dueAlerts(for: charged.map(\.key), now: now) : []
         }
         for alert in due { alerts?.fire(alert, node: nodeName, now: now) }
-        return charged.map {
-            LimitCharge(node: node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.amount)
-        }
+    }
+
+    // MARK: SpendSource
+
+    func snapshot() -> (slots: [LimitCharge], version: UInt64) {
+        let since = persistedVersion.withLockedValue { $0 }
+        let (slots, version) = engine.withLockedValue { $0.counters.localSpend(since: since) }
+        return (slots.map { LimitCharge(node: node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.spent) }, version)
+    }
+
+    func persisted(_ version: UInt64) {
+        persistedVersion.withLockedValue { $0 = max($0, version) }
     }
 
     func release(_ id: UInt64) {

@@ -125,12 +125,12 @@ final class ProxyExchange: @unchecked Sendable {
             if row.status >= 400 && row.usage.total == 0 {
                 limits.release(id)
             } else {
-                row.limitCharges = limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
+                limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
                                                                            inputTokens: Int64(row.usage.totalInput),
                                                                            outputTokens: Int64(row.usage.output)))
             }
         }
-        if row.logged || !row.limitCharges.isEmpty { context.log?.append(row) }
+        if row.logged { context.log?.append(row) }
         context.metrics?.record(row)
         context.onFinish()
     }

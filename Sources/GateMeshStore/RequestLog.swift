@@ -29,6 +29,12 @@ public final class RequestLog: Service, Sendable {
     let pool: DatabasePool
     let configuration: Configuration
     private let queue = NIOLockedValueBox(Queue())
+    private let spendSource = NIOLockedValueBox<(any SpendSource)?>(nil)
+
+    /// Where the writer gets the node's own limit spend to persist with each batch.
+    public func persistSpend(from source: any SpendSource) {
+        spendSource.withLockedValue { $0 = source }
+    }
     private let wake = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     struct Queue {
@@ -164,37 +170,37 @@ public final class RequestLog: Service, Sendable {
                 q.rows.removeFirst(n)
                 return batch
             }
-            guard !batch.isEmpty else { return }
+            // Taken after the rows: a request settles its spend before its row is queued, so the
+            // spend written with a batch covers at least every row in it.
+            let spend = spendSource.withLockedValue { $0 }?.snapshot()
+            guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) else { return }
             do {
                 // Detached: a shutdown that cancels the writer must not cancel rows already taken.
                 let pool = self.pool
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
                 try await Task.detached {
                     try await pool.write { db in
-                        var spend: [LimitCharge: Int64] = [:]
-                        var latest: Int64 = 0
-                        for record in batch {
-                            try Self.insert(record, db: db)
-                            for c in record.limitCharges {
-                                spend[LimitCharge(node: c.node, rule: c.rule, scope: c.scope, bucket: c.bucket, amount: 0), default: 0] += c.amount
-                            }
-                            latest = max(latest, record.startedAtMs)
-                        }
-                        if !spend.isEmpty {
+                        for record in batch { try Self.insert(record, db: db) }
+                        if let spend, !spend.slots.isEmpty {
+                            // Absolute slot values (a node's own G-counter slot only grows), so a
+                            // repeated write is harmless.
                             let upsert = try db.cachedStatement(sql: """
                                 INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
-                                ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = amount + excluded.amount,
+                                ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
                                     updated_ts = MAX(updated_ts, excluded.updated_ts)
                                 """)
-                            for (key, amount) in spend {
-                                try upsert.execute(arguments: [key.node, key.rule, key.scope, key.bucket, amount, latest])
+                            for c in spend.slots {
+                                try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
                             }
                         }
                     }
                 }.value
+                if let spend { spendSource.withLockedValue { $0 }?.persisted(spend.version) }
                 queue.withLockedValue { $0.written += batch.count }
             } catch {
                 queue.withLockedValue { $0.dropped += batch.count }
             }
+            if batch.isEmpty { return }
         }
     }
 
@@ -300,4 +306,13 @@ public final class RequestLog: Service, Sendable {
             if deleted < 1000 { return }
         }
     }
+}
+
+/// The node's own limit spend, for the request log's writer to persist with its batches.
+public protocol SpendSource: AnyObject, Sendable {
+    /// This node's slot values (absolute) of every counter it spent on since the last
+    /// `persisted` version, and the version this snapshot is at.
+    func snapshot() -> (slots: [LimitCharge], version: UInt64)
+    /// The snapshot at `version` is on disk.
+    func persisted(_ version: UInt64)
 }

@@ -42,6 +42,52 @@ import Testing
         #expect(one.metadata.text("team") == "red" && one.cost == Money(nanos: 1000))
     }
 
+    /// A stand-in for the limits: slot values and a version, and what the writer acknowledged.
+    final class FakeSpend: SpendSource, @unchecked Sendable {
+        let lock = NSLock()
+        var slots: [LimitCharge] = []
+        var version: UInt64 = 0
+        var acknowledged: UInt64 = 0
+        func snapshot() -> (slots: [LimitCharge], version: UInt64) {
+            lock.lock()
+            defer { lock.unlock() }
+            return (slots, version)
+        }
+        func persisted(_ version: UInt64) {
+            lock.lock()
+            acknowledged = version
+            slots = []
+            lock.unlock()
+        }
+        func set(_ new: [LimitCharge], version v: UInt64) {
+            lock.lock()
+            slots = new
+            version = v
+            lock.unlock()
+        }
+    }
+
+    @Test func theNodesSpendIsSavedWithOrWithoutRowsAsAbsoluteSlotsThatNeverGoBack() async throws {
+        let log = try makeLog()
+        let spend = FakeSpend()
+        log.persistSpend(from: spend)
+        func charge(_ amount: Int64, scope: String = "") -> LimitCharge {
+            LimitCharge(node: "n1", rule: "daily", scope: scope, bucket: 7, amount: amount)
+        }
+        // Without any row (logging off, or rows dropped), the spend is still written.
+        spend.set([charge(5), charge(2, scope: "team=red")], version: 10)
+        await log.flushQueued()
+        #expect(spend.acknowledged == 10 && log.writtenRows == 0)
+        // With rows; an older (smaller) figure for the same slot never lowers what is saved.
+        spend.set([charge(9), charge(1, scope: "team=red")], version: 20)
+        #expect(log.append(record(1)))
+        await log.flushQueued()
+        #expect(spend.acknowledged == 20 && log.writtenRows == 1)
+        let saved = try log.limitCharges(node: "n1", sinceTs: 0).sorted { $0.scope < $1.scope }
+        #expect(saved.map(\.amount) == [9, 2])
+        #expect(try log.limitCharges(node: "other", sinceTs: 0).isEmpty)
+    }
+
     @Test func aFullQueueDropsAndCountsInsteadOfWaiting() throws {
         let log = try makeLog { $0.queueCapacity = 3 }
         #expect((1...5).map { log.append(record($0)) } == [true, true, true, false, false])

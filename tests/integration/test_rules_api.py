@@ -55,6 +55,12 @@ def test_a_thousand_rules_made_through_the_api_are_enforced_changed_deleted_and_
     assert r.json()["requests"] == 3 and r.json()["created_at"] < r.json()["updated_at"]
     assert [call(node, "t7").status_code for _ in range(2)] == [200, 429]
 
+    # A rule read with GET can be edited and sent back as it is.
+    doc = requests.get(node.url + "/api/rules/team-1000", headers=AUTH).json()
+    assert doc["source"] == "api"
+    r = requests.put(node.url + "/api/rules/team-1000", headers=AUTH, json={**doc, "requests": 5})
+    assert r.status_code == 200 and r.json()["requests"] == 5 and r.json()["created_at"] == doc["created_at"]
+
     # Deleting a rule lifts it.
     assert [call(node, "t999").status_code for _ in range(2)] == [200, 429]
     assert requests.delete(node.url + "/api/rules/team-999", headers=AUTH).json() == {"deleted": "team-999"}

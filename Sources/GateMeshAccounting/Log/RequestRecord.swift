@@ -31,10 +31,7 @@ public struct RequestRecord: Sendable, Equatable {
     public var error: String?
     public var requestBody: [UInt8]?
     public var responseBody: [UInt8]?
-    /// What the request was charged under each budget or rate limit, persisted in the same
-    /// transaction as the row so that a restarted node's counters match its log.
-    public var limitCharges: [LimitCharge] = []
-    /// False when the request opted out of the log (`collect-log: false`): only its limit charges are kept.
+    /// False when the request opted out of the log (`collect-log: false`): no row is written.
     public var logged = true
 
     public init(
@@ -71,7 +68,8 @@ public struct RequestRecord: Sendable, Equatable {
     }
 }
 
-/// One amount charged to one limit counter: the node's slot, rule, scope value and bucket.
+/// A node's own spend on one limit counter (its G-counter slot, absolute): the node, rule, scope
+/// value and bucket. Persisted with the request log's batches so a restart never rewinds a slot.
 public struct LimitCharge: Sendable, Hashable {
     /// The node's stable id (its counter slot), not its display name.
     public var node: String

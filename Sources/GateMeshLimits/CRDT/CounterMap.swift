@@ -31,11 +31,20 @@ public struct CounterMap: Sendable {
         }
     }
 
+    /// An entry with the bookkeeping of this replica: when it last changed (for deltas) and when
+    /// this node last spent on it (for persisting this node's own slot).
+    struct Stored: Sendable {
+        var entry = Entry()
+        var changedAt: UInt64 = 0
+        var localSpendAt: UInt64 = 0
+    }
+
     public let node: String
-    public private(set) var entries: [Key: Entry] = [:]
+    private var table: [Key: Stored] = [:]
     /// This replica's version: raised by every local change.
     public private(set) var version: UInt64 = 0
-    private var changedAt: [Key: UInt64] = [:]
+    /// The version of this node's latest spending.
+    public private(set) var lastLocalSpend: UInt64 = 0
 
     /// `startVersion` MUST be above any version this node has used before (a restarted node
     /// continues from its persisted version), so peers never ignore its new reservation figures.
@@ -44,60 +53,100 @@ public struct CounterMap: Sendable {
         self.version = startVersion
     }
 
-    public func entry(_ key: Key) -> Entry? { entries[key] }
+    /// Every entry (a copy: for reports and tests, not for the request path).
+    public var entries: [Key: Entry] { table.mapValues(\.entry) }
+    public var keys: some Collection<Key> { table.keys }
+    public var count: Int { table.count }
+
+    public func entry(_ key: Key) -> Entry? { table[key]?.entry }
+
+    /// Spent plus reserved over every node for `key` (0 when unknown).
+    public func total(_ key: Key) -> Int64 {
+        guard let e = table[key]?.entry else { return 0 }
+        return e.spent.value + e.reserved.value
+    }
 
     /// Adds spending to this node's slot.
     public mutating func spend(_ key: Key, _ amount: Int64) {
         guard amount > 0 else { return }
         version += 1
-        entries[key, default: Entry()].spent.increment(node: node, by: amount)
-        changedAt[key] = version
+        let v = version
+        lastLocalSpend = v
+        table[key, default: Stored()].update { $0.entry.spent.increment(node: node, by: amount); $0.changedAt = v; $0.localSpendAt = v }
     }
 
     /// Sets this node's reserved figure for `key`.
     public mutating func setReserved(_ key: Key, _ amount: Int64) {
         version += 1
-        entries[key, default: Entry()].reserved.set(node: node, value: amount, version: version)
-        changedAt[key] = version
+        let v = version
+        table[key, default: Stored()].update { $0.entry.reserved.set(node: node, value: amount, version: v); $0.changedAt = v }
     }
 
     /// Adds `delta` (negative to release) to this node's reserved figure for `key`, never below 0.
     public mutating func addReserved(_ key: Key, _ delta: Int64) {
         version += 1
         let v = version
-        entries[key, default: Entry()].reserved.add(node: node, delta: delta, version: v)
-        changedAt[key] = v
+        table[key, default: Stored()].update { $0.entry.reserved.add(node: node, delta: delta, version: v); $0.changedAt = v }
+    }
+
+    /// Turns `reserved` of this node's reservation on `key` into `spent`, in one step.
+    public mutating func settle(_ key: Key, unreserve reserved: Int64, spend amount: Int64) {
+        guard reserved > 0 || amount > 0 else { return }
+        version += 1
+        if amount > 0 { lastLocalSpend = version }
+        let v = version
+        let node = self.node
+        table[key, default: Stored()].update {
+            if reserved > 0 { $0.entry.reserved.add(node: node, delta: -reserved, version: v) }
+            if amount > 0 {
+                $0.entry.spent.increment(node: node, by: amount)
+                $0.localSpendAt = v
+            }
+            $0.changedAt = v
+        }
     }
 
     /// This node's own reserved figure for `key`.
-    public func localReserved(_ key: Key) -> Int64 { entries[key]?.reserved.slots[node]?.value ?? 0 }
+    public func localReserved(_ key: Key) -> Int64 { table[key]?.entry.reserved.slots[node]?.value ?? 0 }
+
+    /// This node's own spent figure (its G-counter slot) for every key it spent on after `since`,
+    /// and the version to ask from next time: what a node persists so a restart never rewinds it.
+    public func localSpend(since: UInt64) -> (slots: [(key: Key, spent: Int64)], version: UInt64) {
+        var out: [(key: Key, spent: Int64)] = []
+        guard lastLocalSpend > since else { return (out, version) }
+        for (key, stored) in table where stored.localSpendAt > since {
+            out.append((key, stored.entry.spent.slot(node)))
+        }
+        return (out, version)
+    }
 
     /// Entries changed since `since`, for gossip.
     public func delta(since: UInt64) -> [Key: Entry] {
         var out: [Key: Entry] = [:]
-        for (key, v) in changedAt where v > since { out[key] = entries[key] }
+        for (key, stored) in table where stored.changedAt > since { out[key] = stored.entry }
         return out
     }
 
     /// Applies a peer's delta (or any other replica's state).
     public mutating func merge(_ delta: [Key: Entry]) {
         for (key, incoming) in delta {
-            var entry = entries[key] ?? Entry()
-            let before = entry
-            entry.merge(incoming)
-            if entry != before {
-                entries[key] = entry
+            var stored = table[key] ?? Stored()
+            let before = stored.entry
+            stored.entry.merge(incoming)
+            if stored.entry != before {
                 version += 1
-                changedAt[key] = version
+                stored.changedAt = version
+                table[key] = stored
             }
         }
     }
 
     /// Drops entries for which `isExpired` holds (buckets whose window has passed).
     public mutating func removeAll(where isExpired: (Key) -> Bool) {
-        for key in entries.keys where isExpired(key) {
-            entries[key] = nil
-            changedAt[key] = nil
-        }
+        for key in table.keys where isExpired(key) { table[key] = nil }
     }
+}
+
+extension CounterMap.Stored {
+    mutating func update(_ body: (inout Self) -> Void) { body(&self) }
 }

@@ -34,6 +34,12 @@ public struct VersionedSlots: Sendable, Hashable {
     public struct Slot: Sendable, Hashable {
         public var value: Int64
         public var version: UInt64
+
+        mutating func apply(delta: Int64, version: UInt64) {
+            guard version > self.version else { return }
+            value = max(0, value + delta)
+            self.version = version
+        }
     }
 
     public private(set) var slots: [String: Slot] = [:]
@@ -50,9 +56,7 @@ public struct VersionedSlots: Sendable, Hashable {
 
     /// Adds `delta` to `node`'s value (never below 0), stamped with `version`.
     public mutating func add(node: String, delta: Int64, version: UInt64) {
-        let current = slots[node]
-        if let current, current.version >= version { return }
-        slots[node] = Slot(value: max(0, (current?.value ?? 0) + delta), version: version)
+        slots[node, default: Slot(value: 0, version: 0)].apply(delta: delta, version: version)
     }
 
     public mutating func merge(_ other: VersionedSlots) {

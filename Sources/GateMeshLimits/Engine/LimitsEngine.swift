@@ -45,6 +45,8 @@ public struct LimitsEngine: Sendable {
     public private(set) var counters: CounterMap
     public private(set) var rules: [LimitRule]
     public private(set) var rulesByID: [String: LimitRule] = [:]
+    /// True when some rule has alert thresholds (settling skips the alert check otherwise).
+    public private(set) var hasAlerts = false
     private var byGateway: [String: RuleIndex] = [:]
     private var reservations: [UInt64: Reservation] = [:]
     /// Reservations that expired unsettled, kept for one more timeout so a long request that ends
@@ -72,6 +74,7 @@ public struct LimitsEngine: Sendable {
         self.rules = rules
         rulesByID = Dictionary(rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         byGateway = Dictionary(grouping: rules, by: \.gateway).mapValues(RuleIndex.init)
+        hasAlerts = rules.contains { !$0.alertPermille.isEmpty }
         var dropped: Set<String> = []
         for (id, old) in before where rulesByID[id]?.window != old.window { dropped.insert(id) }
         if !dropped.isEmpty {
@@ -92,10 +95,13 @@ public struct LimitsEngine: Sendable {
         var held: [Reservation.Held] = []
         if let index = byGateway[request.gateway] {
             var scopes = [String?](repeating: nil, count: index.signatures.count)
-            for position in index.candidates(for: request) {
+            // Each distinct window's buckets once per decision (a calendar period is a lookup).
+            var spans = [ClosedRange<Int64>?](repeating: nil, count: index.windows.count)
+            let candidates = index.candidates(for: request)
+            held.reserveCapacity(candidates.count)
+            for position in candidates {
                 let compiled = index.rules[position]
-                let rule = compiled.rule
-                guard skipping.isEmpty || !skipping.contains(rule.id), compiled.matchesFilters(request) else { continue }
+                guard skipping.isEmpty || !skipping.contains(compiled.rule.id), compiled.matchesFilters(request) else { continue }
                 let scope: String
                 if let known = scopes[compiled.signature] {
                     scope = known
@@ -104,18 +110,28 @@ public struct LimitsEngine: Sendable {
                     scopes[compiled.signature] = value
                     scope = value
                 }
-                let need = estimate.value(rule.measure)
-                let used = usage(rule: rule, scope: scope, now: now)
-                if used + need > rule.limit {
+                let active: ClosedRange<Int64>
+                if let known = spans[compiled.window] {
+                    active = known
+                } else {
+                    active = compiled.rule.window.activeBuckets(at: now)
+                    spans[compiled.window] = active
+                }
+                let need = estimate.value(compiled.rule.measure)
+                var used: Int64 = 0
+                for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket)) }
+                if used + need > compiled.rule.limit {
+                    let rule = compiled.rule
                     let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
                                           retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
-                                          resetsAt: rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound))
+                                          resetsAt: rule.window.bucketLeavesAt(active.lowerBound))
                     switch rule.action {
                     case .block: return .block(refusal)
                     case .downgrade(let provider, let model): return .downgrade(refusal, provider: provider, model: model)
                     }
                 }
-                held.append(.init(key: .init(rule: rule.id, scope: scope, bucket: rule.window.bucket(at: now)), measure: rule.measure, amount: need))
+                // The newest active bucket is the one `now` falls in.
+                held.append(.init(key: .init(rule: compiled.rule.id, scope: scope, bucket: active.upperBound), measure: compiled.rule.measure, amount: need))
             }
         }
         let reservation = Reservation(id: nextID, entries: held, expiresAt: now + reservationTimeoutMs)
@@ -135,10 +151,10 @@ public struct LimitsEngine: Sendable {
         let late = expired.removeValue(forKey: id)
         guard let reservation = reservations.removeValue(forKey: id) ?? late else { return [] }
         var charged: [(key: CounterMap.Key, amount: Int64)] = []
+        charged.reserveCapacity(reservation.entries.count)
         for h in reservation.entries {
-            if late == nil { unreserve(h) }
             let amount = actual.value(h.measure)
-            counters.spend(h.key, amount)
+            counters.settle(h.key, unreserve: late == nil ? h.amount : 0, spend: amount)
             if amount > 0 { charged.append((h.key, amount)) }
         }
         return charged
@@ -180,6 +196,7 @@ public struct LimitsEngine: Sendable {
     /// The alerts whose thresholds the spending on `keys` has now reached and that have not fired
     /// in this window yet; they are marked as fired. Spending, not reservations, is compared.
     public mutating func dueAlerts(for keys: [CounterMap.Key], now: Int64) -> [Alert] {
+        guard hasAlerts else { return [] }
         var out: [Alert] = []
         var seen: Set<CounterMap.Key> = []
         for key in keys {
@@ -246,11 +263,7 @@ public struct LimitsEngine: Sendable {
     /// Spent plus reserved, cluster-wide as far as known, for `rule` and `scope` at `now`.
     public func usage(rule: LimitRule, scope: String, now: Int64) -> Int64 {
         var total: Int64 = 0
-        for bucket in rule.window.activeBuckets(at: now) {
-            if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
-                total += entry.spent.value + entry.reserved.value
-            }
-        }
+        for bucket in rule.window.activeBuckets(at: now) { total += counters.total(.init(rule: rule.id, scope: scope, bucket: bucket)) }
         return total
     }
 
@@ -270,13 +283,13 @@ public struct LimitsEngine: Sendable {
     /// Every scope value seen for `rule` in its current window.
     public func scopes(of rule: LimitRule, now: Int64) -> [String] {
         let active = rule.window.activeBuckets(at: now)
-        return Set(counters.entries.keys.filter { $0.rule == rule.id && active.contains($0.bucket) }.map(\.scope)).sorted()
+        return Set(counters.keys.filter { $0.rule == rule.id && active.contains($0.bucket) }.map(\.scope)).sorted()
     }
 
     /// Every rule's scope values in its current window, in one pass over the counters.
     public func scopesByRule(now: Int64) -> [String: [String]] {
         var found: [String: Set<String>] = [:]
-        for key in counters.entries.keys {
+        for key in counters.keys {
             guard let rule = rulesByID[key.rule], rule.window.activeBuckets(at: now).contains(key.bucket) else { continue }
             found[key.rule, default: []].insert(key.scope)
         }
@@ -319,11 +332,21 @@ public struct LimitsEngine: Sendable {
 /// filter's dimension and value, and the distinct lists of split dimensions (rules that split the
 /// same way share one scope value per request).
 struct RuleIndex: Sendable {
-    struct Compiled: Sendable {
-        var rule: LimitRule
-        var filters: [(LimitRule.Dimension, String)]
+    /// A class, so the admission loop reads a rule through one reference instead of copying it.
+    final class Compiled: Sendable {
+        let rule: LimitRule
+        let filters: [(LimitRule.Dimension, String)]
         /// Index into `signatures`.
-        var signature: Int
+        let signature: Int
+        /// Index into `windows`.
+        let window: Int
+
+        init(rule: LimitRule, filters: [(LimitRule.Dimension, String)], signature: Int, window: Int) {
+            self.rule = rule
+            self.filters = filters
+            self.signature = signature
+            self.window = window
+        }
 
         func matchesFilters(_ request: LimitRequest) -> Bool {
             for (dimension, value) in filters where request.value(dimension) != value { return false }
@@ -335,9 +358,11 @@ struct RuleIndex: Sendable {
     var unfiltered: [Int] = []
     var filtered: [LimitRule.Dimension: [String: [Int]]] = [:]
     var signatures: [[LimitRule.Dimension]] = []
+    var windows: [Window] = []
 
     init(_ rules: [LimitRule]) {
         var signatureIDs: [[LimitRule.Dimension]: Int] = [:]
+        var windowIDs: [Window: Int] = [:]
         for (position, rule) in rules.enumerated() {
             var filters: [(LimitRule.Dimension, String)] = []
             var splits: [LimitRule.Dimension] = []
@@ -355,7 +380,15 @@ struct RuleIndex: Sendable {
                 signatures.append(splits)
                 signatureIDs[splits] = signature
             }
-            self.rules.append(Compiled(rule: rule, filters: filters, signature: signature))
+            let window: Int
+            if let known = windowIDs[rule.window] {
+                window = known
+            } else {
+                window = windows.count
+                windows.append(rule.window)
+                windowIDs[rule.window] = window
+            }
+            self.rules.append(Compiled(rule: rule, filters: filters, signature: signature, window: window))
             if let (d, v) = filters.first {
                 filtered[d, default: [:]][v, default: []].append(position)
             } else {
