@@ -82,8 +82,8 @@ final class LimitsService: Service, SpendSource, Sendable {
                                   reservationTimeoutMs: Int64(reservationTimeoutMs))
         if !rules.isEmpty {
             // One row per counter: cheap to read whole; buckets outside their rule's window are skipped.
-            for c in try log.limitCharges(node: node, sinceTs: 0) {
-                _ = engine.restoreIfCurrent(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), spent: c.amount, now: now)
+            for c in try log.limitSpend(sinceTs: 0) {
+                _ = engine.restoreIfCurrent(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), slotNode: c.node, spent: c.amount, now: now)
             }
             let lookback = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
             engine.markFired(try log.firedAlerts(sinceTs: now - lookback).map {
@@ -123,8 +123,8 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     func snapshot() -> (slots: [LimitCharge], version: UInt64) {
         let since = persistedVersion.withLockedValue { $0 }
-        let (slots, version) = engine.withLockedValue { $0.counters.localSpend(since: since) }
-        return (slots.map { LimitCharge(node: node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.spent) }, version)
+        let (slots, version) = engine.withLockedValue { $0.counters.spentSlots(since: since) }
+        return (slots.map { LimitCharge(node: $0.node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.spent) }, version)
     }
 
     func persisted(_ version: UInt64) {

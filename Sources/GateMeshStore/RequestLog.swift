@@ -221,16 +221,19 @@ public final class RequestLog: Service, Sendable {
             ])
     }
 
-    /// This node's persisted limit charges, summed per (rule, scope, bucket), for buckets from
-    /// `sinceTs` on (older ones cannot count toward any window any more).
-    public func limitCharges(node: String, sinceTs: Int64) throws -> [LimitCharge] {
+    /// The persisted limit spend: every node's slot (this node's and those merged from peers) per
+    /// (rule, scope, bucket), for counters charged from `sinceTs` on.
+    public func limitSpend(sinceTs: Int64) throws -> [LimitCharge] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT rule, scope, bucket, amount AS total FROM limit_spend WHERE node = ? AND updated_ts >= ?
-                """, arguments: [node, sinceTs]).map {
-                LimitCharge(node: node, rule: $0["rule"], scope: $0["scope"], bucket: $0["bucket"], amount: $0["total"])
+            try Row.fetchAll(db, sql: "SELECT node, rule, scope, bucket, amount FROM limit_spend WHERE updated_ts >= ?", arguments: [sinceTs]).map {
+                LimitCharge(node: $0["node"], rule: $0["rule"], scope: $0["scope"], bucket: $0["bucket"], amount: $0["amount"])
             }
         }
+    }
+
+    /// One node's persisted slots (see `limitSpend`).
+    public func limitCharges(node: String, sinceTs: Int64) throws -> [LimitCharge] {
+        try limitSpend(sinceTs: sinceTs).filter { $0.node == node }
     }
 
     /// Records that an alert fired (before it is delivered), so a restart does not fire it again.

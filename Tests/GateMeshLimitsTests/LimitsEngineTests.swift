@@ -247,3 +247,39 @@ import Testing
         #expect(engine.figures(rule: perTeam(1), scope: "", now: now).spent == 3)
     }
 }
+
+/// What a node persists: its own slot and the slots it merged from peers, only when they change.
+@Suite struct SpendPersistenceTests {
+    let key = CounterMap.Key(rule: "daily", scope: "", bucket: 3)
+
+    @Test func spentSlotsCoverLocalAndMergedSpendingSinceAVersion() {
+        var map = CounterMap(node: "a")
+        #expect(map.spentSlots(since: 0).slots.isEmpty)
+        map.spend(key, 5)
+        let first = map.spentSlots(since: 0)
+        #expect(first.slots.map(\.node) == ["a"] && first.slots.map(\.spent) == [5])
+        // A reservation change is not spending: nothing new to persist.
+        map.addReserved(key, 7)
+        #expect(map.spentSlots(since: first.version).slots.isEmpty)
+        // A peer's spending merged in is persisted too, with every slot of the entry.
+        map.merge([key: CounterMap.Entry(spent: GCounter(slots: ["b": 4]))])
+        let second = map.spentSlots(since: first.version)
+        #expect(Dictionary(uniqueKeysWithValues: second.slots.map { ($0.node, $0.spent) }) == ["a": 5, "b": 4])
+        // A duplicate merge changes nothing.
+        map.merge([key: CounterMap.Entry(spent: GCounter(slots: ["b": 4]))])
+        #expect(map.spentSlots(since: second.version).slots.isEmpty)
+    }
+
+    @Test func restoredPeerSlotsMergeAndOwnSlotsAdd() {
+        let now = ms("2026-11-26T10:00:00Z")
+        let rule = LimitRule(id: "daily", gateway: "default", measure: .requests, limit: 100, window: .fixed(lengthMs: 3_600_000))
+        var engine = LimitsEngine(node: "a", rules: [rule])
+        let bucket = rule.window.bucket(at: now)
+        let k = CounterMap.Key(rule: "daily", scope: "", bucket: bucket)
+        let own = engine.restoreIfCurrent(k, slotNode: "a", spent: 3, now: now)
+        let peer = engine.restoreIfCurrent(k, slotNode: "b", spent: 4, now: now)
+        #expect(own && peer)
+        #expect(engine.counters.entry(k)?.spent.slots == ["a": 3, "b": 4])
+        #expect(engine.figures(rule: rule, scope: "", now: now).spent == 7)
+    }
+}

@@ -32,19 +32,19 @@ public struct CounterMap: Sendable {
     }
 
     /// An entry with the bookkeeping of this replica: when it last changed (for deltas) and when
-    /// this node last spent on it (for persisting this node's own slot).
+    /// its spending last changed, here or by a merge (for persisting it).
     struct Stored: Sendable {
         var entry = Entry()
         var changedAt: UInt64 = 0
-        var localSpendAt: UInt64 = 0
+        var spentChangedAt: UInt64 = 0
     }
 
     public let node: String
     private var table: [Key: Stored] = [:]
     /// This replica's version: raised by every local change.
     public private(set) var version: UInt64 = 0
-    /// The version of this node's latest spending.
-    public private(set) var lastLocalSpend: UInt64 = 0
+    /// The version of the latest change to any spending (local or merged).
+    public private(set) var lastSpendChange: UInt64 = 0
 
     /// `startVersion` MUST be above any version this node has used before (a restarted node
     /// continues from its persisted version), so peers never ignore its new reservation figures.
@@ -71,8 +71,8 @@ public struct CounterMap: Sendable {
         guard amount > 0 else { return }
         version += 1
         let v = version
-        lastLocalSpend = v
-        table[key, default: Stored()].update { $0.entry.spent.increment(node: node, by: amount); $0.changedAt = v; $0.localSpendAt = v }
+        lastSpendChange = v
+        table[key, default: Stored()].update { $0.entry.spent.increment(node: node, by: amount); $0.changedAt = v; $0.spentChangedAt = v }
     }
 
     /// Sets this node's reserved figure for `key`.
@@ -93,14 +93,14 @@ public struct CounterMap: Sendable {
     public mutating func settle(_ key: Key, unreserve reserved: Int64, spend amount: Int64) {
         guard reserved > 0 || amount > 0 else { return }
         version += 1
-        if amount > 0 { lastLocalSpend = version }
+        if amount > 0 { lastSpendChange = version }
         let v = version
         let node = self.node
         table[key, default: Stored()].update {
             if reserved > 0 { $0.entry.reserved.add(node: node, delta: -reserved, version: v) }
             if amount > 0 {
                 $0.entry.spent.increment(node: node, by: amount)
-                $0.localSpendAt = v
+                $0.spentChangedAt = v
             }
             $0.changedAt = v
         }
@@ -109,13 +109,14 @@ public struct CounterMap: Sendable {
     /// This node's own reserved figure for `key`.
     public func localReserved(_ key: Key) -> Int64 { table[key]?.entry.reserved.slots[node]?.value ?? 0 }
 
-    /// This node's own spent figure (its G-counter slot) for every key it spent on after `since`,
-    /// and the version to ask from next time: what a node persists so a restart never rewinds it.
-    public func localSpend(since: UInt64) -> (slots: [(key: Key, spent: Int64)], version: UInt64) {
-        var out: [(key: Key, spent: Int64)] = []
-        guard lastLocalSpend > since else { return (out, version) }
-        for (key, stored) in table where stored.localSpendAt > since {
-            out.append((key, stored.entry.spent.slot(node)))
+    /// Every node's spent slot of every counter whose spending changed after `since` (by this
+    /// node or by a merge), and the version to ask from next time: what a node persists, so a
+    /// restart neither rewinds its own slot nor forgets what it had merged from peers.
+    public func spentSlots(since: UInt64) -> (slots: [(key: Key, node: String, spent: Int64)], version: UInt64) {
+        var out: [(key: Key, node: String, spent: Int64)] = []
+        guard lastSpendChange > since else { return (out, version) }
+        for (key, stored) in table where stored.spentChangedAt > since {
+            for (node, spent) in stored.entry.spent.slots { out.append((key, node, spent)) }
         }
         return (out, version)
     }
@@ -136,6 +137,10 @@ public struct CounterMap: Sendable {
             if stored.entry != before {
                 version += 1
                 stored.changedAt = version
+                if stored.entry.spent != before.spent {
+                    stored.spentChangedAt = version
+                    lastSpendChange = version
+                }
                 table[key] = stored
             }
         }

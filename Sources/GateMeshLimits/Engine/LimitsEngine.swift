@@ -296,11 +296,16 @@ public struct LimitsEngine: Sendable {
         return found.mapValues { $0.sorted() }
     }
 
-    /// Restores a persisted charge only if its bucket can belong to `rule`'s window at `now`
-    /// (a rule whose window changed between runs must not read old buckets as new ones).
-    public mutating func restoreIfCurrent(_ key: CounterMap.Key, spent amount: Int64, now: Int64) -> Bool {
+    /// Restores a persisted slot (this node's, or a peer's when `slotNode` names another node)
+    /// only if its bucket can belong to `rule`'s window at `now` (a rule whose window changed
+    /// between runs must not read old buckets as new ones).
+    public mutating func restoreIfCurrent(_ key: CounterMap.Key, slotNode: String? = nil, spent amount: Int64, now: Int64) -> Bool {
         guard let rule = rulesByID[key.rule], rule.window.activeBuckets(at: now).contains(key.bucket) else { return false }
-        counters.spend(key, amount)
+        if let slotNode, slotNode != node {
+            counters.merge([key: CounterMap.Entry(spent: GCounter(slots: [slotNode: amount]))])
+        } else {
+            counters.spend(key, amount)
+        }
         return true
     }
 
