@@ -46,6 +46,8 @@ let package = Package(
         ),
 
         .target(name: "GateMeshLimits", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+        // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
+        .target(name: "GateMeshCache", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
 
         // MARK: Shells
         .target(
@@ -61,7 +63,7 @@ let package = Package(
         .target(
             name: "GateMeshStore",
             dependencies: [
-                "GateMeshCore", "GateMeshAccounting", .product(name: "GRDB", package: "GRDB.swift"),
+                "GateMeshCore", "GateMeshAccounting", "GateMeshCache", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -70,7 +72,8 @@ let package = Package(
         .target(
             name: "GateMeshServer",
             dependencies: [
-                "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "GateMeshLimits", "CGateMeshOpenSSL",
+                "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "GateMeshLimits", "GateMeshCache",
+                "CGateMeshOpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -110,6 +113,7 @@ let package = Package(
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

@@ -19,3 +19,9 @@ int copenssl_hmac_sha256(const void *key, size_t key_length, const void *data, s
     if (HMAC(EVP_sha256(), key, (int)key_length, data, data_length, out, &length) == NULL) return 0;
     return length == 32;
 }
+
+int copenssl_sha256(const void *data, size_t data_length, unsigned char *out) {
+    unsigned int length = 0;
+    if (EVP_Digest(data, data_length, out, &length, EVP_sha256(), NULL) != 1) return 0;
+    return length == 32;
+}

@@ -17,4 +17,7 @@ int copenssl_supports_tls13(void);
 /// HMAC-SHA256 of `data` under `key` into `out` (32 bytes). Returns 1 on success, 0 on failure.
 int copenssl_hmac_sha256(const void *key, size_t key_length, const void *data, size_t data_length, unsigned char *out);
 
+/// SHA-256 of `data` into `out` (32 bytes). Returns 1 on success, 0 on failure.
+int copenssl_sha256(const void *data, size_t data_length, unsigned char *out);
+
 #endif

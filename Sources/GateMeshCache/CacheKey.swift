@@ -1,0 +1,127 @@
+import GateMeshCore
+
+/// What a cache key is made of (docs/caching.md states the rule). The shell hashes these bytes
+/// with SHA-256; the hex digest is the key.
+///
+/// In: a version tag, the gateway, the provider, the method, the upstream path with its query, the
+/// headers that change the answer (`keyHeaders`, by lowercased name, sorted) and the body in its
+/// canonical JSON form (`CanonicalJSON`; a body that is not JSON counts byte for byte). Never in:
+/// credentials (`authorization`, `x-api-key`, …), gateway headers (`x-gatemesh-…`, `cf-aig-…`,
+/// metadata included) or any other header. A `cache-key` given by the client replaces everything
+/// but the version tag and the gateway, so a custom key never reaches another gateway's entries.
+public enum CacheKeyMaterial {
+    public static let version = "gatemesh-cache-v1"
+
+    /// Request headers that change what a provider answers, and so are part of the key.
+    public static let keyHeaders: [String] = ["anthropic-beta", "anthropic-version", "openai-beta"]
+
+    public static func make(gateway: String, provider: String, method: String, path: String,
+                            headers: [(name: String, value: String)], body: [UInt8]) -> [UInt8] {
+        var out = Array("\(version)\ngateway=\(gateway)\nprovider=\(provider)\nmethod=\(method)\npath=\(path)\n".utf8)
+        for name in keyHeaders {
+            let values = headers.filter { $0.name == name }.map(\.value)
+            guard !values.isEmpty else { continue }
+            out.append(contentsOf: "header:\(name)=\(values.joined(separator: ","))\n".utf8)
+        }
+        out.append(contentsOf: "body=".utf8)
+        out.append(contentsOf: CanonicalJSON.canonical(body) ?? body)
+        return out
+    }
+
+    /// The material for a client's own `cache-key`.
+    public static func custom(gateway: String, key: String) -> [UInt8] {
+        Array("\(version)\ngateway=\(gateway)\ncustom=\(key)".utf8)
+    }
+}
+
+/// The cache settings a request asks for, from its headers (`x-gatemesh-…`, or Cloudflare's
+/// `cf-aig-…` names) and `Cache-Control`.
+public struct CacheDirectives: Sendable, Equatable {
+    /// `skip-cache: true`, or `Cache-Control: no-store`: neither read nor write the cache.
+    public var skip = false
+    /// `Cache-Control: no-cache`: do not answer from the cache, but store the new answer.
+    public var refresh = false
+    /// `cache-ttl` in seconds: how long to keep this answer (turns the cache on for the request).
+    public var ttlSeconds: Int?
+    /// `cache-key`: the client's own key, instead of one computed from the request.
+    public var customKey: String?
+
+    public init() {}
+
+    public static let maxTTLSeconds = 30 * 86_400
+    public static let maxKeyLength = 1024
+
+    /// Reads the directives; `header` returns a header's value by lowercased name. A bad value is
+    /// a 400 that names the header and says what is expected.
+    public static func parse(_ header: (String) -> String?) throws(GatewayError) -> CacheDirectives {
+        var d = CacheDirectives()
+        func first(_ suffix: String) -> (name: String, value: String)? {
+            for name in ["x-gatemesh-\(suffix)", "cf-aig-\(suffix)"] {
+                if let v = header(name) { return (name, v.trimmingSpaces) }
+            }
+            return nil
+        }
+        if let (name, v) = first("skip-cache") {
+            switch v.lowercased() {
+            case "true", "1": d.skip = true
+            case "false", "0": d.skip = false
+            default: throw GatewayError.badRequest("\(name) must be true or false, got '\(v)'", code: "invalid_header")
+            }
+        }
+        if let (name, v) = first("cache-ttl") {
+            guard let n = Int(v), (1...maxTTLSeconds).contains(n) else {
+                throw GatewayError.badRequest("\(name) must be a whole number of seconds from 1 to \(maxTTLSeconds) (30 days), got '\(v)'",
+                                              code: "invalid_header")
+            }
+            d.ttlSeconds = n
+        }
+        if let (name, v) = first("cache-key") {
+            guard !v.isEmpty, v.utf8.count <= maxKeyLength else {
+                throw GatewayError.badRequest("\(name) must be 1 to \(maxKeyLength) bytes long", code: "invalid_header")
+            }
+            d.customKey = v
+        }
+        if let cc = header("cache-control") {
+            for part in cc.split(separator: ",") {
+                switch part.trimmingSpaces.lowercased() {
+                case "no-store": d.skip = true
+                case "no-cache": d.refresh = true
+                default: continue
+                }
+            }
+        }
+        return d
+    }
+}
+
+/// What the cache does for one request.
+public enum CacheDecision: Sendable, Equatable {
+    /// The cache is off for this request's gateway and the request did not ask for it: no
+    /// `cache-status` header.
+    case off
+    /// Neither read nor written, and why (for the log): `cache-status: BYPASS`.
+    case bypass(String)
+    /// Answer from the cache when the key is there; otherwise fetch and store for `ttlSeconds`.
+    case lookup(ttlSeconds: Int)
+    /// Fetch (never answer from the cache) and store for `ttlSeconds`.
+    case refresh(ttlSeconds: Int)
+
+    /// `gatewayTTL` is the gateway's default TTL, nil when its cache is off. `bodyKnown` is false
+    /// when the body streams up unread (it cannot be part of a key).
+    public static func decide(gatewayTTL: Int?, directives d: CacheDirectives, method: String, bodyKnown: Bool) -> CacheDecision {
+        guard let ttl = d.ttlSeconds ?? gatewayTTL else { return .off }
+        if d.skip { return .bypass("skip-cache") }
+        guard method == "POST" || method == "GET" else { return .bypass("method \(method)") }
+        guard bodyKnown else { return .bypass("request body too large to key") }
+        return d.refresh ? .refresh(ttlSeconds: ttl) : .lookup(ttlSeconds: ttl)
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,229 @@
+/// The canonical form of a JSON document, for cache keys: object keys sorted by their UTF-8 bytes
+/// (after unescaping), no insignificant whitespace, strings re-escaped one way (only `"`, `\` and
+/// control characters escaped, `\u` for controls without a short form), numbers kept as written.
+/// Two documents that differ only in key order, whitespace or string escaping (`"\u00e9"` and
+/// `"é"`) have the same canonical form. Pure; returns nil for text that is not JSON, or nested
+/// deeper than `maxDepth`.
+public enum CanonicalJSON {
+    public static let maxDepth = 512
+
+    public static func canonical(_ bytes: [UInt8]) -> [UInt8]? {
+        var parser = Parser(bytes: bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        guard parser.value(into: &out, depth: 0) else { return nil }
+        parser.skipWhitespace()
+        return parser.index == bytes.count ? out : nil
+    }
+
+    struct Parser {
+        let bytes: [UInt8]
+        var index = 0
+
+        mutating func skipWhitespace() {
+            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
+        }
+
+        mutating func value(into out: inout [UInt8], depth: Int) -> Bool {
+            guard depth <= CanonicalJSON.maxDepth else { return false }
+            skipWhitespace()
+            guard index < bytes.count else { return false }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): return object(into: &out, depth: depth)
+            case UInt8(ascii: "["): return array(into: &out, depth: depth)
+            case UInt8(ascii: "\""):
+                guard let s = string() else { return false }
+                Self.writeString(s, into: &out)
+                return true
+            case UInt8(ascii: "t"): return literal("true", into: &out)
+            case UInt8(ascii: "f"): return literal("false", into: &out)
+            case UInt8(ascii: "n"): return literal("null", into: &out)
+            default: return number(into: &out)
+            }
+        }
+
+        mutating func literal(_ word: StaticString, into out: inout [UInt8]) -> Bool {
+            let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+            guard index + w.count <= bytes.count, bytes[index..<index + w.count].elementsEqual(w) else { return false }
+            out.append(contentsOf: w)
+            index += w.count
+            return true
+        }
+
+        mutating func number(into out: inout [UInt8]) -> Bool {
+            let start = index
+            if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+            var digits = 0
+            while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1; digits += 1 }
+            guard digits > 0 else { return false }
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+                index += 1
+                var fraction = 0
+                while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1; fraction += 1 }
+                guard fraction > 0 else { return false }
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                var exponent = 0
+                while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1; exponent += 1 }
+                guard exponent > 0 else { return false }
+            }
+            out.append(contentsOf: bytes[start..<index])
+            return true
+        }
+
+        /// A string's unescaped UTF-8 bytes; the index moves past its closing quote.
+        mutating func string() -> [UInt8]? {
+            index += 1
+            var s: [UInt8] = []
+            while index < bytes.count {
+                let b = bytes[index]
+                switch b {
+                case UInt8(ascii: "\""):
+                    index += 1
+                    return s
+                case UInt8(ascii: "\\"):
+                    index += 1
+                    guard index < bytes.count else { return nil }
+                    let e = bytes[index]
+                    index += 1
+                    switch e {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): s.append(e)
+                    case UInt8(ascii: "b"): s.append(0x08)
+                    case UInt8(ascii: "f"): s.append(0x0C)
+                    case UInt8(ascii: "n"): s.append(0x0A)
+                    case UInt8(ascii: "r"): s.append(0x0D)
+                    case UInt8(ascii: "t"): s.append(0x09)
+                    case UInt8(ascii: "u"):
+                        guard var scalar = hex4() else { return nil }
+                        if (0xD800...0xDBFF).contains(scalar) {
+                            // A surrogate pair: \uD83D\uDE00.
+                            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else { return nil }
+                            index += 2
+                            guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else if (0xDC00...0xDFFF).contains(scalar) {
+                            return nil
+                        }
+                        guard let u = Unicode.Scalar(scalar) else { return nil }
+                        s.append(contentsOf: Array(String(Character(u)).utf8))
+                    default:
+                        return nil
+                    }
+                default:
+                    guard b >= 0x20 else { return nil }
+                    s.append(b)
+                    index += 1
+                }
+            }
+            return nil
+        }
+
+        mutating func hex4() -> UInt32? {
+            guard index + 4 <= bytes.count else { return nil }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = bytes[index]
+                let d: UInt32
+                switch c {
+                case 0x30...0x39: d = UInt32(c - 0x30)
+                case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+                case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+                default: return nil
+                }
+                v = v << 4 | d
+                index += 1
+            }
+            return v
+        }
+
+        mutating func array(into out: inout [UInt8], depth: Int) -> Bool {
+            index += 1
+            out.append(UInt8(ascii: "["))
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                out.append(UInt8(ascii: "]"))
+                return true
+            }
+            while true {
+                guard value(into: &out, depth: depth + 1) else { return false }
+                skipWhitespace()
+                guard index < bytes.count else { return false }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    out.append(UInt8(ascii: ","))
+                } else if bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    out.append(UInt8(ascii: "]"))
+                    return true
+                } else {
+                    return false
+                }
+            }
+        }
+
+        mutating func object(into out: inout [UInt8], depth: Int) -> Bool {
+            index += 1
+            var members: [(key: [UInt8], value: [UInt8])] = []
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                out.append(contentsOf: [UInt8(ascii: "{"), UInt8(ascii: "}")])
+                return true
+            }
+            while true {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return false }
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
+                index += 1
+                var v: [UInt8] = []
+                guard value(into: &v, depth: depth + 1) else { return false }
+                members.append((key, v))
+                skipWhitespace()
+                guard index < bytes.count else { return false }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    break
+                } else {
+                    return false
+                }
+            }
+            // Sorted by key bytes; a repeated key keeps its order of appearance (stable sort).
+            let sorted = members.enumerated().sorted { a, b in
+                a.element.key.lexicographicallyPrecedes(b.element.key) || (a.element.key == b.element.key && a.offset < b.offset)
+            }
+            out.append(UInt8(ascii: "{"))
+            for (i, m) in sorted.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(m.element.key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                out.append(contentsOf: m.element.value)
+            }
+            out.append(UInt8(ascii: "}"))
+            return true
+        }
+
+        static func writeString(_ s: [UInt8], into out: inout [UInt8]) {
+            out.append(UInt8(ascii: "\""))
+            for b in s {
+                switch b {
+                case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+                case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+                default: out.append(b)
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+}
