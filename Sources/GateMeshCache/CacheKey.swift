@@ -48,7 +48,7 @@ public struct CacheDirectives: Sendable, Equatable {
 
     public init() {}
 
-    public static let maxTTLSeconds = 30 * 86_400
+    public static let maxTTLSeconds = CacheLimits.maxTTLSeconds
     public static let maxKeyLength = 1024
 
     /// Reads the directives; `header` returns a header's value by lowercased name. A bad value is

@@ -20,7 +20,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts", "cache"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -34,6 +34,16 @@ public enum ConfigLoader {
         if let limits = top.value("limits") { try reader.readLimits(limits, into: &config.limits) }
         if let upstream = top.value("upstream") { try reader.readUpstream(upstream, into: &config.upstream) }
         if let logging = top.value("logging") { try reader.readLogging(logging, into: &config.logging) }
+        if let c = top.value("cache") {
+            let m = try reader.mapping(c, key: "cache")
+            try reader.checkKeys(m, key: "cache", allowed: ["memory", "disk", "max_entry", "purge_interval"])
+            if let v = m.value("memory") { config.cache.memoryBytes = try reader.bytes(v, key: "cache.memory", range: 0...(1 << 40)) }
+            if let v = m.value("disk") { config.cache.diskBytes = try reader.bytes(v, key: "cache.disk", range: 0...(1 << 50)) }
+            if let v = m.value("max_entry") { config.cache.maxEntryBytes = try reader.bytes(v, key: "cache.max_entry", range: 1024...(1 << 30)) }
+            if let v = m.value("purge_interval") {
+                config.cache.purgeIntervalMs = try reader.durationMs(v, key: "cache.purge_interval", range: 1000...86_400_000)
+            }
+        }
         if let a = top.value("alerts") {
             let m = try reader.mapping(a, key: "alerts")
             try reader.checkKeys(m, key: "alerts", allowed: ["webhook", "secret"])
@@ -488,8 +498,8 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits"], later: [
-                "cache": "the response cache", "retries": "retries", "routes": "routes",
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache"], later: [
+                "retries": "retries", "routes": "routes",
             ])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
@@ -510,6 +520,16 @@ struct Reader {
             var gateway = GatewayConfig(id: id)
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
+            if let c = m.value("cache") {
+                // {ttl: 300} turns the cache on with that default; {enabled: false} keeps it off.
+                let cm = try mapping(c, key: "\(key).cache")
+                try checkKeys(cm, key: "\(key).cache", allowed: ["ttl", "enabled"])
+                let enabled = try cm.value("enabled").map { n throws(ConfigError) in try bool(n, key: "\(key).cache.enabled") } ?? true
+                let ttlMs = try cm.value("ttl").map { n throws(ConfigError) in
+                    try durationMs(n, key: "\(key).cache.ttl", range: 1000...(CacheLimits.maxTTLSeconds * 1000))
+                } ?? 300_000
+                gateway.cacheTTLSeconds = enabled ? ttlMs / 1000 : nil
+            }
             var ruleIDs: Set<String> = []
             for section in ["budgets", "rate_limits"] {
                 guard let list = m.value(section) else { continue }

@@ -23,6 +23,7 @@ public final class GatewayNode: Sendable {
     let metrics = NodeMetrics()
     let limits: LimitsService
     let alerts: AlertDispatcher?
+    let cache: ResponseCache
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -48,6 +49,7 @@ public final class GatewayNode: Sendable {
             AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, log: log, logger: logger)
         }
         self.alerts = alerts
+        self.cache = try ResponseCache(config: config.cache, store: store, logger: logger)
         self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, configRules: config.gateways.flatMap(\.limits),
                                         gateways: Set(config.gateways.map(\.id)), store: store,
                                         reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts, logger: logger)
@@ -59,8 +61,8 @@ public final class GatewayNode: Sendable {
         let responder = GatewayResponder(
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
             proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog,
-                                metrics: metrics, limits: limits, logger: logger),
-            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits),
+                                metrics: metrics, limits: limits, cache: cache, logger: logger),
+            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits, cache: cache),
             state: state,
             logger: logger)
         let limits = config.limits
@@ -83,7 +85,7 @@ public final class GatewayNode: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
-        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits] + (alerts.map { [$0] } ?? []) + [app], logger: logger)
+        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, cache] + (alerts.map { [$0] } ?? []) + [app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         // After the drain timeout, cancelled services get this long to finish (the log writes what

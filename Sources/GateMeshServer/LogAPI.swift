@@ -98,6 +98,7 @@ struct LogAPI: Sendable {
         out += "\"tokens\":{\"input\":\(r.usage.input),\"output\":\(r.usage.output),\"cache_read\":\(r.usage.cacheRead),\"cache_write\":\(r.usage.cacheWrite)},"
         out += "\"usage_estimated\":\(r.usage.estimated),"
         out += "\"cost\":" + (r.cost.map { JSON.quoted($0.dollars) } ?? "null") + ",\"cost_nanos\":" + (r.cost.map { String($0.nanos) } ?? "null") + ","
+        out += "\"saved_cost\":\(JSON.quoted(Money(nanos: r.savedNanos).dollars)),\"saved_nanos\":\(r.savedNanos),"
         out += "\"cache_status\":\(opt(r.cacheStatus)),\"attempts\":\(r.attempts),\"step\":\(r.step),"
         out += "\"metadata\":\(r.metadata.json),\"error\":\(opt(r.error))"
         if bodies {

@@ -11,6 +11,7 @@ struct OperatorAPI: Sendable {
     let metrics: NodeMetrics
     let client: UpstreamClient
     let limits: LimitsService
+    let cache: ResponseCache
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
@@ -77,6 +78,27 @@ struct OperatorAPI: Sendable {
             default:
                 throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
             }
+        case "/api/cache", "/api/cache/":
+            switch request.method {
+            case .get, .head:
+                return json(cacheReport())
+            case .delete:
+                // Everything, or one gateway's entries with ?gateway=ID.
+                let gateway = query["gateway"]
+                if let gateway, state.config.gateway(gateway) == nil { throw GatewayError.unknownGateway(gateway) }
+                let purged = try await cache.purge(gateway: gateway)
+                return json("{\"purged\":\(purged)" + (gateway.map { ",\"gateway\":\(JSON.quoted($0))" } ?? "") + "}")
+            default:
+                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, DELETE")
+            }
+        case _ where path.hasPrefix("/api/cache/"):
+            let key = String(path.dropFirst("/api/cache/".count))
+            guard request.method == .delete else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "DELETE") }
+            guard key.utf8.count == 64, key.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+                throw GatewayError.badRequest("a cache key is 64 lowercase hex digits (the x-gatemesh-cache-key response header)", code: "invalid_cache_key")
+            }
+            let purged = try await cache.purge(key: key)
+            return json("{\"purged\":\(purged),\"key\":\(JSON.quoted(key))}")
         case _ where path.hasPrefix("/api/logs/"):
             try Self.requireGET(request)
             let id = String(path.dropFirst("/api/logs/".count))
@@ -85,6 +107,20 @@ struct OperatorAPI: Sendable {
         default:
             throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
         }
+    }
+
+    /// The cache's figures since start and its size in memory and on disk.
+    func cacheReport() -> String {
+        let f = cache.figures
+        let m = cache.memoryFigures
+        let d = (try? cache.disk.stats()) ?? (0, 0)
+        let lookups = f.hits + f.misses
+        let ratio = lookups == 0 ? "null" : String(Double(f.hits) / Double(lookups))
+        return """
+        {"hits":\(f.hits),"misses":\(f.misses),"bypasses":\(f.bypasses),"hit_ratio":\(ratio),"stored":\(f.stored),\
+        "coalesced":\(f.coalesced),"memory":{"entries":\(m.entries),"bytes":\(m.bytes),"limit_bytes":\(cache.config.memoryBytes),\
+        "evictions":\(m.evictions)},"disk":{"entries":\(d.0),"bytes":\(d.1),"limit_bytes":\(cache.config.diskBytes)}}
+        """
     }
 
     /// The cluster as this node sees it. Until nodes join each other it is this node alone.

@@ -89,6 +89,25 @@ final class ProxyExchange: @unchecked Sendable {
     }
 
     private var accountantOutcome: ResponseAccountant.Outcome?
+    /// Set when the answer came from the cache: what it saved and the model that made it.
+    private var hit: (saved: Int64?, model: String?)?
+
+    /// Records the request's `cache-status` (HIT, MISS, BYPASS) for its log row.
+    func setCacheStatus(_ status: String) { lock.withLock { record.cacheStatus = status } }
+
+    /// The answer is a cache hit: it costs nothing and saves what the cached answer cost.
+    func servedFromCache(status: Int, streamed: Bool, saved: Int64?, model: String?) {
+        lock.withLock {
+            record.status = status
+            record.ttfbMs = Int((ContinuousClock.now - started).milliseconds)
+            record.streamed = streamed
+            record.cacheStatus = "HIT"
+            hit = (saved, model)
+        }
+    }
+
+    /// The request's cost once finished (nil before, or when it could not be priced).
+    var costNanos: Int64? { lock.withLock { finished ? record.cost?.nanos : nil } }
 
     /// Ends the exchange: prices it and writes its log row. Only the first call counts.
     func finish(completed: Bool, status: Int? = nil, error: String? = nil) {
@@ -113,6 +132,12 @@ final class ProxyExchange: @unchecked Sendable {
                 ?? requestedModel.flatMap({ context.prices.price(provider: record.provider, model: $0) }) {
                 record.pricedAs = "\(entry.provider)/\(entry.model)"
                 record.cost = entry.price.cost(of: record.usage)
+            }
+            if let hit {
+                record.cost = .zero
+                record.pricedAs = "cache"
+                record.savedNanos = hit.saved ?? 0
+                record.servedModel = hit.model
             }
             if let body = responseBody { record.responseBody = body }
             return record

@@ -1,5 +1,6 @@
 import Foundation
 import GateMeshAccounting
+import GateMeshCache
 import GateMeshCore
 import GateMeshLimits
 import GateMeshStore
@@ -25,6 +26,7 @@ struct ProxyHandler: Sendable {
     let log: RequestLog?
     let metrics: NodeMetrics?
     let limits: LimitsService?
+    let cache: ResponseCache?
     let logger: Logger
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
@@ -114,43 +116,93 @@ struct ProxyHandler: Sendable {
         var facts = RequestFacts()
         var injectsUsage = false
         var downgradedBy: String?
-        var reserved = false
+        /// The client's body as sent, when read whole (for the cache key and the limits).
+        var clientBytes: [UInt8]?
         if !hasBody {
             body = .none
+            clientBytes = []
         } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
             let buffer = try await Self.collect(&request, limit: maxBody)
             body = .bytes(buffer)
-            if collectPayload { exchange.setRequestBody(Array(buffer.readableBytesView.prefix(config.logging.maxPayloadBytes))) }
+            let bytes = Array(buffer.readableBytesView)
+            clientBytes = bytes
+            if collectPayload { exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
             if format != .other {
-                var bytes = Array(buffer.readableBytesView)
                 facts = RequestInspector.inspect(format: format, path: Substring(target.url), body: bytes)
                 exchange.setRequestedModel(facts.model)
-                if let limits, !limits.isEmpty {
-                    reserved = true
-                    if let downgrade = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
-                                                   metadata: metadata, customPrice: customPrice, body: bytes, exchange: exchange) {
-                        bytes = downgrade.body
-                        facts.model = downgrade.model
-                        downgradedBy = downgrade.rule
-                        body = .bytes(ByteBuffer(bytes: bytes))
-                    }
-                }
-                if facts.stream, !facts.clientAskedForUsage, provider.spec.acceptsStreamUsageOption,
-                   format == .openAIChat || format == .openAICompletions,
-                   let amended = RequestInspector.addingUsageRequest(to: bytes) {
-                    body = .bytes(ByteBuffer(bytes: amended))
-                    injectsUsage = true
-                }
             }
         } else {
             body = .streamed(length: declaredLength)
             streamUpload = true
         }
-        if let limits, !limits.isEmpty, !reserved {
-            // No body facts (no body, an unread format, or one too large to read whole): the
-            // request still counts against request limits and settles its actual cost.
-            _ = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts, metadata: metadata,
-                            customPrice: customPrice, body: nil, exchange: exchange)
+
+        // The cache: answer from it, wait for an identical request already fetching, or fetch
+        // and record the answer for it.
+        var cacheRecorder: CacheRecorder?
+        var cacheStatus: String?
+        if let cache {
+            let directives = try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] }
+            let decision = CacheDecision.decide(gatewayTTL: gateway.cacheTTLSeconds, directives: directives,
+                                                method: request.method.rawValue, bodyKnown: clientBytes != nil)
+            switch decision {
+            case .off:
+                break
+            case .bypass:
+                cacheStatus = "BYPASS"
+            case .lookup(let ttl), .refresh(let ttl):
+                let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway.id, key: $0) }
+                    ?? CacheKeyMaterial.make(gateway: gateway.id, provider: provider.spec.id, method: request.method.rawValue,
+                                             path: Self.cacheURL(target.url, provider: provider), headers: request.headers.lowercasedPairs,
+                                             body: clientBytes ?? [])
+                let key = ResponseCache.key(material)
+                let owner = cache.owner(of: key)
+                var ticket: CacheFlight.Ticket?
+                if case .lookup = decision {
+                    let now = ResponseCache.now()
+                    if let hit = await owner.lookup(key, now: now) {
+                        return try serveHit(hit, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
+                                            metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
+                    }
+                    switch owner.join(key) {
+                    case .leader(let t):
+                        ticket = t
+                    case .follower(let flight):
+                        if let answer = await flight.wait() {
+                            return try serveHit(answer, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
+                                                metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
+                        }
+                        // The leader's answer was not cacheable: fetch on our own.
+                    }
+                }
+                cacheStatus = "MISS"
+                cacheRecorder = CacheRecorder(key: key, owner: owner, ticket: ticket, ttlSeconds: ttl, gateway: gateway.id,
+                                         provider: provider.spec.id, maxBytes: cache.config.maxEntryBytes)
+            }
+        }
+        if let cacheStatus {
+            exchange.setCacheStatus(cacheStatus)
+            cache?.count(cacheStatus)
+        }
+
+        if let limits, !limits.isEmpty {
+            // A body read whole prices the estimate; otherwise (no body, an unread format, or one
+            // too large to read whole) the request still counts against request limits and
+            // settles its actual cost.
+            let readable = clientBytes != nil && !clientBytes!.isEmpty && format != .other
+            if let downgrade = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
+                                           metadata: metadata, customPrice: customPrice, body: readable ? clientBytes : nil,
+                                           exchange: exchange) {
+                facts.model = downgrade.model
+                downgradedBy = downgrade.rule
+                clientBytes = downgrade.body
+                body = .bytes(ByteBuffer(bytes: downgrade.body))
+            }
+        }
+        if let bytes = clientBytes, !bytes.isEmpty, format != .other, facts.stream, !facts.clientAskedForUsage,
+           provider.spec.acceptsStreamUsageOption, format == .openAIChat || format == .openAICompletions,
+           let amended = RequestInspector.addingUsageRequest(to: bytes) {
+            body = .bytes(ByteBuffer(bytes: amended))
+            injectsUsage = true
         }
 
         let upstreamRequest = UpstreamRequest(
@@ -216,6 +268,9 @@ struct ProxyHandler: Sendable {
         }
         if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
         if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
+        if let cacheStatus { headers.append(HTTPField(name: Self.cacheStatusHeader, value: cacheStatus)) }
+        if let key = cacheRecorder?.key { headers.append(HTTPField(name: Self.cacheKeyHeader, value: key)) }
+        cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(head.headers), streamed: isEventStream)
         if request.method == .head, let contentLength {
             // A HEAD answer has no body but says how long the GET body would be.
             headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
@@ -231,18 +286,32 @@ struct ProxyHandler: Sendable {
         let watchClose = isEventStream && !streamUpload
         let requestBody = request.body
         let lease = TransferLease(transfer, exchange: exchange)
+        let recorder = cacheRecorder
+        let servedModel = facts.model
         let responseBody = ResponseBody(contentLength: contentLength) { writer in
             var completed = false
-            defer { if !completed { lease.abandon() } }
+            defer {
+                if !completed {
+                    lease.abandon()
+                    recorder?.abandon()
+                }
+            }
             let pump: (inout any ResponseBodyWriter) async throws -> Void = { writer in
                 while let chunk = try await lease.transfer.nextChunk() {
                     if let replaced = lease.exchange.observe(chunk) {
-                        if replaced.readableBytes > 0 { try await writer.write(replaced) }
+                        if replaced.readableBytes > 0 {
+                            recorder?.append(replaced)
+                            try await writer.write(replaced)
+                        }
                     } else {
+                        recorder?.append(chunk)
                         try await writer.write(chunk)
                     }
                 }
-                if let tail = lease.exchange.tail() { try await writer.write(tail) }
+                if let tail = lease.exchange.tail() {
+                    recorder?.append(tail)
+                    try await writer.write(tail)
+                }
             }
             if watchClose {
                 try await requestBody.consumeWithInboundCloseHandler { _ in
@@ -256,9 +325,67 @@ struct ProxyHandler: Sendable {
             }
             completed = true
             lease.exchange.finish(completed: true)
+            recorder?.finish(costNanos: lease.exchange.costNanos, model: servedModel)
             try await writer.finish(nil)
         }
         return Response(status: .init(code: head.status), headers: headers, body: responseBody)
+    }
+
+    static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
+    static let cacheKeyHeader = HTTPField.Name("x-gatemesh-cache-key")!
+
+    /// The upstream URL as the cache key sees it: without a credential passed in the query
+    /// (Google AI Studio's `key`), so keys never depend on credentials.
+    static func cacheURL(_ url: String, provider: ResolvedProvider) -> String {
+        guard let param = provider.spec.queryKeyParameter, let q = url.firstIndex(of: "?") else { return url }
+        let query = UpstreamTarget.removingParameter(param, from: String(url[url.index(after: q)...]))
+        return String(url[..<q]) + (query.isEmpty ? "" : "?" + query)
+    }
+
+    /// Answers from the cache: the stored status, headers and body (a stream replayed as the
+    /// chunks it arrived in), logged at no cost with the cost it saved. It still counts as a
+    /// request under the gateway's rate limits.
+    func serveHit(
+        _ hit: CachedResponse, key: String, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
+        facts: RequestFacts, metadata: RequestMetadata, exchange: ProxyExchange, eventID: String?, logged: Bool
+    ) throws -> Response {
+        if let limits, !limits.isEmpty {
+            let request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+            let nothing = LimitAmounts(costNanos: 0, requests: 1, inputTokens: 0, outputTokens: 0)
+            var skipping: Set<String> = []
+            // A downgrade rule is moot for an answer that costs nothing: skip it and ask again.
+            while true {
+                switch limits.admit(request, estimate: nothing, skipping: skipping) {
+                case .admit(let reservation):
+                    exchange.hold(reservation.id, in: limits)
+                case .block(let refusal):
+                    throw Self.refusalError(refusal)
+                case .downgrade(let refusal, _, _):
+                    skipping.insert(refusal.rule.id)
+                    continue
+                }
+                break
+            }
+        }
+        exchange.servedFromCache(status: hit.status, streamed: hit.streamed, saved: hit.costNanos, model: hit.servedModel)
+        cache?.count("HIT")
+        var headers = HTTPFields()
+        headers.reserveCapacity(hit.headers.count + 4)
+        for h in hit.headers {
+            if let name = HTTPField.Name(h.name) { headers.append(HTTPField(name: name, value: h.value)) }
+        }
+        headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
+        headers.append(HTTPField(name: Self.cacheStatusHeader, value: "HIT"))
+        headers.append(HTTPField(name: Self.cacheKeyHeader, value: key))
+        if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
+        if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
+        let chunks = hit.chunks
+        let body = ResponseBody(contentLength: hit.streamed ? nil : hit.body.count) { writer in
+            for chunk in chunks { try await writer.write(ByteBuffer(bytes: chunk)) }
+            exchange.finish(completed: true)
+            try await writer.finish(nil)
+        }
+        return Response(status: .init(code: hit.status), headers: headers, body: body)
     }
 
     static let providerHeader = HTTPField.Name("x-gatemesh-provider")!

@@ -210,14 +210,15 @@ public final class RequestLog: Service, Sendable {
         let statement = try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
               priced_as, method, path, status, duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens,
-              cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body,
+              saved_nanos)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         try statement.execute(arguments: [
                 r.logID, r.startedAtMs, r.eventID, r.node, r.gateway, r.provider, r.requestedModel, r.servedModel,
                 r.pricedAs, r.method, r.path, r.status, r.durationMs, r.ttfbMs, r.streamed, r.usage.input, r.usage.output,
                 r.usage.cacheRead, r.usage.cacheWrite, r.usage.estimated, r.cost?.nanos, r.cacheStatus, r.attempts, r.step,
-                r.metadata.json, r.error, r.requestBody.map { Data($0) }, r.responseBody.map { Data($0) },
+                r.metadata.json, r.error, r.requestBody.map { Data($0) }, r.responseBody.map { Data($0) }, r.savedNanos,
             ])
     }
 

@@ -60,7 +60,7 @@ extension RequestLog {
     static let columns = """
         log_id, ts, event_id, node, gateway, provider, requested_model, served_model, priced_as, method, path, status,
         duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, usage_estimated,
-        cost_nanos, cache_status, attempts, step, metadata, error
+        cost_nanos, saved_nanos, cache_status, attempts, step, metadata, error
         """
 
     /// Rows matching `filter`, newest first, `limit` per page, older than `cursor` (a log id).
@@ -93,7 +93,7 @@ extension RequestLog {
         let costNanos: Int64? = row["cost_nanos"]
         let metadataJSON: String = row["metadata"]
         let metadata = (try? RequestMetadata.parse(metadataJSON)) ?? RequestMetadata()
-        return RequestRecord(
+        var record = RequestRecord(
             logID: row["log_id"], eventID: row["event_id"], node: row["node"], gateway: row["gateway"], provider: row["provider"],
             requestedModel: row["requested_model"], servedModel: row["served_model"], pricedAs: row["priced_as"],
             method: row["method"], path: row["path"], status: row["status"], startedAtMs: row["ts"], durationMs: row["duration_ms"],
@@ -103,6 +103,8 @@ extension RequestLog {
             cost: costNanos.map { Money(nanos: $0) }, cacheStatus: row["cache_status"], attempts: row["attempts"], step: row["step"],
             metadata: metadata, error: row["error"],
             requestBody: bodies?.0.map { Array($0) }, responseBody: bodies?.1.map { Array($0) })
+        record.savedNanos = row["saved_nanos"]
+        return record
     }
 }
 

@@ -89,10 +89,26 @@ import Testing
     }
 
     @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
-        let e = error("gateways:\n  - id: a\n    cache: {ttl: 300}\n")
-        #expect(e?.key == "gateways[0].cache")
+        let e = error("gateways:\n  - id: a\n    retries: {max_attempts: 3}\n")
+        #expect(e?.key == "gateways[0].retries")
         #expect(e?.message.contains("not available") == true)
         #expect(error("cluster: {listen: \"0.0.0.0:7946\"}")?.key == "cluster")
+    }
+
+    @Test func theCacheInTheProductsShapeAndItsStore() throws {
+        let c = try load("""
+            cache: {memory: 64MiB, disk: 1GiB, max_entry: 1MiB, purge_interval: 30s}
+            gateways:
+              - {id: default, cache: {ttl: 300}}
+              - {id: off, cache: {enabled: false, ttl: 5m}}
+              - {id: none}
+              - {id: defaulted, cache: {}}
+            """)
+        #expect(c.gateways.map(\.cacheTTLSeconds) == [300, nil, nil, 300])
+        #expect(c.cache.memoryBytes == 64 << 20 && c.cache.diskBytes == 1 << 30 && c.cache.maxEntryBytes == 1 << 20 && c.cache.purgeIntervalMs == 30_000)
+        #expect(error("gateways:\n  - {id: a, cache: {ttl: 0}}\n")?.key == "gateways[0].cache.ttl")
+        #expect(error("gateways:\n  - {id: a, cache: {ttl: 31d}}\n")?.key == "gateways[0].cache.ttl")
+        #expect(error("cache: {memory: lots}\n")?.key == "cache.memory")
     }
 
     @Test func budgetsAndRateLimitsInTheProductsShape() throws {

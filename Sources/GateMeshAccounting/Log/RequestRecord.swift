@@ -31,6 +31,8 @@ public struct RequestRecord: Sendable, Equatable {
     public var error: String?
     public var requestBody: [UInt8]?
     public var responseBody: [UInt8]?
+    /// What a cache hit saved: the cost of the answer it replayed (nano-dollars).
+    public var savedNanos: Int64 = 0
     /// False when the request opted out of the log (`collect-log: false`): no row is written.
     public var logged = true
 

@@ -12,6 +12,7 @@ public struct GateMeshConfig: Sendable, Equatable {
     public var logging = LoggingConfig()
     public var reservations = ReservationConfig()
     public var alerts = AlertsConfig()
+    public var cache = CacheStoreConfig()
 
     public init() {}
 
@@ -132,12 +133,34 @@ public struct GatewayConfig: Sendable, Equatable {
     public var collectLogPayload = false
     /// The gateway's budgets and rate limits (`budgets` and `rate_limits` in the config).
     public var limits: [LimitRule] = []
+    /// The response cache's default time to live in seconds; nil when the cache is off for the
+    /// gateway (a request may still turn it on with `cache-ttl`).
+    public var cacheTTLSeconds: Int?
     public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens
         self.collectLog = collectLog
         self.collectLogPayload = collectLogPayload
     }
+}
+
+/// Bounds of the response cache that the config and the request headers share.
+public enum CacheLimits {
+    /// The longest time to live: 30 days.
+    public static let maxTTLSeconds = 30 * 86_400
+}
+
+/// The node's response cache store (`cache` at the top of the config): its bounds.
+public struct CacheStoreConfig: Sendable, Equatable {
+    /// The in-memory LRU's bound in bytes.
+    public var memoryBytes = 256 << 20
+    /// The SQLite copy's bound in bytes (oldest entries go first beyond it).
+    public var diskBytes = 2 << 30
+    /// The largest answer that is cached.
+    public var maxEntryBytes = 8 << 20
+    /// How often expired entries are purged.
+    public var purgeIntervalMs = 60_000
+    public init() {}
 }
 
 /// Where budget alerts go.

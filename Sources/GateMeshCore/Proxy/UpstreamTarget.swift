@@ -72,7 +72,7 @@ public struct UpstreamTarget: Sendable, Equatable {
         }
     }
 
-    static func removingParameter(_ name: String, from query: String) -> String {
+    public static func removingParameter(_ name: String, from query: String) -> String {
         query.split(separator: "&", omittingEmptySubsequences: false)
             .filter { pair in
                 let key = pair.prefix { $0 != "=" }

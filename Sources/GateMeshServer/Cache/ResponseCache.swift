@@ -1,0 +1,190 @@
+import CGateMeshOpenSSL
+import Foundation
+import GateMeshCache
+import GateMeshCore
+import GateMeshStore
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Where a cache key's entry lives. On a single node every key is owned here; the cluster adds
+/// owners that are peers (ask over the peer link, fall back to the provider on a timeout).
+protocol CacheOwner: Sendable {
+    /// The unexpired entry for `key`, if the owner has one.
+    func lookup(_ key: String, now: Int64) async -> CachedResponse?
+    /// Stores an answer under `key` (after it was sent to the client).
+    func store(_ key: String, _ response: CachedResponse)
+    /// One fetch per key at a time: the first request for a missing key leads (fetches and
+    /// completes the ticket), the others follow (wait for the leader's answer).
+    func join(_ key: String) -> CacheFlight.Role
+}
+
+/// The node's response cache: an in-memory LRU bounded in bytes in front of a SQLite copy that a
+/// restart keeps, single-flight fetching, and background purging of expired entries.
+final class ResponseCache: CacheOwner, Service, Sendable {
+    let config: CacheStoreConfig
+    let disk: CacheStore
+    let logger: Logger
+    private let memory: NIOLockedValueBox<ByteLRU<CachedResponse>>
+    private let flights = NIOLockedValueBox<[String: CacheFlight]>([:])
+    private let counts = NIOLockedValueBox(Counts())
+
+    struct Counts {
+        var hits = 0, misses = 0, bypasses = 0, stored = 0, coalesced = 0
+    }
+
+    init(config: CacheStoreConfig, store: NodeStore, logger: Logger) throws {
+        self.config = config
+        self.disk = try CacheStore(store: store)
+        self.logger = logger
+        var lru = ByteLRU<CachedResponse>(capacityBytes: config.memoryBytes)
+        let now = Self.now()
+        for (key, r) in try disk.load(maxBytes: config.memoryBytes, now: now).reversed() {
+            lru.put(key, r, size: r.size, expiresAt: r.expiresAtMs)
+        }
+        memory = NIOLockedValueBox(lru)
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// The key: the hex SHA-256 of the key material.
+    static func key(_ material: [UInt8]) -> String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        _ = material.withUnsafeBytes { copenssl_sha256($0.baseAddress, $0.count, &digest) }
+        let hex = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for b in digest {
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The owner of `key`: always this node until the cluster adds peers.
+    func owner(of key: String) -> any CacheOwner { self }
+
+    func lookup(_ key: String, now: Int64) async -> CachedResponse? {
+        if let hit = memory.withLockedValue({ $0.get(key, now: now) }) { return hit }
+        // Evicted from memory but maybe still on disk: promote it.
+        guard let r = await disk.get(key, now: now) else { return nil }
+        memory.withLockedValue { _ = $0.put(key, r, size: r.size, expiresAt: r.expiresAtMs) }
+        return r
+    }
+
+    func store(_ key: String, _ response: CachedResponse) {
+        guard response.body.count <= config.maxEntryBytes else { return }
+        memory.withLockedValue { _ = $0.put(key, response, size: response.size, expiresAt: response.expiresAtMs) }
+        counts.withLockedValue { $0.stored += 1 }
+        let disk = self.disk, logger = self.logger
+        Task.detached {
+            do { try await disk.put(key, response) } catch {
+                logger.warning("cannot write a cache entry to disk", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    func join(_ key: String) -> CacheFlight.Role {
+        flights.withLockedValue { flights in
+            if let flight = flights[key] {
+                counts.withLockedValue { $0.coalesced += 1 }
+                return .follower(flight)
+            }
+            let flight = CacheFlight()
+            flights[key] = flight
+            return .leader(CacheFlight.Ticket(flight: flight) { [weak self] in
+                self?.flights.withLockedValue { if $0[key] === flight { $0[key] = nil } }
+            })
+        }
+    }
+
+    func count(_ status: String) {
+        counts.withLockedValue {
+            switch status {
+            case "HIT": $0.hits += 1
+            case "MISS": $0.misses += 1
+            default: $0.bypasses += 1
+            }
+        }
+    }
+
+    var figures: Counts { counts.withLockedValue { $0 } }
+    var memoryFigures: (entries: Int, bytes: Int, evictions: Int) {
+        memory.withLockedValue { ($0.count, $0.totalBytes, $0.evictions) }
+    }
+
+    /// Purges one key, one gateway's entries, or everything; returns how many entries went
+    /// (counted on disk, where every entry is).
+    func purge(key: String? = nil, gateway: String? = nil) async throws -> Int {
+        memory.withLockedValue { lru in
+            if let key { lru.remove(key) } else if let gateway { lru.removeAll { $1.gateway == gateway } } else { lru.removeAll { _, _ in true } }
+        }
+        return try await disk.delete(key: key, gateway: gateway)
+    }
+
+    func run() async throws {
+        for await _ in AsyncTimerSequence(interval: .milliseconds(Int64(config.purgeIntervalMs))).cancelOnGracefulShutdown() {
+            let now = Self.now()
+            memory.withLockedValue { _ = $0.removeExpired(now: now) }
+            do { _ = try await disk.purge(now: now, maxBytes: config.diskBytes) } catch {
+                logger.warning("cannot purge the cache on disk", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// One fetch of one key that other requests for the same key wait on.
+final class CacheFlight: Sendable {
+    enum Role {
+        case leader(Ticket)
+        case follower(CacheFlight)
+    }
+
+    private let state = NIOLockedValueBox(State())
+    struct State {
+        var done = false
+        var result: CachedResponse?
+        var waiters: [CheckedContinuation<CachedResponse?, Never>] = []
+    }
+
+    /// The leader's answer when it is cacheable, or nil (the follower then fetches on its own).
+    func wait() async -> CachedResponse? {
+        await withCheckedContinuation { continuation in
+            let ready: CachedResponse?? = state.withLockedValue { s in
+                if s.done { return .some(s.result) }
+                s.waiters.append(continuation)
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    fileprivate func complete(_ response: CachedResponse?) {
+        let waiters = state.withLockedValue { s -> [CheckedContinuation<CachedResponse?, Never>] in
+            guard !s.done else { return [] }
+            s.done = true
+            s.result = response
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: response) }
+    }
+
+    /// Held by the leader; completing it (or dropping it, which completes it with nil) wakes the
+    /// followers and ends the flight, so a leader that fails can never leave followers waiting.
+    final class Ticket: Sendable {
+        let flight: CacheFlight
+        let onEnd: @Sendable () -> Void
+        init(flight: CacheFlight, onEnd: @escaping @Sendable () -> Void) {
+            self.flight = flight
+            self.onEnd = onEnd
+        }
+
+        func complete(_ response: CachedResponse?) {
+            onEnd()
+            flight.complete(response)
+        }
+
+        deinit { complete(nil) }
+    }
+}
