@@ -498,8 +498,8 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache"], later: [
-                "retries": "retries", "routes": "routes",
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache", "retries"], later: [
+                "routes": "routes",
             ])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
@@ -520,6 +520,22 @@ struct Reader {
             var gateway = GatewayConfig(id: id)
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
+            if let r = m.value("retries") {
+                let rm = try mapping(r, key: "\(key).retries")
+                try checkKeys(rm, key: "\(key).retries", allowed: ["max_attempts", "delay_ms", "backoff", "jitter"])
+                if let v = rm.value("max_attempts") {
+                    gateway.retries.maxAttempts = try int(v, key: "\(key).retries.max_attempts", range: 1...RetryPolicy.maxAttemptsLimit)
+                }
+                if let v = rm.value("delay_ms") { gateway.retries.delayMs = try int(v, key: "\(key).retries.delay_ms", range: 0...RetryPolicy.maxDelayMs) }
+                if let v = rm.value("backoff") {
+                    let text = try string(v, key: "\(key).retries.backoff")
+                    guard let b = RetryPolicy.Backoff(rawValue: text) else {
+                        throw ConfigError(key: "\(key).retries.backoff", line: v.mark?.line, message: "expected constant, linear or exponential, got '\(text)'")
+                    }
+                    gateway.retries.backoff = b
+                }
+                if let v = rm.value("jitter") { gateway.retries.jitter = try bool(v, key: "\(key).retries.jitter") }
+            }
             if let c = m.value("cache") {
                 // {ttl: 300} turns the cache on with that default; {enabled: false} keeps it off.
                 let cm = try mapping(c, key: "\(key).cache")

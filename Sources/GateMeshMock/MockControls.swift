@@ -10,7 +10,9 @@ import Hummingbird
 /// | `x-mock-output-tokens` | produce exactly this many output tokens (default 16, capped by the request's max tokens) |
 /// | `x-mock-status` | answer with this error status and the provider's error body |
 /// | `x-mock-fail-after` | answer the first N requests with this key normally, later ones with `x-mock-status` (default 500) |
-/// | `x-mock-fail-key` | the counter `x-mock-fail-after` uses (default `default`) |
+/// | `x-mock-fail-first` | answer the first N requests with this key with `x-mock-status` (default 503), later ones normally |
+/// | `x-mock-fail-key` | the counter `x-mock-fail-after` and `x-mock-fail-first` use (default `default`) |
+/// | `x-mock-retry-after` | with an error status, send `Retry-After` with this many seconds |
 /// | `x-mock-hang` | `true`: never answer; the mock gives up when the client closes the connection |
 /// | `x-mock-drop-after` | in a streamed response, close the connection abruptly after N events |
 public struct MockControls: Sendable, Equatable {
@@ -19,6 +21,8 @@ public struct MockControls: Sendable, Equatable {
     public var outputTokens: Int?
     public var status: Int?
     public var failAfter: Int?
+    public var failFirst: Int?
+    public var retryAfter: Int?
     public var failKey = "default"
     public var hang = false
     public var dropAfter: Int?
@@ -41,6 +45,8 @@ public struct MockControls: Sendable, Equatable {
         outputTokens = try int("x-mock-output-tokens", 0...Self.maxOutputTokens)
         status = try int("x-mock-status", 100...599)
         failAfter = try int("x-mock-fail-after", 0...Int(Int32.max))
+        failFirst = try int("x-mock-fail-first", 0...Int(Int32.max))
+        retryAfter = try int("x-mock-retry-after", 0...86_400)
         dropAfter = try int("x-mock-drop-after", 0...Self.maxOutputTokens)
         if let key = headers[HTTPField.Name("x-mock-fail-key")!] { failKey = key }
         if let hang = headers[HTTPField.Name("x-mock-hang")!] { self.hang = hang == "true" || hang == "1" }

@@ -76,13 +76,20 @@ struct MockResponder: HTTPResponder {
                 try await Task.sleep(for: .seconds(86_400))
             }
         }
-        if let failAfter = controls.failAfter {
+        if let failFirst = controls.failFirst {
+            let n = stats.countFailKey(controls.failKey)
+            if n <= failFirst {
+                var response = error(controls.status ?? 503, "mock failure \(n) of the first \(failFirst)")
+                if let after = controls.retryAfter { response.headers[.retryAfter] = String(after) }
+                return response
+            }
+        } else if let failAfter = controls.failAfter {
             if stats.countFailKey(controls.failKey) > failAfter {
                 return error(controls.status ?? 500, "mock failure after \(failAfter) requests")
             }
         } else if let status = controls.status {
             var response = error(status, "mock error with status \(status)")
-            if status == 429 { response.headers[.retryAfter] = "1" }
+            if status == 429 { response.headers[.retryAfter] = String(controls.retryAfter ?? 1) }
             return response
         }
 

@@ -92,6 +92,9 @@ final class ProxyExchange: @unchecked Sendable {
     /// Set when the answer came from the cache: what it saved and the model that made it.
     private var hit: (saved: Int64?, model: String?)?
 
+    /// How many upstream attempts the request took (retries included).
+    func setAttempts(_ n: Int) { lock.withLock { record.attempts = n } }
+
     /// Records the request's `cache-status` (HIT, MISS, BYPASS) for its log row.
     func setCacheStatus(_ status: String) { lock.withLock { record.cacheStatus = status } }
 

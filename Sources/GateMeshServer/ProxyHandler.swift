@@ -208,42 +208,70 @@ struct ProxyHandler: Sendable {
         let upstreamRequest = UpstreamRequest(
             method: request.method.rawValue, url: target.url,
             headers: target.headers.map { ($0.name, $0.value) }, body: body, timeouts: timeouts)
-        let transfer = client.start(upstreamRequest)
+        // A body that streams up unread cannot be sent twice: one attempt only.
+        let policy = streamUpload ? RetryPolicy(maxAttempts: 1)
+            : try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] }
 
         let overLimit = NIOLockedValueBox(false)
         var uploadTask: Task<Void, Never>?
-        if streamUpload {
-            let requestBody = request.body
-            uploadTask = Task {
-                var total = 0
-                do {
-                    for try await chunk in requestBody {
-                        total += chunk.readableBytes
-                        if total > maxBody {
-                            overLimit.withLockedValue { $0 = true }
-                            transfer.cancel()
-                            return
+        var attempt = 1
+        var transfer: UpstreamTransfer
+        var head: UpstreamResponseHead
+        while true {
+            transfer = client.start(upstreamRequest)
+            if streamUpload {
+                let requestBody = request.body
+                let transfer = transfer
+                uploadTask = Task {
+                    var total = 0
+                    do {
+                        for try await chunk in requestBody {
+                            total += chunk.readableBytes
+                            if total > maxBody {
+                                overLimit.withLockedValue { $0 = true }
+                                transfer.cancel()
+                                return
+                            }
+                            try await transfer.writeBody(chunk)
                         }
-                        try await transfer.writeBody(chunk)
+                        transfer.finishBody()
+                    } catch {
+                        transfer.cancel()
                     }
-                    transfer.finishBody()
-                } catch {
-                    transfer.cancel()
                 }
             }
+            do {
+                head = try await transfer.responseHead()
+            } catch let error as UpstreamError {
+                // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
+                uploadTask?.cancel()
+                if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
+                if error == .cancelled, Task.isCancelled { throw CancellationError() }
+                if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {
+                    logger.info("upstream failed; retrying", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)",
+                                                                       "attempt": "\(attempt)", "delay_ms": "\(wait)"])
+                    try await Task.sleep(for: .milliseconds(wait))
+                    attempt += 1
+                    continue
+                }
+                exchange.setAttempts(attempt)
+                logger.warning("upstream failed", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)", "attempts": "\(attempt)"])
+                throw ErrorResponse.gatewayError(for: error, provider: provider.spec.id)
+            }
+            if RetryPolicy.isRetryable(status: head.status) {
+                let retryAfter = head.status == 429 ? RetryPolicy.retryAfterMs(head.headers.first { $0.name == "retry-after" }?.value) : nil
+                if let wait = policy.delay(beforeAttempt: attempt + 1, retryAfterMs: retryAfter, random: .random(in: 0..<1)) {
+                    transfer.cancel()
+                    logger.info("upstream answered \(head.status); retrying", metadata: ["provider": "\(provider.spec.id)",
+                                                                                        "attempt": "\(attempt)", "delay_ms": "\(wait)"])
+                    try await Task.sleep(for: .milliseconds(wait))
+                    attempt += 1
+                    continue
+                }
+            }
+            break
         }
-
-        let head: UpstreamResponseHead
-        do {
-            head = try await transfer.responseHead()
-        } catch let error as UpstreamError {
-            // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
-            uploadTask?.cancel()
-            if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
-            if error == .cancelled, Task.isCancelled { throw CancellationError() }
-            logger.warning("upstream failed", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)"])
-            throw ErrorResponse.gatewayError(for: error, provider: provider.spec.id)
-        }
+        exchange.setAttempts(attempt)
 
         var headers = HTTPFields()
         headers.reserveCapacity(head.headers.count + 4)
@@ -269,6 +297,7 @@ struct ProxyHandler: Sendable {
         if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
         if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
         if let cacheStatus { headers.append(HTTPField(name: Self.cacheStatusHeader, value: cacheStatus)) }
+        headers.append(HTTPField(name: Self.attemptsHeader, value: String(attempt)))
         if let key = cacheRecorder?.key { headers.append(HTTPField(name: Self.cacheKeyHeader, value: key)) }
         cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(head.headers), streamed: isEventStream)
         if request.method == .head, let contentLength {
@@ -332,6 +361,7 @@ struct ProxyHandler: Sendable {
     }
 
     static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
+    static let attemptsHeader = HTTPField.Name("x-gatemesh-attempts")!
     static let cacheKeyHeader = HTTPField.Name("x-gatemesh-cache-key")!
 
     /// The upstream URL as the cache key sees it: without a credential passed in the query

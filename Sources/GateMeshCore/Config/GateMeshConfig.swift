@@ -136,6 +136,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// The response cache's default time to live in seconds; nil when the cache is off for the
     /// gateway (a request may still turn it on with `cache-ttl`).
     public var cacheTTLSeconds: Int?
+    /// Retries of failed upstream attempts (`retries`); one attempt unless configured.
+    public var retries = RetryPolicy()
     public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens
