@@ -33,10 +33,8 @@ struct GatewayResponder: HTTPResponder {
                 throw GatewayError.notImplemented(
                     "the unified API (\(endpoint)) is not available in this build yet; call a provider directly at /{provider}/…")
             case .universal(let gateway):
-                guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-                try ProxyHandler.authorize(g, headers: request.headers)
-                throw GatewayError.notImplemented(
-                    "the universal endpoint POST /\(gateway) is not available in this build yet; call a provider directly at /\(gateway)/{provider}/…")
+                handedOff = true
+                return try await universal(gateway: gateway, request: request, onFinish: { [state] in state.end() })
             }
         } catch let error as GatewayError {
             return ErrorResponse.response(for: error)

@@ -109,6 +109,9 @@ final class ProxyExchange: @unchecked Sendable {
         }
     }
 
+    /// The model the provider said served the request, once finished.
+    var servedModel: String? { lock.withLock { finished ? record.servedModel : nil } }
+
     /// The request's cost once finished (nil before, or when it could not be priced).
     var costNanos: Int64? { lock.withLock { finished ? record.cost?.nanos : nil } }
 

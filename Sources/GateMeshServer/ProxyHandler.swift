@@ -40,7 +40,12 @@ struct ProxyHandler: Sendable {
     /// Proxies one request. `onFinish` runs exactly once when the exchange is over (response body
     /// done or dropped unwritten, or an error answered), but only if this returns a response or
     /// throws a `GatewayError` after the request was accepted for a provider.
-    func handle(_ route: PassthroughRoute, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+    ///
+    /// For the universal endpoint, `step` is the step's index (logged), and `fallsThrough` turns an
+    /// upstream answer of 400 or more into a thrown `GatewayError` (logged as the step's failure)
+    /// so that the next step is tried.
+    func handle(_ route: PassthroughRoute, request: Request, step: Int = 0, fallsThrough: Bool = false,
+                onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let started = ContinuousClock.now
         let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
         let gateway: GatewayConfig
@@ -72,7 +77,7 @@ struct ProxyHandler: Sendable {
             record: RequestRecord(
                 logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
                 provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
-                startedAtMs: startedAtMs, durationMs: 0, metadata: metadata),
+                startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata),
             context: .init(log: log, writesRow: collectLog, prices: prices,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
                            customPrice: customPrice,
@@ -81,7 +86,7 @@ struct ProxyHandler: Sendable {
         do {
             return try await forward(route: route, request: request, gateway: gateway, provider: provider, format: format,
                                      exchange: exchange, metadata: metadata, customPrice: customPrice,
-                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog)
+                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog, fallsThrough: fallsThrough)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
             if collectLog { error.headers.append(("x-gatemesh-log-id", exchange.logID)) }
@@ -96,7 +101,7 @@ struct ProxyHandler: Sendable {
     private func forward(
         route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
         exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
-        collectPayload: Bool, eventID: String?, logged: Bool
+        collectPayload: Bool, eventID: String?, logged: Bool, fallsThrough: Bool = false
     ) async throws -> Response {
         let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
                                              headers: request.headers.lowercasedPairs)
@@ -179,11 +184,6 @@ struct ProxyHandler: Sendable {
                                          provider: provider.spec.id, maxBytes: cache.config.maxEntryBytes)
             }
         }
-        if let cacheStatus {
-            exchange.setCacheStatus(cacheStatus)
-            cache?.count(cacheStatus)
-        }
-
         if let limits, !limits.isEmpty {
             // A body read whole prices the estimate; otherwise (no body, an unread format, or one
             // too large to read whole) the request still counts against request limits and
@@ -196,7 +196,17 @@ struct ProxyHandler: Sendable {
                 downgradedBy = downgrade.rule
                 clientBytes = downgrade.body
                 body = .bytes(ByteBuffer(bytes: downgrade.body))
+                // The cheaper model's answer must not be stored under the original request's key.
+                if let recorder = cacheRecorder {
+                    recorder.abandon()
+                    cacheRecorder = nil
+                    cacheStatus = "BYPASS"
+                }
             }
+        }
+        if let cacheStatus {
+            exchange.setCacheStatus(cacheStatus)
+            cache?.count(cacheStatus)
         }
         if let bytes = clientBytes, !bytes.isEmpty, format != .other, facts.stream, !facts.clientAskedForUsage,
            provider.spec.acceptsStreamUsageOption, format == .openAIChat || format == .openAICompletions,
@@ -272,6 +282,11 @@ struct ProxyHandler: Sendable {
             break
         }
         exchange.setAttempts(attempt)
+        if fallsThrough, head.status >= 400 {
+            transfer.cancel()
+            throw GatewayError(status: head.status, type: "upstream_error", code: "step_failed",
+                               message: "\(provider.spec.id) answered \(head.status); the universal endpoint tries the next step")
+        }
 
         var headers = HTTPFields()
         headers.reserveCapacity(head.headers.count + 4)
@@ -299,7 +314,8 @@ struct ProxyHandler: Sendable {
         if let cacheStatus { headers.append(HTTPField(name: Self.cacheStatusHeader, value: cacheStatus)) }
         headers.append(HTTPField(name: Self.attemptsHeader, value: String(attempt)))
         if let key = cacheRecorder?.key { headers.append(HTTPField(name: Self.cacheKeyHeader, value: key)) }
-        cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(head.headers), streamed: isEventStream)
+        cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(HeaderPolicy.clientResponseHeaders(head.headers)),
+                             streamed: isEventStream)
         if request.method == .head, let contentLength {
             // A HEAD answer has no body but says how long the GET body would be.
             headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
@@ -354,7 +370,7 @@ struct ProxyHandler: Sendable {
             }
             completed = true
             lease.exchange.finish(completed: true)
-            recorder?.finish(costNanos: lease.exchange.costNanos, model: servedModel)
+            recorder?.finish(costNanos: lease.exchange.costNanos, model: lease.exchange.servedModel ?? servedModel)
             try await writer.finish(nil)
         }
         return Response(status: .init(code: head.status), headers: headers, body: responseBody)

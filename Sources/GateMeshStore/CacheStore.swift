@@ -54,28 +54,42 @@ public final class CacheStore: Sendable {
     }
 
     public func put(_ key: String, _ r: CachedResponse) async throws {
-        try await pool.write { db in
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO response_cache (key, gateway, provider, status, headers, body, chunk_ends, streamed, created_ms,
-                    expires_ms, cost_nanos, served_model, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [key, r.gateway, r.provider, r.status, Self.encode(r.headers), Data(r.body),
-                                 r.chunkEnds.map(String.init).joined(separator: ","), r.streamed, r.createdAtMs, r.expiresAtMs,
-                                 r.costNanos, r.servedModel, r.size])
+        try await pool.write { db in try Self.insert(key, r, db: db) }
+    }
+
+    /// `put`, synchronously (the caller serializes it with purges).
+    public func putNow(_ key: String, _ r: CachedResponse) throws {
+        try pool.write { db in try Self.insert(key, r, db: db) }
+    }
+
+    /// `delete`, synchronously.
+    public func deleteNow(key: String? = nil, gateway: String? = nil) throws -> Int {
+        try pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
+    }
+
+    static func insert(_ key: String, _ r: CachedResponse, db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO response_cache (key, gateway, provider, status, headers, body, chunk_ends, streamed, created_ms,
+                expires_ms, cost_nanos, served_model, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [key, r.gateway, r.provider, r.status, Self.encode(r.headers), Data(r.body),
+                             r.chunkEnds.map(String.init).joined(separator: ","), r.streamed, r.createdAtMs, r.expiresAtMs,
+                             r.costNanos, r.servedModel, r.size])
+    }
+
+    static func delete(key: String?, gateway: String?, db: Database) throws -> Int {
+        if let key {
+            try db.execute(sql: "DELETE FROM response_cache WHERE key = ?", arguments: [key])
+        } else if let gateway {
+            try db.execute(sql: "DELETE FROM response_cache WHERE gateway = ?", arguments: [gateway])
+        } else {
+            try db.execute(sql: "DELETE FROM response_cache")
         }
+        return db.changesCount
     }
 
     /// Deletes one key, a gateway's entries, or (both nil) every entry; returns how many.
     public func delete(key: String? = nil, gateway: String? = nil) async throws -> Int {
-        try await pool.write { db in
-            if let key {
-                try db.execute(sql: "DELETE FROM response_cache WHERE key = ?", arguments: [key])
-            } else if let gateway {
-                try db.execute(sql: "DELETE FROM response_cache WHERE gateway = ?", arguments: [gateway])
-            } else {
-                try db.execute(sql: "DELETE FROM response_cache")
-            }
-            return db.changesCount
-        }
+        try await pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
     }
 
     /// Deletes expired entries, then the oldest until the total size is within `maxBytes`.

@@ -1,4 +1,4 @@
-@testable import GateMeshCache
+import GateMeshCache
 import GateMeshCore
 import Testing
 

@@ -171,3 +171,20 @@ def test_a_hit_still_counts_as_a_request_under_rate_limits(start_node):
       - {id: two, requests: 2, window: {fixed: 1h}}
 """)
     assert [post(node).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_downgraded_answer_is_never_stored_under_the_original_requests_key(start_node):
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    cache: {ttl: 60}
+    rate_limits:
+      - {id: gpt4o-cap, requests: 1, scope: {only: {model: gpt-4o}}, window: {fixed: 1h}, action: {downgrade: {model: gpt-4o-mini}}}
+""")
+    body = CHAT.replace("gpt-4o-mini", "gpt-4o")
+    first = post(node, body, {"x-gatemesh-skip-cache": "true"})
+    assert first.status_code == 200 and "x-gatemesh-downgraded" not in first.headers
+    second = post(node, body)
+    assert second.status_code == 200 and second.headers["x-gatemesh-downgraded"] == "gpt4o-cap"
+    assert second.headers["x-gatemesh-cache-status"] == "BYPASS"
+    time.sleep(0.2)
+    assert admin(node, "/api/cache")["stored"] == 0

@@ -28,6 +28,9 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     private let memory: NIOLockedValueBox<ByteLRU<CachedResponse>>
     private let flights = NIOLockedValueBox<[String: CacheFlight]>([:])
     private let counts = NIOLockedValueBox(Counts())
+    /// Serializes disk writes with purges; a purge raises the epoch, and a write of an answer
+    /// stored before the purge is skipped, so a purge is never undone by a write still in flight.
+    private let diskLock = NIOLockedValueBox<UInt64>(0)
 
     struct Counts {
         var hits = 0, misses = 0, bypasses = 0, stored = 0, coalesced = 0
@@ -74,12 +77,16 @@ final class ResponseCache: CacheOwner, Service, Sendable {
 
     func store(_ key: String, _ response: CachedResponse) {
         guard response.body.count <= config.maxEntryBytes else { return }
+        let epoch = diskLock.withLockedValue { $0 }
         memory.withLockedValue { _ = $0.put(key, response, size: response.size, expiresAt: response.expiresAtMs) }
         counts.withLockedValue { $0.stored += 1 }
-        let disk = self.disk, logger = self.logger
+        let disk = self.disk, logger = self.logger, diskLock = self.diskLock
         Task.detached {
-            do { try await disk.put(key, response) } catch {
-                logger.warning("cannot write a cache entry to disk", metadata: ["error": "\(error)"])
+            diskLock.withLockedValue { current in
+                guard current == epoch else { return }
+                do { try disk.putNow(key, response) } catch {
+                    logger.warning("cannot write a cache entry to disk", metadata: ["error": "\(error)"])
+                }
             }
         }
     }
@@ -116,10 +123,16 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     /// Purges one key, one gateway's entries, or everything; returns how many entries went
     /// (counted on disk, where every entry is).
     func purge(key: String? = nil, gateway: String? = nil) async throws -> Int {
-        memory.withLockedValue { lru in
-            if let key { lru.remove(key) } else if let gateway { lru.removeAll { $1.gateway == gateway } } else { lru.removeAll { _, _ in true } }
-        }
-        return try await disk.delete(key: key, gateway: gateway)
+        let disk = self.disk, memory = self.memory, diskLock = self.diskLock
+        return try await Task.detached {
+            try diskLock.withLockedValue { epoch in
+                epoch += 1
+                memory.withLockedValue { lru in
+                    if let key { lru.remove(key) } else if let gateway { lru.removeAll { $1.gateway == gateway } } else { lru.removeAll { _, _ in true } }
+                }
+                return try disk.deleteNow(key: key, gateway: gateway)
+            }
+        }.value
     }
 
     func run() async throws {
@@ -144,18 +157,29 @@ final class CacheFlight: Sendable {
     struct State {
         var done = false
         var result: CachedResponse?
-        var waiters: [CheckedContinuation<CachedResponse?, Never>] = []
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<CachedResponse?, Never>] = [:]
     }
 
-    /// The leader's answer when it is cacheable, or nil (the follower then fetches on its own).
+    /// The leader's answer when it is cacheable, or nil (the follower then fetches on its own, or
+    /// gives up when its own task was cancelled: its client went away).
     func wait() async -> CachedResponse? {
-        await withCheckedContinuation { continuation in
-            let ready: CachedResponse?? = state.withLockedValue { s in
-                if s.done { return .some(s.result) }
-                s.waiters.append(continuation)
-                return .none
+        let id = state.withLockedValue { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready: CachedResponse?? = state.withLockedValue { s in
+                    if s.done { return .some(s.result) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
             }
-            if let ready { continuation.resume(returning: ready) }
+        } onCancel: {
+            state.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
 
@@ -164,8 +188,8 @@ final class CacheFlight: Sendable {
             guard !s.done else { return [] }
             s.done = true
             s.result = response
-            defer { s.waiters = [] }
-            return s.waiters
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
         }
         for w in waiters { w.resume(returning: response) }
     }

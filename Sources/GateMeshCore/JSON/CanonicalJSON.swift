@@ -227,3 +227,95 @@ public enum CanonicalJSON {
         }
     }
 }
+
+/// Raw spans of a JSON document's parts, so a value can be passed on byte for byte (never
+/// re-encoded). Pure; nil for text that is not the expected JSON.
+public enum JSONSpans {
+    /// The elements of a top-level array, as raw byte ranges.
+    public static func array(_ bytes: ArraySlice<UInt8>) -> [ArraySlice<UInt8>]? {
+        var p = CanonicalJSON.Parser(bytes: Array(bytes))
+        let base = bytes.startIndex
+        p.skipWhitespace()
+        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "[") else { return nil }
+        p.index += 1
+        var out: [ArraySlice<UInt8>] = []
+        p.skipWhitespace()
+        if p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "]") {
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+        while true {
+            p.skipWhitespace()
+            let start = p.index
+            var scratch: [UInt8] = []
+            guard p.value(into: &scratch, depth: 1) else { return nil }
+            out.append(bytes[(base + start)..<(base + p.index)])
+            p.skipWhitespace()
+            guard p.index < p.bytes.count else { return nil }
+            if p.bytes[p.index] == UInt8(ascii: ",") { p.index += 1; continue }
+            guard p.bytes[p.index] == UInt8(ascii: "]") else { return nil }
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+    }
+
+    /// The members of an object, keys unescaped, values as raw byte ranges, in order.
+    public static func object(_ bytes: ArraySlice<UInt8>) -> [(key: String, value: ArraySlice<UInt8>)]? {
+        var p = CanonicalJSON.Parser(bytes: Array(bytes))
+        let base = bytes.startIndex
+        p.skipWhitespace()
+        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "{") else { return nil }
+        p.index += 1
+        var out: [(key: String, value: ArraySlice<UInt8>)] = []
+        p.skipWhitespace()
+        if p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "}") {
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+        while true {
+            p.skipWhitespace()
+            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.string() else { return nil }
+            p.skipWhitespace()
+            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { return nil }
+            p.index += 1
+            p.skipWhitespace()
+            let start = p.index
+            var scratch: [UInt8] = []
+            guard p.value(into: &scratch, depth: 1) else { return nil }
+            out.append((String(decoding: key, as: UTF8.self), bytes[(base + start)..<(base + p.index)]))
+            p.skipWhitespace()
+            guard p.index < p.bytes.count else { return nil }
+            if p.bytes[p.index] == UInt8(ascii: ",") { p.index += 1; continue }
+            guard p.bytes[p.index] == UInt8(ascii: "}") else { return nil }
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+    }
+
+    /// A JSON string's text, or nil when the bytes are not exactly one string.
+    public static func string(_ bytes: ArraySlice<UInt8>) -> String? {
+        var p = CanonicalJSON.Parser(bytes: Array(bytes))
+        p.skipWhitespace()
+        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let s = p.string(), p.trailingOnly else { return nil }
+        return String(decoding: s, as: UTF8.self)
+    }
+
+    /// A JSON number's text (as written), or nil.
+    public static func number(_ bytes: ArraySlice<UInt8>) -> String? {
+        var p = CanonicalJSON.Parser(bytes: Array(bytes))
+        p.skipWhitespace()
+        var out: [UInt8] = []
+        guard p.number(into: &out), p.trailingOnly else { return nil }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension CanonicalJSON.Parser {
+    /// Nothing but whitespace is left.
+    var trailingOnly: Bool {
+        mutating get {
+            skipWhitespace()
+            return index == bytes.count
+        }
+    }
+}
