@@ -435,6 +435,50 @@ struct Reader {
                          window: window, action: action, alertPermille: alerts.sorted())
     }
 
+    /// `{name, strategy: fallback|weighted, targets: [{provider, model, api_key, weight}], cooldown, failures}`.
+    func readRoute(_ node: Node, key: String, providers: ProviderCatalogue) throws(ConfigError) -> ModelRoute {
+        let m = try mapping(node, key: key)
+        try checkKeys(m, key: key, allowed: ["name", "strategy", "targets", "cooldown", "failures"])
+        guard let n = m.value("name") else { throw ConfigError(key: "\(key).name", line: node.mark?.line, message: "every route needs a name") }
+        let name = try string(n, key: "\(key).name")
+        guard !name.contains(where: { $0 == " " || $0 == "\"" }) else {
+            throw ConfigError(key: "\(key).name", line: n.mark?.line, message: "a route name is a model name: no spaces or quotes")
+        }
+        var route = ModelRoute(name: name, targets: [])
+        if let s = m.value("strategy") {
+            let text = try string(s, key: "\(key).strategy")
+            guard let strategy = ModelRoute.Strategy(rawValue: text) else {
+                throw ConfigError(key: "\(key).strategy", line: s.mark?.line, message: "expected fallback or weighted, got '\(text)'")
+            }
+            route.strategy = strategy
+        }
+        if let c = m.value("cooldown") { route.cooldownMs = Int64(try durationMs(c, key: "\(key).cooldown", range: 0...86_400_000)) }
+        if let f = m.value("failures") { route.failures = try int(f, key: "\(key).failures", range: 1...1000) }
+        guard let t = m.value("targets") else { throw ConfigError(key: "\(key).targets", line: node.mark?.line, message: "a route needs targets") }
+        for (j, item) in try sequence(t, key: "\(key).targets").enumerated() {
+            let tk = "\(key).targets[\(j)]"
+            let tm = try mapping(item, key: tk)
+            try checkKeys(tm, key: tk, allowed: ["provider", "model", "api_key", "weight"])
+            guard let p = tm.value("provider") else { throw ConfigError(key: "\(tk).provider", line: item.mark?.line, message: "every target needs a provider") }
+            let provider = try string(p, key: "\(tk).provider")
+            guard let resolved = providers.provider(named: provider) else {
+                throw ConfigError(key: "\(tk).provider", line: p.mark?.line, message: "unknown provider '\(provider)'")
+            }
+            guard resolved.spec.pathStyle != .resourceAndDeployment else {
+                throw ConfigError(key: "\(tk).provider", line: p.mark?.line, message: "azure-openai targets are not supported in routes yet")
+            }
+            guard let mn = tm.value("model") else {
+                throw ConfigError(key: "\(tk).model", line: item.mark?.line, message: "every target needs the model to ask its provider for")
+            }
+            let model = try string(mn, key: "\(tk).model")
+            let apiKey = try tm.value("api_key").map { n throws(ConfigError) in try string(n, key: "\(tk).api_key", allowEmpty: true) }
+            let weight = try tm.value("weight").map { n throws(ConfigError) in try int(n, key: "\(tk).weight", range: 0...1_000_000) } ?? 1
+            route.targets.append(.init(provider: resolved.spec.id, model: model, apiKey: apiKey?.isEmpty == true ? nil : apiKey, weight: weight))
+        }
+        guard !route.targets.isEmpty else { throw ConfigError(key: "\(key).targets", line: t.mark?.line, message: "a route needs at least one target") }
+        return route
+    }
+
     func dimension(_ name: String, key: String, line: Int?) throws(ConfigError) -> LimitRule.Dimension {
         switch name {
         case "provider": return .provider
@@ -498,9 +542,7 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache", "retries"], later: [
-                "routes": "routes",
-            ])
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache", "retries", "routes"])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
             }
@@ -520,6 +562,15 @@ struct Reader {
             var gateway = GatewayConfig(id: id)
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
+            if let list = m.value("routes") {
+                for (j, item) in try sequence(list, key: "\(key).routes").enumerated() {
+                    let route = try readRoute(item, key: "\(key).routes[\(j)]", providers: providers)
+                    guard gateway.routes[route.name] == nil else {
+                        throw ConfigError(key: "\(key).routes[\(j)].name", line: item.mark?.line, message: "duplicate route name '\(route.name)'")
+                    }
+                    gateway.routes[route.name] = route
+                }
+            }
             if let r = m.value("retries") {
                 let rm = try mapping(r, key: "\(key).retries")
                 try checkKeys(rm, key: "\(key).retries", allowed: ["max_attempts", "delay_ms", "backoff", "jitter"])

@@ -41,6 +41,13 @@ struct MockResponder: HTTPResponder {
     func respond(to request: Request, context: Context) async throws -> Response {
         let path = request.uri.path
         if path.hasPrefix("/_mock/") { return control(path: path, method: request.method) }
+        // `/_status/{code}/…`: always answer that status (a provider that keeps failing, for routes).
+        if path.hasPrefix("/_status/"), let code = Int(path.dropFirst("/_status/".count).prefix { $0 != "/" }), (400...599).contains(code) {
+            stats.update { $0.requests += 1 }
+            var response = Self.json(code, MockFormats.openAIError(status: code, message: "mock provider configured to answer \(code)"))
+            if code == 429 { response.headers[.retryAfter] = "1" }
+            return response
+        }
         stats.update { $0.requests += 1; $0.inFlight += 1 }
         defer { stats.update { $0.inFlight -= 1 } }
 

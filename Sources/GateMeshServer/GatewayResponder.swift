@@ -11,6 +11,7 @@ struct GatewayResponder: HTTPResponder {
     let proxy: ProxyHandler
     let operatorAPI: OperatorAPI
     let state: NodeState
+    let routeHealth = RouteHealth()
     let logger: Logger
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -26,6 +27,9 @@ struct GatewayResponder: HTTPResponder {
             case .passthrough(let route):
                 // The exchange outlives this call; it ends the request's count when it is over.
                 handedOff = true
+                if let g = proxy.config.gateway(route.gateway), !g.routes.isEmpty {
+                    return try await routedPassthrough(route, gateway: g, request: request, onFinish: { [state] in state.end() })
+                }
                 return try await proxy.handle(route, request: request, onFinish: { [state] in state.end() })
             case .unified(let gateway, let endpoint):
                 guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }

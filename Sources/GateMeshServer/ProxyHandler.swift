@@ -44,7 +44,7 @@ struct ProxyHandler: Sendable {
     /// For the universal endpoint, `step` is the step's index (logged), and `fallsThrough` turns an
     /// upstream answer of 400 or more into a thrown `GatewayError` (logged as the step's failure)
     /// so that the next step is tried.
-    func handle(_ route: PassthroughRoute, request: Request, step: Int = 0, fallsThrough: Bool = false,
+    func handle(_ route: PassthroughRoute, request: Request, step: Int = 0, fallsThrough: Bool = false, apiKey: String? = nil,
                 onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let started = ContinuousClock.now
         let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
@@ -59,7 +59,9 @@ struct ProxyHandler: Sendable {
             guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
             gateway = g
             try Self.authorize(gateway, headers: request.headers)
-            guard let p = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
+            guard var p = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
+            // A route target's own key replaces the provider's and the client's.
+            if let apiKey { p.storedKey = apiKey }
             provider = p
             metadata = try Self.metadata(request.headers)
             collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog

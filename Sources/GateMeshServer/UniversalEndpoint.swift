@@ -1,17 +1,37 @@
+import Foundation
+import GateMeshAccounting
 import GateMeshCore
 import HTTPTypes
 import Hummingbird
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// `POST /{gateway}`: the universal endpoint. Each step becomes a passthrough request to
-/// `/{gateway}/{provider}/{endpoint}` with the step's `query` as its body, and goes through the
-/// whole proxy (limits, cache, retries, cost, log); the first step whose provider answers below
-/// 400 is returned, with `x-gatemesh-step` saying which (from 0). A step that fails (an error
-/// status after its retries, no connection, a timeout, a refusal by a limit) is logged and the
-/// next one is tried; the last step's answer or error goes to the client as it is.
+/// One passthrough request among several tried in order (a universal-endpoint step, or a route
+/// target).
+struct ProxyStep: Sendable {
+    var route: PassthroughRoute
+    var request: Request
+    /// A route target's own key.
+    var apiKey: String?
+    /// The model a route target asks for.
+    var model: String?
+}
+
+/// How one step went, for route health.
+enum StepOutcome: Sendable {
+    case answered(Int)
+    case failed(GatewayError)
+}
+
+/// `POST /{gateway}`: the universal endpoint, and routes (`gateways[].routes`) on passthrough
+/// requests. Each step goes through the whole proxy (limits, cache, retries, cost, a log row with
+/// the step's index); the first whose provider answers below 400 is returned, with
+/// `x-gatemesh-step` saying which (from 0). A step that fails (an error status after its retries,
+/// no connection, a timeout, a refusal by a limit) is logged and the next one is tried; the last
+/// step's answer or error goes to the client as it is.
 extension GatewayResponder {
     static let stepHeader = HTTPField.Name("x-gatemesh-step")!
+    static let routeHeader = HTTPField.Name("x-gatemesh-route")!
 
     /// Request headers of the outer request a step does not inherit: framing, and credentials
     /// (each step brings its own in `headers`).
@@ -32,10 +52,8 @@ extension GatewayResponder {
             onFinish()
             throw error
         }
-        for (i, step) in steps.enumerated() {
-            let last = i == steps.count - 1
-            let relay = FinishRelay(onFinish)
-            do {
+        let made: [@Sendable () throws -> ProxyStep] = steps.enumerated().map { i, step in
+            { () throws -> ProxyStep in
                 var endpoint = Substring(step.endpoint.hasPrefix("/") ? String(step.endpoint.dropFirst()) : step.endpoint)
                 var query = ""
                 if let q = endpoint.firstIndex(of: "?") {
@@ -58,15 +76,102 @@ extension GatewayResponder {
                 fields[.contentType] = step.headers.first { $0.name == "content-type" }?.value ?? "application/json"
                 fields[.contentLength] = String(step.body.count)
                 let head = HTTPRequest(method: .post, scheme: nil, authority: request.head.authority, path: path + query, headerFields: fields)
-                let stepRequest = Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: step.body)))
-                var response = try await proxy.handle(route, request: stepRequest, step: i, fallsThrough: !last, onFinish: relay.fire)
+                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: step.body))))
+            }
+        }
+        return try await runSteps(made, onFinish: onFinish)
+    }
+
+    /// A passthrough request on a gateway with routes: when its body's `model` names a route, the
+    /// route's targets are tried (in order, or by weight, cooling targets last) as steps, each
+    /// with the target's provider, model and key. Otherwise it is proxied as it is.
+    func routedPassthrough(_ route: PassthroughRoute, gateway: GatewayConfig, request: Request,
+                           onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+        // Only a body of known, modest size can name a route; anything else goes straight through.
+        guard let length = request.headers[.contentLength].flatMap({ Int($0) }), length > 0, length <= ProxyHandler.inlineBodyLimit,
+              request.method == .post else {
+            return try await proxy.handle(route, request: request, onFinish: onFinish)
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
+        } catch {
+            onFinish()
+            throw error
+        }
+        let outerHead = request.head
+        let whole = Request(head: outerHead, body: RequestBody(buffer: buffer))
+        let bytes = Array(buffer.readableBytesView)
+        guard let model = JSONSpans.object(bytes[...])?.first(where: { $0.key == "model" }).flatMap({ JSONSpans.string($0.value) }),
+              let modelRoute = gateway.routes[model], let asked = proxy.catalogue.provider(named: route.provider) else {
+            return try await proxy.handle(route, request: whole, onFinish: onFinish)
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let plan = routeHealth.plan(modelRoute, gateway: gateway.id, now: now)
+        // Passthrough keeps the provider's wire format: only targets that speak it can serve.
+        let usable = plan.filter { i in
+            guard let p = proxy.catalogue.provider(named: modelRoute.targets[i].provider) else { return false }
+            return p.spec.id == asked.spec.id || (p.spec.openAICompatible && asked.spec.openAICompatible)
+        }
+        guard !usable.isEmpty else {
+            onFinish()
+            throw GatewayError.badRequest("route '\(model)' has no target that speaks \(asked.spec.id)'s format; see docs/routing.md",
+                                          code: "no_route_target")
+        }
+        let made: [@Sendable () throws -> ProxyStep] = usable.map { i in
+            { () throws -> ProxyStep in
+                let target = modelRoute.targets[i]
+                guard let body = RequestInspector.replacingModel(in: bytes, with: target.model ?? model) else {
+                    throw GatewayError.badRequest("the request's model cannot be replaced for route '\(model)'", code: "no_route_target")
+                }
+                var head = outerHead
+                head.headerFields[.contentLength] = String(body.count)
+                let stepRoute = PassthroughRoute(gateway: route.gateway, provider: target.provider, rest: route.rest, shape: route.shape)
+                return ProxyStep(route: stepRoute, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: body))),
+                                 apiKey: target.apiKey, model: target.model)
+            }
+        }
+        let health = routeHealth
+        return try await runSteps(made, onFinish: onFinish, routeName: model) { step, outcome in
+            let index = usable[step]
+            let result: RouteBalancer.Outcome?
+            switch outcome {
+            case .answered(let status): result = status == 429 ? .rateLimited : status >= 500 ? .failure : .success
+            case .failed(let error):
+                // Only what the provider did counts: not a refusal by this gateway's own limits.
+                if error.code == "step_failed" || error.code.hasPrefix("upstream") {
+                    result = error.status == 429 ? .rateLimited : .failure
+                } else {
+                    result = nil
+                }
+            }
+            if let result { health.record(modelRoute, gateway: gateway.id, target: index, outcome: result) }
+        }
+    }
+
+    /// Tries the steps in order; see the type's documentation.
+    func runSteps(_ steps: [@Sendable () throws -> ProxyStep], onFinish: @escaping @Sendable () -> Void, routeName: String? = nil,
+                  observe: @Sendable (Int, StepOutcome) -> Void = { _, _ in }) async throws -> Response {
+        for (i, make) in steps.enumerated() {
+            let last = i == steps.count - 1
+            let relay = FinishRelay(onFinish)
+            do {
+                let step = try make()
+                var response = try await proxy.handle(step.route, request: step.request, step: i, fallsThrough: !last, apiKey: step.apiKey,
+                                                      onFinish: relay.fire)
+                observe(i, .answered(Int(response.status.code)))
                 response.headers[Self.stepHeader] = String(i)
+                if let routeName { response.headers[Self.routeHeader] = routeName }
+                if let model = step.model { response.headers[ProxyHandler.modelHeader] = model }
                 relay.keep()
                 return response
             } catch var error as GatewayError {
+                observe(i, .failed(error))
                 guard last else { continue }
                 relay.keep()
                 error.headers.append(("x-gatemesh-step", String(i)))
+                if let routeName { error.headers.append(("x-gatemesh-route", routeName)) }
                 throw error
             } catch {
                 relay.keep()
@@ -74,7 +179,21 @@ extension GatewayResponder {
             }
         }
         onFinish()
-        throw GatewayError.internalError("universal endpoint: no step ran")
+        throw GatewayError.internalError("no step ran")
+    }
+}
+
+/// The health of every route's targets, shared by the node's requests.
+final class RouteHealth: Sendable {
+    private let balancer = NIOLockedValueBox(RouteBalancer())
+
+    func plan(_ route: ModelRoute, gateway: String, now: Int64) -> [Int] {
+        balancer.withLockedValue { $0.plan(route, gateway: gateway, now: now, random: { Double.random(in: 0..<1) }) }
+    }
+
+    func record(_ route: ModelRoute, gateway: String, target: Int, outcome: RouteBalancer.Outcome) {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        balancer.withLockedValue { $0.record(route, gateway: gateway, target: target, outcome: outcome, now: now) }
     }
 }
 

@@ -89,9 +89,6 @@ import Testing
     }
 
     @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
-        let e = error("gateways:\n  - id: a\n    routes: []\n")
-        #expect(e?.key == "gateways[0].routes")
-        #expect(e?.message.contains("not available") == true)
         #expect(error("cluster: {listen: \"0.0.0.0:7946\"}")?.key == "cluster")
     }
 

@@ -138,6 +138,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var cacheTTLSeconds: Int?
     /// Retries of failed upstream attempts (`retries`); one attempt unless configured.
     public var retries = RetryPolicy()
+    /// Named routes (`routes`): a request whose model is a route's name goes to its targets.
+    public var routes: [String: ModelRoute] = [:]
     public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens
