@@ -110,6 +110,7 @@ struct ProxyHandler: Sendable {
 
         var timeouts = self.timeouts
         if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
+        let requestedPolicy = try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] }
 
         // The body: none, whole, or streamed. A whole body is read for the facts that price it, and
         // an OpenAI-format stream that did not ask for usage is asked for it (and the answer hidden).
@@ -221,8 +222,7 @@ struct ProxyHandler: Sendable {
             method: request.method.rawValue, url: target.url,
             headers: target.headers.map { ($0.name, $0.value) }, body: body, timeouts: timeouts)
         // A body that streams up unread cannot be sent twice: one attempt only.
-        let policy = streamUpload ? RetryPolicy(maxAttempts: 1)
-            : try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] }
+        let policy = streamUpload ? RetryPolicy(maxAttempts: 1) : requestedPolicy
 
         let overLimit = NIOLockedValueBox(false)
         var uploadTask: Task<Void, Never>?
@@ -268,10 +268,13 @@ struct ProxyHandler: Sendable {
                 }
                 exchange.setAttempts(attempt)
                 logger.warning("upstream failed", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)", "attempts": "\(attempt)"])
-                throw ErrorResponse.gatewayError(for: error, provider: provider.spec.id)
+                var failure = ErrorResponse.gatewayError(for: error, provider: provider.spec.id)
+                failure.headers.append(("x-gatemesh-attempts", String(attempt)))
+                throw failure
             }
             if RetryPolicy.isRetryable(status: head.status) {
-                let retryAfter = head.status == 429 ? RetryPolicy.retryAfterMs(head.headers.first { $0.name == "retry-after" }?.value) : nil
+                // Retry-After counts on a 429 and on a 503 alike (RFC 9110 allows it on both).
+                let retryAfter = RetryPolicy.retryAfterMs(head.headers.first { $0.name == "retry-after" }?.value)
                 if let wait = policy.delay(beforeAttempt: attempt + 1, retryAfterMs: retryAfter, random: .random(in: 0..<1)) {
                     transfer.cancel()
                     logger.info("upstream answered \(head.status); retrying", metadata: ["provider": "\(provider.spec.id)",

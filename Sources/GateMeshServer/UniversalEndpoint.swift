@@ -157,7 +157,14 @@ extension GatewayResponder {
             let last = i == steps.count - 1
             let relay = FinishRelay(onFinish)
             do {
-                let step = try make()
+                let step: ProxyStep
+                do {
+                    step = try make()
+                } catch {
+                    // No exchange will end this step: end it here (the relay decides whether it counts).
+                    relay.fire()
+                    throw error
+                }
                 var response = try await proxy.handle(step.route, request: step.request, step: i, fallsThrough: !last, apiKey: step.apiKey,
                                                       onFinish: relay.fire)
                 observe(i, .answered(Int(response.status.code)))

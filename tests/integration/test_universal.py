@@ -78,3 +78,8 @@ def test_malformed_bodies_are_400s_that_say_what_is_wrong(start_node):
     assert requests.get(node.url + "/default").status_code == 405
     r = universal(node, [step(provider="nope")])
     assert r.status_code == 404 and r.headers["x-gatemesh-step"] == "0"
+    r = universal(node, [step(provider="nope"), step(endpoint="a/../../b")])
+    assert r.status_code == 400, r.text
+    # Every request above has ended: only this status request is in flight.
+    status = requests.get(node.url + "/cluster/status", headers={"authorization": "Bearer admin-secret"}).json()
+    assert status["members"][0]["in_flight"] == 1
