@@ -69,6 +69,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Shell: the peer transport (cluster certificates, TLS 1.3 on memory BIOs).
+        .target(name: "GateMeshPeer", dependencies: ["CGateMeshOpenSSL"], swiftSettings: swiftSettings),
         .target(
             name: "GateMeshServer",
             dependencies: [
@@ -102,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "gatemesh",
             dependencies: [
-                "GateMeshServer", "GateMeshMock", "GateMeshConfig", "GateMeshCore",
+                "GateMeshServer", "GateMeshMock", "GateMeshConfig", "GateMeshCore", "GateMeshPeer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -114,6 +116,7 @@ let package = Package(
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

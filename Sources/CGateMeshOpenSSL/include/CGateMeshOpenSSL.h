@@ -20,4 +20,45 @@ int copenssl_hmac_sha256(const void *key, size_t key_length, const void *data, s
 /// SHA-256 of `data` into `out` (32 bytes). Returns 1 on success, 0 on failure.
 int copenssl_sha256(const void *data, size_t data_length, unsigned char *out);
 
+// MARK: Cluster certificates (certs.c). PEM outputs are NUL-terminated and freed with copenssl_free.
+
+void copenssl_free(void *p);
+/// A self-signed CA (P-256), valid from now + not_before_offset_s for valid_seconds. 1 on success;
+/// on failure 0 and a message in err.
+int copenssl_ca_create(const char *common_name, long not_before_offset_s, long valid_seconds,
+                       char **cert_pem, char **key_pem, char *err, size_t err_len);
+/// A node certificate signed by the CA, for both TLS server and client use. san is an OpenSSL
+/// subjectAltName list ("DNS:eu-1,DNS:localhost,IP:127.0.0.1") or empty.
+int copenssl_cert_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *common_name, const char *san,
+                        long not_before_offset_s, long valid_seconds, char **cert_pem, char **key_pem, char *err, size_t err_len);
+/// The subject's common name and the end of validity (Unix seconds) of a PEM certificate.
+int copenssl_cert_describe(const char *cert_pem, char *subject, size_t subject_len, long *not_after_unix);
+
+// MARK: TLS 1.3 on memory BIOs (tls.c)
+
+typedef struct copenssl_tls_ctx copenssl_tls_ctx;
+typedef struct copenssl_tls copenssl_tls;
+
+/// A context that trusts only ca_pem, presents cert_pem/key_pem and requires the peer's certificate.
+copenssl_tls_ctx *copenssl_tls_ctx_new(int is_server, const char *ca_pem, const char *cert_pem, const char *key_pem,
+                                       char *err, size_t err_len);
+void copenssl_tls_ctx_free(copenssl_tls_ctx *ctx);
+copenssl_tls *copenssl_tls_new(copenssl_tls_ctx *ctx, int is_server);
+void copenssl_tls_free(copenssl_tls *t);
+/// Bytes from the network into the engine. Returns how many were taken.
+int copenssl_tls_feed(copenssl_tls *t, const void *data, size_t len);
+/// Advances the handshake: 1 done, 0 needs more bytes, -1 failed (message in err).
+int copenssl_tls_handshake(copenssl_tls *t, char *err, size_t err_len);
+/// Plaintext out: bytes read (>0), 0 none yet, -2 the peer closed, -1 failed.
+int copenssl_tls_read(copenssl_tls *t, void *buf, size_t cap, char *err, size_t err_len);
+/// Plaintext in: bytes taken (>0), 0 not now, -1 failed.
+int copenssl_tls_write(copenssl_tls *t, const void *buf, size_t len, char *err, size_t err_len);
+/// Bytes for the network: how many were copied into buf (0 when none).
+int copenssl_tls_drain(copenssl_tls *t, void *buf, size_t cap);
+size_t copenssl_tls_pending_out(copenssl_tls *t);
+/// Queues a close_notify.
+int copenssl_tls_close(copenssl_tls *t);
+/// The peer certificate's common name; its length, or -1 without one.
+int copenssl_tls_peer_name(copenssl_tls *t, char *buf, size_t cap);
+
 #endif
