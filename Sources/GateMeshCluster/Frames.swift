@@ -1,0 +1,168 @@
+/// Peer frames: `G` `M`, a version byte, a type byte, a 4-byte big-endian payload length, then
+/// the payload. A decoder takes bytes as they arrive and yields whole frames; a frame with a wrong
+/// magic, another version, an unknown type or a length above the maximum is an error that closes
+/// that one connection (never the node). Pure.
+public struct Frame: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        /// Membership: a SWIM message (ping, ack, ping-req, with piggybacked updates).
+        case membership = 1
+        /// Replication: CRDT counter entries (a delta, or an anti-entropy answer).
+        case counters = 2
+        /// Replication: a digest of counter versions, asking for what is missing.
+        case digest = 3
+        /// The first frame on a connection: who is speaking.
+        case hello = 4
+    }
+
+    public static let version: UInt8 = 1
+    public static let headerSize = 8
+
+    public var kind: Kind
+    public var payload: [UInt8]
+
+    public init(kind: Kind, payload: [UInt8]) {
+        self.kind = kind
+        self.payload = payload
+    }
+
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "G"), UInt8(ascii: "M"), Self.version, kind.rawValue]
+        let n = UInt32(payload.count)
+        out += [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+        out += payload
+        return out
+    }
+}
+
+public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
+    case badMagic
+    case unsupportedVersion(UInt8)
+    case unknownKind(UInt8)
+    case tooLarge(Int, max: Int)
+
+    public var description: String {
+        switch self {
+        case .badMagic: return "not a GateMesh peer frame (bad magic)"
+        case .unsupportedVersion(let v): return "peer frame version \(v) is not supported (this node speaks \(Frame.version))"
+        case .unknownKind(let k): return "unknown peer frame type \(k)"
+        case .tooLarge(let n, let max): return "peer frame of \(n) bytes is over the maximum of \(max)"
+        }
+    }
+}
+
+public struct FrameDecoder: Sendable {
+    public let maxPayload: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    public init(maxPayload: Int = 4 << 20) {
+        self.maxPayload = maxPayload
+    }
+
+    public mutating func feed(_ bytes: some Sequence<UInt8>) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next whole frame, nil when more bytes are needed. After an error the decoder is spent.
+    public mutating func next() throws(FrameError) -> Frame? {
+        let available = buffer.count - start
+        guard available >= 2 else { return nil }
+        guard buffer[start] == UInt8(ascii: "G"), buffer[start + 1] == UInt8(ascii: "M") else { throw .badMagic }
+        guard available >= Frame.headerSize else { return nil }
+        guard buffer[start + 2] == Frame.version else { throw .unsupportedVersion(buffer[start + 2]) }
+        guard let kind = Frame.Kind(rawValue: buffer[start + 3]) else { throw .unknownKind(buffer[start + 3]) }
+        let length = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
+        guard length <= maxPayload else { throw .tooLarge(length, max: maxPayload) }
+        guard available >= Frame.headerSize + length else { return nil }
+        let payloadStart = start + Frame.headerSize
+        let frame = Frame(kind: kind, payload: Array(buffer[payloadStart..<payloadStart + length]))
+        start = payloadStart + length
+        if start > 64 * 1024 || start == buffer.count {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        return frame
+    }
+
+    /// Bytes held waiting for the rest of a frame.
+    public var buffered: Int { buffer.count - start }
+}
+
+/// Writes the fields of a payload: unsigned varints, zig-zag signed varints, length-prefixed
+/// strings and bytes.
+public struct BinaryWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+
+    public mutating func uint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    public mutating func int(_ v: Int64) { uint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
+
+    public mutating func string(_ s: String) {
+        let utf8 = Array(s.utf8)
+        uint(UInt64(utf8.count))
+        bytes += utf8
+    }
+
+    public mutating func byte(_ b: UInt8) { bytes.append(b) }
+}
+
+public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reads what `BinaryWriter` wrote; every read is bounds-checked and fails cleanly.
+public struct BinaryReader: Sendable {
+    let bytes: [UInt8]
+    var index = 0
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var atEnd: Bool { index == bytes.count }
+
+    public mutating func uint() throws(DecodeError) -> UInt64 {
+        var v: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard index < bytes.count else { throw DecodeError("truncated number") }
+            guard shift < 64 else { throw DecodeError("number too long") }
+            let b = bytes[index]
+            index += 1
+            v |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return v }
+            shift += 7
+        }
+    }
+
+    public mutating func int() throws(DecodeError) -> Int64 {
+        let u = try uint()
+        return Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1)))
+    }
+
+    public mutating func count(max: Int) throws(DecodeError) -> Int {
+        let n = try uint()
+        guard n <= UInt64(max) else { throw DecodeError("count \(n) over the maximum \(max)") }
+        return Int(n)
+    }
+
+    public mutating func string(max: Int = 4096) throws(DecodeError) -> String {
+        let n = try count(max: max)
+        guard bytes.count - index >= n else { throw DecodeError("truncated string") }
+        defer { index += n }
+        return String(decoding: bytes[index..<index + n], as: UTF8.self)
+    }
+
+    public mutating func byte() throws(DecodeError) -> UInt8 {
+        guard index < bytes.count else { throw DecodeError("truncated byte") }
+        defer { index += 1 }
+        return bytes[index]
+    }
+}

@@ -1,0 +1,81 @@
+/// The wire form of membership envelopes (the payload of `.membership` frames). Every count and
+/// string is bounded, so a malformed or hostile payload is a `DecodeError`, never a crash or an
+/// unbounded allocation.
+public enum MembershipCodec {
+    public static let maxUpdates = 100_000
+    public static let maxString = 1024
+
+    public static func encode(_ e: Membership.Envelope) -> [UInt8] {
+        var w = BinaryWriter()
+        info(e.from, &w)
+        w.uint(e.incarnation)
+        switch e.message {
+        case .ping(let seq):
+            w.byte(1)
+            w.uint(seq)
+        case .ack(let seq):
+            w.byte(2)
+            w.uint(seq)
+        case .pingRequest(let seq, let target):
+            w.byte(3)
+            w.uint(seq)
+            info(target, &w)
+        case .sync(let members, let reply):
+            w.byte(reply ? 5 : 4)
+            updates(members, &w)
+        }
+        updates(e.updates, &w)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> Membership.Envelope {
+        var r = BinaryReader(bytes)
+        let from = try info(&r)
+        let incarnation = try r.uint()
+        let message: Membership.Message
+        switch try r.byte() {
+        case 1: message = .ping(seq: try r.uint())
+        case 2: message = .ack(seq: try r.uint())
+        case 3: message = .pingRequest(seq: try r.uint(), target: try info(&r))
+        case 4: message = .sync(members: try updates(&r), reply: false)
+        case 5: message = .sync(members: try updates(&r), reply: true)
+        case let k: throw DecodeError("unknown membership message \(k)")
+        }
+        let piggyback = try updates(&r)
+        guard r.atEnd else { throw DecodeError("trailing bytes after a membership message") }
+        return Membership.Envelope(from: from, incarnation: incarnation, message: message, updates: piggyback)
+    }
+
+    static func info(_ i: Membership.Info, _ w: inout BinaryWriter) {
+        w.string(i.name)
+        w.string(i.address)
+        w.string(i.region)
+    }
+
+    static func info(_ r: inout BinaryReader) throws(DecodeError) -> Membership.Info {
+        let name = try r.string(max: maxString)
+        guard !name.isEmpty else { throw DecodeError("a member without a name") }
+        return Membership.Info(name: name, address: try r.string(max: maxString), region: try r.string(max: maxString))
+    }
+
+    static func updates(_ list: [Membership.Update], _ w: inout BinaryWriter) {
+        w.uint(UInt64(list.count))
+        for u in list {
+            info(u.info, &w)
+            w.byte(u.state.rawValue)
+            w.uint(u.incarnation)
+        }
+    }
+
+    static func updates(_ r: inout BinaryReader) throws(DecodeError) -> [Membership.Update] {
+        let n = try r.count(max: maxUpdates)
+        var out: [Membership.Update] = []
+        out.reserveCapacity(min(n, 1024))
+        for _ in 0..<n {
+            let i = try info(&r)
+            guard let state = Membership.State(rawValue: try r.byte()) else { throw DecodeError("unknown member state") }
+            out.append(.init(info: i, state: state, incarnation: try r.uint()))
+        }
+        return out
+    }
+}

@@ -1,0 +1,196 @@
+@testable import GateMeshCluster
+import Testing
+
+/// A deterministic network for membership state machines: virtual time, per-pair latency, random
+/// loss from a seeded generator, nodes that go down, partitions.
+struct Simulation {
+    var nodes: [Membership]
+    var up: [Bool]
+    var now: Int64 = 0
+    var loss: Double = 0
+    var latency: (Int, Int) -> Int64 = { _, _ in 20 }
+    var partition: Set<Int>? = nil
+    var rng = SplitMix64(seed: 7)
+    var queue = Heap()
+    var index: [String: Int] = [:]
+    /// Every state change any node saw: (time, observer, member, state).
+    var changes: [(Int64, Int, String, Membership.State)] = []
+    var delivered = 0
+
+    init(count: Int, seeds: Int = 3, config: Membership.Config = Membership.Config()) {
+        let addresses = (0..<count).map { "10.0.\($0 / 250).\($0 % 250):7946" }
+        nodes = (0..<count).map { i in
+            Membership(me: .init(name: "n\(i)", address: addresses[i], region: "r\(i % 3)"), seeds: Array(addresses.prefix(seeds)),
+                       config: config, seed: UInt64(i))
+        }
+        up = Array(repeating: true, count: count)
+        for (i, a) in addresses.enumerated() { index[a] = i }
+    }
+
+    mutating func handle(_ actions: [Membership.Action], from: Int) {
+        for action in actions {
+            switch action {
+            case .changed(let m): changes.append((now, from, m.info.name, m.state))
+            case .send(let address, let envelope):
+                guard let to = index[address] else { continue }
+                if loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < loss { continue }
+                if let p = partition, p.contains(from) != p.contains(to) { continue }
+                queue.push((now + latency(from, to), to, envelope))
+            }
+        }
+    }
+
+    mutating func run(for ms: Int64, step: Int64 = 50) {
+        let end = now + ms
+        while now < end {
+            now += step
+            while let top = queue.peek, top.0 <= now {
+                let (_, to, envelope) = queue.pop()!
+                guard up[to] else { continue }
+                if let p = partition, p.contains(to) != p.contains(index[envelope.from.address]!) { continue }
+                delivered += 1
+                let actions = nodes[to].receive(envelope, now: now)
+                handle(actions, from: to)
+            }
+            for i in nodes.indices where up[i] {
+                let actions = nodes[i].tick(now: now)
+                handle(actions, from: i)
+            }
+        }
+    }
+
+    func view(_ i: Int) -> [String: Membership.State] { nodes[i].members.mapValues(\.state) }
+    func allSee(_ state: Membership.State, of name: String, among: [Int]) -> Bool {
+        among.allSatisfy { nodes[$0].members[name]?.state == state }
+    }
+}
+
+/// A binary min-heap of (time, node, envelope) by time, for the simulation's message queue.
+struct Heap {
+    var items: [(Int64, Int, Membership.Envelope)] = []
+    var peek: (Int64, Int, Membership.Envelope)? { items.first }
+    mutating func push(_ x: (Int64, Int, Membership.Envelope)) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0, items[(i - 1) / 2].0 > items[i].0 {
+            items.swapAt(i, (i - 1) / 2)
+            i = (i - 1) / 2
+        }
+    }
+    mutating func pop() -> (Int64, Int, Membership.Envelope)? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count, items[l].0 < items[m].0 { m = l }
+            if r < items.count, items[r].0 < items[m].0 { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+}
+
+@Suite struct MembershipTests {
+    let everyone = Array(0..<5)
+
+    @Test func fiveNodesFromTheSameSeedListFindEachOther() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        for i in 0..<5 {
+            #expect(sim.view(i).count == 4 && sim.view(i).values.allSatisfy { $0 == .alive }, "node \(i): \(sim.view(i))")
+        }
+    }
+
+    @Test func aNodeThatDiesIsSuspectedThenDeclaredDeadByEveryone() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        sim.up[3] = false
+        let killedAt = sim.now
+        sim.run(for: 15_000)
+        #expect(sim.allSee(.dead, of: "n3", among: [0, 1, 2, 4]))
+        let declared = sim.changes.filter { $0.2 == "n3" && $0.3 == .dead }.map(\.0).min() ?? .max
+        // Detection (a probe period or two) plus the suspicion timeout (5 s at this size).
+        #expect(declared - killedAt < 10_000, "dead after \(declared - killedAt) ms")
+        #expect(sim.changes.filter { $0.2 != "n3" && $0.3 == .dead }.isEmpty)
+    }
+
+    @Test func wideAreaLinksWithLossDoNotCauseFalseDeaths() {
+        var sim = Simulation(count: 5)
+        // Three regions: 15 ms within a region, 30, 80 and 150 ms one way between them, 5 % loss.
+        let region = [0, 0, 1, 1, 2]
+        let between: [[Int64]] = [[15, 30, 150], [30, 15, 80], [150, 80, 15]]
+        sim.latency = { a, b in between[region[a]][region[b]] }
+        sim.loss = 0.05
+        sim.run(for: 10 * 60_000, step: 25)
+        #expect(sim.changes.filter { $0.3 == .dead }.isEmpty, "false deaths: \(sim.changes.filter { $0.3 == .dead })")
+        for i in 0..<5 { #expect(sim.view(i).values.allSatisfy { $0 == .alive }, "node \(i): \(sim.view(i))") }
+    }
+
+    @Test func aGracefulLeaveIsSeenAsLeftNotDead() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        let actions = sim.nodes[2].leave(now: sim.now)
+        sim.handle(actions, from: 2)
+        sim.up[2] = false
+        sim.run(for: 3000)
+        #expect(sim.allSee(.left, of: "n2", among: [0, 1, 3, 4]))
+        #expect(sim.changes.filter { $0.2 == "n2" && $0.3 == .dead }.isEmpty)
+    }
+
+    @Test func aSuspectThatIsAliveRefutesWithAHigherIncarnation() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        // n4 stops answering for 2.5 s (a GC pause, a slow link): suspected, never declared dead.
+        sim.up[4] = false
+        sim.run(for: 2500)
+        sim.up[4] = true
+        sim.run(for: 8000)
+        #expect(sim.nodes[4].incarnation >= 1)
+        #expect(sim.allSee(.alive, of: "n4", among: [0, 1, 2, 3]))
+        #expect(sim.changes.filter { $0.2 == "n4" && $0.3 == .dead }.isEmpty)
+    }
+
+    @Test func aPartitionHealsAndEveryoneAgreesAgain() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        sim.partition = [0, 1]
+        sim.run(for: 30_000)
+        #expect(sim.allSee(.dead, of: "n0", among: [2, 3, 4]) && sim.allSee(.dead, of: "n3", among: [0, 1]))
+        sim.partition = nil
+        let healedAt = sim.now
+        var agreedAt: Int64?
+        while sim.now - healedAt < 30_000 {
+            sim.run(for: 250)
+            if (0..<5).allSatisfy({ i in sim.view(i).count == 4 && sim.view(i).values.allSatisfy { $0 == .alive } }) {
+                agreedAt = sim.now
+                break
+            }
+        }
+        #expect(agreedAt != nil, "views after healing: \((0..<5).map { sim.view($0) })")
+        #expect((agreedAt ?? .max) - healedAt <= 10_000)
+    }
+
+    @Test func aThousandNodesConvergeFromThreeSeeds() {
+        var config = Membership.Config()
+        config.syncIntervalMs = 5000
+        var sim = Simulation(count: 1000, seeds: 3, config: config)
+        sim.latency = { a, b in 5 + Int64((a * 31 + b * 17) % 40) }
+        var convergedAt: Int64?
+        while sim.now < 30_000 {
+            sim.run(for: 1000, step: 200)
+            if (0..<1000).allSatisfy({ sim.nodes[$0].aliveCount == 999 }) {
+                convergedAt = sim.now
+                break
+            }
+        }
+        #expect(convergedAt != nil)
+        let complete = (0..<1000).filter { sim.nodes[$0].aliveCount == 999 }.count
+        #expect(complete == 1000, "\(complete) of 1000 nodes see everyone")
+        #expect(sim.changes.filter { $0.3 == .dead }.isEmpty)
+    }
+}
