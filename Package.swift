@@ -47,7 +47,7 @@ let package = Package(
 
         .target(name: "GateMeshLimits", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
         // Pure: cluster membership (SWIM), peer frames, replication.
-        .target(name: "GateMeshCluster", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+        .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
         // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
         .target(name: "GateMeshCache", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
 
@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

@@ -35,6 +35,11 @@ public struct VersionedSlots: Sendable, Hashable {
         public var value: Int64
         public var version: UInt64
 
+        public init(value: Int64, version: UInt64) {
+            self.value = value
+            self.version = version
+        }
+
         mutating func apply(delta: Int64, version: UInt64) {
             guard version > self.version else { return }
             value = max(0, value + delta)

@@ -1,0 +1,162 @@
+import GateMeshLimits
+
+/// The wire form of counter entries (the payload of `.counters` frames) and of digests. Bounded
+/// like every peer payload.
+public enum CountersCodec {
+    public static let maxEntries = 1_000_000
+    public static let maxSlots = 10_000
+
+    public static func encode(_ entries: [CounterMap.Key: CounterMap.Entry]) -> [UInt8] {
+        var w = BinaryWriter()
+        w.uint(UInt64(entries.count))
+        for (key, entry) in entries {
+            w.string(key.rule)
+            w.string(key.scope)
+            w.int(key.bucket)
+            w.uint(UInt64(entry.spent.slots.count))
+            for (node, v) in entry.spent.slots {
+                w.string(node)
+                w.int(v)
+            }
+            w.uint(UInt64(entry.reserved.slots.count))
+            for (node, slot) in entry.reserved.slots {
+                w.string(node)
+                w.int(slot.value)
+                w.uint(slot.version)
+            }
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [CounterMap.Key: CounterMap.Entry] {
+        var r = BinaryReader(bytes)
+        let n = try r.count(max: maxEntries)
+        var out: [CounterMap.Key: CounterMap.Entry] = [:]
+        out.reserveCapacity(min(n, 65_536))
+        for _ in 0..<n {
+            let key = CounterMap.Key(rule: try r.string(), scope: try r.string(), bucket: try r.int())
+            var spent: [String: Int64] = [:]
+            for _ in 0..<(try r.count(max: maxSlots)) {
+                let node = try r.string()
+                let v = try r.int()
+                guard v >= 0 else { throw DecodeError("a negative spent slot") }
+                spent[node] = v
+            }
+            var reserved: [String: VersionedSlots.Slot] = [:]
+            for _ in 0..<(try r.count(max: maxSlots)) {
+                let node = try r.string()
+                let v = try r.int()
+                reserved[node] = VersionedSlots.Slot(value: max(0, v), version: try r.uint())
+            }
+            out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved))
+        }
+        guard r.atEnd else { throw DecodeError("trailing bytes after counters") }
+        return out
+    }
+
+    /// A digest: per rule, a hash of all its entries (order-independent), for anti-entropy.
+    public static func digest(_ counters: CounterMap) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (key, entry) in counters.entries {
+            var h: UInt64 = 0xcbf29ce484222325
+            func mix(_ s: String) { for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }; h = (h ^ 0xff) &* 0x100000001b3 }
+            func mix(_ v: UInt64) { for i in 0..<8 { h = (h ^ (v >> (8 * UInt64(i)) & 0xff)) &* 0x100000001b3 } }
+            mix(key.scope)
+            mix(UInt64(bitPattern: key.bucket))
+            for (node, v) in entry.spent.slots.sorted(by: { $0.key < $1.key }) {
+                mix(node)
+                mix(UInt64(bitPattern: v))
+            }
+            for (node, slot) in entry.reserved.slots.sorted(by: { $0.key < $1.key }) {
+                mix(node)
+                mix(slot.version)
+            }
+            // Entries combine by addition, so the digest does not depend on iteration order.
+            out[key.rule, default: 0] &+= h
+        }
+        return out
+    }
+
+    public static func encodeDigest(_ d: [String: UInt64]) -> [UInt8] {
+        var w = BinaryWriter()
+        w.uint(UInt64(d.count))
+        for (rule, h) in d {
+            w.string(rule)
+            w.uint(h)
+        }
+        return w.bytes
+    }
+
+    public static func decodeDigest(_ bytes: [UInt8]) throws(DecodeError) -> [String: UInt64] {
+        var r = BinaryReader(bytes)
+        var out: [String: UInt64] = [:]
+        for _ in 0..<(try r.count(max: maxEntries)) { out[try r.string()] = try r.uint() }
+        guard r.atEnd else { throw DecodeError("trailing bytes after a digest") }
+        return out
+    }
+}
+
+/// When to send what to whom, for the replicated counters. Pure.
+///
+/// Every `deltaIntervalMs` each peer gets the entries that changed since what it was last sent
+/// (all peers while there are at most `fullFanout`, otherwise that many at random, so the work
+/// per node stays flat as the cluster grows). Every `digestIntervalMs` one peer gets a digest; it
+/// answers with the entries of every rule whose hash differs, which repairs lost or reordered
+/// deltas. Merges are idempotent, so a duplicate or late frame is harmless.
+public struct Replicator: Sendable {
+    public struct Config: Sendable {
+        public var deltaIntervalMs: Int64 = 150
+        public var digestIntervalMs: Int64 = 2000
+        public var fullFanout = 8
+        public init() {}
+    }
+
+    public let config: Config
+    var sentVersion: [String: UInt64] = [:]
+    var nextDeltaAt: Int64 = 0
+    var nextDigestAt: Int64 = 0
+    var rng: SplitMix64
+
+    public init(config: Config = Config(), seed: UInt64 = 0) {
+        self.config = config
+        self.rng = SplitMix64(seed: seed)
+    }
+
+    /// Frames to send now: (peer name, frame).
+    public mutating func tick(now: Int64, counters: CounterMap, peers: [String]) -> [(String, Frame)] {
+        var out: [(String, Frame)] = []
+        if now >= nextDeltaAt {
+            nextDeltaAt = now + config.deltaIntervalMs
+            var targets = peers
+            if targets.count > config.fullFanout {
+                targets.shuffle(using: &rng)
+                targets = Array(targets.prefix(config.fullFanout))
+            }
+            for peer in targets {
+                let since = sentVersion[peer] ?? 0
+                guard counters.version > since else { continue }
+                let delta = counters.delta(since: since)
+                sentVersion[peer] = counters.version
+                if !delta.isEmpty { out.append((peer, Frame(kind: .counters, payload: CountersCodec.encode(delta)))) }
+            }
+        }
+        if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {
+            nextDigestAt = now + config.digestIntervalMs
+            out.append((peer, Frame(kind: .digest, payload: CountersCodec.encodeDigest(CountersCodec.digest(counters)))))
+        }
+        return out
+    }
+
+    /// The answer to a peer's digest: our entries of every rule whose hash differs from theirs
+    /// (including rules they do not have), or nil when all agree.
+    public func answer(digest theirs: [String: UInt64], counters: CounterMap) -> Frame? {
+        let ours = CountersCodec.digest(counters)
+        let differing = Set(ours.keys.filter { ours[$0] != theirs[$0] })
+        guard !differing.isEmpty else { return nil }
+        let entries = counters.entries.filter { differing.contains($0.key.rule) }
+        return Frame(kind: .counters, payload: CountersCodec.encode(entries))
+    }
+
+    /// A peer went away and came back (or is new): send it everything next time.
+    public mutating func reset(peer: String) { sentVersion[peer] = nil }
+}
