@@ -77,7 +77,7 @@ let package = Package(
             name: "GateMeshServer",
             dependencies: [
                 "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "GateMeshLimits", "GateMeshCache",
-                "CGateMeshOpenSSL",
+                "GateMeshCluster", "GateMeshPeer", "CGateMeshOpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -85,6 +85,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -5,11 +5,12 @@
     python3 cluster/launch.py --nodes 3 --base-port 9100 --mock-port 9200
 
 Each node gets its own config and data directory under cluster/run/ (git-ignored), named
-node-1..node-N, with every built-in provider pointed at the mock. Ctrl-C stops them all.
+node-1..node-N, with every built-in provider pointed at the mock, a certificate from a fresh
+cluster CA (`gatemesh certs init` / `issue`), a peer listener on 127.0.0.1:(peer base port + i)
+and every node as a seed, so they form one cluster. Ctrl-C stops them all.
 
-Today the nodes run side by side without knowing of each other: the peer transport, membership
-and gossip arrive with the cluster issue, and this launcher grows with them (seeds, certificates).
-The `Cluster` class is importable, for benchmarks and tests that need several nodes.
+The `Cluster` class is importable, for benchmarks and tests that need several nodes (it can also
+kill a node and start it again).
 """
 import argparse
 import os
@@ -62,9 +63,11 @@ class Cluster:
     """N nodes and one mock provider; use as a context manager or call start()/stop()."""
 
     def __init__(self, nodes=3, base_port=8701, mock_port=9999, binary=None, run_dir=None, admin_token="cluster-admin",
-                 extra_yaml=""):
+                 extra_yaml="", peer_base_port=None, mock=None):
         self.count = nodes
         self.base_port = base_port
+        self.peer_base_port = peer_base_port or base_port + 1000
+        self.external_mock = mock
         self.mock_port = mock_port
         self.binary = binary or default_binary()
         self.run_dir = run_dir or os.path.join(ROOT, "cluster", "run")
@@ -75,7 +78,10 @@ class Cluster:
 
     @property
     def mock_url(self):
-        return f"http://127.0.0.1:{self.mock_port}"
+        return self.external_mock.url if self.external_mock else f"http://127.0.0.1:{self.mock_port}"
+
+    def peer_address(self, i):
+        return f"127.0.0.1:{self.peer_base_port + i}"
 
     def node_url(self, i):
         return f"http://127.0.0.1:{self.base_port + i}"
@@ -83,30 +89,53 @@ class Cluster:
     def start(self):
         shutil.rmtree(self.run_dir, ignore_errors=True)
         os.makedirs(self.run_dir)
-        self.mock = subprocess.Popen([self.binary, "mock-provider", "--listen", f"127.0.0.1:{self.mock_port}"],
-                                     stdout=subprocess.DEVNULL)
-        wait_ready(self.mock_url + "/_mock/healthz", self.mock)
+        if not self.external_mock:
+            self.mock = subprocess.Popen([self.binary, "mock-provider", "--listen", f"127.0.0.1:{self.mock_port}"],
+                                         stdout=subprocess.DEVNULL)
+            wait_ready(self.mock_url + "/_mock/healthz", self.mock)
+        certs = os.path.join(self.run_dir, "certs")
+        subprocess.run([self.binary, "certs", "init", "--dir", certs], check=True, stdout=subprocess.DEVNULL)
+        seeds = ", ".join(f'"{self.peer_address(i)}"' for i in range(self.count))
         for i in range(self.count):
             name = f"node-{i + 1}"
+            subprocess.run([self.binary, "certs", "issue", name, "--host", "127.0.0.1", "--dir", certs], check=True,
+                           stdout=subprocess.DEVNULL)
             directory = os.path.join(self.run_dir, name)
             os.makedirs(directory)
-            config = os.path.join(directory, "gatemesh.yaml")
-            with open(config, "w") as f:
-                f.write(f'node: {{name: {name}, region: local, listen: "127.0.0.1:{self.base_port + i}", data_dir: "{directory}/data"}}\n')
+            with open(os.path.join(directory, "gatemesh.yaml"), "w") as f:
+                f.write(f'node: {{name: {name}, region: region-{i % 3 + 1}, listen: "127.0.0.1:{self.base_port + i}", '
+                        f'data_dir: "{directory}/data"}}\n')
                 f.write(f"admin: {{token: {self.admin_token}}}\n")
                 f.write(provider_overrides(self.mock_url))
+                f.write(f'cluster:\n  listen: "{self.peer_address(i)}"\n  seeds: [{seeds}]\n'
+                        f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
                 f.write(self.extra_yaml)
-            log = open(os.path.join(directory, "node.log"), "w")
-            proc = subprocess.Popen([self.binary, "serve", "--config", config], stdout=log, stderr=subprocess.STDOUT)
-            self.nodes.append(proc)
-            wait_ready(self.node_url(i) + "/healthz", proc)
+            self.nodes.append(None)
+            self.start_node(i)
         return self
 
+    def start_node(self, i):
+        """Starts (or starts again) node i, keeping its data directory."""
+        directory = os.path.join(self.run_dir, f"node-{i + 1}")
+        log = open(os.path.join(directory, "node.log"), "a")
+        proc = subprocess.Popen([self.binary, "serve", "--config", os.path.join(directory, "gatemesh.yaml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.nodes[i] = proc
+        wait_ready(self.node_url(i) + "/healthz", proc)
+        return proc
+
+    def kill(self, i, sig=signal.SIGKILL):
+        proc = self.nodes[i]
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(15)
+
     def stop(self):
-        for proc in self.nodes + ([self.mock] if self.mock else []):
+        procs = [p for p in self.nodes if p] + ([self.mock] if self.mock else [])
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.nodes + ([self.mock] if self.mock else []):
+        for proc in procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -41,10 +41,13 @@ public struct Membership: Sendable {
         public var name: String
         public var address: String
         public var region: String
-        public init(name: String, address: String, region: String = "") {
+        /// The node's stable id (its slot in the replicated counters).
+        public var id: String
+        public init(name: String, address: String, region: String = "", id: String = "") {
             self.name = name
             self.address = address
             self.region = region
+            self.id = id
         }
     }
 

@@ -98,14 +98,14 @@ public enum CountersCodec {
 
 /// When to send what to whom, for the replicated counters. Pure.
 ///
-/// Every `deltaIntervalMs` each peer gets the entries that changed since what it was last sent
+/// Every `deltaIntervalMs` (50 ms) each peer gets the entries that changed since what it was last sent
 /// (all peers while there are at most `fullFanout`, otherwise that many at random, so the work
 /// per node stays flat as the cluster grows). Every `digestIntervalMs` one peer gets a digest; it
 /// answers with the entries of every rule whose hash differs, which repairs lost or reordered
 /// deltas. Merges are idempotent, so a duplicate or late frame is harmless.
 public struct Replicator: Sendable {
     public struct Config: Sendable {
-        public var deltaIntervalMs: Int64 = 150
+        public var deltaIntervalMs: Int64 = 50
         public var digestIntervalMs: Int64 = 2000
         public var fullFanout = 8
         public init() {}

@@ -76,10 +76,7 @@ public enum ConfigLoader {
             throw ConfigError(key: "alerts.webhook", line: nil,
                               message: "rule '\(rule.id)' of gateway '\(g.id)' has alerts, but no alerts.webhook is configured to send them to")
         }
-        if let cluster = top.value("cluster") {
-            throw ConfigError(key: "cluster", line: cluster.mark?.line,
-                              message: "clustering is not available in this build yet; remove the 'cluster' section to run a single node")
-        }
+        if let cluster = top.value("cluster") { config.cluster = try reader.readCluster(cluster) }
         return config
     }
 }
@@ -433,6 +430,49 @@ struct Reader {
         }
         return LimitRule(id: id, gateway: gateway, kind: budget ? .budget : .rateLimit, scope: scope, measure: measure, limit: limit,
                          window: window, action: action, alertPermille: alerts.sorted())
+    }
+
+    /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes}`.
+    func readCluster(_ node: Node) throws(ConfigError) -> ClusterConfig {
+        let m = try mapping(node, key: "cluster")
+        try checkKeys(m, key: "cluster", allowed: ["listen", "advertise", "seeds", "tls", "max_frame_bytes"])
+        func address(_ name: String, default fallback: String?) throws(ConfigError) -> ListenAddress? {
+            guard let v = m.value(name) else { return fallback.flatMap(ListenAddress.parse) }
+            let text = try string(v, key: "cluster.\(name)")
+            guard let a = ListenAddress.parse(text) else {
+                throw ConfigError(key: "cluster.\(name)", line: v.mark?.line, message: "expected host:port such as 0.0.0.0:7946, got '\(text)'")
+            }
+            return a
+        }
+        let listen = try address("listen", default: "127.0.0.1:7946")!
+        var seeds: [String] = []
+        if let s = m.value("seeds") {
+            for (i, item) in try sequence(s, key: "cluster.seeds").enumerated() {
+                let text = try string(item, key: "cluster.seeds[\(i)]")
+                guard ListenAddress.parse(text) != nil else {
+                    throw ConfigError(key: "cluster.seeds[\(i)]", line: item.mark?.line, message: "expected host:port, got '\(text)'")
+                }
+                seeds.append(text)
+            }
+        }
+        guard let t = m.value("tls") else {
+            throw ConfigError(key: "cluster.tls", line: node.mark?.line,
+                              message: "peers authenticate with certificates: set tls: {ca, cert, key} (gatemesh certs init / issue make them)")
+        }
+        let tm = try mapping(t, key: "cluster.tls")
+        try checkKeys(tm, key: "cluster.tls", allowed: ["ca", "cert", "key"])
+        func file(_ name: String) throws(ConfigError) -> String {
+            guard let v = tm.value(name) else { throw ConfigError(key: "cluster.tls.\(name)", line: t.mark?.line, message: "required") }
+            return try string(v, key: "cluster.tls.\(name)")
+        }
+        var c = ClusterConfig(listen: listen, seeds: seeds, caFile: try file("ca"), certFile: try file("cert"), keyFile: try file("key"))
+        c.advertise = try address("advertise", default: nil)
+        if let v = m.value("max_frame_bytes") { c.maxFrameBytes = try bytes(v, key: "cluster.max_frame_bytes", range: 65_536...(256 << 20)) }
+        if c.advertised.host == "0.0.0.0" || c.advertised.host == "::" {
+            throw ConfigError(key: "cluster.advertise", line: node.mark?.line,
+                              message: "listening on \(c.listen.host): set advertise to the address peers reach this node at")
+        }
+        return c
     }
 
     /// `{name, strategy: fallback|weighted, targets: [{provider, model, api_key, weight}], cooldown, failures}`.

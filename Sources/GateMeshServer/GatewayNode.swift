@@ -24,6 +24,7 @@ public final class GatewayNode: Sendable {
     let limits: LimitsService
     let alerts: AlertDispatcher?
     let cache: ResponseCache
+    let cluster: ClusterService?
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used.
@@ -53,6 +54,13 @@ public final class GatewayNode: Sendable {
         self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, configRules: config.gateways.flatMap(\.limits),
                                         gateways: Set(config.gateways.map(\.id)), store: store,
                                         reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts, logger: logger)
+        let limits = self.limits
+        if let clusterConfig = config.cluster {
+            self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,
+                                              region: config.node.region, limits: limits, logger: logger)
+        } else {
+            self.cluster = nil
+        }
     }
 
     /// The Hummingbird application serving this node; `onRunning` gets the bound port.
@@ -62,7 +70,8 @@ public final class GatewayNode: Sendable {
             router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
             proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog,
                                 metrics: metrics, limits: limits, cache: cache, logger: logger),
-            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits, cache: cache),
+            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits, cache: cache,
+                                     cluster: cluster),
             state: state,
             logger: logger)
         let limits = config.limits
@@ -85,7 +94,8 @@ public final class GatewayNode: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
-        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, cache] + (alerts.map { [$0] } ?? []) + [app], logger: logger)
+        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, cache] + (cluster.map { [$0] } ?? [])
+                                                      + (alerts.map { [$0] } ?? []) + [app], logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         // After the drain timeout, cancelled services get this long to finish (the log writes what

@@ -131,6 +131,38 @@ final class LimitsService: Service, SpendSource, Sendable {
         persistedVersion.withLockedValue { $0 = max($0, version) }
     }
 
+    /// Every rule's scope values in their current window, with each node's spent and reserved.
+    func contributions() -> [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64)])] {
+        let now = Self.now()
+        return engine.withLockedValue { engine in
+            let scopes = engine.scopesByRule(now: now)
+            var out: [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64)])] = []
+            for rule in engine.rules {
+                for scope in scopes[rule.id] ?? [] {
+                    var byNode: [String: (spent: Int64, reserved: Int64)] = [:]
+                    for bucket in rule.window.activeBuckets(at: now) {
+                        guard let e = engine.counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) else { continue }
+                        for (node, v) in e.spent.slots { byNode[node, default: (0, 0)].spent += v }
+                        for (node, slot) in e.reserved.slots { byNode[node, default: (0, 0)].reserved += slot.value }
+                    }
+                    out.append((rule, scope, byNode))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Runs `body` with the replicated counters (for the replicator: deltas, digests).
+    func withCounters<T>(_ body: (CounterMap) -> T) -> T {
+        engine.withLockedValue { body($0.counters) }
+    }
+
+    /// Applies counters from a peer (a delta or an anti-entropy answer); idempotent.
+    func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {
+        guard !delta.isEmpty else { return }
+        engine.withLockedValue { $0.merge(delta) }
+    }
+
     func release(_ id: UInt64) {
         engine.withLockedValue { $0.release(id) }
     }

@@ -12,6 +12,7 @@ struct OperatorAPI: Sendable {
     let client: UpstreamClient
     let limits: LimitsService
     let cache: ResponseCache
+    let cluster: ClusterService?
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
@@ -123,21 +124,49 @@ struct OperatorAPI: Sendable {
         """
     }
 
-    /// The cluster as this node sees it. Until nodes join each other it is this node alone.
+    /// The cluster as this node sees it: itself, every member, every budget's cluster-wide spend
+    /// with each node's contribution, and cache figures.
     func clusterStatus() -> String {
         let c = state.config
         let uptime = ContinuousClock.now - state.startedAt
         let self_ = """
         {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
-        "address":\(JSON.quoted(state.address.description)),"status":"alive","self":true,"started_at":\(state.startedAtUnix),\
+        "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
+        "status":"alive","self":true,"incarnation":\(cluster?.view.incarnation ?? 0),"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
         "starts":\(state.identity.starts)}
         """
+        var members = [self_]
+        var names = [state.identity.nodeID: c.node.name]
+        let now = ClusterService.now()
+        if let view = cluster?.view {
+            for m in view.members {
+                names[m.info.id] = m.info.name
+                members.append("""
+                    {"name":\(JSON.quoted(m.info.name)),"node_id":\(JSON.quoted(m.info.id)),"region":\(JSON.quoted(m.info.region)),\
+                    "peer_address":\(JSON.quoted(m.info.address)),"status":"\(m.state)","self":false,"incarnation":\(m.incarnation),\
+                    "last_heard_ms_ago":\(m.lastHeardAt.map { String(now - $0) } ?? "null"),"rtt_ms":\(m.rttMs.map(String.init) ?? "null"),\
+                    "state_since":\(LogAPI.iso(m.changedAt))}
+                    """)
+            }
+        }
+        let live = 1 + (cluster?.view.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
+        let budgets = limits.contributions().map { item in
+            let total = item.byNode.values.reduce((spent: Int64(0), reserved: Int64(0))) { ($0.spent + $1.spent, $0.reserved + $1.reserved) }
+            let nodes = item.byNode.sorted { $0.key < $1.key }.map { id, v in
+                "{\"node_id\":\(JSON.quoted(id)),\"name\":\(names[id].map(JSON.quoted) ?? "null"),\"spent\":\(LimitsService.amount(v.spent, item.rule.measure)),"
+                    + "\"reserved\":\(LimitsService.amount(v.reserved, item.rule.measure))}"
+            }.joined(separator: ",")
+            return "{\"rule\":\(JSON.quoted(item.rule.id)),\"gateway\":\(JSON.quoted(item.rule.gateway)),\"scope\":\(JSON.quoted(item.scope)),"
+                + "\"limit\":\(LimitsService.amount(item.rule.limit, item.rule.measure)),\"spent\":\(LimitsService.amount(total.spent, item.rule.measure)),"
+                + "\"reserved\":\(LimitsService.amount(total.reserved, item.rule.measure)),\"by_node\":[\(nodes)]}"
+        }.joined(separator: ",")
         let gateways = c.gateways.map { g in
             "{\"id\":\(JSON.quoted(g.id)),\"authenticated\":\(!g.authTokens.isEmpty)}"
         }.joined(separator: ",")
         return """
-        {"cluster":{"size":1,"mode":"single-node"},"members":[\(self_)],"gateways":[\(gateways)],\
+        {"cluster":{"size":\(live),"mode":"\(cluster == nil ? "single-node" : "cluster")"},"members":[\(members.joined(separator: ","))],\
+        "budgets":[\(budgets)],"cache":\(cacheReport()),"gateways":[\(gateways)],\
         "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
         "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
         """

@@ -47,7 +47,7 @@ import Testing
             #expect(throws: DecodeError.self) { try MembershipCodec.decode(Array(good.prefix(cut))) }
         }
         var huge = BinaryWriter()
-        huge.string("x"); huge.string(""); huge.string(""); huge.uint(0); huge.byte(4); huge.uint(UInt64.max)
+        huge.string("x"); huge.string(""); huge.string(""); huge.string(""); huge.uint(0); huge.byte(4); huge.uint(UInt64.max)
         #expect(throws: DecodeError.self) { try MembershipCodec.decode(huge.bytes) }
         #expect(throws: DecodeError.self) { try MembershipCodec.decode(good + [0]) }
     }

@@ -88,8 +88,20 @@ import Testing
         #expect(e?.message.contains("same provider") == true)
     }
 
-    @Test func featuresNotBuiltYetAreRefusedNotIgnored() {
-        #expect(error("cluster: {listen: \"0.0.0.0:7946\"}")?.key == "cluster")
+    @Test func theClusterSectionNeedsCertificatesAndAnAdvertisedAddress() throws {
+        #expect(error("cluster: {listen: \"127.0.0.1:7946\"}")?.key == "cluster.tls")
+        #expect(error("cluster: {listen: \"0.0.0.0:7946\", tls: {ca: a, cert: b, key: c}}")?.key == "cluster.advertise")
+        #expect(error("cluster: {seeds: [nohost], tls: {ca: a, cert: b, key: c}}")?.key == "cluster.seeds[0]")
+        let c = try load("""
+            cluster:
+              listen: "0.0.0.0:7946"
+              advertise: "10.0.0.5:7946"
+              seeds: ["10.0.0.5:7946", "10.0.0.6:7946"]
+              tls: {ca: certs/ca.pem, cert: certs/eu-1.pem, key: certs/eu-1.key}
+            """)
+        let cluster = try #require(c.cluster)
+        #expect(cluster.listen.port == 7946 && cluster.advertised.description == "10.0.0.5:7946" && cluster.seeds.count == 2)
+        #expect(cluster.caFile == "certs/ca.pem" && cluster.maxFrameBytes == 4 << 20)
     }
 
     @Test func theCacheInTheProductsShapeAndItsStore() throws {

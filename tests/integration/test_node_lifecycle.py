@@ -31,9 +31,9 @@ def test_missing_config_file_and_bad_yaml():
     out = run(["serve", "--config", "/nonexistent/gatemesh.yaml"])
     assert out.returncode == 2 and "cannot read config file" in out.stderr
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write("cluster: {listen: \"0.0.0.0:7946\"}\n")
+        f.write("cluster: {listen: \"127.0.0.1:7946\"}\n")
     out = run(["serve", "--config", f.name])
-    assert out.returncode == 2 and "cluster" in out.stderr and "not available" in out.stderr
+    assert out.returncode == 2 and "cluster.tls" in out.stderr and "certificates" in out.stderr
 
 
 def test_check_config_reports_settings():

@@ -13,6 +13,8 @@ public struct GateMeshConfig: Sendable, Equatable {
     public var reservations = ReservationConfig()
     public var alerts = AlertsConfig()
     public var cache = CacheStoreConfig()
+    /// Peers (`cluster`); nil runs a single node.
+    public var cluster: ClusterConfig?
 
     public init() {}
 
@@ -146,6 +148,31 @@ public struct GatewayConfig: Sendable, Equatable {
         self.collectLog = collectLog
         self.collectLogPayload = collectLogPayload
     }
+}
+
+/// The peer transport and membership (`cluster`).
+public struct ClusterConfig: Sendable, Equatable {
+    /// Where this node accepts peer connections (TLS).
+    public var listen: ListenAddress
+    /// The address peers reach this node at; defaults to `listen` (set it when listening on 0.0.0.0).
+    public var advertise: ListenAddress?
+    /// Peer addresses (`host:port`), the same list on every node (this node's own may be in it).
+    public var seeds: [String]
+    public var caFile: String
+    public var certFile: String
+    public var keyFile: String
+    /// The largest peer frame accepted.
+    public var maxFrameBytes = 4 << 20
+
+    public init(listen: ListenAddress, seeds: [String], caFile: String, certFile: String, keyFile: String) {
+        self.listen = listen
+        self.seeds = seeds
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+
+    public var advertised: ListenAddress { advertise ?? listen }
 }
 
 /// Bounds of the response cache that the config and the request headers share.

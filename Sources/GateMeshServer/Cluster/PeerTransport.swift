@@ -1,0 +1,264 @@
+import GateMeshCluster
+import GateMeshPeer
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The thin socket shell of the peer transport: TCP through NIO, TLS through the memory-BIO
+/// `TLSEngine`, frames through `FrameDecoder`. Connections are one-way: a node sends on its own
+/// outbound connection to a peer's address and receives on the connections peers open to it.
+/// Handlers run on their channel's event loop only.
+final class InboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let engine: TLSEngine
+    var decoder: FrameDecoder
+    let deliver: @Sendable (String, Frame) -> Void
+    let logger: Logger
+    var peer: String?
+
+    init(engine: TLSEngine, maxFrame: Int, logger: Logger, deliver: @escaping @Sendable (String, Frame) -> Void) {
+        self.engine = engine
+        self.decoder = FrameDecoder(maxPayload: maxFrame)
+        self.logger = logger
+        self.deliver = deliver
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        engine.receive(Array(buffer.readableBytesView))
+        do {
+            if !engine.handshakeDone {
+                try engine.advanceHandshake()
+                if engine.handshakeDone {
+                    peer = engine.peerName
+                    logger.debug("peer connected", metadata: ["peer": "\(peer ?? "?")", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+                }
+            }
+            flushTLS(context)
+            guard engine.handshakeDone, let peer else { return }
+            switch try engine.readPlaintext() {
+            case .data(let bytes):
+                decoder.feed(bytes)
+                while let frame = try decoder.next() { deliver(peer, frame) }
+            case .closed:
+                context.close(promise: nil)
+            case .wantMore:
+                break
+            }
+        } catch let error as FrameError {
+            logger.warning("closing a peer connection: bad frame", metadata: ["peer": "\(peer ?? "?")", "error": "\(error)"])
+            context.close(promise: nil)
+        } catch {
+            logger.warning("refused a peer connection", metadata: [
+                "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
+            ])
+            flushTLS(context)
+            context.close(promise: nil)
+        }
+    }
+
+    func flushTLS(_ context: ChannelHandlerContext) {
+        let out = engine.takeOutbound()
+        guard !out.isEmpty else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out)), promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let engine: TLSEngine
+    let logger: Logger
+    let address: String
+    var pending: [[UInt8]] = []
+    var context: ChannelHandlerContext?
+    let onReady: @Sendable () -> Void
+
+    init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable () -> Void) {
+        self.engine = engine
+        self.address = address
+        self.logger = logger
+        self.onReady = onReady
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelActive(context: ChannelHandlerContext) {
+        advance(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        engine.receive(Array(unwrapInboundIn(data).readableBytesView))
+        advance(context)
+        if engine.handshakeDone { _ = try? engine.readPlaintext() }
+    }
+
+    func advance(_ context: ChannelHandlerContext) {
+        do {
+            let wasDone = engine.handshakeDone
+            try engine.advanceHandshake()
+            if engine.handshakeDone && !wasDone {
+                logger.debug("connected to peer", metadata: ["address": "\(address)", "peer": "\(engine.peerName ?? "?")"])
+                for bytes in pending { try engine.send(bytes) }
+                pending = []
+                onReady()
+            }
+            flushTLS(context)
+        } catch {
+            logger.warning("peer handshake failed", metadata: ["address": "\(address)", "error": "\(error)"])
+            flushTLS(context)
+            context.close(promise: nil)
+        }
+    }
+
+    /// Sends (or queues until the handshake is done). On the event loop.
+    func send(_ bytes: [UInt8]) {
+        guard let context else { return }
+        if engine.handshakeDone {
+            do {
+                try engine.send(bytes)
+                flushTLS(context)
+            } catch {
+                context.close(promise: nil)
+            }
+        } else if pending.count < 1024 {
+            pending.append(bytes)
+        }
+    }
+
+    func flushTLS(_ context: ChannelHandlerContext) {
+        let out = engine.takeOutbound()
+        guard !out.isEmpty else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out)), promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Outbound connections by peer address: connected on first use, kept, reconnected with backoff
+/// (100 ms doubling to 5 s) after a failure. Frames for a peer that is not connected are dropped
+/// beyond a small queue: membership and replication repair what is lost.
+final class PeerConnections: Sendable {
+    struct Link {
+        var channel: (any Channel)?
+        var handler: OutboundPeerHandler?
+        var connecting = false
+        var failures = 0
+        var retryAt: NIODeadline = .uptimeNanoseconds(0)
+        var queued: [[UInt8]] = []
+    }
+
+    let group: any EventLoopGroup
+    let clientContext: TLSContext
+    let logger: Logger
+    private let links = NIOLockedValueBox<[String: Link]>([:])
+
+    init(group: any EventLoopGroup, clientContext: TLSContext, logger: Logger) {
+        self.group = group
+        self.clientContext = clientContext
+        self.logger = logger
+    }
+
+    func send(_ frame: Frame, to address: String) {
+        let bytes = frame.encoded()
+        let action: (OutboundPeerHandler, any Channel)? = links.withLockedValue { links in
+            var link = links[address] ?? Link()
+            defer { links[address] = link }
+            if let channel = link.channel, let handler = link.handler, channel.isActive { return (handler, channel) }
+            if link.queued.count < 256 { link.queued.append(bytes) }
+            if !link.connecting, NIODeadline.now() >= link.retryAt {
+                link.connecting = true
+                link.channel = nil
+                link.handler = nil
+                connect(address)
+            }
+            return nil
+        }
+        if let (handler, channel) = action {
+            channel.eventLoop.execute { handler.send(bytes) }
+        }
+    }
+
+    private func connect(_ address: String) {
+        guard let target = ListenAddressParser.split(address) else { return }
+        let engine: TLSEngine
+        do {
+            engine = try TLSEngine(context: clientContext)
+        } catch {
+            logger.error("cannot create a TLS connection", metadata: ["error": "\(error)"])
+            return
+        }
+        let logger = self.logger
+        let links = self.links
+        let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: {})
+        ClientBootstrap(group: group)
+            .connectTimeout(.seconds(3))
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+            }
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    let queued: [[UInt8]] = links.withLockedValue { links in
+                        var link = links[address] ?? Link()
+                        link.channel = channel
+                        link.handler = handler
+                        link.connecting = false
+                        link.failures = 0
+                        let q = link.queued
+                        link.queued = []
+                        links[address] = link
+                        return q
+                    }
+                    channel.eventLoop.execute { for bytes in queued { handler.send(bytes) } }
+                    channel.closeFuture.whenComplete { _ in
+                        links.withLockedValue { links in
+                            if links[address]?.channel === channel {
+                                links[address]?.channel = nil
+                                links[address]?.handler = nil
+                            }
+                        }
+                    }
+                case .failure(let error):
+                    links.withLockedValue { links in
+                        var link = links[address] ?? Link()
+                        link.connecting = false
+                        link.failures += 1
+                        let backoff = min(5000, 100 << min(link.failures - 1, 6))
+                        link.retryAt = .now() + .milliseconds(Int64(backoff))
+                        link.queued = []
+                        links[address] = link
+                    }
+                    logger.debug("cannot connect to peer", metadata: ["address": "\(address)", "error": "\(error)"])
+                }
+            }
+    }
+
+    func closeAll() {
+        let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
+        for c in channels { c.close(promise: nil) }
+    }
+}
+
+enum ListenAddressParser {
+    static func split(_ address: String) -> (host: String, port: Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+}

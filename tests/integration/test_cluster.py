@@ -1,0 +1,134 @@
+"""A real cluster on loopback: 3 nodes with certificates from a fresh CA, gossiping over mutual TLS."""
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import BIN, free_port
+from test_accounting import cost_nanos
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "cluster"))
+from launch import Cluster  # noqa: E402
+
+AUTH = {"authorization": "Bearer cluster-admin"}
+CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
+
+
+def ports(n):
+    return [free_port() for _ in range(n)]
+
+
+@pytest.fixture
+def cluster(mock):
+    made = []
+
+    def make(nodes=3, extra_yaml=""):
+        base = free_port()
+        # Consecutive ports: pick a base whose next ports are probably free too.
+        c = Cluster(nodes=nodes, base_port=base, peer_base_port=free_port(), binary=BIN, mock=mock,
+                    run_dir=tempfile.mkdtemp(prefix="gatemesh-cluster-"), extra_yaml=extra_yaml)
+        made.append(c)
+        c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def status(c, i):
+    return requests.get(c.node_url(i) + "/cluster/status", headers=AUTH, timeout=5).json()
+
+
+def wait_until(check, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def budget_spent(c, i, rule="daily"):
+    rules = requests.get(c.node_url(i) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
+    scopes = next(r for r in rules if r["id"] == rule)["scopes"]
+    return sum(int(s["spent"].replace(".", "")) for s in scopes)  # nano-dollars
+
+
+BUDGET = """gateways:
+  - id: default
+    budgets:
+      - {id: daily, usd: "0.01", window: {calendar: day}}
+"""
+
+
+def test_three_nodes_form_a_cluster_and_a_spend_shows_everywhere_within_a_second(cluster):
+    c = cluster(3, BUDGET)
+    assert wait_until(lambda: all(
+        sum(m["status"] == "alive" for m in status(c, i)["members"]) == 3 for i in range(3)), 10)
+    s = status(c, 0)
+    assert s["cluster"] == {"size": 3, "mode": "cluster"}
+    assert {m["name"] for m in s["members"]} == {"node-1", "node-2", "node-3"}
+    peers = [m for m in s["members"] if not m["self"]]
+    assert all(m["incarnation"] > 0 and m["peer_address"].startswith("127.0.0.1:") for m in peers)
+    r = requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    cost = cost_nanos("openai", "gpt-4o-mini", 4, 16)
+    started = time.time()
+    assert wait_until(lambda: all(budget_spent(c, i) == cost for i in range(3)), 1.0)
+    assert time.time() - started < 1.0
+    by_node = status(c, 2)["budgets"][0]["by_node"]
+    assert [(b["name"], b["spent"]) for b in by_node if b["spent"] != "0.000000000"] == [("node-1", f"0.0000{cost:05d}")]
+
+
+def test_round_robin_traffic_over_three_nodes_stays_within_one_percent_of_the_budget(cluster):
+    c = cluster(3, BUDGET)
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    cost = cost_nanos("openai", "gpt-4o-mini", 4, 16)
+    admitted = 0
+    session = requests.Session()
+    for n in range(5000):
+        r = session.post(c.node_url(n % 3) + "/openai/chat/completions", json=CHAT)
+        if r.status_code == 429:
+            if admitted and n > 3 and all(
+                    session.post(c.node_url(k) + "/openai/chat/completions", json=CHAT).status_code == 429 for k in range(3)):
+                break
+            continue
+        assert r.status_code == 200
+        admitted += 1
+    limit = 10_000_000  # $0.01 in nano-dollars
+    time.sleep(0.5)
+    spent = [budget_spent(c, i) for i in range(3)]
+    assert len(set(spent)) == 1, spent
+    assert admitted * cost == spent[0]
+    assert spent[0] <= limit * 1.01, f"admitted ${spent[0] / 1e9:.6f} over a ${limit / 1e9} budget"
+    assert spent[0] >= limit - 2 * cost
+
+
+def test_a_peer_with_a_certificate_from_another_ca_is_refused(cluster):
+    c = cluster(2)
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 10)
+    import subprocess
+    d = tempfile.mkdtemp(prefix="gatemesh-other-ca-")
+    subprocess.run([BIN, "certs", "init", "--dir", d], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([BIN, "certs", "issue", "intruder", "--host", "127.0.0.1", "--dir", d], check=True, stdout=subprocess.DEVNULL)
+    port, peer = free_port(), free_port()
+    with open(os.path.join(d, "gatemesh.yaml"), "w") as f:
+        f.write(f'node: {{name: intruder, listen: "127.0.0.1:{port}", data_dir: "{d}/data"}}\n'
+                f'cluster: {{listen: "127.0.0.1:{peer}", seeds: ["{c.peer_address(0)}"], '
+                f'tls: {{ca: "{d}/ca.pem", cert: "{d}/intruder.pem", key: "{d}/intruder.key"}}}}\n')
+    proc = subprocess.Popen([BIN, "serve", "--config", os.path.join(d, "gatemesh.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        assert {m["name"] for m in status(c, 0)["members"]} == {"node-1", "node-2"}
+        with open(os.path.join(c.run_dir, "node-1", "node.log")) as log:
+            assert "refused a peer connection" in log.read()
+    finally:
+        proc.terminate()
+        proc.wait(10)
