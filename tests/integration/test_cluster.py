@@ -132,3 +132,19 @@ def test_a_peer_with_a_certificate_from_another_ca_is_refused(cluster):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
+    import subprocess
+    c = cluster(2, BUDGET)
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 10)
+    requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT)
+    time.sleep(0.3)
+    out = subprocess.run([BIN, "status", "--node", c.node_url(0), "--token", "cluster-admin"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "cluster: cluster, 2 live member(s)" in out.stdout
+    assert "node-1 (self)" in out.stdout and "node-2" in out.stdout and "alive" in out.stdout
+    assert "daily" in out.stdout and "node-2" in out.stdout.split("RULE")[1]
+    bad = subprocess.run([BIN, "status", "--node", c.node_url(0)], capture_output=True, text=True, timeout=30,
+                         env={k: v for k, v in os.environ.items() if k != "GATEMESH_ADMIN_TOKEN"})
+    assert bad.returncode == 1 and "401" in bad.stderr

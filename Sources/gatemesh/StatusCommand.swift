@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `gatemesh status --node URL`: a node's `/cluster/status`, printed as tables.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Print the cluster as one node sees it: members, budgets, cache.")
+
+    @Option(help: "The node's HTTP address, e.g. http://127.0.0.1:8787.")
+    var node: String = "http://127.0.0.1:8787"
+
+    @Option(help: "The admin token (default: $GATEMESH_ADMIN_TOKEN).")
+    var token: String?
+
+    @Flag(help: "Print the raw JSON instead of tables.")
+    var json = false
+
+    func run() async throws {
+        guard let url = URL(string: node.hasSuffix("/") ? node + "cluster/status" : node + "/cluster/status"),
+              url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--node must be an http:// or https:// URL")
+        }
+        var request = URLRequest(url: url, timeoutInterval: 10)
+        if let token = token ?? ProcessInfo.processInfo.environment["GATEMESH_ADMIN_TOKEN"] {
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        }
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: cannot reach \(url): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200, let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let text = String(decoding: data, as: UTF8.self)
+            FileHandle.standardError.write(Data("gatemesh: \(url) answered \(status): \(text)\n".utf8))
+            throw ExitCode(1)
+        }
+        if json {
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        let cluster = root["cluster"] as? [String: Any] ?? [:]
+        print("cluster: \(cluster["mode"] ?? "?"), \(cluster["size"] ?? "?") live member(s)\n")
+        let members = root["members"] as? [[String: Any]] ?? []
+        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT"], members.map { m in
+            [Self.s(m["name"]) + ((m["self"] as? Bool) == true ? " (self)" : ""), Self.s(m["region"]), Self.s(m["peer_address"]),
+             Self.s(m["status"]), Self.s(m["incarnation"]),
+             (m["self"] as? Bool) == true ? "-" : (m["last_heard_ms_ago"] as? Int).map { "\($0) ms ago" } ?? "never",
+             (m["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-"]
+        })
+        let budgets = root["budgets"] as? [[String: Any]] ?? []
+        if !budgets.isEmpty {
+            print("")
+            var rows: [[String]] = []
+            for b in budgets {
+                rows.append([Self.s(b["rule"]), Self.s(b["scope"]).isEmpty ? "(all)" : Self.s(b["scope"]), Self.s(b["limit"]),
+                             Self.s(b["spent"]), Self.s(b["reserved"]), ""])
+                for n in b["by_node"] as? [[String: Any]] ?? [] {
+                    rows.append(["", "", "", Self.s(n["spent"]), Self.s(n["reserved"]), "  " + (n["name"] as? String ?? Self.s(n["node_id"]))])
+                }
+            }
+            Self.table(["RULE", "SCOPE", "LIMIT", "SPENT", "RESERVED", "NODE"], rows)
+        }
+        if let cache = root["cache"] as? [String: Any] {
+            let memory = cache["memory"] as? [String: Any] ?? [:]
+            print("\ncache: \(Self.s(cache["hits"])) hits, \(Self.s(cache["misses"])) misses, \(Self.s(memory["entries"])) entries in memory")
+        }
+    }
+
+    static func s(_ v: Any?) -> String {
+        switch v {
+        case nil, is NSNull: return ""
+        case let s as String: return s
+        default: return "\(v!)"
+        }
+    }
+
+    static func table(_ header: [String], _ rows: [[String]]) {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }
+        print(line(header))
+        for r in rows { print(line(r)) }
+    }
+}
