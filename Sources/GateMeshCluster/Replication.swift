@@ -137,7 +137,7 @@ public struct Replicator: Sendable {
                 guard counters.version > since else { continue }
                 let delta = counters.delta(since: since)
                 sentVersion[peer] = counters.version
-                if !delta.isEmpty { out.append((peer, Frame(kind: .counters, payload: CountersCodec.encode(delta)))) }
+                for frame in Self.frames(delta) { out.append((peer, frame)) }
             }
         }
         if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {
@@ -149,12 +149,31 @@ public struct Replicator: Sendable {
 
     /// The answer to a peer's digest: our entries of every rule whose hash differs from theirs
     /// (including rules they do not have), or nil when all agree.
-    public func answer(digest theirs: [String: UInt64], counters: CounterMap) -> Frame? {
+    public func answer(digest theirs: [String: UInt64], counters: CounterMap) -> [Frame]? {
         let ours = CountersCodec.digest(counters)
         let differing = Set(ours.keys.filter { ours[$0] != theirs[$0] })
         guard !differing.isEmpty else { return nil }
         let entries = counters.entries.filter { differing.contains($0.key.rule) }
-        return Frame(kind: .counters, payload: CountersCodec.encode(entries))
+        return Self.frames(entries)
+    }
+
+    /// Entries per frame: well under any sane frame limit (an entry is tens of bytes per node).
+    public static let entriesPerFrame = 500
+
+    /// `entries` cut into frames of at most `entriesPerFrame` each.
+    public static func frames(_ entries: [CounterMap.Key: CounterMap.Entry]) -> [Frame] {
+        guard !entries.isEmpty else { return [] }
+        var out: [Frame] = []
+        var chunk: [CounterMap.Key: CounterMap.Entry] = [:]
+        for (k, v) in entries {
+            chunk[k] = v
+            if chunk.count == entriesPerFrame {
+                out.append(Frame(kind: .counters, payload: CountersCodec.encode(chunk)))
+                chunk = [:]
+            }
+        }
+        if !chunk.isEmpty { out.append(Frame(kind: .counters, payload: CountersCodec.encode(chunk))) }
+        return out
     }
 
     /// A peer went away and came back (or is new): send it everything next time.

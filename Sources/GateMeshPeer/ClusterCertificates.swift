@@ -41,9 +41,7 @@ public enum ClusterCertificates {
                              validSeconds: Int = 2 * 365 * 86_400) throws(CertificateError) -> CertificateAndKey {
         var names = ["DNS:\(name)"]
         for host in hosts where !host.isEmpty {
-            let isIP = host.allSatisfy { $0.isHexDigit || $0 == "." || $0 == ":" } && (host.contains(".") || host.contains(":"))
-                && !host.contains(where: { $0.isLetter && !$0.isHexDigit })
-            names.append(isIP ? "IP:\(host)" : "DNS:\(host)")
+            names.append(Self.isIPAddress(host) ? "IP:\(host)" : "DNS:\(host)")
         }
         guard !name.isEmpty, !(names + [name]).contains(where: { $0.contains(",") }) else {
             throw CertificateError(message: "a node certificate needs a name, and names and hosts cannot contain commas")
@@ -60,6 +58,13 @@ public enum ClusterCertificates {
             copenssl_free(key)
         }
         return CertificateAndKey(certificatePEM: String(cString: cert), keyPEM: String(cString: key))
+    }
+
+    /// An IPv4 dotted quad, or an IPv6 address (anything with a colon made of hex digits).
+    static func isIPAddress(_ host: String) -> Bool {
+        if host.contains(":") { return host.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." } }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in !p.isEmpty && p.count <= 3 && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
     }
 
     /// The common name and end of validity (Unix seconds) of a PEM certificate.

@@ -121,14 +121,32 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     // MARK: SpendSource
 
-    func snapshot() -> (slots: [LimitCharge], version: UInt64) {
-        let since = persistedVersion.withLockedValue { $0 }
-        let (slots, version) = engine.withLockedValue { $0.counters.spentSlots(since: since) }
-        return (slots.map { LimitCharge(node: $0.node, rule: $0.key.rule, scope: $0.key.scope, bucket: $0.key.bucket, amount: $0.spent) }, version)
+    struct SlotID: Hashable {
+        var node: String
+        var key: CounterMap.Key
     }
 
-    func persisted(_ version: UInt64) {
-        persistedVersion.withLockedValue { $0 = max($0, version) }
+    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64) {
+        let since = persistedVersion.withLockedValue { $0 }
+        return engine.withLockedValue { engine in
+            let (changed, version) = engine.counters.spentSlots(since: since)
+            var values: [SlotID: Int64] = [:]
+            for c in changed { values[SlotID(node: c.node, key: c.key)] = c.spent }
+            var pending: [CounterMap.Key: Int64] = [:]
+            for s in settlements {
+                for (key, amount) in engine.pendingCharges(s.reservation, actual: s.actual) { pending[key, default: 0] += amount }
+            }
+            for (key, amount) in pending {
+                values[SlotID(node: node, key: key)] = (engine.counters.entry(key)?.spent.slot(node) ?? 0) + amount
+            }
+            return (values.map { LimitCharge(node: $0.key.node, rule: $0.key.key.rule, scope: $0.key.key.scope, bucket: $0.key.key.bucket,
+                                             amount: $0.value) }, version)
+        }
+    }
+
+    func commit(_ settlements: [PendingSettlement], version: UInt64?) {
+        for s in settlements { settle(s.reservation, actual: s.actual) }
+        if let version { persistedVersion.withLockedValue { $0 = max($0, version) } }
     }
 
     /// Every rule's scope values in their current window, with each node's spent and reserved.
@@ -155,6 +173,12 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// Runs `body` with the replicated counters (for the replicator: deltas, digests).
     func withCounters<T>(_ body: (CounterMap) -> T) -> T {
         engine.withLockedValue { body($0.counters) }
+    }
+
+    /// Zeroes another node's reserved figures (it is dead or gone: its requests died with it).
+    func clearReservations(ofNode id: String) {
+        guard id != node else { return }
+        engine.withLockedValue { $0.clearReservations(ofNode: id) }
     }
 
     /// Applies counters from a peer (a delta or an anti-entropy answer); idempotent.

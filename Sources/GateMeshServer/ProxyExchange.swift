@@ -150,18 +150,28 @@ final class ProxyExchange: @unchecked Sendable {
         }
         guard var row else { return }
         row.logged = context.writesRow
+        var queued = false
         if let (id, limits) = lock.withLock({ reservation }) {
             // A request that used nothing and failed releases its reservation; anything that
-            // reached the provider and produced tokens is charged what it used.
+            // reached the provider and produced tokens is charged what it used, when its row is
+            // on disk (the log writer settles it then; the reservation holds until).
             if row.status >= 400 && row.usage.total == 0 {
                 limits.release(id)
             } else {
-                limits.settle(id, actual: LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
-                                                                           inputTokens: Int64(row.usage.totalInput),
-                                                                           outputTokens: Int64(row.usage.output)))
+                let actual = LimitAmounts(costNanos: row.cost?.nanos ?? 0, requests: 1,
+                                          inputTokens: Int64(row.usage.totalInput), outputTokens: Int64(row.usage.output))
+                var settling = row
+                settling.settlement = PendingSettlement(reservation: id, actual: actual)
+                if let log = context.log {
+                    queued = true  // even if the queue was full: the row is not offered twice
+                    if !log.append(settling) { limits.settle(id, actual: actual) }
+                } else {
+                    // No log, or its queue is full: count the spend now (without a row).
+                    limits.settle(id, actual: actual)
+                }
             }
         }
-        if row.logged { context.log?.append(row) }
+        if row.logged && !queued { context.log?.append(row) }
         context.metrics?.record(row)
         context.onFinish()
     }

@@ -170,9 +170,12 @@ public final class RequestLog: Service, Sendable {
                 q.rows.removeFirst(n)
                 return batch
             }
-            // Taken after the rows: a request settles its spend before its row is queued, so the
-            // spend written with a batch covers at least every row in it.
-            let spend = spendSource.withLockedValue { $0 }?.snapshot()
+            // The batch's settlements are priced into the slot values written with the rows, and
+            // applied to the live counters only once the transaction committed: a request's spend
+            // counts (here and, through gossip, on peers) exactly when its row is durable.
+            let settlements = batch.compactMap(\.settlement)
+            let source = spendSource.withLockedValue { $0 }
+            let spend = source?.prepare(settlements)
             guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) else { return }
             do {
                 // Detached: a shutdown that cancels the writer must not cancel rows already taken.
@@ -182,7 +185,7 @@ public final class RequestLog: Service, Sendable {
                     try await pool.write { db in
                         for record in batch { try Self.insert(record, db: db) }
                         if let spend, !spend.slots.isEmpty {
-                            // Absolute slot values (a node's own G-counter slot only grows), so a
+                            // Absolute slot values (a node's G-counter slot only grows), so a
                             // repeated write is harmless.
                             let upsert = try db.cachedStatement(sql: """
                                 INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
@@ -195,9 +198,11 @@ public final class RequestLog: Service, Sendable {
                         }
                     }
                 }.value
-                if let spend { spendSource.withLockedValue { $0 }?.persisted(spend.version) }
+                if let spend { source?.commit(settlements, version: spend.version) }
                 queue.withLockedValue { $0.written += batch.count }
             } catch {
+                // The rows are lost; the spend still counts (in memory), as the requests did happen.
+                source?.commit(settlements, version: nil)
                 queue.withLockedValue { $0.dropped += batch.count }
             }
             if batch.isEmpty { return }
@@ -312,11 +317,12 @@ public final class RequestLog: Service, Sendable {
     }
 }
 
-/// The node's own limit spend, for the request log's writer to persist with its batches.
+/// The limits, for the request log's writer: it persists their spend with its batches and settles
+/// the batch's reservations once the batch is on disk.
 public protocol SpendSource: AnyObject, Sendable {
-    /// This node's slot values (absolute) of every counter it spent on since the last
-    /// `persisted` version, and the version this snapshot is at.
-    func snapshot() -> (slots: [LimitCharge], version: UInt64)
-    /// The snapshot at `version` is on disk.
-    func persisted(_ version: UInt64)
+    /// The slot values (absolute) to write with a batch: every slot changed since the last commit,
+    /// with this node's own slots including what `settlements` will add; and the version of it.
+    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64)
+    /// The batch is on disk (or, with `version` nil, could not be written): apply the settlements.
+    func commit(_ settlements: [PendingSettlement], version: UInt64?)
 }

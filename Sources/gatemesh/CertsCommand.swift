@@ -52,10 +52,14 @@ struct CertsCommand: ParsableCommand {
         @Option(help: "How many days the certificate is valid.")
         var days: Int = 730
 
+        @Flag(help: "Replace the node's existing certificate and key.")
+        var force = false
+
         func run() throws {
             guard (1...36_500).contains(days) else { throw ValidationError("--days must be from 1 to 36500") }
-            guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", options: .regularExpression) != nil else {
-                throw ValidationError("the node name must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            // The same rule as node.name: the certificate's name is how peers know the node.
+            guard name.range(of: "^[a-z0-9][a-z0-9_-]{0,63}$", options: .regularExpression) != nil else {
+                throw ValidationError("the node name must be node.name: 1 to 64 lowercase letters, digits, '-' and '_', starting with a letter or digit")
             }
             let caCert = (dir as NSString).appendingPathComponent("ca.pem"), caKey = (dir as NSString).appendingPathComponent("ca.key")
             let ca: CertificateAndKey
@@ -67,6 +71,9 @@ struct CertsCommand: ParsableCommand {
             }
             let node = try ClusterCertificates.issue(name: name, hosts: hosts, ca: ca, validSeconds: days * 86_400)
             let cert = (dir as NSString).appendingPathComponent("\(name).pem"), key = (dir as NSString).appendingPathComponent("\(name).key")
+            if !force, FileManager.default.fileExists(atPath: cert) || FileManager.default.fileExists(atPath: key) {
+                throw ValidationError("\(cert) or \(key) exists; pass --force to replace them")
+            }
             try CertFiles.write(node, certPath: cert, keyPath: key, dir: dir)
             print("wrote \(cert) and \(key) for \(([name] + hosts).joined(separator: ", ")) (valid \(days) days)")
         }

@@ -48,15 +48,19 @@ import Testing
         var slots: [LimitCharge] = []
         var version: UInt64 = 0
         var acknowledged: UInt64 = 0
-        func snapshot() -> (slots: [LimitCharge], version: UInt64) {
+        var settled: [UInt64] = []
+        func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64) {
             lock.lock()
             defer { lock.unlock() }
             return (slots, version)
         }
-        func persisted(_ version: UInt64) {
+        func commit(_ settlements: [PendingSettlement], version: UInt64?) {
             lock.lock()
-            acknowledged = version
-            slots = []
+            settled += settlements.map(\.reservation)
+            if let version {
+                acknowledged = version
+                slots = []
+            }
             lock.unlock()
         }
         func set(_ new: [LimitCharge], version v: UInt64) {
@@ -80,9 +84,12 @@ import Testing
         #expect(spend.acknowledged == 10 && log.writtenRows == 0)
         // With rows; an older (smaller) figure for the same slot never lowers what is saved.
         spend.set([charge(9), charge(1, scope: "team=red")], version: 20)
-        #expect(log.append(record(1)))
+        var settling = record(1)
+        settling.settlement = PendingSettlement(reservation: 77, actual: LimitAmounts(costNanos: 5))
+        #expect(log.append(settling))
         await log.flushQueued()
         #expect(spend.acknowledged == 20 && log.writtenRows == 1)
+        #expect(spend.settled == [77], "settled after the batch was written")
         let saved = try log.limitCharges(node: "n1", sinceTs: 0).sorted { $0.scope < $1.scope }
         #expect(saved.map(\.amount) == [9, 2])
         #expect(try log.limitCharges(node: "other", sinceTs: 0).isEmpty)

@@ -26,6 +26,10 @@ def test_certs_make_a_ca_and_node_certificates_that_mutual_tls_accepts():
     # A second init does not silently replace the CA; a node name must be a name.
     assert run("certs", "init", "--dir", d).returncode != 0
     assert run("certs", "issue", "bad name", "--dir", d).returncode != 0
+    assert run("certs", "issue", "Eu-1", "--dir", d).returncode != 0  # node names are lowercase
+    assert run("certs", "issue", "eu-1", "--dir", d).returncode != 0  # exists: needs --force
+    assert run("certs", "issue", "eu-1", "--host", "127.0.0.1", "--host", "eu-1.example.internal", "--host", "cafe.be",
+               "--dir", d, "--force").returncode == 0
     assert run("certs", "issue", "x", "--dir", d + "/missing").returncode != 0
 
     def context(side, name):

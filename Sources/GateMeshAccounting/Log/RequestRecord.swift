@@ -35,6 +35,9 @@ public struct RequestRecord: Sendable, Equatable {
     public var savedNanos: Int64 = 0
     /// False when the request opted out of the log (`collect-log: false`): no row is written.
     public var logged = true
+    /// The limits reservation this request settles when its row is written (so its spend counts,
+    /// locally and for peers, only once it is on disk with the row).
+    public var settlement: PendingSettlement?
 
     public init(
         logID: String, eventID: String? = nil, node: String, gateway: String, provider: String, requestedModel: String? = nil,
@@ -86,5 +89,15 @@ public struct LimitCharge: Sendable, Hashable {
         self.scope = scope
         self.bucket = bucket
         self.amount = amount
+    }
+}
+
+/// A reservation to turn into spend when the request's row is committed.
+public struct PendingSettlement: Sendable, Equatable {
+    public var reservation: UInt64
+    public var actual: LimitAmounts
+    public init(reservation: UInt64, actual: LimitAmounts) {
+        self.reservation = reservation
+        self.actual = actual
     }
 }

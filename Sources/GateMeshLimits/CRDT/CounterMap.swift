@@ -51,6 +51,25 @@ public struct CounterMap: Sendable {
     public init(node: String, startVersion: UInt64 = 0) {
         self.node = node
         self.version = startVersion
+        self.startVersion = startVersion
+    }
+
+    /// The version this replica started from: reservations of this node older than it belong to
+    /// a previous run and died with it.
+    let startVersion: UInt64
+
+    /// Zeroes another node's reserved figures, one version above its own (the node is dead: its
+    /// in-flight requests died with it). If it comes back, its own writes carry higher versions.
+    public mutating func clearReserved(ofNode other: String) {
+        for (key, stored) in table {
+            guard let slot = stored.entry.reserved.slots[other], slot.value != 0 else { continue }
+            version += 1
+            let v = version
+            table[key]?.update {
+                $0.entry.reserved.set(node: other, value: 0, version: slot.version + 1)
+                $0.changedAt = v
+            }
+        }
     }
 
     /// Every entry (a copy: for reports and tests, not for the request path).
@@ -134,6 +153,17 @@ public struct CounterMap: Sendable {
             var stored = table[key] ?? Stored()
             let before = stored.entry
             stored.entry.merge(incoming)
+            let localOwn = before.reserved.slots[node]
+            if let own = stored.entry.reserved.slots[node], own.version < startVersion, own.value != 0 {
+                // This node's reservations from a previous run (merged back from peers) died with it.
+                stored.entry.reserved.set(node: node, value: 0, version: startVersion)
+            } else if let incomingOwn = incoming.reserved.slots[node], let localOwn, localOwn.version >= startVersion,
+                      incomingOwn.version >= localOwn.version, incomingOwn.value != localOwn.value {
+                // A peer wrote this node's slot (it cleared it, thinking this node dead): re-assert
+                // this node's own figure above that version, as SWIM refutes a false death.
+                version = max(version, incomingOwn.version) + 1
+                stored.entry.reserved.set(node: node, value: localOwn.value, version: version)
+            }
             if stored.entry != before {
                 version += 1
                 stored.changedAt = version

@@ -160,6 +160,16 @@ public struct LimitsEngine: Sendable {
         return charged
     }
 
+    /// What `settle(id, actual:)` would charge to which counter, without changing anything (the
+    /// log writer prices a batch's settlements before it writes them).
+    public func pendingCharges(_ id: UInt64, actual: LimitAmounts) -> [(key: CounterMap.Key, amount: Int64)] {
+        guard let reservation = reservations[id] ?? expired[id] else { return [] }
+        return reservation.entries.compactMap { h in
+            let amount = actual.value(h.measure)
+            return amount > 0 ? (h.key, amount) : nil
+        }
+    }
+
     /// A rule's scope crossed one of its alert thresholds.
     public struct Alert: Sendable, Hashable {
         public var rule: LimitRule
@@ -254,6 +264,9 @@ public struct LimitsEngine: Sendable {
         }
         return overdue.count
     }
+
+    /// Zeroes a dead node's reserved figures (see `CounterMap.clearReserved(ofNode:)`).
+    public mutating func clearReservations(ofNode id: String) { counters.clearReserved(ofNode: id) }
 
     /// Applies a peer's counters.
     public mutating func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {

@@ -34,9 +34,12 @@ final class ClusterService: Service, Sendable {
             }
         }
         let ca = try read(config.caFile, "CA certificate"), cert = try read(config.certFile, "node certificate"), key = try read(config.keyFile, "node key")
-        if let d = ClusterCertificates.describe(cert), d.commonName != nodeName {
-            logger.warning("the node certificate's name differs from node.name; peers know this node by the certificate",
-                           metadata: ["certificate": "\(d.commonName)", "node.name": "\(nodeName)"])
+        guard let d = ClusterCertificates.describe(cert) else {
+            throw ClusterError(message: "'\(config.certFile)' is not a PEM certificate")
+        }
+        // Peers check a sender's name against its certificate: they must be the same.
+        guard d.commonName == nodeName else {
+            throw ClusterError(message: "the node certificate '\(config.certFile)' is for '\(d.commonName)', but node.name is '\(nodeName)'; issue one with `gatemesh certs issue \(nodeName)`")
         }
         do {
             serverContext = try TLSContext(isServer: true, caPEM: ca, certificatePEM: cert, keyPEM: key)
@@ -118,7 +121,7 @@ final class ClusterService: Service, Sendable {
                 let digest = try CountersCodec.decodeDigest(frame.payload)
                 let answer = limits.withCounters { counters in replicator.withLockedValue { $0.answer(digest: digest, counters: counters) } }
                 if let answer, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
-                    connections.send(answer, to: address)
+                    for frame in answer { connections.send(frame, to: address) }
                 }
             case .hello:
                 break
@@ -138,6 +141,10 @@ final class ClusterService: Service, Sendable {
                     "peer": "\(member.info.name)", "address": "\(member.info.address)", "incarnation": "\(member.incarnation)",
                 ])
                 if member.state == .alive { replicator.withLockedValue { $0.reset(peer: member.info.name) } }
+                // A dead or departed node's requests died with it: its reservations must not hold budget.
+                if (member.state == .dead || member.state == .left) && !member.info.id.isEmpty {
+                    limits.clearReservations(ofNode: member.info.id)
+                }
             }
         }
     }

@@ -81,12 +81,16 @@ final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
     var pending: [[UInt8]] = []
     var context: ChannelHandlerContext?
     let onReady: @Sendable () -> Void
+    /// The handshake failed or the peer refused us: back off before dialling again.
+    let onFailed: @Sendable () -> Void
 
-    init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable () -> Void) {
+    init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable () -> Void,
+         onFailed: @escaping @Sendable () -> Void = {}) {
         self.engine = engine
         self.address = address
         self.logger = logger
         self.onReady = onReady
+        self.onFailed = onFailed
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -100,7 +104,15 @@ final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         engine.receive(Array(unwrapInboundIn(data).readableBytesView))
         advance(context)
-        if engine.handshakeDone { _ = try? engine.readPlaintext() }
+        guard engine.handshakeDone else { return }
+        do {
+            // Nothing is expected from the peer on this connection; read to see alerts and closes.
+            if try engine.readPlaintext() == .closed { context.close(promise: nil) }
+        } catch {
+            logger.warning("peer refused this node", metadata: ["address": "\(address)", "error": "\(error)"])
+            onFailed()
+            context.close(promise: nil)
+        }
     }
 
     func advance(_ context: ChannelHandlerContext) {
@@ -116,6 +128,7 @@ final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
             flushTLS(context)
         } catch {
             logger.warning("peer handshake failed", metadata: ["address": "\(address)", "error": "\(error)"])
+            onFailed()
             flushTLS(context)
             context.close(promise: nil)
         }
@@ -191,18 +204,40 @@ final class PeerConnections: Sendable {
         }
     }
 
+    /// Called with the links lock held: only schedules work, never takes the lock itself.
     private func connect(_ address: String) {
-        guard let target = ListenAddressParser.split(address) else { return }
+        let links = self.links
+        let logger = self.logger
+        let giveUp: @Sendable (String) -> Void = { why in
+            logger.error("cannot connect to peer", metadata: ["address": "\(address)", "error": "\(why)"])
+            links.withLockedValue { links in
+                links[address]?.connecting = false
+                links[address]?.failures += 1
+                links[address]?.retryAt = .now() + .seconds(5)
+            }
+        }
+        guard let target = ListenAddressParser.split(address) else {
+            group.any().execute { giveUp("not a host:port address") }
+            return
+        }
         let engine: TLSEngine
         do {
             engine = try TLSEngine(context: clientContext)
         } catch {
-            logger.error("cannot create a TLS connection", metadata: ["error": "\(error)"])
+            group.any().execute { giveUp("cannot create a TLS connection: \(error)") }
             return
         }
-        let logger = self.logger
-        let links = self.links
-        let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: {})
+        let backoff: @Sendable () -> Void = {
+            links.withLockedValue { links in
+                var link = links[address] ?? Link()
+                link.failures += 1
+                link.retryAt = .now() + .milliseconds(Int64(min(5000, 100 << min(link.failures - 1, 6))))
+                links[address] = link
+            }
+        }
+        let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: {
+            links.withLockedValue { $0[address]?.failures = 0 }
+        }, onFailed: backoff)
         ClientBootstrap(group: group)
             .connectTimeout(.seconds(3))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -218,7 +253,6 @@ final class PeerConnections: Sendable {
                         link.channel = channel
                         link.handler = handler
                         link.connecting = false
-                        link.failures = 0
                         let q = link.queued
                         link.queued = []
                         links[address] = link
