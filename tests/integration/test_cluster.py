@@ -200,3 +200,49 @@ def test_a_node_killed_under_load_and_restarted_leaves_spent_equal_to_the_logs(c
     by_node = {b["name"]: b["spent"] for b in status(c, 0)["budgets"][0]["by_node"]}
     assert spent == sum(t for t, _ in logged), (spent, logged, by_node)
     assert all(n > 0 for _, n in logged)
+
+
+def netns_available():
+    import subprocess
+    if os.geteuid() != 0:
+        return False
+    ok = subprocess.run(["ip", "netns", "add", "gm-probe"], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", "gm-probe"], capture_output=True)
+    return ok
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and Linux network namespaces (ip netns)")
+def test_a_partitioned_node_keeps_serving_and_enforcing_and_all_agree_within_two_seconds_of_healing():
+    from netns import NetnsCluster
+    c = NetnsCluster(3, 3, [0], binary=BIN, extra_yaml="""gateways:
+  - id: default
+    rate_limits:
+      - {id: cluster-rpm, requests: 40, window: {fixed: 1h}}
+""")
+    c.start()
+    try:
+        assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 15)
+        for i in range(3):
+            assert requests.post(c.node_url(i) + "/openai/chat/completions", json=CHAT).status_code == 200
+        assert wait_until(lambda: all(requests_spent(c, i) == 3 for i in range(3)), 2)
+        c.partition([0], [1, 2])
+        # Cut off, node 1 keeps serving and enforcing with what it knows: 3 used, 37 left here.
+        answers = [requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT).status_code for _ in range(40)]
+        assert answers.count(200) == 37 and answers.count(429) == 3
+        for _ in range(5):
+            assert requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT).status_code == 200
+        assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 1, 20)
+        assert requests_spent(c, 0) == 40 and requests_spent(c, 1) == 8
+        c.heal()
+        healed = time.time()
+        assert wait_until(lambda: len({requests_spent(c, i) for i in range(3)}) == 1, 10)
+        agreed = time.time() - healed
+        assert requests_spent(c, 2) == 45
+        assert agreed <= 2.0, f"agreed {agreed:.2f} s after healing"
+    finally:
+        c.stop()
+
+
+def requests_spent(c, i):
+    rules = requests.get(c.node_url(i) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
+    return sum(s["spent"] for s in rules[0]["scopes"])
