@@ -19,8 +19,25 @@ AUTH = {"authorization": "Bearer cluster-admin"}
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
 
 
-def ports(n):
-    return [free_port() for _ in range(n)]
+def free_range(n):
+    """The first of n consecutive free ports."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
 
 
 @pytest.fixture
@@ -28,9 +45,9 @@ def cluster(mock):
     made = []
 
     def make(nodes=3, extra_yaml=""):
-        base = free_port()
-        # Consecutive ports: pick a base whose next ports are probably free too.
-        c = Cluster(nodes=nodes, base_port=base, peer_base_port=free_port(), binary=BIN, mock=mock,
+        base = free_range(2 * nodes)
+        # HTTP on base.., peers on base + nodes..: one block of free ports, so they cannot collide.
+        c = Cluster(nodes=nodes, base_port=base, peer_base_port=base + nodes, binary=BIN, mock=mock,
                     run_dir=tempfile.mkdtemp(prefix="gatemesh-cluster-"), extra_yaml=extra_yaml)
         made.append(c)
         c.start()
