@@ -263,3 +263,16 @@ def test_a_partitioned_node_keeps_serving_and_enforcing_and_all_agree_within_two
 def requests_spent(c, i):
     rules = requests.get(c.node_url(i) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
     return sum(s["spent"] for s in rules[0]["scopes"])
+
+
+def test_the_dashboard_shows_the_cluster(cluster):
+    import re
+    from test_dashboard import ARTIFACTS, browser
+    c = cluster(3)
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 3, 10)
+    dom = browser(f"{c.node_url(0)}/dashboard#token=cluster-admin", "--dump-dom")
+    members = dict(re.findall(r'<tr data-member="([^"]+)" data-status="([a-z]+)"', dom))
+    assert members == {"node-1": "alive", "node-2": "alive", "node-3": "alive"}
+    assert "3 live node(s)" in dom
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser(f"{c.node_url(0)}/dashboard#token=cluster-admin", f"--screenshot={os.path.join(ARTIFACTS, 'dashboard-cluster.png')}")
