@@ -10,8 +10,14 @@ public struct Frame: Sendable, Equatable {
         case counters = 2
         /// Replication: a digest of counter versions, asking for what is missing.
         case digest = 3
-        /// The first frame on a connection: who is speaking.
+        /// The first frame on a connection: who is speaking (not sent yet).
         case hello = 4
+        /// Cache: "send me your entry for this key" (to the key's owner).
+        case cacheGet = 5
+        /// Cache: the owner's answer (an entry or nothing).
+        case cacheAnswer = 6
+        /// Cache: "store this entry" (to the key's owner, after a miss was fetched).
+        case cachePut = 7
     }
 
     public static let version: UInt8 = 1

@@ -57,7 +57,8 @@ public final class GatewayNode: Sendable {
         let limits = self.limits
         if let clusterConfig = config.cluster {
             self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,
-                                              region: config.node.region, limits: limits, logger: logger)
+                                              region: config.node.region, limits: limits, cache: cache, logger: logger)
+            cache.cluster.withLockedValue { [cluster] in $0 = cluster }
         } else {
             self.cluster = nil
         }

@@ -278,3 +278,40 @@ def test_the_dashboard_shows_the_cluster(cluster):
     assert "3 live node(s)" in dom
     os.makedirs(ARTIFACTS, exist_ok=True)
     browser(f"{c.node_url(0)}/dashboard#token=cluster-admin", f"--screenshot={os.path.join(ARTIFACTS, 'dashboard-cluster.png')}")
+
+
+def test_the_cache_is_shared_through_each_keys_owner(cluster, mock):
+    c = cluster(3, """gateways:
+  - id: default
+    cache: {ttl: 600}
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    before = mock.stats()["requests"]
+    answers = []
+    for k in range(6):
+        body = {**CHAT, "messages": [{"role": "user", "content": f"shared {k}"}]}
+        first = requests.post(c.node_url(0) + "/openai/chat/completions", json=body)
+        time.sleep(0.3)  # the owner stores what a non-owner fetched, just after the answer
+        others = [requests.post(c.node_url(i) + "/openai/chat/completions", json=body) for i in (1, 2)]
+        answers.append((first, others))
+    assert mock.stats()["requests"] - before == 6, "one upstream call per key across the cluster"
+    for first, others in answers:
+        assert first.headers["x-gatemesh-cache-status"] == "MISS"
+        assert [o.headers["x-gatemesh-cache-status"] for o in others] == ["HIT", "HIT"]
+        assert all(o.content == first.content for o in others)
+
+
+def test_when_a_keys_owner_is_gone_the_node_serves_from_the_provider(cluster):
+    import signal
+    c = cluster(3, """gateways:
+  - id: default
+    cache: {ttl: 600}
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    c.kill(2, signal.SIGKILL)
+    for k in range(6):
+        body = {**CHAT, "messages": [{"role": "user", "content": f"owner gone {k}"}]}
+        started = time.time()
+        r = requests.post(c.node_url(0) + "/openai/chat/completions", json=body, timeout=10)
+        assert r.status_code == 200 and r.headers["x-gatemesh-cache-status"] == "MISS"
+        assert time.time() - started < 2, "waited too long for an owner that is gone"

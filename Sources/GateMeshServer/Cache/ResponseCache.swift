@@ -64,8 +64,15 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// The owner of `key`: always this node until the cluster adds peers.
-    func owner(of key: String) -> any CacheOwner { self }
+    /// The cluster, once it runs (set by the node at start).
+    let cluster = NIOLockedValueBox<ClusterService?>(nil)
+
+    /// The owner of `key`: this node, or in a cluster the live member rendezvous hashing picks.
+    func owner(of key: String) -> any CacheOwner {
+        guard let cluster = cluster.withLockedValue({ $0 }) else { return self }
+        let name = cluster.cacheOwner(of: key)
+        return name == cluster.me.name ? self : RemoteCacheOwner(cluster: cluster, name: name, local: self)
+    }
 
     func lookup(_ key: String, now: Int64) async -> CachedResponse? {
         if let hit = memory.withLockedValue({ $0.get(key, now: now) }) { return hit }
@@ -144,6 +151,19 @@ final class ResponseCache: CacheOwner, Service, Sendable {
             }
         }
     }
+}
+
+/// A key owned by another node: looked up over the peer link (falling back to the provider when
+/// the owner does not answer in time), stored by sending the answer to the owner. Identical
+/// requests on this node still make one fetch (the flight is local).
+struct RemoteCacheOwner: CacheOwner {
+    let cluster: ClusterService
+    let name: String
+    let local: ResponseCache
+
+    func lookup(_ key: String, now: Int64) async -> CachedResponse? { await cluster.remoteLookup(key, owner: name) }
+    func store(_ key: String, _ response: CachedResponse) { cluster.sendToOwner(key, response, owner: name) }
+    func join(_ key: String) -> CacheFlight.Role { local.join(key) }
 }
 
 /// One fetch of one key that other requests for the same key wait on.

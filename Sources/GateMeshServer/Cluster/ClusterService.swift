@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCache
 import GateMeshCluster
 import GateMeshCore
 import GateMeshLimits
@@ -24,9 +25,17 @@ final class ClusterService: Service, Sendable {
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
     static let tickMs: Int64 = 25
 
-    init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, limits: LimitsService, logger: Logger) throws {
+    let cache: ResponseCache
+    /// Cache lookups sent to owners, waiting for their answers.
+    private let lookups = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<CachedResponse?, Never>])>((1, [:]))
+    /// How long a node waits for a key's owner before it asks the provider itself.
+    static let ownerTimeout: Duration = .milliseconds(300)
+
+    init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, limits: LimitsService, cache: ResponseCache,
+         logger: Logger) throws {
         self.config = config
         self.limits = limits
+        self.cache = cache
         self.logger = logger
         func read(_ path: String, _ what: String) throws -> String {
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
@@ -125,6 +134,25 @@ final class ClusterService: Service, Sendable {
                 }
             case .hello:
                 break
+            case .cacheGet:
+                var r = BinaryReader(frame.payload)
+                let id = try r.uint(), key = try r.string()
+                guard let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
+                let cache = self.cache, connections = self.connections
+                Task {
+                    let entry = await cache.lookup(key, now: Self.now())
+                    connections.send(CacheCodec.answer(id: id, entry: entry), to: address)
+                }
+            case .cacheAnswer:
+                var r = BinaryReader(frame.payload)
+                let id = try r.uint()
+                let entry = try r.byte() == 1 ? try CacheCodec.entry(&r) : nil
+                lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(returning: entry)
+            case .cachePut:
+                var r = BinaryReader(frame.payload)
+                let key = try r.string()
+                let entry = try CacheCodec.entry(&r)
+                if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
@@ -147,6 +175,40 @@ final class ClusterService: Service, Sendable {
                 }
             }
         }
+    }
+
+    // MARK: - The cache across nodes
+
+    /// The owner of a cache key among the live members and this node (rendezvous hashing).
+    func cacheOwner(of key: String) -> String {
+        let names = membership.withLockedValue { m in m.live.filter { $0.state == .alive }.map(\.info.name) } + [me.name]
+        return Rendezvous.owner(of: key, among: names) ?? me.name
+    }
+
+    /// Asks `owner` for its entry under `key`; nil when it has none or does not answer in time.
+    func remoteLookup(_ key: String, owner: String) async -> CachedResponse? {
+        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return nil }
+        let id = lookups.withLockedValue { s -> UInt64 in
+            defer { s.next += 1 }
+            return s.next
+        }
+        let lookups = self.lookups
+        let timeout = Task {
+            try? await Task.sleep(for: Self.ownerTimeout)
+            lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(returning: nil)
+        }
+        defer { timeout.cancel() }
+        return await withCheckedContinuation { continuation in
+            lookups.withLockedValue { $0.waiting[id] = continuation }
+            connections.send(CacheCodec.get(id: id, key: key), to: address)
+        }
+    }
+
+    /// Hands an answer fetched after a miss to the key's owner, which stores it.
+    func sendToOwner(_ key: String, _ entry: CachedResponse, owner: String) {
+        guard entry.size < config.maxFrameBytes - 4096,
+              let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
+        connections.send(CacheCodec.put(key: key, entry: entry), to: address)
     }
 
     /// Members as this node sees them, for `/cluster/status`.
