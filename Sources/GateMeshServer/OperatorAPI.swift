@@ -1,4 +1,6 @@
+import Foundation
 import CGateMeshOpenSSL
+import GateMeshCluster
 import GateMeshCore
 import GateMeshUpstream
 import HTTPTypes
@@ -139,6 +141,12 @@ struct OperatorAPI: Sendable {
         var members = [self_]
         var names = [state.identity.nodeID: c.node.name]
         let now = ClusterService.now()
+        // Each live member's share of the cache key space (rendezvous hashing over them all).
+        let shares = cluster.map { cl in
+            Rendezvous.shares(among: cl.view.members.filter { $0.state == .alive }.map(\.info.name) + [c.node.name])
+        } ?? [c.node.name: 1.0]
+        func share(_ name: String) -> String { shares[name].map { String(format: "%.4f", $0) } ?? "0" }
+        members[0] = String(members[0].dropLast()) + ",\"key_space_share\":\(share(c.node.name))}"
         if let view = cluster?.view {
             for m in view.members {
                 names[m.info.id] = m.info.name
@@ -146,7 +154,7 @@ struct OperatorAPI: Sendable {
                     {"name":\(JSON.quoted(m.info.name)),"node_id":\(JSON.quoted(m.info.id)),"region":\(JSON.quoted(m.info.region)),\
                     "peer_address":\(JSON.quoted(m.info.address)),"status":"\(m.state)","self":false,"incarnation":\(m.incarnation),\
                     "last_heard_ms_ago":\(m.lastHeardAt.map { String(now - $0) } ?? "null"),"rtt_ms":\(m.rttMs.map(String.init) ?? "null"),\
-                    "state_since":\(LogAPI.iso(m.changedAt))}
+                    "state_since":\(LogAPI.iso(m.changedAt)),"key_space_share":\(share(m.info.name))}
                     """)
             }
         }

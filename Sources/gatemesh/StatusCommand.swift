@@ -47,11 +47,12 @@ struct StatusCommand: AsyncParsableCommand {
         let cluster = root["cluster"] as? [String: Any] ?? [:]
         print("cluster: \(cluster["mode"] ?? "?"), \(cluster["size"] ?? "?") live member(s)\n")
         let members = root["members"] as? [[String: Any]] ?? []
-        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT"], members.map { m in
+        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT", "KEYS"], members.map { m in
             [Self.s(m["name"]) + ((m["self"] as? Bool) == true ? " (self)" : ""), Self.s(m["region"]), Self.s(m["peer_address"]),
              Self.s(m["status"]), Self.s(m["incarnation"]),
              (m["self"] as? Bool) == true ? "-" : (m["last_heard_ms_ago"] as? Int).map { "\($0) ms ago" } ?? "never",
-             (m["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-"]
+             (m["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-",
+             (m["key_space_share"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-"]
         })
         let budgets = root["budgets"] as? [[String: Any]] ?? []
         if !budgets.isEmpty {

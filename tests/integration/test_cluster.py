@@ -93,6 +93,8 @@ def test_three_nodes_form_a_cluster_and_a_spend_shows_everywhere_within_a_second
     assert {m["name"] for m in s["members"]} == {"node-1", "node-2", "node-3"}
     peers = [m for m in s["members"] if not m["self"]]
     assert all(m["incarnation"] > 0 and m["peer_address"].startswith("127.0.0.1:") for m in peers)
+    shares = [m["key_space_share"] for m in s["members"]]
+    assert abs(sum(shares) - 1) < 0.01 and all(0.28 < x < 0.39 for x in shares), shares
     r = requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT)
     assert r.status_code == 200
     cost = cost_nanos("openai", "gpt-4o-mini", 4, 16)
@@ -162,7 +164,7 @@ def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     out = subprocess.run([BIN, "status", "--node", c.node_url(0), "--token", "cluster-admin"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "cluster: cluster, 2 live member(s)" in out.stdout
-    assert "node-1 (self)" in out.stdout and "node-2" in out.stdout and "alive" in out.stdout
+    assert "node-1 (self)" in out.stdout and "node-2" in out.stdout and "alive" in out.stdout and "KEYS" in out.stdout
     assert "daily" in out.stdout and "node-2" in out.stdout.split("RULE")[1]
     bad = subprocess.run([BIN, "status", "--node", c.node_url(0)], capture_output=True, text=True, timeout=30,
                          env={k: v for k, v in os.environ.items() if k != "GATEMESH_ADMIN_TOKEN"})
