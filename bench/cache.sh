@@ -3,16 +3,8 @@
 # requests per second and latency at 1 and 32 connections. Misses send a different body every
 # request (a counter in the prompt); hits send one body, cached by a warm-up request.
 #   bench/cache.sh [seconds]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS="${1:-10}"
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-swift build -c release --product gatemesh >/dev/null 2>&1
-BIN="$(swift build -c release --show-bin-path)/gatemesh"
-WORK="$(mktemp -d)"
-"$BIN" mock-provider --listen 127.0.0.1:19890 >/dev/null &
-PIDS=($!)
-trap 'kill ${PIDS[*]} 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+MOCK_PORT=19890 . "$(dirname "$0")/common.sh"
 cat > "$WORK/node.yaml" <<YAML
 node: {name: bench-cache, listen: "127.0.0.1:19891", data_dir: "$WORK/data"}
 providers: {openai: {base_url: "http://127.0.0.1:19890/v1"}}

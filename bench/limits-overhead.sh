@@ -4,16 +4,8 @@
 # per-team rules of which each request matches one (`only: {metadata.team: tN}`: the common case
 # of many rules, found by the rule index in one lookup). Issue 5's figure.
 #   bench/limits-overhead.sh [seconds] [connections]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS="${1:-10}"; CONNS="${2:-32}"
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-swift build -c release --product gatemesh >/dev/null 2>&1
-BIN="$(swift build -c release --show-bin-path)/gatemesh"
-WORK="$(mktemp -d)"
-"$BIN" mock-provider --listen 127.0.0.1:19990 >/dev/null &
-PIDS=($!)
-trap 'kill ${PIDS[*]} 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+MOCK_PORT=19990 . "$(dirname "$0")/common.sh"
 port=19993
 CASES="0 10 1000 1000f"
 for n in $CASES; do

@@ -2,16 +2,8 @@
 # Requests per second through one node with the request log on and off (issue 3's figure).
 # Uses the release build, the mock provider as upstream and Debian's wrk as the load generator.
 #   bench/logging-overhead.sh [seconds] [connections]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS="${1:-10}"; CONNS="${2:-32}"
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-swift build -c release --product gatemesh >/dev/null 2>&1
-BIN="$(swift build -c release --show-bin-path)/gatemesh"
-WORK="$(mktemp -d)"
-"$BIN" mock-provider --listen 127.0.0.1:19990 >/dev/null &
-PIDS=($!)
-trap 'kill ${PIDS[*]} 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+MOCK_PORT=19990 . "$(dirname "$0")/common.sh"
 for mode in on off; do
   collect=$([ "$mode" = on ] && echo true || echo false)
   port=$([ "$mode" = on ] && echo 19991 || echo 19992)

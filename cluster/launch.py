@@ -148,6 +148,23 @@ class Cluster:
         self.stop()
 
 
+def run_until_signalled(cluster, describe):
+    """Starts `cluster`, prints `describe(cluster)`'s lines, waits for Ctrl-C or SIGTERM, stops it."""
+    try:
+        cluster.start()
+    except Exception as e:
+        cluster.stop()
+        sys.exit(f"cluster failed to start: {e}")
+    for line in describe(cluster):
+        print(line)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        signal.sigwait(signals)
+    finally:
+        cluster.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
@@ -156,22 +173,9 @@ def main():
     parser.add_argument("--binary", help="the gatemesh binary (default: swift build --show-bin-path)")
     args = parser.parse_args()
     cluster = Cluster(args.nodes, args.base_port, args.mock_port, args.binary)
-    try:
-        cluster.start()
-    except Exception as e:
-        cluster.stop()
-        sys.exit(f"launch failed: {e}")
-    print(f"mock provider: {cluster.mock_url}")
-    for i in range(args.nodes):
-        print(f"node-{i + 1}: {cluster.node_url(i)}   (logs: cluster/run/node-{i + 1}/node.log)")
-    print(f"admin token: {cluster.admin_token}; Ctrl-C stops everything")
-    signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        signal.sigwait(signals)
-    finally:
-        cluster.stop()
-
+    run_until_signalled(cluster, lambda c: [f"mock provider: {c.mock_url}"]
+                        + [f"node-{i + 1}: {c.node_url(i)}   (logs: cluster/run/node-{i + 1}/node.log)" for i in range(args.nodes)]
+                        + [f"admin token: {c.admin_token}; Ctrl-C stops everything"])
 
 if __name__ == "__main__":
     main()

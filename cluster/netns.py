@@ -25,7 +25,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from launch import default_binary, provider_overrides, wait_ready  # noqa: E402
+from launch import default_binary, provider_overrides, run_until_signalled, wait_ready  # noqa: E402
 
 BRIDGE = "gmbr0"
 HOST_IP = "10.77.0.254"
@@ -175,21 +175,9 @@ def main():
     if os.geteuid() != 0:
         sys.exit("needs root (ip netns, tc)")
     c = NetnsCluster(args.nodes, args.regions, [int(x) for x in args.latency.split(",")], args.loss, args.binary)
-    try:
-        c.start()
-    except Exception as e:
-        c.stop()
-        sys.exit(f"netns cluster failed: {e}")
-    for i in range(args.nodes):
-        print(f"node-{i + 1} (region-{c.region(i) + 1}): {c.node_url(i)}   logs: {c.run_dir}/node-{i + 1}/node.log")
-    print(f"mock provider: http://{HOST_IP}:9999; admin token: {c.admin_token}; Ctrl-C stops and removes everything")
-    signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        signal.sigwait(signals)
-    finally:
-        c.stop()
-
+    run_until_signalled(c, lambda c: [f"node-{i + 1} (region-{c.region(i) + 1}): {c.node_url(i)}   logs: {c.run_dir}/node-{i + 1}/node.log"
+                                      for i in range(args.nodes)]
+                        + [f"mock provider: http://{HOST_IP}:9999; admin token: {c.admin_token}; Ctrl-C stops and removes everything"])
 
 if __name__ == "__main__":
     main()

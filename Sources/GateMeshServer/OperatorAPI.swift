@@ -131,10 +131,12 @@ struct OperatorAPI: Sendable {
     func clusterStatus() -> String {
         let c = state.config
         let uptime = ContinuousClock.now - state.startedAt
+        // One snapshot of the membership for the whole answer (each read takes its lock and sorts).
+        let view = cluster?.view
         let self_ = """
         {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
         "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
-        "status":"alive","self":true,"incarnation":\(cluster?.view.incarnation ?? 0),"started_at":\(state.startedAtUnix),\
+        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
         "starts":\(state.identity.starts)}
         """
@@ -142,12 +144,12 @@ struct OperatorAPI: Sendable {
         var names = [state.identity.nodeID: c.node.name]
         let now = ClusterService.now()
         // Each live member's share of the cache key space (rendezvous hashing over them all).
-        let shares = cluster.map { cl in
-            Rendezvous.shares(among: cl.view.members.filter { $0.state == .alive }.map(\.info.name) + [c.node.name])
+        let shares = view.map { v in
+            Rendezvous.shares(among: v.members.filter { $0.state == .alive }.map(\.info.name) + [c.node.name])
         } ?? [c.node.name: 1.0]
         func share(_ name: String) -> String { shares[name].map { String(format: "%.4f", $0) } ?? "0" }
         members[0] = String(members[0].dropLast()) + ",\"key_space_share\":\(share(c.node.name))}"
-        if let view = cluster?.view {
+        if let view {
             for m in view.members {
                 names[m.info.id] = m.info.name
                 members.append("""
@@ -158,7 +160,7 @@ struct OperatorAPI: Sendable {
                     """)
             }
         }
-        let live = 1 + (cluster?.view.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
+        let live = 1 + (view?.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
         let budgets = limits.contributions().map { item in
             let total = item.byNode.values.reduce((spent: Int64(0), reserved: Int64(0))) { ($0.spent + $1.spent, $0.reserved + $1.reserved) }
             let nodes = item.byNode.sorted { $0.key < $1.key }.map { id, v in

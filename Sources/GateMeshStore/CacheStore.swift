@@ -53,16 +53,12 @@ public final class CacheStore: Sendable {
         }
     }
 
-    public func put(_ key: String, _ r: CachedResponse) async throws {
-        try await pool.write { db in try Self.insert(key, r, db: db) }
-    }
-
-    /// `put`, synchronously (the caller serializes it with purges).
+    /// Stores `r` under `key`, synchronously (the caller serializes it with purges).
     public func putNow(_ key: String, _ r: CachedResponse) throws {
         try pool.write { db in try Self.insert(key, r, db: db) }
     }
 
-    /// `delete`, synchronously.
+    /// Deletes one key, a gateway's entries, or (both nil) every entry, synchronously; returns how many.
     public func deleteNow(key: String? = nil, gateway: String? = nil) throws -> Int {
         try pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
     }
@@ -85,11 +81,6 @@ public final class CacheStore: Sendable {
             try db.execute(sql: "DELETE FROM response_cache")
         }
         return db.changesCount
-    }
-
-    /// Deletes one key, a gateway's entries, or (both nil) every entry; returns how many.
-    public func delete(key: String? = nil, gateway: String? = nil) async throws -> Int {
-        try await pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
     }
 
     /// Deletes expired entries, then the oldest until the total size is within `maxBytes`.

@@ -237,11 +237,6 @@ public final class RequestLog: Service, Sendable {
         }
     }
 
-    /// One node's persisted slots (see `limitSpend`).
-    public func limitCharges(node: String, sinceTs: Int64) throws -> [LimitCharge] {
-        try limitSpend(sinceTs: sinceTs).filter { $0.node == node }
-    }
-
     /// Records that an alert fired (before it is delivered), so a restart does not fire it again.
     public func recordAlert(rule: String, scope: String, window: Int64, permille: Int, ts: Int64, body: String) async throws {
         let pool = self.pool

@@ -77,7 +77,7 @@ import Testing
         #expect(reservation(engine.admit(request(team: "blue"), estimate: all, now: now)) != nil, "its own bucket")
         #expect(reservation(engine.admit(request(team: "red", provider: "anthropic"), estimate: all, now: now)) != nil, "filtered out")
         #expect(reservation(engine.admit(request(team: nil), estimate: all, now: now)) != nil, "no team: the split rule does not apply")
-        #expect(engine.scopes(of: perTeam, now: now) == ["metadata.team=blue", "metadata.team=red"])
+        #expect(engine.scopesByRule(now: now)[perTeam.id] == ["metadata.team=blue", "metadata.team=red"])
     }
 
     @Test func aDowngradeRuleAsksForTheCheaperModelAndIsSkippedOnTheSecondAsk() {

@@ -90,9 +90,9 @@ import Testing
         await log.flushQueued()
         #expect(spend.acknowledged == 20 && log.writtenRows == 1)
         #expect(spend.settled == [77], "settled after the batch was written")
-        let saved = try log.limitCharges(node: "n1", sinceTs: 0).sorted { $0.scope < $1.scope }
+        let saved = try log.limitSpend(sinceTs: 0).filter { $0.node == "n1" }.sorted { $0.scope < $1.scope }
         #expect(saved.map(\.amount) == [9, 2])
-        #expect(try log.limitCharges(node: "other", sinceTs: 0).isEmpty)
+        #expect(try log.limitSpend(sinceTs: 0).allSatisfy { $0.node == "n1" })
     }
 
     @Test func aFullQueueDropsAndCountsInsteadOfWaiting() throws {

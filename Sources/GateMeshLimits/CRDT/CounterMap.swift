@@ -125,8 +125,6 @@ public struct CounterMap: Sendable {
         }
     }
 
-    /// This node's own reserved figure for `key`.
-    public func localReserved(_ key: Key) -> Int64 { table[key]?.entry.reserved.slots[node]?.value ?? 0 }
 
     /// Every node's spent slot of every counter whose spending changed after `since` (by this
     /// node or by a merge), and the version to ask from next time: what a node persists, so a

@@ -233,11 +233,6 @@ public struct LimitsEngine: Sendable {
         }
     }
 
-    /// Restores this node's own spending after a restart (from what was persisted).
-    public mutating func restore(_ key: CounterMap.Key, spent amount: Int64) {
-        counters.spend(key, amount)
-    }
-
     /// Drops a reservation without counting anything (the request failed before any cost).
     public mutating func release(_ id: UInt64) {
         guard let reservation = reservations.removeValue(forKey: id) else { return }
@@ -291,12 +286,6 @@ public struct LimitsEngine: Sendable {
             }
         }
         return (spent, reserved)
-    }
-
-    /// Every scope value seen for `rule` in its current window.
-    public func scopes(of rule: LimitRule, now: Int64) -> [String] {
-        let active = rule.window.activeBuckets(at: now)
-        return Set(counters.keys.filter { $0.rule == rule.id && active.contains($0.bucket) }.map(\.scope)).sorted()
     }
 
     /// Every rule's scope values in its current window, in one pass over the counters.
