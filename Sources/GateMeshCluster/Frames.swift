@@ -18,6 +18,9 @@ public struct Frame: Sendable, Equatable {
         case cacheAnswer = 6
         /// Cache: "store this entry" (to the key's owner, after a miss was fetched).
         case cachePut = 7
+        /// Cache: "I fetched no cacheable answer for this key" (to its owner, which had let this
+        /// node fetch it: the owner stops waiting for it).
+        case cacheRelease = 8
     }
 
     public static let version: UInt8 = 1

@@ -166,20 +166,12 @@ struct ProxyHandler: Sendable {
                 let owner = cache.owner(of: key)
                 var ticket: CacheFlight.Ticket?
                 if case .lookup = decision {
-                    let now = ResponseCache.now()
-                    if let hit = await owner.lookup(key, now: now) {
+                    switch await owner.acquire(key, now: ResponseCache.now()) {
+                    case .hit(let hit):
                         return try serveHit(hit, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
                                             metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
-                    }
-                    switch owner.join(key) {
-                    case .leader(let t):
+                    case .fetch(let t):
                         ticket = t
-                    case .follower(let flight):
-                        if let answer = await flight.wait() {
-                            return try serveHit(answer, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
-                                                metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
-                        }
-                        // The leader's answer was not cacheable: fetch on our own.
                     }
                 }
                 cacheStatus = "MISS"

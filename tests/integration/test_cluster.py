@@ -303,6 +303,55 @@ def test_the_cache_is_shared_through_each_keys_owner(cluster, mock):
         assert all(o.content == first.content for o in others)
 
 
+def test_concurrent_misses_for_one_key_on_every_node_make_one_upstream_call(cluster, mock):
+    c = cluster(3, """gateways:
+  - id: default
+    cache: {ttl: 600}
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    for k in range(3):
+        body = {**CHAT, "messages": [{"role": "user", "content": f"stampede {k}"}]}
+        before = mock.stats()["requests"]
+        results = [None] * 12
+
+        def ask(j):
+            # 4 requests on each node at once; the first to reach the owner fetches, slowly.
+            results[j] = requests.post(c.node_url(j % 3) + "/openai/chat/completions", json=body,
+                                       headers={"x-mock-latency-ms": "600"}, timeout=30)
+        threads = [threading.Thread(target=ask, args=(j,)) for j in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert mock.stats()["requests"] - before == 1, "one upstream call for the key across the cluster"
+        assert all(r.status_code == 200 for r in results)
+        assert len({r.content for r in results}) == 1
+        assert sorted(r.headers["x-gatemesh-cache-status"] for r in results).count("MISS") == 1
+
+
+def test_a_fetch_without_a_cacheable_answer_releases_the_owner(cluster, mock):
+    c = cluster(3, """gateways:
+  - id: default
+    cache: {ttl: 600}
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    body = {**CHAT, "messages": [{"role": "user", "content": "not cacheable"}]}
+    results = [None] * 6
+
+    def ask(j):
+        # Every attempt fails: no answer to share, so each request must get its own, quickly.
+        results[j] = requests.post(c.node_url(j % 3) + "/openai/chat/completions", json=body,
+                                   headers={"x-mock-latency-ms": "300", "x-mock-status": "500"}, timeout=30)
+    started = time.time()
+    threads = [threading.Thread(target=ask, args=(j,)) for j in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status_code == 500 for r in results)
+    assert time.time() - started < 5, "requests waited on a fetch that had nothing to share"
+
+
 def test_when_a_keys_owner_is_gone_the_node_serves_from_the_provider(cluster):
     import signal
     c = cluster(3, """gateways:

@@ -10,13 +10,18 @@ import ServiceLifecycle
 /// Where a cache key's entry lives. On a single node every key is owned here; the cluster adds
 /// owners that are peers (ask over the peer link, fall back to the provider on a timeout).
 protocol CacheOwner: Sendable {
-    /// The unexpired entry for `key`, if the owner has one.
-    func lookup(_ key: String, now: Int64) async -> CachedResponse?
+    /// The entry for `key`, or the right to fetch it. One fetch per key at a time: the first
+    /// request for a missing key leads (fetches, and completes the ticket it is given), the others
+    /// wait for the leader's answer and get it as a hit. A request told to fetch without a ticket
+    /// fetches on its own (the leader's answer was not cacheable, or the owner did not answer).
+    func acquire(_ key: String, now: Int64) async -> CacheAcquisition
     /// Stores an answer under `key` (after it was sent to the client).
     func store(_ key: String, _ response: CachedResponse)
-    /// One fetch per key at a time: the first request for a missing key leads (fetches and
-    /// completes the ticket), the others follow (wait for the leader's answer).
-    func join(_ key: String) -> CacheFlight.Role
+}
+
+enum CacheAcquisition {
+    case hit(CachedResponse)
+    case fetch(CacheFlight.Ticket?)
 }
 
 /// The node's response cache: an in-memory LRU bounded in bytes in front of a SQLite copy that a
@@ -98,6 +103,44 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         }
     }
 
+    func acquire(_ key: String, now: Int64) async -> CacheAcquisition {
+        if let hit = await lookup(key, now: now) { return .hit(hit) }
+        switch join(key) {
+        case .leader(let ticket):
+            // The previous leader may have stored its answer between the lookup and the join.
+            if let hit = memory.withLockedValue({ $0.get(key, now: now) }) {
+                ticket.complete(hit)
+                return .hit(hit)
+            }
+            return .fetch(ticket)
+        case .follower(let flight):
+            if let answer = await flight.wait() { return .hit(answer) }
+            return .fetch(nil)
+        }
+    }
+
+    /// What the owner does for a peer's `cacheGet`: its entry, or a flight for the peer to lead,
+    /// or the flight in progress to wait on.
+    enum PeerAcquisition {
+        case hit(CachedResponse)
+        case leader(CacheFlight.Ticket)
+        case follower(CacheFlight)
+    }
+
+    func acquireForPeer(_ key: String, now: Int64) async -> PeerAcquisition {
+        if let hit = await lookup(key, now: now) { return .hit(hit) }
+        switch join(key) {
+        case .leader(let ticket):
+            if let hit = memory.withLockedValue({ $0.get(key, now: now) }) {
+                ticket.complete(hit)
+                return .hit(hit)
+            }
+            return .leader(ticket)
+        case .follower(let flight):
+            return .follower(flight)
+        }
+    }
+
     func join(_ key: String) -> CacheFlight.Role {
         flights.withLockedValue { flights in
             if let flight = flights[key] {
@@ -106,7 +149,7 @@ final class ResponseCache: CacheOwner, Service, Sendable {
             }
             let flight = CacheFlight()
             flights[key] = flight
-            return .leader(CacheFlight.Ticket(flight: flight) { [weak self] in
+            return .leader(CacheFlight.Ticket(flight: flight) { [weak self] _ in
                 self?.flights.withLockedValue { if $0[key] === flight { $0[key] = nil } }
             })
         }
@@ -153,17 +196,40 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     }
 }
 
-/// A key owned by another node: looked up over the peer link (falling back to the provider when
-/// the owner does not answer in time), stored by sending the answer to the owner. Identical
-/// requests on this node still make one fetch (the flight is local).
+/// A key owned by another node. Identical requests on this node make one flight here; its leader
+/// asks the owner, which answers with its entry, with "you fetch it" (the owner then holds its own
+/// flight for the key on this node's behalf, so requests for the key on every node wait for this
+/// one fetch), or with "wait" (another node is fetching it) and the answer later. When the owner
+/// does not answer in time the request is served from the provider. The answer fetched is sent to
+/// the owner, which stores it and hands it to the requests waiting there; a fetch that ends without
+/// a cacheable answer releases the owner's flight, so nobody waits for it.
 struct RemoteCacheOwner: CacheOwner {
     let cluster: ClusterService
     let name: String
     let local: ResponseCache
 
-    func lookup(_ key: String, now: Int64) async -> CachedResponse? { await cluster.remoteLookup(key, owner: name) }
+    func acquire(_ key: String, now: Int64) async -> CacheAcquisition {
+        switch local.join(key) {
+        case .follower(let flight):
+            if let answer = await flight.wait() { return .hit(answer) }
+            return .fetch(nil)
+        case .leader(let ticket):
+            let answer = await cluster.remoteAcquire(key, owner: name)
+            if case .entry(let entry) = answer {
+                ticket.complete(entry)
+                return .hit(entry)
+            }
+            // Told to fetch, or the owner was too slow to answer (it may still let this node lead
+            // after the wait gave up): a fetch without a cacheable answer releases the owner.
+            let cluster = self.cluster, owner = name
+            ticket.onEnd { response in
+                if response == nil { cluster.releaseToOwner(key, owner: owner) }
+            }
+            return .fetch(ticket)
+        }
+    }
+
     func store(_ key: String, _ response: CachedResponse) { cluster.sendToOwner(key, response, owner: name) }
-    func join(_ key: String) -> CacheFlight.Role { local.join(key) }
 }
 
 /// One fetch of one key that other requests for the same key wait on.
@@ -216,16 +282,29 @@ final class CacheFlight: Sendable {
 
     /// Held by the leader; completing it (or dropping it, which completes it with nil) wakes the
     /// followers and ends the flight, so a leader that fails can never leave followers waiting.
+    /// Completes once; later completions do nothing.
     final class Ticket: Sendable {
         let flight: CacheFlight
-        let onEnd: @Sendable () -> Void
-        init(flight: CacheFlight, onEnd: @escaping @Sendable () -> Void) {
+        private let ends: NIOLockedValueBox<(done: Bool, hooks: [@Sendable (CachedResponse?) -> Void])>
+        init(flight: CacheFlight, onEnd: @escaping @Sendable (CachedResponse?) -> Void) {
             self.flight = flight
-            self.onEnd = onEnd
+            self.ends = NIOLockedValueBox((false, [onEnd]))
+        }
+
+        /// Adds something to do when the flight ends (with its answer, nil when there is none).
+        func onEnd(_ hook: @escaping @Sendable (CachedResponse?) -> Void) {
+            ends.withLockedValue { $0.hooks.append(hook) }
         }
 
         func complete(_ response: CachedResponse?) {
-            onEnd()
+            let hooks = ends.withLockedValue { e -> [@Sendable (CachedResponse?) -> Void] in
+                guard !e.done else { return [] }
+                e.done = true
+                defer { e.hooks = [] }
+                return e.hooks
+            }
+            guard !hooks.isEmpty else { return }
+            for hook in hooks { hook(response) }
             flight.complete(response)
         }
 

@@ -26,10 +26,29 @@ final class ClusterService: Service, Sendable {
     static let tickMs: Int64 = 25
 
     let cache: ResponseCache
-    /// Cache lookups sent to owners, waiting for their answers.
-    private let lookups = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<CachedResponse?, Never>])>((1, [:]))
-    /// How long a node waits for a key's owner before it asks the provider itself.
+    /// Cache requests sent to owners, waiting for their answers.
+    private let lookups = NIOLockedValueBox(Lookups())
+    struct Lookups {
+        struct Waiting {
+            var continuation: CheckedContinuation<CacheCodec.Answer, Never>
+            var owner: String
+            /// The owner said another node is fetching the key: wait longer.
+            var pending = false
+        }
+        var next: UInt64 = 1
+        var waiting: [UInt64: Waiting] = [:]
+    }
+    /// Flights this node (as owner) holds for peers fetching a key it owns, by peer and key.
+    private let leases = NIOLockedValueBox<[Lease: (ticket: CacheFlight.Ticket, expiresAt: Int64)]>([:])
+    struct Lease: Hashable {
+        var peer: String
+        var key: String
+    }
+    /// How long a node waits for a key's owner to answer before it asks the provider itself.
     static let ownerTimeout: Duration = .milliseconds(300)
+    /// How long requests wait for another node's fetch of a key at most (then they fetch on their
+    /// own); the owner drops a peer's flight after as long.
+    static let flightTimeoutMs: Int64 = 300_000
 
     init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, limits: LimitsService, cache: ResponseCache,
          logger: Logger) throws {
@@ -101,6 +120,7 @@ final class ClusterService: Service, Sendable {
     func tick() {
         let now = Self.now()
         perform(membership.withLockedValue { $0.tick(now: now) })
+        expireLeases(now: now)
         let peers = membership.withLockedValue { m in m.live.map { ($0.info.name, $0.info.address) } }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         let frames = limits.withCounters { counters in
@@ -138,21 +158,28 @@ final class ClusterService: Service, Sendable {
                 var r = BinaryReader(frame.payload)
                 let id = try r.uint(), key = try r.string()
                 guard let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                let cache = self.cache, connections = self.connections
-                Task {
-                    let entry = await cache.lookup(key, now: Self.now())
-                    connections.send(CacheCodec.answer(id: id, entry: entry), to: address)
-                }
+                Task { await self.answerCacheGet(id: id, key: key, peer: peer, address: address) }
             case .cacheAnswer:
                 var r = BinaryReader(frame.payload)
-                let id = try r.uint()
-                let entry = try r.byte() == 1 ? try CacheCodec.entry(&r) : nil
-                lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(returning: entry)
+                let (id, answer) = try CacheCodec.answer(&r)
+                let waiter: CheckedContinuation<CacheCodec.Answer, Never>? = lookups.withLockedValue { l in
+                    if case .pending = answer {
+                        l.waiting[id]?.pending = true
+                        return nil
+                    }
+                    return l.waiting.removeValue(forKey: id)?.continuation
+                }
+                waiter?.resume(returning: answer)
             case .cachePut:
                 var r = BinaryReader(frame.payload)
                 let key = try r.string()
                 let entry = try CacheCodec.entry(&r)
                 if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
+                leases.withLockedValue { $0.removeValue(forKey: Lease(peer: peer, key: key)) }?.ticket.complete(entry)
+            case .cacheRelease:
+                var r = BinaryReader(frame.payload)
+                let key = try r.string()
+                leases.withLockedValue { $0.removeValue(forKey: Lease(peer: peer, key: key)) }?.ticket.complete(nil)
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
@@ -173,6 +200,7 @@ final class ClusterService: Service, Sendable {
                 if (member.state == .dead || member.state == .left) && !member.info.id.isEmpty {
                     limits.clearReservations(ofNode: member.info.id)
                 }
+                if member.state == .dead || member.state == .left { cacheMemberGone(member.info.name) }
             }
         }
     }
@@ -185,30 +213,96 @@ final class ClusterService: Service, Sendable {
         return Rendezvous.owner(of: key, among: names) ?? me.name
     }
 
-    /// Asks `owner` for its entry under `key`; nil when it has none or does not answer in time.
-    func remoteLookup(_ key: String, owner: String) async -> CachedResponse? {
-        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return nil }
-        let id = lookups.withLockedValue { s -> UInt64 in
-            defer { s.next += 1 }
-            return s.next
+    /// Asks `owner` for its entry under `key`, or for the right to fetch it. `.miss` when the owner
+    /// does not answer in time, or when the fetch it said to wait for ends without an answer.
+    func remoteAcquire(_ key: String, owner: String) async -> CacheCodec.Answer {
+        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return .miss }
+        let id = lookups.withLockedValue { l -> UInt64 in
+            defer { l.next += 1 }
+            return l.next
         }
         let lookups = self.lookups
+        let end: @Sendable () -> Void = { lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.continuation.resume(returning: .miss) }
         let timeout = Task {
             try? await Task.sleep(for: Self.ownerTimeout)
-            lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(returning: nil)
+            // Answered "wait": give the other node's fetch its time.
+            if lookups.withLockedValue({ $0.waiting[id]?.pending == true }) {
+                try? await Task.sleep(for: .milliseconds(Self.flightTimeoutMs))
+            }
+            end()
         }
         defer { timeout.cancel() }
-        return await withCheckedContinuation { continuation in
-            lookups.withLockedValue { $0.waiting[id] = continuation }
-            connections.send(CacheCodec.get(id: id, key: key), to: address)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                lookups.withLockedValue { $0.waiting[id] = .init(continuation: continuation, owner: owner) }
+                if Task.isCancelled { end() } else { connections.send(CacheCodec.get(id: id, key: key), to: address) }
+            }
+        } onCancel: {
+            end()
         }
     }
 
-    /// Hands an answer fetched after a miss to the key's owner, which stores it.
+    /// The owner's side of `cacheGet`: its entry; or, when nobody is fetching the key, "you
+    /// fetch it" and a flight held for the peer until its answer or release arrives; or "wait" and
+    /// the answer of the flight in progress.
+    private func answerCacheGet(id: UInt64, key: String, peer: String, address: String) async {
+        let now = Self.now()
+        switch await cache.acquireForPeer(key, now: now) {
+        case .hit(let entry):
+            connections.send(CacheCodec.answer(id: id, .entry(entry)), to: address)
+        case .leader(let ticket):
+            let lease = Lease(peer: peer, key: key)
+            let old = leases.withLockedValue { $0.updateValue((ticket, now + Self.flightTimeoutMs), forKey: lease) }
+            old?.ticket.complete(nil)
+            connections.send(CacheCodec.answer(id: id, .lead), to: address)
+        case .follower(let flight):
+            connections.send(CacheCodec.answer(id: id, .pending), to: address)
+            let answer = await flight.wait()
+            connections.send(CacheCodec.answer(id: id, answer.map { .entry($0) } ?? .miss), to: address)
+        }
+    }
+
+    /// Flights held for a peer that is gone end without an answer (their waiters fetch on their
+    /// own), and requests waiting on a gone owner stop waiting.
+    private func cacheMemberGone(_ name: String) {
+        let ended = leases.withLockedValue { leases -> [CacheFlight.Ticket] in
+            let gone = leases.filter { $0.key.peer == name }
+            for k in gone.keys { leases[k] = nil }
+            return gone.values.map(\.ticket)
+        }
+        for t in ended { t.complete(nil) }
+        let waiting = lookups.withLockedValue { l -> [CheckedContinuation<CacheCodec.Answer, Never>] in
+            let ids = l.waiting.filter { $0.value.owner == name }.map(\.key)
+            return ids.compactMap { l.waiting.removeValue(forKey: $0)?.continuation }
+        }
+        for w in waiting { w.resume(returning: .miss) }
+    }
+
+    /// Ends flights held for peers that never answered.
+    private func expireLeases(now: Int64) {
+        let ended = leases.withLockedValue { leases -> [CacheFlight.Ticket] in
+            let old = leases.filter { $0.value.expiresAt <= now }
+            for k in old.keys { leases[k] = nil }
+            return old.values.map(\.ticket)
+        }
+        for t in ended { t.complete(nil) }
+    }
+
+    /// Hands an answer fetched after a miss to the key's owner, which stores it. One too large
+    /// for a frame releases the owner's flight instead.
     func sendToOwner(_ key: String, _ entry: CachedResponse, owner: String) {
-        guard entry.size < config.maxFrameBytes - 4096,
-              let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
-        connections.send(CacheCodec.put(key: key, entry: entry), to: address)
+        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
+        if entry.size < config.maxFrameBytes - 4096 {
+            connections.send(CacheCodec.put(key: key, entry: entry), to: address)
+        } else {
+            connections.send(CacheCodec.release(key: key), to: address)
+        }
+    }
+
+    /// Tells the owner this node's fetch of `key` ended without a cacheable answer.
+    func releaseToOwner(_ key: String, owner: String) {
+        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
+        connections.send(CacheCodec.release(key: key), to: address)
     }
 
     /// Members as this node sees them, for `/cluster/status`.
