@@ -63,7 +63,11 @@ class Cluster:
     """N nodes and one mock provider; use as a context manager or call start()/stop()."""
 
     def __init__(self, nodes=3, base_port=8701, mock_port=9999, binary=None, run_dir=None, admin_token="cluster-admin",
-                 extra_yaml="", peer_base_port=None, mock=None):
+                 extra_yaml="", peer_base_port=None, mock=None, peer_hosts=None, seeds=None, prefix=None):
+        """`peer_hosts` (one per node) puts node i's peer listener on peer_hosts[i]:peer_base_port
+        (all on one port, for seeds given as one DNS name); `seeds` replaces the list of every
+        node's address; `prefix` is a command the node runs under (for example to give it its
+        own /etc/hosts)."""
         self.count = nodes
         self.base_port = base_port
         self.peer_base_port = peer_base_port or base_port + 1000
@@ -75,12 +79,17 @@ class Cluster:
         self.extra_yaml = extra_yaml
         self.mock = None
         self.nodes = []
+        self.peer_hosts = peer_hosts
+        self.seeds = seeds
+        self.prefix = prefix or []
 
     @property
     def mock_url(self):
         return self.external_mock.url if self.external_mock else f"http://127.0.0.1:{self.mock_port}"
 
     def peer_address(self, i):
+        if self.peer_hosts:
+            return f"{self.peer_hosts[i]}:{self.peer_base_port}"
         return f"127.0.0.1:{self.peer_base_port + i}"
 
     def node_url(self, i):
@@ -95,7 +104,7 @@ class Cluster:
             wait_ready(self.mock_url + "/_mock/healthz", self.mock)
         certs = os.path.join(self.run_dir, "certs")
         subprocess.run([self.binary, "certs", "init", "--dir", certs], check=True, stdout=subprocess.DEVNULL)
-        seeds = ", ".join(f'"{self.peer_address(i)}"' for i in range(self.count))
+        seeds = ", ".join(f'"{s}"' for s in (self.seeds or [self.peer_address(i) for i in range(self.count)]))
         for i in range(self.count):
             name = f"node-{i + 1}"
             subprocess.run([self.binary, "certs", "issue", name, "--host", "127.0.0.1", "--dir", certs], check=True,
@@ -118,7 +127,7 @@ class Cluster:
         """Starts (or starts again) node i, keeping its data directory."""
         directory = os.path.join(self.run_dir, f"node-{i + 1}")
         log = open(os.path.join(directory, "node.log"), "a")
-        proc = subprocess.Popen([self.binary, "serve", "--config", os.path.join(directory, "gatemesh.yaml")],
+        proc = subprocess.Popen(self.prefix + [self.binary, "serve", "--config", os.path.join(directory, "gatemesh.yaml")],
                                 stdout=log, stderr=subprocess.STDOUT)
         self.nodes[i] = proc
         wait_ready(self.node_url(i) + "/healthz", proc)

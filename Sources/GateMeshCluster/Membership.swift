@@ -105,7 +105,7 @@ public struct Membership: Sendable {
     public private(set) var incarnation: UInt64 = 0
     public private(set) var members: [String: Member] = [:]
     public private(set) var leaving = false
-    let seeds: [String]
+    public private(set) var seeds: [String]
     var rng: SplitMix64
     var seq: UInt64 = 0
     var probeOrder: [String] = []
@@ -132,6 +132,11 @@ public struct Membership: Sendable {
         var h: UInt64 = 1469598103934665603
         for b in me.name.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
         self.rng = SplitMix64(seed: seed ^ h)
+    }
+
+    /// Replaces the seeds (after their names were resolved again); this node's own address is dropped.
+    public mutating func setSeeds(_ seeds: [String]) {
+        self.seeds = seeds.filter { $0 != me.address }
     }
 
     // MARK: - Views

@@ -34,3 +34,37 @@ import Testing
         #expect(shares.values.allSatisfy { abs($0 - 0.2) < 0.03 })
     }
 }
+
+@Suite struct SeedTests {
+    @Test func namesWithSeveralAddressesStandForThemAll() {
+        let seeds = ["peers.gatemesh.internal:7946", "10.0.0.9:7946", "one.internal:7000", "[fd00::1]:7946"]
+        #expect(Seeds.names(in: seeds) == ["peers.gatemesh.internal", "one.internal"])
+        let out = Seeds.expand(seeds, resolved: [
+            "peers.gatemesh.internal": ["10.0.0.5", "10.0.0.6", "fd00::7", "10.0.0.9"],
+            "one.internal": ["10.0.0.8"],
+        ])
+        #expect(out == ["10.0.0.5:7946", "10.0.0.6:7946", "[fd00::7]:7946", "10.0.0.9:7946", "one.internal:7000", "[fd00::1]:7946"])
+    }
+
+    @Test func anUnresolvedNameIsKeptAsWritten() {
+        #expect(Seeds.expand(["peers.internal:7946"], resolved: [:]) == ["peers.internal:7946"])
+        #expect(Seeds.expand(["peers.internal:7946"], resolved: ["peers.internal": []]) == ["peers.internal:7946"])
+    }
+
+    @Test func addressesAreToldFromNames() {
+        #expect(Seeds.isAddress("127.0.0.1"))
+        #expect(Seeds.isAddress("::1"))
+        #expect(!Seeds.isAddress("node-1.internal"))
+        #expect(!Seeds.isAddress("1.2.3.4.example"))
+        #expect(!Seeds.isAddress("300.1.1.1"))
+        #expect(Seeds.split("[::1]:7946")! == ("::1", 7946))
+        #expect(Seeds.split("nohost") == nil)
+        #expect(Seeds.split(":7946") == nil)
+    }
+
+    @Test func membershipDropsItsOwnAddressFromNewSeeds() {
+        var m = Membership(me: .init(name: "a", address: "10.0.0.5:7946", region: "r"), seeds: [])
+        m.setSeeds(["10.0.0.5:7946", "10.0.0.6:7946"])
+        #expect(m.seeds == ["10.0.0.6:7946"])
+    }
+}

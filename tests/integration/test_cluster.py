@@ -131,6 +131,34 @@ def test_round_robin_traffic_over_three_nodes_stays_within_one_percent_of_the_bu
     assert spent[0] >= limit - 2 * cost
 
 
+def test_one_dns_name_for_every_node_is_a_seed_list(mock, tmp_path):
+    """The only seed is a name that resolves to the three nodes' addresses (each node sees a hosts
+    file of its own, through a private mount namespace)."""
+    import shutil
+    import subprocess
+    hosts = tmp_path / "hosts"
+    # The name's first address has no node: dialling the name as one address would find nobody.
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.{i} seeds.gatemesh.test\n" for i in (9, 2, 3, 4)))
+    wrap = ["unshare", "--mount", "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "node"]
+    if os.geteuid() != 0:
+        wrap[1:2] = ["--map-root-user", "--mount"]
+    if not shutil.which("unshare") or subprocess.run(wrap + ["getent", "hosts", "seeds.gatemesh.test"],
+                                                     capture_output=True).returncode != 0:
+        pytest.skip("needs unshare and a private mount namespace, to give the nodes their own hosts file")
+    base = free_range(4)
+    c = Cluster(nodes=3, base_port=base, peer_base_port=base + 3, binary=BIN, mock=mock,
+                run_dir=str(tmp_path / "run"), peer_hosts=["127.0.0.2", "127.0.0.3", "127.0.0.4"],
+                seeds=[f"seeds.gatemesh.test:{base + 3}"], prefix=wrap)
+    try:
+        c.start()
+        assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 15), \
+            [status(c, i)["cluster"] for i in range(3)]
+        log = open(os.path.join(c.run_dir, "node-1", "node.log")).read()
+        assert "seeds resolved" in log and "127.0.0.3:" in log
+    finally:
+        c.stop()
+
+
 def test_a_peer_with_a_certificate_from_another_ca_is_refused(cluster):
     c = cluster(2)
     assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 10)

@@ -106,6 +106,14 @@ final class ClusterService: Service, Sendable {
         }
         serverChannel.withLockedValue { $0 = channel }
         logger.info("listening for peers", metadata: ["address": "\(config.listen)", "advertised": "\(me.address)", "seeds": "\(config.seeds)"])
+        let resolving = Task.detached { [weak self] in
+            // Seed names are resolved at start and every 30 s, so nodes added later are found.
+            while !Task.isCancelled {
+                self?.resolveSeeds()
+                try? await Task.sleep(for: .seconds(30))
+            }
+        }
+        defer { resolving.cancel() }
         for await _ in AsyncTimerSequence(interval: .milliseconds(Self.tickMs)).cancelOnGracefulShutdown() {
             tick()
         }
@@ -115,6 +123,45 @@ final class ClusterService: Service, Sendable {
         try? await Task.sleep(for: .milliseconds(200))
         connections.closeAll()
         try? await channel.close()
+    }
+
+    /// Resolves the seeds' names (blocking: on a detached task) and gives membership the addresses.
+    func resolveSeeds() {
+        let names = Seeds.names(in: config.seeds)
+        guard !names.isEmpty else { return }
+        var resolved: [String: [String]] = [:]
+        for name in names {
+            let addresses = Self.resolve(name)
+            if addresses.isEmpty { logger.warning("seed name does not resolve", metadata: ["name": "\(name)"]) }
+            resolved[name] = addresses
+        }
+        let seeds = Seeds.expand(config.seeds, resolved: resolved)
+        let changed = membership.withLockedValue { m -> Bool in
+            let before = m.seeds
+            m.setSeeds(seeds)
+            return m.seeds != before
+        }
+        if changed { logger.info("seeds resolved", metadata: ["seeds": "\(seeds)"]) }
+    }
+
+    /// Every address (numeric, IPv4 and IPv6) `host` resolves to, in the resolver's order.
+    static func resolve(_ host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: [String] = []
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = next {
+            var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(ai.pointee.ai_addr, ai.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let address = String(cString: text)
+                if !out.contains(address) { out.append(address) }
+            }
+            next = ai.pointee.ai_next
+        }
+        return out
     }
 
     func tick() {
