@@ -21,6 +21,12 @@ public struct Frame: Sendable, Equatable {
         /// Cache: "I fetched no cacheable answer for this key" (to its owner, which had let this
         /// node fetch it: the owner stops waiting for it).
         case cacheRelease = 8
+        /// Rules: admin-API rule records (changes as they happen, or a whole set to repair).
+        case rules = 9
+        /// Rules: a digest of the rule records held, answered with the whole set when it differs.
+        case rulesDigest = 10
+        /// Alerts: budget alerts this node sent (the others must not send them again).
+        case alertsFired = 11
     }
 
     public static let version: UInt8 = 1

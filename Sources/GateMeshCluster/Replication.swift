@@ -179,3 +179,31 @@ public struct Replicator: Sendable {
     /// A peer went away and came back (or is new): send it everything next time.
     public mutating func reset(peer: String) { sentVersion[peer] = nil }
 }
+
+/// The wire form of alerts a node fired (`.alertsFired` frames).
+public enum AlertsCodec {
+    public static let maxKeys = 100_000
+
+    public static func encode(_ keys: [LimitsEngine.AlertKey]) -> Frame {
+        var w = BinaryWriter()
+        w.uint(UInt64(keys.count))
+        for k in keys {
+            w.string(k.rule)
+            w.string(k.scope)
+            w.int(k.window)
+            w.uint(UInt64(max(0, k.permille)))
+        }
+        return Frame(kind: .alertsFired, payload: w.bytes)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [LimitsEngine.AlertKey] {
+        var r = BinaryReader(bytes)
+        var out: [LimitsEngine.AlertKey] = []
+        for _ in 0..<(try r.count(max: maxKeys)) {
+            let rule = try r.string(), scope = try r.string(), window = try r.int()
+            out.append(.init(rule: rule, scope: scope, window: window, permille: try r.count(max: 1_000_000)))
+        }
+        guard r.atEnd else { throw DecodeError("trailing bytes after fired alerts") }
+        return out
+    }
+}

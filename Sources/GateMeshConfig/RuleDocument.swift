@@ -10,7 +10,7 @@ import Yams
 public enum RuleDocument {
     /// Keys the admin API adds to the rules it returns; accepted and ignored, so a rule read with
     /// GET can be edited and sent back as it is.
-    static let echoed: Set<String> = ["source", "created_at", "updated_at"]
+    static let echoed: Set<String> = ["source", "created_at", "updated_at", "changed_on"]
 
     /// The most rules one request may create or replace.
     public static let maxRulesPerDocument = 10_000

@@ -1,5 +1,6 @@
 import Foundation
 import GateMeshAccounting
+import GateMeshCluster
 import GateMeshCore
 import GateMeshLimits
 import GateMeshStore
@@ -39,7 +40,15 @@ final class LimitsService: Service, SpendSource, Sendable {
     struct AdminRules {
         var rules: [(rule: LimitRule, stored: NodeStore.StoredRule)] = []
         var inactive: [(stored: NodeStore.StoredRule, reason: String)] = []
+        /// Every rule's current version and the tombstones of deleted ones, as replicated.
+        var records = RuleRecords()
     }
+    /// In a cluster: whether this node is the one to send an alert (nil: alone, always).
+    let alertOwnership = NIOLockedValueBox<(@Sendable (LimitsEngine.AlertKey) -> Bool)?>(nil)
+    /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
+    let alertsFired = NIOLockedValueBox<(@Sendable ([LimitsEngine.AlertKey]) -> Void)?>(nil)
+    /// Told of every rule change this node makes (the cluster sends it to the peers).
+    let ruleChanges = NIOLockedValueBox<(@Sendable ([RuleRecord]) -> Void)?>(nil)
 
     /// Loads the stored rules and restores this node's own counters from the spend persisted with
     /// its log rows, so a node killed and restarted comes back with the spend its log shows and
@@ -59,17 +68,11 @@ final class LimitsService: Service, SpendSource, Sendable {
 
         var admin = AdminRules()
         for stored in try store.storedRules() {
-            do {
-                guard let rule = try RuleDocument.parse(stored.definition, gateways: gateways).first else { continue }
-                if configIDs.contains(rule.id) {
-                    admin.inactive.append((stored, "the config now defines a rule with this id; the config's rule applies"))
-                } else if !rule.alertPermille.isEmpty && alerts == nil {
-                    admin.inactive.append((stored, "the rule has alerts, but no alerts.webhook is configured"))
-                } else {
-                    admin.rules.append((rule, stored))
-                }
-            } catch {
-                admin.inactive.append((stored, error.description))
+            _ = admin.records.apply(Self.record(stored))
+            if stored.deleted { continue }
+            switch Self.classify(stored, gateways: gateways, configIDs: configIDs, alerts: alerts != nil) {
+            case .success(let rule): admin.rules.append((rule, stored))
+            case .failure(let reason): admin.inactive.append((stored, reason.message))
             }
         }
         for (stored, reason) in admin.inactive {
@@ -101,6 +104,39 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+    struct Inactive: Error {
+        var message: String
+    }
+
+    /// A stored rule as this node can use it, or why it cannot.
+    static func classify(_ stored: NodeStore.StoredRule, gateways: Set<String>, configIDs: Set<String>,
+                         alerts: Bool) -> Result<LimitRule, Inactive> {
+        do {
+            guard let rule = try RuleDocument.parse(stored.definition, gateways: gateways).first else {
+                return .failure(Inactive(message: "the stored definition holds no rule"))
+            }
+            if configIDs.contains(rule.id) {
+                return .failure(Inactive(message: "the config now defines a rule with this id; the config's rule applies"))
+            }
+            if !rule.alertPermille.isEmpty && !alerts {
+                return .failure(Inactive(message: "the rule has alerts, but no alerts.webhook is configured"))
+            }
+            return .success(rule)
+        } catch {
+            return .failure(Inactive(message: error.description))
+        }
+    }
+
+    static func record(_ s: NodeStore.StoredRule) -> RuleRecord {
+        RuleRecord(id: s.id, gateway: s.gateway, definition: s.definition, createdTs: s.createdTs, updatedTs: s.updatedTs,
+                   origin: s.origin, deleted: s.deleted)
+    }
+
+    static func stored(_ r: RuleRecord) -> NodeStore.StoredRule {
+        NodeStore.StoredRule(id: r.id, gateway: r.gateway, definition: r.definition, createdTs: r.createdTs, updatedTs: r.updatedTs,
+                             origin: r.origin, deleted: r.deleted)
+    }
+
     var isEmpty: Bool { !hasRules.load(ordering: .relaxed) }
 
     func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) -> LimitsEngine.Decision {
@@ -112,11 +148,24 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// The spend reaches SQLite with the request log's next batch (see `snapshot`).
     func settle(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
+        let owns = alertOwnership.withLockedValue { $0 }
         let due = engine.withLockedValue { engine in
             let charged = engine.settle(id, actual: actual)
-            return engine.hasAlerts && !charged.isEmpty ? engine.dueAlerts(for: charged.map(\.key), now: now) : []
+            guard engine.hasAlerts && !charged.isEmpty else { return [LimitsEngine.Alert]() }
+            return engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true })
         }
-        for alert in due { alerts?.fire(alert, node: nodeName, now: now) }
+        fire(due, now: now)
+    }
+
+    private func fire(_ due: [LimitsEngine.Alert], now: Int64) {
+        guard !due.isEmpty, let alerts else { return }
+        for alert in due { alerts.fire(alert, node: nodeName, now: now) }
+        alertsFired.withLockedValue { $0 }?(due.map(\.key))
+    }
+
+    /// Alerts a peer fired: not to be sent again from here.
+    func markFired(_ keys: [LimitsEngine.AlertKey]) {
+        engine.withLockedValue { $0.markFired(keys) }
     }
 
     // MARK: SpendSource
@@ -182,9 +231,17 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     /// Applies counters from a peer (a delta or an anti-entropy answer); idempotent.
+    /// Merges counters from a peer. The cluster-wide spend may cross an alert's threshold here,
+    /// without a request of this node's: the alert's owner sends it.
     func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {
         guard !delta.isEmpty else { return }
-        engine.withLockedValue { $0.merge(delta) }
+        let now = Self.now()
+        let owns = alertOwnership.withLockedValue { $0 }
+        let due = engine.withLockedValue { engine in
+            engine.merge(delta)
+            return engine.hasAlerts ? engine.dueAlerts(for: delta.keys, now: now, owns: owns ?? { _ in true }) : []
+        }
+        fire(due, now: now)
     }
 
     func release(_ id: UInt64) {

@@ -1,3 +1,4 @@
+import GateMeshCluster
 import GateMeshConfig
 import GateMeshCore
 import GateMeshLimits
@@ -50,9 +51,13 @@ extension LimitsService {
                     throw Self.conflict("rule '\(rule.id)' exists; replace it with PUT /api/rules/\(rule.id) or choose another id")
                 }
             }
-            let stored = rules.map { NodeStore.StoredRule(id: $0.id, gateway: $0.gateway, definition: RuleDocument.json($0), createdTs: now, updatedTs: now) }
+            let stored = rules.map { rule in
+                let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[rule.id])
+                return NodeStore.StoredRule(id: rule.id, gateway: rule.gateway, definition: RuleDocument.json(rule), createdTs: ts, updatedTs: ts,
+                                            origin: nodeName)
+            }
             // A rule made after one of the same id was deleted starts from nothing.
-            try save(stored, delete: [], forgetSpend: Set(rules.map(\.id)))
+            try save(stored, forgetSpend: Set(rules.map(\.id)), into: &a)
             a.rules += zip(rules, stored).map { ($0, $1) }
             a.inactive.removeAll { item in rules.contains { $0.id == item.stored.id } }
             return "{\"created\":[\(zip(rules, stored).map { Self.document($0, source: "api", stored: $1) }.joined(separator: ","))]}"
@@ -74,10 +79,11 @@ extension LimitsService {
         let now = Self.now()
         return try change { a throws(GatewayError) in
             let existing = a.rules.firstIndex { $0.rule.id == id }
+            let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[id])
             let stored = NodeStore.StoredRule(id: id, gateway: rule.gateway, definition: RuleDocument.json(rule),
-                                              createdTs: existing.map { a.rules[$0].stored.createdTs } ?? now, updatedTs: now)
+                                              createdTs: existing.map { a.rules[$0].stored.createdTs } ?? ts, updatedTs: ts, origin: nodeName)
             let windowChanged = existing.map { a.rules[$0].rule.window != rule.window } ?? true
-            try save([stored], delete: [], forgetSpend: windowChanged ? [id] : [])
+            try save([stored], forgetSpend: windowChanged ? [id] : [], into: &a)
             if let existing { a.rules[existing] = (rule, stored) } else { a.rules.append((rule, stored)) }
             a.inactive.removeAll { $0.stored.id == id }
             return (existing == nil, Self.document(rule, source: "api", stored: stored))
@@ -85,46 +91,108 @@ extension LimitsService {
     }
 
     /// Deletes the rule `id` (made through the API, or stored but inactive) and forgets its spend.
+    /// A tombstone stays, so the delete reaches every node of a cluster.
     func deleteRule(id: String) throws(GatewayError) -> String {
         if configIDs.contains(id) { throw Self.conflict("rule '\(id)' is defined in the config file; remove it there") }
+        let now = Self.now()
         return try change { a throws(GatewayError) in
             let active = a.rules.firstIndex { $0.rule.id == id }
             let inactive = a.inactive.firstIndex { $0.stored.id == id }
             guard active != nil || inactive != nil else { throw GatewayError.notFound("no rule with id '\(id)'") }
-            try save([], delete: [id], forgetSpend: [id])
+            let gateway = active.map { a.rules[$0].stored.gateway } ?? inactive.map { a.inactive[$0].stored.gateway } ?? ""
+            let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[id])
+            let tombstone = NodeStore.StoredRule(id: id, gateway: gateway, definition: "", createdTs: ts, updatedTs: ts, origin: nodeName,
+                                                 deleted: true)
+            try save([tombstone], forgetSpend: [id], into: &a)
             if let active { a.rules.remove(at: active) }
             if let inactive { a.inactive.remove(at: inactive) }
             return "{\"deleted\":\(JSON.quoted(id))}"
         }
     }
 
+    /// Rule records from a peer: those newer than this node's are stored and put in force (or
+    /// listed as inactive, with the reason, when this node cannot use them). Blocking (SQLite).
+    func mergeRules(_ incoming: [RuleRecord]) {
+        do {
+            let taken: [RuleRecord] = try change(broadcast: false) { a throws(GatewayError) in
+                var records = a.records
+                var fresh: [String: RuleRecord] = [:]
+                for r in records.merge(incoming) { fresh[r.id] = r }
+                guard !fresh.isEmpty else { return [] }
+                var forget: Set<String> = []
+                var decided: [String: Result<LimitRule, Inactive>] = [:]
+                for r in fresh.values {
+                    let current = a.rules.first { $0.rule.id == r.id }?.rule
+                    if r.deleted { forget.insert(r.id); continue }
+                    let result = Self.classify(Self.stored(r), gateways: gateways, configIDs: configIDs, alerts: alerts != nil)
+                    decided[r.id] = result
+                    // Like an edit here: a new rule or a new window starts from nothing.
+                    if case .success(let rule) = result, current?.window == rule.window {} else { forget.insert(r.id) }
+                }
+                try save(fresh.values.map(Self.stored), forgetSpend: forget, into: &a)
+                for r in fresh.values {
+                    let stored = Self.stored(r)
+                    let active = a.rules.firstIndex { $0.rule.id == r.id }
+                    a.inactive.removeAll { $0.stored.id == r.id }
+                    switch decided[r.id] {
+                    case .success(let rule):
+                        if let active { a.rules[active] = (rule, stored) } else { a.rules.append((rule, stored)) }
+                    case .failure(let reason):
+                        if let active { a.rules.remove(at: active) }
+                        a.inactive.append((stored, reason.message))
+                        logger.warning("a rule from a peer is not in force", metadata: ["rule": "\(r.id)", "reason": "\(reason.message)"])
+                    case nil:
+                        if let active { a.rules.remove(at: active) }
+                    }
+                }
+                return Array(fresh.values)
+            }
+            for r in taken {
+                logger.info(r.deleted ? "rule deleted by a peer" : "rule changed by a peer", metadata: ["rule": "\(r.id)", "origin": "\(r.origin)"])
+            }
+        } catch {
+            logger.error("cannot take rule changes from a peer", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Every rule record and tombstone, and their digest (for the cluster's anti-entropy).
+    var ruleRecords: (records: [RuleRecord], digest: UInt64) {
+        admin.withLockedValue { a in (Array(a.records.byID.values), a.records.digest()) }
+    }
+
     // MARK: -
 
-    /// Runs one change under the admin lock, then installs the resulting rule set.
-    private func change<T>(_ body: (inout AdminRules) throws(GatewayError) -> T) throws(GatewayError) -> T {
-        let result: Result<T, GatewayError> = admin.withLockedValue { a in
+    /// Runs one change under the admin lock, then installs the resulting rule set and (for changes
+    /// made here) tells the cluster.
+    private func change<T>(broadcast: Bool = true, _ body: (inout AdminRules) throws(GatewayError) -> T) throws(GatewayError) -> T {
+        let result: Result<(T, [RuleRecord]), GatewayError> = admin.withLockedValue { a in
             let before = a
             do throws(GatewayError) {
                 let value = try body(&a)
                 let rules = configRules + a.rules.map(\.rule)
                 engine.withLockedValue { _ = $0.replaceRules(rules) }
                 hasRules.store(!rules.isEmpty, ordering: .relaxed)
-                return .success(value)
+                let changed = a.records.byID.values.filter { r in before.records.byID[r.id] != r }
+                return .success((value, changed))
             } catch {
                 a = before
                 return .failure(error)
             }
         }
-        return try result.get()
+        let (value, changed) = try result.get()
+        if broadcast, !changed.isEmpty, let tell = ruleChanges.withLockedValue({ $0 }) { tell(changed) }
+        return value
     }
 
-    private func save(_ rules: [NodeStore.StoredRule], delete: [String], forgetSpend: Set<String>) throws(GatewayError) {
+    /// Writes `rules` (records and tombstones) to SQLite, then to the replicated records.
+    private func save(_ rules: [NodeStore.StoredRule], forgetSpend: Set<String>, into a: inout AdminRules) throws(GatewayError) {
         do {
-            try store.changeRules(save: rules, delete: delete, forgetSpend: forgetSpend)
+            try store.changeRules(save: rules, forgetSpend: forgetSpend)
         } catch {
             logger.error("cannot store a rule change", metadata: ["error": "\(error)"])
             throw GatewayError.unavailable("the rule change could not be stored, so nothing changed: \(error)")
         }
+        for r in rules { _ = a.records.apply(Self.record(r)) }
     }
 
     private func parse(_ text: String, single: String? = nil) throws(GatewayError) -> [LimitRule] {
@@ -149,7 +217,10 @@ extension LimitsService {
     /// A rule's document with where it comes from (and, for API rules, when it was made and changed).
     static func document(_ rule: LimitRule, source: String, stored: NodeStore.StoredRule?) -> String {
         var head = "{\"source\":\"\(source)\","
-        if let stored { head += "\"created_at\":\(LogAPI.iso(stored.createdTs)),\"updated_at\":\(LogAPI.iso(stored.updatedTs))," }
+        if let stored {
+            head += "\"created_at\":\(LogAPI.iso(stored.createdTs)),\"updated_at\":\(LogAPI.iso(stored.updatedTs)),"
+            if !stored.origin.isEmpty { head += "\"changed_on\":\(JSON.quoted(stored.origin)),"}
+        }
         return head + RuleDocument.json(rule).dropFirst()
     }
 }

@@ -56,6 +56,14 @@ public final class NodeStore: Sendable {
                 t.column("updated_ts", .integer).notNull()
             }
         }
+        migrator.registerMigration("v3-rule-versions") { db in
+            // Rules replicate between nodes as last-writer-wins records: the node that made each
+            // version, and tombstones for deleted rules (so a delete reaches every node).
+            try db.alter(table: "limit_rules") { t in
+                t.add(column: "origin", .text).notNull().defaults(to: "")
+                t.add(column: "deleted", .boolean).notNull().defaults(to: false)
+            }
+        }
         return migrator
     }
 
@@ -77,28 +85,38 @@ public final class NodeStore: Sendable {
 
     // MARK: - Rules made through the admin API
 
-    /// A limit rule stored as its JSON document (GateMeshConfig's `RuleDocument`).
+    /// A limit rule stored as its JSON document (GateMeshConfig's `RuleDocument`), or the
+    /// tombstone of a deleted one; `updatedTs` and `origin` are its version.
     public struct StoredRule: Sendable, Equatable {
         public var id: String
         public var gateway: String
         public var definition: String
         public var createdTs: Int64
         public var updatedTs: Int64
-        public init(id: String, gateway: String, definition: String, createdTs: Int64, updatedTs: Int64) {
+        /// The node (by name) that made this version; empty for versions made before rules replicated.
+        public var origin: String
+        public var deleted: Bool
+        public init(id: String, gateway: String, definition: String, createdTs: Int64, updatedTs: Int64, origin: String = "",
+                    deleted: Bool = false) {
             self.id = id
             self.gateway = gateway
             self.definition = definition
             self.createdTs = createdTs
             self.updatedTs = updatedTs
+            self.origin = origin
+            self.deleted = deleted
         }
     }
 
-    /// Every stored rule, oldest first.
+    /// Every stored rule and tombstone, oldest first.
     public func storedRules() throws(StoreError) -> [StoredRule] {
         do {
             return try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, gateway, definition, created_ts, updated_ts FROM limit_rules ORDER BY created_ts, id").map {
-                    StoredRule(id: $0["id"], gateway: $0["gateway"], definition: $0["definition"], createdTs: $0["created_ts"], updatedTs: $0["updated_ts"])
+                try Row.fetchAll(db, sql: """
+                    SELECT id, gateway, definition, created_ts, updated_ts, origin, deleted FROM limit_rules ORDER BY created_ts, id
+                    """).map {
+                    StoredRule(id: $0["id"], gateway: $0["gateway"], definition: $0["definition"], createdTs: $0["created_ts"],
+                               updatedTs: $0["updated_ts"], origin: $0["origin"], deleted: $0["deleted"])
                 }
             }
         } catch {
@@ -106,18 +124,19 @@ public final class NodeStore: Sendable {
         }
     }
 
-    /// In one transaction: inserts or replaces `save` (keeping a replaced rule's creation time),
-    /// deletes the rules in `delete`, and forgets the persisted spend of the rules in `forgetSpend`
-    /// (rules deleted, or whose window changed). Synchronous: the admin API answers after the disk.
-    public func changeRules(save: [StoredRule], delete: [String], forgetSpend: Set<String>) throws(StoreError) {
+    /// In one transaction: inserts or replaces the records in `save` (rules and tombstones), and
+    /// forgets the persisted spend of the rules in `forgetSpend` (rules deleted, or whose window
+    /// changed). Synchronous: the admin API answers after the disk.
+    public func changeRules(save: [StoredRule], forgetSpend: Set<String>) throws(StoreError) {
         do {
             try pool.write { db in
                 let upsert = try db.cachedStatement(sql: """
-                    INSERT INTO limit_rules (id, gateway, definition, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET gateway = excluded.gateway, definition = excluded.definition, updated_ts = excluded.updated_ts
+                    INSERT OR REPLACE INTO limit_rules (id, gateway, definition, created_ts, updated_ts, origin, deleted)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
                     """)
-                for r in save { try upsert.execute(arguments: [r.id, r.gateway, r.definition, r.createdTs, r.updatedTs]) }
-                for id in delete { try db.execute(sql: "DELETE FROM limit_rules WHERE id = ?", arguments: [id]) }
+                for r in save {
+                    try upsert.execute(arguments: [r.id, r.gateway, r.definition, r.createdTs, r.updatedTs, r.origin, r.deleted])
+                }
                 if !forgetSpend.isEmpty, try db.tableExists("limit_spend") {
                     for id in forgetSpend { try db.execute(sql: "DELETE FROM limit_spend WHERE rule = ?", arguments: [id]) }
                 }

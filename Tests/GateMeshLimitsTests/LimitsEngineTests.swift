@@ -132,6 +132,24 @@ import Testing
         #expect(spend(600_000_000, at: tomorrow) == [500])
     }
 
+    @Test func onlyTheOwnerOfAnAlertFiresItAndANewOwnerFiresWhatTheOldDidNot() {
+        var rule = dailyBudget(1)
+        rule.alertPermille = [500]
+        var a = LimitsEngine(node: "a", rules: [rule])
+        var b = LimitsEngine(node: "b", rules: [rule])
+        let r = reservation(a.admit(request(), estimate: LimitAmounts(costNanos: 0), now: now))!
+        let keys = a.settle(r.id, actual: LimitAmounts(costNanos: 600_000_000)).map(\.key)
+        // a crossed the threshold but does not own the alert: it neither fires nor marks it.
+        #expect(a.dueAlerts(for: keys, now: now, owns: { _ in false }).isEmpty)
+        // b, the owner, sees the crossing in the merged counters and fires it once.
+        b.merge(a.counters.entries)
+        #expect(b.dueAlerts(for: keys, now: now, owns: { _ in true }).map(\.permille) == [500])
+        #expect(b.dueAlerts(for: keys, now: now, owns: { _ in true }).isEmpty)
+        // Told that b fired it, a never does, even when it comes to own it.
+        a.markFired([LimitsEngine.AlertKey(rule: rule.id, scope: keys[0].scope, window: LimitsEngine.alertWindow(rule.window, now: now), permille: 500)])
+        #expect(a.dueAlerts(for: keys, now: now, owns: { _ in true }).isEmpty)
+    }
+
     @Test func peersSeeEachOthersSpendAndReservations() {
         var a = LimitsEngine(node: "a", rules: [dailyBudget(1)])
         var b = LimitsEngine(node: "b", rules: [dailyBudget(1)])

@@ -159,6 +159,88 @@ def test_one_dns_name_for_every_node_is_a_seed_list(mock, tmp_path):
         c.stop()
 
 
+def rule_ids(c, i):
+    return {r["id"]: r for r in requests.get(c.node_url(i) + "/api/rules", headers=AUTH, timeout=5).json()["rules"]}
+
+
+def test_rules_made_through_the_admin_api_reach_every_node(cluster):
+    c = cluster(3, """gateways:
+  - id: default
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+    team = {"x-gatemesh-metadata": json.dumps({"team": "red"})}
+    rule = {"id": "red-hourly", "gateway": "default", "requests": 4, "scope": {"only": {"metadata.team": "red"}},
+            "window": {"fixed": "1h"}}
+    # Made on one node: listed and enforced on every node within a second, against one count.
+    assert requests.post(c.node_url(0) + "/api/rules", headers=AUTH, json=rule).status_code == 201
+    assert wait_until(lambda: all("red-hourly" in rule_ids(c, i) for i in range(3)), 1)
+    assert rule_ids(c, 2)["red-hourly"]["changed_on"] == "node-1"
+    codes = []
+    for k in range(6):
+        codes.append(requests.post(c.node_url(k % 3) + "/openai/chat/completions", json=CHAT, headers=team).status_code)
+        time.sleep(0.15)  # counters travel every 50 ms
+    assert codes == [200, 200, 200, 200, 429, 429]
+
+    # Changed on another: the change wins everywhere.
+    r = requests.put(c.node_url(1) + "/api/rules/red-hourly", headers=AUTH, json={**rule, "requests": 100})
+    assert r.status_code == 200, r.text
+    assert wait_until(lambda: all(rule_ids(c, i)["red-hourly"]["requests"] == 100 for i in range(3)), 1)
+    assert requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT, headers=team).status_code == 200
+
+    # A node that was down while rules changed catches up when it is back.
+    c.kill(2)
+    many = [{"id": f"t{i}", "gateway": "default", "requests": 10, "scope": {"only": {"metadata.team": f"t{i}"}},
+             "window": {"fixed": "1h"}} for i in range(500)]
+    assert requests.post(c.node_url(0) + "/api/rules", headers=AUTH, json=many).status_code == 201
+    assert requests.delete(c.node_url(1) + "/api/rules/red-hourly", headers=AUTH).status_code == 200
+    assert wait_until(lambda: len(rule_ids(c, 1)) == 500, 2)
+    c.start_node(2)
+    assert wait_until(lambda: set(rule_ids(c, 2)) == {f"t{i}" for i in range(500)}, 5), len(rule_ids(c, 2))
+    assert requests.post(c.node_url(2) + "/openai/chat/completions", json=CHAT, headers=team).status_code == 200
+
+
+def test_a_budget_alert_is_sent_once_for_the_whole_cluster(cluster):
+    import http.server
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = cluster(3, f"""alerts: {{webhook: "http://127.0.0.1:{server.server_port}/hook"}}
+gateways:
+  - id: default
+    budgets:
+      - {{id: alerting, usd: "0.001", window: {{calendar: day}}, alerts: [0.1, 0.2, 0.3, 0.4, 0.5]}}
+""")
+        assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 10)
+        # Round-robin until past half the budget: every node sees every threshold crossed.
+        threads = []
+        for k in range(60):
+            t = threading.Thread(target=requests.post, args=(c.node_url(k % 3) + "/openai/chat/completions",),
+                                 kwargs={"json": CHAT, "timeout": 10})
+            t.start()
+            threads.append(t)
+            time.sleep(0.01)
+        for t in threads:
+            t.join()
+        assert wait_until(lambda: len(received) >= 5, 10)
+        time.sleep(1.5)
+        thresholds = sorted(a["threshold"] for a in received)
+        assert thresholds == [0.1, 0.2, 0.3, 0.4, 0.5], received
+        assert len({a["id"] for a in received}) == 5
+    finally:
+        server.shutdown()
+
+
 def test_a_peer_with_a_certificate_from_another_ca_is_refused(cluster):
     c = cluster(2)
     assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 10)

@@ -190,6 +190,8 @@ public struct LimitsEngine: Sendable {
         public var scope: String
         public var window: Int64
         public var permille: Int
+        /// The text nodes hash to agree on which of them sends this alert.
+        public var ownerKey: String { "\(rule)\u{1F}\(scope)\u{1F}\(window)\u{1F}\(permille)" }
         public init(rule: String, scope: String, window: Int64, permille: Int) {
             self.rule = rule
             self.scope = scope
@@ -205,7 +207,10 @@ public struct LimitsEngine: Sendable {
 
     /// The alerts whose thresholds the spending on `keys` has now reached and that have not fired
     /// in this window yet; they are marked as fired. Spending, not reservations, is compared.
-    public mutating func dueAlerts(for keys: [CounterMap.Key], now: Int64) -> [Alert] {
+    /// In a cluster only the alert's owner fires it (`owns`); others leave it unmarked, so that
+    /// whichever node owns it when the crossing is seen fires it.
+    public mutating func dueAlerts(for keys: some Sequence<CounterMap.Key>, now: Int64,
+                                   owns: (AlertKey) -> Bool = { _ in true }) -> [Alert] {
         guard hasAlerts else { return [] }
         var out: [Alert] = []
         var seen: Set<CounterMap.Key> = []
@@ -218,7 +223,10 @@ public struct LimitsEngine: Sendable {
             for permille in rule.alertPermille where spent * 1000 >= rule.limit * Int64(permille) {
                 let alert = Alert(rule: rule, scope: key.scope, permille: permille, spent: spent, window: window,
                                   windowStart: span.start, windowEnd: span.end)
-                if firedAlerts.insert(alert.key).inserted { out.append(alert) }
+                if !firedAlerts.contains(alert.key) && owns(alert.key) {
+                    firedAlerts.insert(alert.key)
+                    out.append(alert)
+                }
             }
         }
         return out

@@ -24,6 +24,8 @@ final class ClusterService: Service, Sendable {
     private let replicator: NIOLockedValueBox<Replicator>
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
     static let tickMs: Int64 = 25
+    static let rulesDigestIntervalMs: Int64 = 2000
+    private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
 
     let cache: ResponseCache
     /// Cache requests sent to owners, waiting for their answers.
@@ -81,7 +83,19 @@ final class ClusterService: Service, Sendable {
         membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, seed: UInt64.random(in: 0...UInt64.max),
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970)))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
+        ownerNames = NIOLockedValueBox([nodeName])
+        limits.ruleChanges.withLockedValue { $0 = { [weak self] records in self?.broadcastRules(records) } }
+        let owners = ownerNames, myName = nodeName
+        // One node sends each budget alert: its owner by rendezvous hashing, as for cache keys.
+        limits.alertOwnership.withLockedValue {
+            $0 = { key in Rendezvous.owner(of: key.ownerKey, among: owners.withLockedValue { $0 }) == myName }
+        }
+        limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
     }
+
+    /// The live members and this node: who may own cache keys and alerts. Kept up to date by the
+    /// tick, so the request path reads it without the membership lock.
+    private let ownerNames: NIOLockedValueBox<[String]>
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -168,7 +182,10 @@ final class ClusterService: Service, Sendable {
         let now = Self.now()
         perform(membership.withLockedValue { $0.tick(now: now) })
         expireLeases(now: now)
-        let peers = membership.withLockedValue { m in m.live.map { ($0.info.name, $0.info.address) } }
+        let (peers, owners) = membership.withLockedValue { m in
+            (m.live.map { ($0.info.name, $0.info.address) }, m.live.filter { $0.state == .alive }.map(\.info.name) + [me.name])
+        }
+        ownerNames.withLockedValue { if $0 != owners { $0 = owners } }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         let frames = limits.withCounters { counters in
             replicator.withLockedValue { $0.tick(now: now, counters: counters, peers: peers.map(\.0)) }
@@ -176,7 +193,25 @@ final class ClusterService: Service, Sendable {
         for (peer, frame) in frames {
             if let address = addresses[peer] { connections.send(frame, to: address) }
         }
+        // Anti-entropy for rules: a digest to one live peer every 2 s.
+        if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
+            nextRulesDigestAt.withLockedValue { $0 = now + Self.rulesDigestIntervalMs }
+            let mine = limits.ruleRecords
+            connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: false), to: address)
+        }
     }
+
+    /// Sends rule changes made on this node to every live peer.
+    func broadcastRules(_ records: [RuleRecord]) {
+        for f in RulesCodec.frames(records, budget: rulesFrameBudget) { broadcast(f) }
+    }
+
+    func broadcast(_ frame: Frame) {
+        for address in membership.withLockedValue({ m in m.live.map(\.info.address) }) { connections.send(frame, to: address) }
+    }
+
+    /// Rule frames stay well under the largest frame a peer accepts.
+    var rulesFrameBudget: Int { min(RulesCodec.frameBudgetBytes, config.maxFrameBytes / 2) }
 
     /// A frame from a peer (called on an event loop).
     func deliver(peer: String, frame: Frame) {
@@ -223,6 +258,21 @@ final class ClusterService: Service, Sendable {
                 let entry = try CacheCodec.entry(&r)
                 if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
                 leases.withLockedValue { $0.removeValue(forKey: Lease(peer: peer, key: key)) }?.ticket.complete(entry)
+            case .rules:
+                let records = try RulesCodec.decode(frame.payload)
+                // SQLite: off the event loop. Merges commute, so their order does not matter.
+                let limits = self.limits
+                Task.detached { limits.mergeRules(records) }
+            case .rulesDigest:
+                let theirs = try RulesCodec.decodeDigest(frame.payload)
+                let mine = limits.ruleRecords
+                guard theirs.digest != mine.digest, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
+                // Send everything held (they keep what is newer), and, unless this is the answer to
+                // our own digest, our digest, so they send back what we lack.
+                for f in RulesCodec.frames(mine.records, budget: rulesFrameBudget) { connections.send(f, to: address) }
+                if !theirs.reply { connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: true), to: address) }
+            case .alertsFired:
+                limits.markFired(try AlertsCodec.decode(frame.payload))
             case .cacheRelease:
                 var r = BinaryReader(frame.payload)
                 let key = try r.string()
@@ -242,7 +292,12 @@ final class ClusterService: Service, Sendable {
                 logger.info("peer is \(member.state)", metadata: [
                     "peer": "\(member.info.name)", "address": "\(member.info.address)", "incarnation": "\(member.incarnation)",
                 ])
-                if member.state == .alive { replicator.withLockedValue { $0.reset(peer: member.info.name) } }
+                if member.state == .alive {
+                    replicator.withLockedValue { $0.reset(peer: member.info.name) }
+                    // A member (re)joined: compare rules with it at once.
+                    let mine = limits.ruleRecords
+                    connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: false), to: member.info.address)
+                }
                 // A dead or departed node's requests died with it: its reservations must not hold budget.
                 if (member.state == .dead || member.state == .left) && !member.info.id.isEmpty {
                     limits.clearReservations(ofNode: member.info.id)
@@ -256,8 +311,7 @@ final class ClusterService: Service, Sendable {
 
     /// The owner of a cache key among the live members and this node (rendezvous hashing).
     func cacheOwner(of key: String) -> String {
-        let names = membership.withLockedValue { m in m.live.filter { $0.state == .alive }.map(\.info.name) } + [me.name]
-        return Rendezvous.owner(of: key, among: names) ?? me.name
+        Rendezvous.owner(of: key, among: ownerNames.withLockedValue { $0 }) ?? me.name
     }
 
     /// Asks `owner` for its entry under `key`, or for the right to fetch it. `.miss` when the owner
