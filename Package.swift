@@ -50,6 +50,8 @@ let package = Package(
         .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
         // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
         .target(name: "GateMeshCache", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
+        // Pure: translation between provider formats (OpenAI chat, Anthropic messages, Google generateContent).
+        .target(name: "GateMeshTranslate", dependencies: ["GateMeshCore", "GateMeshAccounting"], swiftSettings: swiftSettings),
 
         // MARK: Shells
         .target(
@@ -77,7 +79,7 @@ let package = Package(
             name: "GateMeshServer",
             dependencies: [
                 "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "GateMeshLimits", "GateMeshCache",
-                "GateMeshCluster", "GateMeshPeer", "CGateMeshOpenSSL",
+                "GateMeshCluster", "GateMeshPeer", "GateMeshTranslate", "CGateMeshOpenSSL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -118,6 +120,7 @@ let package = Package(
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshTranslateTests", dependencies: ["GateMeshTranslate", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits"], swiftSettings: swiftSettings),

@@ -1,0 +1,212 @@
+/// A JSON document as a tree, for the few places that must rebuild a body (translating between
+/// provider formats). Objects keep their keys in order; numbers keep the text they were written
+/// with. Pure. The proxy's pass-through path never builds one.
+public enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    /// A number as written (`1`, `0.5`, `1e3`).
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    public static func int(_ v: Int) -> JSONValue { .number(String(v)) }
+    public static func double(_ v: Double) -> JSONValue {
+        v == v.rounded() && abs(v) < 1e15 ? .number(String(Int64(v))) : .number(String(v))
+    }
+
+    /// Parses a whole document; nil when it is not JSON (or nested deeper than `CanonicalJSON.maxDepth`).
+    public static func parse(_ bytes: some Collection<UInt8>) -> JSONValue? {
+        var p = CanonicalJSON.Parser(bytes: Array(bytes))
+        guard let v = p.tree(depth: 0) else { return nil }
+        p.skipWhitespace()
+        return p.index == p.bytes.count ? v : nil
+    }
+
+    public static func parse(_ text: String) -> JSONValue? { parse(Array(text.utf8)) }
+
+    // MARK: Reading
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let a) = self, a.indices.contains(index) { return a[index] }
+        return nil
+    }
+
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    public var objectValue: JSONObject? { if case .object(let o) = self { return o }; return nil }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+    public var isNull: Bool { if case .null = self { return true }; return false }
+    public var numberText: String? { if case .number(let n) = self { return n }; return nil }
+    public var intValue: Int? {
+        guard case .number(let n) = self else { return nil }
+        if let i = Int(n) { return i }
+        if let d = Double(n), d == d.rounded(), abs(d) < 9e15 { return Int(d) }
+        return nil
+    }
+    public var doubleValue: Double? { if case .number(let n) = self { return Double(n) }; return nil }
+
+    /// The JSON type's name, for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    // MARK: Writing
+
+    public func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .number(let n): out += n
+        case .string(let s): JSON.appendQuoted(s, to: &out)
+        case .array(let a):
+            out += "["
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += "," }
+                v.write(to: &out)
+            }
+            out += "]"
+        case .object(let o):
+            out += "{"
+            for (i, (k, v)) in o.pairs.enumerated() {
+                if i > 0 { out += "," }
+                JSON.appendQuoted(k, to: &out)
+                out += ":"
+                v.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    public var text: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    public var bytes: [UInt8] { Array(text.utf8) }
+}
+
+/// A JSON object: keys in the order they were written or added.
+public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    public private(set) var pairs: [(String, JSONValue)] = []
+
+    public init() {}
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        for (k, v) in elements { self[k] = v }
+    }
+    public init(_ pairs: [(String, JSONValue)]) {
+        for (k, v) in pairs { self[k] = v }
+    }
+
+    /// Setting nil removes the key; setting an existing key keeps its place.
+    public subscript(key: String) -> JSONValue? {
+        get { pairs.last { $0.0 == key }?.1 }
+        set {
+            if let newValue {
+                if let i = pairs.lastIndex(where: { $0.0 == key }) { pairs[i].1 = newValue } else { pairs.append((key, newValue)) }
+            } else {
+                pairs.removeAll { $0.0 == key }
+            }
+        }
+    }
+
+    public var keys: [String] { pairs.map(\.0) }
+    public var isEmpty: Bool { pairs.isEmpty }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool {
+        a.pairs.count == b.pairs.count && zip(a.pairs, b.pairs).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+    }
+}
+
+extension CanonicalJSON.Parser {
+    mutating func tree(depth: Int) -> JSONValue? {
+        guard depth <= CanonicalJSON.maxDepth else { return nil }
+        skipWhitespace()
+        guard index < bytes.count else { return nil }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            index += 1
+            var o = JSONObject()
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(o)
+            }
+            while true {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
+                index += 1
+                guard let v = tree(depth: depth + 1) else { return nil }
+                o[String(decoding: key, as: UTF8.self)] = v
+                skipWhitespace()
+                guard index < bytes.count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    return .object(o)
+                } else {
+                    return nil
+                }
+            }
+        case UInt8(ascii: "["):
+            index += 1
+            var a: [JSONValue] = []
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(a)
+            }
+            while true {
+                guard let v = tree(depth: depth + 1) else { return nil }
+                a.append(v)
+                skipWhitespace()
+                guard index < bytes.count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return .array(a)
+                } else {
+                    return nil
+                }
+            }
+        case UInt8(ascii: "\""):
+            guard let s = string() else { return nil }
+            return .string(String(decoding: s, as: UTF8.self))
+        case UInt8(ascii: "t"):
+            var sink: [UInt8] = []
+            return literal("true", into: &sink) ? .bool(true) : nil
+        case UInt8(ascii: "f"):
+            var sink: [UInt8] = []
+            return literal("false", into: &sink) ? .bool(false) : nil
+        case UInt8(ascii: "n"):
+            var sink: [UInt8] = []
+            return literal("null", into: &sink) ? .null : nil
+        default:
+            var n: [UInt8] = []
+            return number(into: &n) ? .number(String(decoding: n, as: UTF8.self)) : nil
+        }
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(String(value)) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
