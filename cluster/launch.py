@@ -63,11 +63,12 @@ class Cluster:
     """N nodes and one mock provider; use as a context manager or call start()/stop()."""
 
     def __init__(self, nodes=3, base_port=8701, mock_port=9999, binary=None, run_dir=None, admin_token="cluster-admin",
-                 extra_yaml="", peer_base_port=None, mock=None, peer_hosts=None, seeds=None, prefix=None):
+                 extra_yaml="", peer_base_port=None, mock=None, peer_hosts=None, seeds=None, prefix=None, advertise=None):
         """`peer_hosts` (one per node) puts node i's peer listener on peer_hosts[i]:peer_base_port
         (all on one port, for seeds given as one DNS name); `seeds` replaces the list of every
         node's address; `prefix` is a command the node runs under (for example to give it its
-        own /etc/hosts)."""
+        own /etc/hosts); `advertise` (one per node) is the peer address node i tells the others
+        (for example a relay in front of it)."""
         self.count = nodes
         self.base_port = base_port
         self.peer_base_port = peer_base_port or base_port + 1000
@@ -82,6 +83,7 @@ class Cluster:
         self.peer_hosts = peer_hosts
         self.seeds = seeds
         self.prefix = prefix or []
+        self.advertise = advertise
 
     @property
     def mock_url(self):
@@ -116,8 +118,10 @@ class Cluster:
                         f'data_dir: "{directory}/data"}}\n')
                 f.write(f"admin: {{token: {self.admin_token}}}\n")
                 f.write(provider_overrides(self.mock_url))
-                f.write(f'cluster:\n  listen: "{self.peer_address(i)}"\n  seeds: [{seeds}]\n'
-                        f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
+                f.write(f'cluster:\n  listen: "{self.peer_address(i)}"\n  seeds: [{seeds}]\n')
+                if self.advertise:
+                    f.write(f'  advertise: "{self.advertise[i]}"\n')
+                f.write(f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
                 f.write(self.extra_yaml)
             self.nodes.append(None)
             self.start_node(i)

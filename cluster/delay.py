@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""TCP relays that add a fixed one-way delay in both directions, for peer links on one machine
+where `tc netem` is not available (the kernel lacks `sch_netem`).
+
+    python3 cluster/delay.py --delay-ms 50 17000:7000 17001:7001   # listen:target on 127.0.0.1
+
+Each relay accepts on 127.0.0.1:LISTEN and connects to 127.0.0.1:TARGET; every byte is held for
+the delay before it is passed on, in order, in each direction, so a round trip through a relay
+takes twice the delay. Bytes are not dropped or reordered (no loss model: use netem for that).
+
+`Relays` is importable: `Relays([(listen, target), ...], delay_ms).start()` runs them on a
+background thread until `stop()`. The benchmark `bench/cluster-overshoot.py` points every node's
+advertised peer address at a relay in front of it, so every link between two nodes carries the
+delay each way.
+"""
+import argparse
+import asyncio
+import threading
+import time
+
+
+async def _pump(reader, writer, delay):
+    queue = asyncio.Queue()
+
+    async def deliver():
+        while True:
+            due, data = await queue.get()
+            if data is None:
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    sender = asyncio.ensure_future(deliver())
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            queue.put_nowait((time.monotonic() + delay, data))
+    except (ConnectionError, OSError):
+        pass
+    queue.put_nowait((0, None))
+    try:
+        await sender
+    except (ConnectionError, OSError):
+        pass
+
+
+class Relays:
+    def __init__(self, pairs, delay_ms, host="127.0.0.1"):
+        self.pairs = pairs
+        self.delay = delay_ms / 1000.0
+        self.host = host
+        self.loop = None
+        self.thread = None
+
+    async def _serve(self, target):
+        async def handle(client_reader, client_writer):
+            try:
+                up_reader, up_writer = await asyncio.open_connection(self.host, target)
+            except OSError:
+                client_writer.close()
+                return
+            await asyncio.gather(_pump(client_reader, up_writer, self.delay), _pump(up_reader, client_writer, self.delay),
+                                 return_exceptions=True)
+        return handle
+
+    def start(self):
+        ready = threading.Event()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            for listen, target in self.pairs:
+                handler = self.loop.run_until_complete(self._serve(target))
+                self.loop.run_until_complete(asyncio.start_server(handler, self.host, listen, reuse_address=True))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self):
+        if self.loop:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--delay-ms", type=float, required=True)
+    parser.add_argument("pairs", nargs="+", help="LISTEN:TARGET ports on 127.0.0.1")
+    args = parser.parse_args()
+    pairs = [tuple(int(p) for p in pair.split(":")) for pair in args.pairs]
+    Relays(pairs, args.delay_ms).start()
+    print(f"relaying {len(pairs)} link(s) with {args.delay_ms} ms each way; Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
