@@ -32,10 +32,8 @@ struct GatewayResponder: HTTPResponder {
                 }
                 return try await proxy.handle(route, request: request, onFinish: { [state] in state.end() })
             case .unified(let gateway, let endpoint):
-                guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-                try ProxyHandler.authorize(g, headers: request.headers)
-                throw GatewayError.notImplemented(
-                    "the unified API (\(endpoint)) is not available in this build yet; call a provider directly at /{provider}/…")
+                handedOff = true
+                return try await unified(gateway: gateway, endpoint: endpoint, request: request, onFinish: { [state] in state.end() })
             case .universal(let gateway):
                 handedOff = true
                 return try await universal(gateway: gateway, request: request, onFinish: { [state] in state.end() })

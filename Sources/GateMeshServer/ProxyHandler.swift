@@ -45,7 +45,7 @@ struct ProxyHandler: Sendable {
     /// upstream answer of 400 or more into a thrown `GatewayError` (logged as the step's failure)
     /// so that the next step is tried.
     func handle(_ route: PassthroughRoute, request: Request, step: Int = 0, fallsThrough: Bool = false, apiKey: String? = nil,
-                onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+                closeWatch: CloseWatch = .ownBody, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let started = ContinuousClock.now
         let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
         let gateway: GatewayConfig
@@ -88,7 +88,8 @@ struct ProxyHandler: Sendable {
         do {
             return try await forward(route: route, request: request, gateway: gateway, provider: provider, format: format,
                                      exchange: exchange, metadata: metadata, customPrice: customPrice,
-                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog, fallsThrough: fallsThrough)
+                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog, fallsThrough: fallsThrough,
+                                     closeWatch: closeWatch)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
             if collectLog { error.headers.append(("x-gatemesh-log-id", exchange.logID)) }
@@ -103,7 +104,7 @@ struct ProxyHandler: Sendable {
     private func forward(
         route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
         exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
-        collectPayload: Bool, eventID: String?, logged: Bool, fallsThrough: Bool = false
+        collectPayload: Bool, eventID: String?, logged: Bool, fallsThrough: Bool = false, closeWatch: CloseWatch = .ownBody
     ) async throws -> Response {
         let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
                                              headers: request.headers.lowercasedPairs)
@@ -325,8 +326,16 @@ struct ProxyHandler: Sendable {
 
         // Watching for the client closing its connection needs the request body consumed first,
         // which it is unless it is still streaming up.
-        let watchClose = isEventStream && !streamUpload
-        let requestBody = request.body
+        // A request made here (a universal step, a route target, a translated request) has a body
+        // built from bytes, which cannot report the client leaving: watch the client's own body.
+        let watched: RequestBody?
+        switch closeWatch {
+        case .ownBody: watched = request.body
+        case .body(let b): watched = b
+        case .none: watched = nil
+        }
+        let watchClose = isEventStream && !streamUpload && watched != nil
+        let requestBody = watched ?? request.body
         let lease = TransferLease(transfer, exchange: exchange)
         let recorder = cacheRecorder
         let servedModel = facts.model
@@ -586,6 +595,16 @@ struct ProxyHandler: Sendable {
             throw GatewayError.payloadTooLarge(limit: limit, setting: setting)
         }
     }
+}
+
+/// Which request body tells the proxy that the client closed its connection mid-stream.
+enum CloseWatch: Sendable {
+    /// The request's own (as received from the client).
+    case ownBody
+    /// Another: the client's, when the request passed on was built by the gateway.
+    case body(RequestBody)
+    /// None: the client's departure is noticed when writing to it fails.
+    case none
 }
 
 /// Owns a transfer and its exchange for the life of a response body: if the server drops the

@@ -15,6 +15,8 @@ struct ProxyStep: Sendable {
     var apiKey: String?
     /// The model a route target asks for.
     var model: String?
+    /// The client's own request body (collected), to notice the client leaving mid-stream.
+    var closeWatch: CloseWatch = .none
 }
 
 /// How one step went, for route health.
@@ -41,6 +43,7 @@ extension GatewayResponder {
 
     func universal(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let steps: [UniversalStep]
+        var clientBody: RequestBody?
         do {
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
             try ProxyHandler.authorize(g, headers: request.headers)
@@ -48,10 +51,12 @@ extension GatewayResponder {
             var request = request
             let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
             steps = try UniversalRequest.parse(Array(buffer.readableBytesView))
+            clientBody = request.body
         } catch {
             onFinish()
             throw error
         }
+        let watch: CloseWatch = clientBody.map { .body($0) } ?? .none
         let made: [@Sendable () throws -> ProxyStep] = steps.enumerated().map { i, step in
             { () throws -> ProxyStep in
                 var endpoint = Substring(step.endpoint.hasPrefix("/") ? String(step.endpoint.dropFirst()) : step.endpoint)
@@ -76,7 +81,8 @@ extension GatewayResponder {
                 fields[.contentType] = step.headers.first { $0.name == "content-type" }?.value ?? "application/json"
                 fields[.contentLength] = String(step.body.count)
                 let head = HTTPRequest(method: .post, scheme: nil, authority: request.head.authority, path: path + query, headerFields: fields)
-                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: step.body))))
+                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: step.body))),
+                                 closeWatch: watch)
             }
         }
         return try await runSteps(made, onFinish: onFinish)
@@ -102,10 +108,11 @@ extension GatewayResponder {
         }
         let outerHead = request.head
         let whole = Request(head: outerHead, body: RequestBody(buffer: buffer))
+        let watch = CloseWatch.body(request.body)
         let bytes = Array(buffer.readableBytesView)
         guard let model = JSONSpans.object(bytes[...])?.first(where: { $0.key == "model" }).flatMap({ JSONSpans.string($0.value) }),
               let modelRoute = gateway.routes[model], let asked = proxy.catalogue.provider(named: route.provider) else {
-            return try await proxy.handle(route, request: whole, onFinish: onFinish)
+            return try await proxy.handle(route, request: whole, closeWatch: watch, onFinish: onFinish)
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let plan = routeHealth.plan(modelRoute, gateway: gateway.id, now: now)
@@ -129,7 +136,7 @@ extension GatewayResponder {
                 head.headerFields[.contentLength] = String(body.count)
                 let stepRoute = PassthroughRoute(gateway: route.gateway, provider: target.provider, rest: route.rest, shape: route.shape)
                 return ProxyStep(route: stepRoute, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: body))),
-                                 apiKey: target.apiKey, model: target.model)
+                                 apiKey: target.apiKey, model: target.model, closeWatch: watch)
             }
         }
         let health = routeHealth
@@ -166,7 +173,7 @@ extension GatewayResponder {
                     throw error
                 }
                 var response = try await proxy.handle(step.route, request: step.request, step: i, fallsThrough: !last, apiKey: step.apiKey,
-                                                      onFinish: relay.fire)
+                                                      closeWatch: step.closeWatch, onFinish: relay.fire)
                 observe(i, .answered(Int(response.status.code)))
                 response.headers[Self.stepHeader] = String(i)
                 if let routeName { response.headers[Self.routeHeader] = routeName }

@@ -142,6 +142,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var retries = RetryPolicy()
     /// Named routes (`routes`): a request whose model is a route's name goes to its targets.
     public var routes: [String: ModelRoute] = [:]
+    /// The unified API drops parameters a target provider cannot honour instead of refusing them.
+    public var dropUnsupportedParams = false
+    /// `max_tokens` the unified API sends to providers that require one when the request has none.
+    public var defaultMaxTokens = 4096
     public init(id: String, authTokens: [String] = [], collectLog: Bool = true, collectLogPayload: Bool = false) {
         self.id = id
         self.authTokens = authTokens

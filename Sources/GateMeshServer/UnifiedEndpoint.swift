@@ -1,0 +1,211 @@
+import Foundation
+import GateMeshCore
+import GateMeshTranslate
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The unified API: `POST /v1/chat/completions` (OpenAI format) and `POST /v1/messages`
+/// (Anthropic format) in front of any provider, where `model` is `provider/model` or the name of
+/// one of the gateway's routes. Each target is a full proxy pass (limits, cache, retries, cost and
+/// a log row, all on the provider's own wire format); the request is translated to the target's
+/// format before, and its answer back to the client's format after, event by event for streams.
+extension GatewayResponder {
+    enum ClientFormat {
+        case openAIChat, anthropicMessages
+
+        var name: String { self == .openAIChat ? "chat/completions" : "messages" }
+    }
+
+    /// The target formats the unified API can translate to.
+    enum TargetFormat {
+        case openAI, anthropic
+    }
+
+    func unified(gateway: String, endpoint: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+        let path = endpoint.hasPrefix("/") ? String(endpoint.dropFirst()) : endpoint
+        let client: ClientFormat
+        switch path {
+        case "v1/chat/completions", "chat/completions": client = .openAIChat
+        case "v1/messages", "messages": client = .anthropicMessages
+        default:
+            onFinish()
+            throw GatewayError.notImplemented(
+                "the unified API serves POST /v1/chat/completions and POST /v1/messages; \(endpoint) is not available in this build: call a provider directly at /{provider}/…")
+        }
+        do {
+            return try await unifiedChat(gateway: gateway, client: client, request: request, onFinish: onFinish)
+        } catch let error as GatewayError where client == .anthropicMessages {
+            // Anthropic clients read errors in Anthropic's shape.
+            let body = ErrorShapes.anthropic(from: Array(error.jsonBody.utf8), status: error.status)
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            for (name, value) in error.headers { if let n = HTTPField.Name(name) { headers[n] = value } }
+            return Response(status: .init(code: error.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        }
+    }
+
+    private func unifiedChat(gateway: String, client: ClientFormat, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+        let g: GatewayConfig
+        let body: JSONValue
+        let watch: CloseWatch
+        do {
+            guard let found = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+            g = found
+            try ProxyHandler.authorize(g, headers: request.headers)
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            var request = request
+            let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
+            watch = .body(request.body)
+            guard let parsed = JSONValue.parse(buffer.readableBytesView), case .object = parsed else {
+                throw GatewayError.badRequest("the request body must be a JSON object", code: "invalid_json")
+            }
+            body = parsed
+        } catch {
+            onFinish()
+            throw error
+        }
+        guard let model = body["model"]?.stringValue, !model.isEmpty else {
+            onFinish()
+            throw GatewayError.badRequest("'model' is required: provider/model (openai/gpt-4o-mini) or the name of a route", code: "invalid_model")
+        }
+        // The targets: a route's, or the one named by provider/model.
+        var targets: [(provider: String, model: String, apiKey: String?)] = []
+        var routePlan: [Int] = []
+        let modelRoute = g.routes[model]
+        if let modelRoute {
+            routePlan = routeHealth.plan(modelRoute, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
+            targets = routePlan.map { i in
+                let t = modelRoute.targets[i]
+                return (t.provider, t.model ?? model, t.apiKey)
+            }
+        } else {
+            guard let slash = model.firstIndex(of: "/") else {
+                onFinish()
+                throw GatewayError.badRequest("model '\(model)' is neither provider/model (openai/gpt-4o-mini) nor a route of gateway '\(g.id)'",
+                                              code: "invalid_model")
+            }
+            targets = [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)]
+        }
+        let stream = body["stream"]?.boolValue == true
+        let includeUsage = body["stream_options"]?["include_usage"]?.boolValue == true
+        let options = TranslationOptions(dropUnsupported: g.dropUnsupportedParams, defaultMaxTokens: g.defaultMaxTokens)
+        let outerHead = request.head
+        let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? request.headers[HTTPField.Name("x-api-key")!]
+        // Which format each step speaks, for translating its answer (set as the step is made).
+        let formats = targets.map { t -> TargetFormat? in
+            guard let p = proxy.catalogue.provider(named: t.provider) else { return nil }
+            return p.spec.openAICompatible ? .openAI : p.spec.id == "anthropic" ? .anthropic : nil
+        }
+        let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
+            { () throws -> ProxyStep in
+                guard let provider = proxy.catalogue.provider(named: target.provider) else {
+                    throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
+                }
+                guard let format = formats[i] else {
+                    throw GatewayError.notImplemented("the unified API cannot translate to \(provider.spec.id) in this build (OpenAI-format providers and anthropic are served)")
+                }
+                let translated: JSONValue
+                let rest: String
+                do {
+                    switch (client, format) {
+                    case (.openAIChat, .openAI):
+                        var o = body.objectValue!
+                        o["model"] = .string(target.model)
+                        translated = .object(o)
+                    case (.openAIChat, .anthropic):
+                        translated = try OpenAIToAnthropic.request(body, model: target.model, options: options)
+                    case (.anthropicMessages, .anthropic):
+                        var o = body.objectValue!
+                        o["model"] = .string(target.model)
+                        translated = .object(o)
+                    case (.anthropicMessages, .openAI):
+                        translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options)
+                    }
+                } catch let e as TranslationError {
+                    var error = GatewayError.badRequest(e.message, code: e.code)
+                    if let param = e.param { error.details = [("param", JSON.quoted(param))] }
+                    throw error
+                }
+                rest = format == .anthropic ? "/v1/messages" : Self.chatPath(provider)
+                let bytes = translated.bytes
+                var fields = HTTPFields()
+                for field in outerHead.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
+                fields[.contentType] = "application/json"
+                fields[.contentLength] = String(bytes.count)
+                if format == .anthropic, fields[HTTPField.Name("anthropic-version")!] == nil {
+                    fields[HTTPField.Name("anthropic-version")!] = "2023-06-01"
+                }
+                var head = outerHead
+                head.headerFields = fields
+                head.path = "/\(g.id)/\(target.provider)\(rest)"
+                let route = PassthroughRoute(gateway: g.id, provider: target.provider, rest: rest, shape: .named)
+                // The client's key goes to the provider in the provider's own header.
+                let key = target.apiKey ?? (provider.storedKey == nil ? clientKey : nil)
+                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
+                                 apiKey: key, model: target.model, closeWatch: watch)
+            }
+        }
+        let health = routeHealth, plan = routePlan
+        var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
+            guard let modelRoute else { return }
+            let result: RouteBalancer.Outcome?
+            switch outcome {
+            case .answered(let status): result = status == 429 ? .rateLimited : status >= 500 ? .failure : .success
+            case .failed(let error):
+                result = error.code == "step_failed" || error.code.hasPrefix("upstream") ? (error.status == 429 ? .rateLimited : .failure) : nil
+            }
+            if let result { health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result) }
+        }
+        let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
+        guard let format = formats[step] else { return response }
+        let status = Int(response.status.code)
+        let created = Int(Date().timeIntervalSince1970)
+        let translator: (any ResponseTranslator)?
+        switch (client, format) {
+        case (.openAIChat, .openAI), (.anthropicMessages, .anthropic):
+            translator = nil
+        case (.openAIChat, .anthropic):
+            translator = stream && status < 400 ? OpenAIToAnthropic.Stream(includeUsage: includeUsage, created: created)
+                : WholeBodyTranslator { OpenAIToAnthropic.response($0, status: status, created: created) }
+        case (.anthropicMessages, .openAI):
+            translator = stream && status < 400 ? AnthropicToOpenAI.Stream() : WholeBodyTranslator { AnthropicToOpenAI.response($0, status: status) }
+        }
+        response.headers[ProxyHandler.providerHeader] = targets[step].provider
+        response.headers[ProxyHandler.modelHeader] = targets[step].model
+        guard let translator else { return response }
+        response.headers[.contentLength] = nil
+        response.headers[.contentType] = stream && status < 400 ? "text/event-stream" : "application/json"
+        let inner = response.body
+        response.body = ResponseBody { writer in
+            try await inner.write(TranslatingWriter(parent: writer, translator: translator))
+        }
+        return response
+    }
+
+    /// The chat-completions path under an OpenAI-format provider's base URL.
+    static func chatPath(_ provider: ResolvedProvider) -> String {
+        if provider.spec.dropsRepeatedVersion || provider.baseURL.hasSuffix("/v1") || provider.spec.id == "perplexity-ai" {
+            return "/chat/completions"
+        }
+        return "/v1/chat/completions"
+    }
+}
+
+/// Passes a response body on through a translator.
+struct TranslatingWriter: ResponseBodyWriter {
+    var parent: any ResponseBodyWriter
+    var translator: any ResponseTranslator
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        let out = translator.feed(Array(buffer.readableBytesView))
+        if !out.isEmpty { try await parent.write(ByteBuffer(bytes: out)) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        let out = translator.finish()
+        var parent = self.parent
+        if !out.isEmpty { try await parent.write(ByteBuffer(bytes: out)) }
+        try await parent.finish(trailingHeaders)
+    }
+}

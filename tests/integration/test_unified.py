@@ -1,0 +1,109 @@
+"""The unified API: the official OpenAI SDK against /v1 backed by Anthropic's format, the official
+Anthropic SDK against /v1/messages backed by the OpenAI format, and a route that falls from a
+failing Anthropic target to an OpenAI one."""
+import json
+
+import anthropic
+import openai
+import pytest
+import requests
+
+
+def oai(node, **kw):
+    return openai.OpenAI(base_url=node.url + "/v1", api_key="sk-ant-test", max_retries=0, **kw)
+
+
+def claude(node, **kw):
+    return anthropic.Anthropic(base_url=node.url, api_key="sk-test", max_retries=0, **kw)
+
+
+def test_openai_sdk_to_anthropic_whole_and_streamed(node):
+    raw = oai(node).chat.completions.with_raw_response.create(
+        model="anthropic/claude-sonnet-4-5", max_tokens=16,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello to the gateway"}])
+    assert raw.headers["x-gatemesh-provider"] == "anthropic" and raw.headers["x-gatemesh-model"] == "claude-sonnet-4-5"
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.choices[0].message.content.startswith("The gateway answered")
+    assert r.choices[0].finish_reason in ("stop", "length") and r.usage.completion_tokens > 0
+
+    stream = oai(node).chat.completions.create(
+        model="anthropic/claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True}, extra_headers={"x-mock-output-tokens": "5"})
+    text, usage, finish = "", None, None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage:
+            usage = chunk.usage
+    assert text == "The gateway answered this request"
+    assert finish == "stop" and usage.completion_tokens == 5
+
+
+def test_anthropic_sdk_to_openai_whole_and_streamed(node):
+    m = claude(node).messages.create(model="openai/gpt-4o-mini", max_tokens=16, system="be brief",
+                                     messages=[{"role": "user", "content": "say hello to the gateway"}])
+    assert m.type == "message" and m.content[0].text.startswith("The gateway answered")
+    assert m.stop_reason in ("end_turn", "max_tokens") and m.usage.output_tokens > 0
+    with claude(node).messages.stream(model="openai/gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                                      extra_headers={"x-mock-output-tokens": "5"}) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "The gateway answered this request"
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 5
+
+
+def test_errors_are_mapped_with_their_status(node):
+    with pytest.raises(openai.RateLimitError) as e:
+        oai(node).chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}],
+                                          extra_headers={"x-mock-status": "429"})
+    assert e.value.status_code == 429
+    with pytest.raises(anthropic.AuthenticationError):
+        claude(node).messages.create(model="openai/gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "hi"}],
+                                     extra_headers={"x-mock-status": "401"})
+    # Bad requests name what was wrong.
+    r = requests.post(node.url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []})
+    assert r.status_code == 400 and "provider/model" in r.json()["error"]["message"]
+    r = requests.post(node.url + "/v1/chat/completions", json={"model": "anthropic/claude-sonnet-4-5", "logit_bias": {"1": 1},
+                                                               "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and "logit_bias" in r.json()["error"]["message"] and "anthropic" in r.json()["error"]["message"]
+    r = requests.post(node.url + "/v1/chat/completions", data=b"{not json")
+    assert r.status_code == 400
+    r = requests.post(node.url + "/v1/messages", json={"model": "nope/x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["type"] == "error" and "nope" in r.json()["error"]["message"]
+
+
+def test_a_route_falls_from_a_failing_anthropic_target_to_openai(start_node, mock):
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    routes:
+      - name: smart
+        strategy: fallback
+        targets:
+          - {provider: anthropic, model: claude-sonnet-4-5}
+          - {provider: openai, model: gpt-4o-mini}
+""")
+    raw = oai(node).chat.completions.with_raw_response.create(
+        model="smart", max_tokens=16, messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"x-mock-fail-first": "1", "x-mock-status": "529", "x-mock-fail-key": "route-test"})
+    # The first target (Anthropic) failed with 529; the OpenAI target served.
+    assert raw.headers["x-gatemesh-route"] == "smart" and raw.headers["x-gatemesh-step"] == "1"
+    assert raw.headers["x-gatemesh-provider"] == "openai" and raw.headers["x-gatemesh-model"] == "gpt-4o-mini"
+    assert raw.parse().choices[0].message.content.startswith("The gateway answered")
+    import time
+    time.sleep(0.5)  # the log is written in batches
+    rows = requests.get(node.url + "/api/logs?limit=5", headers={"authorization": "Bearer " + node.admin_token}).json()["data"]
+    # One row per attempt: the Anthropic failure and the OpenAI answer, which carries the cost.
+    by_provider = {r["provider"]: r for r in rows}
+    assert by_provider["anthropic"]["status"] == 529 and by_provider["openai"]["status"] == 200
+    assert by_provider["openai"]["cost_nanos"] > 0, rows
+
+
+def test_streams_through_requests_the_gateway_builds_do_not_crash_the_node(node):
+    """A universal step's body is built by the gateway: watching it for the client leaving crashed
+    the node when the answer was a stream."""
+    steps = [{"provider": "openai", "endpoint": "chat/completions", "headers": {"authorization": "Bearer sk-test"},
+              "query": {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}}]
+    r = requests.post(node.url + "/default", json=steps, headers={"x-mock-output-tokens": "3"}, stream=True, timeout=10)
+    assert r.status_code == 200 and b"[DONE]" in r.content
+    assert requests.get(node.url + "/healthz").status_code == 200
