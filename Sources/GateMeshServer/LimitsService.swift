@@ -163,9 +163,17 @@ final class LimitsService: Service, SpendSource, Sendable {
         alertsFired.withLockedValue { $0 }?(due.map(\.key))
     }
 
-    /// Alerts a peer fired: not to be sent again from here.
+    /// Alerts a peer fired: not to be sent again from here, even after a restart (recorded as
+    /// delivered, so they are never sent from here).
     func markFired(_ keys: [LimitsEngine.AlertKey]) {
         engine.withLockedValue { $0.markFired(keys) }
+        let log = self.log, now = Self.now()
+        Task {
+            for k in keys {
+                try? await log.recordAlert(rule: k.rule, scope: k.scope, window: k.window, permille: k.permille, ts: now, body: "",
+                                           deliveredTs: now)
+            }
+        }
     }
 
     // MARK: SpendSource
@@ -238,8 +246,8 @@ final class LimitsService: Service, SpendSource, Sendable {
         let now = Self.now()
         let owns = alertOwnership.withLockedValue { $0 }
         let due = engine.withLockedValue { engine in
-            engine.merge(delta)
-            return engine.hasAlerts ? engine.dueAlerts(for: delta.keys, now: now, owns: owns ?? { _ in true }) : []
+            let changed = engine.merge(delta)
+            return engine.hasAlerts && !changed.isEmpty ? engine.dueAlerts(for: changed, now: now, owns: owns ?? { _ in true }) : []
         }
         fire(due, now: now)
     }

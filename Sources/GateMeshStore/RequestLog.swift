@@ -238,12 +238,15 @@ public final class RequestLog: Service, Sendable {
     }
 
     /// Records that an alert fired (before it is delivered), so a restart does not fire it again.
-    public func recordAlert(rule: String, scope: String, window: Int64, permille: Int, ts: Int64, body: String) async throws {
+    /// `deliveredTs` records one another node sent (never to be sent from here).
+    public func recordAlert(rule: String, scope: String, window: Int64, permille: Int, ts: Int64, body: String,
+                            deliveredTs: Int64? = nil) async throws {
         let pool = self.pool
         try await Task.detached {
             try await pool.write { db in
-                try db.execute(sql: "INSERT OR IGNORE INTO alerts_fired (rule, scope, window, permille, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [rule, scope, window, permille, ts, body])
+                try db.execute(sql: """
+                    INSERT OR IGNORE INTO alerts_fired (rule, scope, window, permille, ts, body, delivered_ts) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [rule, scope, window, permille, ts, body, deliveredTs])
             }
         }.value
     }

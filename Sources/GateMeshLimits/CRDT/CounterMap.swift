@@ -146,7 +146,10 @@ public struct CounterMap: Sendable {
     }
 
     /// Applies a peer's delta (or any other replica's state).
-    public mutating func merge(_ delta: [Key: Entry]) {
+    /// Merges entries from a peer; returns the keys whose spending changed.
+    @discardableResult
+    public mutating func merge(_ delta: [Key: Entry]) -> [Key] {
+        var spentChanged: [Key] = []
         for (key, incoming) in delta {
             var stored = table[key] ?? Stored()
             let before = stored.entry
@@ -168,10 +171,12 @@ public struct CounterMap: Sendable {
                 if stored.entry.spent != before.spent {
                     stored.spentChangedAt = version
                     lastSpendChange = version
+                    spentChanged.append(key)
                 }
                 table[key] = stored
             }
         }
+        return spentChanged
     }
 
     /// Drops entries for which `isExpired` holds (buckets whose window has passed).

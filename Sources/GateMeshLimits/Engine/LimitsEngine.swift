@@ -272,7 +272,10 @@ public struct LimitsEngine: Sendable {
     public mutating func clearReservations(ofNode id: String) { counters.clearReserved(ofNode: id) }
 
     /// Applies a peer's counters.
-    public mutating func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {
+    /// Merges a peer's counters; returns the keys whose spending changed (the only ones whose
+    /// alerts can have become due).
+    @discardableResult
+    public mutating func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) -> [CounterMap.Key] {
         counters.merge(delta)
     }
 

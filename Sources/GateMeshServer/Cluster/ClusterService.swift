@@ -276,7 +276,13 @@ final class ClusterService: Service, Sendable {
             case .cacheRelease:
                 var r = BinaryReader(frame.payload)
                 let key = try r.string()
-                leases.withLockedValue { $0.removeValue(forKey: Lease(peer: peer, key: key)) }?.ticket.complete(nil)
+                let lease = Lease(peer: peer, key: key), now = Self.now()
+                let held = leases.withLockedValue { leases -> CacheFlight.Ticket? in
+                    if let held = leases.removeValue(forKey: lease) { return held.ticket }
+                    releasedEarly.withLockedValue { $0[lease] = now + 1_000 }
+                    return nil
+                }
+                held?.complete(nil)
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
@@ -350,18 +356,34 @@ final class ClusterService: Service, Sendable {
         let now = Self.now()
         switch await cache.acquireForPeer(key, now: now) {
         case .hit(let entry):
-            connections.send(CacheCodec.answer(id: id, .entry(entry)), to: address)
+            connections.send(answer(id: id, entry), to: address)
         case .leader(let ticket):
             let lease = Lease(peer: peer, key: key)
+            // The peer may have given up waiting and released already (its release is handled at
+            // once, this answer in a task): then there is nobody to wait for.
+            let released = leases.withLockedValue { _ in releasedEarly.withLockedValue { $0.removeValue(forKey: lease) } } != nil
+            if released {
+                ticket.complete(nil)
+                connections.send(CacheCodec.answer(id: id, .miss), to: address)
+                return
+            }
             let old = leases.withLockedValue { $0.updateValue((ticket, now + Self.flightTimeoutMs), forKey: lease) }
             old?.ticket.complete(nil)
             connections.send(CacheCodec.answer(id: id, .lead), to: address)
         case .follower(let flight):
             connections.send(CacheCodec.answer(id: id, .pending), to: address)
-            let answer = await flight.wait()
-            connections.send(CacheCodec.answer(id: id, answer.map { .entry($0) } ?? .miss), to: address)
+            let entry = await flight.wait()
+            connections.send(entry.map { answer(id: id, $0) } ?? CacheCodec.answer(id: id, .miss), to: address)
         }
     }
+
+    /// An entry as an answer, or "fetch it yourself" when it would not fit in a frame the peer accepts.
+    private func answer(id: UInt64, _ entry: CachedResponse) -> Frame {
+        entry.size < config.maxFrameBytes - 4096 ? CacheCodec.answer(id: id, .entry(entry)) : CacheCodec.answer(id: id, .miss)
+    }
+
+    /// Releases that arrived before the flight they release was set up, for a moment.
+    private let releasedEarly = NIOLockedValueBox<[Lease: Int64]>([:])
 
     /// Flights held for a peer that is gone end without an answer (their waiters fetch on their
     /// own), and requests waiting on a gone owner stop waiting.
@@ -381,6 +403,7 @@ final class ClusterService: Service, Sendable {
 
     /// Ends flights held for peers that never answered.
     private func expireLeases(now: Int64) {
+        releasedEarly.withLockedValue { early in if !early.isEmpty { early = early.filter { $0.value > now } } }
         let ended = leases.withLockedValue { leases -> [CacheFlight.Ticket] in
             let old = leases.filter { $0.value.expiresAt <= now }
             for k in old.keys { leases[k] = nil }
