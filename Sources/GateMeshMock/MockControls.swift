@@ -15,6 +15,8 @@ import Hummingbird
 /// | `x-mock-retry-after` | with an error status, send `Retry-After` with this many seconds |
 /// | `x-mock-hang` | `true`: never answer; the mock gives up when the client closes the connection |
 /// | `x-mock-drop-after` | in a streamed response, close the connection abruptly after N events |
+/// | `x-mock-tool-calls` | when the request declares tools, answer with this many tool calls (1–8, default 1; 0: answer with text) |
+/// | `x-mock-tool-text` | `true`: an Anthropic tool-call answer starts with a short text block |
 public struct MockControls: Sendable, Equatable {
     public var latencyMs = 0
     public var tokenDelayMs = 0
@@ -26,11 +28,16 @@ public struct MockControls: Sendable, Equatable {
     public var failKey = "default"
     public var hang = false
     public var dropAfter: Int?
+    public var toolCalls = 1
+    public var toolText = false
 
     public init() {}
 
     /// The largest output a request may ask for, so a typo cannot make the mock stream forever.
     public static let maxOutputTokens = 10_000_000
+
+    /// The most tool calls one answer may carry.
+    public static let maxToolCalls = 8
 
     init(headers: HTTPFields) throws(MockError) {
         func int(_ name: String, _ range: ClosedRange<Int>) throws(MockError) -> Int? {
@@ -48,8 +55,10 @@ public struct MockControls: Sendable, Equatable {
         failFirst = try int("x-mock-fail-first", 0...Int(Int32.max))
         retryAfter = try int("x-mock-retry-after", 0...86_400)
         dropAfter = try int("x-mock-drop-after", 0...Self.maxOutputTokens)
+        toolCalls = try int("x-mock-tool-calls", 0...Self.maxToolCalls) ?? 1
         if let key = headers[HTTPField.Name("x-mock-fail-key")!] { failKey = key }
         if let hang = headers[HTTPField.Name("x-mock-hang")!] { self.hang = hang == "true" || hang == "1" }
+        if let text = headers[HTTPField.Name("x-mock-tool-text")!] { toolText = text == "true" || text == "1" }
     }
 }
 

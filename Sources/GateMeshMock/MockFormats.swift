@@ -52,25 +52,31 @@ enum MockFormats {
         """
     }
 
+    /// One `chat.completion.chunk` event with `delta` (JSON text) and an optional finish reason.
+    static func openAIChatChunk(_ o: Output, includeUsage: Bool, delta: String, finish: String?) -> String {
+        let f = finish.map { q($0) } ?? "null"
+        return "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
+            + "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_gatemesh_mock\","
+            + "\"choices\":[{\"index\":0,\"delta\":\(delta),\"logprobs\":null,\"finish_reason\":\(f)}]\(includeUsage ? ",\"usage\":null" : "")}\n\n"
+    }
+
+    /// The final usage chunk of `stream_options.include_usage` (`choices: []`).
+    static func openAIChatUsageChunk(_ o: Output) -> String {
+        "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
+            + "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_gatemesh_mock\",\"choices\":[],"
+            + "\"usage\":{\"prompt_tokens\":\(o.inputTokens),\"completion_tokens\":\(o.outputTokens),\"total_tokens\":\(o.inputTokens + o.outputTokens),"
+            + "\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,"
+            + "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}\n\n"
+    }
+
     static func openAIChatStream(_ o: Output, includeUsage: Bool) -> MockStream {
-        let usageNull = includeUsage ? ",\"usage\":null" : ""
         @Sendable func chunk(_ delta: String, finish: String?) -> String {
-            let f = finish.map { q($0) } ?? "null"
-            return "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
-                + "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_gatemesh_mock\","
-                + "\"choices\":[{\"index\":0,\"delta\":\(delta),\"logprobs\":null,\"finish_reason\":\(f)}]\(usageNull)}\n\n"
+            openAIChatChunk(o, includeUsage: includeUsage, delta: delta, finish: finish)
         }
         let head = [chunk("{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}", finish: nil)]
         let count = o.outputTokens
         var events = [chunk("{}", finish: o.truncated ? "length" : "stop")]
-        if includeUsage {
-            events.append(
-                "data: {\"id\":\(q(o.id)),\"object\":\"chat.completion.chunk\",\"created\":\(o.created),\"model\":\(q(o.model)),"
-                    + "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_gatemesh_mock\",\"choices\":[],"
-                    + "\"usage\":{\"prompt_tokens\":\(o.inputTokens),\"completion_tokens\":\(o.outputTokens),\"total_tokens\":\(o.inputTokens + o.outputTokens),"
-                    + "\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,"
-                    + "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}\n\n")
-        }
+        if includeUsage { events.append(openAIChatUsageChunk(o)) }
         events.append("data: [DONE]\n\n")
         return MockStream(head: head, tokens: count, tail: events) { i in
             chunk("{\"content\":\(q(MockText.outputToken(i, of: count)))}", finish: nil)
@@ -167,8 +173,13 @@ enum MockFormats {
     // MARK: Google AI Studio
 
     static func googleChunk(_ o: Output, text: String, produced: Int, finished: Bool) -> String {
+        googleChunk(o, parts: "[{\"text\":\(q(text))}]", produced: produced, finished: finished)
+    }
+
+    /// One `GenerateContentResponse` whose candidate has `parts` (a JSON array as text).
+    static func googleChunk(_ o: Output, parts: String, produced: Int, finished: Bool) -> String {
         let finish = finished ? ",\"finishReason\":\(q(o.truncated ? "MAX_TOKENS" : "STOP"))" : ""
-        return "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\(q(text))}],\"role\":\"model\"}\(finish),\"index\":0}],"
+        return "{\"candidates\":[{\"content\":{\"parts\":\(parts),\"role\":\"model\"}\(finish),\"index\":0}],"
             + "\"usageMetadata\":{\"promptTokenCount\":\(o.inputTokens),\"candidatesTokenCount\":\(produced),"
             + "\"totalTokenCount\":\(o.inputTokens + produced),\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":\(o.inputTokens)}]},"
             + "\"modelVersion\":\(q(o.model)),\"responseId\":\(q(o.id))}"

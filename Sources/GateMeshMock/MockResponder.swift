@@ -116,6 +116,10 @@ struct MockResponder: HTTPResponder {
             return MockFormats.Output(model: model, inputTokens: MockText.inputTokens(json), outputTokens: count,
                                       truncated: count < wanted, id: id, created: created)
         }
+        /// The tool calls to answer with instead of text, when the request declares tools (nil: text).
+        func toolCalls(_ format: MockTools.Format) throws(MockError) -> [MockToolCall]? {
+            try MockTools.calls(format, json: json, body: bodyBytes, count: controls.toolCalls, sequence: n)
+        }
         let stream = json["stream"] as? Bool ?? false
         let includeUsage = (json["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
         let model = json["model"] as? String ?? "mock-model"
@@ -125,6 +129,13 @@ struct MockResponder: HTTPResponder {
             guard json["messages"] is [Any] else { return error(400, "'messages' is required") }
             let maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
             let o = output(model: model, id: "chatcmpl-mock\(n)", maxTokens: maxTokens)
+            let calls: [MockToolCall]?
+            do { calls = try toolCalls(.openAI) } catch let e { return error(e.status, e.message) }
+            if let calls {
+                let t = MockFormats.toolOutput(o, calls: calls, text: nil)
+                if stream { return streamed(MockFormats.openAIChatToolStream(t, calls: calls, includeUsage: includeUsage), controls: controls, sse: true, request: request) }
+                return Self.json(200, MockFormats.openAIChatToolCalls(t, calls: calls))
+            }
             if stream { return streamed(MockFormats.openAIChatStream(o, includeUsage: includeUsage), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.openAIChat(o))
         case .openAICompletion:
@@ -147,12 +158,30 @@ struct MockResponder: HTTPResponder {
             guard json["messages"] is [Any] else { return error(400, "messages: field required") }
             guard let maxTokens = json["max_tokens"] as? Int else { return error(400, "max_tokens: field required") }
             let o = output(model: model, id: "msg_mock\(n)", maxTokens: maxTokens)
+            let calls: [MockToolCall]?
+            do { calls = try toolCalls(.anthropic) } catch let e { return error(e.status, e.message) }
+            if let calls {
+                let text = controls.toolText ? MockTools.preamble : nil
+                let t = MockFormats.toolOutput(o, calls: calls, text: text)
+                if stream { return streamed(MockFormats.anthropicToolStream(t, calls: calls, text: text), controls: controls, sse: true, request: request) }
+                return Self.json(200, MockFormats.anthropicToolUse(t, calls: calls, text: text))
+            }
             if stream { return streamed(MockFormats.anthropicStream(o), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.anthropicMessage(o))
         case .google(let model, let isStream):
             guard json["contents"] is [Any] else { return error(400, "contents is required") }
             let maxTokens = (json["generationConfig"] as? [String: Any])?["maxOutputTokens"] as? Int
             let o = output(model: model, id: "mock-response-\(n)", maxTokens: maxTokens)
+            let calls: [MockToolCall]?
+            do { calls = try toolCalls(.google) } catch let e { return error(e.status, e.message) }
+            if let calls {
+                let t = MockFormats.toolOutput(o, calls: calls, text: nil)
+                if isStream {
+                    let sse = request.uri.queryParameters["alt"] == "sse"
+                    return streamed(MockFormats.googleToolStream(t, calls: calls, sse: sse), controls: controls, sse: sse, request: request)
+                }
+                return Self.json(200, MockFormats.googleToolCalls(t, calls: calls))
+            }
             if isStream {
                 let sse = request.uri.queryParameters["alt"] == "sse"
                 return streamed(MockFormats.googleStream(o, sse: sse), controls: controls, sse: sse, request: request)

@@ -115,8 +115,11 @@ def test_operator_api_is_disabled_without_admin_token(start_node):
 
 
 def test_not_yet_built_endpoints_say_so(node):
-    r = requests.post(node.url + "/v1/chat/completions", json={})
+    r = requests.post(node.url + "/v1/audio/speech", json={})
     assert r.status_code == 501 and error(r)["code"] == "not_implemented"
+    # The unified chat API is built: a body without a model is a clear 400.
+    r = requests.post(node.url + "/v1/chat/completions", json={})
+    assert r.status_code == 400 and error(r)["code"] == "invalid_model"
     # The universal endpoint is built: an empty list of steps is a clear 400.
     r = requests.post(node.url + "/default", json=[])
     assert r.status_code == 400 and error(r)["code"] == "invalid_universal_request"
