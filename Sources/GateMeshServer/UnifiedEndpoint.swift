@@ -19,7 +19,7 @@ extension GatewayResponder {
 
     /// The target formats the unified API can translate to.
     enum TargetFormat {
-        case openAI, anthropic
+        case openAI, anthropic, google
     }
 
     func unified(gateway: String, endpoint: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
@@ -95,7 +95,12 @@ extension GatewayResponder {
         // Which format each step speaks, for translating its answer (set as the step is made).
         let formats = targets.map { t -> TargetFormat? in
             guard let p = proxy.catalogue.provider(named: t.provider) else { return nil }
-            return p.spec.openAICompatible ? .openAI : p.spec.id == "anthropic" ? .anthropic : nil
+            if p.spec.openAICompatible { return .openAI }
+            switch p.spec.id {
+            case "anthropic": return .anthropic
+            case "google-ai-studio": return .google
+            default: return nil
+            }
         }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
@@ -103,7 +108,8 @@ extension GatewayResponder {
                     throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
                 }
                 guard let format = formats[i] else {
-                    throw GatewayError.notImplemented("the unified API cannot translate to \(provider.spec.id) in this build (OpenAI-format providers and anthropic are served)")
+                    throw GatewayError.notImplemented(
+                        "the unified API cannot translate to \(provider.spec.id) in this build (OpenAI-format providers, anthropic and google-ai-studio are served)")
                 }
                 let translated: JSONValue
                 let rest: String
@@ -121,13 +127,29 @@ extension GatewayResponder {
                         translated = .object(o)
                     case (.anthropicMessages, .openAI):
                         translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options)
+                    case (.openAIChat, .google):
+                        translated = try OpenAIToGoogle.request(body, options: options)
+                    case (.anthropicMessages, .google):
+                        // Through the OpenAI format.
+                        let chat = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options)
+                        translated = try OpenAIToGoogle.request(chat, options: options)
                     }
                 } catch let e as TranslationError {
                     var error = GatewayError.badRequest(e.message, code: e.code)
                     if let param = e.param { error.details = [("param", JSON.quoted(param))] }
                     throw error
                 }
-                rest = format == .anthropic ? "/v1/messages" : Self.chatPath(provider)
+                var query = ""
+                switch format {
+                case .anthropic: rest = "/v1/messages"
+                case .openAI: rest = Self.chatPath(provider)
+                case .google:
+                    guard target.model.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else {
+                        throw GatewayError.badRequest("'\(target.model)' is not a Google model name", code: "invalid_model")
+                    }
+                    rest = "/v1beta/models/\(target.model):\(stream ? "streamGenerateContent" : "generateContent")"
+                    if stream { query = "?alt=sse" }
+                }
                 let bytes = translated.bytes
                 var fields = HTTPFields()
                 for field in outerHead.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
@@ -138,7 +160,7 @@ extension GatewayResponder {
                 }
                 var head = outerHead
                 head.headerFields = fields
-                head.path = "/\(g.id)/\(target.provider)\(rest)"
+                head.path = "/\(g.id)/\(target.provider)\(rest)\(query)"
                 let route = PassthroughRoute(gateway: g.id, provider: target.provider, rest: rest, shape: .named)
                 // The client's key goes to the provider in the provider's own header.
                 let key = target.apiKey ?? (provider.storedKey == nil ? clientKey : nil)
@@ -170,6 +192,18 @@ extension GatewayResponder {
                 : WholeBodyTranslator { OpenAIToAnthropic.response($0, status: status, created: created) }
         case (.anthropicMessages, .openAI):
             translator = stream && status < 400 ? AnthropicToOpenAI.Stream() : WholeBodyTranslator { AnthropicToOpenAI.response($0, status: status) }
+        case (.openAIChat, .google):
+            let model = targets[step].model
+            translator = stream && status < 400 ? OpenAIToGoogle.Stream(includeUsage: includeUsage, model: model, created: created)
+                : WholeBodyTranslator { OpenAIToGoogle.response($0, status: status, model: model, created: created) }
+        case (.anthropicMessages, .google):
+            let model = targets[step].model
+            translator = stream && status < 400
+                ? ChainedTranslator(OpenAIToGoogle.Stream(includeUsage: true, model: model, created: created), AnthropicToOpenAI.Stream())
+                : WholeBodyTranslator {
+                    status >= 400 ? ErrorShapes.anthropic(from: $0, status: status)
+                        : AnthropicToOpenAI.response(OpenAIToGoogle.response($0, status: status, model: model, created: created), status: status)
+                }
         }
         response.headers[ProxyHandler.providerHeader] = targets[step].provider
         response.headers[ProxyHandler.modelHeader] = targets[step].model

@@ -107,3 +107,87 @@ def test_streams_through_requests_the_gateway_builds_do_not_crash_the_node(node)
     r = requests.post(node.url + "/default", json=steps, headers={"x-mock-output-tokens": "3"}, stream=True, timeout=10)
     assert r.status_code == 200 and b"[DONE]" in r.content
     assert requests.get(node.url + "/healthz").status_code == 200
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                                                           "days": {"type": "integer"}},
+                                                           "required": ["city"]}}}
+
+
+def collect_tool_calls(stream):
+    """Tool calls rebuilt from streamed chunks, by index, as the OpenAI SDK's users do."""
+    calls, finish, usage = {}, None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        if not chunk.choices:
+            continue
+        finish = chunk.choices[0].finish_reason or finish
+        for tc in chunk.choices[0].delta.tool_calls or []:
+            c = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+            c["id"] = tc.id or c["id"]
+            c["name"] += (tc.function.name or "") if tc.function else ""
+            c["arguments"] += (tc.function.arguments or "") if tc.function else ""
+    return calls, finish, usage
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "google-ai-studio/gemini-2.5-flash", "openai/gpt-4o-mini"])
+def test_openai_sdk_parallel_tool_calls_whole_and_streamed(node, model):
+    headers = {"x-mock-tool-calls": "3"}
+    msgs = [{"role": "user", "content": "weather in three cities?"}]
+    r = oai(node).chat.completions.create(model=model, messages=msgs, tools=[WEATHER], max_tokens=64, extra_headers=headers)
+    whole = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and len(whole) == 3
+    assert all(c.function.name == "get_weather" and json.loads(c.function.arguments)["city"] for c in whole)
+
+    stream = oai(node).chat.completions.create(model=model, messages=msgs, tools=[WEATHER], max_tokens=64, stream=True,
+                                               stream_options={"include_usage": True}, extra_headers=headers)
+    calls, finish, usage = collect_tool_calls(stream)
+    assert finish == "tool_calls" and sorted(calls) == [0, 1, 2]
+    assert all(c["id"] and c["name"] == "get_weather" for c in calls.values())
+    assert [json.loads(calls[i]["arguments"]) for i in range(3)] == [json.loads(c.function.arguments) for c in whole]
+    assert usage.completion_tokens > 0
+
+    # The tool results go back, and the model answers in text.
+    history = msgs + [{"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in whole]}] + [
+        {"role": "tool", "tool_call_id": c.id, "content": '{"temp": 18}'} for c in whole]
+    r = oai(node).chat.completions.create(model=model, messages=history, tools=[WEATHER], max_tokens=16)
+    assert r.choices[0].message.content.startswith("The gateway answered") and not r.choices[0].message.tool_calls
+
+
+def test_openai_sdk_to_google_text_json_mode_and_image(node):
+    raw = oai(node).chat.completions.with_raw_response.create(
+        model="google-ai-studio/gemini-2.5-flash", max_tokens=16, response_format={"type": "json_object"},
+        messages=[{"role": "system", "content": "answer in JSON"},
+                  {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}])
+    assert raw.headers["x-gatemesh-provider"] == "google-ai-studio"
+    r = raw.parse()
+    assert r.choices[0].message.content.startswith("The gateway answered") and r.usage.prompt_tokens > 0
+    text = "".join(c.choices[0].delta.content or "" for c in oai(node).chat.completions.create(
+        model="google-ai-studio/gemini-2.5-flash", max_tokens=16, stream=True, messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-mock-output-tokens": "5"}) if c.choices)
+    assert text == "The gateway answered this request"
+    # An image by URL cannot go to Google: a clear 400 naming it.
+    with pytest.raises(openai.BadRequestError) as e:
+        oai(node).chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+    assert "google-ai-studio" in str(e.value) and "image_url" in str(e.value)
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "google-ai-studio/gemini-2.5-flash"])
+def test_anthropic_sdk_tool_use_streamed_through_other_formats(node, model):
+    tool = {"name": "get_weather", "description": "Weather now",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    with claude(node).messages.stream(model=model, max_tokens=64, tools=[tool], messages=[{"role": "user", "content": "weather?"}],
+                                      extra_headers={"x-mock-tool-calls": "2"}) as s:
+        final = s.get_final_message()
+    uses = [b for b in final.content if b.type == "tool_use"]
+    assert final.stop_reason == "tool_use" and len(uses) == 2
+    assert all(u.name == "get_weather" and u.input["city"] for u in uses)
+    m = claude(node).messages.create(model=model, max_tokens=64, tools=[tool], messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": u.id, "name": u.name, "input": u.input} for u in uses]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": "18C"} for u in uses]}])
+    assert m.content[0].type == "text" and m.stop_reason in ("end_turn", "max_tokens")
