@@ -1,0 +1,95 @@
+import GateMeshCore
+import GateMeshTranslate
+import Testing
+
+/// Golden tests of OpenAI chat ⇄ Google AI Studio generateContent, on samples shaped like
+/// ai.google.dev/api/generate-content and the function-calling guide.
+@Suite struct OpenAIToGoogleTests {
+    func json(_ s: String) -> JSONValue { JSONValue.parse(s)! }
+
+    @Test func systemMultiTurnImagesAndGenerationConfig() throws {
+        let out = try OpenAIToGoogle.request(json("""
+        {"model":"google-ai-studio/gemini-2.5-flash","messages":[{"role":"system","content":"Be brief."},
+          {"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4AA"}}]},
+          {"role":"assistant","content":"A cat."},{"role":"user","content":"Sure?"}],
+         "max_tokens":100,"temperature":0.3,"top_p":0.8,"n":2,"seed":7,"stop":["END"],"response_format":{"type":"json_object"}}
+        """), options: .init())
+        #expect(out == json("""
+        {"contents":[{"role":"user","parts":[{"text":"What is this?"},{"inlineData":{"mimeType":"image/jpeg","data":"/9j/4AA"}}]},
+                     {"role":"model","parts":[{"text":"A cat."}]},{"role":"user","parts":[{"text":"Sure?"}]}],
+         "systemInstruction":{"parts":[{"text":"Be brief."}]},
+         "generationConfig":{"maxOutputTokens":100,"temperature":0.3,"topP":0.8,"candidateCount":2,"seed":7,"stopSequences":["END"],
+                             "responseMimeType":"application/json"}}
+        """))
+    }
+
+    @Test func functionDeclarationsCallsAndResponsesByName() throws {
+        let out = try OpenAIToGoogle.request(json("""
+        {"model":"x","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+         "tool_choice":{"type":"function","function":{"name":"get_weather"}},
+         "response_format":{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"}}},
+         "messages":[{"role":"user","content":"Paris?"},
+          {"role":"assistant","content":null,"tool_calls":[{"id":"call_9","type":"function","function":{"name":"get_weather","arguments":"{\\"city\\":\\"Paris\\"}"}}]},
+          {"role":"tool","tool_call_id":"call_9","content":"{\\"temp\\":18}"},{"role":"tool","tool_call_id":"call_9","content":"plain"}]}
+        """), options: .init())
+        #expect(out["tools"] == json(#"[{"functionDeclarations":[{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}]}]"#))
+        #expect(out["toolConfig"] == json(#"{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["get_weather"]}}"#))
+        #expect(out["generationConfig"] == json(#"{"responseMimeType":"application/json","responseSchema":{"type":"object"}}"#))
+        #expect(out["contents"] == json("""
+        [{"role":"user","parts":[{"text":"Paris?"}]},{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}]},
+         {"role":"user","parts":[{"functionResponse":{"name":"get_weather","response":{"temp":18}}},
+                                 {"functionResponse":{"name":"get_weather","response":{"content":"plain"}}}]}]
+        """))
+        #expect(throws: TranslationError.self) {
+            try OpenAIToGoogle.request(json(#"{"model":"x","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]}"#), options: .init())
+        }
+        #expect(throws: TranslationError.self) {
+            try OpenAIToGoogle.request(json(#"{"model":"x","messages":[{"role":"user","content":"x"}],"logit_bias":{}}"#), options: .init())
+        }
+    }
+
+    @Test func aWholeAnswerWithAFunctionCallAndThoughts() {
+        let body = """
+        {"candidates":[{"content":{"role":"model","parts":[{"text":"thinking...","thought":true},{"text":"Calling."},
+          {"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}]},"finishReason":"STOP","index":0}],
+         "usageMetadata":{"promptTokenCount":40,"candidatesTokenCount":12,"thoughtsTokenCount":30,"cachedContentTokenCount":8,"totalTokenCount":82},
+         "modelVersion":"gemini-2.5-flash","responseId":"abc"}
+        """
+        let out = JSONValue.parse(OpenAIToGoogle.response(Array(body.utf8), status: 200, model: "gemini-2.5-flash", created: 5))!
+        #expect(out["id"] == "chatcmpl-abc" && out["model"] == "gemini-2.5-flash")
+        let choice = out["choices"]?[0]
+        #expect(choice?["finish_reason"] == "tool_calls" && choice?["message"]?["content"] == "Calling.")
+        #expect(choice?["message"]?["tool_calls"]?[0]?["function"] == json(#"{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}"#))
+        #expect(choice?["message"]?["tool_calls"]?[0]?["index"] == nil)
+        #expect(out["usage"] == json("""
+        {"prompt_tokens":40,"completion_tokens":42,"total_tokens":82,"prompt_tokens_details":{"cached_tokens":8},"completion_tokens_details":{"reasoning_tokens":30}}
+        """))
+        let error = #"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#
+        #expect(JSONValue.parse(OpenAIToGoogle.response(Array(error.utf8), status: 429, model: "m", created: 0)) ==
+                json(#"{"error":{"message":"Resource has been exhausted","type":"rate_limit_error","param":null,"code":"RESOURCE_EXHAUSTED"}}"#))
+    }
+
+    @Test func aStreamOfTextThenTwoCallsEndsWithFinishUsageAndDone() {
+        let events = [
+            #"{"candidates":[{"content":{"role":"model","parts":[{"text":"Let me "}]},"index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
+            #"{"candidates":[{"content":{"role":"model","parts":[{"text":"check."}]},"index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":4}}"#,
+            #"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{"a":1}}},{"functionCall":{"name":"g","args":{}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":20,"totalTokenCount":29}}"#,
+        ]
+        var t = OpenAIToGoogle.Stream(includeUsage: true, model: "gemini-2.5-flash", created: 3)
+        var out: [UInt8] = []
+        for e in events { out += t.feed(Array("data: \(e)\r\n\r\n".utf8)) }
+        out += t.finish()
+        let datas = String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { String($0.dropFirst(6)) }
+        #expect(datas.last == "[DONE]")
+        let chunks = datas.dropLast().map { JSONValue.parse($0)! }
+        #expect(chunks.allSatisfy { $0["id"] == "chatcmpl-r1" })
+        #expect(chunks[0]["choices"]?[0]?["delta"] == json(#"{"role":"assistant","content":""}"#))
+        #expect(chunks[1]["choices"]?[0]?["delta"]?["content"] == "Let me ")
+        #expect(chunks[2]["choices"]?[0]?["delta"]?["content"] == "check.")
+        let calls = chunks[3]["choices"]?[0]?["delta"]?["tool_calls"]?.arrayValue ?? []
+        #expect(calls.map { $0["index"]?.intValue } == [0, 1])
+        #expect(calls.map { $0["function"]?["arguments"]?.stringValue } == [#"{"a":1}"#, "{}"])
+        #expect(chunks[4]["choices"]?[0]?["finish_reason"] == "tool_calls")
+        #expect(chunks[5]["usage"]?["completion_tokens"] == 20 && chunks[5]["choices"] == .array([]))
+    }
+}
