@@ -14,6 +14,7 @@ struct MockResponder: HTTPResponder {
         case openAIChat, openAICompletion, openAIEmbeddings, openAIModels, openAIModel(String)
         case anthropicMessages
         case google(model: String, stream: Bool)
+        case googleEmbed(model: String, batch: Bool)
         case echo
     }
 
@@ -32,6 +33,8 @@ struct MockResponder: HTTPResponder {
             switch path[path.index(after: colon)...] {
             case "generateContent": return .google(model: model, stream: false)
             case "streamGenerateContent": return .google(model: model, stream: true)
+            case "embedContent": return .googleEmbed(model: model, batch: false)
+            case "batchEmbedContents": return .googleEmbed(model: model, batch: true)
             default: return nil
             }
         }
@@ -150,6 +153,20 @@ struct MockResponder: HTTPResponder {
             }
             let dimensions = min(max(json["dimensions"] as? Int ?? 8, 1), 4096)
             return Self.json(200, MockFormats.openAIEmbeddings(model: model, inputs: inputs, dimensions: dimensions))
+        case .googleEmbed(_, let batch):
+            // ai.google.dev/api/embeddings: embedContent {content, outputDimensionality} → {embedding: {values}};
+            // batchEmbedContents {requests: [EmbedContentRequest]} → {embeddings: [{values}]}.
+            let requests = batch ? (json["requests"] as? [[String: Any]]) : [json]
+            guard let requests, !requests.isEmpty else { return error(400, "'requests' must be a non-empty array") }
+            var vectors: [String] = []
+            for r in requests {
+                let parts = (r["content"] as? [String: Any])?["parts"] as? [[String: Any]] ?? []
+                let text = parts.compactMap { $0["text"] as? String }.joined(separator: " ")
+                let dimensions = min(max(r["outputDimensionality"] as? Int ?? 8, 1), 4096)
+                let values = MockText.embedding(text, dimensions: dimensions).map { String(format: "%.6f", $0) }.joined(separator: ",")
+                vectors.append("{\"values\":[\(values)]}")
+            }
+            return Self.json(200, batch ? "{\"embeddings\":[\(vectors.joined(separator: ","))]}" : "{\"embedding\":\(vectors[0])}")
         case .openAIModels:
             return Self.json(200, MockFormats.openAIModels())
         case .openAIModel(let id):

@@ -28,10 +28,15 @@ extension GatewayResponder {
         switch path {
         case "v1/chat/completions", "chat/completions": client = .openAIChat
         case "v1/messages", "messages": client = .anthropicMessages
+        case "v1/models", "models":
+            defer { onFinish() }
+            return try models(gateway: gateway, request: request)
+        case "v1/embeddings", "embeddings":
+            return try await embeddings(gateway: gateway, request: request, onFinish: onFinish)
         default:
             onFinish()
             throw GatewayError.notImplemented(
-                "the unified API serves POST /v1/chat/completions and POST /v1/messages; \(endpoint) is not available in this build: call a provider directly at /{provider}/…")
+                "the unified API serves POST /v1/chat/completions, POST /v1/messages, POST /v1/embeddings and GET /v1/models; \(endpoint) is not available in this build: call a provider directly at /{provider}/…")
         }
         do {
             return try await unifiedChat(gateway: gateway, client: client, request: request, onFinish: onFinish)
@@ -218,11 +223,127 @@ extension GatewayResponder {
     }
 
     /// The chat-completions path under an OpenAI-format provider's base URL.
-    static func chatPath(_ provider: ResolvedProvider) -> String {
+    static func chatPath(_ provider: ResolvedProvider, _ endpoint: String = "chat/completions") -> String {
         if provider.spec.dropsRepeatedVersion || provider.baseURL.hasSuffix("/v1") || provider.spec.id == "perplexity-ai" {
-            return "/chat/completions"
+            return "/" + endpoint
         }
-        return "/v1/chat/completions"
+        return "/v1/" + endpoint
+    }
+
+    /// `GET /v1/models`: the models this gateway can serve through the unified API (every priced
+    /// model of a provider it can translate to, as provider/model) and its routes.
+    func models(gateway: String, request: Request) throws -> Response {
+        guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+        try ProxyHandler.authorize(g, headers: request.headers)
+        guard request.method == .get || request.method == .head else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET") }
+        var data: [JSONValue] = []
+        for name in proxy.catalogue.names {
+            guard let p = proxy.catalogue.provider(named: name), p.spec.id == name,
+                  p.spec.openAICompatible || p.spec.id == "anthropic" || p.spec.id == "google-ai-studio" else { continue }
+            for model in proxy.prices.models(provider: p.spec.id) {
+                data.append(.object(["id": .string("\(name)/\(model)"), "object": "model", "created": 0, "owned_by": .string(name)]))
+            }
+        }
+        for name in g.routes.keys.sorted() {
+            data.append(.object(["id": .string(name), "object": "model", "created": 0, "owned_by": "gatemesh-route"]))
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers,
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: JSONValue.object(["object": "list", "data": .array(data)]).bytes)))
+    }
+
+    /// `POST /v1/embeddings` (OpenAI format): OpenAI-format providers as they are, Google AI Studio
+    /// through batchEmbedContents. `model` is provider/model or a route.
+    func embeddings(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+        let g: GatewayConfig
+        let body: JSONValue
+        let watch: CloseWatch
+        do {
+            guard let found = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+            g = found
+            try ProxyHandler.authorize(g, headers: request.headers)
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            var request = request
+            let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
+            watch = .body(request.body)
+            guard let parsed = JSONValue.parse(buffer.readableBytesView), case .object = parsed else {
+                throw GatewayError.badRequest("the request body must be a JSON object", code: "invalid_json")
+            }
+            body = parsed
+        } catch {
+            onFinish()
+            throw error
+        }
+        guard let model = body["model"]?.stringValue, !model.isEmpty else {
+            onFinish()
+            throw GatewayError.badRequest("'model' is required: provider/model (openai/text-embedding-3-small) or the name of a route",
+                                          code: "invalid_model")
+        }
+        var targets: [(provider: String, model: String, apiKey: String?)] = []
+        if let route = g.routes[model] {
+            targets = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000)).map { i in
+                (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey)
+            }
+        } else if let slash = model.firstIndex(of: "/") {
+            targets = [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)]
+        } else {
+            onFinish()
+            throw GatewayError.badRequest("model '\(model)' is neither provider/model nor a route of gateway '\(g.id)'", code: "invalid_model")
+        }
+        let base64 = body["encoding_format"]?.stringValue == "base64"
+        let outerHead = request.head
+        let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) }
+        let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.id == "google-ai-studio" }
+        let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
+            { () throws -> ProxyStep in
+                guard let provider = proxy.catalogue.provider(named: target.provider) else {
+                    throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
+                }
+                let translated: JSONValue
+                let rest: String
+                if google[i] {
+                    do { translated = try GoogleEmbeddings.request(body, model: target.model) } catch let error as TranslationError {
+                        var e = GatewayError.badRequest(error.message, code: error.code)
+                        if let p = error.param { e.details = [("param", JSON.quoted(p))] }
+                        throw e
+                    }
+                    rest = "/v1beta/models/\(target.model):batchEmbedContents"
+                } else if provider.spec.openAICompatible {
+                    var o = body.objectValue!
+                    o["model"] = .string(target.model)
+                    translated = .object(o)
+                    rest = Self.chatPath(provider, "embeddings")
+                } else {
+                    throw GatewayError.notImplemented("the unified embeddings API serves OpenAI-format providers and google-ai-studio, not \(provider.spec.id)")
+                }
+                let bytes = translated.bytes
+                var head = outerHead
+                var fields = HTTPFields()
+                for field in outerHead.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
+                fields[.contentType] = "application/json"
+                fields[.contentLength] = String(bytes.count)
+                head.headerFields = fields
+                head.path = "/\(g.id)/\(target.provider)\(rest)"
+                return ProxyStep(route: PassthroughRoute(gateway: g.id, provider: target.provider, rest: rest, shape: .named),
+                                 request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
+                                 apiKey: target.apiKey ?? (provider.storedKey == nil ? clientKey : nil), model: target.model, closeWatch: watch)
+            }
+        }
+        var response = try await runSteps(made, onFinish: onFinish, routeName: g.routes[model] == nil ? nil : model)
+        let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
+        response.headers[ProxyHandler.providerHeader] = targets[step].provider
+        response.headers[ProxyHandler.modelHeader] = targets[step].model
+        guard google[step] else { return response }
+        let status = Int(response.status.code), servedModel = targets[step].model
+        response.headers[.contentLength] = nil
+        response.headers[.contentType] = "application/json"
+        let inner = response.body
+        let translator = WholeBodyTranslator { GoogleEmbeddings.response($0, status: status, model: servedModel, base64: base64) }
+        response.body = ResponseBody { writer in
+            try await inner.write(TranslatingWriter(parent: writer, translator: translator))
+        }
+        return response
     }
 }
 

@@ -93,3 +93,19 @@ import Testing
         #expect(chunks[5]["usage"]?["completion_tokens"] == 20 && chunks[5]["choices"] == .array([]))
     }
 }
+
+@Suite struct GoogleEmbeddingsTests {
+    @Test func requestsAndVectorsAsFloatsOrBase64() throws {
+        let req = try GoogleEmbeddings.request(JSONValue.parse(#"{"model":"g/e","input":["a","b"],"dimensions":2}"#)!, model: "gemini-embedding-001")
+        #expect(req == JSONValue.parse("""
+        {"requests":[{"model":"models/gemini-embedding-001","content":{"parts":[{"text":"a"}]},"outputDimensionality":2},
+                     {"model":"models/gemini-embedding-001","content":{"parts":[{"text":"b"}]},"outputDimensionality":2}]}
+        """))
+        let answer = Array(#"{"embeddings":[{"values":[1.0,-2.0]}]}"#.utf8)
+        let b64 = JSONValue.parse(GoogleEmbeddings.response(answer, status: 200, model: "m", base64: true))!
+        #expect(b64["data"]?[0]?["embedding"] == "AACAPwAAAMA=")  // 1.0 and -2.0 as little-endian float32
+        let floats = JSONValue.parse(GoogleEmbeddings.response(answer, status: 200, model: "m", base64: false))!
+        #expect(floats["data"]?[0]?["embedding"] == JSONValue.parse("[1.0,-2.0]"))
+        #expect(throws: TranslationError.self) { try GoogleEmbeddings.request(JSONValue.parse(#"{"input":[[1,2]]}"#)!, model: "m") }
+    }
+}

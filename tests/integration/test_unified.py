@@ -191,3 +191,27 @@ def test_anthropic_sdk_tool_use_streamed_through_other_formats(node, model):
         {"role": "assistant", "content": [{"type": "tool_use", "id": u.id, "name": u.name, "input": u.input} for u in uses]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": "18C"} for u in uses]}])
     assert m.content[0].type == "text" and m.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_embeddings_for_openai_format_and_google_and_the_models_list(start_node):
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    routes:
+      - name: smart
+        targets: [{provider: anthropic, model: claude-sonnet-4-5}, {provider: openai, model: gpt-4o-mini}]
+""")
+    # The SDK asks for base64 by default and decodes it: both providers must give it.
+    for model in ("openai/text-embedding-3-small", "google-ai-studio/gemini-embedding-001"):
+        r = oai(node).embeddings.create(model=model, input=["one", "two", "three"], dimensions=16)
+        assert [d.index for d in r.data] == [0, 1, 2] and all(len(d.embedding) == 16 for d in r.data), model
+        floats = requests.post(node.url + "/v1/embeddings", json={"model": model, "input": "one", "dimensions": 16,
+                                                                   "encoding_format": "float"}).json()
+        assert len(floats["data"][0]["embedding"]) == 16
+        assert abs(floats["data"][0]["embedding"][0] - r.data[0].embedding[0]) < 1e-5, "the same vector either way"
+    r = requests.post(node.url + "/v1/embeddings", json={"model": "google-ai-studio/gemini-embedding-001", "input": [[1, 2, 3]]})
+    assert r.status_code == 400 and "token arrays" in r.json()["error"]["message"]
+
+    models = {m.id: m.owned_by for m in oai(node).models.list()}
+    assert models["smart"] == "gatemesh-route"
+    assert models["openai/gpt-4o-mini"] == "openai" and models["google-ai-studio/gemini-2.5-flash"] == "google-ai-studio"
+    assert any(m.startswith("anthropic/claude") for m in models)

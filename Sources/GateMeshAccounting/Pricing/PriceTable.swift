@@ -38,6 +38,9 @@ public struct PriceTable: Sendable {
 
     public var count: Int { idsByProvider.values.reduce(0) { $0 + $1.count } }
 
+    /// The models priced for `provider`, in the order they were listed.
+    public func models(provider: String) -> [String] { idsByProvider[provider] ?? [] }
+
     /// The price of `model` on `provider`, and the listed entry it was priced as.
     public func price(provider: String, model: String) -> Entry? {
         if let found = lookup(provider: provider, model: model) { return found }
