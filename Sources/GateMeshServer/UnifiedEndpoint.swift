@@ -193,8 +193,9 @@ extension GatewayResponder {
         case (.openAIChat, .openAI), (.anthropicMessages, .anthropic):
             translator = nil
         case (.openAIChat, .anthropic):
-            translator = stream && status < 400 ? OpenAIToAnthropic.Stream(includeUsage: includeUsage, created: created)
-                : WholeBodyTranslator { OpenAIToAnthropic.response($0, status: status, created: created) }
+            let jsonMode = body.objectValue.map { (try? OpenAIToAnthropic.jsonSchema($0)) != nil } ?? false
+            translator = stream && status < 400 ? OpenAIToAnthropic.Stream(includeUsage: includeUsage, created: created, jsonMode: jsonMode)
+                : WholeBodyTranslator { OpenAIToAnthropic.response($0, status: status, created: created, jsonMode: jsonMode) }
         case (.anthropicMessages, .openAI):
             translator = stream && status < 400 ? AnthropicToOpenAI.Stream() : WholeBodyTranslator { AnthropicToOpenAI.response($0, status: status) }
         case (.openAIChat, .google):

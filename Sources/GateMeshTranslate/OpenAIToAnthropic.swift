@@ -130,13 +130,38 @@ public enum OpenAIToAnthropic {
             choice!["disable_parallel_tool_use"] = .bool(true)
         }
         if let choice { out["tool_choice"] = .object(choice) }
-        if let format = req["response_format"]?["type"]?.stringValue, format != "text", !options.dropUnsupported {
-            throw .unsupported("response_format: \(format)", provider: provider,
-                               detail: "describe the JSON in the prompt, or use a tool whose input is the schema")
+        // JSON mode: Anthropic has none, but a forced tool whose input is the schema gives exactly
+        // a JSON object of that schema; its input is returned as the message content.
+        if let format = try jsonSchema(req) {
+            if req["tools"] != nil && !(req["tools"]!.isNull) {
+                throw TranslationError("'response_format' with 'tools' cannot be sent to \(provider): JSON mode uses a tool of its own",
+                                       param: "response_format", code: "unsupported_parameter")
+            }
+            out["tools"] = .array([.object(["name": .string(jsonTool), "description": "Respond with the JSON object the user asked for.",
+                                            "input_schema": format])])
+            out["tool_choice"] = .object(["type": "tool", "name": .string(jsonTool)])
         }
         if let user = req["user"]?.stringValue { out["metadata"] = .object(["user_id": .string(user)]) }
         if req["stream"]?.boolValue == true { out["stream"] = .bool(true) }
         return .object(out)
+    }
+
+    /// The name of the tool that carries JSON mode.
+    public static let jsonTool = "json_output"
+
+    /// The schema a JSON-mode request asks for (`json_object`: any object), nil without JSON mode.
+    public static func jsonSchema(_ req: JSONObject) throws(TranslationError) -> JSONValue? {
+        switch req["response_format"]?["type"]?.stringValue {
+        case nil, "text"?: return nil
+        case "json_object"?: return .object(["type": "object"])
+        case "json_schema"?:
+            guard let schema = req["response_format"]?["json_schema"]?["schema"], case .object = schema else {
+                throw TranslationError("'response_format.json_schema.schema' must be an object", param: "response_format.json_schema.schema")
+            }
+            return schema
+        case let other?: throw TranslationError("'response_format.type' must be text, json_object or json_schema, not '\(other)'",
+                                                param: "response_format.type")
+        }
     }
 
     static func textBlocks(_ v: JSONValue?, _ field: String, allowRefusal: Bool = false) throws(TranslationError) -> [JSONValue] {
@@ -205,14 +230,17 @@ public enum OpenAIToAnthropic {
                         "prompt_tokens_details": .object(["cached_tokens": .int(read)])])
     }
 
-    /// A whole Messages answer as a chat completion; an error body as an OpenAI error.
-    public static func response(_ bytes: [UInt8], status: Int, created: Int) -> [UInt8] {
+    /// A whole Messages answer as a chat completion; an error body as an OpenAI error. In JSON
+    /// mode the JSON tool's input is the content.
+    public static func response(_ bytes: [UInt8], status: Int, created: Int, jsonMode: Bool = false) -> [UInt8] {
         guard let v = JSONValue.parse(bytes) else { return bytes }
         if status >= 400 { return ErrorShapes.openAI(fromAnthropic: v, status: status) }
         var text = "", calls: [JSONValue] = []
         for block in v["content"]?.arrayValue ?? [] {
             switch block["type"]?.stringValue {
-            case "text": text += block["text"]?.stringValue ?? ""
+            case "text": if !jsonMode { text += block["text"]?.stringValue ?? "" }
+            case "tool_use" where jsonMode && block["name"]?.stringValue == jsonTool:
+                text += (block["input"] ?? .object([:])).text
             case "tool_use":
                 calls.append(.object(["id": block["id"] ?? .string(Util.id("call_")), "type": "function",
                                       "function": .object(["name": block["name"] ?? "", "arguments": .string((block["input"] ?? .object([:])).text)])]))
@@ -224,7 +252,8 @@ public enum OpenAIToAnthropic {
         let out: JSONObject = [
             "id": .string("chatcmpl-" + (v["id"]?.stringValue ?? Util.id(""))), "object": "chat.completion", "created": .int(created),
             "model": v["model"] ?? "", "choices": .array([.object(["index": 0, "message": .object(message), "logprobs": .null,
-                                                                   "finish_reason": finishReason(v["stop_reason"]?.stringValue)])]),
+                                                                   "finish_reason": jsonMode && v["stop_reason"]?.stringValue == "tool_use"
+                                                                       ? "stop" : finishReason(v["stop_reason"]?.stringValue)])]),
             "usage": usage(v["usage"]),
         ]
         return JSONValue.object(out).bytes
@@ -242,10 +271,14 @@ public enum OpenAIToAnthropic {
         var tools: [Int: Int] = [:]
         var finishValue: JSONValue = .null
         var done = false
+        /// JSON mode: the JSON tool's input fragments are the content (other text is left out).
+        let jsonMode: Bool
+        var jsonBlock: Int?
 
-        public init(includeUsage: Bool, created: Int) {
+        public init(includeUsage: Bool, created: Int, jsonMode: Bool = false) {
             self.includeUsage = includeUsage
             self.created = created
+            self.jsonMode = jsonMode
         }
 
         func chunk(_ delta: JSONObject, finish: JSONValue = .null) -> [UInt8] {
@@ -275,6 +308,11 @@ public enum OpenAIToAnthropic {
             case "content_block_start":
                 guard let index = v["index"]?.intValue, let block = v["content_block"] else { return [] }
                 switch block["type"]?.stringValue {
+                case "tool_use" where jsonMode && block["name"]?.stringValue == OpenAIToAnthropic.jsonTool:
+                    jsonBlock = index
+                    return []
+                case "text" where jsonMode:
+                    return []
                 case "tool_use":
                     let n = tools.count
                     tools[index] = n
@@ -288,14 +326,19 @@ public enum OpenAIToAnthropic {
             case "content_block_delta":
                 guard let d = v["delta"] else { return [] }
                 switch d["type"]?.stringValue {
-                case "text_delta": return chunk(["content": d["text"] ?? ""])
+                case "text_delta": return jsonMode ? [] : chunk(["content": d["text"] ?? ""])
+                case "input_json_delta" where jsonBlock != nil && v["index"]?.intValue == jsonBlock:
+                    let fragment = d["partial_json"]?.stringValue ?? ""
+                    return fragment.isEmpty ? [] : chunk(["content": .string(fragment)])
                 case "input_json_delta":
                     guard let index = v["index"]?.intValue, let n = tools[index] else { return [] }
                     return chunk(["tool_calls": .array([.object(["index": .int(n), "function": .object(["arguments": d["partial_json"] ?? ""])])])])
                 default: return []  // thinking, signatures, citations
                 }
             case "message_delta":
-                if let stop = v["delta"]?["stop_reason"], !stop.isNull { finishValue = OpenAIToAnthropic.finishReason(stop.stringValue) }
+                if let stop = v["delta"]?["stop_reason"], !stop.isNull {
+                    finishValue = jsonMode && stop.stringValue == "tool_use" ? "stop" : OpenAIToAnthropic.finishReason(stop.stringValue)
+                }
                 if case .object(let u)? = v["usage"] { for (k, x) in u.pairs { usage[k] = x } }
                 return []
             case "message_stop":

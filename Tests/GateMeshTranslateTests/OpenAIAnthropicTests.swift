@@ -68,20 +68,48 @@ import Testing
     }
 
     @Test func unsupportedParametersAreRefusedNamingThemUnlessDropped() throws {
-        let body = #"{"model":"x","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#
-        #expect(throws: TranslationError.self) { try translate(body) }
+        let body = #"{"model":"x","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}}"#
         do {
             _ = try translate(body)
+            Issue.record("expected a refusal")
         } catch let e as TranslationError {
-            #expect(e.code == "unsupported_parameter" && e.message.contains("response_format") && e.message.contains("anthropic"))
+            #expect(e.code == "unsupported_parameter" && e.message.contains("logit_bias") && e.message.contains("anthropic"))
         }
-        #expect(try translate(body, .init(dropUnsupported: true))["response_format"] == nil)
+        #expect(try translate(body, .init(dropUnsupported: true))["logit_bias"] == nil)
+        #expect(throws: TranslationError.self) {
+            try translate(#"{"model":"x","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},"tools":[{"type":"function","function":{"name":"f"}}]}"#)
+        }
         #expect(throws: TranslationError.self) { try translate(#"{"model":"x","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}}"#) }
         #expect(throws: TranslationError.self) { try translate(#"{"model":"x","messages":[{"role":"user","content":"hi"}],"temperature":1.5}"#) }
         #expect(throws: TranslationError.self) { try translate(#"{"model":"x","messages":[]}"#) }
         #expect(throws: TranslationError.self) {
             try translate(#"{"model":"x","messages":[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"not json"}}]}]}"#)
         }
+    }
+
+    @Test func jsonModeIsAForcedToolWhoseInputIsTheContent() throws {
+        let out = try translate(#"{"model":"x","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"name":{"type":"string"}}}}}}"#)
+        #expect(out["tools"]?[0]?["name"] == "json_output")
+        #expect(out["tools"]?[0]?["input_schema"] == json(#"{"type":"object","properties":{"name":{"type":"string"}}}"#))
+        #expect(out["tool_choice"] == json(#"{"type":"tool","name":"json_output"}"#))
+        let answer = #"{"id":"msg_2","model":"m","content":[{"type":"tool_use","id":"toolu_9","name":"json_output","input":{"name":"Ada"}}],"stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":7}}"#
+        let whole = JSONValue.parse(OpenAIToAnthropic.response(Array(answer.utf8), status: 200, created: 1, jsonMode: true))!
+        #expect(whole["choices"]?[0]?["message"] == json(#"{"role":"assistant","content":"{\"name\":\"Ada\"}"}"#))
+        #expect(whole["choices"]?[0]?["finish_reason"] == "stop")
+        var t = OpenAIToAnthropic.Stream(includeUsage: false, created: 1, jsonMode: true)
+        var out2: [UInt8] = []
+        for e in [#"{"type":"message_start","message":{"id":"msg_3","model":"m","usage":{"input_tokens":5,"output_tokens":1}}}"#,
+                  #"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"json_output","input":{}}}"#,
+                  #"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"name\": "}}"#,
+                  #"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"Ada\"}"}}"#,
+                  #"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#, #"{"type":"message_stop"}"#] {
+            out2 += t.feed(Array("data: \(e)\n\n".utf8))
+        }
+        let chunks = String(decoding: out2, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty && $0 != "data: [DONE]" }
+            .map { JSONValue.parse(String($0.dropFirst(6)))! }
+        #expect(chunks.compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined() == #"{"name": "Ada"}"#)
+        #expect(chunks.allSatisfy { $0["choices"]?[0]?["delta"]?["tool_calls"] == nil })
+        #expect(chunks.last?["choices"]?[0]?["finish_reason"] == "stop")
     }
 
     @Test func aWholeAnswerWithTextToolUseAndCacheUsage() {
