@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""The proxy benchmark (issue 7): GateMesh side by side with nginx on this machine.
+
+    python3 bench/proxy.py [--seconds 10] [--binary PATH] [--skip-cluster]
+
+Starts, all on loopback:
+- the upstream: nginx answering every request with a fixed OpenAI chat completion (the mock
+  provider's own answer, captured at start), so the upstream is never the bottleneck;
+- nginx as a plain `proxy_pass` reverse proxy in front of it, with upstream keep-alive;
+- a GateMesh node in front of it with a realistic configuration: request log on, cost tracking,
+  10 budget and rate-limit rules, cache off; and a second gateway on the same node with the cache
+  on, for cache hits;
+- the mock provider, for the streamed time-to-first-byte rows;
+- a 3-node GateMesh cluster (fresh certificates, gossip running) for the cluster row.
+
+Then drives each with Debian's wrk (same request, same durations) and prints, from this one run:
+requests per second and latency p50 and p99 for 1 connection (sequential) and 32 connections;
+each proxy's overhead over the direct upstream; GateMesh against nginx; cache hits; a streamed
+response's time to first byte through the node against direct; the cluster; and the node's peak
+resident memory under load and when idle. Needs nginx and wrk (apt-get install nginx-light wrk).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "cluster"))
+from launch import Cluster  # noqa: E402
+
+BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark in a few words"}],"max_tokens":16}'
+PROCS = []
+
+
+def port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def start(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    PROCS.append(p)
+    return p
+
+
+def wrk(url, conns, seconds, script, extra=()):
+    threads = 1 if conns == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, *extra, url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def ms(label):
+        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)\b", out)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def rss(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
+
+
+def ttfb(url, headers, n=20):
+    times = []
+    for _ in range(n):
+        args = ["curl", "-s", "-o", "/dev/null", "-w", "%{time_starttransfer}", "-X", "POST", url, "-H", "content-type: application/json",
+                "--data", BODY.replace('"max_tokens":16', '"max_tokens":16,"stream":true')]
+        for h in headers:
+            args += ["-H", h]
+        times.append(float(subprocess.run(args, capture_output=True, text=True, check=True).stdout) * 1000)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--binary")
+    parser.add_argument("--skip-cluster", action="store_true")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk", "curl"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"needs {tool}: apt-get install nginx-light wrk curl")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    binary = args.binary
+    if not binary:
+        subprocess.run(["swift", "build", "-c", "release", "--product", "gatemesh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        binary = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True,
+                                             text=True, check=True).stdout.strip(), "gatemesh")
+    work = tempfile.mkdtemp(prefix="gatemesh-proxy-bench-")
+    script = os.path.join(work, "chat.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.headers["authorization"] = "Bearer sk-bench"\n'
+                f"wrk.body = '{BODY}'\n")
+    try:
+        # The mock, and its answer to the benchmark request, which the static upstream repeats.
+        mock_port = port()
+        start([binary, "mock-provider", "--listen", f"127.0.0.1:{mock_port}"])
+        wait(f"http://127.0.0.1:{mock_port}/_mock/healthz")
+        req = urllib.request.Request(f"http://127.0.0.1:{mock_port}/v1/chat/completions", data=BODY.encode(),
+                                     headers={"content-type": "application/json"})
+        answer = urllib.request.urlopen(req).read().decode()
+
+        upstream, proxy = port(), port()
+        conf = os.path.join(work, "nginx.conf")
+        quoted = answer.replace("'", "\\'")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  upstream provider {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{upstream};
+    location / {{ default_type application/json; return 200 '{quoted}'; }}
+  }}
+  server {{
+    listen 127.0.0.1:{proxy};
+    location / {{
+      proxy_pass http://provider;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+        start([nginx, "-p", work, "-c", conf, "-g", "daemon off;"])
+        wait(f"http://127.0.0.1:{upstream}/")
+        wait(f"http://127.0.0.1:{proxy}/")
+
+        node_port = port()
+        rules = "\n".join(
+            [f'      - {{id: budget-{i}, usd: 1000000, window: {{calendar: day}}}}' for i in range(5)])
+        limits = "\n".join(
+            [f'      - {{id: rate-{i}, requests: 100000000, window: {{fixed: 1m}}}}' for i in range(5)])
+        config = os.path.join(work, "node.yaml")
+        with open(config, "w") as f:
+            f.write(f"""node: {{name: bench, listen: "127.0.0.1:{node_port}", data_dir: "{work}/node-data"}}
+providers:
+  openai: {{base_url: "http://127.0.0.1:{upstream}/v1"}}
+  custom-mock: {{base_url: "http://127.0.0.1:{mock_port}/v1"}}
+gateways:
+  - id: default
+    budgets:
+{rules}
+    rate_limits:
+{limits}
+  - id: cached
+    cache: {{ttl: 3600}}
+""")
+        node = start([binary, "serve", "--config", config, "--log-level", "error"])
+        wait(f"http://127.0.0.1:{node_port}/healthz")
+        time.sleep(1)
+        idle_rss, _ = rss(node.pid)
+
+        targets = {
+            "direct (upstream)": f"http://127.0.0.1:{upstream}/v1/chat/completions",
+            "nginx proxy_pass": f"http://127.0.0.1:{proxy}/v1/chat/completions",
+            "GateMesh node": f"http://127.0.0.1:{node_port}/openai/chat/completions",
+        }
+        results = {}
+        for name, url in targets.items():
+            wrk(url, 4, 2, script)  # warm-up
+            results[name] = {c: wrk(url, c, args.seconds, script) for c in (1, 32)}
+        _, peak_rss = rss(node.pid)
+        cached_url = f"http://127.0.0.1:{node_port}/cached/openai/chat/completions"
+        wrk(cached_url, 4, 2, script)
+        cached = {c: wrk(cached_url, c, args.seconds, script) for c in (1, 32)}
+        time.sleep(2)
+        after_rss, peak_rss = rss(node.pid)
+
+        # Streamed time to first byte: through the node to the mock, and direct to the mock.
+        delay = ["x-mock-latency-ms: 0"]
+        direct_ttfb = ttfb(f"http://127.0.0.1:{mock_port}/v1/chat/completions", delay)
+        node_ttfb = ttfb(f"http://127.0.0.1:{node_port}/custom-mock/chat/completions", delay)
+
+        cluster_row = None
+        if not args.skip_cluster:
+            base = port()
+            c = Cluster(nodes=3, base_port=20000 + base % 20000, peer_base_port=20100 + base % 20000, binary=binary,
+                        run_dir=os.path.join(work, "cluster"), mock_port=port(),
+                        extra_yaml="gateways:\n  - id: default\n    budgets:\n" + rules + "\n    rate_limits:\n" + limits + "\n")
+            c.start()
+            try:
+                time.sleep(2)
+                url = c.node_url(0) + "/openai/chat/completions"
+                wrk(url, 4, 2, script)
+                cluster_row = wrk(url, 32, args.seconds, script)
+            finally:
+                c.stop()
+    finally:
+        for p in PROCS:
+            p.send_signal(signal.SIGTERM)
+        for p in PROCS:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+    d, n, g = results["direct (upstream)"], results["nginx proxy_pass"], results["GateMesh node"]
+    print(f"| target | 1 conn req/s | p50 ms | p99 ms | 32 conns req/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)]:
+        print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[1]['p99']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['p99']:.3f} |")
+    if cluster_row:
+        print(f"| GateMesh, 3-node cluster (node 1 of 3) | | | | {cluster_row['rps']:,.0f} | {cluster_row['p50']:.3f} | {cluster_row['p99']:.3f} |")
+    nginx_added = n[1]["p50"] - d[1]["p50"]
+    gm_added = g[1]["p50"] - d[1]["p50"]
+    print()
+    print(f"- added latency per sequential request (p50 over direct): nginx {nginx_added * 1000:.0f} µs, "
+          f"GateMesh {gm_added * 1000:.0f} µs: {gm_added / nginx_added:.1f}× nginx's (target: within 5×)")
+    print(f"- throughput at 32 connections: GateMesh {g[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx's (target: at least 50 %); "
+          f"nginx {n[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct, GateMesh {g[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct")
+    print(f"- streamed time to first byte (median of 20, mock provider): direct {direct_ttfb:.2f} ms, through the node {node_ttfb:.2f} ms")
+    print(f"- node resident memory: idle after start {idle_rss} MB, peak under load {peak_rss} MB, 2 s after load {after_rss} MB "
+          f"(target: idle under 100 MB)")
+    errors = sum(r[c]["non2xx"] for r in list(results.values()) + [cached] for c in (1, 32))
+    print(f"- non-2xx answers during the runs: {errors}")
+
+
+if __name__ == "__main__":
+    main()
