@@ -192,7 +192,7 @@ public struct ResponseAccountant: Sendable {
         var model = servedModel
         switch mode {
         case .whole:
-            if let object = bodyOverflow ? nil : UsageJSON.object(body) {
+            if let object = bodyOverflow ? nil : UsageJSON.object(body, keys: UsageJSON.answerKeys) {
                 model = (object["model"] as? String) ?? (object["modelVersion"] as? String) ?? model
                 reported = Self.usage(fromWhole: object, format: format)
             }

@@ -210,3 +210,135 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(integerLiteral value: Int) { self = .number(String(value)) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
 }
+
+extension JSONValue {
+    /// The value as Foundation-style `Any` (`[String: Any]`, `[Any]`, `String`, `Int` or
+    /// `Double`, `Bool`, `NSNull`-free: null is left out of objects and is `Optional.none` in arrays).
+    public var anyValue: Any? {
+        switch self {
+        case .null: return nil
+        case .bool(let b): return b
+        case .number(let n): return Int(n) ?? Double(n)
+        case .string(let s): return s
+        case .array(let a): return a.map { $0.anyValue as Any }
+        case .object(let o): return o.anyDictionary
+        }
+    }
+}
+
+extension JSONObject {
+    public var anyDictionary: [String: Any] {
+        var d: [String: Any] = [:]
+        d.reserveCapacity(pairs.count)
+        for (k, v) in pairs { if let a = v.anyValue { d[k] = a } }
+        return d
+    }
+}
+
+extension JSONValue {
+    /// Only the members named in `keys` of a top-level object, each parsed; the others are
+    /// skipped without being built. Nil when the bytes are not one JSON object.
+    public static func members(of bytes: [UInt8], keys: Set<String>) -> JSONObject? {
+        var p = CanonicalJSON.Parser(bytes: bytes)
+        p.skipWhitespace()
+        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "{") else { return nil }
+        p.index += 1
+        var out = JSONObject()
+        p.skipWhitespace()
+        if p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "}") {
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+        while true {
+            p.skipWhitespace()
+            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.string() else { return nil }
+            p.skipWhitespace()
+            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { return nil }
+            p.index += 1
+            let name = String(decoding: key, as: UTF8.self)
+            if keys.contains(name) {
+                guard let v = p.tree(depth: 1) else { return nil }
+                out[name] = v
+            } else {
+                guard p.skipValue(depth: 1) else { return nil }
+            }
+            p.skipWhitespace()
+            guard p.index < p.bytes.count else { return nil }
+            if p.bytes[p.index] == UInt8(ascii: ",") { p.index += 1; continue }
+            guard p.bytes[p.index] == UInt8(ascii: "}") else { return nil }
+            p.index += 1
+            return p.trailingOnly ? out : nil
+        }
+    }
+}
+
+extension CanonicalJSON.Parser {
+    /// Moves past one value, checking its structure, building nothing.
+    mutating func skipValue(depth: Int) -> Bool {
+        guard depth <= CanonicalJSON.maxDepth else { return false }
+        skipWhitespace()
+        guard index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == close {
+                index += 1
+                return true
+            }
+            while true {
+                if isObject {
+                    skipWhitespace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), skipString() else { return false }
+                    skipWhitespace()
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
+                    index += 1
+                }
+                guard skipValue(depth: depth + 1) else { return false }
+                skipWhitespace()
+                guard index < bytes.count else { return false }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == close {
+                    index += 1
+                    return true
+                } else {
+                    return false
+                }
+            }
+        case UInt8(ascii: "\""):
+            return skipString()
+        case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+            var sink: [UInt8] = []
+            return literal("true", into: &sink) || literal("false", into: &sink) || literal("null", into: &sink)
+        default:
+            let start = index
+            if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+            while index < bytes.count, (0x30...0x39).contains(bytes[index]) || bytes[index] == UInt8(ascii: ".")
+                || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") || bytes[index] == UInt8(ascii: "+")
+                || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            return index > start
+        }
+    }
+
+    /// Moves past a string (at its opening quote), without unescaping it.
+    mutating func skipString() -> Bool {
+        index += 1
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                return true
+            case UInt8(ascii: "\\"):
+                index += 2
+            case 0..<0x20:
+                return false
+            default:
+                index += 1
+            }
+        }
+        return false
+    }
+}

@@ -98,9 +98,15 @@ public struct PathRouter: Sendable {
 
     /// Rejects upstream paths that could climb out of the provider's base path or smuggle bytes.
     static func validateRest(_ rest: String) throws(GatewayError) {
-        for byte in rest.utf8 where byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
-            throw .malformedPath("the path contains a control character, a space or a backslash")
+        var suspicious = false
+        for byte in rest.utf8 {
+            if byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
+                throw .malformedPath("the path contains a control character, a space or a backslash")
+            }
+            if byte == UInt8(ascii: "%") || byte == UInt8(ascii: ".") { suspicious = true }
         }
+        // Without a dot or a percent sign there can be no dot segment, encoded or not.
+        guard suspicious else { return }
         // Encoded slashes split segments too: `..%2f` must not slip past as one odd segment.
         let normalized = rest.replacing("%2f", with: "/").replacing("%2F", with: "/")
         for segment in normalized.split(separator: "/", omittingEmptySubsequences: false) {
