@@ -35,6 +35,8 @@ extension GatewayResponder {
             return try await embeddings(gateway: gateway, request: request, onFinish: onFinish)
         default:
             onFinish()
+            guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+            try ProxyHandler.authorize(g, headers: request.headers)
             throw GatewayError.notImplemented(
                 "the unified API serves POST /v1/chat/completions, POST /v1/messages, POST /v1/embeddings and GET /v1/models; \(endpoint) is not available in this build: call a provider directly at /{provider}/…")
         }
@@ -100,7 +102,7 @@ extension GatewayResponder {
         // Which format each step speaks, for translating its answer (set as the step is made).
         let formats = targets.map { t -> TargetFormat? in
             guard let p = proxy.catalogue.provider(named: t.provider) else { return nil }
-            if p.spec.openAICompatible { return .openAI }
+            if p.spec.openAICompatible && p.spec.pathStyle == .append { return .openAI }
             switch p.spec.id {
             case "anthropic": return .anthropic
             case "google-ai-studio": return .google
@@ -131,7 +133,8 @@ extension GatewayResponder {
                         o["model"] = .string(target.model)
                         translated = .object(o)
                     case (.anthropicMessages, .openAI):
-                        translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options)
+                        translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options,
+                                                                   streamUsage: provider.spec.acceptsStreamUsageOption)
                     case (.openAIChat, .google):
                         translated = try OpenAIToGoogle.request(body, options: options)
                     case (.anthropicMessages, .google):
@@ -175,14 +178,8 @@ extension GatewayResponder {
         }
         let health = routeHealth, plan = routePlan
         var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
-            guard let modelRoute else { return }
-            let result: RouteBalancer.Outcome?
-            switch outcome {
-            case .answered(let status): result = status == 429 ? .rateLimited : status >= 500 ? .failure : .success
-            case .failed(let error):
-                result = error.code == "step_failed" || error.code.hasPrefix("upstream") ? (error.status == 429 ? .rateLimited : .failure) : nil
-            }
-            if let result { health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result) }
+            guard let modelRoute, let result = Self.routeOutcome(outcome) else { return }
+            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result)
         }
         let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
         guard let format = formats[step] else { return response }
@@ -211,8 +208,9 @@ extension GatewayResponder {
                         : AnthropicToOpenAI.response(OpenAIToGoogle.response($0, status: status, model: model, created: created), status: status)
                 }
         }
-        response.headers[ProxyHandler.providerHeader] = targets[step].provider
-        response.headers[ProxyHandler.modelHeader] = targets[step].model
+        response.headers[ProxyHandler.providerHeader] = proxy.catalogue.provider(named: targets[step].provider)?.spec.id ?? targets[step].provider
+        // A budget downgrade already named the model that served.
+        if response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = targets[step].model }
         guard let translator else { return response }
         response.headers[.contentLength] = nil
         response.headers[.contentType] = stream && status < 400 ? "text/event-stream" : "application/json"
@@ -221,6 +219,15 @@ extension GatewayResponder {
             try await inner.write(TranslatingWriter(parent: writer, translator: translator))
         }
         return response
+    }
+
+    /// What a step's outcome means for its route target's health (nil: nothing the provider did).
+    static func routeOutcome(_ outcome: StepOutcome) -> RouteBalancer.Outcome? {
+        switch outcome {
+        case .answered(let status): return status == 429 ? .rateLimited : status >= 500 ? .failure : .success
+        case .failed(let error):
+            return error.code == "step_failed" || error.code.hasPrefix("upstream") ? (error.status == 429 ? .rateLimited : .failure) : nil
+        }
     }
 
     /// The chat-completions path under an OpenAI-format provider's base URL.
@@ -240,7 +247,8 @@ extension GatewayResponder {
         var data: [JSONValue] = []
         for name in proxy.catalogue.names {
             guard let p = proxy.catalogue.provider(named: name), p.spec.id == name,
-                  p.spec.openAICompatible || p.spec.id == "anthropic" || p.spec.id == "google-ai-studio" else { continue }
+                  (p.spec.openAICompatible && p.spec.pathStyle == .append) || p.spec.id == "anthropic" || p.spec.id == "google-ai-studio"
+            else { continue }
             for model in proxy.prices.models(provider: p.spec.id) {
                 data.append(.object(["id": .string("\(name)/\(model)"), "object": "model", "created": 0, "owned_by": .string(name)]))
             }
@@ -282,8 +290,10 @@ extension GatewayResponder {
                                           code: "invalid_model")
         }
         var targets: [(provider: String, model: String, apiKey: String?)] = []
+        var routePlan: [Int] = []
         if let route = g.routes[model] {
-            targets = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000)).map { i in
+            routePlan = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
+            targets = routePlan.map { i in
                 (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey)
             }
         } else if let slash = model.firstIndex(of: "/") {
@@ -295,6 +305,7 @@ extension GatewayResponder {
         let base64 = body["encoding_format"]?.stringValue == "base64"
         let outerHead = request.head
         let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) }
+            ?? request.headers[HTTPField.Name("x-api-key")!]
         let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.id == "google-ai-studio" }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
@@ -304,13 +315,16 @@ extension GatewayResponder {
                 let translated: JSONValue
                 let rest: String
                 if google[i] {
+                    guard target.model.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else {
+                        throw GatewayError.badRequest("'\(target.model)' is not a Google model name", code: "invalid_model")
+                    }
                     do { translated = try GoogleEmbeddings.request(body, model: target.model) } catch let error as TranslationError {
                         var e = GatewayError.badRequest(error.message, code: error.code)
                         if let p = error.param { e.details = [("param", JSON.quoted(p))] }
                         throw e
                     }
                     rest = "/v1beta/models/\(target.model):batchEmbedContents"
-                } else if provider.spec.openAICompatible {
+                } else if provider.spec.openAICompatible && provider.spec.pathStyle == .append {
                     var o = body.objectValue!
                     o["model"] = .string(target.model)
                     translated = .object(o)
@@ -331,10 +345,14 @@ extension GatewayResponder {
                                  apiKey: target.apiKey ?? (provider.storedKey == nil ? clientKey : nil), model: target.model, closeWatch: watch)
             }
         }
-        var response = try await runSteps(made, onFinish: onFinish, routeName: g.routes[model] == nil ? nil : model)
+        let health = routeHealth, plan = routePlan, modelRoute = g.routes[model]
+        var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
+            guard let modelRoute else { return }
+            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: Self.routeOutcome(outcome) ?? .success)
+        }
         let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
-        response.headers[ProxyHandler.providerHeader] = targets[step].provider
-        response.headers[ProxyHandler.modelHeader] = targets[step].model
+        response.headers[ProxyHandler.providerHeader] = proxy.catalogue.provider(named: targets[step].provider)?.spec.id ?? targets[step].provider
+        if response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = targets[step].model }
         guard google[step] else { return response }
         let status = Int(response.status.code), servedModel = targets[step].model
         response.headers[.contentLength] = nil

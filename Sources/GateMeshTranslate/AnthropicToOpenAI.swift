@@ -6,9 +6,11 @@ import GateMeshCore
 public enum AnthropicToOpenAI {
     static let unsupported = ["top_k", "thinking", "container", "mcp_servers", "service_tier"]
 
-    public static func request(_ body: JSONValue, model: String, provider: String, options: TranslationOptions) throws(TranslationError) -> JSONValue {
+    /// `streamUsage`: the provider takes `stream_options.include_usage` (OpenAI, Groq, xAI, …).
+    public static func request(_ body: JSONValue, model: String, provider: String, options: TranslationOptions,
+                               streamUsage: Bool = true) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where req[p] != nil && !(req[p]!.isNull) && !options.dropUnsupported {
+        for p in unsupported where !Util.isNoOp(req[p]) && !options.dropUnsupported {
             throw .unsupported(p, provider: provider)
         }
         var out = JSONObject()
@@ -113,7 +115,7 @@ public enum AnthropicToOpenAI {
         if let user = req["metadata"]?["user_id"]?.stringValue { out["user"] = .string(user) }
         if req["stream"]?.boolValue == true {
             out["stream"] = .bool(true)
-            out["stream_options"] = .object(["include_usage": .bool(true)])
+            if streamUsage { out["stream_options"] = .object(["include_usage": .bool(true)]) }
         }
         return .object(out)
     }

@@ -11,14 +11,10 @@ public enum OpenAIToAnthropic {
     /// Parameters with no Anthropic counterpart: refused (or dropped with `dropUnsupported`).
     static let unsupported = ["n", "logprobs", "top_logprobs", "frequency_penalty", "presence_penalty", "logit_bias", "seed",
                               "audio", "modalities", "prediction", "web_search_options"]
-    /// Parameters that change nothing for Anthropic and are dropped silently.
-    static let ignored: Set<String> = ["stream_options", "store", "service_tier", "reasoning_effort", "parallel_tool_calls", "metadata",
-                                       "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-                                       "tools", "tool_choice", "stream", "user", "response_format", "functions", "function_call"]
 
     public static func request(_ body: JSONValue, model: String, options: TranslationOptions) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where req[p] != nil && !(req[p]!.isNull) {
+        for p in unsupported where !Util.isNoOp(req[p]) {
             // n: 1 asks for what Anthropic gives anyway.
             if p == "n", req[p]?.intValue == 1 { continue }
             if !options.dropUnsupported { throw .unsupported(p, provider: provider) }

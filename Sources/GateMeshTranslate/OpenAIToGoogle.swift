@@ -11,7 +11,7 @@ public enum OpenAIToGoogle {
 
     public static func request(_ body: JSONValue, options: TranslationOptions) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where req[p] != nil && !(req[p]!.isNull) && !options.dropUnsupported {
+        for p in unsupported where !Util.isNoOp(req[p]) && !options.dropUnsupported {
             throw .unsupported(p, provider: provider)
         }
         var out = JSONObject()
@@ -96,7 +96,9 @@ public enum OpenAIToGoogle {
         case let other?: throw TranslationError("'tool_choice' cannot be \(other.text)", param: "tool_choice")
         }
         var config = JSONObject()
-        if let n = req["max_completion_tokens"] ?? req["max_tokens"], !n.isNull { config["maxOutputTokens"] = n }
+        if let n = [req["max_completion_tokens"], req["max_tokens"]].compactMap({ $0 }).first(where: { !$0.isNull }) {
+            config["maxOutputTokens"] = n
+        }
         if let t = req["temperature"], !t.isNull { config["temperature"] = t }
         if let p = req["top_p"], !p.isNull { config["topP"] = p }
         if let n = req["n"], !n.isNull { config["candidateCount"] = n }

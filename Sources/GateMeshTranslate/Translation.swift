@@ -51,15 +51,35 @@ public struct WholeBodyTranslator: ResponseTranslator {
 
     public init(_ convert: @escaping @Sendable ([UInt8]) -> [UInt8]) { self.convert = convert }
 
+    var passing = false
+
     public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
+        if passing { return bytes }
+        if buffer.count + bytes.count > Self.maxBytes {
+            // Too large to translate: the client gets the provider's body as it is.
+            passing = true
+            defer { buffer = [] }
+            return buffer + bytes
+        }
         buffer += bytes
         return []
     }
 
-    public mutating func finish() -> [UInt8] { convert(buffer) }
+    public mutating func finish() -> [UInt8] { passing ? [] : convert(buffer) }
 }
 
 enum Util {
+    /// A value that asks for nothing: absent, null, false, zero, or empty.
+    static func isNoOp(_ v: JSONValue?) -> Bool {
+        switch v {
+        case nil, .null?, .bool(false)?: return true
+        case .number(let n)?: return Double(n) == 0
+        case .object(let o)?: return o.isEmpty
+        case .array(let a)?: return a.isEmpty
+        default: return false
+        }
+    }
+
     static func object(_ v: JSONValue?, _ field: String) throws(TranslationError) -> JSONObject? {
         guard let v, !v.isNull else { return nil }
         guard case .object(let o) = v else { throw TranslationError("'\(field)' must be an object, not \(v.typeName)", param: field) }

@@ -44,7 +44,7 @@ import Testing
             try OpenAIToGoogle.request(json(#"{"model":"x","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]}"#), options: .init())
         }
         #expect(throws: TranslationError.self) {
-            try OpenAIToGoogle.request(json(#"{"model":"x","messages":[{"role":"user","content":"x"}],"logit_bias":{}}"#), options: .init())
+            try OpenAIToGoogle.request(json(#"{"model":"x","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":2}}"#), options: .init())
         }
     }
 
@@ -107,5 +107,22 @@ import Testing
         let floats = JSONValue.parse(GoogleEmbeddings.response(answer, status: 200, model: "m", base64: false))!
         #expect(floats["data"]?[0]?["embedding"] == JSONValue.parse("[1.0,-2.0]"))
         #expect(throws: TranslationError.self) { try GoogleEmbeddings.request(JSONValue.parse(#"{"input":[[1,2]]}"#)!, model: "m") }
+    }
+}
+
+@Suite struct TranslationEdgeTests {
+    @Test func noOpValuesOfUnsupportedParametersAreNotRefused() throws {
+        let body = JSONValue.parse(#"{"model":"x","messages":[{"role":"user","content":"hi"}],"logprobs":false,"presence_penalty":0,"logit_bias":{}}"#)!
+        _ = try OpenAIToAnthropic.request(body, model: "m", options: .init())
+        _ = try OpenAIToGoogle.request(body, options: .init())
+    }
+
+    @Test func anOversizedWholeAnswerPassesThroughUntranslated() {
+        var t = WholeBodyTranslator { _ in Array("translated".utf8) }
+        let big = [UInt8](repeating: 0x20, count: WholeBodyTranslator.maxBytes)
+        #expect(t.feed(Array("{".utf8)).isEmpty)
+        #expect(t.feed(big).count == big.count + 1)
+        #expect(t.feed([1, 2]) == [1, 2])
+        #expect(t.finish().isEmpty)
     }
 }
