@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCore
 
 /// What the gateway reads from a provider request before forwarding it: enough to price it,
 /// estimate it, and ask for usage on streams.
@@ -69,30 +70,31 @@ public enum RequestInspector {
         }
     }
 
-    /// The body with its `model` replaced (a downgrade), or nil when it is not a JSON object.
+    /// The body with its `model` replaced (a downgrade, a route target), or nil when it is not a
+    /// JSON object. Everything else keeps its order and its numbers as written.
     public static func replacingModel(in body: [UInt8], with model: String) -> [UInt8]? {
-        guard var object = UsageJSON.object(body) else { return nil }
-        object["model"] = model
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: []) else { return nil }
-        return Array(data)
+        guard case .object(var object)? = JSONValue.parse(body) else { return nil }
+        object["model"] = .string(model)
+        return JSONValue.object(object).bytes
     }
 
     /// The body with `"stream_options":{"include_usage":true}` added, or nil when it already asks
     /// for usage or is not a JSON object. Only the top-level object's end is touched when the
     /// client sent no `stream_options`, so everything else stays byte for byte.
     public static func addingUsageRequest(to body: [UInt8]) -> [UInt8]? {
-        guard let object = UsageJSON.object(body) else { return nil }
+        guard let object = JSONValue.members(of: body, keys: ["stream_options"]) else { return nil }
         if let options = object["stream_options"] {
-            guard var options = options as? [String: Any] else { return nil }
-            if options["include_usage"] as? Bool == true { return nil }
-            options["include_usage"] = true
-            var copy = object
-            copy["stream_options"] = options
-            guard let data = try? JSONSerialization.data(withJSONObject: copy, options: []) else { return nil }
-            return Array(data)
+            guard case .object(var o) = options else { return nil }
+            if o["include_usage"] == .bool(true) { return nil }
+            o["include_usage"] = .bool(true)
+            guard case .object(var whole)? = JSONValue.parse(body) else { return nil }
+            whole["stream_options"] = .object(o)
+            return JSONValue.object(whole).bytes
         }
+        // An object with no members: nothing but whitespace between its braces.
+        guard let open = body.firstIndex(of: UInt8(ascii: "{")) else { return nil }
+        let empty = body[(open + 1)...].first { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 } == UInt8(ascii: "}")
         guard let close = body.lastIndex(of: UInt8(ascii: "}")) else { return nil }
-        let empty = object.isEmpty
         var out = Array(body[..<close])
         out.append(contentsOf: Array((empty ? "" : ",").utf8) + Array("\"stream_options\":{\"include_usage\":true}".utf8))
         out.append(contentsOf: body[close...])

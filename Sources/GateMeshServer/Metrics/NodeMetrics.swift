@@ -2,6 +2,7 @@ import CoreMetrics
 import GateMeshAccounting
 import GateMeshStore
 import GateMeshUpstream
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The node's Prometheus metrics, recorded through swift-metrics with a factory of the node's
@@ -31,33 +32,63 @@ final class NodeMetrics: Sendable {
         upstreamConnections = CoreMetrics.Gauge(label: "gatemesh_upstream_connections_opened", factory: factory)
     }
 
+    /// The handles one kind of request updates, each made on first use and kept (making one means
+    /// a registry lookup under a lock and building its label strings: too much for every request).
+    /// Made lazily so that no series appears before it has a count.
+    final class Handles: Sendable {
+        let gateway: String, provider: String, model: String, status: Int
+        let factory: PrometheusMetricsFactory
+        private let made = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
+        let duration: CoreMetrics.Timer
+        let ttfb: CoreMetrics.Timer
+
+        init(gateway: String, provider: String, model: String, status: Int, factory: PrometheusMetricsFactory) {
+            (self.gateway, self.provider, self.model, self.status, self.factory) = (gateway, provider, model, status, factory)
+            let base = [("gateway", gateway), ("provider", provider)]
+            duration = CoreMetrics.Timer(label: "gatemesh_request_duration_seconds", dimensions: base, factory: factory)
+            ttfb = CoreMetrics.Timer(label: "gatemesh_time_to_first_byte_seconds", dimensions: base, factory: factory)
+        }
+
+        func counter(_ id: String, _ label: String, _ dimensions: @autoclosure () -> [(String, String)]) -> CoreMetrics.Counter {
+            made.withLockedValue { m in
+                if let c = m[id] { return c }
+                let c = CoreMetrics.Counter(label: label, dimensions: dimensions(), factory: factory)
+                m[id] = c
+                return c
+            }
+        }
+    }
+
+    private let handles = NIOLockedValueBox<[String: Handles]>([:])
+    static let tokenKinds = ["input", "output", "cache_read", "cache_write"]
+
     /// Counts one finished request.
     func record(_ r: RequestRecord) {
         let model = r.pricedAs.flatMap { $0.split(separator: "/", maxSplits: 1).last.map(String.init) } ?? "unpriced"
-        let base = [("gateway", r.gateway), ("provider", r.provider)]
-        CoreMetrics.Counter(label: "gatemesh_requests_total", dimensions: base + [("model", model), ("status", String(r.status))], factory: factory)
-            .increment()
-        CoreMetrics.Timer(label: "gatemesh_request_duration_seconds", dimensions: base, factory: factory)
-            .recordMilliseconds(r.durationMs)
-        if let ttfb = r.ttfbMs {
-            CoreMetrics.Timer(label: "gatemesh_time_to_first_byte_seconds", dimensions: base, factory: factory).recordMilliseconds(ttfb)
+        let key = "\(r.gateway)\u{0}\(r.provider)\u{0}\(model)\u{0}\(r.status)"
+        let factory = self.factory
+        let h = handles.withLockedValue { all in
+            if let h = all[key] { return h }
+            let h = Handles(gateway: r.gateway, provider: r.provider, model: model, status: r.status, factory: factory)
+            all[key] = h
+            return h
         }
-        for (kind, count) in [("input", r.usage.input), ("output", r.usage.output), ("cache_read", r.usage.cacheRead),
-                              ("cache_write", r.usage.cacheWrite)] where count > 0 {
-            CoreMetrics.Counter(label: "gatemesh_tokens_total", dimensions: base + [("model", model), ("kind", kind)], factory: factory)
-                .increment(by: count)
+        let base = [("gateway", r.gateway), ("provider", r.provider)]
+        h.counter("requests", "gatemesh_requests_total", base + [("model", model), ("status", String(r.status))]).increment()
+        h.duration.recordMilliseconds(r.durationMs)
+        if let ttfb = r.ttfbMs { h.ttfb.recordMilliseconds(ttfb) }
+        for (i, count) in [r.usage.input, r.usage.output, r.usage.cacheRead, r.usage.cacheWrite].enumerated() where count > 0 {
+            let kind = Self.tokenKinds[i]
+            h.counter("tokens-" + kind, "gatemesh_tokens_total", base + [("model", model), ("kind", kind)]).increment(by: count)
         }
         if let cost = r.cost, cost.nanos > 0 {
-            CoreMetrics.Counter(label: "gatemesh_cost_nanodollars_total", dimensions: base + [("model", model)], factory: factory)
-                .increment(by: Int(cost.nanos))
+            h.counter("cost", "gatemesh_cost_nanodollars_total", base + [("model", model)]).increment(by: Int(cost.nanos))
         }
-        if let status = r.cacheStatus {
-            CoreMetrics.Counter(label: "gatemesh_cache_requests_total", dimensions: [("gateway", r.gateway), ("status", status.lowercased())],
-                    factory: factory).increment()
+        if let status = r.cacheStatus?.lowercased() {
+            h.counter("cache-" + status, "gatemesh_cache_requests_total", [("gateway", r.gateway), ("status", status)]).increment()
         }
         if r.status == 502 || r.status == 504 || (r.status >= 500 && r.error != nil) {
-            CoreMetrics.Counter(label: "gatemesh_upstream_errors_total", dimensions: [("provider", r.provider), ("status", String(r.status))],
-                    factory: factory).increment()
+            h.counter("upstream-errors", "gatemesh_upstream_errors_total", [("provider", r.provider), ("status", String(r.status))]).increment()
         }
     }
 
