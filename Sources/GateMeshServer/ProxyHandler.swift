@@ -375,9 +375,18 @@ struct ProxyHandler: Sendable {
                 try await pump(&writer)
             }
             completed = true
+            // The client's answer ends first; the bookkeeping (log row, metrics, settlement, the
+            // cache) comes after it, off the answer's path. It runs whether or not the end went out.
+            let end: Result<Void, any Error>
+            do {
+                try await writer.finish(nil)
+                end = .success(())
+            } catch {
+                end = .failure(error)
+            }
             lease.exchange.finish(completed: true)
             recorder?.finish(costNanos: lease.exchange.costNanos, model: lease.exchange.servedModel ?? servedModel)
-            try await writer.finish(nil)
+            try end.get()
         }
         return Response(status: .init(code: head.status), headers: headers, body: responseBody)
     }
@@ -434,8 +443,15 @@ struct ProxyHandler: Sendable {
         let chunks = hit.chunks
         let body = ResponseBody(contentLength: hit.streamed ? nil : hit.body.count) { writer in
             for chunk in chunks { try await writer.write(ByteBuffer(bytes: chunk)) }
+            let end: Result<Void, any Error>
+            do {
+                try await writer.finish(nil)
+                end = .success(())
+            } catch {
+                end = .failure(error)
+            }
             exchange.finish(completed: true)
-            try await writer.finish(nil)
+            try end.get()
         }
         return Response(status: .init(code: hit.status), headers: headers, body: body)
     }
