@@ -375,18 +375,10 @@ struct ProxyHandler: Sendable {
                 try await pump(&writer)
             }
             completed = true
-            // The client's answer ends first; the bookkeeping (log row, metrics, settlement, the
-            // cache) comes after it, off the answer's path. It runs whether or not the end went out.
-            let end: Result<Void, any Error>
-            do {
-                try await writer.finish(nil)
-                end = .success(())
-            } catch {
-                end = .failure(error)
+            try await Self.end(&writer) {
+                lease.exchange.finish(completed: true)
+                recorder?.finish(costNanos: lease.exchange.costNanos, model: lease.exchange.servedModel ?? servedModel)
             }
-            lease.exchange.finish(completed: true)
-            recorder?.finish(costNanos: lease.exchange.costNanos, model: lease.exchange.servedModel ?? servedModel)
-            try end.get()
         }
         return Response(status: .init(code: head.status), headers: headers, body: responseBody)
     }
@@ -443,17 +435,23 @@ struct ProxyHandler: Sendable {
         let chunks = hit.chunks
         let body = ResponseBody(contentLength: hit.streamed ? nil : hit.body.count) { writer in
             for chunk in chunks { try await writer.write(ByteBuffer(bytes: chunk)) }
-            let end: Result<Void, any Error>
-            do {
-                try await writer.finish(nil)
-                end = .success(())
-            } catch {
-                end = .failure(error)
-            }
-            exchange.finish(completed: true)
-            try end.get()
+            try await Self.end(&writer) { exchange.finish(completed: true) }
         }
         return Response(status: .init(code: hit.status), headers: headers, body: body)
+    }
+
+    /// Ends the client's answer first, then does the exchange's bookkeeping (log row, metrics,
+    /// settlement, the cache) off the answer's path, whether or not the end went out.
+    static func end(_ writer: inout any ResponseBodyWriter, then bookkeeping: () -> Void) async throws {
+        let end: Result<Void, any Error>
+        do {
+            try await writer.finish(nil)
+            end = .success(())
+        } catch {
+            end = .failure(error)
+        }
+        bookkeeping()
+        try end.get()
     }
 
     static let providerHeader = HTTPField.Name("x-gatemesh-provider")!

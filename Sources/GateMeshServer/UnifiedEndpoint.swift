@@ -53,47 +53,9 @@ extension GatewayResponder {
     }
 
     private func unifiedChat(gateway: String, client: ClientFormat, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
-        let g: GatewayConfig
-        let body: JSONValue
-        let watch: CloseWatch
-        do {
-            guard let found = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            g = found
-            try ProxyHandler.authorize(g, headers: request.headers)
-            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            var request = request
-            let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
-            watch = .body(request.body)
-            guard let parsed = JSONValue.parse(buffer.readableBytesView), case .object = parsed else {
-                throw GatewayError.badRequest("the request body must be a JSON object", code: "invalid_json")
-            }
-            body = parsed
-        } catch {
-            onFinish()
-            throw error
-        }
-        guard let model = body["model"]?.stringValue, !model.isEmpty else {
-            onFinish()
-            throw GatewayError.badRequest("'model' is required: provider/model (openai/gpt-4o-mini) or the name of a route", code: "invalid_model")
-        }
-        // The targets: a route's, or the one named by provider/model.
-        var targets: [(provider: String, model: String, apiKey: String?)] = []
-        var routePlan: [Int] = []
+        let (g, body, watch, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
+                                                                               example: "openai/gpt-4o-mini")
         let modelRoute = g.routes[model]
-        if let modelRoute {
-            routePlan = routeHealth.plan(modelRoute, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
-            targets = routePlan.map { i in
-                let t = modelRoute.targets[i]
-                return (t.provider, t.model ?? model, t.apiKey)
-            }
-        } else {
-            guard let slash = model.firstIndex(of: "/") else {
-                onFinish()
-                throw GatewayError.badRequest("model '\(model)' is neither provider/model (openai/gpt-4o-mini) nor a route of gateway '\(g.id)'",
-                                              code: "invalid_model")
-            }
-            targets = [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)]
-        }
         let stream = body["stream"]?.boolValue == true
         let includeUsage = body["stream_options"]?["include_usage"]?.boolValue == true
         let options = TranslationOptions(dropUnsupported: g.dropUnsupportedParams, defaultMaxTokens: g.defaultMaxTokens)
@@ -221,6 +183,43 @@ extension GatewayResponder {
         return response
     }
 
+    typealias Target = (provider: String, model: String, apiKey: String?)
+
+    /// The part every unified endpoint reads the same way: the gateway and its token, a POST with
+    /// a JSON object body, its `model`, and the targets that model names (a route's, in the order
+    /// its health gives, with their indices in the route; or the one provider/model). Ends the
+    /// request (`onFinish`) when it throws.
+    private func readUnified(gateway: String, request: Request, onFinish: @Sendable () -> Void, example: String) async throws
+        -> (GatewayConfig, JSONValue, CloseWatch, String, [Target], [Int])
+    {
+        do {
+            guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
+            try ProxyHandler.authorize(g, headers: request.headers)
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            var request = request
+            let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
+            guard let body = JSONValue.parse(buffer.readableBytesView), case .object = body else {
+                throw GatewayError.badRequest("the request body must be a JSON object", code: "invalid_json")
+            }
+            guard let model = body["model"]?.stringValue, !model.isEmpty else {
+                throw GatewayError.badRequest("'model' is required: provider/model (\(example)) or the name of a route", code: "invalid_model")
+            }
+            if let route = g.routes[model] {
+                let plan = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
+                let targets = plan.map { i in (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey) }
+                return (g, body, .body(request.body), model, targets, plan)
+            }
+            guard let slash = model.firstIndex(of: "/") else {
+                throw GatewayError.badRequest("model '\(model)' is neither provider/model (\(example)) nor a route of gateway '\(g.id)'",
+                                              code: "invalid_model")
+            }
+            return (g, body, .body(request.body), model, [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)], [])
+        } catch {
+            onFinish()
+            throw error
+        }
+    }
+
     /// What a step's outcome means for its route target's health (nil: nothing the provider did).
     static func routeOutcome(_ outcome: StepOutcome) -> RouteBalancer.Outcome? {
         switch outcome {
@@ -265,43 +264,8 @@ extension GatewayResponder {
     /// `POST /v1/embeddings` (OpenAI format): OpenAI-format providers as they are, Google AI Studio
     /// through batchEmbedContents. `model` is provider/model or a route.
     func embeddings(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
-        let g: GatewayConfig
-        let body: JSONValue
-        let watch: CloseWatch
-        do {
-            guard let found = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            g = found
-            try ProxyHandler.authorize(g, headers: request.headers)
-            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            var request = request
-            let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
-            watch = .body(request.body)
-            guard let parsed = JSONValue.parse(buffer.readableBytesView), case .object = parsed else {
-                throw GatewayError.badRequest("the request body must be a JSON object", code: "invalid_json")
-            }
-            body = parsed
-        } catch {
-            onFinish()
-            throw error
-        }
-        guard let model = body["model"]?.stringValue, !model.isEmpty else {
-            onFinish()
-            throw GatewayError.badRequest("'model' is required: provider/model (openai/text-embedding-3-small) or the name of a route",
-                                          code: "invalid_model")
-        }
-        var targets: [(provider: String, model: String, apiKey: String?)] = []
-        var routePlan: [Int] = []
-        if let route = g.routes[model] {
-            routePlan = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
-            targets = routePlan.map { i in
-                (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey)
-            }
-        } else if let slash = model.firstIndex(of: "/") {
-            targets = [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)]
-        } else {
-            onFinish()
-            throw GatewayError.badRequest("model '\(model)' is neither provider/model nor a route of gateway '\(g.id)'", code: "invalid_model")
-        }
+        let (g, body, watch, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
+                                                                               example: "openai/text-embedding-3-small")
         let base64 = body["encoding_format"]?.stringValue == "base64"
         let outerHead = request.head
         let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) }

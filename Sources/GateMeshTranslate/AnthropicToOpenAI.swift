@@ -170,11 +170,9 @@ public enum AnthropicToOpenAI {
         public init() {}
 
         public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
-            var events: [SSEScanner.Event] = []
-            scanner.feed(bytes) { events.append($0) }
-            var out: [UInt8] = []
-            for e in events { out += translate(e) }
-            return out
+            var scanner = self.scanner
+            defer { self.scanner = scanner }
+            return Util.translate(bytes, &scanner) { translate($0) }
         }
 
         static func event(_ type: String, _ body: JSONObject) -> [UInt8] {

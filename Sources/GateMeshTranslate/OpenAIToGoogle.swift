@@ -232,11 +232,9 @@ public enum OpenAIToGoogle {
         }
 
         public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
-            var events: [SSEScanner.Event] = []
-            scanner.feed(bytes) { events.append($0) }
-            var out: [UInt8] = []
-            for e in events { out += translate(e) }
-            return out
+            var scanner = self.scanner
+            defer { self.scanner = scanner }
+            return Util.translate(bytes, &scanner) { translate($0) }
         }
 
         mutating func translate(_ e: SSEScanner.Event) -> [UInt8] {

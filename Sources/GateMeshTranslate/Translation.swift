@@ -1,3 +1,4 @@
+import GateMeshAccounting
 import GateMeshCore
 
 /// Why a request cannot be translated for a provider: a 400 that names the parameter and the
@@ -104,6 +105,15 @@ enum Util {
         let meta = url[url.index(url.startIndex, offsetBy: 5)..<comma]
         guard meta.hasSuffix(";base64") else { return nil }
         return (String(meta.dropLast(7)), String(url[url.index(after: comma)...]))
+    }
+
+    /// Feeds `bytes` to `scanner` and translates each event it completes, in order.
+    static func translate(_ bytes: [UInt8], _ scanner: inout SSEScanner, _ each: (SSEScanner.Event) -> [UInt8]) -> [UInt8] {
+        var events: [SSEScanner.Event] = []
+        scanner.feed(bytes) { events.append($0) }
+        var out: [UInt8] = []
+        for e in events { out += each(e) }
+        return out
     }
 
     static func sse(_ data: String, event: String? = nil) -> [UInt8] {

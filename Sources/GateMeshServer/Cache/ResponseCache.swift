@@ -104,23 +104,17 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     }
 
     func acquire(_ key: String, now: Int64) async -> CacheAcquisition {
-        if let hit = await lookup(key, now: now) { return .hit(hit) }
-        switch join(key) {
-        case .leader(let ticket):
-            // The previous leader may have stored its answer between the lookup and the join.
-            if let hit = memory.withLockedValue({ $0.get(key, now: now) }) {
-                ticket.complete(hit)
-                return .hit(hit)
-            }
-            return .fetch(ticket)
+        switch await acquireForPeer(key, now: now) {
+        case .hit(let hit): return .hit(hit)
+        case .leader(let ticket): return .fetch(ticket)
         case .follower(let flight):
             if let answer = await flight.wait() { return .hit(answer) }
             return .fetch(nil)
         }
     }
 
-    /// What the owner does for a peer's `cacheGet`: its entry, or a flight for the peer to lead,
-    /// or the flight in progress to wait on.
+    /// The entry, or a flight to lead, or the flight in progress to wait on (for a peer's
+    /// `cacheGet`, and under `acquire` for this node's own requests).
     enum PeerAcquisition {
         case hit(CachedResponse)
         case leader(CacheFlight.Ticket)
@@ -131,6 +125,7 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         if let hit = await lookup(key, now: now) { return .hit(hit) }
         switch join(key) {
         case .leader(let ticket):
+            // The previous leader may have stored its answer between the lookup and the join.
             if let hit = memory.withLockedValue({ $0.get(key, now: now) }) {
                 ticket.complete(hit)
                 return .hit(hit)
