@@ -96,7 +96,8 @@ extension GatewayResponder {
                         translated = .object(o)
                     case (.anthropicMessages, .openAI):
                         translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options,
-                                                                   streamUsage: provider.spec.acceptsStreamUsageOption)
+                                                                   streamUsage: provider.spec.acceptsStreamUsageOption,
+                                                                   maxCompletionTokens: provider.spec.id == "openai")
                     case (.openAIChat, .google):
                         translated = try OpenAIToGoogle.request(body, options: options)
                     case (.anthropicMessages, .google):

@@ -7,8 +7,10 @@ public enum AnthropicToOpenAI {
     static let unsupported = ["top_k", "thinking", "container", "mcp_servers", "service_tier"]
 
     /// `streamUsage`: the provider takes `stream_options.include_usage` (OpenAI, Groq, xAI, …).
+    /// `maxCompletionTokens`: send the limit as `max_completion_tokens` (OpenAI itself, whose
+    /// reasoning models refuse `max_tokens`) rather than `max_tokens` (other OpenAI-format servers).
     public static func request(_ body: JSONValue, model: String, provider: String, options: TranslationOptions,
-                               streamUsage: Bool = true) throws(TranslationError) -> JSONValue {
+                               streamUsage: Bool = true, maxCompletionTokens: Bool = false) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
         for p in unsupported where !Util.isNoOp(req[p]) && !options.dropUnsupported {
             throw .unsupported(p, provider: provider)
@@ -47,7 +49,7 @@ public enum AnthropicToOpenAI {
                         switch source?["type"]?.stringValue {
                         case "base64": url = "data:\(source?["media_type"]?.stringValue ?? "image/png");base64,\(source?["data"]?.stringValue ?? "")"
                         case "url": url = source?["url"]?.stringValue ?? ""
-                        default: throw .unsupported("\(bf).source.type", provider: provider)
+                        default: throw .cannotTranslate("\(bf).source.type", provider: provider)
                         }
                         parts.append(.object(["type": "image_url", "image_url": .object(["url": .string(url)])]))
                     case "tool_result":
@@ -61,7 +63,7 @@ public enum AnthropicToOpenAI {
                         // Tool results come before the rest of the turn, as OpenAI expects them right after the call.
                         messages.append(.object(["role": "tool", "tool_call_id": b["tool_use_id"] ?? "", "content": .string(text)]))
                     default:
-                        throw .unsupported("\(bf).type: \(b["type"]?.stringValue ?? "none")", provider: provider)
+                        throw .cannotTranslate("\(bf).type: \(b["type"]?.stringValue ?? "none")", provider: provider)
                     }
                 }
                 if !parts.isEmpty {
@@ -88,14 +90,14 @@ public enum AnthropicToOpenAI {
             }
         }
         out["messages"] = .array(messages)
-        if let n = req["max_tokens"], !n.isNull { out["max_tokens"] = n }
+        if let n = req["max_tokens"], !n.isNull { out[maxCompletionTokens ? "max_completion_tokens" : "max_tokens"] = n }
         if let t = req["temperature"], !t.isNull { out["temperature"] = t }
         if let p = req["top_p"], !p.isNull { out["top_p"] = p }
         if let s = req["stop_sequences"]?.arrayValue, !s.isEmpty { out["stop"] = .array(s) }
         if let tools = req["tools"]?.arrayValue {
             out["tools"] = .array(try tools.enumerated().map { i, t throws(TranslationError) -> JSONValue in
                 guard let name = t["name"]?.stringValue else { throw TranslationError("'tools[\(i)].name' is required", param: "tools[\(i)]") }
-                if let type = t["type"]?.stringValue, type != "custom" { throw .unsupported("tools[\(i)].type: \(type)", provider: provider) }
+                if let type = t["type"]?.stringValue, type != "custom" { throw .cannotTranslate("tools[\(i)].type: \(type)", provider: provider) }
                 var f: JSONObject = ["name": .string(name)]
                 if let d = t["description"], !d.isNull { f["description"] = d }
                 f["parameters"] = t["input_schema"] ?? .object(["type": "object"])

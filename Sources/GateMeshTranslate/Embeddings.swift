@@ -12,7 +12,7 @@ public enum GoogleEmbeddings {
         case .string(let s)?: inputs = [s]
         case .array(let a)? where !a.isEmpty && a.allSatisfy({ $0.stringValue != nil }): inputs = a.compactMap(\.stringValue)
         case .array(let a)? where !a.isEmpty:
-            throw .unsupported("input (token arrays)", provider: "google-ai-studio", detail: "send the text as strings")
+            throw .cannotTranslate("input (token arrays)", provider: "google-ai-studio", detail: "send the text as strings")
         default: throw TranslationError("'input' must be a string or a non-empty array of strings", param: "input")
         }
         if let f = req["encoding_format"]?.stringValue, f != "float", f != "base64" {

@@ -70,7 +70,7 @@ public enum OpenAIToAnthropic {
                 if !content.isEmpty { result["content"] = .array(content) }
                 append(role: "user", [.object(result)])
             case "function":
-                throw .unsupported("\(field).role: function", provider: provider, detail: "use tools and the tool role")
+                throw .cannotTranslate("\(field).role: function", provider: provider, detail: "use tools and the tool role")
             default:
                 throw TranslationError("'\(field).role' must be system, developer, user, assistant or tool, not '\(role)'", param: "\(field).role")
             }
@@ -101,7 +101,7 @@ public enum OpenAIToAnthropic {
                       let name = try Util.string(f["name"], "\(field).function.name") else {
                     throw TranslationError("'\(field)' must be {type: function, function: {name, …}}", param: field)
                 }
-                if let type = tool["type"]?.stringValue, type != "function" { throw .unsupported("\(field).type: \(type)", provider: provider) }
+                if let type = tool["type"]?.stringValue, type != "function" { throw .cannotTranslate("\(field).type: \(type)", provider: provider) }
                 var o: JSONObject = ["name": .string(name)]
                 if let d = f["description"], !d.isNull { o["description"] = d }
                 o["input_schema"] = f["parameters"].flatMap { $0.isNull ? nil : $0 } ?? .object(["type": "object", "properties": .object([:])])
@@ -200,7 +200,7 @@ public enum OpenAIToAnthropic {
                     out.append(.object(["type": "image", "source": .object(["type": "url", "url": .string(url)])]))
                 }
             case let type:
-                throw .unsupported("\(pf).type: \(type ?? "none")", provider: provider)
+                throw .cannotTranslate("\(pf).type: \(type ?? "none")", provider: provider)
             }
         }
         return out

@@ -138,7 +138,7 @@ public enum OpenAIToGoogle {
                     throw .unsupported("\(pf).image_url (a URL)", provider: provider, detail: "send the image as a base64 data: URL")
                 }
             case let type:
-                throw .unsupported("\(pf).type: \(type ?? "none")", provider: provider)
+                throw .cannotTranslate("\(pf).type: \(type ?? "none")", provider: provider)
             }
         }
         return out

@@ -20,6 +20,13 @@ public struct TranslationError: Error, Sendable, Equatable, CustomStringConverti
                          param: param, code: "unsupported_parameter")
     }
 
+    /// Something in the request that has no counterpart at the target and cannot be left out
+    /// without changing what was asked (a content type, a tool type): refused even when
+    /// unsupported parameters are dropped.
+    public static func cannotTranslate(_ what: String, provider: String, detail: String = "") -> TranslationError {
+        TranslationError("'\(what)' cannot be sent to \(provider)\(detail.isEmpty ? "" : ": " + detail)", param: what, code: "unsupported_parameter")
+    }
+
     public var description: String { message }
 }
 
