@@ -78,7 +78,7 @@ extension GatewayResponder {
                 }
                 guard let format = formats[i] else {
                     throw GatewayError.notImplemented(
-                        "the unified API cannot translate to \(provider.spec.id) in this build (OpenAI-format providers, anthropic and google-ai-studio are served)")
+                        "the unified API cannot translate to \(provider.spec.id) in this build (it serves OpenAI-format providers with standard paths, anthropic and google-ai-studio)")
                 }
                 let translated: JSONValue
                 let rest: String
@@ -312,8 +312,8 @@ extension GatewayResponder {
         }
         let health = routeHealth, plan = routePlan, modelRoute = g.routes[model]
         var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
-            guard let modelRoute else { return }
-            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: Self.routeOutcome(outcome) ?? .success)
+            guard let modelRoute, let result = Self.routeOutcome(outcome) else { return }
+            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result)
         }
         let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
         response.headers[ProxyHandler.providerHeader] = proxy.catalogue.provider(named: targets[step].provider)?.spec.id ?? targets[step].provider

@@ -177,7 +177,8 @@ extension GatewayResponder {
                 observe(i, .answered(Int(response.status.code)))
                 response.headers[Self.stepHeader] = String(i)
                 if let routeName { response.headers[Self.routeHeader] = routeName }
-                if let model = step.model { response.headers[ProxyHandler.modelHeader] = model }
+                // A budget downgrade already named the model that served.
+                if let model = step.model, response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = model }
                 relay.keep()
                 return response
             } catch var error as GatewayError {
