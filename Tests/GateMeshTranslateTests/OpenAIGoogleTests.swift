@@ -126,3 +126,42 @@ import Testing
         #expect(t.finish().isEmpty)
     }
 }
+
+@Suite struct StreamErrorTests {
+    func datas(_ out: [UInt8]) -> [String] {
+        String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+    }
+
+    @Test func anAnthropicErrorEventEndsTheChunkStreamWithAnOpenAIError() {
+        var t = OpenAIToAnthropic.Stream(includeUsage: false, created: 1)
+        var out = t.feed(Array(#"data: {"type":"message_start","message":{"id":"m","model":"x","usage":{"input_tokens":1}}}"#.utf8) + [10, 10])
+        out += t.feed(Array(#"event: error\#ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8) + [10, 10])
+        out += t.feed(Array(#"data: {"type":"message_stop"}"#.utf8) + [10, 10])
+        let events = datas(out)
+        #expect(events.count == 2)
+        #expect(JSONValue.parse(String(events[1].dropFirst(6)))?["error"]?["message"] == "Overloaded")
+        #expect(!events.contains("data: [DONE]"), "a stream that failed does not say it is done")
+    }
+
+    @Test func anOpenAIErrorChunkBecomesAnAnthropicErrorEvent() {
+        var t = AnthropicToOpenAI.Stream()
+        var out = t.feed(Array(#"data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#.utf8) + [10, 10])
+        out += t.feed(Array(#"data: {"error":{"message":"server exploded","type":"server_error"}}"#.utf8) + [10, 10])
+        out += t.finish()
+        let events = datas(out)
+        #expect(events.last?.hasPrefix("event: error") == true)
+        #expect(!events.contains { $0.hasPrefix("event: message_stop") })
+    }
+
+    @Test func anAnthropicClientReachesGoogleThroughTheOpenAIFormat() {
+        var t = ChainedTranslator(OpenAIToGoogle.Stream(includeUsage: true, model: "gemini", created: 1), AnthropicToOpenAI.Stream())
+        let e = #"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hello"},{"functionCall":{"name":"f","args":{"a":1}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":4}}"#
+        var out = t.feed(Array("data: \(e)\r\n\r\n".utf8))
+        out += t.finish()
+        let types = datas(out).map { String($0.split(separator: "\n")[0].dropFirst(7)) }
+        #expect(types == ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "content_block_start",
+                          "content_block_delta", "content_block_stop", "message_delta", "message_stop"])
+        let delta = JSONValue.parse(String(datas(out)[7].split(separator: "\n")[1].dropFirst(6)))!
+        #expect(delta["delta"]?["stop_reason"] == "tool_use" && delta["usage"]?["output_tokens"] == 4)
+    }
+}
