@@ -60,7 +60,7 @@ extension GatewayResponder {
         let includeUsage = body["stream_options"]?["include_usage"]?.boolValue == true
         let options = TranslationOptions(dropUnsupported: g.dropUnsupportedParams, defaultMaxTokens: g.defaultMaxTokens)
         let outerHead = request.head
-        let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? request.headers[HTTPField.Name("x-api-key")!]
+        let clientKey = Self.clientKey(request.headers)
         // Which format each step speaks, for translating its answer (set as the step is made).
         let formats = targets.map { t -> TargetFormat? in
             guard let p = proxy.catalogue.provider(named: t.provider) else { return nil }
@@ -81,7 +81,6 @@ extension GatewayResponder {
                         "the unified API cannot translate to \(provider.spec.id) in this build (it serves OpenAI-format providers with standard paths, anthropic and google-ai-studio)")
                 }
                 let translated: JSONValue
-                let rest: String
                 do {
                     switch (client, format) {
                     case (.openAIChat, .openAI):
@@ -106,45 +105,23 @@ extension GatewayResponder {
                         translated = try OpenAIToGoogle.request(chat, options: options)
                     }
                 } catch let e as TranslationError {
-                    var error = GatewayError.badRequest(e.message, code: e.code)
-                    if let param = e.param { error.details = [("param", JSON.quoted(param))] }
-                    throw error
+                    throw Self.gatewayError(e)
                 }
-                var query = ""
                 switch format {
-                case .anthropic: rest = "/v1/messages"
-                case .openAI: rest = Self.chatPath(provider)
+                case .anthropic:
+                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: "/v1/messages", outer: outerHead,
+                                    anthropicVersion: true, clientKey: clientKey, watch: watch)
+                case .openAI:
+                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: Self.chatPath(provider),
+                                    outer: outerHead, clientKey: clientKey, watch: watch)
                 case .google:
-                    guard target.model.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else {
-                        throw GatewayError.badRequest("'\(target.model)' is not a Google model name", code: "invalid_model")
-                    }
-                    rest = "/v1beta/models/\(target.model):\(stream ? "streamGenerateContent" : "generateContent")"
-                    if stream { query = "?alt=sse" }
+                    let rest = "/v1beta/models/\(try Self.googleModel(target.model)):\(stream ? "streamGenerateContent" : "generateContent")"
+                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: rest, query: stream ? "?alt=sse" : "",
+                                    outer: outerHead, clientKey: clientKey, watch: watch)
                 }
-                let bytes = translated.bytes
-                var fields = HTTPFields()
-                for field in outerHead.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
-                fields[.contentType] = "application/json"
-                fields[.contentLength] = String(bytes.count)
-                if format == .anthropic, fields[HTTPField.Name("anthropic-version")!] == nil {
-                    fields[HTTPField.Name("anthropic-version")!] = "2023-06-01"
-                }
-                var head = outerHead
-                head.headerFields = fields
-                head.path = "/\(g.id)/\(target.provider)\(rest)\(query)"
-                let route = PassthroughRoute(gateway: g.id, provider: target.provider, rest: rest, shape: .named)
-                // The client's key goes to the provider in the provider's own header.
-                let key = target.apiKey ?? (provider.storedKey == nil ? clientKey : nil)
-                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
-                                 apiKey: key, model: target.model, closeWatch: watch)
             }
         }
-        let health = routeHealth, plan = routePlan
-        var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
-            guard let modelRoute, let result = Self.routeOutcome(outcome) else { return }
-            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result)
-        }
-        let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
+        var (response, step) = try await runTargets(made, gateway: g.id, model: model, route: modelRoute, plan: routePlan, onFinish: onFinish)
         guard let format = formats[step] else { return response }
         let status = Int(response.status.code)
         let created = Int(Date().timeIntervalSince1970)
@@ -171,15 +148,8 @@ extension GatewayResponder {
                         : AnthropicToOpenAI.response(OpenAIToGoogle.response($0, status: status, model: model, created: created), status: status)
                 }
         }
-        response.headers[ProxyHandler.providerHeader] = proxy.catalogue.provider(named: targets[step].provider)?.spec.id ?? targets[step].provider
-        // A budget downgrade already named the model that served.
-        if response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = targets[step].model }
-        guard let translator else { return response }
-        response.headers[.contentLength] = nil
-        response.headers[.contentType] = stream && status < 400 ? "text/event-stream" : "application/json"
-        let inner = response.body
-        response.body = ResponseBody { writer in
-            try await inner.write(TranslatingWriter(parent: writer, translator: translator))
+        if let translator {
+            Self.translate(&response, with: translator, contentType: stream && status < 400 ? "text/event-stream" : "application/json")
         }
         return response
     }
@@ -269,65 +239,100 @@ extension GatewayResponder {
                                                                                example: "openai/text-embedding-3-small")
         let base64 = body["encoding_format"]?.stringValue == "base64"
         let outerHead = request.head
-        let clientKey = request.headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) }
-            ?? request.headers[HTTPField.Name("x-api-key")!]
+        let clientKey = Self.clientKey(request.headers)
         let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.id == "google-ai-studio" }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
                 guard let provider = proxy.catalogue.provider(named: target.provider) else {
                     throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
                 }
-                let translated: JSONValue
-                let rest: String
                 if google[i] {
-                    guard target.model.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else {
-                        throw GatewayError.badRequest("'\(target.model)' is not a Google model name", code: "invalid_model")
+                    let translated: JSONValue
+                    do { translated = try GoogleEmbeddings.request(body, model: target.model) } catch let e as TranslationError {
+                        throw Self.gatewayError(e)
                     }
-                    do { translated = try GoogleEmbeddings.request(body, model: target.model) } catch let error as TranslationError {
-                        var e = GatewayError.badRequest(error.message, code: error.code)
-                        if let p = error.param { e.details = [("param", JSON.quoted(p))] }
-                        throw e
-                    }
-                    rest = "/v1beta/models/\(target.model):batchEmbedContents"
-                } else if provider.spec.openAICompatible && provider.spec.pathStyle == .append {
-                    var o = body.objectValue!
-                    o["model"] = .string(target.model)
-                    translated = .object(o)
-                    rest = Self.chatPath(provider, "embeddings")
-                } else {
+                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider,
+                                    rest: "/v1beta/models/\(try Self.googleModel(target.model)):batchEmbedContents", outer: outerHead,
+                                    clientKey: clientKey, watch: watch)
+                }
+                guard provider.spec.openAICompatible && provider.spec.pathStyle == .append else {
                     throw GatewayError.notImplemented("the unified embeddings API serves OpenAI-format providers and google-ai-studio, not \(provider.spec.id)")
                 }
-                let bytes = translated.bytes
-                var head = outerHead
-                var fields = HTTPFields()
-                for field in outerHead.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
-                fields[.contentType] = "application/json"
-                fields[.contentLength] = String(bytes.count)
-                head.headerFields = fields
-                head.path = "/\(g.id)/\(target.provider)\(rest)"
-                return ProxyStep(route: PassthroughRoute(gateway: g.id, provider: target.provider, rest: rest, shape: .named),
-                                 request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
-                                 apiKey: target.apiKey ?? (provider.storedKey == nil ? clientKey : nil), model: target.model, closeWatch: watch)
+                var o = body.objectValue!
+                o["model"] = .string(target.model)
+                return jsonStep(JSONValue.object(o).bytes, gateway: g.id, target: target, provider: provider,
+                                rest: Self.chatPath(provider, "embeddings"), outer: outerHead, clientKey: clientKey, watch: watch)
             }
         }
-        let health = routeHealth, plan = routePlan, modelRoute = g.routes[model]
-        var response = try await runSteps(made, onFinish: onFinish, routeName: modelRoute == nil ? nil : model) { step, outcome in
-            guard let modelRoute, let result = Self.routeOutcome(outcome) else { return }
-            health.record(modelRoute, gateway: g.id, target: plan[step], outcome: result)
-        }
-        let step = Int(response.headers[Self.stepHeader] ?? "0") ?? 0
-        response.headers[ProxyHandler.providerHeader] = proxy.catalogue.provider(named: targets[step].provider)?.spec.id ?? targets[step].provider
-        if response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = targets[step].model }
+        var (response, step) = try await runTargets(made, gateway: g.id, model: model, route: g.routes[model], plan: routePlan, onFinish: onFinish)
         guard google[step] else { return response }
         let status = Int(response.status.code), servedModel = targets[step].model
+        Self.translate(&response, with: WholeBodyTranslator { GoogleEmbeddings.response($0, status: status, model: servedModel, base64: base64) },
+                       contentType: "application/json")
+        return response
+    }
+
+    // MARK: - Shared by the unified endpoints
+
+    /// The client's key for the provider: its bearer token, or its `x-api-key`.
+    static func clientKey(_ headers: HTTPFields) -> String? {
+        headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
+    }
+
+    /// A Google model name, checked before it goes into the URL path.
+    static func googleModel(_ model: String) throws(GatewayError) -> String {
+        guard model.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else {
+            throw GatewayError.badRequest("'\(model)' is not a Google model name", code: "invalid_model")
+        }
+        return model
+    }
+
+    static func gatewayError(_ e: TranslationError) -> GatewayError {
+        var error = GatewayError.badRequest(e.message, code: e.code)
+        if let param = e.param { error.details = [("param", JSON.quoted(param))] }
+        return error
+    }
+
+    /// The step that POSTs `bytes` as JSON to `rest` under the target's provider: the client's
+    /// headers less framing and credentials, the client's key in the provider's own header (unless
+    /// the target or the provider has a stored key), and `anthropic-version` when asked and absent.
+    private func jsonStep(_ bytes: [UInt8], gateway: String, target: Target, provider: ResolvedProvider, rest: String, query: String = "",
+                          outer: HTTPRequest, anthropicVersion: Bool = false, clientKey: String?, watch: CloseWatch) -> ProxyStep {
+        var fields = HTTPFields()
+        for field in outer.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
+        fields[.contentType] = "application/json"
+        fields[.contentLength] = String(bytes.count)
+        if anthropicVersion, fields[Self.anthropicVersionHeader] == nil { fields[Self.anthropicVersionHeader] = "2023-06-01" }
+        var head = outer
+        head.headerFields = fields
+        head.path = "/\(gateway)/\(target.provider)\(rest)\(query)"
+        return ProxyStep(route: PassthroughRoute(gateway: gateway, provider: target.provider, rest: rest, shape: .named),
+                         request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
+                         apiKey: target.apiKey ?? (provider.storedKey == nil ? clientKey : nil), model: target.model, closeWatch: watch)
+    }
+
+    static let anthropicVersionHeader = HTTPField.Name("anthropic-version")!
+
+    /// Runs the targets' steps (recording a route's health) and says which step answered. The
+    /// proxy pass names the provider and `runSteps` the model that served.
+    private func runTargets(_ made: [@Sendable () throws -> ProxyStep], gateway: String, model: String, route: ModelRoute?, plan: [Int],
+                            onFinish: @escaping @Sendable () -> Void) async throws -> (Response, Int) {
+        let health = routeHealth
+        let response = try await runSteps(made, onFinish: onFinish, routeName: route == nil ? nil : model) { step, outcome in
+            guard let route, let result = Self.routeOutcome(outcome) else { return }
+            health.record(route, gateway: gateway, target: plan[step], outcome: result)
+        }
+        return (response, Int(response.headers[Self.stepHeader] ?? "0") ?? 0)
+    }
+
+    /// Puts the answer's body through `translator` (its length is then unknown).
+    static func translate(_ response: inout Response, with translator: any ResponseTranslator, contentType: String) {
         response.headers[.contentLength] = nil
-        response.headers[.contentType] = "application/json"
+        response.headers[.contentType] = contentType
         let inner = response.body
-        let translator = WholeBodyTranslator { GoogleEmbeddings.response($0, status: status, model: servedModel, base64: base64) }
         response.body = ResponseBody { writer in
             try await inner.write(TranslatingWriter(parent: writer, translator: translator))
         }
-        return response
     }
 }
 
