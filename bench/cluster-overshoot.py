@@ -34,30 +34,10 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "cluster"))
 from delay import Relays  # noqa: E402
-from launch import Cluster  # noqa: E402
+from launch import Cluster, free_block  # noqa: E402
 
 AUTH = {"authorization": "Bearer cluster-admin"}
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
-
-
-def free_block(n):
-    import random
-    import socket
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 def spent(session, url, rule):

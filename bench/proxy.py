@@ -35,7 +35,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "cluster"))
-from launch import Cluster  # noqa: E402
+from launch import Cluster, free_block  # noqa: E402
 
 BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark in a few words"}],"max_tokens":16}'
 PROCS = []
@@ -214,8 +214,8 @@ gateways:
 
         cluster_row = None
         if not args.skip_cluster:
-            base = port()
-            c = Cluster(nodes=3, base_port=20000 + base % 20000, peer_base_port=20100 + base % 20000, binary=binary,
+            base = free_block(6)
+            c = Cluster(nodes=3, base_port=base, peer_base_port=base + 3, binary=binary,
                         run_dir=os.path.join(work, "cluster"), mock_port=port(),
                         extra_yaml="gateways:\n  - id: default\n    budgets:\n" + rules + "\n    rate_limits:\n" + limits + "\n")
             c.start()

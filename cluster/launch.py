@@ -45,6 +45,27 @@ def provider_overrides(mock_url):
     ]) + "\n"
 
 
+def free_block(n):
+    """The first of n consecutive free ports on 127.0.0.1 (for a cluster's HTTP and peer ports)."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
 def wait_ready(url, proc, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:

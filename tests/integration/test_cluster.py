@@ -13,31 +13,10 @@ from conftest import BIN, free_port
 from test_accounting import cost_nanos
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "cluster"))
-from launch import Cluster  # noqa: E402
+from launch import Cluster, free_block  # noqa: E402
 
 AUTH = {"authorization": "Bearer cluster-admin"}
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
-
-
-def free_range(n):
-    """The first of n consecutive free ports."""
-    import random
-    import socket
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 @pytest.fixture
@@ -45,7 +24,7 @@ def cluster(mock):
     made = []
 
     def make(nodes=3, extra_yaml=""):
-        base = free_range(2 * nodes)
+        base = free_block(2 * nodes)
         # HTTP on base.., peers on base + nodes..: one block of free ports, so they cannot collide.
         c = Cluster(nodes=nodes, base_port=base, peer_base_port=base + nodes, binary=BIN, mock=mock,
                     run_dir=tempfile.mkdtemp(prefix="gatemesh-cluster-"), extra_yaml=extra_yaml)
@@ -145,7 +124,7 @@ def test_one_dns_name_for_every_node_is_a_seed_list(mock, tmp_path):
     if not shutil.which("unshare") or subprocess.run(wrap + ["getent", "hosts", "seeds.gatemesh.test"],
                                                      capture_output=True).returncode != 0:
         pytest.skip("needs unshare and a private mount namespace, to give the nodes their own hosts file")
-    base = free_range(4)
+    base = free_block(4)
     c = Cluster(nodes=3, base_port=base, peer_base_port=base + 3, binary=BIN, mock=mock,
                 run_dir=str(tmp_path / "run"), peer_hosts=["127.0.0.2", "127.0.0.3", "127.0.0.4"],
                 seeds=[f"seeds.gatemesh.test:{base + 3}"], prefix=wrap)
