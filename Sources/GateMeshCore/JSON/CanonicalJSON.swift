@@ -263,33 +263,16 @@ public enum JSONSpans {
     public static func object(_ bytes: ArraySlice<UInt8>) -> [(key: String, value: ArraySlice<UInt8>)]? {
         var p = CanonicalJSON.Parser(bytes: Array(bytes))
         let base = bytes.startIndex
-        p.skipWhitespace()
-        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "{") else { return nil }
-        p.index += 1
         var out: [(key: String, value: ArraySlice<UInt8>)] = []
-        p.skipWhitespace()
-        if p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "}") {
-            p.index += 1
-            return p.trailingOnly ? out : nil
-        }
-        while true {
-            p.skipWhitespace()
-            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.string() else { return nil }
-            p.skipWhitespace()
-            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { return nil }
-            p.index += 1
+        let ok = p.forEachMember(depth: 0) { p, key in
             p.skipWhitespace()
             let start = p.index
             var scratch: [UInt8] = []
-            guard p.value(into: &scratch, depth: 1) else { return nil }
+            guard p.value(into: &scratch, depth: 1) else { return false }
             out.append((String(decoding: key, as: UTF8.self), bytes[(base + start)..<(base + p.index)]))
-            p.skipWhitespace()
-            guard p.index < p.bytes.count else { return nil }
-            if p.bytes[p.index] == UInt8(ascii: ",") { p.index += 1; continue }
-            guard p.bytes[p.index] == UInt8(ascii: "}") else { return nil }
-            p.index += 1
-            return p.trailingOnly ? out : nil
+            return true
         }
+        return ok && p.trailingOnly ? out : nil
     }
 
     /// A JSON string's text, or nil when the bytes are not exactly one string.
@@ -311,6 +294,39 @@ public enum JSONSpans {
 }
 
 extension CanonicalJSON.Parser {
+    /// Walks the object that starts here (after whitespace): for each member, `visit` gets the
+    /// unescaped key with the parser just past the colon, and must move past the value (false:
+    /// malformed). False when the object is malformed; the parser ends just past its `}`.
+    mutating func forEachMember(depth: Int, _ visit: (inout Self, [UInt8]) -> Bool) -> Bool {
+        guard depth <= CanonicalJSON.maxDepth else { return false }
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return true
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return false }
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
+            index += 1
+            guard visit(&self, key) else { return false }
+            skipWhitespace()
+            guard index < bytes.count else { return false }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return true
+            } else {
+                return false
+            }
+        }
+    }
+
     /// Nothing but whitespace is left.
     var trailingOnly: Bool {
         mutating get {

@@ -138,32 +138,13 @@ extension CanonicalJSON.Parser {
         guard index < bytes.count else { return nil }
         switch bytes[index] {
         case UInt8(ascii: "{"):
-            index += 1
             var o = JSONObject()
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(o)
-            }
-            while true {
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
-                index += 1
-                guard let v = tree(depth: depth + 1) else { return nil }
+            let ok = forEachMember(depth: depth) { p, key in
+                guard let v = p.tree(depth: depth + 1) else { return false }
                 o[String(decoding: key, as: UTF8.self)] = v
-                skipWhitespace()
-                guard index < bytes.count else { return nil }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == UInt8(ascii: "}") {
-                    index += 1
-                    return .object(o)
-                } else {
-                    return nil
-                }
+                return true
             }
+            return ok ? .object(o) : nil
         case UInt8(ascii: "["):
             index += 1
             var a: [JSONValue] = []
@@ -240,35 +221,15 @@ extension JSONValue {
     /// skipped without being built. Nil when the bytes are not one JSON object.
     public static func members(of bytes: [UInt8], keys: Set<String>) -> JSONObject? {
         var p = CanonicalJSON.Parser(bytes: bytes)
-        p.skipWhitespace()
-        guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "{") else { return nil }
-        p.index += 1
         var out = JSONObject()
-        p.skipWhitespace()
-        if p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "}") {
-            p.index += 1
-            return p.trailingOnly ? out : nil
-        }
-        while true {
-            p.skipWhitespace()
-            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.string() else { return nil }
-            p.skipWhitespace()
-            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { return nil }
-            p.index += 1
+        let ok = p.forEachMember(depth: 0) { p, key in
             let name = String(decoding: key, as: UTF8.self)
-            if keys.contains(name) {
-                guard let v = p.tree(depth: 1) else { return nil }
-                out[name] = v
-            } else {
-                guard p.skipValue(depth: 1) else { return nil }
-            }
-            p.skipWhitespace()
-            guard p.index < p.bytes.count else { return nil }
-            if p.bytes[p.index] == UInt8(ascii: ",") { p.index += 1; continue }
-            guard p.bytes[p.index] == UInt8(ascii: "}") else { return nil }
-            p.index += 1
-            return p.trailingOnly ? out : nil
+            guard keys.contains(name) else { return p.skipValue(depth: 1) }
+            guard let v = p.tree(depth: 1) else { return false }
+            out[name] = v
+            return true
         }
+        return ok && p.trailingOnly ? out : nil
     }
 }
 
