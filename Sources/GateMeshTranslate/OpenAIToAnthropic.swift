@@ -23,22 +23,9 @@ public enum OpenAIToAnthropic {
         out["model"] = .string(model)
         var system: [JSONValue] = []
         var messages: [JSONObject] = []
-        func append(role: String, _ blocks: [JSONValue]) {
-            guard !blocks.isEmpty else { return }
-            // Anthropic alternates roles: consecutive turns of one role become one.
-            if var last = messages.last, last["role"]?.stringValue == role, case .array(let prior)? = last["content"] {
-                last["content"] = .array(prior + blocks)
-                messages[messages.count - 1] = last
-            } else {
-                messages.append(["role": .string(role), "content": .array(blocks)])
-            }
-        }
-        guard let list = try Util.array(req["messages"], "messages"), !list.isEmpty else {
-            throw TranslationError("'messages' must be a non-empty array", param: "messages")
-        }
-        for (i, m) in list.enumerated() {
-            let field = "messages[\(i)]"
-            guard let msg = try Util.object(m, field) else { throw TranslationError("'\(field)' must be an object", param: field) }
+        // Anthropic alternates roles: consecutive turns of one role become one.
+        func append(role: String, _ blocks: [JSONValue]) { Util.appendTurn(&messages, role: role, key: "content", blocks) }
+        for (field, msg) in try Util.messages(req) {
             let role = try Util.string(msg["role"], "\(field).role") ?? ""
             switch role {
             case "system", "developer":

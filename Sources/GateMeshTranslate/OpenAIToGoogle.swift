@@ -19,21 +19,8 @@ public enum OpenAIToGoogle {
         var contents: [JSONObject] = []
         /// Tool call id → function name, to name function responses (Google matches them by name).
         var names: [String: String] = [:]
-        func append(role: String, _ parts: [JSONValue]) {
-            guard !parts.isEmpty else { return }
-            if var last = contents.last, last["role"]?.stringValue == role, case .array(let prior)? = last["parts"] {
-                last["parts"] = .array(prior + parts)
-                contents[contents.count - 1] = last
-            } else {
-                contents.append(["role": .string(role), "parts": .array(parts)])
-            }
-        }
-        guard let list = try Util.array(req["messages"], "messages"), !list.isEmpty else {
-            throw TranslationError("'messages' must be a non-empty array", param: "messages")
-        }
-        for (i, m) in list.enumerated() {
-            let field = "messages[\(i)]"
-            guard let msg = try Util.object(m, field) else { throw TranslationError("'\(field)' must be an object", param: field) }
+        func append(role: String, _ parts: [JSONValue]) { Util.appendTurn(&contents, role: role, key: "parts", parts) }
+        for (field, msg) in try Util.messages(req) {
             switch try Util.string(msg["role"], "\(field).role") ?? "" {
             case "system", "developer":
                 for b in try OpenAIToAnthropic.textBlocks(msg["content"], "\(field).content") { system.append(.object(["text": b["text"] ?? ""])) }

@@ -114,6 +114,32 @@ enum Util {
         return (String(meta.dropLast(7)), String(url[url.index(after: comma)...]))
     }
 
+    /// Adds a turn of `role` holding `items` under `key` (`content` blocks, `parts`), merged into
+    /// the last turn when that has the same role: Anthropic and Google both want roles to alternate.
+    static func appendTurn(_ turns: inout [JSONObject], role: String, key: String, _ items: [JSONValue]) {
+        guard !items.isEmpty else { return }
+        if var last = turns.last, last["role"]?.stringValue == role, case .array(let prior)? = last[key] {
+            last[key] = .array(prior + items)
+            turns[turns.count - 1] = last
+        } else {
+            turns.append(["role": .string(role), key: .array(items)])
+        }
+    }
+
+    /// The client's `messages`: a non-empty array of objects, each with its field path for errors.
+    static func messages(_ req: JSONObject) throws(TranslationError) -> [(field: String, message: JSONObject)] {
+        guard let list = try array(req["messages"], "messages"), !list.isEmpty else {
+            throw TranslationError("'messages' must be a non-empty array", param: "messages")
+        }
+        var out: [(field: String, message: JSONObject)] = []
+        for (i, m) in list.enumerated() {
+            let field = "messages[\(i)]"
+            guard let msg = try object(m, field) else { throw TranslationError("'\(field)' must be an object", param: field) }
+            out.append((field, msg))
+        }
+        return out
+    }
+
     /// Feeds `bytes` to `scanner` and translates each event it completes, in order.
     static func translate(_ bytes: [UInt8], _ scanner: inout SSEScanner, _ each: (SSEScanner.Event) -> [UInt8]) -> [UInt8] {
         var events: [SSEScanner.Event] = []
