@@ -216,7 +216,7 @@ final class PeerConnections: Sendable {
                 links[address]?.retryAt = .now() + .seconds(5)
             }
         }
-        guard let target = ListenAddressParser.split(address) else {
+        guard let target = Seeds.split(address) else {
             group.any().execute { giveUp("not a host:port address") }
             return
         }
@@ -285,14 +285,5 @@ final class PeerConnections: Sendable {
     func closeAll() {
         let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
         for c in channels { c.close(promise: nil) }
-    }
-}
-
-enum ListenAddressParser {
-    static func split(_ address: String) -> (host: String, port: Int)? {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
-        var host = String(address[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
     }
 }
