@@ -106,6 +106,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The benchmark's floor (bench/proxy.py): the server and the upstream client alone.
+        .executableTarget(
+            name: "gatemesh-floor",
+            dependencies: [
+                "GateMeshUpstream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "gatemesh",
             dependencies: [

@@ -11,7 +11,11 @@ Starts, all on loopback:
   10 budget and rate-limit rules, cache off; and a second gateway on the same node with the cache
   on, for cache hits;
 - the mock provider, for the streamed time-to-first-byte rows;
-- a 3-node GateMesh cluster (fresh certificates, gossip running) for the cluster row.
+- a 3-node GateMesh cluster (fresh certificates, gossip running) for the cluster row;
+- the floor of the stack (`gatemesh-floor`, built beside the node): SwiftNIO's HTTP/1 handlers
+  answering a fixed body, a Hummingbird 2 route answering the same, and a Hummingbird route that
+  proxies through GateMeshUpstream (libcurl) with nothing of the gateway on top. What these cost
+  is what the gateway cannot go below without changing its server or its client.
 
 Then drives each with Debian's wrk (same request, same durations) and prints, from this one run:
 requests per second and latency p50 and p99 for 1 connection (sequential) and 32 connections;
@@ -60,6 +64,18 @@ def wait(url, timeout=30):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer")
+
+
+def wait_post(url, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=BODY.encode(), headers={"content-type": "application/json"}), timeout=2).read()
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def start(cmd, **kw):
@@ -114,9 +130,13 @@ def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     binary = args.binary
     if not binary:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "gatemesh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        for product in ("gatemesh", "gatemesh-floor"):
+            subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         binary = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True,
                                              text=True, check=True).stdout.strip(), "gatemesh")
+    floor_binary = os.path.join(os.path.dirname(binary), "gatemesh-floor")
+    if not os.path.exists(floor_binary):
+        sys.exit(f"needs {floor_binary}: swift build -c release --product gatemesh-floor")
     work = tempfile.mkdtemp(prefix="gatemesh-proxy-bench-")
     script = os.path.join(work, "chat.lua")
     with open(script, "w") as f:
@@ -201,6 +221,24 @@ gateways:
             wrk(url, 4, 2, script)  # warm-up
             results[name] = {c: wrk(url, c, args.seconds, script) for c in (1, 32)}
         _, peak_rss = rss(node.pid)
+
+        # The floor: each one alone on the machine beside the upstream, stopped before the next.
+        floors = {}
+        for name, mode, extra in (("floor: SwiftNIO HTTP/1 handler, fixed answer", "nio-hello", []),
+                                  ("floor: Hummingbird route, fixed answer", "hummingbird-hello", []),
+                                  ("floor: Hummingbird route + GateMeshUpstream, bare proxy", "hummingbird-proxy",
+                                   [f"http://127.0.0.1:{upstream}/v1/chat/completions"])):
+            floor_port = port()
+            floor = subprocess.Popen([floor_binary, mode, str(floor_port)] + extra, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{floor_port}/v1/chat/completions"
+                wait_post(url)
+                wrk(url, 4, 2, script)
+                floors[name] = {c: wrk(url, c, args.seconds, script) for c in (1, 32)}
+            finally:
+                floor.terminate()
+                floor.wait(10)
         cached_url = f"http://127.0.0.1:{node_port}/cached/openai/chat/completions"
         wrk(cached_url, 4, 2, script)
         cached = {c: wrk(cached_url, c, args.seconds, script) for c in (1, 32)}
@@ -239,7 +277,7 @@ gateways:
     d, n, g = results["direct (upstream)"], results["nginx proxy_pass"], results["GateMesh node"]
     print(f"| target | 1 conn req/s | p50 ms | p99 ms | 32 conns req/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)]:
+    for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)] + list(floors.items()):
         print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[1]['p99']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['p99']:.3f} |")
     if cluster_row:
         print(f"| GateMesh, 3-node cluster (node 1 of 3) | | | | {cluster_row['rps']:,.0f} | {cluster_row['p50']:.3f} | {cluster_row['p99']:.3f} |")
@@ -250,6 +288,15 @@ gateways:
           f"GateMesh {gm_added * 1000:.0f} µs: {gm_added / nginx_added:.1f}× nginx's (target: within 5×)")
     print(f"- throughput at 32 connections: GateMesh {g[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx's (target: at least 50 %); "
           f"nginx {n[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct, GateMesh {g[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct")
+    bare = floors["floor: Hummingbird route + GateMeshUpstream, bare proxy"]
+    hello = floors["floor: Hummingbird route, fixed answer"]
+    nio = floors["floor: SwiftNIO HTTP/1 handler, fixed answer"]
+    print(f"- the floor: a bare Hummingbird + GateMeshUpstream proxy adds {(bare[1]['p50'] - d[1]['p50']) * 1000:.0f} µs "
+          f"({(bare[1]['p50'] - d[1]['p50']) / nginx_added:.1f}× nginx's) and serves {bare[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx's "
+          f"throughput; a Hummingbird route answering a fixed body takes {hello[1]['p50'] * 1000:.0f} µs and serves "
+          f"{hello[32]['rps']:,.0f} req/s ({hello[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx proxying); "
+          f"SwiftNIO's handlers alone {nio[1]['p50'] * 1000:.0f} µs and {nio[32]['rps']:,.0f} req/s")
+    print(f"- the gateway's own work over the bare proxy: {(g[1]['p50'] - bare[1]['p50']) * 1000:.0f} µs per sequential request")
     print(f"- streamed time to first byte (median of 20, mock provider): direct {direct_ttfb:.2f} ms, through the node {node_ttfb:.2f} ms")
     print(f"- node resident memory: idle after start {idle_rss} MB, peak under load {peak_rss} MB, 2 s after load {after_rss} MB "
           f"(target: idle under 100 MB)")
