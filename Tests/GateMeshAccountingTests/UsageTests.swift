@@ -1,4 +1,5 @@
 @testable import GateMeshAccounting
+import GateMeshCore
 import Testing
 
 /// Wire samples follow the providers' published API references (OpenAI chat completions and
@@ -172,6 +173,34 @@ import Testing
         let body = Array(#"{"contents":[{"parts":[{"text":"abcd"}]}],"generationConfig":{"maxOutputTokens":7}}"#.utf8)
         let facts = RequestInspector.inspect(format: .googleStream, path: "/v1beta/models/gemini-2.5-pro:streamGenerateContent", body: body)
         #expect(facts == RequestFacts(model: "gemini-2.5-pro", stream: true, estimatedInputTokens: 1, maxOutputTokens: 7))
+    }
+
+    @Test func textIsCountedInPlaceWithEscapesAndSkippedKeys() {
+        // "héllo\n" is 6 scalars, "\ud83d\ude00" one, "a\u00e9" two; the role, the image URL,
+        // the tool name and every key are not prompt text. Nested containers and numbers count 0.
+        let body = Array(#"""
+            {"model":"gpt-4o","stream_options":{"include_usage":true},"max_completion_tokens":9,
+             "messages":[{"role":"system","content":"héllo\n"},
+                         {"role":"user","content":[{"type":"text","text":"\ud83d\ude00"},
+                                                   {"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]},
+                         {"role":"assistant","tool_calls":[{"id":"c1","function":{"name":"lookup","arguments":"a\u00e9"}}]}],
+             "temperature":0.5,"n":1,"stop":null,"seed":[1,2,{"k":true}]}
+            """#.utf8)
+        let facts = RequestInspector.inspect(format: .openAIChat, path: "/chat/completions", body: body)
+        #expect(facts == RequestFacts(model: "gpt-4o", stream: false, clientAskedForUsage: true, estimatedInputTokens: (9 + 3) / 4,
+                                      maxOutputTokens: 9))
+        let scan = JSONValue.scan(body, keys: ["model", "absent"], skipping: [Array("role".utf8)])
+        #expect(scan?.members.keys == ["model"])
+        // Without skipping type/url/id/name/model, their values count too.
+        // gpt-4o 6, héllo\n 6, text 4, the emoji 1, image_url 9, the URL 25, c1 2, lookup 6, aé 2.
+        #expect(scan?.characters == 61)
+    }
+
+    @Test func malformedBodiesGiveNoFacts() {
+        for text in [#"{"model":"m","messages":[}"#, #"{"model":"m"} x"#, #"{"a":"\q"}"#, #"{"a":"\ud800"}"#, "[1]", #"{"a":"x"#] {
+            let facts = RequestInspector.inspect(format: .openAIChat, path: "/chat/completions", body: Array(text.utf8))
+            #expect(facts == RequestFacts(), "\(text)")
+        }
     }
 
     @Test func usageRequestIsAppendedWithoutTouchingTheRest() {

@@ -40,34 +40,28 @@ public enum RequestInspector {
         if format == .googleGenerate || format == .googleStream, let model = googleModel(path: path) {
             facts.model = model
         }
-        guard !body.isEmpty, let object = UsageJSON.object(body) else { return facts }
-        if let model = object["model"] as? String { facts.model = model }
-        if let stream = object["stream"] as? Bool { facts.stream = stream }
-        if let options = object["stream_options"] as? [String: Any], options["include_usage"] as? Bool == true {
-            facts.clientAskedForUsage = true
-        }
-        let generation = object["generationConfig"] as? [String: Any]
-        facts.maxOutputTokens = UsageJSON.int(object["max_completion_tokens"]) ?? UsageJSON.int(object["max_tokens"])
-            ?? UsageJSON.int(object["max_output_tokens"]) ?? UsageJSON.int(generation?["maxOutputTokens"])
-        facts.estimatedInputTokens = (textCharacters(object) + 3) / 4
+        guard !body.isEmpty, let scan = JSONValue.scan(Array(body), keys: inspectedKeys, skipping: skippedKeyBytes) else { return facts }
+        let object = scan.members
+        if let model = object["model"]?.stringValue { facts.model = model }
+        if let stream = object["stream"]?.boolValue { facts.stream = stream }
+        if object["stream_options"]?["include_usage"]?.boolValue == true { facts.clientAskedForUsage = true }
+        facts.maxOutputTokens = object["max_completion_tokens"]?.intValue ?? object["max_tokens"]?.intValue
+            ?? object["max_output_tokens"]?.intValue ?? object["generationConfig"]?["maxOutputTokens"]?.intValue
+        facts.estimatedInputTokens = (scan.characters + 3) / 4
         return facts
     }
+
+    /// The top-level members the facts come from.
+    static let inspectedKeys: Set<String> = [
+        "model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "max_output_tokens", "generationConfig",
+    ]
+    static let skippedKeyBytes: [[UInt8]] = skippedKeys.map { Array($0.utf8) }
 
     /// `…/models/{model}:generateContent` → `{model}`.
     static func googleModel(path: Substring) -> String? {
         guard let colon = path.lastIndex(of: ":"), let slash = path[..<colon].lastIndex(of: "/") else { return nil }
         let model = path[path.index(after: slash)..<colon]
         return model.isEmpty ? nil : String(model)
-    }
-
-    static func textCharacters(_ value: Any, key: String? = nil) -> Int {
-        if let key, skippedKeys.contains(key) { return 0 }
-        switch value {
-        case let s as String: return s.count
-        case let a as [Any]: return a.reduce(0) { $0 + textCharacters($1) }
-        case let o as [String: Any]: return o.reduce(0) { $0 + textCharacters($1.value, key: $1.key) }
-        default: return 0
-        }
     }
 
     /// The body with its `model` replaced (a downgrade, a route target), or nil when it is not a

@@ -297,7 +297,7 @@ extension CanonicalJSON.Parser {
     /// Walks the object that starts here (after whitespace): for each member, `visit` gets the
     /// unescaped key with the parser just past the colon, and must move past the value (false:
     /// malformed). False when the object is malformed; the parser ends just past its `}`.
-    mutating func forEachMember(depth: Int, _ visit: (inout Self, [UInt8]) -> Bool) -> Bool {
+    mutating func forEachMember(depth: Int, _ visit: (inout Self, ArraySlice<UInt8>) -> Bool) -> Bool {
         guard depth <= CanonicalJSON.maxDepth else { return false }
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
@@ -309,7 +309,7 @@ extension CanonicalJSON.Parser {
         }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return false }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = stringSlice() else { return false }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
             index += 1
@@ -325,6 +325,24 @@ extension CanonicalJSON.Parser {
                 return false
             }
         }
+    }
+
+    /// A string's unescaped bytes, as a slice of the input when it has no escapes (no copy);
+    /// the index moves past its closing quote.
+    mutating func stringSlice() -> ArraySlice<UInt8>? {
+        let start = index + 1
+        var i = start
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                index = i + 1
+                return bytes[start..<i]
+            }
+            if b == UInt8(ascii: "\\") { break }
+            guard b >= 0x20 else { return nil }
+            i += 1
+        }
+        return string().map { ArraySlice($0) }
     }
 
     /// Nothing but whitespace is left.

@@ -168,7 +168,7 @@ extension CanonicalJSON.Parser {
                 }
             }
         case UInt8(ascii: "\""):
-            guard let s = string() else { return nil }
+            guard let s = stringSlice() else { return nil }
             return .string(String(decoding: s, as: UTF8.self))
         case UInt8(ascii: "t"):
             var sink: [UInt8] = []
