@@ -111,7 +111,13 @@ struct ProxyHandler: Sendable {
 
         var timeouts = self.timeouts
         if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
-        let requestedPolicy = try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] }
+        // Most requests carry no control header: then the retry and cache directives are the
+        // gateway's, without building the header names they would be looked up by.
+        let hasControlHeaders = request.headers.contains {
+            $0.name.canonicalName.hasPrefix("x-gatemesh-") || $0.name.canonicalName.hasPrefix("cf-aig-")
+        }
+        let requestedPolicy = hasControlHeaders
+            ? try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] } : gateway.retries
 
         // The body: none, whole, or streamed. A whole body is read for the facts that price it, and
         // an OpenAI-format stream that did not ask for usage is asked for it (and the answer hidden).
@@ -150,7 +156,7 @@ struct ProxyHandler: Sendable {
         var cacheRecorder: CacheRecorder?
         var cacheStatus: String?
         if let cache {
-            let directives = try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] }
+            let directives = hasControlHeaders ? try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] } : CacheDirectives()
             let decision = CacheDecision.decide(gatewayTTL: gateway.cacheTTLSeconds, directives: directives,
                                                 method: request.method.rawValue, bodyKnown: clientBytes != nil)
             switch decision {

@@ -226,22 +226,43 @@ public final class UpstreamTransfer: @unchecked Sendable {
             if parsingStatus != 0 { deliverHead() }
             return
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
-        if text.hasPrefix("HTTP/") {
+        let bytes = UnsafeRawBufferPointer(rebasing: line[0..<end])
+        let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
+        if end > 5, bytes.starts(with: "HTTP/".utf8) {
+            // The status line: `HTTP/1.1 200 OK`, `HTTP/2 200`.
             parsingHeaders.removeAll(keepingCapacity: true)
-            let parts = text.split(separator: " ", maxSplits: 2)
-            parsingVersion = parts.first.map { String($0.dropFirst(5)) } ?? "1.1"
-            parsingStatus = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            var i = 5
+            while i < end, bytes[i] != space { i += 1 }
+            parsingVersion = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[5..<i]), as: UTF8.self)
+            while i < end, bytes[i] == space { i += 1 }
+            var status = 0
+            while i < end, (0x30...0x39).contains(bytes[i]), status < 1000 {
+                status = status * 10 + Int(bytes[i] - 0x30)
+                i += 1
+            }
+            parsingStatus = status
             return
         }
-        if text.first == " " || text.first == "\t", !parsingHeaders.isEmpty {
-            parsingHeaders[parsingHeaders.count - 1].value += " " + text.trimmingWhitespace()
+        if bytes[0] == space || bytes[0] == tab {
+            // An obsolete folded continuation of the previous field's value.
+            if !parsingHeaders.isEmpty {
+                parsingHeaders[parsingHeaders.count - 1].value += " " + String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+            }
             return
         }
-        guard let colon = text.firstIndex(of: ":") else { return }
-        let name = text[..<colon].lowercased()
-        let value = text[text.index(after: colon)...].trimmingWhitespace()
-        parsingHeaders.append((name, value))
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return }
+        // Built straight from the bytes: names lowercased (ASCII), values trimmed, one string each.
+        let name = String(unsafeUninitializedCapacity: colon) { out in
+            for i in 0..<colon {
+                let b = bytes[i]
+                out[i] = (0x41...0x5A).contains(b) ? b + 0x20 : b
+            }
+            return colon
+        }
+        var start = colon + 1, stop = end
+        while start < stop, bytes[start] == space || bytes[start] == tab { start += 1 }
+        while stop > start, bytes[stop - 1] == space || bytes[stop - 1] == tab { stop -= 1 }
+        parsingHeaders.append((name, String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<stop]), as: UTF8.self)))
     }
 
     /// Called with each piece of response body. Returns the count consumed, the pause marker,
