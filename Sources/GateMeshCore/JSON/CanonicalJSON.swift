@@ -84,33 +84,8 @@ public enum CanonicalJSON {
                     index += 1
                     return s
                 case UInt8(ascii: "\\"):
-                    index += 1
-                    guard index < bytes.count else { return nil }
-                    let e = bytes[index]
-                    index += 1
-                    switch e {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): s.append(e)
-                    case UInt8(ascii: "b"): s.append(0x08)
-                    case UInt8(ascii: "f"): s.append(0x0C)
-                    case UInt8(ascii: "n"): s.append(0x0A)
-                    case UInt8(ascii: "r"): s.append(0x0D)
-                    case UInt8(ascii: "t"): s.append(0x09)
-                    case UInt8(ascii: "u"):
-                        guard var scalar = hex4() else { return nil }
-                        if (0xD800...0xDBFF).contains(scalar) {
-                            // A surrogate pair: \uD83D\uDE00.
-                            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else { return nil }
-                            index += 2
-                            guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
-                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                        } else if (0xDC00...0xDFFF).contains(scalar) {
-                            return nil
-                        }
-                        guard let u = Unicode.Scalar(scalar) else { return nil }
-                        s.append(contentsOf: Array(String(Character(u)).utf8))
-                    default:
-                        return nil
-                    }
+                    guard let scalar = escapedScalar() else { return nil }
+                    UTF8.encode(scalar) { s.append($0) }
                 default:
                     guard b >= 0x20 else { return nil }
                     s.append(b)
@@ -343,6 +318,61 @@ extension CanonicalJSON.Parser {
             i += 1
         }
         return string().map { ArraySlice($0) }
+    }
+
+    /// Decodes the escape at the index (a backslash and what follows: `\n`, `\u00e9`, a
+    /// surrogate pair `\ud83d\ude00`) and moves past it; nil when it is not a valid escape.
+    mutating func escapedScalar() -> Unicode.Scalar? {
+        index += 1
+        guard index < bytes.count else { return nil }
+        let e = bytes[index]
+        index += 1
+        switch e {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): return Unicode.Scalar(e)
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            guard var scalar = hex4() else { return nil }
+            if (0xD800...0xDBFF).contains(scalar) {
+                guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else { return nil }
+                index += 2
+                guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if (0xDC00...0xDFFF).contains(scalar) {
+                return nil
+            }
+            return Unicode.Scalar(scalar)
+        default:
+            return nil
+        }
+    }
+
+    /// Walks the array that starts at the index: `visit` must move past each element (false:
+    /// malformed). False when the array is malformed; the parser ends just past its `]`.
+    mutating func forEachElement(depth: Int, _ visit: (inout Self) -> Bool) -> Bool {
+        guard depth <= CanonicalJSON.maxDepth, index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return false }
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return true
+        }
+        while true {
+            guard visit(&self) else { return false }
+            skipWhitespace()
+            guard index < bytes.count else { return false }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return true
+            } else {
+                return false
+            }
+        }
     }
 
     /// Nothing but whitespace is left.

@@ -44,27 +44,13 @@ extension CanonicalJSON.Parser {
         case UInt8(ascii: "\""):
             return countString()
         case UInt8(ascii: "["):
-            index += 1
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return 0
-            }
             var total = 0
-            while true {
-                guard let n = countText(depth: depth + 1, skipping: skipping) else { return nil }
+            let ok = forEachElement(depth: depth) { p in
+                guard let n = p.countText(depth: depth + 1, skipping: skipping) else { return false }
                 total += n
-                skipWhitespace()
-                guard index < bytes.count else { return nil }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == UInt8(ascii: "]") {
-                    index += 1
-                    return total
-                } else {
-                    return nil
-                }
+                return true
             }
+            return ok ? total : nil
         case UInt8(ascii: "{"):
             var total = 0
             let ok = forEachMember(depth: depth) { p, key in
@@ -91,27 +77,8 @@ extension CanonicalJSON.Parser {
                 index += 1
                 return n
             case UInt8(ascii: "\\"):
-                index += 1
-                guard index < bytes.count else { return nil }
-                let e = bytes[index]
-                index += 1
-                switch e {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    n += 1
-                case UInt8(ascii: "u"):
-                    guard let scalar = hex4() else { return nil }
-                    if (0xD800...0xDBFF).contains(scalar) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else { return nil }
-                        index += 2
-                        guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
-                    } else if (0xDC00...0xDFFF).contains(scalar) {
-                        return nil
-                    }
-                    n += 1
-                default:
-                    return nil
-                }
+                guard escapedScalar() != nil else { return nil }
+                n += 1
             default:
                 guard b >= 0x20 else { return nil }
                 // Count the first byte of each UTF-8 sequence, not its continuation bytes.

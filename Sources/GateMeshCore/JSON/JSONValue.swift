@@ -146,27 +146,13 @@ extension CanonicalJSON.Parser {
             }
             return ok ? .object(o) : nil
         case UInt8(ascii: "["):
-            index += 1
             var a: [JSONValue] = []
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(a)
-            }
-            while true {
-                guard let v = tree(depth: depth + 1) else { return nil }
+            let ok = forEachElement(depth: depth) { p in
+                guard let v = p.tree(depth: depth + 1) else { return false }
                 a.append(v)
-                skipWhitespace()
-                guard index < bytes.count else { return nil }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == UInt8(ascii: "]") {
-                    index += 1
-                    return .array(a)
-                } else {
-                    return nil
-                }
+                return true
             }
+            return ok ? .array(a) : nil
         case UInt8(ascii: "\""):
             guard let s = stringSlice() else { return nil }
             return .string(String(decoding: s, as: UTF8.self))
