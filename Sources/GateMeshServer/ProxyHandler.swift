@@ -112,7 +112,8 @@ struct ProxyHandler: Sendable {
         var timeouts = self.timeouts
         if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
         // Most requests carry no control header: then the retry and cache directives are the
-        // gateway's, without building the header names they would be looked up by.
+        // gateway's, without building the header names they would be looked up by. (The cache
+        // also reads the standard `cache-control`.)
         let hasControlHeaders = request.headers.contains {
             $0.name.canonicalName.hasPrefix("x-gatemesh-") || $0.name.canonicalName.hasPrefix("cf-aig-")
         }
@@ -156,7 +157,8 @@ struct ProxyHandler: Sendable {
         var cacheRecorder: CacheRecorder?
         var cacheStatus: String?
         if let cache {
-            let directives = hasControlHeaders ? try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] } : CacheDirectives()
+            let directives = hasControlHeaders || request.headers[.cacheControl] != nil
+                ? try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] } : CacheDirectives()
             let decision = CacheDecision.decide(gatewayTTL: gateway.cacheTTLSeconds, directives: directives,
                                                 method: request.method.rawValue, bodyKnown: clientBytes != nil)
             switch decision {
