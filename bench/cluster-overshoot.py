@@ -22,6 +22,7 @@ It prints one Markdown table row per combination. Not a test: the figures depend
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def run(nodes, delay_ms, args, binary):
     finally:
         c.stop()
         relay.stop()
+        shutil.rmtree(c.run_dir, ignore_errors=True)
 
 
 def main():

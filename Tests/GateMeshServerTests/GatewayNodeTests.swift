@@ -28,6 +28,7 @@ import Testing
         var config = GateMeshConfig()
         config.node.listen = ListenAddress(host: "127.0.0.1", port: 0)
         config.node.dataDir = NSTemporaryDirectory() + "gatemesh-node-test-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: config.node.dataDir) }
         config.admin.token = "adm"
         config.providers["openai"] = ProviderConfig(baseURL: "http://127.0.0.1:\(mockPort)/v1")
         configure(&config, mockPort)

@@ -6,9 +6,17 @@ import Logging
 import ServiceLifecycle
 import Testing
 
-@Suite struct RequestLogTests {
+/// A class so that `deinit` removes the data directories each test made.
+@Suite final class RequestLogTests {
+    private var directories: [String] = []
+
+    deinit {
+        for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
     func makeLog(_ configure: (inout RequestLog.Configuration) -> Void = { _ in }) throws -> RequestLog {
         let dir = NSTemporaryDirectory() + "gatemesh-log-test-\(UUID().uuidString)"
+        directories.append(dir)
         let store = try NodeStore(dataDir: dir)
         var configuration = RequestLog.Configuration()
         configure(&configuration)

@@ -1,6 +1,7 @@
 """Fixtures that start real GateMesh processes on loopback: the mock provider and gateway nodes."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,27 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("GATEMESH_BIN", os.path.join(ROOT, ".build", "debug", "gatemesh"))
+
+
+def pytest_configure(config):
+    """Every temporary directory of the run (node data dirs, cluster run dirs, certificates) goes
+    under one directory, removed when the run passes and kept, with its path printed, when it fails."""
+    root = tempfile.mkdtemp(prefix="gatemesh-tests-")
+    config._gatemesh_tmp = root
+    tempfile.tempdir = root
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "_gatemesh_tmp", None)
+    if root is None:
+        return
+    tempfile.tempdir = None
+    failed = config.pluginmanager.get_plugin("terminalreporter")
+    failed = failed is not None and bool(failed.stats.get("failed") or failed.stats.get("error"))
+    if failed or os.environ.get("GATEMESH_KEEP_TEST_DIRS"):
+        print(f"\ntest data directories kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def free_port():
