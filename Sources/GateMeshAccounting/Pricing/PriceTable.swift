@@ -105,7 +105,7 @@ public struct PriceTable: Sendable {
 
     /// Parses the `prices.json` format (see the file's header).
     public static func parse(json bytes: [UInt8]) throws -> PriceTable {
-        guard let root = UsageJSON.object(bytes), let compiled = root["compiled"] as? String,
+        guard let root = JSONValue.parse(bytes)?.objectValue?.anyDictionary, let compiled = root["compiled"] as? String,
               let models = root["models"] as? [[String: Any]] else {
             throw FormatError(message: "prices.json: expected an object with 'compiled' and 'models'")
         }

@@ -1,3 +1,5 @@
+import GateMeshCore
+
 /// Watches a provider's response go by and says, at its end, how many tokens it used.
 ///
 /// Contract: give it every response byte in order (`process`), then call `finish` once. It never
@@ -192,8 +194,8 @@ public struct ResponseAccountant: Sendable {
         var model = servedModel
         switch mode {
         case .whole:
-            if let object = bodyOverflow ? nil : UsageJSON.object(body, keys: UsageJSON.answerKeys) {
-                model = (object["model"] as? String) ?? (object["modelVersion"] as? String) ?? model
+            if let object = bodyOverflow ? nil : UsageJSON.object(body) {
+                model = object.string("model") ?? object.string("modelVersion") ?? model
                 reported = Self.usage(fromWhole: object, format: format)
             }
         case .sse, .jsonArray:
@@ -214,17 +216,17 @@ public struct ResponseAccountant: Sendable {
         return Outcome(usage: estimate, servedModel: model, reported: false)
     }
 
-    static func usage(fromWhole object: [String: Any], format: APIFormat) -> TokenUsage? {
+    static func usage(fromWhole object: JSONObjectView, format: APIFormat) -> TokenUsage? {
         switch format {
         case .openAIChat, .openAICompletions, .openAIEmbeddings, .openAIResponses:
-            return (object["usage"] as? [String: Any]).flatMap(UsageJSON.openAI)
+            return object.object("usage").flatMap(UsageJSON.openAI)
         case .anthropicMessages:
-            guard let usage = object["usage"] as? [String: Any] else { return nil }
+            guard let usage = object.object("usage") else { return nil }
             var u = TokenUsage()
             UsageJSON.anthropic(usage, into: &u)
             return u
         case .googleGenerate, .googleStream:
-            return (object["usageMetadata"] as? [String: Any]).flatMap(UsageJSON.google)
+            return object.object("usageMetadata").flatMap(UsageJSON.google)
         case .other:
             return nil
         }
@@ -234,24 +236,24 @@ public struct ResponseAccountant: Sendable {
         switch format {
         case .openAIChat, .openAICompletions, .openAIEmbeddings:
             guard let event = usageEvent, let object = UsageJSON.object(event) else { return nil }
-            let usage = (object["usage"] as? [String: Any]) ?? ((object["x_groq"] as? [String: Any])?["usage"] as? [String: Any])
+            let usage = object.object("usage") ?? object.object("x_groq")?.object("usage")
             return usage.flatMap(UsageJSON.openAI)
         case .openAIResponses:
             guard let event = responsesFinal, let object = UsageJSON.object(event),
-                  let response = object["response"] as? [String: Any], let usage = response["usage"] as? [String: Any] else { return nil }
+                  let usage = object.object("response")?.object("usage") else { return nil }
             return UsageJSON.openAI(usage)
         case .anthropicMessages:
             guard let start = anthropicStart.flatMap({ UsageJSON.object($0) }),
-                  let message = start["message"] as? [String: Any], let initial = message["usage"] as? [String: Any] else { return nil }
+                  let initial = start.object("message")?.object("usage") else { return nil }
             var u = TokenUsage()
             UsageJSON.anthropic(initial, into: &u)
-            if let delta = anthropicDelta.flatMap({ UsageJSON.object($0) }), let usage = delta["usage"] as? [String: Any] {
+            if let delta = anthropicDelta.flatMap({ UsageJSON.object($0) }), let usage = delta.object("usage") {
                 UsageJSON.anthropic(usage, into: &u)
             }
             return u
         case .googleGenerate, .googleStream:
             guard let event = usageEvent, let object = UsageJSON.object(event),
-                  let meta = object["usageMetadata"] as? [String: Any] else { return nil }
+                  let meta = object.object("usageMetadata") else { return nil }
             return UsageJSON.google(meta)
         case .other:
             return nil

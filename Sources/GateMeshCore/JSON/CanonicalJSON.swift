@@ -43,15 +43,29 @@ public enum CanonicalJSON {
         }
 
         mutating func literal(_ word: StaticString, into out: inout [UInt8]) -> Bool {
+            let start = index
+            guard literal(word) else { return false }
+            out.append(contentsOf: bytes[start..<index])
+            return true
+        }
+
+        /// Moves past `word` (`true`, `false`, `null`) when it is next.
+        mutating func literal(_ word: StaticString) -> Bool {
             let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
             guard index + w.count <= bytes.count, bytes[index..<index + w.count].elementsEqual(w) else { return false }
-            out.append(contentsOf: w)
             index += w.count
             return true
         }
 
         mutating func number(into out: inout [UInt8]) -> Bool {
             let start = index
+            guard skipNumber() else { return false }
+            out.append(contentsOf: bytes[start..<index])
+            return true
+        }
+
+        /// Moves past a number, checking its grammar.
+        mutating func skipNumber() -> Bool {
             if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
             var digits = 0
             while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1; digits += 1 }
@@ -69,7 +83,6 @@ public enum CanonicalJSON {
                 while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1; exponent += 1 }
                 guard exponent > 0 else { return false }
             }
-            out.append(contentsOf: bytes[start..<index])
             return true
         }
 

@@ -157,17 +157,14 @@ extension CanonicalJSON.Parser {
             guard let s = stringSlice() else { return nil }
             return .string(String(decoding: s, as: UTF8.self))
         case UInt8(ascii: "t"):
-            var sink: [UInt8] = []
-            return literal("true", into: &sink) ? .bool(true) : nil
+            return literal("true") ? .bool(true) : nil
         case UInt8(ascii: "f"):
-            var sink: [UInt8] = []
-            return literal("false", into: &sink) ? .bool(false) : nil
+            return literal("false") ? .bool(false) : nil
         case UInt8(ascii: "n"):
-            var sink: [UInt8] = []
-            return literal("null", into: &sink) ? .null : nil
+            return literal("null") ? .null : nil
         default:
-            var n: [UInt8] = []
-            return number(into: &n) ? .number(String(decoding: n, as: UTF8.self)) : nil
+            let start = index
+            return skipNumber() ? .number(String(decoding: bytes[start..<index], as: UTF8.self)) : nil
         }
     }
 }
@@ -258,15 +255,9 @@ extension CanonicalJSON.Parser {
         case UInt8(ascii: "\""):
             return skipString()
         case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
-            var sink: [UInt8] = []
-            return literal("true", into: &sink) || literal("false", into: &sink) || literal("null", into: &sink)
+            return literal("true") || literal("false") || literal("null")
         default:
-            let start = index
-            if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-            while index < bytes.count, (0x30...0x39).contains(bytes[index]) || bytes[index] == UInt8(ascii: ".")
-                || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") || bytes[index] == UInt8(ascii: "+")
-                || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            return index > start
+            return skipNumber()
         }
     }
 
