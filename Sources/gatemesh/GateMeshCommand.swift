@@ -49,7 +49,7 @@ struct ConfigOptions: ParsableArguments {
     }
 
     func makeLogger(_ label: String) -> Logger {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        LoggingSystem.bootstrap { StderrLogHandler(label: $0) }
         var logger = Logger(label: label)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         return logger
@@ -131,7 +131,7 @@ struct MockProviderCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("gatemesh: --listen: expected host:port, got '\(listen)'\n".utf8))
             throw ExitCode(2)
         }
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        LoggingSystem.bootstrap { StderrLogHandler(label: $0) }
         var logger = Logger(label: "gatemesh-mock")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
         try await MockProvider(host: address.host, port: address.port).run(logger: logger)

@@ -1,42 +1,43 @@
-/// One JSON object read in place: a member is found by walking the object's bytes, and nothing
-/// is built but what is asked for (a number as an `Int`, a string). For the few members read
-/// from every answer (its `model` and `usage`), where a tree would cost an allocation per key,
-/// number and nested object. Pure.
+/// One JSON object read in place: its members are indexed in one walk (where each key and each
+/// value start), and nothing is built but what is asked for (a number as an `Int`, a string, a
+/// nested object's own index). For the few members read from every answer (its `model` and
+/// `usage`), where a tree would cost an allocation per key, number and nested object. Pure.
 public struct JSONObjectView: Sendable {
     private let bytes: [UInt8]
-    /// Where the object's `{` is.
-    private let start: Int
+    /// Each member: its unescaped key (a slice of `bytes` unless the key has escapes) and where
+    /// its value starts.
+    private let members: [(key: ArraySlice<UInt8>, value: Int)]
 
     /// Nil unless `bytes` is exactly one well-formed JSON object (whitespace around it allowed).
     public init?(_ bytes: [UInt8]) {
         var p = CanonicalJSON.Parser(bytes: bytes)
-        p.skipWhitespace()
-        let start = p.index
-        guard start < bytes.count, bytes[start] == UInt8(ascii: "{"), p.skipValue(depth: 0), p.trailingOnly else { return nil }
+        guard let members = Self.index(&p, depth: 0), p.trailingOnly else { return nil }
         self.bytes = bytes
-        self.start = start
+        self.members = members
     }
 
-    private init(bytes: [UInt8], start: Int) {
+    private init(bytes: [UInt8], members: [(key: ArraySlice<UInt8>, value: Int)]) {
         self.bytes = bytes
-        self.start = start
+        self.members = members
+    }
+
+    /// Walks the object at the parser's index, checking every value, and notes its members.
+    private static func index(_ p: inout CanonicalJSON.Parser, depth: Int) -> [(key: ArraySlice<UInt8>, value: Int)]? {
+        var members: [(key: ArraySlice<UInt8>, value: Int)] = []
+        members.reserveCapacity(12)
+        let ok = p.forEachMember(depth: depth) { p, key in
+            p.skipWhitespace()
+            members.append((key, p.index))
+            return p.skipValue(depth: depth + 1)
+        }
+        return ok ? members : nil
     }
 
     /// Where the value of the last member named `key` starts (as a parsed object's lookup would
     /// find it when a key is repeated).
     private func valueIndex(_ key: String) -> Int? {
-        var p = CanonicalJSON.Parser(bytes: bytes, index: start)
-        var found: Int?
         var key = key
-        return key.withUTF8 { name in
-            // The object was checked whole when the view was made.
-            _ = p.forEachMember(depth: 0) { p, member in
-                p.skipWhitespace()
-                if member.elementsEqual(name) { found = p.index }
-                return p.skipValue(depth: 1)
-            }
-            return found
-        }
+        return key.withUTF8 { name in members.last { $0.key.elementsEqual(name) }?.value }
     }
 
     public func contains(_ key: String) -> Bool { valueIndex(key) != nil }
@@ -44,7 +45,9 @@ public struct JSONObjectView: Sendable {
     /// The member's value when it is an object.
     public func object(_ key: String) -> JSONObjectView? {
         guard let i = valueIndex(key), bytes[i] == UInt8(ascii: "{") else { return nil }
-        return JSONObjectView(bytes: bytes, start: i)
+        // Checked when the outer object was indexed; indexed again here for its own members.
+        var p = CanonicalJSON.Parser(bytes: bytes, index: i)
+        return Self.index(&p, depth: 0).map { JSONObjectView(bytes: bytes, members: $0) }
     }
 
     /// The member's value when it is a string.
