@@ -68,6 +68,7 @@ let package = Package(
             name: "GateMeshStore",
             dependencies: [
                 "GateMeshCore", "GateMeshAccounting", "GateMeshCache", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -139,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [
-                "GateMeshStore", "GateMeshAccounting", "GateMeshCore",
+                "GateMeshStore", "GateMeshAccounting", "GateMeshCore", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

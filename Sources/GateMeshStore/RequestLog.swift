@@ -183,7 +183,8 @@ public final class RequestLog: Service, Sendable {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 try await Task.detached {
                     try await pool.write { db in
-                        for record in batch { try Self.insert(record, db: db) }
+                        var row = RowBinder()
+                        for record in batch { try Self.insert(record, db: db, row: &row) }
                         if let spend, !spend.slots.isEmpty {
                             // Absolute slot values (a node's G-counter slot only grows), so a
                             // repeated write is harmless.
@@ -209,7 +210,7 @@ public final class RequestLog: Service, Sendable {
         }
     }
 
-    static func insert(_ r: RequestRecord, db: Database) throws {
+    static func insert(_ r: RequestRecord, db: Database, row: inout RowBinder) throws {
         guard r.logged else { return }
         // A cached statement: compiled once per connection, not once per row.
         let statement = try db.cachedStatement(sql: """
@@ -219,12 +220,15 @@ public final class RequestLog: Service, Sendable {
               saved_nanos)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        try statement.execute(arguments: [
-                r.logID, r.startedAtMs, r.eventID, r.node, r.gateway, r.provider, r.requestedModel, r.servedModel,
-                r.pricedAs, r.method, r.path, r.status, r.durationMs, r.ttfbMs, r.streamed, r.usage.input, r.usage.output,
-                r.usage.cacheRead, r.usage.cacheWrite, r.usage.estimated, r.cost?.nanos, r.cacheStatus, r.attempts, r.step,
-                r.metadata.json, r.error, r.requestBody.map { Data($0) }, r.responseBody.map { Data($0) }, r.savedNanos,
-            ])
+        // Bound in place (GRDB's arguments copy each of the 29 values, each string into an array).
+        row.start()
+        row.text(r.logID); row.int(r.startedAtMs); row.text(r.eventID); row.text(r.node); row.text(r.gateway)
+        row.text(r.provider); row.text(r.requestedModel); row.text(r.servedModel); row.text(r.pricedAs); row.text(r.method)
+        row.text(r.path); row.int(r.status); row.int(r.durationMs); row.int(r.ttfbMs); row.int(r.streamed ? 1 : 0)
+        row.int(r.usage.input); row.int(r.usage.output); row.int(r.usage.cacheRead); row.int(r.usage.cacheWrite)
+        row.int(r.usage.estimated ? 1 : 0); row.int(r.cost?.nanos); row.text(r.cacheStatus); row.int(r.attempts); row.int(r.step)
+        row.text(r.metadata.json); row.text(r.error); row.blob(r.requestBody); row.blob(r.responseBody); row.int(r.savedNanos)
+        try row.execute(statement, db: db)
     }
 
     /// The persisted limit spend: every node's slot (this node's and those merged from peers) per
