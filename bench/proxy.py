@@ -15,7 +15,10 @@ Starts, all on loopback:
 - the floor of the stack (`gatemesh-floor`, built beside the node): SwiftNIO's HTTP/1 handlers
   answering a fixed body, a Hummingbird 2 route answering the same, and a Hummingbird route that
   proxies through GateMeshUpstream (libcurl) with nothing of the gateway on top. What these cost
-  is what the gateway cannot go below without changing its server or its client.
+  is what the gateway cannot go below without changing its server or its client. Two more show
+  what a change would buy: the same curl exchange from SwiftNIO's channel handlers (a task per
+  request, no Hummingbird), and SwiftNIO on both sides (an upstream connection per client
+  connection on the same event loop, parts passed through: nginx's shape, no task, no thread hop).
 
 Then drives each with Debian's wrk (same request, same durations) and prints, from this one run:
 requests per second and latency p50 and p99 for 1 connection (sequential) and 32 connections;
@@ -227,6 +230,10 @@ gateways:
         for name, mode, extra in (("floor: SwiftNIO HTTP/1 handler, fixed answer", "nio-hello", []),
                                   ("floor: Hummingbird route, fixed answer", "hummingbird-hello", []),
                                   ("floor: Hummingbird route + GateMeshUpstream, bare proxy", "hummingbird-proxy",
+                                   [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
+                                  ("floor: SwiftNIO handlers + GateMeshUpstream, bare proxy", "nio-proxy",
+                                   [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
+                                  ("floor: SwiftNIO handlers on both sides, bare proxy", "nio-nio-proxy",
                                    [f"http://127.0.0.1:{upstream}/v1/chat/completions"])):
             floor_port = port()
             floor = subprocess.Popen([floor_binary, mode, str(floor_port)] + extra, stdout=subprocess.DEVNULL,
@@ -296,11 +303,16 @@ gateways:
           f"throughput; a Hummingbird route answering a fixed body takes {hello[1]['p50'] * 1000:.0f} µs and serves "
           f"{hello[32]['rps']:,.0f} req/s ({hello[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx proxying); "
           f"SwiftNIO's handlers alone {nio[1]['p50'] * 1000:.0f} µs and {nio[32]['rps']:,.0f} req/s")
+    nio_curl = floors["floor: SwiftNIO handlers + GateMeshUpstream, bare proxy"]
+    nio_nio = floors["floor: SwiftNIO handlers on both sides, bare proxy"]
+    for label, r in (("SwiftNIO handlers with GateMeshUpstream", nio_curl), ("SwiftNIO on both sides", nio_nio)):
+        print(f"- {label}: adds {(r[1]['p50'] - d[1]['p50']) * 1000:.0f} µs ({(r[1]['p50'] - d[1]['p50']) / nginx_added:.1f}× nginx's), "
+              f"serves {r[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx's throughput")
     print(f"- the gateway's own work over the bare proxy: {(g[1]['p50'] - bare[1]['p50']) * 1000:.0f} µs per sequential request")
     print(f"- streamed time to first byte (median of 20, mock provider): direct {direct_ttfb:.2f} ms, through the node {node_ttfb:.2f} ms")
     print(f"- node resident memory: idle after start {idle_rss} MB, peak under load {peak_rss} MB, 2 s after load {after_rss} MB "
           f"(target: idle under 100 MB)")
-    errors = sum(r[c]["non2xx"] for r in list(results.values()) + [cached] for c in (1, 32))
+    errors = sum(r[c]["non2xx"] for r in list(results.values()) + [cached] + list(floors.values()) for c in (1, 32))
     print(f"- non-2xx answers during the runs: {errors}")
 
 

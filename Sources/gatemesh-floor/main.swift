@@ -6,6 +6,13 @@
 //   gatemesh-floor hummingbird-proxy PORT URL  a Hummingbird 2 route that sends the request body
 //                                            to URL through GateMeshUpstream (libcurl) and answers
 //                                            with the upstream's status and body
+//   gatemesh-floor nio-proxy PORT URL        the same exchange from SwiftNIO's channel handlers: a
+//                                            task per request drives the transfer, the answer is
+//                                            written from the event loop
+//   gatemesh-floor nio-nio-proxy PORT URL    SwiftNIO's handlers on both sides: each client connection
+//                                            gets its own upstream connection on the same event loop,
+//                                            and response parts are passed through as they come (no
+//                                            task, no thread hop: the shape of nginx's proxy_pass)
 import GateMeshUpstream
 import Hummingbird
 import NIOCore
@@ -30,9 +37,158 @@ final class FixedAnswer: ChannelInboundHandler, Sendable {
     }
 }
 
+/// Sends each request's body to `url` through GateMeshUpstream and writes the upstream's answer
+/// back from the event loop: what the proxy costs without Hummingbird's request and response
+/// streams (a task per request remains, to await the transfer).
+final class CurlProxy: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let client: UpstreamClient
+    let url: String
+    var body = ByteBuffer()
+
+    init(client: UpstreamClient, url: String) {
+        self.client = client
+        self.url = url
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            body.clear()
+        case .body(var chunk):
+            body.writeBuffer(&chunk)
+        case .end:
+            let transfer = client.start(UpstreamRequest(
+                method: "POST", url: url, headers: [("content-type", "application/json"), ("authorization", "Bearer floor")],
+                body: .bytes(body), timeouts: .init(connectMs: 2000, firstByteMs: 30000, totalMs: 0)))
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let loop = context.eventLoop
+            Task {
+                var status = 502
+                var answer = ByteBuffer()
+                do {
+                    status = try await transfer.responseHead().status
+                    for try await var chunk in UpstreamBody(transfer) { answer.writeBuffer(&chunk) }
+                } catch {
+                    answer = ByteBuffer(string: #"{"error":"upstream"}"#)
+                }
+                let (code, result) = (status, answer)
+                loop.execute {
+                    let (handler, context) = bound.value
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-type", value: "application/json")
+                    headers.add(name: "content-length", value: String(result.readableBytes))
+                    context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: code),
+                                                                                 headers: headers))), promise: nil)
+                    context.write(handler.wrapOutboundOut(.body(.byteBuffer(result))), promise: nil)
+                    context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                }
+            }
+        }
+    }
+}
+
+/// The client side of `nio-nio-proxy`: one upstream connection per client connection, on the
+/// client connection's event loop.
+final class PinnedProxy: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let host: String
+    let port: Int
+    let path: String
+    var upstream: (any Channel)?
+    /// A request that arrived before the upstream connection was made.
+    var waiting = false
+    var body = ByteBuffer()
+
+    init(host: String, port: Int, path: String) {
+        self.host = host
+        self.port = port
+        self.path = path
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        ClientBootstrap(group: context.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(Back(bound))
+                }
+            }
+            .connect(host: host, port: port)
+            .whenComplete { result in
+                let (handler, context) = bound.value
+                switch result {
+                case .success(let channel):
+                    handler.upstream = channel
+                    if handler.waiting { handler.send() }
+                case .failure: context.close(promise: nil)
+                }
+            }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        upstream?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            body.clear()
+        case .body(var chunk):
+            body.writeBuffer(&chunk)
+        case .end:
+            if upstream == nil { waiting = true } else { send() }
+        }
+    }
+
+    func send() {
+        guard let upstream else { return }
+        waiting = false
+        var headers = HTTPHeaders()
+        headers.add(name: "host", value: "\(host):\(port)")
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "authorization", value: "Bearer floor")
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        upstream.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)), promise: nil)
+        upstream.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        upstream.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    /// Passes the upstream's response parts to the client connection.
+    final class Back: ChannelInboundHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        let front: NIOLoopBound<(PinnedProxy, ChannelHandlerContext)>
+
+        init(_ front: NIOLoopBound<(PinnedProxy, ChannelHandlerContext)>) { self.front = front }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let (handler, client) = front.value
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: head.headers.first(name: "content-type") ?? "application/json")
+                if let length = head.headers.first(name: "content-length") { headers.add(name: "content-length", value: length) }
+                client.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
+            case .body(let chunk):
+                client.write(handler.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+            case .end:
+                client.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard arguments.count >= 2, let port = Int(arguments[1]) else {
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy PORT [URL]")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL]")
     exit(2)
 }
 
@@ -44,6 +200,36 @@ case "nio-hello":
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                 try channel.pipeline.syncOperations.addHandler(FixedAnswer())
+            }
+        }
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .bind(host: "127.0.0.1", port: port).get()
+    try await channel.closeFuture.get()
+case "nio-proxy" where arguments.count == 3:
+    let client = UpstreamClient(configuration: .init(http2: false))
+    let url = arguments[2]
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                try channel.pipeline.syncOperations.addHandler(CurlProxy(client: client, url: url))
+            }
+        }
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .bind(host: "127.0.0.1", port: port).get()
+    try await channel.closeFuture.get()
+case "nio-nio-proxy" where arguments.count == 3:
+    // http://HOST:PORT/PATH, as bench/proxy.py passes it.
+    let parts = arguments[2].dropFirst("http://".count).split(separator: "/", maxSplits: 1)
+    let hostPort = parts[0].split(separator: ":")
+    let (host, upstreamPort, path) = (String(hostPort[0]), Int(hostPort[1]) ?? 80, "/" + (parts.count > 1 ? String(parts[1]) : ""))
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                try channel.pipeline.syncOperations.addHandler(PinnedProxy(host: host, port: upstreamPort, path: path))
             }
         }
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -74,6 +260,6 @@ case "hummingbird-proxy" where arguments.count == 3:
     }
     try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port))).runService()
 default:
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy PORT [URL]")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL]")
     exit(2)
 }
