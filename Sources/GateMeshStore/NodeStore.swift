@@ -29,6 +29,12 @@ public final class NodeStore: Sendable {
         path = (dataDir as NSString).appendingPathComponent("gatemesh.sqlite")
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
+        // GRDB's default, userInitiated, runs database work above the request path's priority
+        // (libdispatch on Linux makes it nice -4): a request log batch then delays the requests
+        // running beside it. Reads keep the request path's priority; writes (log batches, spend,
+        // cache entries, rules) run below it.
+        configuration.qos = .default
+        configuration.writeTargetQueue = DispatchQueue(label: "gatemesh.store.writer", qos: .utility)
         configuration.label = "gatemesh"
         do {
             pool = try DatabasePool(path: path, configuration: configuration)

@@ -164,62 +164,80 @@ public final class RequestLog: Service, Sendable {
     /// Writes every queued row now (the writer does this on its own; tests and shutdown call it).
     public func flushQueued() async {
         while true {
-            let batch = queue.withLockedValue { q -> [RequestRecord] in
-                let n = min(q.rows.count, configuration.batchSize * 4)
-                let batch = Array(q.rows.prefix(n))
-                q.rows.removeFirst(n)
-                return batch
+            // Everything queued, taken in one swap: the lock, which every request's `append`
+            // needs, is held for no copy. (Taking a prefix and removing it from the queue copied
+            // every row under the lock: a few milliseconds every flush for the requests waiting.)
+            let taken = queue.withLockedValue { q -> [RequestRecord] in
+                var all: [RequestRecord] = []
+                swap(&all, &q.rows)
+                return all
             }
-            // The batch's settlements are priced into the slot values written with the rows, and
-            // applied to the live counters only once the transaction committed: a request's spend
-            // counts (here and, through gossip, on peers) exactly when its row is durable.
-            let settlements = batch.compactMap(\.settlement)
-            let source = spendSource.withLockedValue { $0 }
-            let spend = source?.prepare(settlements)
-            guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) else { return }
-            do {
-                // Detached: a shutdown that cancels the writer must not cancel rows already taken.
-                let pool = self.pool
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
-                try await Task.detached {
-                    try await pool.write { db in
-                        var row = RowBinder()
-                        for record in batch { try Self.insert(record, db: db, row: &row) }
-                        if let spend, !spend.slots.isEmpty {
-                            // Absolute slot values (a node's G-counter slot only grows), so a
-                            // repeated write is harmless.
-                            let upsert = try db.cachedStatement(sql: """
-                                INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
-                                ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
-                                    updated_ts = MAX(updated_ts, excluded.updated_ts)
-                                """)
-                            for c in spend.slots {
-                                try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
-                            }
-                        }
-                    }
-                }.value
-                if let spend { source?.commit(settlements, version: spend.version) }
-                queue.withLockedValue { $0.written += batch.count }
-            } catch {
-                // The rows are lost; the spend still counts (in memory), as the requests did happen.
-                source?.commit(settlements, version: nil)
-                queue.withLockedValue { $0.dropped += batch.count }
-            }
-            if batch.isEmpty { return }
+            // In transactions of at most 4 × batchSize rows; an empty one still writes the spend.
+            let most = configuration.batchSize * 4
+            var start = 0
+            repeat {
+                let end = min(taken.count, start + most)
+                await write(start == 0 && end == taken.count ? taken : Array(taken[start..<end]))
+                start = end
+            } while start < taken.count
+            if taken.isEmpty { return }
         }
     }
 
-    static func insert(_ r: RequestRecord, db: Database, row: inout RowBinder) throws {
-        guard r.logged else { return }
-        // A cached statement: compiled once per connection, not once per row.
-        let statement = try db.cachedStatement(sql: """
+    private func write(_ batch: [RequestRecord]) async {
+        // The batch's settlements are priced into the slot values written with the rows, and
+        // applied to the live counters only once the transaction committed: a request's spend
+        // counts (here and, through gossip, on peers) exactly when its row is durable.
+        let settlements = batch.compactMap(\.settlement)
+        let source = spendSource.withLockedValue { $0 }
+        let spend = source?.prepare(settlements)
+        guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) else { return }
+        do {
+            // Detached: a shutdown that cancels the writer must not cancel rows already taken.
+            let pool = self.pool
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            try await Task.detached {
+                try await pool.write { db in
+                    var row = RowBinder()
+                    let statement = try Self.insertStatement(db)
+                    for i in batch.indices { try Self.insert(batch[i], statement: statement, row: &row, db: db) }
+                    if let spend, !spend.slots.isEmpty {
+                        // Absolute slot values (a node's G-counter slot only grows), so a
+                        // repeated write is harmless.
+                        let upsert = try db.cachedStatement(sql: """
+                            INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
+                            ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
+                                updated_ts = MAX(updated_ts, excluded.updated_ts)
+                            """)
+                        for c in spend.slots {
+                            try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
+                        }
+                    }
+                }
+            }.value
+            if let spend { source?.commit(settlements, version: spend.version) }
+            queue.withLockedValue { $0.written += batch.count }
+        } catch {
+            // The rows are lost; the spend still counts (in memory), as the requests did happen.
+            source?.commit(settlements, version: nil)
+            queue.withLockedValue { $0.dropped += batch.count }
+        }
+    }
+
+    /// The row insert, compiled once per connection (looked up once per batch: the lookup hashes
+    /// the SQL's text).
+    static func insertStatement(_ db: Database) throws -> Statement {
+        try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
               priced_as, method, path, status, duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens,
               cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body,
               saved_nanos)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
+    }
+
+    static func insert(_ r: RequestRecord, statement: Statement, row: inout RowBinder, db: Database) throws {
+        guard r.logged else { return }
         // Bound in place (GRDB's arguments copy each of the 29 values, each string into an array).
         row.start()
         row.text(r.logID); row.int(r.startedAtMs); row.text(r.eventID); row.text(r.node); row.text(r.gateway)
