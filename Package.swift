@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "GateMeshTranslateTests", dependencies: ["GateMeshTranslate", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

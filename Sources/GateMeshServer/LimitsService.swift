@@ -38,8 +38,8 @@ final class LimitsService: Service, SpendSource, Sendable {
     private let persistedVersion: NIOLockedValueBox<UInt64>
 
     struct AdminRules {
-        var rules: [(rule: LimitRule, stored: NodeStore.StoredRule)] = []
-        var inactive: [(stored: NodeStore.StoredRule, reason: String)] = []
+        var rules: [(rule: LimitRule, stored: RuleRecord)] = []
+        var inactive: [(stored: RuleRecord, reason: String)] = []
         /// Every rule's current version and the tombstones of deleted ones, as replicated.
         var records = RuleRecords()
     }
@@ -68,7 +68,7 @@ final class LimitsService: Service, SpendSource, Sendable {
 
         var admin = AdminRules()
         for stored in try store.storedRules() {
-            _ = admin.records.apply(Self.record(stored))
+            _ = admin.records.apply(stored)
             if stored.deleted { continue }
             switch Self.classify(stored, gateways: gateways, configIDs: configIDs, alerts: alerts != nil) {
             case .success(let rule): admin.rules.append((rule, stored))
@@ -109,7 +109,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     /// A stored rule as this node can use it, or why it cannot.
-    static func classify(_ stored: NodeStore.StoredRule, gateways: Set<String>, configIDs: Set<String>,
+    static func classify(_ stored: RuleRecord, gateways: Set<String>, configIDs: Set<String>,
                          alerts: Bool) -> Result<LimitRule, Inactive> {
         do {
             guard let rule = try RuleDocument.parse(stored.definition, gateways: gateways).first else {
@@ -125,16 +125,6 @@ final class LimitsService: Service, SpendSource, Sendable {
         } catch {
             return .failure(Inactive(message: error.description))
         }
-    }
-
-    static func record(_ s: NodeStore.StoredRule) -> RuleRecord {
-        RuleRecord(id: s.id, gateway: s.gateway, definition: s.definition, createdTs: s.createdTs, updatedTs: s.updatedTs,
-                   origin: s.origin, deleted: s.deleted)
-    }
-
-    static func stored(_ r: RuleRecord) -> NodeStore.StoredRule {
-        NodeStore.StoredRule(id: r.id, gateway: r.gateway, definition: r.definition, createdTs: r.createdTs, updatedTs: r.updatedTs,
-                             origin: r.origin, deleted: r.deleted)
     }
 
     var isEmpty: Bool { !hasRules.load(ordering: .relaxed) }

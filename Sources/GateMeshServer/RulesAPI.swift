@@ -53,7 +53,7 @@ extension LimitsService {
             }
             let stored = rules.map { rule in
                 let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[rule.id])
-                return NodeStore.StoredRule(id: rule.id, gateway: rule.gateway, definition: RuleDocument.json(rule), createdTs: ts, updatedTs: ts,
+                return RuleRecord(id: rule.id, gateway: rule.gateway, definition: RuleDocument.json(rule), createdTs: ts, updatedTs: ts,
                                             origin: nodeName)
             }
             // A rule made after one of the same id was deleted starts from nothing.
@@ -80,7 +80,7 @@ extension LimitsService {
         return try change { a throws(GatewayError) in
             let existing = a.rules.firstIndex { $0.rule.id == id }
             let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[id])
-            let stored = NodeStore.StoredRule(id: id, gateway: rule.gateway, definition: RuleDocument.json(rule),
+            let stored = RuleRecord(id: id, gateway: rule.gateway, definition: RuleDocument.json(rule),
                                               createdTs: existing.map { a.rules[$0].stored.createdTs } ?? ts, updatedTs: ts, origin: nodeName)
             let windowChanged = existing.map { a.rules[$0].rule.window != rule.window } ?? true
             try save([stored], forgetSpend: windowChanged ? [id] : [], into: &a)
@@ -101,7 +101,7 @@ extension LimitsService {
             guard active != nil || inactive != nil else { throw GatewayError.notFound("no rule with id '\(id)'") }
             let gateway = active.map { a.rules[$0].stored.gateway } ?? inactive.map { a.inactive[$0].stored.gateway } ?? ""
             let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[id])
-            let tombstone = NodeStore.StoredRule(id: id, gateway: gateway, definition: "", createdTs: ts, updatedTs: ts, origin: nodeName,
+            let tombstone = RuleRecord(id: id, gateway: gateway, definition: "", createdTs: ts, updatedTs: ts, origin: nodeName,
                                                  deleted: true)
             try save([tombstone], forgetSpend: [id], into: &a)
             if let active { a.rules.remove(at: active) }
@@ -124,14 +124,14 @@ extension LimitsService {
                 for r in fresh.values {
                     let current = a.rules.first { $0.rule.id == r.id }?.rule
                     if r.deleted { forget.insert(r.id); continue }
-                    let result = Self.classify(Self.stored(r), gateways: gateways, configIDs: configIDs, alerts: alerts != nil)
+                    let result = Self.classify(r, gateways: gateways, configIDs: configIDs, alerts: alerts != nil)
                     decided[r.id] = result
                     // Like an edit here: a new rule or a new window starts from nothing.
                     if case .success(let rule) = result, current?.window == rule.window {} else { forget.insert(r.id) }
                 }
-                try save(fresh.values.map(Self.stored), forgetSpend: forget, into: &a)
+                try save(Array(fresh.values), forgetSpend: forget, into: &a)
                 for r in fresh.values {
-                    let stored = Self.stored(r)
+                    let stored = r
                     let active = a.rules.firstIndex { $0.rule.id == r.id }
                     a.inactive.removeAll { $0.stored.id == r.id }
                     switch decided[r.id] {
@@ -185,14 +185,14 @@ extension LimitsService {
     }
 
     /// Writes `rules` (records and tombstones) to SQLite, then to the replicated records.
-    private func save(_ rules: [NodeStore.StoredRule], forgetSpend: Set<String>, into a: inout AdminRules) throws(GatewayError) {
+    private func save(_ rules: [RuleRecord], forgetSpend: Set<String>, into a: inout AdminRules) throws(GatewayError) {
         do {
             try store.changeRules(save: rules, forgetSpend: forgetSpend)
         } catch {
             logger.error("cannot store a rule change", metadata: ["error": "\(error)"])
             throw GatewayError.unavailable("the rule change could not be stored, so nothing changed: \(error)")
         }
-        for r in rules { _ = a.records.apply(Self.record(r)) }
+        for r in rules { _ = a.records.apply(r) }
     }
 
     private func parse(_ text: String, single: String? = nil) throws(GatewayError) -> [LimitRule] {
@@ -215,7 +215,7 @@ extension LimitsService {
     }
 
     /// A rule's document with where it comes from (and, for API rules, when it was made and changed).
-    static func document(_ rule: LimitRule, source: String, stored: NodeStore.StoredRule?) -> String {
+    static func document(_ rule: LimitRule, source: String, stored: RuleRecord?) -> String {
         var head = "{\"source\":\"\(source)\","
         if let stored {
             head += "\"created_at\":\(LogAPI.iso(stored.createdTs)),\"updated_at\":\(LogAPI.iso(stored.updatedTs)),"

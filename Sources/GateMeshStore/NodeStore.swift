@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCore
 import GRDB
 
 /// The node's embedded SQLite database (WAL mode) in its data directory.
@@ -91,37 +92,14 @@ public final class NodeStore: Sendable {
 
     // MARK: - Rules made through the admin API
 
-    /// A limit rule stored as its JSON document (GateMeshConfig's `RuleDocument`), or the
-    /// tombstone of a deleted one; `updatedTs` and `origin` are its version.
-    public struct StoredRule: Sendable, Equatable {
-        public var id: String
-        public var gateway: String
-        public var definition: String
-        public var createdTs: Int64
-        public var updatedTs: Int64
-        /// The node (by name) that made this version; empty for versions made before rules replicated.
-        public var origin: String
-        public var deleted: Bool
-        public init(id: String, gateway: String, definition: String, createdTs: Int64, updatedTs: Int64, origin: String = "",
-                    deleted: Bool = false) {
-            self.id = id
-            self.gateway = gateway
-            self.definition = definition
-            self.createdTs = createdTs
-            self.updatedTs = updatedTs
-            self.origin = origin
-            self.deleted = deleted
-        }
-    }
-
     /// Every stored rule and tombstone, oldest first.
-    public func storedRules() throws(StoreError) -> [StoredRule] {
+    public func storedRules() throws(StoreError) -> [RuleRecord] {
         do {
             return try pool.read { db in
                 try Row.fetchAll(db, sql: """
                     SELECT id, gateway, definition, created_ts, updated_ts, origin, deleted FROM limit_rules ORDER BY created_ts, id
                     """).map {
-                    StoredRule(id: $0["id"], gateway: $0["gateway"], definition: $0["definition"], createdTs: $0["created_ts"],
+                    RuleRecord(id: $0["id"], gateway: $0["gateway"], definition: $0["definition"], createdTs: $0["created_ts"],
                                updatedTs: $0["updated_ts"], origin: $0["origin"], deleted: $0["deleted"])
                 }
             }
@@ -133,7 +111,7 @@ public final class NodeStore: Sendable {
     /// In one transaction: inserts or replaces the records in `save` (rules and tombstones), and
     /// forgets the persisted spend of the rules in `forgetSpend` (rules deleted, or whose window
     /// changed). Synchronous: the admin API answers after the disk.
-    public func changeRules(save: [StoredRule], forgetSpend: Set<String>) throws(StoreError) {
+    public func changeRules(save: [RuleRecord], forgetSpend: Set<String>) throws(StoreError) {
         do {
             try pool.write { db in
                 let upsert = try db.cachedStatement(sql: """
