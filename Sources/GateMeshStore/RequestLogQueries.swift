@@ -71,13 +71,14 @@ extension RequestLog {
         if let cursor { clauses.append("log_id < ?"); arguments += [cursor] }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         arguments += [limit + 1]
-        let rows = try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM request_log \(whereSQL) ORDER BY log_id DESC LIMIT ?", arguments: arguments)
+        let sql = "SELECT \(Self.columns) FROM request_log \(whereSQL) ORDER BY log_id DESC LIMIT ?"
+        // Rows become records inside the read, so it runs on the store's reader queue (async),
+        // not on one of the request path's threads.
+        let rows = try await pool.read { [arguments] db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { Self.record(from: $0, bodies: nil) }
         }
-        var records = rows.prefix(limit).map { Self.record(from: $0, bodies: nil) }
-        let next = rows.count > limit ? records.last?.logID : nil
-        if records.count > limit { records.removeLast() }
-        return LogPage(records: records, nextCursor: next)
+        let records = Array(rows.prefix(limit))
+        return LogPage(records: records, nextCursor: rows.count > limit ? records.last?.logID : nil)
     }
 
     /// One row with its stored bodies.
@@ -165,23 +166,27 @@ extension RequestLog {
             arguments = [path, path, path] + arguments
         }
         let step = max(stepMs, 1)
-        let rows = try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT \(groupSQL) AS grp, (ts / \(step)) * \(step) AS bucket, status, duration_ms, input_tokens, output_tokens,
-                       cache_read_tokens, cache_write_tokens, cost_nanos, saved_nanos, cache_status
-                FROM request_log \(whereSQL)
-                """, arguments: arguments)
-        }
-        var totals = Accumulator()
-        var groups: [String?: (Accumulator, [Int64: Accumulator])] = [:]
-        for row in rows {
-            let key: String? = row["grp"]
-            let bucket: Int64 = row["bucket"]
-            totals.add(row)
-            var entry = groups[key] ?? (Accumulator(), [:])
-            entry.0.add(row)
-            entry.1[bucket, default: Accumulator()].add(row)
-            groups[key] = entry
+        let sql = """
+            SELECT \(groupSQL) AS grp, (ts / \(step)) * \(step) AS bucket, status, duration_ms, input_tokens, output_tokens,
+                   cache_read_tokens, cache_write_tokens, cost_nanos, saved_nanos, cache_status
+            FROM request_log \(whereSQL)
+            """
+        // Summed row by row inside the read: on the store's reader queue (async), not on one of
+        // the request path's threads, and without holding every matching row in memory.
+        let (totals, groups) = try await pool.read { [arguments] db in
+            var totals = Accumulator()
+            var groups: [String?: (Accumulator, [Int64: Accumulator])] = [:]
+            let rows = try Row.fetchCursor(db, sql: sql, arguments: arguments)
+            while let row = try rows.next() {
+                let key: String? = row["grp"]
+                let bucket: Int64 = row["bucket"]
+                totals.add(row)
+                var entry = groups[key] ?? (Accumulator(), [:])
+                entry.0.add(row)
+                entry.1[bucket, default: Accumulator()].add(row)
+                groups[key] = entry
+            }
+            return (totals, groups)
         }
         let result = groups.map { key, value in
             AnalyticsResult.Group(key: key, totals: value.0.figuresWithLatency,
