@@ -140,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [
-                "GateMeshStore", "GateMeshAccounting", "GateMeshCore", .product(name: "GRDB", package: "GRDB.swift"),
+                "GateMeshStore", "GateMeshAccounting", "GateMeshCore", "GateMeshCache", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

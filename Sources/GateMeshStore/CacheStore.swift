@@ -53,14 +53,19 @@ public final class CacheStore: Sendable {
         }
     }
 
-    /// Stores `r` under `key`, synchronously (the caller serializes it with purges).
-    public func putNow(_ key: String, _ r: CachedResponse) throws {
-        try pool.write { db in try Self.insert(key, r, db: db) }
+    /// Stores `r` under `key` unless `stillWanted`, asked inside the write transaction, says no.
+    /// Writes are serialized, so a purge's delete that follows the check comes after the insert.
+    /// Async: the caller's thread is not blocked while a log batch holds the writer.
+    public func put(_ key: String, _ r: CachedResponse, if stillWanted: @escaping @Sendable () -> Bool) async throws {
+        try await pool.write { db in
+            guard stillWanted() else { return }
+            try Self.insert(key, r, db: db)
+        }
     }
 
-    /// Deletes one key, a gateway's entries, or (both nil) every entry, synchronously; returns how many.
-    public func deleteNow(key: String? = nil, gateway: String? = nil) throws -> Int {
-        try pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
+    /// Deletes one key, a gateway's entries, or (both nil) every entry; returns how many.
+    public func delete(key: String? = nil, gateway: String? = nil) async throws -> Int {
+        try await pool.write { db in try Self.delete(key: key, gateway: gateway, db: db) }
     }
 
     static func insert(_ key: String, _ r: CachedResponse, db: Database) throws {

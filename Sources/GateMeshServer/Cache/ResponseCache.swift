@@ -89,16 +89,20 @@ final class ResponseCache: CacheOwner, Service, Sendable {
 
     func store(_ key: String, _ response: CachedResponse) {
         guard response.body.count <= config.maxEntryBytes else { return }
-        let epoch = diskLock.withLockedValue { $0 }
-        memory.withLockedValue { _ = $0.put(key, response, size: response.size, expiresAt: response.expiresAtMs) }
+        // Into memory under the purge lock, so a purge cannot fall between reading the epoch and
+        // the put (and leave a purged answer in memory).
+        let memory = self.memory
+        let epoch = diskLock.withLockedValue { epoch in
+            memory.withLockedValue { _ = $0.put(key, response, size: response.size, expiresAt: response.expiresAtMs) }
+            return epoch
+        }
         counts.withLockedValue { $0.stored += 1 }
         let disk = self.disk, logger = self.logger, diskLock = self.diskLock
-        Task.detached {
-            diskLock.withLockedValue { current in
-                guard current == epoch else { return }
-                do { try disk.putNow(key, response) } catch {
-                    logger.warning("cannot write a cache entry to disk", metadata: ["error": "\(error)"])
-                }
+        Task {
+            // Not written when a purge came after this answer was stored (the epoch moved on); a
+            // purge that comes after the check deletes it, its delete being a later write.
+            do { try await disk.put(key, response, if: { diskLock.withLockedValue { $0 } == epoch }) } catch {
+                logger.warning("cannot write a cache entry to disk", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -169,15 +173,13 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     /// (counted on disk, where every entry is).
     func purge(key: String? = nil, gateway: String? = nil) async throws -> Int {
         let disk = self.disk, memory = self.memory, diskLock = self.diskLock
-        return try await Task.detached {
-            try diskLock.withLockedValue { epoch in
-                epoch += 1
-                memory.withLockedValue { lru in
-                    if let key { lru.remove(key) } else if let gateway { lru.removeAll { $1.gateway == gateway } } else { lru.removeAll { _, _ in true } }
-                }
-                return try disk.deleteNow(key: key, gateway: gateway)
+        diskLock.withLockedValue { epoch in
+            epoch += 1
+            memory.withLockedValue { lru in
+                if let key { lru.remove(key) } else if let gateway { lru.removeAll { $1.gateway == gateway } } else { lru.removeAll { _, _ in true } }
             }
-        }.value
+        }
+        return try await disk.delete(key: key, gateway: gateway)
     }
 
     func run() async throws {
