@@ -5,11 +5,26 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+/// A peer connection's handler: bytes on the socket are TLS records that its `engine` reads and
+/// writes.
+protocol TLSPeerHandler: ChannelInboundHandler where OutboundOut == ByteBuffer {
+    var engine: TLSEngine { get }
+}
+
+extension TLSPeerHandler {
+    /// Writes what the engine has produced (handshake messages, records, alerts) to the socket.
+    func flushTLS(_ context: ChannelHandlerContext) {
+        let out = engine.takeOutbound()
+        guard !out.isEmpty else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out)), promise: nil)
+    }
+}
+
 /// The thin socket shell of the peer transport: TCP through NIO, TLS through the memory-BIO
 /// `TLSEngine`, frames through `FrameDecoder`. Connections are one-way: a node sends on its own
 /// outbound connection to a peer's address and receives on the connections peers open to it.
 /// Handlers run on their channel's event loop only.
-final class InboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
+final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -60,18 +75,12 @@ final class InboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func flushTLS(_ context: ChannelHandlerContext) {
-        let out = engine.takeOutbound()
-        guard !out.isEmpty else { return }
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out)), promise: nil)
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
 }
 
-final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
+final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -147,12 +156,6 @@ final class OutboundPeerHandler: ChannelInboundHandler, @unchecked Sendable {
         } else if pending.count < 1024 {
             pending.append(bytes)
         }
-    }
-
-    func flushTLS(_ context: ChannelHandlerContext) {
-        let out = engine.takeOutbound()
-        guard !out.isEmpty else { return }
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: out)), promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
