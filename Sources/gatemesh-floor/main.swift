@@ -54,37 +54,31 @@ final class CurlProxy: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head:
-            body.clear()
-        case .body(var chunk):
-            body.writeBuffer(&chunk)
-        case .end:
-            let transfer = client.start(UpstreamRequest(
-                method: "POST", url: url, headers: [("content-type", "application/json"), ("authorization", "Bearer floor")],
-                body: .bytes(body), timeouts: .init(connectMs: 2000, firstByteMs: 30000, totalMs: 0)))
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let loop = context.eventLoop
-            Task {
-                var status = 502
-                var answer = ByteBuffer()
-                do {
-                    status = try await transfer.responseHead().status
-                    for try await var chunk in UpstreamBody(transfer) { answer.writeBuffer(&chunk) }
-                } catch {
-                    answer = ByteBuffer(string: #"{"error":"upstream"}"#)
-                }
-                let (code, result) = (status, answer)
-                loop.execute {
-                    let (handler, context) = bound.value
-                    var headers = HTTPHeaders()
-                    headers.add(name: "content-type", value: "application/json")
-                    headers.add(name: "content-length", value: String(result.readableBytes))
-                    context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: code),
-                                                                                 headers: headers))), promise: nil)
-                    context.write(handler.wrapOutboundOut(.body(.byteBuffer(result))), promise: nil)
-                    context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                }
+        guard collect(unwrapInboundIn(data), into: &body) else { return }
+        let transfer = client.start(UpstreamRequest(
+            method: "POST", url: url, headers: [("content-type", "application/json"), ("authorization", "Bearer floor")],
+            body: .bytes(body), timeouts: .init(connectMs: 2000, firstByteMs: 30000, totalMs: 0)))
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        Task {
+            var status = 502
+            var answer = ByteBuffer()
+            do {
+                status = try await transfer.responseHead().status
+                for try await var chunk in UpstreamBody(transfer) { answer.writeBuffer(&chunk) }
+            } catch {
+                answer = ByteBuffer(string: #"{"error":"upstream"}"#)
+            }
+            let (code, result) = (status, answer)
+            loop.execute {
+                let (handler, context) = bound.value
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: "application/json")
+                headers.add(name: "content-length", value: String(result.readableBytes))
+                context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: code),
+                                                                             headers: headers))), promise: nil)
+                context.write(handler.wrapOutboundOut(.body(.byteBuffer(result))), promise: nil)
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
             }
         }
     }
@@ -139,14 +133,8 @@ final class PinnedProxy: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head:
-            body.clear()
-        case .body(var chunk):
-            body.writeBuffer(&chunk)
-        case .end:
-            if upstream == nil { waiting = true } else { send() }
-        }
+        guard collect(unwrapInboundIn(data), into: &body) else { return }
+        if upstream == nil { waiting = true } else { send() }
     }
 
     func send() {
@@ -186,6 +174,31 @@ final class PinnedProxy: ChannelInboundHandler {
     }
 }
 
+/// Collects a request's body; true at its end.
+func collect(_ part: HTTPServerRequestPart, into body: inout ByteBuffer) -> Bool {
+    switch part {
+    case .head: body.clear()
+    case .body(var chunk): body.writeBuffer(&chunk)
+    case .end: return true
+    }
+    return false
+}
+
+/// Serves HTTP/1 on 127.0.0.1:`port` with SwiftNIO's server pipeline and `handler` after it.
+func serveHTTP1(port: Int, handler: @escaping @Sendable () -> any ChannelHandler) async throws {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                try channel.pipeline.syncOperations.addHandler(handler())
+            }
+        }
+        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .bind(host: "127.0.0.1", port: port).get()
+    try await channel.closeFuture.get()
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard arguments.count >= 2, let port = Int(arguments[1]) else {
     print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL]")
@@ -194,47 +207,17 @@ guard arguments.count >= 2, let port = Int(arguments[1]) else {
 
 switch arguments[0] {
 case "nio-hello":
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                try channel.pipeline.syncOperations.addHandler(FixedAnswer())
-            }
-        }
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .bind(host: "127.0.0.1", port: port).get()
-    try await channel.closeFuture.get()
+    try await serveHTTP1(port: port) { FixedAnswer() }
 case "nio-proxy" where arguments.count == 3:
     let client = UpstreamClient(configuration: .init(http2: false))
     let url = arguments[2]
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                try channel.pipeline.syncOperations.addHandler(CurlProxy(client: client, url: url))
-            }
-        }
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .bind(host: "127.0.0.1", port: port).get()
-    try await channel.closeFuture.get()
+    try await serveHTTP1(port: port) { CurlProxy(client: client, url: url) }
 case "nio-nio-proxy" where arguments.count == 3:
     // http://HOST:PORT/PATH, as bench/proxy.py passes it.
     let parts = arguments[2].dropFirst("http://".count).split(separator: "/", maxSplits: 1)
     let hostPort = parts[0].split(separator: ":")
     let (host, upstreamPort, path) = (String(hostPort[0]), Int(hostPort[1]) ?? 80, "/" + (parts.count > 1 ? String(parts[1]) : ""))
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                try channel.pipeline.syncOperations.addHandler(PinnedProxy(host: host, port: upstreamPort, path: path))
-            }
-        }
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .bind(host: "127.0.0.1", port: port).get()
-    try await channel.closeFuture.get()
+    try await serveHTTP1(port: port) { PinnedProxy(host: host, port: upstreamPort, path: path) }
 case "hummingbird-hello":
     let body = ByteBuffer(string: answer)
     let router = Router()
