@@ -21,7 +21,8 @@ Starts, all on loopback:
   connection on the same event loop, parts passed through: nginx's shape, no task, no thread hop).
 
 Then drives each with Debian's wrk (same request, same durations) and prints, from this one run:
-requests per second and latency p50 and p99 for 1 connection (sequential) and 32 connections;
+requests per second and latency p50 and p99 for 1 connection (sequential) and 32 connections,
+and for the node and the floor rows their CPU time per request at 32 connections (/proc/PID/stat);
 each proxy's overhead over the direct upstream; GateMesh against nginx; cache hits; a streamed
 response's time to first byte through the node against direct; the cluster; and the node's peak
 resident memory under load and when idle. Needs nginx and wrk (apt-get install nginx-light wrk).
@@ -87,18 +88,30 @@ def start(cmd, **kw):
     return p
 
 
-def wrk(url, conns, seconds, script, extra=()):
+def cpu_seconds(pid):
+    """The process's user + system CPU time so far (/proc/PID/stat), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, conns, seconds, script, extra=(), pid=None):
+    """wrk's figures; with `pid`, also that process's CPU time per request (µs) over the run."""
     threads = 1 if conns == 1 else 2
+    before = cpu_seconds(pid) if pid else None
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, *extra, url],
                          capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - before if pid else None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(label):
         m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)\b", out)
         v = float(m.group(1))
         return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(errors.group(1)) if errors else 0}
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(errors.group(1)) if errors else 0,
+            "cpu_us": cpu * 1e6 / requests if cpu is not None and requests else None}
 
 
 def rss(pid):
@@ -222,7 +235,8 @@ gateways:
         results = {}
         for name, url in targets.items():
             wrk(url, 4, 2, script)  # warm-up
-            results[name] = {c: wrk(url, c, args.seconds, script) for c in (1, 32)}
+            pid = node.pid if name == "GateMesh node" else None
+            results[name] = {c: wrk(url, c, args.seconds, script, pid=pid) for c in (1, 32)}
         _, peak_rss = rss(node.pid)
 
         # The floor: each one alone on the machine beside the upstream, stopped before the next.
@@ -242,13 +256,13 @@ gateways:
                 url = f"http://127.0.0.1:{floor_port}/v1/chat/completions"
                 wait_post(url)
                 wrk(url, 4, 2, script)
-                floors[name] = {c: wrk(url, c, args.seconds, script) for c in (1, 32)}
+                floors[name] = {c: wrk(url, c, args.seconds, script, pid=floor.pid) for c in (1, 32)}
             finally:
                 floor.terminate()
                 floor.wait(10)
         cached_url = f"http://127.0.0.1:{node_port}/cached/openai/chat/completions"
         wrk(cached_url, 4, 2, script)
-        cached = {c: wrk(cached_url, c, args.seconds, script) for c in (1, 32)}
+        cached = {c: wrk(cached_url, c, args.seconds, script, pid=node.pid) for c in (1, 32)}
         time.sleep(2)
         after_rss, peak_rss = rss(node.pid)
 
@@ -282,12 +296,14 @@ gateways:
         shutil.rmtree(work, ignore_errors=True)
 
     d, n, g = results["direct (upstream)"], results["nginx proxy_pass"], results["GateMesh node"]
-    print(f"| target | 1 conn req/s | p50 ms | p99 ms | 32 conns req/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| target | 1 conn req/s | p50 ms | p99 ms | 32 conns req/s | p50 ms | p99 ms | CPU µs/req at 32 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)] + list(floors.items()):
-        print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[1]['p99']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['p99']:.3f} |")
+        cpu = f"{r[32]['cpu_us']:.0f}" if r[32]["cpu_us"] is not None else ""
+        print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[1]['p99']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | "
+              f"{r[32]['p99']:.3f} | {cpu} |")
     if cluster_row:
-        print(f"| GateMesh, 3-node cluster (node 1 of 3) | | | | {cluster_row['rps']:,.0f} | {cluster_row['p50']:.3f} | {cluster_row['p99']:.3f} |")
+        print(f"| GateMesh, 3-node cluster (node 1 of 3) | | | | {cluster_row['rps']:,.0f} | {cluster_row['p50']:.3f} | {cluster_row['p99']:.3f} | |")
     nginx_added = n[1]["p50"] - d[1]["p50"]
     gm_added = g[1]["p50"] - d[1]["p50"]
     print()
