@@ -127,60 +127,27 @@ public enum CanonicalJSON {
         }
 
         mutating func array(into out: inout [UInt8], depth: Int) -> Bool {
-            index += 1
             out.append(UInt8(ascii: "["))
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                out.append(UInt8(ascii: "]"))
-                return true
-            }
-            while true {
-                guard value(into: &out, depth: depth + 1) else { return false }
-                skipWhitespace()
-                guard index < bytes.count else { return false }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                    out.append(UInt8(ascii: ","))
-                } else if bytes[index] == UInt8(ascii: "]") {
-                    index += 1
-                    out.append(UInt8(ascii: "]"))
-                    return true
-                } else {
-                    return false
-                }
-            }
+            var first = true
+            guard items(closedBy: UInt8(ascii: "]"), { p in
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                return p.value(into: &out, depth: depth + 1)
+            }) else { return false }
+            out.append(UInt8(ascii: "]"))
+            return true
         }
 
         mutating func object(into out: inout [UInt8], depth: Int) -> Bool {
-            index += 1
             var members: [(key: [UInt8], value: [UInt8])] = []
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                out.append(contentsOf: [UInt8(ascii: "{"), UInt8(ascii: "}")])
-                return true
-            }
-            while true {
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return false }
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
-                index += 1
+            guard items(closedBy: UInt8(ascii: "}"), { p in
+                p.skipWhitespace()
+                guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.string(), p.colon() else { return false }
                 var v: [UInt8] = []
-                guard value(into: &v, depth: depth + 1) else { return false }
+                guard p.value(into: &v, depth: depth + 1) else { return false }
                 members.append((key, v))
-                skipWhitespace()
-                guard index < bytes.count else { return false }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == UInt8(ascii: "}") {
-                    index += 1
-                    break
-                } else {
-                    return false
-                }
-            }
+                return true
+            }) else { return false }
             // Sorted by key bytes; a repeated key keeps its order of appearance (stable sort).
             let sorted = members.enumerated().sorted { a, b in
                 a.element.key.lexicographicallyPrecedes(b.element.key) || (a.element.key == b.element.key && a.offset < b.offset)
@@ -289,30 +256,45 @@ extension CanonicalJSON.Parser {
         guard depth <= CanonicalJSON.maxDepth else { return false }
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+        return items(closedBy: UInt8(ascii: "}")) { p in
+            p.skipWhitespace()
+            guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), let key = p.stringSlice(), p.colon() else { return false }
+            return visit(&p, key)
+        }
+    }
+
+    /// Walks the array or object whose opening bracket is at the index: `item` must move past one
+    /// element or member (false: malformed); a `,` comes between them and `close` after the last.
+    /// False when the container is malformed; the parser ends just past `close`. The one loop of
+    /// every container walk here (the tree, the canonical form, the skipping, the visits).
+    mutating func items(closedBy close: UInt8, _ item: (inout Self) -> Bool) -> Bool {
         index += 1
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+        if index < bytes.count, bytes[index] == close {
             index += 1
             return true
         }
         while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = stringSlice() else { return false }
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
-            index += 1
-            guard visit(&self, key) else { return false }
+            guard item(&self) else { return false }
             skipWhitespace()
             guard index < bytes.count else { return false }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
+            } else if bytes[index] == close {
                 index += 1
                 return true
             } else {
                 return false
             }
         }
+    }
+
+    /// Moves past the `:` after a member's key (whitespace around it allowed); false when it is not there.
+    mutating func colon() -> Bool {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
+        index += 1
+        return true
     }
 
     /// A string's unescaped bytes, as a slice of the input when it has no escapes (no copy);
@@ -367,25 +349,7 @@ extension CanonicalJSON.Parser {
     /// malformed). False when the array is malformed; the parser ends just past its `]`.
     mutating func forEachElement(depth: Int, _ visit: (inout Self) -> Bool) -> Bool {
         guard depth <= CanonicalJSON.maxDepth, index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return false }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            return true
-        }
-        while true {
-            guard visit(&self) else { return false }
-            skipWhitespace()
-            guard index < bytes.count else { return false }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return true
-            } else {
-                return false
-            }
-        }
+        return items(closedBy: UInt8(ascii: "]"), visit)
     }
 
     /// Nothing but whitespace is left.

@@ -223,35 +223,14 @@ extension CanonicalJSON.Parser {
         skipWhitespace()
         guard index < bytes.count else { return false }
         switch bytes[index] {
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
-            let isObject = close == UInt8(ascii: "}")
-            index += 1
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == close {
-                index += 1
-                return true
+        case UInt8(ascii: "{"):
+            return items(closedBy: UInt8(ascii: "}")) { p in
+                p.skipWhitespace()
+                guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\""), p.skipString(), p.colon() else { return false }
+                return p.skipValue(depth: depth + 1)
             }
-            while true {
-                if isObject {
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), skipString() else { return false }
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return false }
-                    index += 1
-                }
-                guard skipValue(depth: depth + 1) else { return false }
-                skipWhitespace()
-                guard index < bytes.count else { return false }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == close {
-                    index += 1
-                    return true
-                } else {
-                    return false
-                }
-            }
+        case UInt8(ascii: "["):
+            return items(closedBy: UInt8(ascii: "]")) { p in p.skipValue(depth: depth + 1) }
         case UInt8(ascii: "\""):
             return skipString()
         case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
