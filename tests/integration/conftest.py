@@ -42,6 +42,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def eventually(fetch, ok=bool, timeout=10.0, what="the condition"):
+    """Polls fetch() every 50 ms until ok(value) holds and returns that value; past the deadline it
+    fails with what it saw last. Tests wait for facts (gossip, a log flush, a restart), never for a
+    fixed time: CI runs on a busy two-core machine."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            last = fetch()
+            if ok(last):
+                return last
+        except Exception as e:  # the node may be restarting; keep polling
+            last = e
+        if time.time() >= deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s; last saw {last!r}")
+        time.sleep(0.05)
+
+
 def wait_http(url, timeout=20.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import BIN, wait_http
+from conftest import BIN, eventually, wait_http
 from test_accounting import admin, cost_nanos, wait_rows
 
 AUTH = {"authorization": "Bearer admin-secret"}
@@ -138,7 +138,8 @@ def test_the_cache_survives_a_restart_and_is_purged_by_key_gateway_or_all(start_
     node = start_node(extra_yaml=CACHED)
     key = post(node).headers["x-gatemesh-cache-key"]
     other = post(node, CHAT.replace("cache me", "another")).headers["x-gatemesh-cache-key"]
-    time.sleep(0.3)  # the disk copy is written just after the answer
+    # The disk copy is written just after the answer.
+    eventually(lambda: admin(node, "/api/cache")["disk"]["entries"], lambda n: n == 2, what="two cache entries on disk")
     assert node.stop() == 0
     proc = subprocess.Popen([BIN, "serve", "--config", os.path.join(node.data_dir, "gatemesh.yaml"), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

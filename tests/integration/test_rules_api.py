@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from conftest import BIN, wait_http
+from conftest import BIN, eventually, wait_http
 
 AUTH = {"authorization": "Bearer admin-secret"}
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
@@ -67,8 +67,9 @@ def test_a_thousand_rules_made_through_the_api_are_enforced_changed_deleted_and_
     assert call(node, "t999").status_code == 200
     assert requests.get(node.url + "/api/rules/team-999", headers=AUTH).status_code == 404
 
-    time.sleep(0.3)  # spend counts once the log writer has the rows on disk
-    budgets = {r["id"]: r for r in requests.get(node.url + "/api/budgets", headers=AUTH).json()["rules"]}
+    # Reservations settle once the log writer has the rows on disk.
+    budgets = eventually(lambda: {r["id"]: r for r in requests.get(node.url + "/api/budgets", headers=AUTH).json()["rules"]},
+                         lambda b: b["team-7"]["scopes"][0]["reserved"] == 0, what="team-7's reservations settled")
     assert len(budgets) == 1001 and budgets["team-7"]["source"] == "api"
     assert budgets["team-7"]["scopes"] == [{"scope": "", "spent": 3, "reserved": 0, "remaining": 0, "state": "exhausted"}]
 

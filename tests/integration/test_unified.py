@@ -8,6 +8,8 @@ import openai
 import pytest
 import requests
 
+from conftest import eventually
+
 
 def oai(node, **kw):
     return openai.OpenAI(base_url=node.url + "/v1", api_key="sk-ant-test", max_retries=0, **kw)
@@ -90,9 +92,10 @@ def test_a_route_falls_from_a_failing_anthropic_target_to_openai(start_node, moc
     assert raw.headers["x-gatemesh-route"] == "smart" and raw.headers["x-gatemesh-step"] == "1"
     assert raw.headers["x-gatemesh-provider"] == "openai" and raw.headers["x-gatemesh-model"] == "gpt-4o-mini"
     assert raw.parse().choices[0].message.content.startswith("The gateway answered")
-    import time
-    time.sleep(0.5)  # the log is written in batches
-    rows = requests.get(node.url + "/api/logs?limit=5", headers={"authorization": "Bearer " + node.admin_token}).json()["data"]
+    # The log is written in batches: wait for both attempts' rows.
+    rows = eventually(lambda: requests.get(node.url + "/api/logs?limit=5",
+                                           headers={"authorization": "Bearer " + node.admin_token}).json()["data"],
+                      lambda rows: {r["provider"] for r in rows} >= {"anthropic", "openai"}, what="both attempts' log rows")
     # One row per attempt: the Anthropic failure and the OpenAI answer, which carries the cost.
     by_provider = {r["provider"]: r for r in rows}
     assert by_provider["anthropic"]["status"] == 529 and by_provider["openai"]["status"] == 200
