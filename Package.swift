@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "GateMeshStore",
             dependencies: [
-                "GateMeshCore", "GateMeshAccounting", "GateMeshCache", .product(name: "GRDB", package: "GRDB.swift"),
+                "GateMeshCore", "GateMeshAccounting", "GateMeshCache", "GateMeshLimits", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -140,8 +140,8 @@ let package = Package(
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [
-                "GateMeshStore", "GateMeshAccounting", "GateMeshCore", "GateMeshCache", .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "GateMeshStore", "GateMeshAccounting", "GateMeshCore", "GateMeshCache", "GateMeshLimits",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

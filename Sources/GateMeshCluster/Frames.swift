@@ -1,3 +1,5 @@
+import GateMeshCore
+
 /// Peer frames: `G` `M`, a version byte, a type byte, a 4-byte big-endian payload length, then
 /// the payload. A decoder takes bytes as they arrive and yields whole frames; a frame with a wrong
 /// magic, another version, an unknown type or a length above the maximum is an error that closes
@@ -101,83 +103,4 @@ public struct FrameDecoder: Sendable {
 
     /// Bytes held waiting for the rest of a frame.
     public var buffered: Int { buffer.count - start }
-}
-
-/// Writes the fields of a payload: unsigned varints, zig-zag signed varints, length-prefixed
-/// strings and bytes.
-public struct BinaryWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
-    public init() {}
-
-    public mutating func uint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 {
-            bytes.append(UInt8(v & 0x7F) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
-
-    public mutating func int(_ v: Int64) { uint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
-
-    public mutating func string(_ s: String) {
-        let utf8 = Array(s.utf8)
-        uint(UInt64(utf8.count))
-        bytes += utf8
-    }
-
-    public mutating func byte(_ b: UInt8) { bytes.append(b) }
-}
-
-public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
-/// Reads what `BinaryWriter` wrote; every read is bounds-checked and fails cleanly.
-public struct BinaryReader: Sendable {
-    let bytes: [UInt8]
-    var index = 0
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    public var atEnd: Bool { index == bytes.count }
-
-    public mutating func uint() throws(DecodeError) -> UInt64 {
-        var v: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard index < bytes.count else { throw DecodeError("truncated number") }
-            guard shift < 64 else { throw DecodeError("number too long") }
-            let b = bytes[index]
-            index += 1
-            v |= UInt64(b & 0x7F) << shift
-            if b < 0x80 { return v }
-            shift += 7
-        }
-    }
-
-    public mutating func int() throws(DecodeError) -> Int64 {
-        let u = try uint()
-        return Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1)))
-    }
-
-    public mutating func count(max: Int) throws(DecodeError) -> Int {
-        let n = try uint()
-        guard n <= UInt64(max) else { throw DecodeError("count \(n) over the maximum \(max)") }
-        return Int(n)
-    }
-
-    public mutating func string(max: Int = 4096) throws(DecodeError) -> String {
-        let n = try count(max: max)
-        guard bytes.count - index >= n else { throw DecodeError("truncated string") }
-        defer { index += n }
-        return String(decoding: bytes[index..<index + n], as: UTF8.self)
-    }
-
-    public mutating func byte() throws(DecodeError) -> UInt8 {
-        guard index < bytes.count else { throw DecodeError("truncated byte") }
-        defer { index += 1 }
-        return bytes[index]
-    }
 }

@@ -1,3 +1,5 @@
+import GateMeshCore
+
 /// The wire form of membership envelopes (the payload of `.membership` frames). Every count and
 /// string is bounded, so a malformed or hostile payload is a `DecodeError`, never a crash or an
 /// unbounded allocation.

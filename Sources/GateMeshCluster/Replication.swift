@@ -1,3 +1,4 @@
+import GateMeshCore
 import GateMeshLimits
 
 /// The wire form of counter entries (the payload of `.counters` frames) and of digests. Bounded

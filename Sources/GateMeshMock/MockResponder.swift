@@ -116,7 +116,12 @@ struct MockResponder: HTTPResponder {
         func output(model: String, id: String, maxTokens: Int?) -> MockFormats.Output {
             let wanted = controls.outputTokens ?? 16
             let count = maxTokens.map { min(max($0, 0), wanted) } ?? wanted
-            return MockFormats.Output(model: model, inputTokens: MockText.inputTokens(json), outputTokens: count,
+            let input = MockText.inputTokens(json)
+            stats.update {
+                $0.inputTokens += input
+                $0.outputTokens += count
+            }
+            return MockFormats.Output(model: model, inputTokens: input, outputTokens: count,
                                       truncated: count < wanted, id: id, created: created)
         }
         /// The tool calls to answer with instead of text, when the request declares tools (nil: text).

@@ -12,6 +12,10 @@ public final class MockStats: Sendable {
         public var streamsDropped = 0
         public var hangs = 0
         public var inFlight = 0
+        /// The usage of every answer the mock began (as its usage fields report it), whether or
+        /// not the client read it to the end: what a gateway should be charged for.
+        public var inputTokens = 0
+        public var outputTokens = 0
     }
 
     private let state = NIOLockedValueBox((Snapshot(), [String: Int]()))
@@ -40,7 +44,8 @@ public final class MockStats: Sendable {
         let s = snapshot
         return """
         {"requests":\(s.requests),"streams_started":\(s.streamsStarted),"streams_completed":\(s.streamsCompleted),\
-        "streams_aborted":\(s.streamsAborted),"streams_dropped":\(s.streamsDropped),"hangs":\(s.hangs),"in_flight":\(s.inFlight)}
+        "streams_aborted":\(s.streamsAborted),"streams_dropped":\(s.streamsDropped),"hangs":\(s.hangs),"in_flight":\(s.inFlight),\
+        "input_tokens":\(s.inputTokens),"output_tokens":\(s.outputTokens)}
         """
     }
 }

@@ -51,8 +51,11 @@ public final class GatewayNode: Sendable {
         }
         self.alerts = alerts
         self.cache = try ResponseCache(config: config.cache, store: store, logger: logger)
+        // Each start is a new epoch of the journal: what earlier runs left open is charged now.
+        let journal = try ReservationJournal(directory: (config.node.dataDir as NSString).appendingPathComponent("journal"),
+                                             epoch: UInt64(identity.starts))
         self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, configRules: config.gateways.flatMap(\.limits),
-                                        gateways: Set(config.gateways.map(\.id)), store: store,
+                                        gateways: Set(config.gateways.map(\.id)), store: store, journal: journal,
                                         reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts, logger: logger)
         let limits = self.limits
         if let clusterConfig = config.cluster {

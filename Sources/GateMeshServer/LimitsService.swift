@@ -36,6 +36,18 @@ final class LimitsService: Service, SpendSource, Sendable {
     let admin: NIOLockedValueBox<AdminRules>
     /// The counter version up to which this node's own spend is on disk.
     private let persistedVersion: NIOLockedValueBox<UInt64>
+    /// Every reservation, from admission to its end, so a killed run's are charged at restart.
+    let journal: ReservationJournal
+    /// Reservations settled in memory without a log row (the log's queue was full) whose charge
+    /// goes to disk with the next spend batch.
+    private let settledOffLog = NIOLockedValueBox<[UInt64]>([])
+    /// What the start charged for reservations a killed run left open.
+    let recovered: Recovery
+
+    struct Recovery: Sendable {
+        var reservations = 0
+        var costNanos: Int64 = 0
+    }
 
     struct AdminRules {
         var rules: [(rule: LimitRule, stored: RuleRecord)] = []
@@ -54,8 +66,9 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// its log rows, so a node killed and restarted comes back with the spend its log shows and
     /// never rewinds its slot.
     init(node: String, nodeName: String, configRules: [LimitRule], gateways: Set<String>, store: NodeStore,
-         reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?, logger: Logger) throws {
+         journal: ReservationJournal, reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?, logger: Logger) throws {
         self.node = node
+        self.journal = journal
         self.nodeName = nodeName
         self.log = log
         self.store = store
@@ -94,6 +107,7 @@ final class LimitsService: Service, SpendSource, Sendable {
             })
             engine.expire(now: now)
         }
+        recovered = try Self.recover(journal: journal, engine: &engine, node: node, log: log, now: now, logger: logger)
         // What was just restored is on disk already.
         self.persistedVersion = NIOLockedValueBox(engine.counters.version)
         self.engine = NIOLockedValueBox(engine)
@@ -103,6 +117,45 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Charges, at their estimate, the reservations an earlier run left open in the journal (it
+    /// was killed with those requests in flight: what they cost is unknown, that they were sent
+    /// is not), writes the charges and the recovery mark in one transaction, then clears the
+    /// journal. Runs before the node admits anything.
+    static func recover(journal: ReservationJournal, engine: inout LimitsEngine, node: String, log: RequestLog, now: Int64,
+                        logger: Logger) throws -> Recovery {
+        let marks = try log.journalMarks()
+        let unsettled = journal.previous.unsettled(committed: marks.committed, recoveredThrough: marks.recoveredThrough)
+        var recovery = Recovery()
+        var touched: Set<CounterMap.Key> = []
+        for (_, held) in unsettled {
+            recovery.reservations += 1
+            for h in held where h.amount > 0 {
+                // A bucket whose window has passed, or a rule that is gone, limits nothing any more.
+                guard engine.restoreIfCurrent(h.key, spent: h.amount, now: now), let rule = engine.rulesByID[h.key.rule] else { continue }
+                touched.insert(h.key)
+                if rule.measure == .usd { recovery.costNanos += h.amount }
+            }
+        }
+        if journal.previous.records > 0 {
+            let slots = touched.map { key in
+                LimitCharge(node: node, rule: key.rule, scope: key.scope, bucket: key.bucket,
+                            amount: engine.counters.entry(key)?.spent.slot(node) ?? 0)
+            }
+            try log.persistRecovery(slots, recoveredThrough: journal.epoch - 1)
+        }
+        journal.forgetPrevious()
+        if recovery.reservations > 0 {
+            logger.warning("charged the requests a previous run left in flight at their estimate", metadata: [
+                "reservations": "\(recovery.reservations)", "usd": "\(Money(nanos: recovery.costNanos).dollars)",
+            ])
+        }
+        if journal.tornBytes > 0 {
+            logger.info("the reservation journal ended in a torn record (the previous run was killed mid-write)",
+                        metadata: ["bytes": "\(journal.tornBytes)"])
+        }
+        return recovery
+    }
 
     struct Inactive: Error {
         var message: String
@@ -129,14 +182,27 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     var isEmpty: Bool { !hasRules.load(ordering: .relaxed) }
 
+    /// Decides on a request; an admitted reservation is in the journal when this returns.
     func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) -> LimitsEngine.Decision {
         let now = Self.now()
-        return engine.withLockedValue { $0.admit(request, estimate: estimate, now: now, skipping: skipping) }
+        let decision = engine.withLockedValue { $0.admit(request, estimate: estimate, now: now, skipping: skipping) }
+        if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
+            journal.open(id: reservation.id, held: reservation.entries.compactMap {
+                $0.amount > 0 ? JournalRecord.Held(key: $0.key, amount: $0.amount) : nil
+            })
+        }
+        return decision
     }
 
-    /// Settles a reservation at what the request actually used, and fires the alerts it crossed.
-    /// The spend reaches SQLite with the request log's next batch (see `snapshot`).
+    /// Settles a reservation at what the request actually used, without a log row (the log's
+    /// queue was full), and fires the alerts it crossed. The spend reaches SQLite with the
+    /// request log's next batch, which closes the reservation in the journal.
     func settle(_ id: UInt64, actual: LimitAmounts) {
+        settledOffLog.withLockedValue { $0.append(id) }
+        apply(id, actual: actual)
+    }
+
+    private func apply(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
         let owns = alertOwnership.withLockedValue { $0 }
         let due = engine.withLockedValue { engine in
@@ -173,9 +239,17 @@ final class LimitsService: Service, SpendSource, Sendable {
         var key: CounterMap.Key
     }
 
-    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64) {
+    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64, mark: SpendBatchMark?) {
         let since = persistedVersion.withLockedValue { $0 }
-        return engine.withLockedValue { engine in
+        var ids = settledOffLog.withLockedValue { taken in
+            defer { taken = [] }
+            return taken
+        }
+        ids += settlements.map(\.reservation)
+        // In the journal before the batch's transaction: if the process dies after the commit,
+        // the committed mark says these reservations' charges are on disk.
+        let mark = ids.isEmpty ? nil : journal.settling(ids: ids)
+        let (slots, version) = engine.withLockedValue { engine in
             let (changed, version) = engine.counters.spentSlots(since: since)
             var values: [SlotID: Int64] = [:]
             for c in changed { values[SlotID(node: c.node, key: c.key)] = c.spent }
@@ -189,11 +263,15 @@ final class LimitsService: Service, SpendSource, Sendable {
             return (values.map { LimitCharge(node: $0.key.node, rule: $0.key.key.rule, scope: $0.key.key.scope, bucket: $0.key.key.bucket,
                                              amount: $0.value) }, version)
         }
+        return (slots, version, mark)
     }
 
-    func commit(_ settlements: [PendingSettlement], version: UInt64?) {
-        for s in settlements { settle(s.reservation, actual: s.actual) }
+    func commit(_ settlements: [PendingSettlement], version: UInt64?, mark: SpendBatchMark?) {
+        for s in settlements { apply(s.reservation, actual: s.actual) }
         if let version { persistedVersion.withLockedValue { $0 = max($0, version) } }
+        // A failed batch leaves its reservations settling in the journal: a later committed
+        // batch (which writes the same slots, from `persistedVersion` on) closes them.
+        if version != nil, let mark { journal.committed(mark) }
     }
 
     /// Every rule's scope values in their current window, with each node's spent and reserved.
@@ -244,16 +322,18 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     func release(_ id: UInt64) {
         engine.withLockedValue { $0.release(id) }
+        journal.close(id: id)
     }
 
     func run() async throws {
         var ticks = 0
         for await _ in AsyncTimerSequence.seconds(1).cancelOnGracefulShutdown() {
             let now = Self.now()
-            let lookback = engine.withLockedValue { engine in
-                _ = engine.expire(now: now)
-                return engine.rules.map(\.window.maxLengthMs).max() ?? 0
+            let (lookback, forgotten) = engine.withLockedValue { engine in
+                let forgotten = engine.expire(now: now).forgotten
+                return (engine.rules.map(\.window.maxLengthMs).max() ?? 0, forgotten)
             }
+            for id in forgotten { journal.close(id: id) }
             ticks += 1
             if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs) }
         }

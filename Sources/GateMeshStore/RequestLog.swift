@@ -1,6 +1,7 @@
 import Foundation
 import GateMeshAccounting
 import GateMeshCore
+import GateMeshLimits
 import GRDB
 import NIOConcurrencyHelpers
 import ServiceLifecycle
@@ -191,7 +192,7 @@ public final class RequestLog: Service, Sendable {
         let settlements = batch.compactMap(\.settlement)
         let source = spendSource.withLockedValue { $0 }
         let spend = source?.prepare(settlements)
-        guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) else { return }
+        guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) || spend?.mark != nil else { return }
         do {
             // Detached: a shutdown that cancels the writer must not cancel rows already taken.
             let pool = self.pool
@@ -213,13 +214,16 @@ public final class RequestLog: Service, Sendable {
                             try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
                         }
                     }
+                    // The reservation journal's batch: its reservations' charges are durable
+                    // exactly when this mark is (see `ReservationJournal.settling`).
+                    if let mark = spend?.mark { try Self.setMeta(db, Self.spendBatchKey, mark.description) }
                 }
             }.value
-            if let spend { source?.commit(settlements, version: spend.version) }
+            if let spend { source?.commit(settlements, version: spend.version, mark: spend.mark) }
             queue.withLockedValue { $0.written += batch.count }
         } catch {
             // The rows are lost; the spend still counts (in memory), as the requests did happen.
-            source?.commit(settlements, version: nil)
+            source?.commit(settlements, version: nil, mark: nil)
             queue.withLockedValue { $0.dropped += batch.count }
         }
     }
@@ -247,6 +251,40 @@ public final class RequestLog: Service, Sendable {
         row.int(r.usage.estimated ? 1 : 0); row.int(r.cost?.nanos); row.text(r.cacheStatus); row.int(r.attempts); row.int(r.step)
         row.text(r.metadata.json); row.text(r.error); row.blob(r.requestBody); row.blob(r.responseBody); row.int(r.savedNanos)
         try row.execute(statement, db: db)
+    }
+
+    static let spendBatchKey = "spend_batch"
+    static let journalRecoveredKey = "journal_recovered_through"
+
+    static func setMeta(_ db: Database, _ key: String, _ value: String) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO node_meta (key, value) VALUES (?, ?)", arguments: [key, value])
+    }
+
+    /// What the reservation journal's recovery needs from the store: the last spend batch
+    /// committed, and the run up to which earlier recoveries already charged the journal.
+    public func journalMarks() throws -> (committed: SpendBatchMark?, recoveredThrough: UInt64) {
+        try pool.read { db in
+            let committed = try String.fetchOne(db, sql: "SELECT value FROM node_meta WHERE key = ?", arguments: [Self.spendBatchKey])
+            let recovered = try String.fetchOne(db, sql: "SELECT value FROM node_meta WHERE key = ?", arguments: [Self.journalRecoveredKey])
+            return (committed.flatMap(SpendBatchMark.init), recovered.flatMap { UInt64($0) } ?? 0)
+        }
+    }
+
+    /// Writes the slots charged for the reservations a killed run left open, and marks the
+    /// journal's runs up to `recoveredThrough` as charged, in one transaction (synchronous: the
+    /// node admits nothing before).
+    public func persistRecovery(_ slots: [LimitCharge], recoveredThrough: UInt64) throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try pool.write { db in
+            for c in slots {
+                try db.execute(sql: """
+                    INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
+                        updated_ts = MAX(updated_ts, excluded.updated_ts)
+                    """, arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
+            }
+            try Self.setMeta(db, Self.journalRecoveredKey, String(recoveredThrough))
+        }
     }
 
     /// The persisted limit spend: every node's slot (this node's and those merged from peers) per
@@ -341,8 +379,9 @@ public final class RequestLog: Service, Sendable {
 /// the batch's reservations once the batch is on disk.
 public protocol SpendSource: AnyObject, Sendable {
     /// The slot values (absolute) to write with a batch: every slot changed since the last commit,
-    /// with this node's own slots including what `settlements` will add; and the version of it.
-    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64)
+    /// with this node's own slots including what `settlements` will add; the version of it; and
+    /// the reservation journal's batch mark to commit in the same transaction (nil: none).
+    func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64, mark: SpendBatchMark?)
     /// The batch is on disk (or, with `version` nil, could not be written): apply the settlements.
-    func commit(_ settlements: [PendingSettlement], version: UInt64?)
+    func commit(_ settlements: [PendingSettlement], version: UInt64?, mark: SpendBatchMark?)
 }

@@ -1,4 +1,5 @@
 @testable import GateMeshCluster
+import GateMeshCore
 import GateMeshLimits
 import Testing
 

@@ -57,8 +57,8 @@ import Testing
         #expect(reservation(engine.admit(request(), estimate: big, now: now)) == nil)
         engine.release(first.id)
         let second = reservation(engine.admit(request(), estimate: big, now: now))!
-        #expect(engine.expire(now: now + 59_999) == 0)
-        #expect(engine.expire(now: now + 60_000) == 1)
+        #expect(engine.expire(now: now + 59_999).expired == 0)
+        #expect(engine.expire(now: now + 60_000) == (expired: 1, forgotten: []))
         #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 0, reserved: 0))
         // A request that outlives its reservation is still charged what it used when it ends,
         // and its long-expired reservation is not released twice.
@@ -66,6 +66,11 @@ import Testing
         #expect(engine.figures(rule: engine.rules[0], scope: "", now: now) == (spent: 600_000_000, reserved: 0))
         engine.settle(second.id, actual: big)
         #expect(engine.figures(rule: engine.rules[0], scope: "", now: now).spent == 600_000_000, "settled once only")
+        // One that never ends is forgotten after a second timeout (its journal entry closed then).
+        let third = reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: 1), now: now))!
+        #expect(engine.expire(now: now + 60_000).expired == 1)
+        #expect(engine.expire(now: now + 119_999).forgotten == [])
+        #expect(engine.expire(now: now + 120_000).forgotten == [third.id])
     }
 
     @Test func splitAndFilterScopes() {

@@ -1,6 +1,7 @@
 import Foundation
 import GateMeshAccounting
 import GateMeshCore
+import GateMeshLimits
 import GateMeshStore
 import Logging
 import ServiceLifecycle
@@ -57,18 +58,22 @@ import Testing
         var version: UInt64 = 0
         var acknowledged: UInt64 = 0
         var settled: [UInt64] = []
-        func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64) {
+        var mark: SpendBatchMark?
+        var committedMarks: [SpendBatchMark] = []
+        func prepare(_ settlements: [PendingSettlement]) -> (slots: [LimitCharge], version: UInt64, mark: SpendBatchMark?) {
             lock.lock()
             defer { lock.unlock() }
-            return (slots, version)
+            return (slots, version, mark)
         }
-        func commit(_ settlements: [PendingSettlement], version: UInt64?) {
+        func commit(_ settlements: [PendingSettlement], version: UInt64?, mark: SpendBatchMark?) {
             lock.lock()
             settled += settlements.map(\.reservation)
             if let version {
                 acknowledged = version
                 slots = []
             }
+            if let mark { committedMarks.append(mark) }
+            self.mark = nil
             lock.unlock()
         }
         func set(_ new: [LimitCharge], version v: UInt64) {
@@ -101,6 +106,20 @@ import Testing
         let saved = try log.limitSpend(sinceTs: 0).filter { $0.node == "n1" }.sorted { $0.scope < $1.scope }
         #expect(saved.map(\.amount) == [9, 2])
         #expect(try log.limitSpend(sinceTs: 0).allSatisfy { $0.node == "n1" })
+    }
+
+    @Test func theJournalsBatchMarkIsCommittedWithTheSpendEvenWithoutRows() async throws {
+        let log = try makeLog()
+        let spend = FakeSpend()
+        log.persistSpend(from: spend)
+        #expect(try log.journalMarks().committed == nil)
+        spend.mark = SpendBatchMark(epoch: 3, batch: 7)
+        await log.flushQueued()
+        #expect(spend.committedMarks == [SpendBatchMark(epoch: 3, batch: 7)])
+        #expect(try log.journalMarks().committed == SpendBatchMark(epoch: 3, batch: 7))
+        try log.persistRecovery([LimitCharge(node: "n1", rule: "daily", scope: "", bucket: 7, amount: 42)], recoveredThrough: 3)
+        #expect(try log.journalMarks().recoveredThrough == 3)
+        #expect(try log.limitSpend(sinceTs: 0).map(\.amount) == [42])
     }
 
     @Test func aFullQueueDropsAndCountsInsteadOfWaiting() throws {

@@ -248,15 +248,21 @@ public struct LimitsEngine: Sendable {
     }
 
     /// Releases reservations past their deadline and drops buckets whose window has passed.
-    /// Returns how many reservations expired.
+    /// Returns how many reservations expired, and the ids of expired ones forgotten for good
+    /// (no late settle can charge them any more).
     @discardableResult
-    public mutating func expire(now: Int64) -> Int {
+    public mutating func expire(now: Int64) -> (expired: Int, forgotten: [UInt64]) {
         let overdue = reservations.values.filter { $0.expiresAt <= now }
         for r in overdue {
             release(r.id)
             expired[r.id] = r
         }
-        expired = expired.filter { $0.value.expiresAt + reservationTimeoutMs > now }
+        var forgotten: [UInt64] = []
+        expired = expired.filter {
+            if $0.value.expiresAt + reservationTimeoutMs > now { return true }
+            forgotten.append($0.key)
+            return false
+        }
         counters.removeAll { key in
             guard let rule = rulesByID[key.rule] else { return true }
             return rule.window.isExpired(bucket: key.bucket, at: now)
@@ -265,7 +271,7 @@ public struct LimitsEngine: Sendable {
             guard let rule = rulesByID[key.rule] else { return false }
             return key.window >= Self.alertWindow(rule.window, now: now)
         }
-        return overdue.count
+        return (overdue.count, forgotten)
     }
 
     /// Zeroes a dead node's reserved figures (see `CounterMap.clearReserved(ofNode:)`).

@@ -1,3 +1,4 @@
+import GateMeshCore
 import GateMeshCache
 import GateMeshCluster
 
