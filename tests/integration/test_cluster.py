@@ -275,7 +275,7 @@ def all_log_costs(c, i):
             return total, count
 
 
-def test_a_node_killed_under_load_and_restarted_leaves_spent_equal_to_the_logs(cluster):
+def test_a_node_killed_under_load_and_restarted_leaves_spent_equal_to_the_logs_plus_what_was_in_flight(cluster):
     import signal
     c = cluster(3, """gateways:
   - id: default
@@ -304,18 +304,27 @@ def test_a_node_killed_under_load_and_restarted_leaves_spent_equal_to_the_logs(c
     stop.set()
     for t in threads:
         t.join(10)
-    # Everyone agrees, and the cluster-wide spend is exactly what the three logs record (the last
-    # answers' rows and spend are committed together, within ~100 ms).
+    # Everyone agrees, and the cluster-wide spend is what the three logs record, plus node-2's
+    # requests that its kill caught before their rows were written (those answered in the last
+    # ~100 ms, whose batch was not yet on disk, and those in flight): its journal charged each at
+    # its estimate when it restarted, none twice and none lost. The last answers' rows and spend
+    # are committed together.
+    estimate = cost_nanos("openai", "gpt-4o-mini", 5, 16)  # 18 characters / 4, rounded up; max_tokens
+
     def agreed():
         spent = [budget_spent(c, i) for i in range(3)]
         sizes = [status(c, i)["cluster"]["size"] for i in range(3)]
         logged = [all_log_costs(c, i) for i in range(3)]
         return spent, sizes, logged
-    spent, _, logged = eventually(agreed, lambda v: len(set(v[0])) == 1 and v[1] == [3, 3, 3]
-                                  and v[0][0] == sum(t for t, _ in v[2]), what="spend agreed and equal to the logs")
+
+    def consistent(v):
+        spent, sizes, logged = v
+        unlogged = spent[0] - sum(t for t, _ in logged)
+        return len(set(spent)) == 1 and sizes == [3, 3, 3] and unlogged % estimate == 0 and 0 <= unlogged // estimate <= 200
+    spent, _, logged = eventually(agreed, consistent, what="spend agreed, equal to the logs plus the journal's charges")
     spent = spent[0]
     by_node = {b["name"]: b["spent"] for b in status(c, 0)["budgets"][0]["by_node"]}
-    assert spent == sum(t for t, _ in logged), (spent, logged, by_node)
+    assert spent >= sum(t for t, _ in logged), (spent, logged, by_node)
     assert all(n > 0 for _, n in logged)
 
 
