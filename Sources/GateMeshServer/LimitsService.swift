@@ -41,13 +41,6 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// Reservations settled in memory without a log row (the log's queue was full) whose charge
     /// goes to disk with the next spend batch.
     private let settledOffLog = NIOLockedValueBox<[UInt64]>([])
-    /// What the start charged for reservations a killed run left open.
-    let recovered: Recovery
-
-    struct Recovery: Sendable {
-        var reservations = 0
-        var costNanos: Int64 = 0
-    }
 
     struct AdminRules {
         var rules: [(rule: LimitRule, stored: RuleRecord)] = []
@@ -107,7 +100,7 @@ final class LimitsService: Service, SpendSource, Sendable {
             })
             engine.expire(now: now)
         }
-        recovered = try Self.recover(journal: journal, engine: &engine, node: node, log: log, now: now, logger: logger)
+        try Self.recover(journal: journal, engine: &engine, node: node, log: log, now: now, logger: logger)
         // What was just restored is on disk already.
         self.persistedVersion = NIOLockedValueBox(engine.counters.version)
         self.engine = NIOLockedValueBox(engine)
@@ -123,18 +116,17 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// is not), writes the charges and the recovery mark in one transaction, then clears the
     /// journal. Runs before the node admits anything.
     static func recover(journal: ReservationJournal, engine: inout LimitsEngine, node: String, log: RequestLog, now: Int64,
-                        logger: Logger) throws -> Recovery {
+                        logger: Logger) throws {
         let marks = try log.journalMarks()
         let unsettled = journal.previous.unsettled(committed: marks.committed, recoveredThrough: marks.recoveredThrough)
-        var recovery = Recovery()
+        var costNanos: Int64 = 0
         var touched: Set<CounterMap.Key> = []
         for (_, held) in unsettled {
-            recovery.reservations += 1
             for h in held where h.amount > 0 {
                 // A bucket whose window has passed, or a rule that is gone, limits nothing any more.
                 guard engine.restoreIfCurrent(h.key, spent: h.amount, now: now), let rule = engine.rulesByID[h.key.rule] else { continue }
                 touched.insert(h.key)
-                if rule.measure == .usd { recovery.costNanos += h.amount }
+                if rule.measure == .usd { costNanos += h.amount }
             }
         }
         if journal.previous.records > 0 {
@@ -145,16 +137,15 @@ final class LimitsService: Service, SpendSource, Sendable {
             try log.persistRecovery(slots, recoveredThrough: journal.epoch - 1)
         }
         journal.forgetPrevious()
-        if recovery.reservations > 0 {
+        if !unsettled.isEmpty {
             logger.warning("charged the requests a previous run left in flight at their estimate", metadata: [
-                "reservations": "\(recovery.reservations)", "usd": "\(Money(nanos: recovery.costNanos).dollars)",
+                "reservations": "\(unsettled.count)", "usd": "\(Money(nanos: costNanos).dollars)",
             ])
         }
         if journal.tornBytes > 0 {
             logger.info("the reservation journal ended in a torn record (the previous run was killed mid-write)",
                         metadata: ["bytes": "\(journal.tornBytes)"])
         }
-        return recovery
     }
 
     struct Inactive: Error {

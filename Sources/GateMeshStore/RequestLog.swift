@@ -202,18 +202,7 @@ public final class RequestLog: Service, Sendable {
                     var row = RowBinder()
                     let statement = try Self.insertStatement(db)
                     for i in batch.indices { try Self.insert(batch[i], statement: statement, row: &row, db: db) }
-                    if let spend, !spend.slots.isEmpty {
-                        // Absolute slot values (a node's G-counter slot only grows), so a
-                        // repeated write is harmless.
-                        let upsert = try db.cachedStatement(sql: """
-                            INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
-                            ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
-                                updated_ts = MAX(updated_ts, excluded.updated_ts)
-                            """)
-                        for c in spend.slots {
-                            try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
-                        }
-                    }
+                    if let spend { try Self.upsertSpend(spend.slots, db: db, now: now) }
                     // The reservation journal's batch: its reservations' charges are durable
                     // exactly when this mark is (see `ReservationJournal.settling`).
                     if let mark = spend?.mark { try Self.setMeta(db, Self.spendBatchKey, mark.description) }
@@ -253,6 +242,18 @@ public final class RequestLog: Service, Sendable {
         try row.execute(statement, db: db)
     }
 
+    /// Writes absolute slot values (a node's G-counter slot only grows, so a repeated or older
+    /// write never lowers what is saved).
+    static func upsertSpend(_ slots: [LimitCharge], db: Database, now: Int64) throws {
+        guard !slots.isEmpty else { return }
+        let upsert = try db.cachedStatement(sql: """
+            INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
+                updated_ts = MAX(updated_ts, excluded.updated_ts)
+            """)
+        for c in slots { try upsert.execute(arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now]) }
+    }
+
     static let spendBatchKey = "spend_batch"
     static let journalRecoveredKey = "journal_recovered_through"
 
@@ -276,13 +277,7 @@ public final class RequestLog: Service, Sendable {
     public func persistRecovery(_ slots: [LimitCharge], recoveredThrough: UInt64) throws {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         try pool.write { db in
-            for c in slots {
-                try db.execute(sql: """
-                    INSERT INTO limit_spend (node, rule, scope, bucket, amount, updated_ts) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (node, rule, scope, bucket) DO UPDATE SET amount = MAX(amount, excluded.amount),
-                        updated_ts = MAX(updated_ts, excluded.updated_ts)
-                    """, arguments: [c.node, c.rule, c.scope, c.bucket, c.amount, now])
-            }
+            try Self.upsertSpend(slots, db: db, now: now)
             try Self.setMeta(db, Self.journalRecoveredKey, String(recoveredThrough))
         }
     }
