@@ -98,6 +98,10 @@ public struct Membership: Sendable {
     public enum Action: Sendable, Equatable {
         case send(to: String, Envelope)
         case changed(Member)
+        /// Another live node carries this node's id: one of the two runs on a copy of the other's
+        /// data directory, and the two would write one set of counter slots. This node is the one
+        /// to stop (it started later: its incarnation is higher, or equal with the higher name).
+        case duplicateID(of: Info)
     }
 
     public let me: Info
@@ -272,6 +276,12 @@ public struct Membership: Sendable {
     /// suspect beats alive and dead beats both; departed is final. About this node, suspicion or
     /// death is refuted with a higher incarnation.
     mutating func apply(_ u: Update, now: Int64, direct: Bool = false) -> [Action] {
+        if !me.id.isEmpty, u.info.id == me.id, u.info.name != me.name {
+            // Never a member: the later of the two stops; the earlier waits for that.
+            guard u.state == .alive || u.state == .suspect else { return [] }
+            let later = u.incarnation < incarnation || (u.incarnation == incarnation && u.info.name < me.name)
+            return later ? [.duplicateID(of: u.info)] : []
+        }
         if u.info.name == me.name {
             guard u.state == .suspect || u.state == .dead, u.incarnation >= incarnation else { return [] }
             incarnation = u.incarnation + 1

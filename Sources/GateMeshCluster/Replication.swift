@@ -24,6 +24,7 @@ public enum CountersCodec {
                 w.string(node)
                 w.int(slot.value)
                 w.uint(slot.version)
+                w.int(slot.leaseUntil)
             }
         }
         return w.bytes
@@ -46,8 +47,8 @@ public enum CountersCodec {
             var reserved: [String: VersionedSlots.Slot] = [:]
             for _ in 0..<(try r.count(max: maxSlots)) {
                 let node = try r.string()
-                let v = try r.int()
-                reserved[node] = VersionedSlots.Slot(value: max(0, v), version: try r.uint())
+                let v = try r.int(), version = try r.uint()
+                reserved[node] = VersionedSlots.Slot(value: max(0, v), version: version, leaseUntil: try r.int())
             }
             out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved))
         }
@@ -55,7 +56,9 @@ public enum CountersCodec {
         return out
     }
 
-    /// A digest: per rule, a hash of all its entries (order-independent), for anti-entropy.
+    /// A digest: per rule, a hash of all its entries (order-independent), for anti-entropy. Every
+    /// figure goes in (spent values, reserved values, versions and leases), so two replicas with
+    /// the same digest hold the same state.
     public static func digest(_ counters: CounterMap) -> [String: UInt64] {
         var out: [String: UInt64] = [:]
         for (key, entry) in counters.entries {
@@ -70,7 +73,9 @@ public enum CountersCodec {
             }
             for (node, slot) in entry.reserved.slots.sorted(by: { $0.key < $1.key }) {
                 mix(node)
+                mix(UInt64(bitPattern: slot.value))
                 mix(slot.version)
+                mix(UInt64(bitPattern: slot.leaseUntil))
             }
             // Entries combine by addition, so the digest does not depend on iteration order.
             out[key.rule, default: 0] &+= h

@@ -86,8 +86,8 @@ final class LimitsService: Service, SpendSource, Sendable {
         }
         let rules = configRules + admin.rules.map(\.rule)
         let now = Self.now()
-        // Versions must exceed any this node used before a restart: start from the clock.
-        var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: UInt64(now) << 10),
+        // Versions must exceed any this node used before a restart: each run has its own range.
+        var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: CounterMap.startVersion(epoch: journal.epoch)),
                                   reservationTimeoutMs: Int64(reservationTimeoutMs))
         if !rules.isEmpty {
             // One row per counter: cheap to read whole; buckets outside their rule's window are skipped.
@@ -98,8 +98,9 @@ final class LimitsService: Service, SpendSource, Sendable {
             engine.markFired(try log.firedAlerts(sinceTs: now - lookback).map {
                 LimitsEngine.AlertKey(rule: $0.rule, scope: $0.scope, window: $0.window, permille: $0.permille)
             })
-            engine.expire(now: now)
         }
+        // Also starts the leases of this node's reservation figures.
+        engine.expire(now: now)
         try Self.recover(journal: journal, engine: &engine, node: node, log: log, now: now, logger: logger)
         // What was just restored is on disk already.
         self.persistedVersion = NIOLockedValueBox(engine.counters.version)
@@ -277,7 +278,11 @@ final class LimitsService: Service, SpendSource, Sendable {
                     for bucket in rule.window.activeBuckets(at: now) {
                         guard let e = engine.counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) else { continue }
                         for (node, v) in e.spent.slots { byNode[node, default: (0, 0)].spent += v }
-                        for (node, slot) in e.reserved.slots { byNode[node, default: (0, 0)].reserved += slot.value }
+                        let drift = engine.counters.driftMs
+                        // Figures whose lease ran out (their node died) no longer hold budget.
+                        for (node, slot) in e.reserved.slots where node == self.node || slot.holds(at: now, driftMs: drift) {
+                            byNode[node, default: (0, 0)].reserved += slot.value
+                        }
                     }
                     out.append((rule, scope, byNode))
                 }
@@ -289,12 +294,6 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// Runs `body` with the replicated counters (for the replicator: deltas, digests).
     func withCounters<T>(_ body: (CounterMap) -> T) -> T {
         engine.withLockedValue { body($0.counters) }
-    }
-
-    /// Zeroes another node's reserved figures (it is dead or gone: its requests died with it).
-    func clearReservations(ofNode id: String) {
-        guard id != node else { return }
-        engine.withLockedValue { $0.clearReservations(ofNode: id) }
     }
 
     /// Applies counters from a peer (a delta or an anti-entropy answer); idempotent.

@@ -31,6 +31,7 @@ struct Simulation {
         for action in actions {
             switch action {
             case .changed(let m): changes.append((now, from, m.info.name, m.state))
+            case .duplicateID: break
             case .send(let address, let envelope):
                 guard let to = index[address] else { continue }
                 if loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < loss { continue }
@@ -97,6 +98,30 @@ struct Heap {
 
 @Suite struct MembershipTests {
     let everyone = Array(0..<5)
+
+    /// A node started on a copy of another's data directory carries its id: the later of the two
+    /// is told to stop, by a direct message or by gossip, and the earlier never takes it in.
+    @Test func aSecondNodeWithTheSameIDIsTheOneToStop() {
+        let original = Membership.Info(name: "n1", address: "10.0.0.1:7946", id: "id-1")
+        let copy = Membership.Info(name: "n9", address: "10.0.0.9:7946", id: "id-1")
+        var a = Membership(me: original, seeds: [], startIncarnation: 1_000)
+        var c = Membership(me: copy, seeds: [], startIncarnation: 5_000)
+        func ping(from: Membership.Info, _ incarnation: UInt64, updates: [Membership.Update] = []) -> Membership.Envelope {
+            .init(from: from, incarnation: incarnation, message: .ping(seq: 1), updates: updates)
+        }
+        #expect(c.receive(ping(from: original, 1_000), now: 0).contains(.duplicateID(of: original)))
+        #expect(!a.receive(ping(from: copy, 5_000), now: 0).contains { if case .duplicateID = $0 { true } else { false } })
+        #expect(a.members["n9"] == nil)
+        // Heard through a third node's gossip, too.
+        var c2 = Membership(me: copy, seeds: [], startIncarnation: 5_000)
+        let other = Membership.Info(name: "n2", address: "10.0.0.2:7946", id: "id-2")
+        let gossip = ping(from: other, 7, updates: [.init(info: original, state: .alive, incarnation: 1_000)])
+        #expect(c2.receive(gossip, now: 0).contains(.duplicateID(of: original)))
+        // Two nodes with different ids are simply members.
+        var b = Membership(me: other, seeds: [], startIncarnation: 7)
+        #expect(!b.receive(ping(from: original, 1_000), now: 0).contains { if case .duplicateID = $0 { true } else { false } })
+        #expect(b.members["n1"]?.state == .alive)
+    }
 
     @Test func fiveNodesFromTheSameSeedListFindEachOther() {
         var sim = Simulation(count: 5)

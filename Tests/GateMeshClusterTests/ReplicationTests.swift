@@ -17,7 +17,7 @@ import Testing
         #expect(try CountersCodec.decodeDigest(CountersCodec.encodeDigest(d)) == d)
     }
 
-    @Test func largeDeltasAreCutIntoFramesAndDeadNodesReservationsAreCleared() throws {
+    @Test func largeDeltasAreCutIntoFrames() throws {
         var map = CounterMap(node: "a")
         for i in 0..<1234 { map.spend(.init(rule: "r", scope: "s\(i)", bucket: 1), 1) }
         let frames = Replicator.frames(map.delta(since: 0))
@@ -25,19 +25,58 @@ import Testing
         var merged = CounterMap(node: "b")
         for f in frames { merged.merge(try CountersCodec.decode(f.payload)) }
         #expect(merged.entries == map.entries)
-        // A peer's reservations are zeroed when it dies; its own later writes still win.
-        let k = CounterMap.Key(rule: "r", scope: "s0", bucket: 1)
-        map.addReserved(k, 40)
-        merged.merge(map.delta(since: 0))
-        #expect(merged.entry(k)?.reserved.value == 40)
-        merged.clearReserved(ofNode: "a")
-        #expect(merged.entry(k)?.reserved.value == 0)
-        map.addReserved(k, 2)
-        merged.merge(map.delta(since: 0))
-        // Whatever the versions, the live node refutes the clearing once it hears of it.
-        map.merge(merged.entries)
-        merged.merge(map.delta(since: 0))
-        #expect(merged.entry(k)?.reserved.value == 42 && map.entry(k)?.reserved.value == 42)
+    }
+
+    /// A node's reservations hold for the others while their lease does (renewed while they are
+    /// in flight); a dead node's stop counting after the lease and the drift, and no other node
+    /// ever writes its figures.
+    @Test func reservationsOfANodeThatStopsRenewingLapseByLease() throws {
+        let k = CounterMap.Key(rule: "r", scope: "", bucket: 1)
+        var a = CounterMap(node: "a"), b = CounterMap(node: "b")
+        a.renewLeases(now: 0)
+        b.renewLeases(now: 0)
+        a.addReserved(k, 40)
+        b.merge(try CountersCodec.decode(CountersCodec.encode(a.delta(since: 0))))
+        #expect(b.total(k, now: 10_000) == 40)
+        // a renews at 10 s (its figure would lapse within half a lease): still counted at 20 s.
+        a.renewLeases(now: 10_000)
+        b.merge(a.delta(since: 0))
+        #expect(b.total(k, now: 20_000) == 40)
+        // a dies at 10 s: its lease ran to 25 s, plus 1 s of drift.
+        #expect(b.total(k, now: 26_000) == 40)
+        #expect(b.total(k, now: 26_001) == 0)
+        #expect(a.total(k, now: 1_000_000) == 40, "a node's own figure never lapses for itself")
+        // A lapsed figure is still a's: if a comes back to life, its next write counts again.
+        a.renewLeases(now: 30_000)
+        a.addReserved(k, 2)
+        b.merge(a.delta(since: 0))
+        #expect(b.total(k, now: 30_001) == 42)
+        // Nobody else's version of a's slot is taken by a, whatever its version.
+        var forged = a.entries
+        forged[k]?.reserved.set(node: "a", value: 0, version: a.version + 100)
+        a.merge(forged)
+        #expect(a.total(k, now: 30_001) == 42 && a.entry(k)?.reserved.slots["a"]?.value == 42)
+    }
+
+    @Test func eachRunStartsAboveEveryEarlierRunsVersions() {
+        #expect(CounterMap.startVersion(epoch: 1) > UInt64(4_102_444_800_000) << 10, "above the clock-based versions of earlier releases (to 2100)")
+        for epoch in [UInt64(1), 2, 1000, 500_000] {
+            #expect(CounterMap.startVersion(epoch: epoch + 1) - CounterMap.startVersion(epoch: epoch) == 1 << 44)
+        }
+        #expect(CounterMap.startVersion(epoch: 1 << 30) == CounterMap.startVersion(epoch: (1 << 20) - 257), "no overflow")
+    }
+
+    @Test func theDigestSeesEveryFigure() throws {
+        let k = CounterMap.Key(rule: "r", scope: "", bucket: 1)
+        var a = CounterMap(node: "a")
+        a.addReserved(k, 5)
+        #expect(CountersCodec.digest(a) == CountersCodec.digest(a))
+        // Same version, another value: a divergence only the values show.
+        let slot = try #require(a.entry(k)?.reserved.slots["a"])
+        var b = CounterMap(node: "c"), c = CounterMap(node: "c")
+        b.merge([k: CounterMap.Entry(reserved: VersionedSlots(slots: ["a": .init(value: 6, version: slot.version, leaseUntil: slot.leaseUntil)]))])
+        c.merge(a.entries)
+        #expect(CountersCodec.digest(b) != CountersCodec.digest(c))
     }
 
     @Test func aRestartedNodeDropsItsOldReservationsWhenPeersSendThemBack() {

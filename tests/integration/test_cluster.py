@@ -1,5 +1,6 @@
 """A real cluster on loopback: 3 nodes with certificates from a fresh CA, gossiping over mutual TLS."""
 import json
+import signal
 import os
 import sys
 import tempfile
@@ -243,6 +244,37 @@ def test_a_peer_with_a_certificate_from_another_ca_is_refused(cluster):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_node_started_on_a_copy_of_another_nodes_data_directory_refuses_to_run(cluster):
+    """Two nodes with one node id would write one set of counter slots (and undercount the spend):
+    the copy, which started later, stops with an error that says so; the original runs on."""
+    import shutil
+    import subprocess
+    c = cluster(3)
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 3, 10)
+    c.kill(2, signal.SIGTERM)
+    copy = os.path.join(c.run_dir, "node-3", "data")
+    shutil.rmtree(copy)
+    shutil.copytree(os.path.join(c.run_dir, "node-1", "data"), copy)
+    log_path = os.path.join(c.run_dir, "node-3", "node.log")
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen([BIN, "serve", "--config", os.path.join(c.run_dir, "node-3", "gatemesh.yaml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+    c.nodes[2] = proc
+    assert proc.wait(30) == 1
+
+    def node3_log():
+        with open(log_path) as f:
+            return f.read()
+    text = node3_log()
+    assert "is a copy of another node's" in text and "node-1" in text, text[-2000:]
+    assert requests.get(c.node_url(0) + "/healthz").status_code == 200
+    assert requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT).status_code == 200
+    # node-1 never took the copy (node-3 with node-1's id) in as a member.
+    members = status(c, 0)["members"]
+    own_id = members[0]["node_id"]
+    assert [m["name"] for m in members if m["node_id"] == own_id] == ["node-1"], members
 
 
 def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):

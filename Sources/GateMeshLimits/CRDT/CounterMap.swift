@@ -45,28 +45,53 @@ public struct CounterMap: Sendable {
     public private(set) var version: UInt64 = 0
     /// The version of the latest change to any spending (local or merged).
     public private(set) var lastSpendChange: UInt64 = 0
+    /// How long a reservation figure of this node holds for the others without being renewed.
+    public var leaseMs: Int64 = 15_000
+    /// The clock difference between nodes that leases allow for.
+    public var driftMs: Int64 = 1_000
+    /// The lease this node stamps on its reservation figures (set by `renewLeases`; until its
+    /// first call, figures never lapse).
+    public private(set) var leaseUntil: Int64 = .max
+    /// The keys where this node's reservation figure is not zero: the ones whose lease it renews.
+    private var ownReserved: Set<Key> = []
 
-    /// `startVersion` MUST be above any version this node has used before (a restarted node
-    /// continues from its persisted version), so peers never ignore its new reservation figures.
+    /// `startVersion` MUST be above any version this node has used before (see
+    /// `startVersion(epoch:)`), so peers never ignore its new reservation figures.
     public init(node: String, startVersion: UInt64 = 0) {
         self.node = node
         self.version = startVersion
         self.startVersion = startVersion
     }
 
+    /// The first version of a run: each start of a node is a new epoch (counted in its data
+    /// directory), and each epoch has 2^44 versions of its own, so no run reuses another's
+    /// versions whatever the clock does (a million runs fit). The offset of 256 epochs puts every
+    /// epoch above the versions of earlier releases, which started from the clock (Unix ms << 10,
+    /// below 2^52 until the year 2100).
+    public static func startVersion(epoch: UInt64) -> UInt64 {
+        (min(epoch, (1 << 20) - 257) + 256) << 44
+    }
+
     /// The version this replica started from: reservations of this node older than it belong to
     /// a previous run and died with it.
     let startVersion: UInt64
 
-    /// Zeroes another node's reserved figures, one version above its own (the node is dead: its
-    /// in-flight requests died with it). If it comes back, its own writes carry higher versions.
-    public mutating func clearReserved(ofNode other: String) {
-        for (key, stored) in table {
-            guard let slot = stored.entry.reserved.slots[other], slot.value != 0 else { continue }
+    /// Stamps this node's figures from now on with a lease until `now + leaseMs`, and rewrites
+    /// those whose lease would lapse within half of that, so that they go on counting for the
+    /// peers while their requests are in flight. Call at least every `leaseMs / 4`.
+    public mutating func renewLeases(now: Int64) {
+        leaseUntil = now + leaseMs
+        for key in ownReserved {
+            guard let slot = table[key]?.entry.reserved.slots[node], slot.value != 0 else {
+                ownReserved.remove(key)
+                continue
+            }
+            // Lapsing soon, or stamped before leases were set (no lease at all): write again.
+            guard slot.leaseUntil < now + leaseMs / 2 || slot.leaseUntil > leaseUntil else { continue }
             version += 1
-            let v = version
+            let v = version, lease = leaseUntil, node = self.node
             table[key]?.update {
-                $0.entry.reserved.set(node: other, value: 0, version: slot.version + 1)
+                $0.entry.reserved.set(node: node, value: slot.value, version: v, leaseUntil: lease)
                 $0.changedAt = v
             }
         }
@@ -79,10 +104,16 @@ public struct CounterMap: Sendable {
 
     public func entry(_ key: Key) -> Entry? { table[key]?.entry }
 
-    /// Spent plus reserved over every node for `key` (0 when unknown).
-    public func total(_ key: Key) -> Int64 {
+    /// Spent plus reserved over every node for `key` (0 when unknown), at `now`: another node's
+    /// reservations count while their lease holds.
+    public func total(_ key: Key, now: Int64) -> Int64 {
         guard let e = table[key]?.entry else { return 0 }
-        return e.spent.value + e.reserved.value
+        return e.spent.value + e.reserved.value(for: node, at: now, driftMs: driftMs)
+    }
+
+    /// Reserved over every node whose lease holds at `now` (see `total`).
+    public func reserved(_ key: Key, now: Int64) -> Int64 {
+        table[key]?.entry.reserved.value(for: node, at: now, driftMs: driftMs) ?? 0
     }
 
     /// Adds spending to this node's slot.
@@ -97,15 +128,17 @@ public struct CounterMap: Sendable {
     /// Sets this node's reserved figure for `key`.
     public mutating func setReserved(_ key: Key, _ amount: Int64) {
         version += 1
-        let v = version
-        table[key, default: Stored()].update { $0.entry.reserved.set(node: node, value: amount, version: v); $0.changedAt = v }
+        let v = version, lease = leaseUntil
+        table[key, default: Stored()].update { $0.entry.reserved.set(node: node, value: amount, version: v, leaseUntil: lease); $0.changedAt = v }
+        if amount != 0 { ownReserved.insert(key) }
     }
 
     /// Adds `delta` (negative to release) to this node's reserved figure for `key`, never below 0.
     public mutating func addReserved(_ key: Key, _ delta: Int64) {
         version += 1
-        let v = version
-        table[key, default: Stored()].update { $0.entry.reserved.add(node: node, delta: delta, version: v); $0.changedAt = v }
+        let v = version, lease = leaseUntil
+        table[key, default: Stored()].update { $0.entry.reserved.add(node: node, delta: delta, version: v, leaseUntil: lease); $0.changedAt = v }
+        if delta > 0 { ownReserved.insert(key) }
     }
 
     /// Turns `reserved` of this node's reservation on `key` into `spent`, in one step.
@@ -113,10 +146,10 @@ public struct CounterMap: Sendable {
         guard reserved > 0 || amount > 0 else { return }
         version += 1
         if amount > 0 { lastSpendChange = version }
-        let v = version
+        let v = version, lease = leaseUntil
         let node = self.node
         table[key, default: Stored()].update {
-            if reserved > 0 { $0.entry.reserved.add(node: node, delta: -reserved, version: v) }
+            if reserved > 0 { $0.entry.reserved.add(node: node, delta: -reserved, version: v, leaseUntil: lease) }
             if amount > 0 {
                 $0.entry.spent.increment(node: node, by: amount)
                 $0.spentChangedAt = v
@@ -145,8 +178,9 @@ public struct CounterMap: Sendable {
         return out
     }
 
-    /// Applies a peer's delta (or any other replica's state).
-    /// Merges entries from a peer; returns the keys whose spending changed.
+    /// Merges entries from a peer (a delta or any other replica's state); returns the keys whose
+    /// spending changed. A peer's figure for this node's own slots is taken only when it comes from
+    /// an earlier run of this node: no other node writes them.
     @discardableResult
     public mutating func merge(_ delta: [Key: Entry]) -> [Key] {
         var spentChanged: [Key] = []
@@ -154,16 +188,17 @@ public struct CounterMap: Sendable {
             var stored = table[key] ?? Stored()
             let before = stored.entry
             stored.entry.merge(incoming)
-            let localOwn = before.reserved.slots[node]
-            if let own = stored.entry.reserved.slots[node], own.version < startVersion, own.value != 0 {
-                // This node's reservations from a previous run (merged back from peers) died with it.
-                stored.entry.reserved.set(node: node, value: 0, version: startVersion)
-            } else if let incomingOwn = incoming.reserved.slots[node], let localOwn, localOwn.version >= startVersion,
-                      incomingOwn.version >= localOwn.version, incomingOwn.value != localOwn.value {
-                // A peer wrote this node's slot (it cleared it, thinking this node dead): re-assert
-                // this node's own figure above that version, as SWIM refutes a false death.
-                version = max(version, incomingOwn.version) + 1
-                stored.entry.reserved.set(node: node, value: localOwn.value, version: version)
+            let mine = before.reserved.slots[node]
+            if let merged = stored.entry.reserved.slots[node], merged != mine {
+                if merged.version >= startVersion {
+                    // Only this node writes its slot in this run: a version of this run from
+                    // elsewhere is not this node's figure, and is not taken.
+                    stored.entry.reserved.replace(node: node, with: mine ?? .init(value: 0, version: startVersion))
+                } else if merged.value != 0 {
+                    // This node's reservations from a previous run (merged back from peers) died
+                    // with it (the journal charged them at restart); the zero is gossiped.
+                    stored.entry.reserved.set(node: node, value: 0, version: startVersion, leaseUntil: leaseUntil)
+                }
             }
             if stored.entry != before {
                 version += 1
@@ -181,7 +216,10 @@ public struct CounterMap: Sendable {
 
     /// Drops entries for which `isExpired` holds (buckets whose window has passed).
     public mutating func removeAll(where isExpired: (Key) -> Bool) {
-        for key in table.keys where isExpired(key) { table[key] = nil }
+        for key in table.keys where isExpired(key) {
+            table[key] = nil
+            ownReserved.remove(key)
+        }
     }
 }
 

@@ -119,7 +119,7 @@ public struct LimitsEngine: Sendable {
                 }
                 let need = estimate.value(compiled.rule.measure)
                 var used: Int64 = 0
-                for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket)) }
+                for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket), now: now) }
                 if used + need > compiled.rule.limit {
                     let rule = compiled.rule
                     let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
@@ -247,11 +247,13 @@ public struct LimitsEngine: Sendable {
         for h in reservation.entries { unreserve(h) }
     }
 
-    /// Releases reservations past their deadline and drops buckets whose window has passed.
+    /// Releases reservations past their deadline, drops buckets whose window has passed and
+    /// renews the leases of this node's reservation figures. Call every second or so.
     /// Returns how many reservations expired, and the ids of expired ones forgotten for good
     /// (no late settle can charge them any more).
     @discardableResult
     public mutating func expire(now: Int64) -> (expired: Int, forgotten: [UInt64]) {
+        counters.renewLeases(now: now)
         let overdue = reservations.values.filter { $0.expiresAt <= now }
         for r in overdue {
             release(r.id)
@@ -274,9 +276,6 @@ public struct LimitsEngine: Sendable {
         return (overdue.count, forgotten)
     }
 
-    /// Zeroes a dead node's reserved figures (see `CounterMap.clearReserved(ofNode:)`).
-    public mutating func clearReservations(ofNode id: String) { counters.clearReserved(ofNode: id) }
-
     /// Applies a peer's counters.
     /// Merges a peer's counters; returns the keys whose spending changed (the only ones whose
     /// alerts can have become due).
@@ -288,7 +287,7 @@ public struct LimitsEngine: Sendable {
     /// Spent plus reserved, cluster-wide as far as known, for `rule` and `scope` at `now`.
     public func usage(rule: LimitRule, scope: String, now: Int64) -> Int64 {
         var total: Int64 = 0
-        for bucket in rule.window.activeBuckets(at: now) { total += counters.total(.init(rule: rule.id, scope: scope, bucket: bucket)) }
+        for bucket in rule.window.activeBuckets(at: now) { total += counters.total(.init(rule: rule.id, scope: scope, bucket: bucket), now: now) }
         return total
     }
 
@@ -297,9 +296,10 @@ public struct LimitsEngine: Sendable {
         var spent: Int64 = 0
         var reserved: Int64 = 0
         for bucket in rule.window.activeBuckets(at: now) {
-            if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
+            let key = CounterMap.Key(rule: rule.id, scope: scope, bucket: bucket)
+            if let entry = counters.entry(key) {
                 spent += entry.spent.value
-                reserved += entry.reserved.value
+                reserved += counters.reserved(key, now: now)
             }
         }
         return (spent, reserved)
@@ -342,9 +342,7 @@ public struct LimitsEngine: Sendable {
         if need <= rule.limit {
             for bucket in active {
                 at = rule.window.bucketLeavesAt(bucket)
-                if let entry = counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) {
-                    used -= entry.spent.value + entry.reserved.value
-                }
+                used -= counters.total(.init(rule: rule.id, scope: scope, bucket: bucket), now: now)
                 if used + need <= rule.limit { break }
             }
         }

@@ -23,6 +23,9 @@ final class ClusterService: Service, Sendable {
     private let membership: NIOLockedValueBox<Membership>
     private let replicator: NIOLockedValueBox<Replicator>
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Set when this node must stop (its data directory is another node's copy): the run loop
+    /// throws it, which stops the node with that error.
+    private let stopReason = NIOLockedValueBox<String?>(nil)
     static let tickMs: Int64 = 25
     static let rulesDigestIntervalMs: Int64 = 2000
     private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
@@ -129,6 +132,11 @@ final class ClusterService: Service, Sendable {
         }
         defer { resolving.cancel() }
         for await _ in AsyncTimerSequence(interval: .milliseconds(Self.tickMs)).cancelOnGracefulShutdown() {
+            if let reason = stopReason.withLockedValue({ $0 }) {
+                connections.closeAll()
+                try? await channel.close()
+                throw ClusterError(message: reason)
+            }
             tick()
         }
         // Leave gracefully: tell a few peers, give the frames a moment, close.
@@ -294,6 +302,14 @@ final class ClusterService: Service, Sendable {
             switch action {
             case .send(let address, let envelope):
                 connections.send(Frame(kind: .membership, payload: MembershipCodec.encode(envelope)), to: address)
+            case .duplicateID(let other):
+                let message = "node '\(other.name)' at \(other.address) has this node's id \(me.id) and started earlier: this node's data directory is a copy of another node's. Give each node its own data directory (a copy would merge two nodes' spend into one slot and undercount it)"
+                let first = stopReason.withLockedValue { reason -> Bool in
+                    guard reason == nil else { return false }
+                    reason = message
+                    return true
+                }
+                if first { logger.error("refusing to run: \(message)") }
             case .changed(let member):
                 logger.info("peer is \(member.state)", metadata: [
                     "peer": "\(member.info.name)", "address": "\(member.info.address)", "incarnation": "\(member.incarnation)",
@@ -304,10 +320,8 @@ final class ClusterService: Service, Sendable {
                     let mine = limits.ruleRecords
                     connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: false), to: member.info.address)
                 }
-                // A dead or departed node's requests died with it: its reservations must not hold budget.
-                if (member.state == .dead || member.state == .left) && !member.info.id.isEmpty {
-                    limits.clearReservations(ofNode: member.info.id)
-                }
+                // A dead node's reservations stop counting when their lease runs out (`CounterMap`):
+                // no node writes another's figures.
                 if member.state == .dead || member.state == .left { cacheMemberGone(member.info.name) }
             }
         }
