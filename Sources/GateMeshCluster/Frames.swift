@@ -29,6 +29,9 @@ public struct Frame: Sendable, Equatable {
         case rulesDigest = 10
         /// Alerts: budget alerts this node sent (the others must not send them again).
         case alertsFired = 11
+        /// Rights: "grant me rights of this counter" (to its owner; answered with a `counters`
+        /// frame holding the counter's entry).
+        case rightsAsk = 12
     }
 
     public static let version: UInt8 = 1

@@ -26,8 +26,50 @@ public enum CountersCodec {
                 w.uint(slot.version)
                 w.int(slot.leaseUntil)
             }
+            rights(entry.rights, &w)
         }
         return w.bytes
+    }
+
+    /// Rights: the grants (from, to, amount), then the used, refunded and returned counts per holder.
+    static func rights(_ r: RightsEntry, _ w: inout BinaryWriter) {
+        w.uint(UInt64(r.granted.count))
+        for (pair, v) in r.granted {
+            w.string(pair.from)
+            w.string(pair.to)
+            w.int(v)
+        }
+        for counts in [r.used, r.refunded, r.returned] {
+            w.uint(UInt64(counts.count))
+            for (holder, v) in counts {
+                w.string(holder)
+                w.int(v)
+            }
+        }
+    }
+
+    static func rights(_ r: inout BinaryReader) throws(DecodeError) -> RightsEntry {
+        var granted: [RightsEntry.Pair: Int64] = [:]
+        for _ in 0..<(try r.count(max: maxSlots)) {
+            let pair = RightsEntry.Pair(from: try r.string(), to: try r.string())
+            granted[pair] = try nonNegative(&r)
+        }
+        var counts: [[String: Int64]] = []
+        for _ in 0..<3 {
+            var c: [String: Int64] = [:]
+            for _ in 0..<(try r.count(max: maxSlots)) {
+                let holder = try r.string()
+                c[holder] = try nonNegative(&r)
+            }
+            counts.append(c)
+        }
+        return RightsEntry(granted: granted, used: counts[0], refunded: counts[1], returned: counts[2])
+    }
+
+    static func nonNegative(_ r: inout BinaryReader) throws(DecodeError) -> Int64 {
+        let v = try r.int()
+        guard v >= 0 else { throw DecodeError("a negative count of rights") }
+        return v
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [CounterMap.Key: CounterMap.Entry] {
@@ -50,7 +92,7 @@ public enum CountersCodec {
                 let v = try r.int(), version = try r.uint()
                 reserved[node] = VersionedSlots.Slot(value: max(0, v), version: version, leaseUntil: try r.int())
             }
-            out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved))
+            out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved), rights: try rights(&r))
         }
         guard r.atEnd else { throw DecodeError("trailing bytes after counters") }
         return out
@@ -76,6 +118,21 @@ public enum CountersCodec {
                 mix(UInt64(bitPattern: slot.value))
                 mix(slot.version)
                 mix(UInt64(bitPattern: slot.leaseUntil))
+            }
+            let rights = entry.rights
+            if !rights.isEmpty {
+                for (pair, v) in rights.granted.sorted(by: { ($0.key.from, $0.key.to) < ($1.key.from, $1.key.to) }) {
+                    mix(pair.from)
+                    mix(pair.to)
+                    mix(UInt64(bitPattern: v))
+                }
+                for (tag, counts) in [("u", rights.used), ("f", rights.refunded), ("r", rights.returned)] {
+                    mix(tag)
+                    for (holder, v) in counts.sorted(by: { $0.key < $1.key }) {
+                        mix(holder)
+                        mix(UInt64(bitPattern: v))
+                    }
+                }
             }
             // Entries combine by addition, so the digest does not depend on iteration order.
             out[key.rule, default: 0] &+= h
@@ -211,5 +268,50 @@ public enum AlertsCodec {
         }
         guard r.atEnd else { throw DecodeError("trailing bytes after fired alerts") }
         return out
+    }
+}
+
+/// The wire form of asks for rights (`.rightsAsk` frames): the asker's holder name, then per
+/// counter its rule, scope value and bucket, the shortfall and the request's estimate.
+public enum RightsCodec {
+    public struct Ask: Sendable, Hashable {
+        public var key: CounterMap.Key
+        public var shortfall: Int64
+        public var need: Int64
+        public init(key: CounterMap.Key, shortfall: Int64, need: Int64) {
+            self.key = key
+            self.shortfall = shortfall
+            self.need = need
+        }
+    }
+
+    public static let maxAsks = 10_000
+
+    public static func encode(holder: String, _ asks: [Ask]) -> Frame {
+        var w = BinaryWriter()
+        w.string(holder)
+        w.uint(UInt64(asks.count))
+        for a in asks {
+            w.string(a.key.rule)
+            w.string(a.key.scope)
+            w.int(a.key.bucket)
+            w.int(a.shortfall)
+            w.int(a.need)
+        }
+        return Frame(kind: .rightsAsk, payload: w.bytes)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> (holder: String, asks: [Ask]) {
+        var r = BinaryReader(bytes)
+        let holder = try r.string()
+        var asks: [Ask] = []
+        for _ in 0..<(try r.count(max: maxAsks)) {
+            let key = CounterMap.Key(rule: try r.string(), scope: try r.string(), bucket: try r.int())
+            let shortfall = try r.int(), need = try r.int()
+            guard shortfall > 0, need >= 0 else { throw DecodeError("an ask for rights without a positive shortfall") }
+            asks.append(Ask(key: key, shortfall: shortfall, need: need))
+        }
+        guard r.atEnd else { throw DecodeError("trailing bytes after an ask for rights") }
+        return (holder, asks)
     }
 }

@@ -61,11 +61,14 @@ public enum ConfigLoader {
         }
         if let r = top.value("reservations") {
             let m = try reader.mapping(r, key: "reservations")
-            try reader.checkKeys(m, key: "reservations", allowed: ["default_output_tokens", "timeout"])
+            try reader.checkKeys(m, key: "reservations", allowed: ["default_output_tokens", "timeout", "rights_wait"])
             if let v = m.value("default_output_tokens") {
                 config.reservations.defaultOutputTokens = try reader.int(v, key: "reservations.default_output_tokens", range: 1...10_000_000)
             }
             if let v = m.value("timeout") { config.reservations.timeoutMs = try reader.durationMs(v, key: "reservations.timeout", range: 1000...86_400_000) }
+            if let v = m.value("rights_wait") {
+                config.reservations.rightsWaitMs = try reader.durationMs(v, key: "reservations.rights_wait", range: 0...60_000)
+            }
         }
         if let providers = top.value("providers") { config.providers = try reader.readProviders(providers) }
         if let gateways = top.value("gateways") {
@@ -331,7 +334,7 @@ struct Reader {
             throw ConfigError(key: "\(key).\(otherMeasure)", line: misplaced.mark?.line,
                               message: "'\(otherMeasure)' is not a measure of a \(budget ? "budget" : "rate limit"): budgets count usd or tokens, rate limits count requests or tokens")
         }
-        try checkKeys(m, key: key, allowed: Set(["id", "scope", "window", "action", "alerts"] + measures).union(extraKeys))
+        try checkKeys(m, key: key, allowed: Set(["id", "scope", "window", "action", "alerts", "enforcement"] + measures).union(extraKeys))
         let id: String
         if let idNode = m.value("id") {
             id = try string(idNode, key: "\(key).id")
@@ -428,8 +431,21 @@ struct Reader {
                 alerts.append(Int((f * 1000).rounded()))
             }
         }
+        // Enforcement: how hard the limit holds in a cluster.
+        var enforcement = LimitRule.Enforcement.soft
+        if let e = m.value("enforcement") {
+            let text = try string(e, key: "\(key).enforcement")
+            guard let mode = LimitRule.Enforcement(rawValue: text) else {
+                throw ConfigError(key: "\(key).enforcement", line: e.mark?.line, message: "expected soft, bounded or strict, got '\(text)'")
+            }
+            guard mode == .soft || LimitRule.Enforcement.allowed(for: window) else {
+                throw ConfigError(key: "\(key).enforcement", line: e.mark?.line,
+                                  message: "\(text) needs a calendar or fixed window (its rights are kept per period); rolling and sliding windows are enforced soft")
+            }
+            enforcement = mode
+        }
         return LimitRule(id: id, gateway: gateway, kind: budget ? .budget : .rateLimit, scope: scope, measure: measure, limit: limit,
-                         window: window, action: action, alertPermille: alerts.sorted())
+                         window: window, action: action, alertPermille: alerts.sorted(), enforcement: enforcement)
     }
 
     /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes}`.

@@ -56,7 +56,8 @@ public final class GatewayNode: Sendable {
                                              epoch: UInt64(identity.starts))
         self.limits = try LimitsService(node: identity.nodeID, nodeName: config.node.name, configRules: config.gateways.flatMap(\.limits),
                                         gateways: Set(config.gateways.map(\.id)), store: store, journal: journal,
-                                        reservationTimeoutMs: config.reservations.timeoutMs, log: log, alerts: alerts, logger: logger)
+                                        reservationTimeoutMs: config.reservations.timeoutMs,
+                                        rightsWaitMs: config.reservations.rightsWaitMs, log: log, alerts: alerts, logger: logger)
         let limits = self.limits
         if let clusterConfig = config.cluster {
             self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,

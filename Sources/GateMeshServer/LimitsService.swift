@@ -52,6 +52,10 @@ final class LimitsService: Service, SpendSource, Sendable {
     let alertOwnership = NIOLockedValueBox<(@Sendable (LimitsEngine.AlertKey) -> Bool)?>(nil)
     /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
     let alertsFired = NIOLockedValueBox<(@Sendable ([LimitsEngine.AlertKey]) -> Void)?>(nil)
+    /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
+    let rightsAsk = NIOLockedValueBox<(@Sendable ([LimitsEngine.RightsNeed], String) -> Void)?>(nil)
+    /// How long a request waits for rights before it is refused.
+    let rightsWaitMs: Int64
     /// Told of every rule change this node makes (the cluster sends it to the peers).
     let ruleChanges = NIOLockedValueBox<(@Sendable ([RuleRecord]) -> Void)?>(nil)
 
@@ -59,8 +63,10 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// its log rows, so a node killed and restarted comes back with the spend its log shows and
     /// never rewinds its slot.
     init(node: String, nodeName: String, configRules: [LimitRule], gateways: Set<String>, store: NodeStore,
-         journal: ReservationJournal, reservationTimeoutMs: Int, log: RequestLog, alerts: AlertDispatcher?, logger: Logger) throws {
+         journal: ReservationJournal, reservationTimeoutMs: Int, rightsWaitMs: Int = 2_000, log: RequestLog, alerts: AlertDispatcher?,
+         logger: Logger) throws {
         self.node = node
+        self.rightsWaitMs = Int64(rightsWaitMs)
         self.journal = journal
         self.nodeName = nodeName
         self.log = log
@@ -87,7 +93,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         let rules = configRules + admin.rules.map(\.rule)
         let now = Self.now()
         // Versions must exceed any this node used before a restart: each run has its own range.
-        var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: CounterMap.startVersion(epoch: journal.epoch)),
+        var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: CounterMap.startVersion(epoch: journal.epoch), epoch: journal.epoch),
                                   reservationTimeoutMs: Int64(reservationTimeoutMs))
         if !rules.isEmpty {
             // One row per counter: cheap to read whole; buckets outside their rule's window are skipped.
@@ -174,16 +180,58 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     var isEmpty: Bool { !hasRules.load(ordering: .relaxed) }
 
-    /// Decides on a request; an admitted reservation is in the journal when this returns.
-    func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) -> LimitsEngine.Decision {
-        let now = Self.now()
-        let decision = engine.withLockedValue { $0.admit(request, estimate: estimate, now: now, skipping: skipping) }
-        if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
-            journal.open(id: reservation.id, held: reservation.entries.compactMap {
-                $0.amount > 0 ? JournalRecord.Held(key: $0.key, amount: $0.amount) : nil
-            })
+    /// Decides on a request; an admitted reservation is in the journal when this returns. Never
+    /// `.short`: a request that needs rights from a counter's owner (a `bounded` or `strict` rule
+    /// near its limit) asks for them and waits up to `rightsWaitMs`, then is refused (or
+    /// downgraded, by a downgrade rule).
+    func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) async -> LimitsEngine.Decision {
+        var deadline: Int64?
+        var askedAt = Int64.min
+        while true {
+            let now = Self.now()
+            let (decision, alone) = engine.withLockedValue {
+                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1)
+            }
+            guard case .short(let refusal, let needs) = decision else {
+                if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
+                    journal.open(id: reservation.id, held: reservation.entries.compactMap {
+                        $0.amount > 0 ? JournalRecord.Held(key: $0.key, amount: $0.amount) : nil
+                    })
+                }
+                return decision
+            }
+            let end = deadline ?? now + rightsWaitMs
+            deadline = end
+            // Alone, no one can hand back rights: the pool is what there is.
+            if alone || now >= end || Task.isCancelled {
+                if case .downgrade(let provider, let model) = refusal.rule.action { return .downgrade(refusal, provider: provider, model: model) }
+                return .block(refusal)
+            }
+            // Ask again every 100 ms while waiting (an answer may be lost, or the owner may change).
+            if now - askedAt >= 100, let ask = rightsAsk.withLockedValue({ $0 }) {
+                askedAt = now
+                ask(needs.filter { $0.owner != node }, holder)
+            }
+            try? await Task.sleep(for: .milliseconds(5))
         }
-        return decision
+    }
+
+    /// This node in this run, as a holder of rights.
+    var holder: String { engine.withLockedValue { $0.counters.holder } }
+
+    /// Installs who owns which counter's rights (the cluster calls it when membership changes).
+    func setOwnership(_ ownership: LimitsEngine.Ownership) {
+        engine.withLockedValue { if $0.ownership != ownership { $0.ownership = ownership } }
+    }
+
+    /// A peer asks this node, as `key`'s owner, for rights: the entry to send back (granted or
+    /// not, so the peer sees the pool), or nil when the key is not this node's or unknown.
+    func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64) -> CounterMap.Entry? {
+        let now = Self.now()
+        return engine.withLockedValue { engine in
+            _ = engine.grant(key, to: holder, shortfall: shortfall, need: need, now: now)
+            return engine.counters.entry(key)
+        }
     }
 
     /// Settles a reservation at what the request actually used, without a log row (the log's

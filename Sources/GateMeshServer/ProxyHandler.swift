@@ -177,7 +177,7 @@ struct ProxyHandler: Sendable {
                 if case .lookup = decision {
                     switch await owner.acquire(key, now: ResponseCache.now()) {
                     case .hit(let hit):
-                        return try serveHit(hit, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
+                        return try await serveHit(hit, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
                                             metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
                     case .fetch(let t):
                         ticket = t
@@ -193,7 +193,7 @@ struct ProxyHandler: Sendable {
             // too large to read whole) the request still counts against request limits and
             // settles its actual cost.
             let readable = clientBytes != nil && !clientBytes!.isEmpty && format != .other
-            if let downgrade = try reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
+            if let downgrade = try await reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
                                            metadata: metadata, customPrice: customPrice, body: readable ? clientBytes : nil,
                                            exchange: exchange) {
                 facts.model = downgrade.model
@@ -409,17 +409,17 @@ struct ProxyHandler: Sendable {
     func serveHit(
         _ hit: CachedResponse, key: String, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
         facts: RequestFacts, metadata: RequestMetadata, exchange: ProxyExchange, eventID: String?, logged: Bool
-    ) throws -> Response {
+    ) async throws -> Response {
         if let limits, !limits.isEmpty {
             let request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
             let nothing = LimitAmounts(costNanos: 0, requests: 1, inputTokens: 0, outputTokens: 0)
             var skipping: Set<String> = []
             // A downgrade rule is moot for an answer that costs nothing: skip it and ask again.
             while true {
-                switch limits.admit(request, estimate: nothing, skipping: skipping) {
+                switch await limits.admit(request, estimate: nothing, skipping: skipping) {
                 case .admit(let reservation):
                     exchange.hold(reservation.id, in: limits)
-                case .block(let refusal):
+                case .block(let refusal), .short(let refusal, _):
                     throw Self.refusalError(refusal)
                 case .downgrade(let refusal, _, _):
                     skipping.insert(refusal.rule.id)
@@ -478,7 +478,7 @@ struct ProxyHandler: Sendable {
     func reserve(
         _ limits: LimitsService, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat, facts: RequestFacts,
         metadata: RequestMetadata, customPrice: ModelPrice?, body: [UInt8]?, exchange: ProxyExchange
-    ) throws(GatewayError) -> Downgrade? {
+    ) async throws(GatewayError) -> Downgrade? {
         func estimate(model: String?) -> LimitAmounts {
             // Embeddings and unread formats produce no output tokens.
             let output = format == .other || format == .openAIEmbeddings ? 0 : facts.maxOutputTokens ?? config.reservations.defaultOutputTokens
@@ -488,11 +488,11 @@ struct ProxyHandler: Sendable {
                                 inputTokens: Int64(usage.input), outputTokens: Int64(usage.output))
         }
         var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
-        switch limits.admit(request, estimate: estimate(model: facts.model)) {
+        switch await limits.admit(request, estimate: estimate(model: facts.model)) {
         case .admit(let reservation):
             exchange.hold(reservation.id, in: limits)
             return nil
-        case .block(let refusal):
+        case .block(let refusal), .short(let refusal, _):
             throw Self.refusalError(refusal)
         case .downgrade(let refusal, let toProvider, let model):
             // Only the model in an OpenAI- or Anthropic-format body can be swapped in place.
@@ -502,11 +502,11 @@ struct ProxyHandler: Sendable {
                 throw Self.refusalError(refusal)
             }
             request.model = model
-            switch limits.admit(request, estimate: estimate(model: model), skipping: [refusal.rule.id]) {
+            switch await limits.admit(request, estimate: estimate(model: model), skipping: [refusal.rule.id]) {
             case .admit(let reservation):
                 exchange.hold(reservation.id, in: limits)
                 return Downgrade(rule: refusal.rule.id, model: model, body: rewritten)
-            case .block(let second), .downgrade(let second, _, _):
+            case .block(let second), .downgrade(let second, _, _), .short(let second, _):
                 throw Self.refusalError(second)
             }
         }

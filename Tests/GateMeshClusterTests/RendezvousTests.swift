@@ -1,3 +1,4 @@
+import GateMeshCore
 import GateMeshCluster
 import Testing
 

@@ -213,6 +213,9 @@ public struct ReservationConfig: Sendable, Equatable {
     public var defaultOutputTokens = 4096
     /// A reservation neither settled nor released by then expires (milliseconds).
     public var timeoutMs = 3_600_000
+    /// How long a request waits for rights from a counter's owner (a `bounded` or `strict`
+    /// rule, near its limit) before it is refused (milliseconds).
+    public var rightsWaitMs = 2_000
     public init() {}
 }
 

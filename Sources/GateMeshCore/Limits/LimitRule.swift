@@ -38,6 +38,27 @@ public struct LimitRule: Sendable, Hashable {
         case downgrade(provider: String?, model: String)
     }
 
+    /// How hard a limit holds in a cluster (docs/budgets.md#enforcement-modes).
+    public enum Enforcement: String, Sendable, Hashable {
+        /// Each node admits from what it has heard: bursts on several nodes can pass the limit
+        /// by what they admit within the gossip delay; each side of a partition spends what was left.
+        case soft
+        /// Admission consumes rights handed out by the owner of the counter: over by at most 1 %
+        /// of the limit or one request's estimate; the owner moves when a node dies.
+        case bounded
+        /// Like bounded, never over: the owner does not move while a member may be alive, and
+        /// each side of a partition spends only the rights it holds.
+        case strict
+
+        /// Rights are kept per bucket, so only windows of one bucket (calendar, fixed) have them.
+        public static func allowed(for window: Window) -> Bool {
+            switch window {
+            case .calendar, .fixed: return true
+            case .rolling, .sliding: return false
+            }
+        }
+    }
+
     /// Whether the rule came from `budgets` or `rate_limits` (it decides how a refusal is named).
     public enum Kind: String, Sendable, Hashable { case budget, rateLimit = "rate_limit" }
 
@@ -52,9 +73,10 @@ public struct LimitRule: Sendable, Hashable {
     public var action: Action
     /// Alert thresholds as fractions of the limit in thousandths (500 = 50 %).
     public var alertPermille: [Int]
+    public var enforcement: Enforcement
 
     public init(id: String, gateway: String, kind: Kind? = nil, scope: [Scope] = [], measure: Measure, limit: Int64, window: Window,
-                action: Action = .block, alertPermille: [Int] = []) {
+                action: Action = .block, alertPermille: [Int] = [], enforcement: Enforcement = .soft) {
         self.id = id
         self.gateway = gateway
         self.kind = kind ?? (measure == .usd ? .budget : .rateLimit)
@@ -64,6 +86,7 @@ public struct LimitRule: Sendable, Hashable {
         self.window = window
         self.action = action
         self.alertPermille = alertPermille
+        self.enforcement = enforcement
     }
 
     /// The scope value a request falls in (`""` for a rule without splits), or nil when the rule

@@ -20,14 +20,18 @@ public struct CounterMap: Sendable {
     public struct Entry: Sendable, Hashable {
         public var spent = GCounter()
         public var reserved = VersionedSlots()
-        public init(spent: GCounter = GCounter(), reserved: VersionedSlots = VersionedSlots()) {
+        /// The rights to spend, for rules enforced `bounded` or `strict` (empty otherwise).
+        public var rights = RightsEntry()
+        public init(spent: GCounter = GCounter(), reserved: VersionedSlots = VersionedSlots(), rights: RightsEntry = RightsEntry()) {
             self.spent = spent
             self.reserved = reserved
+            self.rights = rights
         }
 
         public mutating func merge(_ other: Entry) {
             spent.merge(other.spent)
             reserved.merge(other.reserved)
+            rights.merge(other.rights)
         }
     }
 
@@ -57,10 +61,36 @@ public struct CounterMap: Sendable {
 
     /// `startVersion` MUST be above any version this node has used before (see
     /// `startVersion(epoch:)`), so peers never ignore its new reservation figures.
-    public init(node: String, startVersion: UInt64 = 0) {
+    public init(node: String, startVersion: UInt64 = 0, epoch: UInt64 = 0) {
         self.node = node
         self.version = startVersion
         self.startVersion = startVersion
+        self.holder = "\(node)/\(epoch)"
+    }
+
+    /// This node in this run, as a holder of rights (`RightsEntry`).
+    public let holder: String
+
+    /// The rights of `key` (empty when unknown).
+    public func rights(_ key: Key) -> RightsEntry { table[key]?.entry.rights ?? RightsEntry() }
+
+    /// Changes the rights of `key` through `body`; a change is versioned and gossiped.
+    @discardableResult
+    public mutating func updateRights<T>(_ key: Key, _ body: (inout RightsEntry) -> T) -> T {
+        var stored = table[key] ?? Stored()
+        let before = stored.entry.rights
+        let result = body(&stored.entry.rights)
+        if stored.entry.rights != before {
+            version += 1
+            stored.changedAt = version
+            table[key] = stored
+        }
+        return result
+    }
+
+    /// The keys whose rights this node holds any of (for returning idle ones).
+    public func keysWithRights(of holder: String) -> [Key] {
+        table.compactMap { $0.value.entry.rights.held(by: holder) > 0 ? $0.key : nil }
     }
 
     /// The first version of a run: each start of a node is a new epoch (counted in its data

@@ -19,6 +19,8 @@ public struct LimitsEngine: Sendable {
             public var key: CounterMap.Key
             public var measure: LimitRule.Measure
             public var amount: Int64
+            /// The amount was consumed from this node's rights (a `bounded` or `strict` rule).
+            public var fromRights = false
         }
     }
 
@@ -34,9 +36,33 @@ public struct LimitsEngine: Sendable {
         public var resetsAt: Int64
     }
 
+    /// Rights this node lacks to admit a request: ask `owner` (a node id) for `shortfall` of `key`.
+    public struct RightsNeed: Sendable, Hashable {
+        public var key: CounterMap.Key
+        public var owner: String
+        public var shortfall: Int64
+        /// The request's estimate under the rule (the owner allows a `bounded` rule that much over).
+        public var need: Int64
+    }
+
+    /// The members among which a counter's owner is picked (node ids, this node's included):
+    /// `live` (alive or suspect) for `bounded` rules, `all` (every member not known to have
+    /// left) for `strict` ones, so a strict owner never moves while it may be alive.
+    public struct Ownership: Sendable, Hashable {
+        public var live: [String]
+        public var all: [String]
+        public init(live: [String], all: [String]) {
+            self.live = live
+            self.all = all
+        }
+    }
+
     public enum Decision: Sendable, Hashable {
         case admit(Reservation)
         case block(Refusal)
+        /// The request fits, but this node holds too few rights for it under some `bounded` or
+        /// `strict` rule: ask the owners, then decide again (or refuse with the refusal).
+        case short(Refusal, [RightsNeed])
         /// A downgrade rule is exhausted: ask again for the cheaper target, skipping that rule.
         case downgrade(Refusal, provider: String?, model: String)
     }
@@ -55,12 +81,19 @@ public struct LimitsEngine: Sendable {
     private var nextID: UInt64 = 1
     /// How long a reservation may stay open before it expires.
     public var reservationTimeoutMs: Int64
+    /// Who owns which counter's rights (set by the cluster; alone, this node owns them all).
+    public var ownership: Ownership
+    /// When this node last took or asked for rights of a key (idle ones go back to the pool).
+    private var rightsActivity: [CounterMap.Key: Int64] = [:]
+    /// Rights a node holds and has not used for this long go back to the pool.
+    public var rightsIdleMs: Int64 = 1_000
 
     public init(node: String, rules: [LimitRule], counters: CounterMap? = nil, reservationTimeoutMs: Int64 = 3_600_000) {
         self.node = node
         self.counters = counters ?? CounterMap(node: node)
         self.rules = []
         self.reservationTimeoutMs = reservationTimeoutMs
+        self.ownership = Ownership(live: [node], all: [node])
         replaceRules(rules)
     }
 
@@ -93,6 +126,8 @@ public struct LimitsEngine: Sendable {
     /// lookup; so 1,000 per-team rules cost one rule per request, not a thousand.
     public mutating func admit(_ request: LimitRequest, estimate: LimitAmounts, now: Int64, skipping: Set<String> = []) -> Decision {
         var held: [Reservation.Held] = []
+        var shortOf: Refusal?
+        var needs: [RightsNeed] = []
         if let index = byGateway[request.gateway] {
             var scopes = [String?](repeating: nil, count: index.signatures.count)
             // Each distinct window's buckets once per decision (a calendar period is a lookup).
@@ -120,7 +155,8 @@ public struct LimitsEngine: Sendable {
                 let need = estimate.value(compiled.rule.measure)
                 var used: Int64 = 0
                 for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket), now: now) }
-                if used + need > compiled.rule.limit {
+                let rights = compiled.rule.enforcement != .soft
+                if used + need > compiled.rule.limit + (rights ? Self.slack(compiled.rule, need: need) : 0) {
                     let rule = compiled.rule
                     let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
                                           retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
@@ -131,13 +167,26 @@ public struct LimitsEngine: Sendable {
                     }
                 }
                 // The newest active bucket is the one `now` falls in.
-                held.append(.init(key: .init(rule: compiled.rule.id, scope: scope, bucket: active.upperBound), measure: compiled.rule.measure, amount: need))
+                let key = CounterMap.Key(rule: compiled.rule.id, scope: scope, bucket: active.upperBound)
+                if rights && need > 0, let lack = lacking(key, rule: compiled.rule, need: need, now: now) {
+                    if shortOf == nil {
+                        shortOf = Refusal(rule: compiled.rule, scopeValue: scope, used: used, requested: need, retryAfterMs: 1000,
+                                          resetsAt: compiled.rule.window.bucketLeavesAt(active.lowerBound))
+                    }
+                    needs.append(lack)
+                }
+                held.append(.init(key: key, measure: compiled.rule.measure, amount: need, fromRights: rights && need > 0))
             }
         }
+        if let shortOf { return .short(shortOf, needs) }
         let reservation = Reservation(id: nextID, entries: held, expiresAt: now + reservationTimeoutMs)
         nextID += 1
         for h in held where h.amount > 0 {
             counters.addReserved(h.key, h.amount)
+            if h.fromRights {
+                let holder = counters.holder
+                counters.updateRights(h.key) { $0.consume(h.amount, by: holder) }
+            }
         }
         reservations[reservation.id] = reservation
         return .admit(reservation)
@@ -156,6 +205,13 @@ public struct LimitsEngine: Sendable {
             let amount = actual.value(h.measure)
             counters.settle(h.key, unreserve: late == nil ? h.amount : 0, spend: amount)
             if amount > 0 { charged.append((h.key, amount)) }
+            if h.fromRights {
+                // The request used less than it took (the rest comes back), or more (spent either way).
+                let difference = amount - (late == nil ? h.amount : 0), holder = counters.holder
+                counters.updateRights(h.key) {
+                    if difference < 0 { $0.refund(-difference, to: holder) } else { $0.consume(difference, by: holder, force: true) }
+                }
+            }
         }
         return charged
     }
@@ -254,6 +310,7 @@ public struct LimitsEngine: Sendable {
     @discardableResult
     public mutating func expire(now: Int64) -> (expired: Int, forgotten: [UInt64]) {
         counters.renewLeases(now: now)
+        returnIdleRights(now: now)
         let overdue = reservations.values.filter { $0.expiresAt <= now }
         for r in overdue {
             release(r.id)
@@ -269,6 +326,7 @@ public struct LimitsEngine: Sendable {
             guard let rule = rulesByID[key.rule] else { return true }
             return rule.window.isExpired(bucket: key.bucket, at: now)
         }
+        rightsActivity = rightsActivity.filter { counters.entry($0.key) != nil }
         firedAlerts = firedAlerts.filter { key in
             guard let rule = rulesByID[key.rule] else { return false }
             return key.window >= Self.alertWindow(rule.window, now: now)
@@ -331,6 +389,83 @@ public struct LimitsEngine: Sendable {
     private mutating func unreserve(_ h: Reservation.Held) {
         guard h.amount > 0 else { return }
         counters.addReserved(h.key, -h.amount)
+        if h.fromRights {
+            let holder = counters.holder
+            counters.updateRights(h.key) { $0.refund(h.amount, to: holder) }
+        }
+    }
+
+    // MARK: Rights
+
+    /// How far over its limit a rule may admit: `bounded` rules the larger of 1 % of the limit
+    /// and the request's estimate, `strict` and `soft` ones nothing.
+    static func slack(_ rule: LimitRule, need: Int64) -> Int64 {
+        rule.enforcement == .bounded ? max(rule.limit / 100, need) : 0
+    }
+
+    /// The name a counter's owner is picked by.
+    public static func ownerKey(_ key: CounterMap.Key) -> String { "\(key.rule)\u{1F}\(key.scope)\u{1F}\(key.bucket)" }
+
+    /// The node (id) that owns `key`'s rights under `rule`.
+    public func owner(of key: CounterMap.Key, rule: LimitRule) -> String {
+        Rendezvous.owner(of: Self.ownerKey(key), among: rule.enforcement == .strict ? ownership.all : ownership.live) ?? node
+    }
+
+    /// How much the owner hands out for a shortfall: the shortfall, or a share of what the pool
+    /// holds when that is more (half the pool over the live members), so that far from the limit a
+    /// node asks rarely and near it the last rights go where the requests are.
+    func grantSize(pool: Int64, shortfall: Int64) -> Int64 {
+        max(shortfall, pool / Int64(2 * max(1, ownership.live.count)))
+    }
+
+    /// nil when this node holds `need` of `key`'s rights (drawing them from the pool first when it
+    /// owns the key); otherwise what to ask for.
+    private mutating func lacking(_ key: CounterMap.Key, rule: LimitRule, need: Int64, now: Int64) -> RightsNeed? {
+        rightsActivity[key] = now
+        let holder = counters.holder
+        var rights = counters.rights(key)
+        var held = rights.held(by: holder)
+        if held >= need { return nil }
+        let owner = self.owner(of: key, rule: rule)
+        if owner == node {
+            _ = draw(key, rule: rule, for: holder, shortfall: need - held, need: need)
+            rights = counters.rights(key)
+            held = rights.held(by: holder)
+            if held >= need { return nil }
+        }
+        return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need)
+    }
+
+    /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall` (or nothing
+    /// when the pool, with a bounded rule's slack for a request of `need`, has less).
+    private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, need: Int64) -> Int64 {
+        let slack = Self.slack(rule, need: need)
+        let pool = counters.rights(key).pool(limit: rule.limit)
+        guard pool + slack >= shortfall else { return 0 }
+        let amount = grantSize(pool: pool, shortfall: shortfall), me = counters.holder
+        return counters.updateRights(key) { $0.grant(amount, from: me, to: holder, limit: rule.limit + slack) }
+    }
+
+    /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns
+    /// whether any were granted (false also when this node does not own `key` or its bucket is
+    /// not current).
+    public mutating func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, now: Int64) -> Bool {
+        guard shortfall > 0, let rule = rulesByID[key.rule], rule.enforcement != .soft,
+              rule.window.activeBuckets(at: now).upperBound == key.bucket, owner(of: key, rule: rule) == node else { return false }
+        return draw(key, rule: rule, for: holder, shortfall: shortfall, need: need) > 0
+    }
+
+    /// Gives back to the pool the rights this node holds and has not touched for `rightsIdleMs`.
+    /// Returns the keys whose rights changed.
+    @discardableResult
+    public mutating func returnIdleRights(now: Int64) -> [CounterMap.Key] {
+        var changed: [CounterMap.Key] = []
+        let holder = counters.holder
+        for (key, at) in rightsActivity where at + rightsIdleMs <= now {
+            rightsActivity[key] = nil
+            if counters.updateRights(key, { $0.giveBack(.max, by: holder) }) > 0 { changed.append(key) }
+        }
+        return changed
     }
 
     /// Time until the oldest buckets leave the window and free at least `need` (rolling), or

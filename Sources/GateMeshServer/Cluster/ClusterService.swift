@@ -94,6 +94,23 @@ final class ClusterService: Service, Sendable {
             $0 = { key in Rendezvous.owner(of: key.ownerKey, among: owners.withLockedValue { $0 }) == myName }
         }
         limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
+        limits.rightsAsk.withLockedValue { $0 = { [weak self] needs, holder in self?.askForRights(needs, holder: holder) } }
+    }
+
+    /// Every member ever seen here that has not left (ids): the members among which a `strict`
+    /// counter's owner is picked. A dead member stays: it may be alive behind a partition.
+    private let everSeen = NIOLockedValueBox<Set<String>>([])
+
+    /// Sends each owner the asks for the counters it owns.
+    func askForRights(_ needs: [LimitsEngine.RightsNeed], holder: String) {
+        guard !needs.isEmpty else { return }
+        let addresses = membership.withLockedValue { m in
+            Dictionary(m.members.values.filter { !$0.info.id.isEmpty }.map { ($0.info.id, $0.info.address) }, uniquingKeysWith: { a, _ in a })
+        }
+        for (owner, asks) in Dictionary(grouping: needs, by: \.owner) {
+            guard let address = addresses[owner] else { continue }
+            connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need) }), to: address)
+        }
     }
 
     /// The live members and this node: who may own cache keys and alerts. Kept up to date by the
@@ -194,6 +211,17 @@ final class ClusterService: Service, Sendable {
             (m.live.map { ($0.info.name, $0.info.address) }, m.live.filter { $0.state == .alive }.map(\.info.name) + [me.name])
         }
         ownerNames.withLockedValue { if $0 != owners { $0 = owners } }
+        let (liveIDs, seenIDs, leftIDs) = membership.withLockedValue { m in
+            (m.live.map(\.info.id).filter { !$0.isEmpty },
+             m.members.values.filter { $0.state != .left && !$0.info.id.isEmpty }.map(\.info.id),
+             m.members.values.filter { $0.state == .left }.map(\.info.id))
+        }
+        let all = everSeen.withLockedValue { seen in
+            seen.formUnion(seenIDs)
+            seen.subtract(leftIDs)
+            return seen
+        }
+        limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         let frames = limits.withCounters { counters in
             replicator.withLockedValue { $0.tick(now: now, counters: counters, peers: peers.map(\.0)) }
@@ -281,6 +309,15 @@ final class ClusterService: Service, Sendable {
                 if !theirs.reply { connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: true), to: address) }
             case .alertsFired:
                 limits.markFired(try AlertsCodec.decode(frame.payload))
+            case .rightsAsk:
+                let (holder, asks) = try RightsCodec.decode(frame.payload)
+                var answer: [CounterMap.Key: CounterMap.Entry] = [:]
+                for ask in asks {
+                    if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need) { answer[ask.key] = entry }
+                }
+                if !answer.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
+                    for f in Replicator.frames(answer) { connections.send(f, to: address) }
+                }
             case .cacheRelease:
                 var r = BinaryReader(frame.payload)
                 let key = try r.string()

@@ -1,0 +1,104 @@
+/// The rights to spend one counter's limit (a bounded counter, after Balegas et al. 2015): the
+/// limit is a pool that only the counter's owner draws from, handing rights to the nodes that
+/// ask; a node admits a request only by consuming rights it holds, gives back what a request did
+/// not use, and returns what it holds and no longer needs to the pool.
+///
+/// Every figure is a grow-only count with one writer, so a merge is the pointwise maximum:
+/// - `granted[from → to]`: rights the owner `from` drew from the pool for `to` (written by `from`);
+/// - `used[h]`: rights `h` consumed (reserved for requests); `refunded[h]`: what `h` got back
+///   when a request cost less than reserved, or failed (written by `h`);
+/// - `returned[h]`: rights `h` gave back to the pool (written by `h`).
+///
+/// A holder is a node in one run (`node/epoch`), so a restarted node never rewinds its counts.
+/// The invariant that keeps a limit: a holder consumes or returns only what it holds as far as
+/// it knows (what it was granted, which it may learn late, plus its refunds, minus what it used and
+/// returned, which it knows exactly), and the owner draws only from what the pool holds as far as
+/// it knows. So, summed over the cluster, used − refunded ≤ granted − returned ≤ the limit,
+/// whatever the order in which the figures travel. Pure.
+public struct RightsEntry: Sendable, Hashable {
+    public struct Pair: Sendable, Hashable {
+        public var from: String
+        public var to: String
+        public init(from: String, to: String) {
+            self.from = from
+            self.to = to
+        }
+    }
+
+    public private(set) var granted: [Pair: Int64] = [:]
+    public private(set) var used: [String: Int64] = [:]
+    public private(set) var refunded: [String: Int64] = [:]
+    public private(set) var returned: [String: Int64] = [:]
+
+    public init(granted: [Pair: Int64] = [:], used: [String: Int64] = [:], refunded: [String: Int64] = [:], returned: [String: Int64] = [:]) {
+        self.granted = granted
+        self.used = used
+        self.refunded = refunded
+        self.returned = returned
+    }
+
+    public var isEmpty: Bool { granted.isEmpty && used.isEmpty && refunded.isEmpty && returned.isEmpty }
+
+    /// What `holder` may consume: granted to it plus refunded, minus used and returned.
+    public func held(by holder: String) -> Int64 {
+        var total = (refunded[holder] ?? 0) - (used[holder] ?? 0) - (returned[holder] ?? 0)
+        for (pair, amount) in granted where pair.to == holder { total += amount }
+        return total
+    }
+
+    /// Rights drawn from the pool by every owner.
+    public var grantedTotal: Int64 { granted.values.reduce(0, +) }
+    public var returnedTotal: Int64 { returned.values.reduce(0, +) }
+
+    /// What is left in the pool of `limit`, as far as this replica knows.
+    public func pool(limit: Int64) -> Int64 { limit - grantedTotal + returnedTotal }
+
+    /// Every holder with its rights (for reports).
+    public var holders: [String: Int64] {
+        var names = Set(used.keys).union(refunded.keys).union(returned.keys)
+        for pair in granted.keys { names.insert(pair.to) }
+        return Dictionary(uniqueKeysWithValues: names.map { ($0, held(by: $0)) })
+    }
+
+    /// `holder` consumes `amount` if it holds that much (`force`: even if not, for a request that
+    /// cost more than it reserved: what it used is spent either way).
+    @discardableResult
+    public mutating func consume(_ amount: Int64, by holder: String, force: Bool = false) -> Bool {
+        guard amount > 0 else { return true }
+        guard force || held(by: holder) >= amount else { return false }
+        used[holder, default: 0] += amount
+        return true
+    }
+
+    /// `holder` gets back `amount` of what it consumed (a request cost less, or nothing).
+    public mutating func refund(_ amount: Int64, to holder: String) {
+        guard amount > 0 else { return }
+        refunded[holder, default: 0] += amount
+    }
+
+    /// `holder` gives `amount` (at most what it holds) back to the pool; returns what it gave.
+    @discardableResult
+    public mutating func giveBack(_ amount: Int64, by holder: String) -> Int64 {
+        let amount = min(amount, held(by: holder))
+        guard amount > 0 else { return 0 }
+        returned[holder, default: 0] += amount
+        return amount
+    }
+
+    /// The owner `owner` draws `amount` (at most what the pool of `limit` holds) for `holder`;
+    /// returns what it drew.
+    @discardableResult
+    public mutating func grant(_ amount: Int64, from owner: String, to holder: String, limit: Int64) -> Int64 {
+        let amount = min(amount, pool(limit: limit))
+        guard amount > 0 else { return 0 }
+        granted[Pair(from: owner, to: holder), default: 0] += amount
+        return amount
+    }
+
+    public mutating func merge(_ other: RightsEntry) {
+        for (k, v) in other.granted where v > (granted[k] ?? 0) { granted[k] = v }
+        for (k, v) in other.used where v > (used[k] ?? 0) { used[k] = v }
+        for (k, v) in other.refunded where v > (refunded[k] ?? 0) { refunded[k] = v }
+        for (k, v) in other.returned where v > (returned[k] ?? 0) { returned[k] = v }
+    }
+}

@@ -1,0 +1,161 @@
+import GateMeshCore
+@testable import GateMeshLimits
+import Testing
+
+@Suite struct RightsTests {
+    /// Three holders act on their own replicas in a random order (draws by the owner, consumption,
+    /// refunds, returns) while replicas merge at random. At every step, summed over the cluster,
+    /// what was used net of refunds stays within what was granted net of returns, and that within
+    /// the limit; merges commute, associate and are idempotent.
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func noRightIsConsumedTwiceWhateverTheOrder(seed: UInt64) {
+        var rng = SplitMix(state: seed)
+        let holders = ["a/1", "b/1", "c/1"], limit: Int64 = 1_000
+        var replicas = Array(repeating: RightsEntry(), count: 3)
+        // The truth: every replica's own writes, merged.
+        func truth() -> RightsEntry { replicas.reduce(into: RightsEntry()) { $0.merge($1) } }
+        for _ in 0..<2_000 {
+            let i = Int(rng.next() % 3), amount = Int64(rng.next() % 40) + 1
+            switch rng.next() % 6 {
+            case 0 where i == 0: replicas[0].grant(amount * 3, from: holders[0], to: holders[Int(rng.next() % 3)], limit: limit)
+            case 1, 2: replicas[i].consume(amount, by: holders[i])
+            case 3: if (replicas[i].used[holders[i]] ?? 0) - (replicas[i].refunded[holders[i]] ?? 0) >= amount { replicas[i].refund(amount, to: holders[i]) }
+            case 4: replicas[i].giveBack(amount, by: holders[i])
+            default:
+                let j = Int(rng.next() % 3)
+                replicas[i].merge(replicas[j])
+            }
+            let t = truth()
+            let net = t.used.values.reduce(0, +) - t.refunded.values.reduce(0, +)
+            #expect(net <= t.grantedTotal - t.returnedTotal)
+            #expect(t.grantedTotal - t.returnedTotal <= limit)
+            for h in holders { #expect(t.held(by: h) >= 0) }
+        }
+        let (x, y, z) = (replicas[0], replicas[1], replicas[2])
+        func m(_ a: RightsEntry, _ b: RightsEntry) -> RightsEntry { var c = a; c.merge(b); return c }
+        #expect(m(x, y) == m(y, x) && m(m(x, y), z) == m(x, m(y, z)) && m(x, x) == x)
+    }
+
+    static let day: Int64 = 86_400_000
+    static let now: Int64 = 1_800_000_000_000
+
+    func rule(_ mode: LimitRule.Enforcement, limit: Int64 = 200) -> LimitRule {
+        LimitRule(id: "budget", gateway: "g", measure: .requests, limit: limit, window: .fixed(lengthMs: Self.day), enforcement: mode)
+    }
+
+    /// A deterministic cluster of engines: asks go to the owner and grants come back after a
+    /// one-way latency, every node gossips its changes every 50 ms, requests arrive in bursts and
+    /// each lasts a while, and a partition may cut some nodes off. Returns (admitted, refused).
+    func simulate(_ mode: LimitRule.Enforcement, nodes: Int = 3, clients: Int = 64, limit: Int64 = 200, latency: Int64 = 150,
+                  partitioned: Set<Int>? = nil, cutAfterMs: Int64 = 0, seed: UInt64 = 1) -> (admitted: Int64, refused: Int) {
+        var rng = SplitMix(state: seed)
+        let names = (0..<nodes).map { "n\($0)" }
+        var engines = names.map { LimitsEngine(node: $0, rules: [rule(mode, limit: limit)], counters: CounterMap(node: $0, epoch: 1)) }
+        for i in engines.indices { engines[i].ownership = .init(live: names, all: names) }
+        var now = Self.now
+        enum Message { case ask(from: Int, RightsCodecAsk), entries(CounterMap.Key, CounterMap.Entry), delta([CounterMap.Key: CounterMap.Entry]) }
+        struct RightsCodecAsk { var holder: String; var need: LimitsEngine.RightsNeed }
+        var queue: [(at: Int64, to: Int, from: Int, Message)] = []
+        func cut(_ a: Int, _ b: Int) -> Bool {
+            now - Self.now >= cutAfterMs && (partitioned.map { $0.contains(a) != $0.contains(b) } ?? false)
+        }
+        // Clients: each waits for an answer, then asks again at once (a burst that never lets up).
+        var clientsAt = (0..<clients).map { (node: $0 % nodes, pendingSince: Int64?.none, until: Self.now) }
+        var open: [(node: Int, id: UInt64, ends: Int64)] = []
+        var admitted: Int64 = 0, refused = 0
+        var sentVersion = Array(repeating: Array(repeating: UInt64(0), count: nodes), count: nodes)
+        let request = LimitRequest(gateway: "g", provider: "p", model: nil)
+        for _ in 0..<4_000 {
+            now += 5
+            // Deliver what is due.
+            queue.sort { $0.at < $1.at }
+            while let first = queue.first, first.at <= now {
+                queue.removeFirst()
+                guard !cut(first.to, first.from) else { continue }
+                switch first.3 {
+                case .ask(let from, let ask):
+                    if engines[first.to].grant(ask.need.key, to: ask.holder, shortfall: ask.need.shortfall, need: ask.need.need, now: now),
+                       let entry = engines[first.to].counters.entry(ask.need.key) {
+                        queue.append((now + latency, from, first.to, .entries(ask.need.key, entry)))
+                    }
+                case .entries(let key, let entry): engines[first.to].merge([key: entry])
+                case .delta(let d): engines[first.to].merge(d)
+                }
+            }
+            // Requests end (at their estimate) after 20–120 ms.
+            open.removeAll { r in
+                guard r.ends <= now else { return false }
+                engines[r.node].settle(r.id, actual: LimitAmounts(costNanos: 0, requests: 1))
+                return true
+            }
+            // Clients ask; a short one asks the owner and tries again for up to 2 s.
+            for c in clientsAt.indices where clientsAt[c].until <= now {
+                let n = clientsAt[c].node
+                switch engines[n].admit(request, estimate: LimitAmounts(costNanos: 0, requests: 1), now: now) {
+                case .admit(let r):
+                    admitted += 1
+                    open.append((n, r.id, now + 20 + Int64(rng.next() % 100)))
+                    clientsAt[c].pendingSince = nil
+                    clientsAt[c].until = now + 25
+                case .block, .downgrade:
+                    refused += 1
+                    clientsAt[c].pendingSince = nil
+                    clientsAt[c].until = now + 1_000
+                case .short(_, let needs):
+                    let since = clientsAt[c].pendingSince ?? now
+                    if now - since >= 2_000 {
+                        refused += 1
+                        clientsAt[c].pendingSince = nil
+                        clientsAt[c].until = now + 1_000
+                        continue
+                    }
+                    if clientsAt[c].pendingSince == nil || (now - since) % 100 == 0 {
+                        for need in needs where need.owner != names[n] {
+                            queue.append((now + latency, names.firstIndex(of: need.owner)!, n, .ask(from: n, .init(holder: engines[n].counters.holder, need: need))))
+                        }
+                    }
+                    clientsAt[c].pendingSince = since
+                    clientsAt[c].until = now + 5
+                }
+            }
+            // Gossip and housekeeping.
+            if now % 50 == 0 {
+                for i in engines.indices {
+                    for j in engines.indices where j != i {
+                        let d = engines[i].counters.delta(since: sentVersion[i][j])
+                        sentVersion[i][j] = engines[i].counters.version
+                        if !d.isEmpty { queue.append((now + latency, j, i, .delta(d))) }
+                    }
+                }
+            }
+            if now % 1000 == 0 { for i in engines.indices { engines[i].expire(now: now) } }
+            // Every request costs 1 and is charged 1: nothing admitted may pass the limit, ever.
+            let slack = mode == .bounded ? max(limit / 100, 1) : 0
+            #expect(admitted <= limit + slack, "at \(now - Self.now) ms: \(admitted) admitted, over \(limit)")
+        }
+        return (admitted, refused)
+    }
+
+    @Test func strictNeverAdmitsPastTheLimitAndUsesAlmostAllOfIt() {
+        for seed in [1, 2, 3] as [UInt64] {
+            let r = simulate(.strict, seed: seed)
+            #expect(r.admitted <= 200)
+            #expect(r.admitted >= 194, "97 % of the limit, got \(r.admitted)")
+        }
+    }
+
+    @Test func boundedAdmitsAtMostOnePercentOver() {
+        let r = simulate(.bounded, limit: 200)
+        #expect(r.admitted <= 202 && r.admitted >= 194, "got \(r.admitted)")
+    }
+
+    @Test func strictHoldsAcrossAPartition() {
+        // One node cut off from the start, or after 150 ms of the burst (rights handed out on
+        // both sides): each side spends only what it holds, and what its owner can grant.
+        for cut in [[0], [2]] as [[Int]] {
+            for after in [0, 300] as [Int64] {
+                #expect(simulate(.strict, partitioned: Set(cut), cutAfterMs: after).admitted <= 200)
+            }
+        }
+    }
+}
