@@ -156,6 +156,11 @@ class NetnsCluster:
             if name.startswith("gm-n"):
                 sh("ip", "netns", "del", name, check=False)
         sh("ip", "link", "del", BRIDGE, check=False)
+        # A veth whose namespace was deleted while a process still held it outlives the namespace.
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+            if name.startswith("gmv"):
+                sh("ip", "link", "del", name, check=False)
 
     def __enter__(self):
         return self.start()

@@ -101,7 +101,7 @@ public enum RuleDocument {
         if !rule.alertPermille.isEmpty {
             out += ",\"alerts\":[\(rule.alertPermille.map(fraction).joined(separator: ","))]"
         }
-        if rule.enforcement != .soft { out += ",\"enforcement\":\"\(rule.enforcement.rawValue)\"" }
+        out += ",\"enforcement\":\"\(rule.enforcement.rawValue)\""
         return out + "}"
     }
 

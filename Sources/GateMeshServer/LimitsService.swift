@@ -186,11 +186,11 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// downgraded, by a downgrade rule).
     func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) async -> LimitsEngine.Decision {
         var deadline: Int64?
-        var askedAt = Int64.min
+        var askedAt: Int64?
         while true {
             let now = Self.now()
             let (decision, alone) = engine.withLockedValue {
-                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1)
+                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1 && now >= $0.grantsFrom)
             }
             guard case .short(let refusal, let needs) = decision else {
                 if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
@@ -208,7 +208,7 @@ final class LimitsService: Service, SpendSource, Sendable {
                 return .block(refusal)
             }
             // Ask again every 100 ms while waiting (an answer may be lost, or the owner may change).
-            if now - askedAt >= 100, let ask = rightsAsk.withLockedValue({ $0 }) {
+            if now - (askedAt ?? 0) >= 100, let ask = rightsAsk.withLockedValue({ $0 }) {
                 askedAt = now
                 ask(needs.filter { $0.owner != node }, holder)
             }
@@ -218,6 +218,12 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     /// This node in this run, as a holder of rights.
     var holder: String { engine.withLockedValue { $0.counters.holder } }
+
+    /// A node in a cluster hands out no rights as an owner until `at` (Unix ms): it first learns
+    /// what other owners granted before it joined or came back.
+    func grantNothingBefore(_ at: Int64) {
+        engine.withLockedValue { $0.grantsFrom = at }
+    }
 
     /// Installs who owns which counter's rights (the cluster calls it when membership changes).
     func setOwnership(_ ownership: LimitsEngine.Ownership) {
@@ -315,24 +321,34 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     /// Every rule's scope values in their current window, with each node's spent and reserved.
-    func contributions() -> [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64)])] {
+    /// For `bounded` and `strict` rules, `rights` is what each node (id) holds and `pool` what the
+    /// owner can still hand out, in the current bucket.
+    func contributions() -> [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64, rights: Int64)], pool: Int64?)] {
         let now = Self.now()
         return engine.withLockedValue { engine in
             let scopes = engine.scopesByRule(now: now)
-            var out: [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64)])] = []
+            var out: [(rule: LimitRule, scope: String, byNode: [String: (spent: Int64, reserved: Int64, rights: Int64)], pool: Int64?)] = []
             for rule in engine.rules {
                 for scope in scopes[rule.id] ?? [] {
-                    var byNode: [String: (spent: Int64, reserved: Int64)] = [:]
+                    var byNode: [String: (spent: Int64, reserved: Int64, rights: Int64)] = [:]
+                    var pool: Int64?
+                    if rule.enforcement != .soft {
+                        let rights = engine.counters.rights(.init(rule: rule.id, scope: scope, bucket: rule.window.activeBuckets(at: now).upperBound))
+                        pool = engine.pool(.init(rule: rule.id, scope: scope, bucket: rule.window.activeBuckets(at: now).upperBound), rule: rule, now: now)
+                        for (holder, held) in rights.holders where held != 0 {
+                            byNode[Self.nodeID(ofHolder: holder), default: (0, 0, 0)].rights += held
+                        }
+                    }
                     for bucket in rule.window.activeBuckets(at: now) {
                         guard let e = engine.counters.entry(.init(rule: rule.id, scope: scope, bucket: bucket)) else { continue }
-                        for (node, v) in e.spent.slots { byNode[node, default: (0, 0)].spent += v }
+                        for (node, v) in e.spent.slots { byNode[node, default: (0, 0, 0)].spent += v }
                         let drift = engine.counters.driftMs
                         // Figures whose lease ran out (their node died) no longer hold budget.
                         for (node, slot) in e.reserved.slots where node == self.node || slot.holds(at: now, driftMs: drift) {
-                            byNode[node, default: (0, 0)].reserved += slot.value
+                            byNode[node, default: (0, 0, 0)].reserved += slot.value
                         }
                     }
-                    out.append((rule, scope, byNode))
+                    out.append((rule, scope, byNode, pool))
                 }
             }
             return out
@@ -377,6 +393,11 @@ final class LimitsService: Service, SpendSource, Sendable {
         }
     }
 
+    /// The node id in a holder name (`node/epoch`).
+    static func nodeID(ofHolder holder: String) -> String {
+        holder.lastIndex(of: "/").map { String(holder[..<$0]) } ?? holder
+    }
+
     /// Every rule and scope value with its figures, for `/api/budgets`.
     func report() -> String {
         let now = Self.now()
@@ -394,6 +415,7 @@ final class LimitsService: Service, SpendSource, Sendable {
                     if case .downgrade(_, let model) = rule.action { return "{\"downgrade\":\(JSON.quoted(model))}" }
                     return "null"
                 }())
+                out += ",\"enforcement\":\"\(rule.enforcement.rawValue)\",\"leased\":\(rule.enforcement != .soft)"
                 out += ",\"scopes\":["
                 var scopes = seen[rule.id] ?? []
                 if scopes.isEmpty && !rule.scope.contains(where: { if case .split = $0 { return true } else { return false } }) { scopes = [""] }
@@ -403,7 +425,18 @@ final class LimitsService: Service, SpendSource, Sendable {
                     let remaining = max(0, rule.limit - f.spent - f.reserved)
                     let state = f.spent + f.reserved >= rule.limit ? "exhausted" : (f.spent + f.reserved) * 1000 >= rule.limit * 800 ? "warning" : "ok"
                     out += "{\"scope\":\(JSON.quoted(scope)),\"spent\":\(Self.amount(f.spent, rule.measure)),\"reserved\":\(Self.amount(f.reserved, rule.measure)),"
-                    out += "\"remaining\":\(Self.amount(remaining, rule.measure)),\"state\":\"\(state)\"}"
+                    out += "\"remaining\":\(Self.amount(remaining, rule.measure)),\"state\":\"\(state)\""
+                    if rule.enforcement != .soft {
+                        // The rights of the current period: what the owner can still hand out, and who holds what.
+                        let key = CounterMap.Key(rule: rule.id, scope: scope, bucket: rule.window.activeBuckets(at: now).upperBound)
+                        let rights = engine.counters.rights(key)
+                        let holders = rights.holders.filter { $0.value != 0 }.sorted { $0.key < $1.key }.map {
+                            "{\"holder\":\(JSON.quoted($0.key)),\"node_id\":\(JSON.quoted(Self.nodeID(ofHolder: $0.key))),\"rights\":\(Self.amount($0.value, rule.measure))}"
+                        }
+                        out += ",\"rights\":{\"owner\":\(JSON.quoted(engine.owner(of: key, rule: rule))),\"pool\":\(Self.amount(engine.pool(key, rule: rule, now: now), rule.measure)),"
+                        out += "\"holders\":[\(holders.joined(separator: ","))]}"
+                    }
+                    out += "}"
                 }
                 out += "]}"
             }

@@ -163,11 +163,15 @@ struct OperatorAPI: Sendable {
         let live = 1 + (view?.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
         let budgets = limits.contributions().map { item in
             let total = item.byNode.values.reduce((spent: Int64(0), reserved: Int64(0))) { ($0.spent + $1.spent, $0.reserved + $1.reserved) }
+            let leased = item.rule.enforcement != .soft
             let nodes = item.byNode.sorted { $0.key < $1.key }.map { id, v in
                 "{\"node_id\":\(JSON.quoted(id)),\"name\":\(names[id].map(JSON.quoted) ?? "null"),\"spent\":\(LimitsService.amount(v.spent, item.rule.measure)),"
-                    + "\"reserved\":\(LimitsService.amount(v.reserved, item.rule.measure))}"
+                    + "\"reserved\":\(LimitsService.amount(v.reserved, item.rule.measure))"
+                    + (leased ? ",\"rights\":\(LimitsService.amount(v.rights, item.rule.measure))}" : "}")
             }.joined(separator: ",")
             return "{\"rule\":\(JSON.quoted(item.rule.id)),\"gateway\":\(JSON.quoted(item.rule.gateway)),\"scope\":\(JSON.quoted(item.scope)),"
+                + "\"enforcement\":\"\(item.rule.enforcement.rawValue)\",\"leased\":\(leased),"
+                + (item.pool.map { "\"pool\":\(LimitsService.amount($0, item.rule.measure))," } ?? "")
                 + "\"limit\":\(LimitsService.amount(item.rule.limit, item.rule.measure)),\"spent\":\(LimitsService.amount(total.spent, item.rule.measure)),"
                 + "\"reserved\":\(LimitsService.amount(total.reserved, item.rule.measure)),\"by_node\":[\(nodes)]}"
         }.joined(separator: ",")

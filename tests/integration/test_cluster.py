@@ -375,7 +375,7 @@ def test_a_partitioned_node_keeps_serving_and_enforcing_and_all_agree_within_two
     c = NetnsCluster(3, 3, [0], binary=BIN, extra_yaml="""gateways:
   - id: default
     rate_limits:
-      - {id: cluster-rpm, requests: 40, window: {fixed: 1h}}
+      - {id: cluster-rpm, requests: 40, window: {fixed: 1h}, enforcement: soft}
 """)
     c.start()
     try:

@@ -71,7 +71,9 @@ def test_a_thousand_rules_made_through_the_api_are_enforced_changed_deleted_and_
     budgets = eventually(lambda: {r["id"]: r for r in requests.get(node.url + "/api/budgets", headers=AUTH).json()["rules"]},
                          lambda b: b["team-7"]["scopes"][0]["reserved"] == 0, what="team-7's reservations settled")
     assert len(budgets) == 1001 and budgets["team-7"]["source"] == "api"
-    assert budgets["team-7"]["scopes"] == [{"scope": "", "spent": 3, "reserved": 0, "remaining": 0, "state": "exhausted"}]
+    scope = budgets["team-7"]["scopes"][0]
+    assert budgets["team-7"]["enforcement"] == "bounded" and scope.pop("rights")["pool"] == 0
+    assert [scope] == [{"scope": "", "spent": 3, "reserved": 0, "remaining": 0, "state": "exhausted"}]
 
     # A restart (even SIGKILL) keeps the rules and their spend.
     time.sleep(0.5)  # the log writer persists spend within 100 ms

@@ -43,12 +43,16 @@ public struct LimitRule: Sendable, Hashable {
         /// Each node admits from what it has heard: bursts on several nodes can pass the limit
         /// by what they admit within the gossip delay; each side of a partition spends what was left.
         case soft
-        /// Admission consumes rights handed out by the owner of the counter: over by at most 1 %
-        /// of the limit or one request's estimate; the owner moves when a node dies.
+        /// Admission consumes rights handed out by the counter's owner, picked among the live
+        /// members: the owner moves when a node dies (overshoot only from grants of a dead owner
+        /// that never reached anyone).
         case bounded
-        /// Like bounded, never over: the owner does not move while a member may be alive, and
-        /// each side of a partition spends only the rights it holds.
+        /// Like bounded, with the owner picked among every member not known to have left, so it
+        /// does not move while it may be alive: never over, also across a partition.
         case strict
+
+        /// The default for a rule with `window`.
+        public static func defaultMode(for window: Window) -> Enforcement { allowed(for: window) ? .bounded : .soft }
 
         /// Rights are kept per bucket, so only windows of one bucket (calendar, fixed) have them.
         public static func allowed(for window: Window) -> Bool {

@@ -41,7 +41,7 @@ public struct LimitsEngine: Sendable {
         public var key: CounterMap.Key
         public var owner: String
         public var shortfall: Int64
-        /// The request's estimate under the rule (the owner allows a `bounded` rule that much over).
+        /// The request's estimate under the rule.
         public var need: Int64
     }
 
@@ -87,6 +87,9 @@ public struct LimitsEngine: Sendable {
     private var rightsActivity: [CounterMap.Key: Int64] = [:]
     /// Rights a node holds and has not used for this long go back to the pool.
     public var rightsIdleMs: Int64 = 1_000
+    /// Before this time (Unix ms) the node hands out no rights as an owner: a node that has just
+    /// joined, or come back, first learns what the previous owner granted (the shell sets it).
+    public var grantsFrom: Int64 = 0
 
     public init(node: String, rules: [LimitRule], counters: CounterMap? = nil, reservationTimeoutMs: Int64 = 3_600_000) {
         self.node = node
@@ -156,7 +159,7 @@ public struct LimitsEngine: Sendable {
                 var used: Int64 = 0
                 for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket), now: now) }
                 let rights = compiled.rule.enforcement != .soft
-                if used + need > compiled.rule.limit + (rights ? Self.slack(compiled.rule, need: need) : 0) {
+                if used + need > compiled.rule.limit {
                     let rule = compiled.rule
                     let refusal = Refusal(rule: rule, scopeValue: scope, used: used, requested: need,
                                           retryAfterMs: retryAfter(rule: rule, scope: scope, need: need, now: now),
@@ -397,12 +400,6 @@ public struct LimitsEngine: Sendable {
 
     // MARK: Rights
 
-    /// How far over its limit a rule may admit: `bounded` rules the larger of 1 % of the limit
-    /// and the request's estimate, `strict` and `soft` ones nothing.
-    static func slack(_ rule: LimitRule, need: Int64) -> Int64 {
-        rule.enforcement == .bounded ? max(rule.limit / 100, need) : 0
-    }
-
     /// The name a counter's owner is picked by.
     public static func ownerKey(_ key: CounterMap.Key) -> String { "\(key.rule)\u{1F}\(key.scope)\u{1F}\(key.bucket)" }
 
@@ -428,7 +425,7 @@ public struct LimitsEngine: Sendable {
         if held >= need { return nil }
         let owner = self.owner(of: key, rule: rule)
         if owner == node {
-            _ = draw(key, rule: rule, for: holder, shortfall: need - held, need: need)
+            _ = draw(key, rule: rule, for: holder, shortfall: need - held, now: now)
             rights = counters.rights(key)
             held = rights.held(by: holder)
             if held >= need { return nil }
@@ -436,14 +433,22 @@ public struct LimitsEngine: Sendable {
         return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need)
     }
 
-    /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall` (or nothing
-    /// when the pool, with a bounded rule's slack for a request of `need`, has less).
-    private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, need: Int64) -> Int64 {
-        let slack = Self.slack(rule, need: need)
-        let pool = counters.rights(key).pool(limit: rule.limit)
-        guard pool + slack >= shortfall else { return 0 }
+    /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall`, or nothing
+    /// when the pool has less (or this node may not grant yet: see `grantsFrom`).
+    private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, now: Int64) -> Int64 {
+        let pool = self.pool(key, rule: rule, now: now)
+        guard pool >= shortfall, now >= grantsFrom else { return 0 }
+        // At most `pool` (the shortfall fits, and a share is half the pool at most).
         let amount = grantSize(pool: pool, shortfall: shortfall), me = counters.holder
-        return counters.updateRights(key) { $0.grant(amount, from: me, to: holder, limit: rule.limit + slack) }
+        return counters.updateRights(key) { $0.grant(amount, from: me, to: holder, limit: rule.limit) }
+    }
+
+    /// What the owner of `key` can still hand out: the limit less what is granted and not given
+    /// back, or less what is known spent and reserved when that is more (rights of an earlier
+    /// run that nobody remembers: a restarted cluster, a bucket spent before its rule had rights).
+    public func pool(_ key: CounterMap.Key, rule: LimitRule, now: Int64) -> Int64 {
+        let rights = counters.rights(key)
+        return rule.limit - max(rights.grantedTotal - rights.returnedTotal, counters.total(key, now: now))
     }
 
     /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns
@@ -452,7 +457,7 @@ public struct LimitsEngine: Sendable {
     public mutating func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, now: Int64) -> Bool {
         guard shortfall > 0, let rule = rulesByID[key.rule], rule.enforcement != .soft,
               rule.window.activeBuckets(at: now).upperBound == key.bucket, owner(of: key, rule: rule) == node else { return false }
-        return draw(key, rule: rule, for: holder, shortfall: shortfall, need: need) > 0
+        return draw(key, rule: rule, for: holder, shortfall: shortfall, now: now) > 0
     }
 
     /// Gives back to the pool the rights this node holds and has not touched for `rightsIdleMs`.

@@ -27,6 +27,8 @@ final class ClusterService: Service, Sendable {
     /// throws it, which stops the node with that error.
     private let stopReason = NIOLockedValueBox<String?>(nil)
     static let tickMs: Int64 = 25
+    /// How long a node that starts in a cluster listens before it hands out rights as an owner.
+    static let catchUpMs: Int64 = 2_000
     static let rulesDigestIntervalMs: Int64 = 2000
     private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
 
@@ -95,6 +97,7 @@ final class ClusterService: Service, Sendable {
         }
         limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
         limits.rightsAsk.withLockedValue { $0 = { [weak self] needs, holder in self?.askForRights(needs, holder: holder) } }
+        limits.grantNothingBefore(Self.now() + Self.catchUpMs)
     }
 
     /// Every member ever seen here that has not left (ids): the members among which a `strict`
