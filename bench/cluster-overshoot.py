@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The cluster benchmark: how far round-robin load overshoots a budget, and how long a spend takes
-to show on every node, for clusters of several sizes with several delays between nodes.
+"""The cluster benchmark: how far load overshoots a budget in each enforcement mode, how much of it
+is used, and how long a spend takes to show on every node, for clusters of several sizes with
+several delays between nodes.
 
     python3 bench/cluster-overshoot.py [--nodes 3,5] [--delays 0,50,150] [--clients 32]
+                                       [--modes soft,bounded,strict] [--patterns round-robin,burst,streams]
                                        [--budget 0.02] [--mock-latency-ms 50] [--probes 10]
 
 For each size and delay it starts that many nodes on loopback (release build, fresh certificates,
@@ -13,11 +15,19 @@ used because this machine's kernel has no `sch_netem`). Then:
 - convergence: one request on node (i mod N) at a time, with nothing else running; the time from
   its response to the moment every node's /api/budgets shows its spend (polled every 5 ms), over
   --probes requests;
-- overshoot: --clients threads send requests round-robin over the nodes (each answered by the mock
-  after --mock-latency-ms) against a budget of --budget dollars until each thread has been refused
-  10 times in a row; then, after 3 s, the cluster-wide spent against the budget.
+- per mode (the budget's `enforcement`) and load pattern, against a fresh budget of --budget
+  dollars (each request costs the same, its estimate exactly):
+  - round-robin: --clients threads send requests round-robin over the nodes, each answered by the
+    mock after --mock-latency-ms, until each thread has been refused 3 times in a row;
+  - burst: the budget is first spent down to a tenth by one client, then every thread fires at
+    once, each at one node, until refused 3 times in a row;
+  - streams: as round-robin, with streamed answers of 16 tokens 50 ms apart (each request lasts
+    about 0.8 s, so many are in flight when the limit comes);
+  then, once every node agrees (or after 10 s), the cluster-wide spent against the budget:
+  overshoot, utilisation (spent ÷ budget), admitted and refused requests.
 
-It prints one Markdown table row per combination. Not a test: the figures depend on the machine.
+A partition is measured by `tests/integration/test_budget_modes.py` (network namespaces, root).
+It prints Markdown tables. Not a test: the figures depend on the machine.
 """
 import argparse
 import json
@@ -38,7 +48,9 @@ from delay import Relays  # noqa: E402
 from launch import Cluster, free_block  # noqa: E402
 
 AUTH = {"authorization": "Bearer cluster-admin"}
-CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
+# Its estimate is exactly what the mock charges (15 characters / 4 = 4 words; max_tokens = the output).
+CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "abc abc abc abc"}]}
+PER_REQUEST = 4 * 150 + 16 * 600  # gpt-4o-mini: $0.15 and $0.60 per million tokens, in nano-dollars
 
 
 def spent(session, url, rule):
@@ -52,11 +64,16 @@ def run(nodes, delay_ms, args, binary):
     http, peers, relays = base, base + nodes, base + 2 * nodes
     relay = Relays([(relays + i, peers + i) for i in range(nodes)], delay_ms).start()
     advertise = [f"127.0.0.1:{relays + i}" for i in range(nodes)]
+    modes = args.modes.split(",")
+    patterns = args.patterns.split(",")
+    budgets = "\n".join(
+        f'      - {{id: load-{m}-{p}, usd: "{args.budget}", window: {{calendar: day}}, enforcement: {m}, '
+        f'scope: {{only: {{metadata.purpose: load-{m}-{p}}}}}}}' for m in modes for p in patterns)
     extra = f"""gateways:
   - id: default
     budgets:
-      - {{id: probe, usd: 1000, window: {{calendar: day}}, scope: {{only: {{metadata.purpose: probe}}}}}}
-      - {{id: load, usd: "{args.budget}", window: {{calendar: day}}, scope: {{only: {{metadata.purpose: load}}}}}}
+      - {{id: probe, usd: 1000, window: {{calendar: day}}, enforcement: soft, scope: {{only: {{metadata.purpose: probe}}}}}}
+{budgets}
 """
     c = Cluster(nodes=nodes, base_port=http, peer_base_port=peers, mock_port=base + 3 * nodes, binary=binary,
                 run_dir=tempfile.mkdtemp(prefix="gatemesh-bench-"), extra_yaml=extra, seeds=advertise, advertise=advertise)
@@ -71,7 +88,7 @@ def run(nodes, delay_ms, args, binary):
             time.sleep(0.1)
         else:
             raise RuntimeError(f"the cluster did not form: sizes {sizes}")
-        time.sleep(1)
+        time.sleep(2.5)  # past the 2 s in which a new node hands out no rights
 
         # Convergence: one spend at a time.
         sessions = [requests.Session() for _ in range(nodes)]
@@ -99,46 +116,72 @@ def run(nodes, delay_ms, args, binary):
                 raise RuntimeError(f"a spend did not reach every node within 10 s: {seen}")
             times.append(max(seen) * 1000)
             time.sleep(0.2)
-
-        # Overshoot: round-robin load until every client is refused.
-        load = {"x-gatemesh-metadata": json.dumps({"purpose": "load"}), "x-mock-latency-ms": str(args.mock_latency_ms)}
-        admitted = [0] * args.clients
-        started = time.monotonic()
-
-        def client(j):
-            s = requests.Session()
-            refused_in_a_row, k = 0, j
-            while refused_in_a_row < 10 and time.monotonic() - started < 120:
-                r = s.post(c.node_url(k % nodes) + "/openai/chat/completions", json=CHAT, headers=load, timeout=30)
-                k += 1
-                if r.status_code == 200:
-                    admitted[j] += 1
-                    refused_in_a_row = 0
-                elif r.status_code == 429:
-                    refused_in_a_row += 1
-                else:
-                    raise RuntimeError(f"unexpected {r.status_code}: {r.text}")
-        threads = [threading.Thread(target=client, args=(j,)) for j in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - started
-        time.sleep(3)
-        totals = [spent(sessions[i], c.node_url(i), "load") for i in range(nodes)]
-        budget_nanos = int(round(float(args.budget) * 1e9))
-        total = max(totals)
-        per_request = total / max(1, sum(admitted))
-        return {
-            "nodes": nodes, "delay": delay_ms, "median_ms": statistics.median(times), "max_ms": max(times),
-            "admitted": sum(admitted), "rate": sum(admitted) / elapsed, "spent": total, "budget": budget_nanos,
-            "overshoot_pct": (total - budget_nanos) * 100 / budget_nanos, "overshoot_requests": (total - budget_nanos) / per_request,
-            "agree": len(set(totals)) == 1,
-        }
+        rows = [load(c, nodes, m, p, args, sessions) for m in modes for p in patterns]
+        return {"nodes": nodes, "delay": delay_ms, "median_ms": statistics.median(times), "max_ms": max(times), "rows": rows}
     finally:
         c.stop()
         relay.stop()
         shutil.rmtree(c.run_dir, ignore_errors=True)
+
+
+def load(c, nodes, mode, pattern, args, sessions):
+    rule = f"load-{mode}-{pattern}"
+    headers = {"x-gatemesh-metadata": json.dumps({"purpose": rule}), "x-mock-latency-ms": str(args.mock_latency_ms)}
+    body = CHAT
+    if pattern == "streams":
+        body = {**CHAT, "stream": True}
+        headers["x-mock-token-delay-ms"] = "50"
+    budget_nanos = int(round(float(args.budget) * 1e9))
+    prefill = 0
+    if pattern == "burst":
+        # One client spends the budget down to a tenth, then everyone fires at once.
+        s = requests.Session()
+        while (prefill + 1) * PER_REQUEST <= budget_nanos * 0.9:
+            r = s.post(c.node_url(prefill % nodes) + "/openai/chat/completions", json=body, headers=headers, timeout=30)
+            assert r.status_code == 200, r.text
+            prefill += 1
+    admitted = [0] * args.clients
+    refused = [0] * args.clients
+    barrier = threading.Barrier(args.clients)
+    started = time.monotonic()
+
+    def client(j):
+        s = requests.Session()
+        barrier.wait()
+        in_a_row, k = 0, j
+        while in_a_row < 3 and time.monotonic() - started < 120:
+            node = j % nodes if pattern == "burst" else k % nodes
+            k += 1
+            with s.post(c.node_url(node) + "/openai/chat/completions", json=body, headers=headers, timeout=60, stream=True) as r:
+                for _ in r.iter_content(chunk_size=None):
+                    pass
+            if r.status_code == 200:
+                admitted[j] += 1
+                in_a_row = 0
+            elif r.status_code == 429:
+                refused[j] += 1
+                in_a_row += 1
+            else:
+                raise RuntimeError(f"unexpected {r.status_code}: {r.text}")
+    threads = [threading.Thread(target=client, args=(j,)) for j in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while True:
+        totals = [spent(sessions[i], c.node_url(i), rule) for i in range(nodes)]
+        if len(set(totals)) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    total = max(totals)
+    return {
+        "mode": mode, "pattern": pattern, "admitted": prefill + sum(admitted), "refused": sum(refused),
+        "rate": sum(admitted) / elapsed, "spent": total, "budget": budget_nanos,
+        "overshoot_pct": (total - budget_nanos) * 100 / budget_nanos, "overshoot_requests": (total - budget_nanos) / PER_REQUEST,
+        "utilisation_pct": total * 100 / budget_nanos, "agree": len(set(totals)) == 1,
+    }
 
 
 def main():
@@ -146,6 +189,8 @@ def main():
     parser.add_argument("--nodes", default="3,5")
     parser.add_argument("--delays", default="0,50,150")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--modes", default="soft,bounded,strict")
+    parser.add_argument("--patterns", default="round-robin,burst,streams")
     parser.add_argument("--budget", default="0.02")
     parser.add_argument("--mock-latency-ms", type=int, default=50)
     parser.add_argument("--probes", type=int, default=10)
@@ -156,15 +201,23 @@ def main():
         subprocess.run(["swift", "build", "-c", "release", "--product", "gatemesh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         out = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True)
         binary = os.path.join(out.stdout.strip(), "gatemesh")
-    print(f"| nodes | delay each way | spend on every node: median | max | admitted | admitted/s | spent | "
-          f"budget | overshoot | in requests | nodes agree |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| nodes | delay each way | mode | load | admitted | refused | admitted/s | spent | budget | overshoot | "
+          f"in requests | utilisation | nodes agree |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    convergence = []
     for n in [int(x) for x in args.nodes.split(",")]:
         for d in [int(x) for x in args.delays.split(",")]:
             r = run(n, d, args, binary)
-            print(f"| {n} | {d} ms | {r['median_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['admitted']} | {r['rate']:.0f} | "
-                  f"${r['spent'] / 1e9:.6f} | ${r['budget'] / 1e9:.6f} | {r['overshoot_pct']:+.2f} % | "
-                  f"{r['overshoot_requests']:+.1f} | {'yes' if r['agree'] else 'no'} |", flush=True)
+            convergence.append(r)
+            for row in r["rows"]:
+                print(f"| {n} | {d} ms | {row['mode']} | {row['pattern']} | {row['admitted']} | {row['refused']} | {row['rate']:.0f} | "
+                      f"${row['spent'] / 1e9:.6f} | ${row['budget'] / 1e9:.6f} | {row['overshoot_pct']:+.2f} % | "
+                      f"{row['overshoot_requests']:+.1f} | {row['utilisation_pct']:.1f} % | {'yes' if row['agree'] else 'no'} |", flush=True)
+    print()
+    print("| nodes | delay each way | spend on every node: median | max |")
+    print("|---|---|---|---|")
+    for r in convergence:
+        print(f"| {r['nodes']} | {r['delay']} ms | {r['median_ms']:.0f} ms | {r['max_ms']:.0f} ms |")
 
 
 if __name__ == "__main__":
