@@ -432,7 +432,7 @@ struct Reader {
             }
         }
         // Enforcement: how hard the limit holds in a cluster.
-        var enforcement = LimitRule.Enforcement.defaultMode(for: window)
+        var enforcement = LimitRule.Enforcement.defaultMode(for: window, kind: budget ? .budget : .rateLimit)
         if let e = m.value("enforcement") {
             let text = try string(e, key: "\(key).enforcement")
             guard let mode = LimitRule.Enforcement(rawValue: text) else {

@@ -72,7 +72,8 @@ def test_a_thousand_rules_made_through_the_api_are_enforced_changed_deleted_and_
                          lambda b: b["team-7"]["scopes"][0]["reserved"] == 0, what="team-7's reservations settled")
     assert len(budgets) == 1001 and budgets["team-7"]["source"] == "api"
     scope = budgets["team-7"]["scopes"][0]
-    assert budgets["team-7"]["enforcement"] == "bounded" and scope.pop("rights")["pool"] == 0
+    # A rate limit (`requests`) is soft unless it says otherwise: no rights.
+    assert budgets["team-7"]["enforcement"] == "soft" and budgets["team-7"]["leased"] is False
     assert [scope] == [{"scope": "", "spent": 3, "reserved": 0, "remaining": 0, "state": "exhausted"}]
 
     # A restart (even SIGKILL) keeps the rules and their spend.

@@ -51,8 +51,12 @@ public struct LimitRule: Sendable, Hashable {
         /// does not move while it may be alive: never over, also across a partition.
         case strict
 
-        /// The default for a rule with `window`.
-        public static func defaultMode(for window: Window) -> Enforcement { allowed(for: window) ? .bounded : .soft }
+        /// The default: `bounded` for budgets over a calendar or fixed window, `soft` otherwise (a
+        /// rate limit is a guard against bursts, and its counters turn over every window: no
+        /// round trip to an owner for it unless asked).
+        public static func defaultMode(for window: Window, kind: Kind) -> Enforcement {
+            kind == .budget && allowed(for: window) ? .bounded : .soft
+        }
 
         /// Rights are kept per bucket, so only windows of one bucket (calendar, fixed) have them.
         public static func allowed(for window: Window) -> Bool {
