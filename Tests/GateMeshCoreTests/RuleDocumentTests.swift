@@ -29,6 +29,27 @@ import Testing
         #expect(RuleDocument.json(rules[4]).contains("\"rolling\":\"90m\""))
     }
 
+    /// Budgets over a calendar or fixed window are bounded unless they say otherwise; rate limits
+    /// and rolling or sliding windows are soft, and the latter cannot be anything else.
+    @Test func theEnforcementModeDefaultsByKindAndWindowAndIsChecked() throws {
+        let rules = try RuleDocument.parse("""
+            [{"id":"a","gateway":"default","usd":"1","window":{"calendar":"day"}},
+             {"id":"b","gateway":"default","usd":"1","window":{"fixed":"1h"},"enforcement":"strict"},
+             {"id":"c","gateway":"default","usd":"1","window":{"rolling":"1h"}},
+             {"id":"d","gateway":"default","requests":10,"window":{"fixed":"1m"}},
+             {"id":"e","gateway":"default","requests":10,"window":{"fixed":"1m"},"enforcement":"bounded"},
+             {"id":"f","gateway":"default","usd":"1","window":{"calendar":"month"},"enforcement":"soft"}]
+            """, gateways: gateways)
+        #expect(rules.map(\.enforcement) == [.bounded, .strict, .soft, .soft, .bounded, .soft])
+        for rule in rules { #expect(try RuleDocument.parse(RuleDocument.json(rule), gateways: gateways) == [rule]) }
+        #expect {
+            try RuleDocument.parse(#"{"id":"x","gateway":"default","usd":"1","window":{"sliding":"1m"},"enforcement":"strict"}"#, gateways: gateways)
+        } throws: { ($0 as? ConfigError)?.key == "rule.enforcement" && "\($0)".contains("needs a calendar or fixed window") }
+        #expect {
+            try RuleDocument.parse(#"{"id":"x","gateway":"default","usd":"1","window":{"fixed":"1m"},"enforcement":"hard"}"#, gateways: gateways)
+        } throws: { "\($0)".contains("expected soft, bounded or strict, got 'hard'") }
+    }
+
     @Test func anArrayReadsEveryRuleAndTheKindFollowsTheMeasure() throws {
         let rules = try RuleDocument.parse("""
             [{"id":"a","gateway":"default","requests":10,"window":{"fixed":"1m"}},

@@ -136,6 +136,62 @@ import Testing
         return (admitted, refused)
     }
 
+    func admitted(_ d: LimitsEngine.Decision) -> LimitsEngine.Reservation? {
+        if case .admit(let r) = d { return r }
+        return nil
+    }
+
+    /// One engine's bookkeeping: the owner draws shares from the pool, a request that costs less
+    /// gives the rest back, a failed one all of it, one that costs more consumes it anyway, and
+    /// idle rights go back to the pool; a node that does not own the counter asks its owner.
+    @Test func rightsAreDrawnGivenBackAndReturnedByOneEngine() throws {
+        let request = LimitRequest(gateway: "g", provider: "p", model: nil)
+        let cost = { (n: Int64) in LimitAmounts(costNanos: n, requests: 1) }
+        let budget = LimitRule(id: "budget", gateway: "g", measure: .usd, limit: 1_000, window: .fixed(lengthMs: Self.day), enforcement: .bounded)
+        var engine = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 3))
+        engine.ownership = .init(live: ["a"], all: ["a"])
+        let now = Self.now
+        let key = CounterMap.Key(rule: "budget", scope: "", bucket: budget.window.bucket(at: now))
+        #expect(engine.owner(of: key, rule: budget) == "a")
+        // Not the owner: nothing held, so ask the owner for the shortfall.
+        var other = LimitsEngine(node: "b", rules: [budget], counters: CounterMap(node: "b", epoch: 1))
+        other.ownership = .init(live: ["a"], all: ["a"])
+        guard case .short(let refusal, let needs) = other.admit(request, estimate: cost(100), now: now) else {
+            Issue.record("expected a shortfall")
+            return
+        }
+        #expect(refusal.rule.id == "budget" && needs == [.init(key: key, owner: "a", shortfall: 100, need: 100)])
+        // The owner draws max(shortfall, pool / (2 × 1 live member)) = 500 and consumes 100.
+        let r = try #require(admitted(engine.admit(request, estimate: cost(100), now: now)))
+        #expect(engine.counters.rights(key).held(by: "a/3") == 400 && engine.pool(key, rule: budget, now: now) == 500)
+        engine.settle(r.id, actual: cost(40))
+        #expect(engine.counters.rights(key).held(by: "a/3") == 460, "60 back")
+        let r2 = try #require(admitted(engine.admit(request, estimate: cost(100), now: now)))
+        engine.release(r2.id)
+        #expect(engine.counters.rights(key).held(by: "a/3") == 460, "a failed request gives all back")
+        let r3 = try #require(admitted(engine.admit(request, estimate: cost(400), now: now)))
+        engine.settle(r3.id, actual: cost(500))
+        #expect(engine.counters.rights(key).held(by: "a/3") == -40, "spent is spent: the node owes 40")
+        // Idle for a second: nothing is held to give back; the pool is the limit less what was spent.
+        engine.expire(now: now + 1_000)
+        #expect(engine.pool(key, rule: budget, now: now + 1_000) == 1_000 - 540)
+        let r4 = try #require(admitted(engine.admit(request, estimate: cost(100), now: now + 1_000)))
+        engine.release(r4.id)
+        #expect(engine.counters.rights(key).held(by: "a/3") > 0)
+        engine.expire(now: now + 2_000)
+        #expect(engine.counters.rights(key).held(by: "a/3") == 0 && engine.pool(key, rule: budget, now: now + 2_000) == 460,
+                "idle rights went back to the pool")
+        // A node just started in a cluster hands out nothing for a while.
+        var fresh = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 4))
+        fresh.ownership = .init(live: ["a"], all: ["a"])
+        fresh.grantsFrom = now + 2_000
+        guard case .short = fresh.admit(request, estimate: cost(100), now: now) else {
+            Issue.record("a node that may not grant yet waits")
+            return
+        }
+        #expect(admitted(fresh.admit(request, estimate: cost(100), now: now + 2_000)) != nil)
+    }
+
     @Test func strictNeverAdmitsPastTheLimitAndUsesAlmostAllOfIt() {
         for seed in [1, 2, 3] as [UInt64] {
             let r = simulate(.strict, seed: seed)
