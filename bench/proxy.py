@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The proxy benchmark (issue 7): GateMesh side by side with nginx on this machine.
 
-    python3 bench/proxy.py [--seconds 10] [--binary PATH] [--skip-cluster]
+    python3 bench/proxy.py [--seconds 10] [--binary PATH] [--skip-cluster] [--enforcement soft|bounded|strict]
 
 Starts, all on loopback:
 - the upstream: nginx answering every request with a fixed OpenAI chat completion (the mock
@@ -139,6 +139,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--binary")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--enforcement", choices=["soft", "bounded", "strict"],
+                        help="the budgets' enforcement mode (default: the config's default, bounded)")
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "curl"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -204,7 +206,8 @@ http {{
 
         node_port = port()
         rules = "\n".join(
-            [f'      - {{id: budget-{i}, usd: 1000000, window: {{calendar: day}}}}' for i in range(5)])
+            [f'      - {{id: budget-{i}, usd: 1000000, window: {{calendar: day}}'
+             + (f', enforcement: {args.enforcement}' if args.enforcement else "") + '}' for i in range(5)])
         limits = "\n".join(
             [f'      - {{id: rate-{i}, requests: 100000000, window: {{fixed: 1m}}}}' for i in range(5)])
         config = os.path.join(work, "node.yaml")

@@ -185,6 +185,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// near its limit) asks for them and waits up to `rightsWaitMs`, then is refused (or
     /// downgraded, by a downgrade rule).
     func admit(_ request: LimitRequest, estimate: LimitAmounts, skipping: Set<String> = []) async -> LimitsEngine.Decision {
+        if !catchUp.withLockedValue({ $0.done }) { await waitForCatchUp() }
         var deadline: Int64?
         var askedAt: Int64?
         while true {
@@ -216,14 +217,58 @@ final class LimitsService: Service, SpendSource, Sendable {
         }
     }
 
+    /// Whether this node has caught up with what its peers hold (of its own slots, among the
+    /// rest) since it started. Alone, it has from the start.
+    struct CatchUp {
+        var done = true
+        var startedAt: Int64 = 0
+        var deadline: Int64 = 0
+    }
+    let catchUp = NIOLockedValueBox(CatchUp())
+
+    /// A node starting in a cluster admits nothing under a rule until it has merged a peer's
+    /// counters (a restarted node whose disk lost its last writes gets its own slots back first,
+    /// so it never counts on from a lower figure), or until `deadline` (Unix ms); it hands out
+    /// no rights as an owner until then either.
+    func expectCatchUp(until deadline: Int64) {
+        let now = Self.now()
+        catchUp.withLockedValue { $0 = CatchUp(done: false, startedAt: now, deadline: deadline) }
+        engine.withLockedValue { $0.grantsFrom = deadline }
+    }
+
+    /// The node has caught up (`why` says how, for the log).
+    func caughtUp(_ why: String) {
+        let now = Self.now()
+        guard let startedAt = catchUp.withLockedValue({ c -> Int64? in
+            guard !c.done else { return nil }
+            c.done = true
+            return c.startedAt
+        }) else { return }
+        engine.withLockedValue { $0.grantsFrom = min($0.grantsFrom, now) }
+        logger.info("caught up with the peers' counters", metadata: ["after_ms": "\(now - startedAt)", "how": "\(why)"])
+    }
+
+    private func waitForCatchUp() async {
+        while true {
+            let (done, deadline) = catchUp.withLockedValue { ($0.done, $0.deadline) }
+            if done { return }
+            if Self.now() >= deadline {
+                let first = catchUp.withLockedValue { c -> Bool in
+                    defer { c.done = true }
+                    return !c.done
+                }
+                if first {
+                    logger.warning("admitting without having heard from a peer: no peer's counters arrived within the catch-up wait",
+                                   metadata: ["wait_ms": "\(deadline - catchUp.withLockedValue { $0.startedAt })"])
+                }
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// This node in this run, as a holder of rights.
     var holder: String { engine.withLockedValue { $0.counters.holder } }
-
-    /// A node in a cluster hands out no rights as an owner until `at` (Unix ms): it first learns
-    /// what other owners granted before it joined or came back.
-    func grantNothingBefore(_ at: Int64) {
-        engine.withLockedValue { $0.grantsFrom = at }
-    }
 
     /// Installs who owns which counter's rights (the cluster calls it when membership changes).
     func setOwnership(_ ownership: LimitsEngine.Ownership) {
@@ -365,6 +410,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// without a request of this node's: the alert's owner sends it.
     func merge(_ delta: [CounterMap.Key: CounterMap.Entry]) {
         guard !delta.isEmpty else { return }
+        defer { if !catchUp.withLockedValue({ $0.done }) { caughtUp("merged a peer's counters") } }
         let now = Self.now()
         let owns = alertOwnership.withLockedValue { $0 }
         let due = engine.withLockedValue { engine in

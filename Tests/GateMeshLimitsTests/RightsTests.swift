@@ -181,6 +181,21 @@ import Testing
         engine.expire(now: now + 2_000)
         #expect(engine.counters.rights(key).held(by: "a/3") == 0 && engine.pool(key, rule: budget, now: now + 2_000) == 460,
                 "idle rights went back to the pool")
+        // Rights held by a member declared dead, or by an earlier run of a node, go back to a
+        // bounded owner's pool; a strict owner keeps them out (the node may be alive behind a cut).
+        engine.ownership = .init(live: ["a", "b"], all: ["a", "b"])
+        let granted = engine.grant(key, to: "b/1", shortfall: 100, need: 100, now: now + 2_000)
+        #expect(granted)
+        let lent = engine.counters.rights(key).held(by: "b/1")
+        #expect(lent >= 100 && engine.pool(key, rule: budget, now: now + 2_000) == 460 - lent)
+        engine.ownership = .init(live: ["a"], all: ["a", "b"])
+        #expect(engine.pool(key, rule: budget, now: now + 2_000) == 460, "b is dead: its rights are the pool's again")
+        var strictRule = budget
+        strictRule.enforcement = .strict
+        #expect(engine.pool(key, rule: strictRule, now: now + 2_000) == 460 - lent)
+        engine.ownership = .init(live: ["a", "b"], all: ["a", "b"])
+        engine.merge([key: CounterMap.Entry(rights: RightsEntry(granted: [.init(from: "a/3", to: "b/2"): 10]))])
+        #expect(engine.pool(key, rule: budget, now: now + 2_000) == 460 - 10, "b's run 2 holds 10; its run 1 is gone")
         // A node just started in a cluster hands out nothing for a while.
         var fresh = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 4))
         fresh.ownership = .init(live: ["a"], all: ["a"])

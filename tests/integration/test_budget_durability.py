@@ -117,3 +117,4 @@ def test_a_single_node_killed_mid_stream_is_charged_once_across_two_restarts(sta
     finally:
         proc.terminate()
         proc.wait(10)
+

@@ -145,3 +145,26 @@ def test_a_strict_budget_never_goes_over_across_a_partition_of_two_nodes_against
         assert agreed <= 2.0, f"agreed {agreed:.2f} s after healing"
     finally:
         c.stop()
+
+
+def test_a_restarted_node_whose_disk_lost_its_spend_catches_up_with_its_peers_before_it_admits(delayed_cluster):
+    """A node whose disk lost its last writes (here: all its saved spend) comes back with its own
+    slot lower than its peers hold it. Were it to admit at once, it would count on from the lower
+    figure, and the peers' higher one would hide its new spend; it waits to hear its peers first
+    (across 150 ms links, its peers' counters arrive well after the mock's answer would)."""
+    import signal
+    import sqlite3
+    c = delayed_cluster("soft", nodes=2)
+    for _ in range(5):
+        assert requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT).status_code == 200
+    eventually(lambda: spent_everywhere(c, range(2)), lambda t: t == [5 * PER_REQUEST] * 2, what="node-2's spend on both nodes")
+    c.kill(1, signal.SIGTERM)
+    db = sqlite3.connect(os.path.join(c.run_dir, "node-2", "data", "gatemesh.sqlite"))
+    db.execute("DELETE FROM limit_spend")
+    db.commit()
+    db.close()
+    c.start_node(1)
+    assert requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT).status_code == 200
+    eventually(lambda: spent_everywhere(c, range(2)), lambda t: t == [6 * PER_REQUEST] * 2, what="six requests' spend on both nodes")
+    with open(os.path.join(c.run_dir, "node-2", "node.log")) as f:
+        assert "caught up with the peers' counters" in f.read()

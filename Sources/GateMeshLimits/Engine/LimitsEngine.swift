@@ -448,7 +448,37 @@ public struct LimitsEngine: Sendable {
     /// run that nobody remembers: a restarted cluster, a bucket spent before its rule had rights).
     public func pool(_ key: CounterMap.Key, rule: LimitRule, now: Int64) -> Int64 {
         let rights = counters.rights(key)
-        return rule.limit - max(rights.grantedTotal - rights.returnedTotal, counters.total(key, now: now))
+        let out = rights.grantedTotal - rights.returnedTotal - (rule.enforcement == .bounded ? stranded(rights) : 0)
+        return rule.limit - max(out, counters.total(key, now: now))
+    }
+
+    /// Rights held by node runs that can no longer use them: of a member declared dead, or of an
+    /// earlier run of a node whose later run holds rights too.
+    /// A `bounded` owner hands them out again; what such a node spent before it died still counts
+    /// (its spend, and its reservations until their lease runs out, are in the counter's total),
+    /// and its journal charges its requests in flight when it comes back.
+    func stranded(_ rights: RightsEntry) -> Int64 {
+        let holders = rights.holders
+        guard !holders.isEmpty else { return 0 }
+        var latest: [Substring: UInt64] = [:]
+        for h in holders.keys {
+            let (node, epoch) = Self.split(holder: h)
+            latest[node] = max(latest[node] ?? 0, epoch)
+        }
+        // Dead: known as a member, not live. (A node not known at all may be joining: its rights count.)
+        let dead = Set(ownership.all).subtracting(ownership.live)
+        var total: Int64 = 0
+        for (h, held) in holders where held > 0 {
+            let (node, epoch) = Self.split(holder: h)
+            if dead.contains(String(node)) || epoch < latest[node] ?? 0 { total += held }
+        }
+        return total
+    }
+
+    /// A holder name (`node/epoch`) as its node id and epoch.
+    static func split(holder: String) -> (Substring, UInt64) {
+        guard let slash = holder.lastIndex(of: "/") else { return (holder[...], 0) }
+        return (holder[..<slash], UInt64(holder[holder.index(after: slash)...]) ?? 0)
     }
 
     /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns

@@ -27,7 +27,8 @@ final class ClusterService: Service, Sendable {
     /// throws it, which stops the node with that error.
     private let stopReason = NIOLockedValueBox<String?>(nil)
     static let tickMs: Int64 = 25
-    /// How long a node that starts in a cluster listens before it hands out rights as an owner.
+    /// How long a node that starts in a cluster waits at most to hear its peers' counters before it
+    /// admits requests under a rule and hands out rights as an owner.
     static let catchUpMs: Int64 = 2_000
     static let rulesDigestIntervalMs: Int64 = 2000
     private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
@@ -97,7 +98,10 @@ final class ClusterService: Service, Sendable {
         }
         limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
         limits.rightsAsk.withLockedValue { $0 = { [weak self] needs, holder in self?.askForRights(needs, holder: holder) } }
-        limits.grantNothingBefore(Self.now() + Self.catchUpMs)
+        // With peers to hear from, admit nothing under a rule until caught up with them.
+        if config.seeds.contains(where: { $0 != config.advertised.description }) {
+            limits.expectCatchUp(until: Self.now() + Self.catchUpMs)
+        }
     }
 
     /// Every member ever seen here that has not left (ids): the members among which a `strict`
@@ -225,6 +229,12 @@ final class ClusterService: Service, Sendable {
             return seen
         }
         limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
+        // A peer alive for a second has sent whatever it holds (a full delta when it saw this node
+        // alive): if it held nothing, there was nothing to catch up with.
+        if !limits.catchUp.withLockedValue({ $0.done }),
+           membership.withLockedValue({ m in m.live.contains { $0.state == .alive && now - $0.changedAt >= 1_000 } }) {
+            limits.caughtUp("a peer has been alive for 1 s with nothing to send")
+        }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         let frames = limits.withCounters { counters in
             replicator.withLockedValue { $0.tick(now: now, counters: counters, peers: peers.map(\.0)) }
