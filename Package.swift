@@ -119,6 +119,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The limits replication benchmark: admission latency while replication holds the lock.
+        .executableTarget(
+            name: "gatemesh-limits-bench",
+            dependencies: [
+                "GateMeshLimits", "GateMeshCluster", "GateMeshCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "gatemesh",
             dependencies: [

@@ -99,44 +99,12 @@ public enum CountersCodec {
     }
 
     /// A digest: per rule, a hash of all its entries (order-independent), for anti-entropy. Every
-    /// figure goes in (spent values, reserved values, versions and leases), so two replicas with
-    /// the same digest hold the same state.
+    /// figure goes in (spent values, reserved values, versions and leases, rights), so two
+    /// replicas with the same digest hold the same state. Computed from scratch here (for tests);
+    /// the shell keeps it up to date with `CounterMap.digests()`, which gives the same figures.
     public static func digest(_ counters: CounterMap) -> [String: UInt64] {
         var out: [String: UInt64] = [:]
-        for (key, entry) in counters.entries {
-            var h: UInt64 = 0xcbf29ce484222325
-            func mix(_ s: String) { for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }; h = (h ^ 0xff) &* 0x100000001b3 }
-            func mix(_ v: UInt64) { for i in 0..<8 { h = (h ^ (v >> (8 * UInt64(i)) & 0xff)) &* 0x100000001b3 } }
-            mix(key.scope)
-            mix(UInt64(bitPattern: key.bucket))
-            for (node, v) in entry.spent.slots.sorted(by: { $0.key < $1.key }) {
-                mix(node)
-                mix(UInt64(bitPattern: v))
-            }
-            for (node, slot) in entry.reserved.slots.sorted(by: { $0.key < $1.key }) {
-                mix(node)
-                mix(UInt64(bitPattern: slot.value))
-                mix(slot.version)
-                mix(UInt64(bitPattern: slot.leaseUntil))
-            }
-            let rights = entry.rights
-            if !rights.isEmpty {
-                for (pair, v) in rights.granted.sorted(by: { ($0.key.from, $0.key.to) < ($1.key.from, $1.key.to) }) {
-                    mix(pair.from)
-                    mix(pair.to)
-                    mix(UInt64(bitPattern: v))
-                }
-                for (tag, counts) in [("u", rights.used), ("f", rights.refunded), ("r", rights.returned)] {
-                    mix(tag)
-                    for (holder, v) in counts.sorted(by: { $0.key < $1.key }) {
-                        mix(holder)
-                        mix(UInt64(bitPattern: v))
-                    }
-                }
-            }
-            // Entries combine by addition, so the digest does not depend on iteration order.
-            out[key.rule, default: 0] &+= h
-        }
+        for (key, entry) in counters.entries { out[key.rule, default: 0] &+= CounterMap.hash(key, entry) }
         return out
     }
 
@@ -185,8 +153,9 @@ public struct Replicator: Sendable {
         self.rng = SplitMix64(seed: seed)
     }
 
-    /// Frames to send now: (peer name, frame).
-    public mutating func tick(now: Int64, counters: CounterMap, peers: [String]) -> [(String, Frame)] {
+    /// Frames to send now: (peer name, frame). Costs what changed since each peer was last sent
+    /// something (and, for the digest, since the last digest), not what `counters` holds.
+    public mutating func tick(now: Int64, counters: inout CounterMap, peers: [String]) -> [(String, Frame)] {
         var out: [(String, Frame)] = []
         if now >= nextDeltaAt {
             nextDeltaAt = now + config.deltaIntervalMs
@@ -205,19 +174,22 @@ public struct Replicator: Sendable {
         }
         if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {
             nextDigestAt = now + config.digestIntervalMs
-            out.append((peer, Frame(kind: .digest, payload: CountersCodec.encodeDigest(CountersCodec.digest(counters)))))
+            out.append((peer, Frame(kind: .digest, payload: CountersCodec.encodeDigest(counters.digests()))))
         }
         return out
     }
 
     /// The answer to a peer's digest: our entries of every rule whose hash differs from theirs
     /// (including rules they do not have), or nil when all agree.
-    public func answer(digest theirs: [String: UInt64], counters: CounterMap) -> [Frame]? {
-        let ours = CountersCodec.digest(counters)
-        let differing = Set(ours.keys.filter { ours[$0] != theirs[$0] })
+    public func answer(digest theirs: [String: UInt64], counters: inout CounterMap) -> [Frame]? {
+        let differing = Self.differing(theirs: theirs, ours: counters.digests())
         guard !differing.isEmpty else { return nil }
-        let entries = counters.entries.filter { differing.contains($0.key.rule) }
-        return Self.frames(entries)
+        return Self.frames(counters.entries(counters.keys(ofRules: differing)))
+    }
+
+    /// The rules whose hash differs between two digests (ours that they lack included).
+    public static func differing(theirs: [String: UInt64], ours: [String: UInt64]) -> Set<String> {
+        Set(ours.keys.filter { ours[$0] != theirs[$0] })
     }
 
     /// Entries per frame: well under any sane frame limit (an entry is tens of bytes per node).

@@ -598,7 +598,7 @@ struct Reader {
         for (i, item) in list.enumerated() {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
-            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "budgets", "rate_limits", "cache", "retries", "routes",
+            try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "allow_custom_cost", "budgets", "rate_limits", "cache", "retries", "routes",
                                                      "drop_unsupported_params", "default_max_tokens"])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
@@ -619,6 +619,7 @@ struct Reader {
             var gateway = GatewayConfig(id: id)
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
+            if let v = m.value("allow_custom_cost") { gateway.allowCustomCost = try bool(v, key: "\(key).allow_custom_cost") }
             if let v = m.value("drop_unsupported_params") { gateway.dropUnsupportedParams = try bool(v, key: "\(key).drop_unsupported_params") }
             if let v = m.value("default_max_tokens") {
                 gateway.defaultMaxTokens = try int(v, key: "\(key).default_max_tokens", range: 1...1_000_000)

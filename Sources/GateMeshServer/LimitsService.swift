@@ -400,9 +400,11 @@ final class LimitsService: Service, SpendSource, Sendable {
         }
     }
 
-    /// Runs `body` with the replicated counters (for the replicator: deltas, digests).
-    func withCounters<T>(_ body: (CounterMap) -> T) -> T {
-        engine.withLockedValue { body($0.counters) }
+    /// Runs `body` with the replicated counters (for the replicator: deltas, digests, which it
+    /// keeps up to date in the counters). Under the lock admission takes: `body` must cost what
+    /// changed, or one frame's worth of entries, not what the counters hold.
+    func withCounters<T>(_ body: (inout CounterMap) -> T) -> T {
+        engine.withLockedValue { $0.withCounters(body) }
     }
 
     /// Applies counters from a peer (a delta or an anti-entropy answer); idempotent.

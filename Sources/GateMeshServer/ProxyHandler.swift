@@ -66,7 +66,11 @@ struct ProxyHandler: Sendable {
             metadata = try Self.metadata(request.headers)
             collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
             collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
-            customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in try CustomCost.parse(text) }
+            customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in
+                // A client's own price would let it spend past every budget: only where trusted.
+                guard gateway.allowCustomCost else { throw GatewayError.customCostNotAllowed(gateway: gateway.id) }
+                return try CustomCost.parse(text)
+            }
         } catch {
             onFinish()
             throw error

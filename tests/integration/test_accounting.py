@@ -10,6 +10,8 @@ import openai
 import pytest
 import requests
 
+from conftest import eventually
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRICES = json.load(open(os.path.join(ROOT, "Sources", "GateMeshAccounting", "Pricing", "prices.json")))
 
@@ -201,6 +203,8 @@ def test_config_prices_and_the_custom_cost_header(start_node, mock):
     node = start_node(extra_yaml=f"""providers:
   custom-llm: {{base_url: "{mock.url}/v1", models: {{house-model: {{input: "2", output: "8"}}}}}}
   openai: {{base_url: "{mock.url}/v1", models: {{gpt-4o-mini: {{input: "1", output: "1"}}}}}}
+gateways:
+  - {{id: default, allow_custom_cost: true}}
 """, providers=False)
     chat = lambda model: {"model": model, "messages": [{"role": "user", "content": "one two three"}]}
     assert requests.post(node.url + "/custom-llm/chat/completions", json=chat("house-model"), headers={"x-mock-output-tokens": "10"}).status_code == 200
@@ -214,3 +218,29 @@ def test_config_prices_and_the_custom_cost_header(start_node, mock):
     by_price = sorted((r["priced_as"], r["cost_nanos"]) for r in rows.values() if r["status"] == 200)
     # 3 in, 10 out: house-model 3×2 + 10×8 = 86 µ$; overridden gpt-4o-mini 3 + 10 = 13 µ$; custom 3×3 + 10×15 = 159 µ$.
     assert by_price == [("custom-cost", 159_000), ("custom-llm/house-model", 86_000), ("openai/gpt-4o-mini", 13_000)]
+
+
+def test_a_client_cannot_price_its_way_past_a_budget(start_node):
+    """`custom-cost` is refused unless the gateway trusts its clients' prices (allow_custom_cost):
+    a request that a $0.001 budget refuses as too expensive stays refused however it is priced."""
+    node = start_node(extra_yaml="""gateways:
+  - id: default
+    budgets:
+      - {id: tiny, usd: "0.001", window: {calendar: day}}
+  - id: trusted
+    allow_custom_cost: true
+""")
+    big = {"model": "gpt-4o-mini", "max_tokens": 10000, "messages": [{"role": "user", "content": "one two three"}]}
+    free = {"x-gatemesh-custom-cost": '{"per_token_in": 0, "per_token_out": 0}'}
+    r = requests.post(node.url + "/openai/chat/completions", json=big)
+    assert r.status_code == 429 and r.json()["error"]["rule"] == "tiny"
+    for header in ("x-gatemesh-custom-cost", "cf-aig-custom-cost"):
+        r = requests.post(node.url + "/openai/chat/completions", json=big, headers={header: free["x-gatemesh-custom-cost"]})
+        assert r.status_code == 403, r.text
+        error = r.json()["error"]
+        assert error["code"] == "custom_cost_not_allowed" and "allow_custom_cost" in error["message"]
+    # Where the gateway allows it, the client's price applies.
+    r = requests.post(node.url + "/trusted/openai/chat/completions", json=big, headers={**free, "x-mock-output-tokens": "5"})
+    assert r.status_code == 200
+    row = eventually(lambda: [x for x in admin(node, "/api/logs")["data"] if x["gateway"] == "trusted"], what="the trusted row")[0]
+    assert row["priced_as"] == "custom-cost" and row["cost_nanos"] == 0

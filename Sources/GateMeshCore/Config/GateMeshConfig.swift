@@ -133,6 +133,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var collectLog = true
     /// Store request and response bodies in the log (a request may turn it on or off with `collect-log-payload`).
     public var collectLogPayload = false
+    /// Accept the `custom-cost` header, which prices a request as the client says. Off by
+    /// default: a client could price its requests at nothing and spend past every budget.
+    public var allowCustomCost = false
     /// The gateway's budgets and rate limits (`budgets` and `rate_limits` in the config).
     public var limits: [LimitRule] = []
     /// The response cache's default time to live in seconds; nil when the cache is off for the

@@ -61,6 +61,12 @@ extension GatewayError {
                      headers: [("WWW-Authenticate", "Bearer")])
     }
 
+    /// The gateway does not let clients price their own requests (`allow_custom_cost`).
+    public static func customCostNotAllowed(gateway: String) -> GatewayError {
+        GatewayError(status: 403, type: "permission_error", code: "custom_cost_not_allowed",
+                     message: "gateway '\(gateway)' does not accept x-gatemesh-custom-cost (or cf-aig-custom-cost): a client's own price could take it past every budget; set allow_custom_cost: true on the gateway to trust its clients' prices")
+    }
+
     public static func unknownProvider(_ name: String) -> GatewayError {
         GatewayError(status: 404, type: "not_found_error", code: "unknown_provider",
                      message: "unknown provider '\(name)'; see docs/providers.md for the supported providers, or configure 'custom-\(name)' under providers")

@@ -1,7 +1,14 @@
 /// The replicated state of every limit: for each (rule, scope value, bucket), a G-counter of what
-/// was spent and the per-node reservations in flight. State-based with deltas: every local change
-/// bumps a version, `delta(since:)` returns the entries changed after it (each a complete entry,
-/// so applying one twice, late or out of order is harmless), and `merge` applies a peer's delta.
+/// was spent, the per-node reservations in flight and, for `bounded` and `strict` rules, the rights
+/// to spend. State-based with deltas: every local change bumps a version, `delta(since:)` returns
+/// the entries changed after it (each a complete entry, so applying one twice, late or out of
+/// order is harmless), and `merge` applies a peer's delta.
+///
+/// Replication's periodic work costs what changed, not what is held: every change is appended to a
+/// log of (version, key), so `delta(since:)` and `spentSlots(since:)` read the keys changed since a
+/// version without scanning the table, and the per-rule digests are kept up to date from the same
+/// log (each entry's hash is subtracted and added again when it changes). So a rule with 200,000
+/// scope values costs nothing to replicate while it is quiet.
 public struct CounterMap: Sendable {
     public struct Key: Sendable, Hashable, CustomStringConvertible {
         public var rule: String
@@ -35,20 +42,32 @@ public struct CounterMap: Sendable {
         }
     }
 
-    /// An entry with the bookkeeping of this replica: when it last changed (for deltas) and when
-    /// its spending last changed, here or by a merge (for persisting it).
+    /// An entry with the bookkeeping of this replica: when it last changed (for deltas), when its
+    /// spending last changed, here or by a merge (for persisting it), and the hash it adds to its
+    /// rule's digest (0 until the digests first count it).
     struct Stored: Sendable {
         var entry = Entry()
         var changedAt: UInt64 = 0
         var spentChangedAt: UInt64 = 0
+        var hashed: UInt64 = 0
     }
 
     public let node: String
     private var table: [Key: Stored] = [:]
+    /// Every key of each rule, by bucket (for the entries of the rules a digest finds different,
+    /// and to drop a passed bucket without looking at every key).
+    private var keysByRule: [String: [Int64: Set<Key>]] = [:]
     /// This replica's version: raised by every local change.
     public private(set) var version: UInt64 = 0
     /// The version of the latest change to any spending (local or merged).
     public private(set) var lastSpendChange: UInt64 = 0
+    /// Every change after `changesFrom`, in version order: (version, key).
+    private var changes: [(version: UInt64, key: Key)] = []
+    /// The log holds every change made after this version (older ones were dropped).
+    private var changesFrom: UInt64
+    /// The per-rule digests, up to date as of `digestedAt` (nil: never computed).
+    private var ruleDigests: [String: UInt64] = [:]
+    private var digestedAt: UInt64?
     /// How long a reservation figure of this node holds for the others without being renewed.
     public var leaseMs: Int64 = 15_000
     /// The clock difference between nodes that leases allow for.
@@ -58,6 +77,8 @@ public struct CounterMap: Sendable {
     public private(set) var leaseUntil: Int64 = .max
     /// The keys where this node's reservation figure is not zero: the ones whose lease it renews.
     private var ownReserved: Set<Key> = []
+    /// When this node last took or asked for each key's rights (idle ones go back to the pool).
+    private var rightsTouched: [Key: Int64] = [:]
 
     /// `startVersion` MUST be above any version this node has used before (see
     /// `startVersion(epoch:)`), so peers never ignore its new reservation figures.
@@ -65,33 +86,12 @@ public struct CounterMap: Sendable {
         self.node = node
         self.version = startVersion
         self.startVersion = startVersion
+        self.changesFrom = startVersion
         self.holder = "\(node)/\(epoch)"
     }
 
     /// This node in this run, as a holder of rights (`RightsEntry`).
     public let holder: String
-
-    /// The rights of `key` (empty when unknown).
-    public func rights(_ key: Key) -> RightsEntry { table[key]?.entry.rights ?? RightsEntry() }
-
-    /// Changes the rights of `key` through `body`; a change is versioned and gossiped.
-    @discardableResult
-    public mutating func updateRights<T>(_ key: Key, _ body: (inout RightsEntry) -> T) -> T {
-        var stored = table[key] ?? Stored()
-        let before = stored.entry.rights
-        let result = body(&stored.entry.rights)
-        if stored.entry.rights != before {
-            version += 1
-            stored.changedAt = version
-            table[key] = stored
-        }
-        return result
-    }
-
-    /// The keys whose rights this node holds any of (for returning idle ones).
-    public func keysWithRights(of holder: String) -> [Key] {
-        table.compactMap { $0.value.entry.rights.held(by: holder) > 0 ? $0.key : nil }
-    }
 
     /// The first version of a run: each start of a node is a new epoch (counted in its data
     /// directory), and each epoch has 2^44 versions of its own, so no run reuses another's
@@ -106,6 +106,118 @@ public struct CounterMap: Sendable {
     /// a previous run and died with it.
     let startVersion: UInt64
 
+    // MARK: Changing an entry
+
+    /// Applies `body` to `key`'s entry (created if new) as one change: a new version, logged.
+    private mutating func change(_ key: Key, spending: Bool = false, _ body: (inout Entry) -> Void) {
+        version += 1
+        let v = version
+        if table[key] == nil { keysByRule[key.rule, default: [:]][key.bucket, default: []].insert(key) }
+        table[key, default: Stored()].update {
+            body(&$0.entry)
+            $0.changedAt = v
+            if spending { $0.spentChangedAt = v }
+        }
+        if spending { lastSpendChange = v }
+        log(key)
+    }
+
+    private mutating func log(_ key: Key) {
+        changes.append((version, key))
+        // Bounded: past twice the table (and a floor), the older half goes; a delta asked from
+        // before what is left is answered from the whole table.
+        if changes.count > max(4096, 2 * table.count) {
+            let cut = changes.count / 2
+            changesFrom = changes[cut - 1].version
+            changes.removeFirst(cut)
+        }
+    }
+
+    /// The keys changed after `since`, each once (nil when the log no longer reaches back there).
+    private func changedKeys(since: UInt64) -> [Key]? {
+        guard since >= changesFrom else { return nil }
+        // The first change after `since` (versions in the log only grow).
+        var low = 0, high = changes.count
+        while low < high {
+            let mid = (low + high) / 2
+            if changes[mid].version > since { high = mid } else { low = mid + 1 }
+        }
+        var seen: Set<Key> = []
+        var out: [Key] = []
+        for i in low..<changes.count where seen.insert(changes[i].key).inserted { out.append(changes[i].key) }
+        return out
+    }
+
+    // MARK: Rights
+
+    /// The rights of `key` (empty when unknown).
+    public func rights(_ key: Key) -> RightsEntry { table[key]?.entry.rights ?? RightsEntry() }
+
+    /// Changes the rights of `key` through `body`; a change is versioned and gossiped. (Copies the
+    /// rights to compare them: for tests and rare changes; the request path uses the ones below.)
+    @discardableResult
+    public mutating func updateRights<T>(_ key: Key, _ body: (inout RightsEntry) -> T) -> T {
+        var rights = table[key]?.entry.rights ?? RightsEntry()
+        let before = rights
+        let result = body(&rights)
+        if rights != before { change(key) { $0.rights = rights } }
+        return result
+    }
+
+    /// What this node (in this run) holds of `key`'s rights.
+    public func heldRights(_ key: Key) -> Int64 { table[key]?.entry.rights.held(by: holder) ?? 0 }
+
+    /// This node consumes `amount` of `key`'s rights if it holds that much (`force`: even if not)
+    /// and marks them used at `now` (see `returnIdleRights`). In place: no copy of the rights.
+    @discardableResult
+    public mutating func takeRights(_ key: Key, _ amount: Int64, now: Int64, force: Bool = false) -> Bool {
+        guard amount > 0 else { return true }
+        guard force || heldRights(key) >= amount else { return false }
+        let holder = self.holder
+        change(key) { $0.rights.consume(amount, by: holder, force: true) }
+        touchRights(key, now: now)
+        return true
+    }
+
+    /// This node gets `amount` of `key`'s rights back (a request used less, or failed).
+    public mutating func refundRights(_ key: Key, _ amount: Int64) {
+        guard amount > 0 else { return }
+        let holder = self.holder
+        change(key) { $0.rights.refund(amount, to: holder) }
+    }
+
+    /// This node, as `key`'s owner, draws `amount` from the pool of `limit` for `holder`.
+    public mutating func grantRights(_ key: Key, _ amount: Int64, to holder: String, limit: Int64, now: Int64) -> Int64 {
+        guard amount > 0 else { return 0 }
+        var drawn: Int64 = 0
+        let me = self.holder
+        change(key) { drawn = $0.rights.grant(amount, from: me, to: holder, limit: limit) }
+        if holder == me { touchRights(key, now: now) }
+        return drawn
+    }
+
+    /// Records that this node took or asked for `key`'s rights at `now`.
+    public mutating func touchRights(_ key: Key, now: Int64) {
+        rightsTouched[key] = now
+    }
+
+    /// Gives back to the pool what this node holds of the rights it has not touched for `idleMs`;
+    /// returns the keys whose rights changed.
+    public mutating func returnIdleRights(now: Int64, idleMs: Int64) -> [Key] {
+        var changed: [Key] = []
+        let holder = self.holder
+        for (key, at) in rightsTouched where at + idleMs <= now {
+            rightsTouched[key] = nil
+            let held = heldRights(key)
+            guard held > 0 else { continue }
+            change(key) { $0.rights.giveBack(held, by: holder) }
+            changed.append(key)
+        }
+        return changed
+    }
+
+    // MARK: Leases
+
     /// Stamps this node's figures from now on with a lease until `now + leaseMs`, and rewrites
     /// those whose lease would lapse within half of that, so that they go on counting for the
     /// peers while their requests are in flight. Call at least every `leaseMs / 4`.
@@ -118,14 +230,12 @@ public struct CounterMap: Sendable {
             }
             // Lapsing soon, or stamped before leases were set (no lease at all): write again.
             guard slot.leaseUntil < now + leaseMs / 2 || slot.leaseUntil > leaseUntil else { continue }
-            version += 1
-            let v = version, lease = leaseUntil, node = self.node
-            table[key]?.update {
-                $0.entry.reserved.set(node: node, value: slot.value, version: v, leaseUntil: lease)
-                $0.changedAt = v
-            }
+            let lease = leaseUntil, node = self.node, next = version + 1
+            change(key) { $0.reserved.set(node: node, value: slot.value, version: next, leaseUntil: lease) }
         }
     }
+
+    // MARK: Reading
 
     /// Every entry (a copy: for reports and tests, not for the request path).
     public var entries: [Key: Entry] { table.mapValues(\.entry) }
@@ -133,6 +243,22 @@ public struct CounterMap: Sendable {
     public var count: Int { table.count }
 
     public func entry(_ key: Key) -> Entry? { table[key]?.entry }
+
+    /// The entries of `keys` that exist.
+    public func entries(_ keys: some Sequence<Key>) -> [Key: Entry] {
+        var out: [Key: Entry] = [:]
+        for key in keys { if let e = table[key]?.entry { out[key] = e } }
+        return out
+    }
+
+    /// Every key of the given rules.
+    public func keys(ofRules rules: Set<String>) -> [Key] {
+        var out: [Key] = []
+        for rule in rules {
+            for keys in (keysByRule[rule] ?? [:]).values { out.append(contentsOf: keys) }
+        }
+        return out
+    }
 
     /// Spent plus reserved over every node for `key` (0 when unknown), at `now`: another node's
     /// reservations count while their lease holds.
@@ -146,48 +272,40 @@ public struct CounterMap: Sendable {
         table[key]?.entry.reserved.value(for: node, at: now, driftMs: driftMs) ?? 0
     }
 
+    // MARK: This node's spending and reservations
+
     /// Adds spending to this node's slot.
     public mutating func spend(_ key: Key, _ amount: Int64) {
         guard amount > 0 else { return }
-        version += 1
-        let v = version
-        lastSpendChange = v
-        table[key, default: Stored()].update { $0.entry.spent.increment(node: node, by: amount); $0.changedAt = v; $0.spentChangedAt = v }
+        let node = self.node
+        change(key, spending: true) { $0.spent.increment(node: node, by: amount) }
     }
 
     /// Sets this node's reserved figure for `key`.
     public mutating func setReserved(_ key: Key, _ amount: Int64) {
-        version += 1
-        let v = version, lease = leaseUntil
-        table[key, default: Stored()].update { $0.entry.reserved.set(node: node, value: amount, version: v, leaseUntil: lease); $0.changedAt = v }
+        let node = self.node, lease = leaseUntil, next = version + 1
+        change(key) { $0.reserved.set(node: node, value: amount, version: next, leaseUntil: lease) }
         if amount != 0 { ownReserved.insert(key) }
     }
 
     /// Adds `delta` (negative to release) to this node's reserved figure for `key`, never below 0.
     public mutating func addReserved(_ key: Key, _ delta: Int64) {
-        version += 1
-        let v = version, lease = leaseUntil
-        table[key, default: Stored()].update { $0.entry.reserved.add(node: node, delta: delta, version: v, leaseUntil: lease); $0.changedAt = v }
+        let node = self.node, lease = leaseUntil, next = version + 1
+        change(key) { $0.reserved.add(node: node, delta: delta, version: next, leaseUntil: lease) }
         if delta > 0 { ownReserved.insert(key) }
     }
 
     /// Turns `reserved` of this node's reservation on `key` into `spent`, in one step.
     public mutating func settle(_ key: Key, unreserve reserved: Int64, spend amount: Int64) {
         guard reserved > 0 || amount > 0 else { return }
-        version += 1
-        if amount > 0 { lastSpendChange = version }
-        let v = version, lease = leaseUntil
-        let node = self.node
-        table[key, default: Stored()].update {
-            if reserved > 0 { $0.entry.reserved.add(node: node, delta: -reserved, version: v, leaseUntil: lease) }
-            if amount > 0 {
-                $0.entry.spent.increment(node: node, by: amount)
-                $0.spentChangedAt = v
-            }
-            $0.changedAt = v
+        let node = self.node, lease = leaseUntil, next = version + 1
+        change(key, spending: amount > 0) {
+            if reserved > 0 { $0.reserved.add(node: node, delta: -reserved, version: next, leaseUntil: lease) }
+            if amount > 0 { $0.spent.increment(node: node, by: amount) }
         }
     }
 
+    // MARK: Replication
 
     /// Every node's spent slot of every counter whose spending changed after `since` (by this
     /// node or by a merge), and the version to ask from next time: what a node persists, so a
@@ -195,8 +313,13 @@ public struct CounterMap: Sendable {
     public func spentSlots(since: UInt64) -> (slots: [(key: Key, node: String, spent: Int64)], version: UInt64) {
         var out: [(key: Key, node: String, spent: Int64)] = []
         guard lastSpendChange > since else { return (out, version) }
-        for (key, stored) in table where stored.spentChangedAt > since {
+        func add(_ key: Key, _ stored: Stored) {
             for (node, spent) in stored.entry.spent.slots { out.append((key, node, spent)) }
+        }
+        if let keys = changedKeys(since: since) {
+            for key in keys { if let stored = table[key], stored.spentChangedAt > since { add(key, stored) } }
+        } else {
+            for (key, stored) in table where stored.spentChangedAt > since { add(key, stored) }
         }
         return (out, version)
     }
@@ -204,8 +327,83 @@ public struct CounterMap: Sendable {
     /// Entries changed since `since`, for gossip.
     public func delta(since: UInt64) -> [Key: Entry] {
         var out: [Key: Entry] = [:]
-        for (key, stored) in table where stored.changedAt > since { out[key] = stored.entry }
+        if let keys = changedKeys(since: since) {
+            for key in keys { if let stored = table[key] { out[key] = stored.entry } }
+        } else {
+            for (key, stored) in table where stored.changedAt > since { out[key] = stored.entry }
+        }
         return out
+    }
+
+    /// Per rule, the sum of its entries' hashes (`hash(_:_:)`): equal for replicas that hold the
+    /// same entries, whatever order they learnt them in. Brought up to date from the change log,
+    /// so it costs what changed since the last call.
+    public mutating func digests() -> [String: UInt64] {
+        let changed = digestedAt.flatMap { changedKeys(since: $0) }
+        if let changed {
+            for key in changed {
+                guard var stored = table[key] else { continue }
+                let h = Self.hash(key, stored.entry)
+                ruleDigests[key.rule, default: 0] &+= h &- stored.hashed
+                stored.hashed = h
+                table[key] = stored
+            }
+        } else {
+            ruleDigests = [:]
+            for key in Array(table.keys) {
+                let h = Self.hash(key, table[key]!.entry)
+                table[key]!.hashed = h
+                ruleDigests[key.rule, default: 0] &+= h
+            }
+        }
+        digestedAt = version
+        return ruleDigests
+    }
+
+    /// One entry's share of its rule's digest: an FNV-1a of its scope value and bucket, with the
+    /// sum of a hash of each figure (so slot order does not matter), through a SplitMix64 finalizer.
+    public static func hash(_ key: Key, _ e: Entry) -> UInt64 {
+        var sum: UInt64 = 0
+        for (node, v) in e.spent.slots { sum &+= figure("s", node, "", UInt64(bitPattern: v), 0, 0) }
+        for (node, slot) in e.reserved.slots {
+            sum &+= figure("r", node, "", UInt64(bitPattern: slot.value), slot.version, UInt64(bitPattern: slot.leaseUntil))
+        }
+        let r = e.rights
+        for (pair, v) in r.granted { sum &+= figure("g", pair.from, pair.to, UInt64(bitPattern: v), 0, 0) }
+        for (h, v) in r.used { sum &+= figure("u", h, "", UInt64(bitPattern: v), 0, 0) }
+        for (h, v) in r.refunded { sum &+= figure("f", h, "", UInt64(bitPattern: v), 0, 0) }
+        for (h, v) in r.returned { sum &+= figure("t", h, "", UInt64(bitPattern: v), 0, 0) }
+        var h: UInt64 = 0xcbf29ce484222325
+        fnv(&h, key.scope)
+        fnv(&h, UInt64(bitPattern: key.bucket))
+        return finalize(h &+ sum)
+    }
+
+    private static func figure(_ tag: StaticString, _ a: String, _ b: String, _ x: UInt64, _ y: UInt64, _ z: UInt64) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        tag.withUTF8Buffer { for byte in $0 { h = (h ^ UInt64(byte)) &* 0x100000001b3 } }
+        fnv(&h, a)
+        fnv(&h, b)
+        fnv(&h, x)
+        fnv(&h, y)
+        fnv(&h, z)
+        return finalize(h)
+    }
+
+    private static func fnv(_ h: inout UInt64, _ s: String) {
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        h = (h ^ 0xff) &* 0x100000001b3
+    }
+
+    private static func fnv(_ h: inout UInt64, _ v: UInt64) {
+        for i in 0..<8 { h = (h ^ (v >> (8 * UInt64(i)) & 0xff)) &* 0x100000001b3 }
+    }
+
+    private static func finalize(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E3779B97F4A7C15
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
     }
 
     /// Merges entries from a peer (a delta or any other replica's state); returns the keys whose
@@ -215,40 +413,45 @@ public struct CounterMap: Sendable {
     public mutating func merge(_ delta: [Key: Entry]) -> [Key] {
         var spentChanged: [Key] = []
         for (key, incoming) in delta {
-            var stored = table[key] ?? Stored()
-            let before = stored.entry
-            stored.entry.merge(incoming)
+            let before = table[key]?.entry ?? Entry()
+            var merged = before
+            merged.merge(incoming)
             let mine = before.reserved.slots[node]
-            if let merged = stored.entry.reserved.slots[node], merged != mine {
-                if merged.version >= startVersion {
+            if let slot = merged.reserved.slots[node], slot != mine {
+                if slot.version >= startVersion {
                     // Only this node writes its slot in this run: a version of this run from
                     // elsewhere is not this node's figure, and is not taken.
-                    stored.entry.reserved.replace(node: node, with: mine ?? .init(value: 0, version: startVersion))
-                } else if merged.value != 0 {
+                    merged.reserved.replace(node: node, with: mine ?? .init(value: 0, version: startVersion))
+                } else if slot.value != 0 {
                     // This node's reservations from a previous run (merged back from peers) died
                     // with it (the journal charged them at restart); the zero is gossiped.
-                    stored.entry.reserved.set(node: node, value: 0, version: startVersion, leaseUntil: leaseUntil)
+                    merged.reserved.set(node: node, value: 0, version: startVersion, leaseUntil: leaseUntil)
                 }
             }
-            if stored.entry != before {
-                version += 1
-                stored.changedAt = version
-                if stored.entry.spent != before.spent {
-                    stored.spentChangedAt = version
-                    lastSpendChange = version
-                    spentChanged.append(key)
-                }
-                table[key] = stored
-            }
+            guard merged != before else { continue }
+            let spending = merged.spent != before.spent
+            change(key, spending: spending) { $0 = merged }
+            if spending { spentChanged.append(key) }
         }
         return spentChanged
     }
 
-    /// Drops entries for which `isExpired` holds (buckets whose window has passed).
-    public mutating func removeAll(where isExpired: (Key) -> Bool) {
-        for key in table.keys where isExpired(key) {
-            table[key] = nil
-            ownReserved.remove(key)
+    /// Drops every entry of each (rule, bucket) for which `isExpired` holds (a bucket whose window
+    /// has passed, a rule that is gone): a look at each rule's buckets, not at every key.
+    public mutating func removeBuckets(where isExpired: (_ rule: String, _ bucket: Int64) -> Bool) {
+        for (rule, buckets) in keysByRule {
+            for (bucket, keys) in buckets where isExpired(rule, bucket) {
+                for key in keys {
+                    if let stored = table.removeValue(forKey: key), stored.hashed != 0 { ruleDigests[rule]? &-= stored.hashed }
+                    ownReserved.remove(key)
+                    rightsTouched[key] = nil
+                }
+                keysByRule[rule]?[bucket] = nil
+            }
+            if keysByRule[rule]?.isEmpty == true {
+                keysByRule[rule] = nil
+                ruleDigests[rule] = nil
+            }
         }
     }
 }

@@ -83,8 +83,6 @@ public struct LimitsEngine: Sendable {
     public var reservationTimeoutMs: Int64
     /// Who owns which counter's rights (set by the cluster; alone, this node owns them all).
     public var ownership: Ownership
-    /// When this node last took or asked for rights of a key (idle ones go back to the pool).
-    private var rightsActivity: [CounterMap.Key: Int64] = [:]
     /// Rights a node holds and has not used for this long go back to the pool.
     public var rightsIdleMs: Int64 = 1_000
     /// Before this time (Unix ms) the node hands out no rights as an owner: a node that has just
@@ -114,7 +112,7 @@ public struct LimitsEngine: Sendable {
         var dropped: Set<String> = []
         for (id, old) in before where rulesByID[id]?.window != old.window { dropped.insert(id) }
         if !dropped.isEmpty {
-            counters.removeAll { dropped.contains($0.rule) }
+            counters.removeBuckets { rule, _ in dropped.contains(rule) }
             firedAlerts = firedAlerts.filter { !dropped.contains($0.rule) }
         }
         return dropped
@@ -186,10 +184,7 @@ public struct LimitsEngine: Sendable {
         nextID += 1
         for h in held where h.amount > 0 {
             counters.addReserved(h.key, h.amount)
-            if h.fromRights {
-                let holder = counters.holder
-                counters.updateRights(h.key) { $0.consume(h.amount, by: holder) }
-            }
+            if h.fromRights { counters.takeRights(h.key, h.amount, now: now) }
         }
         reservations[reservation.id] = reservation
         return .admit(reservation)
@@ -210,9 +205,11 @@ public struct LimitsEngine: Sendable {
             if amount > 0 { charged.append((h.key, amount)) }
             if h.fromRights {
                 // The request used less than it took (the rest comes back), or more (spent either way).
-                let difference = amount - (late == nil ? h.amount : 0), holder = counters.holder
-                counters.updateRights(h.key) {
-                    if difference < 0 { $0.refund(-difference, to: holder) } else { $0.consume(difference, by: holder, force: true) }
+                let difference = amount - (late == nil ? h.amount : 0)
+                if difference < 0 {
+                    counters.refundRights(h.key, -difference)
+                } else {
+                    counters.takeRights(h.key, difference, now: reservation.expiresAt - reservationTimeoutMs, force: true)
                 }
             }
         }
@@ -325,11 +322,10 @@ public struct LimitsEngine: Sendable {
             forgotten.append($0.key)
             return false
         }
-        counters.removeAll { key in
-            guard let rule = rulesByID[key.rule] else { return true }
-            return rule.window.isExpired(bucket: key.bucket, at: now)
+        counters.removeBuckets { id, bucket in
+            guard let rule = rulesByID[id] else { return true }
+            return rule.window.isExpired(bucket: bucket, at: now)
         }
-        rightsActivity = rightsActivity.filter { counters.entry($0.key) != nil }
         firedAlerts = firedAlerts.filter { key in
             guard let rule = rulesByID[key.rule] else { return false }
             return key.window >= Self.alertWindow(rule.window, now: now)
@@ -366,6 +362,9 @@ public struct LimitsEngine: Sendable {
         return (spent, reserved)
     }
 
+    /// Runs `body` with the counters, which it may change (the replicator keeps its digests there).
+    public mutating func withCounters<T>(_ body: (inout CounterMap) -> T) -> T { body(&counters) }
+
     /// Every rule's scope values in its current window, in one pass over the counters.
     public func scopesByRule(now: Int64) -> [String: [String]] {
         var found: [String: Set<String>] = [:]
@@ -392,10 +391,7 @@ public struct LimitsEngine: Sendable {
     private mutating func unreserve(_ h: Reservation.Held) {
         guard h.amount > 0 else { return }
         counters.addReserved(h.key, -h.amount)
-        if h.fromRights {
-            let holder = counters.holder
-            counters.updateRights(h.key) { $0.refund(h.amount, to: holder) }
-        }
+        if h.fromRights { counters.refundRights(h.key, h.amount) }
     }
 
     // MARK: Rights
@@ -418,16 +414,13 @@ public struct LimitsEngine: Sendable {
     /// nil when this node holds `need` of `key`'s rights (drawing them from the pool first when it
     /// owns the key); otherwise what to ask for.
     private mutating func lacking(_ key: CounterMap.Key, rule: LimitRule, need: Int64, now: Int64) -> RightsNeed? {
-        rightsActivity[key] = now
-        let holder = counters.holder
-        var rights = counters.rights(key)
-        var held = rights.held(by: holder)
+        var held = counters.heldRights(key)
         if held >= need { return nil }
+        counters.touchRights(key, now: now)
         let owner = self.owner(of: key, rule: rule)
         if owner == node {
-            _ = draw(key, rule: rule, for: holder, shortfall: need - held, now: now)
-            rights = counters.rights(key)
-            held = rights.held(by: holder)
+            _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, now: now)
+            held = counters.heldRights(key)
             if held >= need { return nil }
         }
         return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need)
@@ -439,8 +432,7 @@ public struct LimitsEngine: Sendable {
         let pool = self.pool(key, rule: rule, now: now)
         guard pool >= shortfall, now >= grantsFrom else { return 0 }
         // At most `pool` (the shortfall fits, and a share is half the pool at most).
-        let amount = grantSize(pool: pool, shortfall: shortfall), me = counters.holder
-        return counters.updateRights(key) { $0.grant(amount, from: me, to: holder, limit: rule.limit) }
+        return counters.grantRights(key, grantSize(pool: pool, shortfall: shortfall), to: holder, limit: rule.limit, now: now)
     }
 
     /// What the owner of `key` can still hand out: the limit less what is granted and not given
@@ -494,13 +486,7 @@ public struct LimitsEngine: Sendable {
     /// Returns the keys whose rights changed.
     @discardableResult
     public mutating func returnIdleRights(now: Int64) -> [CounterMap.Key] {
-        var changed: [CounterMap.Key] = []
-        let holder = counters.holder
-        for (key, at) in rightsActivity where at + rightsIdleMs <= now {
-            rightsActivity[key] = nil
-            if counters.updateRights(key, { $0.giveBack(.max, by: holder) }) > 0 { changed.append(key) }
-        }
-        return changed
+        counters.returnIdleRights(now: now, idleMs: rightsIdleMs)
     }
 
     /// Time until the oldest buckets leave the window and free at least `need` (rolling), or

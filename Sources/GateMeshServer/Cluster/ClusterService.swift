@@ -237,7 +237,7 @@ final class ClusterService: Service, Sendable {
         }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         let frames = limits.withCounters { counters in
-            replicator.withLockedValue { $0.tick(now: now, counters: counters, peers: peers.map(\.0)) }
+            replicator.withLockedValue { $0.tick(now: now, counters: &counters, peers: peers.map(\.0)) }
         }
         for (peer, frame) in frames {
             if let address = addresses[peer] { connections.send(frame, to: address) }
@@ -278,10 +278,21 @@ final class ClusterService: Service, Sendable {
             case .counters:
                 limits.merge(try CountersCodec.decode(frame.payload))
             case .digest:
-                let digest = try CountersCodec.decodeDigest(frame.payload)
-                let answer = limits.withCounters { counters in replicator.withLockedValue { $0.answer(digest: digest, counters: counters) } }
-                if let answer, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
-                    for frame in answer { connections.send(frame, to: address) }
+                let theirs = try CountersCodec.decodeDigest(frame.payload)
+                let differing = limits.withCounters { Replicator.differing(theirs: theirs, ours: $0.digests()) }
+                guard !differing.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
+                // The rules' entries a frame at a time, each taken under the lock on its own, off
+                // the event loop: a rule with 200,000 scope values never holds admission up for long.
+                let limits = self.limits, connections = self.connections
+                Task.detached {
+                    let keys = limits.withCounters { $0.keys(ofRules: differing) }
+                    var start = 0
+                    while start < keys.count {
+                        let chunk = keys[start..<min(start + Replicator.entriesPerFrame, keys.count)]
+                        start += chunk.count
+                        let entries = limits.withCounters { $0.entries(chunk) }
+                        if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                    }
                 }
             case .hello:
                 break

@@ -1,0 +1,146 @@
+// The limits replication benchmark (issue 16, part 4): how long admission waits for the lock it
+// shares with replication while a rule holds 200,000 scope values and a full anti-entropy round
+// runs. It drives the pure engine behind one lock, as `LimitsService` and `ClusterService` do:
+//
+//     swift run -c release gatemesh-limits-bench [scope values, default 200000] [seconds per case, default 5]
+//
+// Cases, each for the given time, one thread admitting and settling requests of random scope
+// values in a loop (measuring each admit + settle, lock wait included) while another does:
+// - nothing;
+// - replication as built: a delta tick every 50 ms (digest every 2 s) and, every 2 s, a full
+//   anti-entropy round: the digests, the differing rule's keys, its entries a frame (500) at a
+//   time, each under the lock on its own, and a peer's dump of every entry merged a frame at a
+//   time;
+// - the same round done the earlier way: the digest recomputed from the whole table and the rule's
+//   entries copied in one hold of the lock.
+// Prints the admission latency percentiles per case and the longest hold of each replication step.
+import Foundation
+import GateMeshCluster
+import GateMeshCore
+import GateMeshLimits
+import NIOConcurrencyHelpers
+
+let scopes = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 200_000 : 200_000
+let seconds = CommandLine.arguments.count > 2 ? Double(CommandLine.arguments[2]) ?? 5 : 5
+
+let day: Int64 = 86_400_000
+let rule = LimitRule(id: "per-user", gateway: "g", scope: [.split(.metadata("user"))], measure: .usd, limit: 1 << 60,
+                     window: .fixed(lengthMs: day), enforcement: .soft)
+func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+func request(_ i: Int) -> LimitRequest {
+    var m = RequestMetadata()
+    m.entries = [("user", .string("u\(i)"))]
+    return LimitRequest(gateway: "g", provider: "p", model: nil, metadata: m)
+}
+
+final class Holds: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var longest: [String: Duration] = [:]
+    func record(_ step: String, _ d: Duration) { lock.withLock { if d > longest[step] ?? .zero { longest[step] = d } } }
+    var report: String { lock.withLock { longest.sorted { $0.key < $1.key }.map { "\($0.key) \(ms($0.value))" }.joined(separator: ", ") } }
+}
+
+func ms(_ d: Duration) -> String {
+    let v = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+    return String(format: "%.3f ms", v)
+}
+
+/// Runs `body` under the engine's lock and records how long it held it.
+func held<T>(_ engine: NIOLockedValueBox<LimitsEngine>, _ holds: Holds, _ step: String, _ body: (inout LimitsEngine) -> T) -> T {
+    engine.withLockedValue { e in
+        let start = ContinuousClock.now
+        let out = body(&e)
+        holds.record(step, ContinuousClock.now - start)
+        return out
+    }
+}
+
+// The node's counters: one entry per scope value, spent by this node.
+let t0 = now()
+let setup: LimitsEngine = {
+    var e = LimitsEngine(node: "a", rules: [rule], counters: CounterMap(node: "a", startVersion: 1 << 44, epoch: 1))
+    for i in 0..<scopes {
+        if case .admit(let r) = e.admit(request(i), estimate: LimitAmounts(costNanos: 100), now: t0) {
+            e.settle(r.id, actual: LimitAmounts(costNanos: 90))
+        }
+    }
+    return e
+}()
+// A peer's dump: every entry, with the peer's own spend, in frames of 500 (decoded off the lock).
+let dump: [Frame] = {
+    let bucket = rule.window.bucket(at: t0)
+    var peer = CounterMap(node: "b")
+    for i in 0..<scopes { peer.spend(.init(rule: "per-user", scope: "metadata.user=u\(i)", bucket: bucket), 7) }
+    return Replicator.frames(peer.delta(since: 0))
+}()
+print("\(scopes) scope values; a peer's dump is \(dump.count) frames")
+
+enum Mode: String { case none = "no replication", built = "replication as built", whole = "the earlier way (whole-table holds)" }
+
+func run(_ mode: Mode) {
+    let engine = NIOLockedValueBox(setup)
+    let holds = Holds()
+    let stop = NIOLockedValueBox(false)
+    let replication = Thread {
+        var replicator = Replicator(seed: 1)
+        var nextRound = now() + 500
+        while !stop.withLockedValue({ $0 }) {
+            let t = now()
+            _ = held(engine, holds, "delta tick") { e in e.withCounters { replicator.tick(now: t, counters: &$0, peers: ["b"]) } }
+            if mode != .none && t >= nextRound {
+                nextRound = t + 2_000
+                let theirs = ["per-user": UInt64(0)]
+                if mode == .built {
+                    let differing = held(engine, holds, "digests") { e in e.withCounters { Replicator.differing(theirs: theirs, ours: $0.digests()) } }
+                    let keys = held(engine, holds, "the rule's keys") { e in e.withCounters { $0.keys(ofRules: differing) } }
+                    var start = 0
+                    while start < keys.count {
+                        let chunk = keys[start..<min(start + 500, keys.count)]
+                        start += chunk.count
+                        let entries = held(engine, holds, "a frame of entries") { e in e.withCounters { $0.entries(chunk) } }
+                        _ = CountersCodec.encode(entries)
+                    }
+                } else {
+                    let frames = held(engine, holds, "digest and answer in one hold") { e in
+                        e.withCounters { c -> [Frame] in
+                            let ours = CountersCodec.digest(c)
+                            let differing = Replicator.differing(theirs: theirs, ours: ours)
+                            return Replicator.frames(c.entries.filter { differing.contains($0.key.rule) })
+                        }
+                    }
+                    _ = frames.count
+                }
+                for frame in dump {
+                    let entries = try! CountersCodec.decode(frame.payload)
+                    _ = held(engine, holds, "merge a frame") { $0.merge(entries) }
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+    replication.start()
+    var samples: [Duration] = []
+    samples.reserveCapacity(2_000_000)
+    let end = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    var i = 0
+    while ContinuousClock.now < end {
+        i = (i &* 1_103_515_245 &+ 12_345) & 0x7fff_ffff
+        let r = request(i % scopes)
+        let start = ContinuousClock.now
+        let t = now()
+        let decision = engine.withLockedValue { $0.admit(r, estimate: LimitAmounts(costNanos: 100), now: t) }
+        if case .admit(let reservation) = decision {
+            engine.withLockedValue { _ = $0.settle(reservation.id, actual: LimitAmounts(costNanos: 90)) }
+        }
+        samples.append(ContinuousClock.now - start)
+    }
+    stop.withLockedValue { $0 = true }
+    while !replication.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+    samples.sort()
+    func p(_ q: Double) -> String { ms(samples[min(samples.count - 1, Int(Double(samples.count) * q))]) }
+    print("| \(mode.rawValue) | \(samples.count) | \(p(0.5)) | \(p(0.99)) | \(p(0.999)) | \(ms(samples.last!)) | \(holds.report) |")
+}
+
+print("| case | admissions | p50 | p99 | p99.9 | max | longest hold of each replication step |")
+print("|---|---:|---:|---:|---:|---:|---|")
+for mode in [Mode.none, .built, .whole] { run(mode) }
