@@ -144,6 +144,9 @@ public struct Replicator: Sendable {
 
     public let config: Config
     var sentVersion: [String: UInt64] = [:]
+    /// Set when a digest was due but the counters' digests must first be computed over the whole
+    /// table, a frame at a time (`CounterMap.beginDigests`); the caller does it and clears this.
+    public var needsDigests = false
     var nextDeltaAt: Int64 = 0
     var nextDigestAt: Int64 = 0
     var rng: SplitMix64
@@ -156,6 +159,31 @@ public struct Replicator: Sendable {
     /// Frames to send now: (peer name, frame). Costs what changed since each peer was last sent
     /// something (and, for the digest, since the last digest), not what `counters` holds.
     public mutating func tick(now: Int64, counters: inout CounterMap, peers: [String]) -> [(String, Frame)] {
+        var later = Later()
+        var out = tick(now: now, counters: &counters, peers: peers, later: &later)
+        for peer in later.whole { for frame in Self.frames(counters.entries) { out.append((peer, frame)) } }
+        for (peer, keys) in later.keyed { for frame in Self.frames(counters.entries(keys)) { out.append((peer, frame)) } }
+        return out
+    }
+
+    /// What a tick leaves to its caller to send a frame at a time, each taken under the lock on
+    /// its own: peers that need every entry, and peers whose delta is large (after a merge of a
+    /// peer's whole state, say) with the keys it holds.
+    public struct Later: Sendable {
+        public var whole: [String] = []
+        public var keyed: [(peer: String, keys: [CounterMap.Key])] = []
+        public init() {}
+    }
+
+    /// A delta of more changes than this goes to the caller, which sends every entry a frame at a
+    /// time (reading which keys changed would cost as much under the lock).
+    public static let largeDelta = 20 * entriesPerFrame
+
+    /// As `tick(now:counters:peers:)`, but a peer that needs every entry (it is new, or was away
+    /// longer than the change log reaches), or a large delta, is left in `later` for the caller to
+    /// send a frame at a time, each step under the lock on its own: every change after this call
+    /// goes in later deltas either way.
+    public mutating func tick(now: Int64, counters: inout CounterMap, peers: [String], later: inout Later) -> [(String, Frame)] {
         var out: [(String, Frame)] = []
         if now >= nextDeltaAt {
             nextDeltaAt = now + config.deltaIntervalMs
@@ -167,14 +195,23 @@ public struct Replicator: Sendable {
             for peer in targets {
                 let since = sentVersion[peer] ?? 0
                 guard counters.version > since else { continue }
-                let delta = counters.delta(since: since)
                 sentVersion[peer] = counters.version
-                for frame in Self.frames(delta) { out.append((peer, frame)) }
+                // Many changes (a peer's whole state merged) cost as much as every entry: send them all.
+                guard let count = counters.changeCount(since: since), count <= Self.largeDelta, let keys = counters.changedKeys(since: since) else {
+                    later.whole.append(peer)
+                    continue
+                }
+                for frame in Self.frames(counters.entries(keys)) { out.append((peer, frame)) }
             }
         }
         if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {
             nextDigestAt = now + config.digestIntervalMs
-            out.append((peer, Frame(kind: .digest, payload: CountersCodec.encodeDigest(counters.digests()))))
+            // Nil while a large table's digests are being computed (by the caller): skip a round.
+            if let digests = counters.digests() {
+                out.append((peer, Frame(kind: .digest, payload: CountersCodec.encodeDigest(digests))))
+            } else {
+                needsDigests = true
+            }
         }
         return out
     }
@@ -182,7 +219,8 @@ public struct Replicator: Sendable {
     /// The answer to a peer's digest: our entries of every rule whose hash differs from theirs
     /// (including rules they do not have), or nil when all agree.
     public func answer(digest theirs: [String: UInt64], counters: inout CounterMap) -> [Frame]? {
-        let differing = Self.differing(theirs: theirs, ours: counters.digests())
+        guard let ours = counters.digests() else { return nil }
+        let differing = Self.differing(theirs: theirs, ours: ours)
         guard !differing.isEmpty else { return nil }
         return Self.frames(counters.entries(counters.keys(ofRules: differing)))
     }

@@ -2,11 +2,11 @@
 // shares with replication while a rule holds 200,000 scope values and a full anti-entropy round
 // runs. It drives the pure engine behind one lock, as `LimitsService` and `ClusterService` do:
 //
-//     swift run -c release gatemesh-limits-bench [scope values, default 200000] [seconds per case, default 5]
+//     swift run -c release gatemesh-limits-bench [scope values: 200000] [seconds per case: 5] [admissions/s: 20000]
 //
 // Cases, each for the given time, one thread admitting and settling requests of random scope
 // values in a loop (measuring each admit + settle, lock wait included) while another does:
-// - nothing;
+// - nothing but delta ticks every 50 ms (the first sends the new peer every entry);
 // - replication as built: a delta tick every 50 ms (digest every 2 s) and, every 2 s, a full
 //   anti-entropy round: the digests, the differing rule's keys, its entries a frame (500) at a
 //   time, each under the lock on its own, and a peer's dump of every entry merged a frame at a
@@ -22,6 +22,8 @@ import NIOConcurrencyHelpers
 
 let scopes = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 200_000 : 200_000
 let seconds = CommandLine.arguments.count > 2 ? Double(CommandLine.arguments[2]) ?? 5 : 5
+/// Admissions per second (paced; 0: as fast as one thread goes).
+let rate = CommandLine.arguments.count > 3 ? Double(CommandLine.arguments[3]) ?? 20_000 : 20_000
 
 let day: Int64 = 86_400_000
 let rule = LimitRule(id: "per-user", gateway: "g", scope: [.split(.metadata("user"))], measure: .usd, limit: 1 << 60,
@@ -79,6 +81,13 @@ enum Mode: String { case none = "no replication", built = "replication as built"
 
 func run(_ mode: Mode) {
     let engine = NIOLockedValueBox(setup)
+    // Its own copy of the setup's tables before the clock starts (copy-on-write would make the
+    // first change under the lock pay for copying them).
+    engine.withLockedValue { e in
+        e.expire(now: now())
+        if case .admit(let r) = e.admit(request(0), estimate: LimitAmounts(costNanos: 1), now: now()) { e.settle(r.id, actual: LimitAmounts(costNanos: 1)) }
+        e.merge([.init(rule: "per-user", scope: "fresh", bucket: rule.window.bucket(at: now())): CounterMap.Entry(spent: GCounter(slots: ["c": 1]))])
+    }
     let holds = Holds()
     let stop = NIOLockedValueBox(false)
     let replication = Thread {
@@ -86,19 +95,59 @@ func run(_ mode: Mode) {
         var nextRound = now() + 500
         while !stop.withLockedValue({ $0 }) {
             let t = now()
-            _ = held(engine, holds, "delta tick") { e in e.withCounters { replicator.tick(now: t, counters: &$0, peers: ["b"]) } }
-            if mode != .none && t >= nextRound {
-                nextRound = t + 2_000
-                let theirs = ["per-user": UInt64(0)]
-                if mode == .built {
-                    let differing = held(engine, holds, "digests") { e in e.withCounters { Replicator.differing(theirs: theirs, ours: $0.digests()) } }
-                    let keys = held(engine, holds, "the rule's keys") { e in e.withCounters { $0.keys(ofRules: differing) } }
+            if mode == .whole {
+                // Earlier, a new peer got every entry in one hold of the lock.
+                _ = held(engine, holds, "delta tick") { e in e.withCounters { replicator.tick(now: t, counters: &$0, peers: ["b"]) } }
+            } else {
+                var later = Replicator.Later()
+                _ = held(engine, holds, "delta tick") { e in e.withCounters { replicator.tick(now: t, counters: &$0, peers: ["b"], later: &later) } }
+                for (_, keys) in later.keyed {
                     var start = 0
                     while start < keys.count {
                         let chunk = keys[start..<min(start + 500, keys.count)]
                         start += chunk.count
                         let entries = held(engine, holds, "a frame of entries") { e in e.withCounters { $0.entries(chunk) } }
                         _ = CountersCodec.encode(entries)
+                    }
+                }
+                if !later.whole.isEmpty {
+                    // As the shell does: every entry, a frame at a time.
+                    var position: Int? = 0
+                    while let start = position {
+                        let (entries, next) = held(engine, holds, "a frame of entries") { e in
+                            e.withCounters { $0.entries(ofRule: "per-user", from: start, count: 500) }
+                        }
+                        position = next
+                        _ = CountersCodec.encode(entries)
+                    }
+                }
+            }
+            if mode != .none && t >= nextRound {
+                nextRound = t + 2_000
+                let theirs = ["per-user": UInt64(0)]
+                replicator.needsDigests = false
+                if mode == .built {
+                    var ours = held(engine, holds, "digests") { e in e.withCounters { $0.digests() } }
+                    if ours == nil {
+                        // The first time, over the whole table a frame at a time (as the shell does).
+                        let since = held(engine, holds, "digests: begin") { e in e.withCounters { $0.beginDigests() } }
+                        var position: Int? = 0
+                        while let start = position {
+                            position = held(engine, holds, "digests: a frame") { e in e.withCounters { $0.digestRule("per-user", from: start, count: 500) } }
+                        }
+                        held(engine, holds, "digests: end") { e in e.withCounters { $0.endDigests(since: since) } }
+                        ours = held(engine, holds, "digests") { e in e.withCounters { $0.digests() } }
+                    }
+                    let differing = Replicator.differing(theirs: theirs, ours: ours ?? [:])
+                    for rule in differing {
+                        var position: Int? = 0
+                        while let start = position {
+                            let (entries, next) = held(engine, holds, "a frame of entries") { e in
+                                e.withCounters { $0.entries(ofRule: rule, from: start, count: 500) }
+                            }
+                            position = next
+                            _ = CountersCodec.encode(entries)
+                        }
                     }
                 } else {
                     let frames = held(engine, holds, "digest and answer in one hold") { e in
@@ -123,7 +172,15 @@ func run(_ mode: Mode) {
     samples.reserveCapacity(2_000_000)
     let end = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     var i = 0
+    let begun = ContinuousClock.now
+    var done = 0.0
     while ContinuousClock.now < end {
+        if rate > 0 {
+            // Paced: a node's admissions arrive spread out, not back to back.
+            done += 1
+            let due = begun + .nanoseconds(Int64(done / rate * 1e9))
+            while ContinuousClock.now < due {}
+        }
         i = (i &* 1_103_515_245 &+ 12_345) & 0x7fff_ffff
         let r = request(i % scopes)
         let start = ContinuousClock.now

@@ -57,6 +57,9 @@ public struct CounterMap: Sendable {
     /// Every key of each rule, by bucket (for the entries of the rules a digest finds different,
     /// and to drop a passed bucket without looking at every key).
     private var keysByRule: [String: [Int64: Set<Key>]] = [:]
+    /// Every key of each rule in the order they came, for walking a rule a frame at a time, each
+    /// step under the lock on its own (rebuilt when buckets are dropped).
+    private var keyList: [String: [Key]] = [:]
     /// This replica's version: raised by every local change.
     public private(set) var version: UInt64 = 0
     /// The version of the latest change to any spending (local or merged).
@@ -112,7 +115,10 @@ public struct CounterMap: Sendable {
     private mutating func change(_ key: Key, spending: Bool = false, _ body: (inout Entry) -> Void) {
         version += 1
         let v = version
-        if table[key] == nil { keysByRule[key.rule, default: [:]][key.bucket, default: []].insert(key) }
+        if table[key] == nil {
+            keysByRule[key.rule, default: [:]][key.bucket, default: []].insert(key)
+            keyList[key.rule, default: []].append(key)
+        }
         table[key, default: Stored()].update {
             body(&$0.entry)
             $0.changedAt = v
@@ -133,15 +139,30 @@ public struct CounterMap: Sendable {
         }
     }
 
-    /// The keys changed after `since`, each once (nil when the log no longer reaches back there).
-    private func changedKeys(since: UInt64) -> [Key]? {
-        guard since >= changesFrom else { return nil }
-        // The first change after `since` (versions in the log only grow).
+    /// Whether the change log holds every change after `since` (then `delta(since:)` costs what
+    /// changed; otherwise it reads the whole table).
+    public func logReaches(_ since: UInt64) -> Bool { since >= changesFrom }
+
+    /// The position in the log of the first change after `since` (versions in the log only grow).
+    private func firstChange(after since: UInt64) -> Int {
         var low = 0, high = changes.count
         while low < high {
             let mid = (low + high) / 2
             if changes[mid].version > since { high = mid } else { low = mid + 1 }
         }
+        return low
+    }
+
+    /// How many changes the log holds after `since` (a key changed twice counts twice; nil when
+    /// the log no longer reaches back there). Costs a binary search.
+    public func changeCount(since: UInt64) -> Int? {
+        since >= changesFrom ? changes.count - firstChange(after: since) : nil
+    }
+
+    /// The keys changed after `since`, each once (nil when the log no longer reaches back there).
+    public func changedKeys(since: UInt64) -> [Key]? {
+        guard since >= changesFrom else { return nil }
+        let low = firstChange(after: since)
         var seen: Set<Key> = []
         var out: [Key] = []
         for i in low..<changes.count where seen.insert(changes[i].key).inserted { out.append(changes[i].key) }
@@ -254,10 +275,20 @@ public struct CounterMap: Sendable {
     /// Every key of the given rules.
     public func keys(ofRules rules: Set<String>) -> [Key] {
         var out: [Key] = []
-        for rule in rules {
-            for keys in (keysByRule[rule] ?? [:]).values { out.append(contentsOf: keys) }
-        }
+        for rule in rules { out.append(contentsOf: keyList[rule] ?? []) }
         return out
+    }
+
+    /// The rules that have entries.
+    public var rules: [String] { Array(keyList.keys) }
+
+    /// The entries of `rule` from its `start`-th key on, at most `count` of them, and the position
+    /// to go on from (nil at the end). Positions shift when buckets are dropped: a walk over a
+    /// rule may then miss or repeat a few keys, which the next anti-entropy round mends.
+    public func entries(ofRule rule: String, from start: Int, count: Int) -> (entries: [Key: Entry], next: Int?) {
+        guard let list = keyList[rule], start < list.count else { return ([:], nil) }
+        let end = min(start + count, list.count)
+        return (entries(list[start..<end]), end < list.count ? end : nil)
     }
 
     /// Spent plus reserved over every node for `key` (0 when unknown), at `now`: another node's
@@ -337,27 +368,58 @@ public struct CounterMap: Sendable {
 
     /// Per rule, the sum of its entries' hashes (`hash(_:_:)`): equal for replicas that hold the
     /// same entries, whatever order they learnt them in. Brought up to date from the change log,
-    /// so it costs what changed since the last call.
-    public mutating func digests() -> [String: UInt64] {
-        let changed = digestedAt.flatMap { changedKeys(since: $0) }
-        if let changed {
-            for key in changed {
-                guard var stored = table[key] else { continue }
-                let h = Self.hash(key, stored.entry)
-                ruleDigests[key.rule, default: 0] &+= h &- stored.hashed
-                stored.hashed = h
-                table[key] = stored
-            }
-        } else {
-            ruleDigests = [:]
-            for key in Array(table.keys) {
-                let h = Self.hash(key, table[key]!.entry)
-                table[key]!.hashed = h
-                ruleDigests[key.rule, default: 0] &+= h
-            }
+    /// so it costs what changed since the last call. Nil when the digests must be computed over the
+    /// whole table (the first time, or after more than `digestInOneGo` changes) and the table is
+    /// too large to do it in one go (more than `digestInOneGo` entries): then walk it with `digestRule(_:from:count:)` between
+    /// `beginDigests()` and `endDigests(since:)`, a frame of entries at a time.
+    public mutating func digests() -> [String: UInt64]? {
+        // Many changes (a peer's whole state merged) cost as much as the whole table: walk it.
+        guard let since = digestedAt, let count = changeCount(since: since), count <= Self.digestInOneGo,
+              let changed = changedKeys(since: since) else {
+            guard table.count <= Self.digestInOneGo else { return nil }
+            let since = beginDigests()
+            for rule in rules { _ = digestRule(rule, from: 0, count: .max) }
+            endDigests(since: since)
+            return ruleDigests
+        }
+        for key in changed {
+            guard var stored = table[key] else { continue }
+            let h = Self.hash(key, stored.entry)
+            ruleDigests[key.rule, default: 0] &+= h &- stored.hashed
+            stored.hashed = h
+            table[key] = stored
         }
         digestedAt = version
         return ruleDigests
+    }
+
+    public static let digestInOneGo = 20_000
+
+    /// Starts computing the digests over the whole table; returns the version to end with.
+    public mutating func beginDigests() -> UInt64 {
+        ruleDigests = [:]
+        digestedAt = nil
+        return version
+    }
+
+    /// Hashes `rule`'s entries from its `start`-th key on, at most `count`, into the digests;
+    /// returns where to go on from (nil at the end of the rule).
+    public mutating func digestRule(_ rule: String, from start: Int, count: Int) -> Int? {
+        guard let list = keyList[rule], start < list.count else { return nil }
+        let end = start + min(count, list.count - start)
+        for key in list[start..<end] {
+            guard var stored = table[key] else { continue }
+            let h = Self.hash(key, stored.entry)
+            ruleDigests[rule, default: 0] &+= h
+            stored.hashed = h
+            table[key] = stored
+        }
+        return end < list.count ? end : nil
+    }
+
+    /// Ends a walk begun at `since`: what changed meanwhile is brought in by the next `digests()`.
+    public mutating func endDigests(since: UInt64) {
+        digestedAt = since
     }
 
     /// One entry's share of its rule's digest: an FNV-1a of its scope value and bucket, with the
@@ -440,7 +502,9 @@ public struct CounterMap: Sendable {
     /// has passed, a rule that is gone): a look at each rule's buckets, not at every key.
     public mutating func removeBuckets(where isExpired: (_ rule: String, _ bucket: Int64) -> Bool) {
         for (rule, buckets) in keysByRule {
+            var dropped = false
             for (bucket, keys) in buckets where isExpired(rule, bucket) {
+                dropped = true
                 for key in keys {
                     if let stored = table.removeValue(forKey: key), stored.hashed != 0 { ruleDigests[rule]? &-= stored.hashed }
                     ownReserved.remove(key)
@@ -450,7 +514,11 @@ public struct CounterMap: Sendable {
             }
             if keysByRule[rule]?.isEmpty == true {
                 keysByRule[rule] = nil
+                keyList[rule] = nil
                 ruleDigests[rule] = nil
+            } else if dropped {
+                let table = self.table
+                keyList[rule]?.removeAll { table[$0] == nil }
             }
         }
     }

@@ -236,12 +236,17 @@ final class ClusterService: Service, Sendable {
             limits.caughtUp("a peer has been alive for 1 s with nothing to send")
         }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
+        var later = Replicator.Later()
         let frames = limits.withCounters { counters in
-            replicator.withLockedValue { $0.tick(now: now, counters: &counters, peers: peers.map(\.0)) }
+            replicator.withLockedValue { $0.tick(now: now, counters: &counters, peers: peers.map(\.0), later: &later) }
         }
         for (peer, frame) in frames {
             if let address = addresses[peer] { connections.send(frame, to: address) }
         }
+        if replicator.withLockedValue({ r in defer { r.needsDigests = false }; return r.needsDigests }) { computeDigests() }
+        // A peer that needs every entry (it joined, or came back) gets them a frame at a time.
+        for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
+        for (peer, keys) in later.keyed { if let address = addresses[peer] { send(keys, to: address) } }
         // Anti-entropy for rules: a digest to one live peer every 2 s.
         if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
             nextRulesDigestAt.withLockedValue { $0 = now + Self.rulesDigestIntervalMs }
@@ -249,6 +254,57 @@ final class ClusterService: Service, Sendable {
             connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: false), to: address)
         }
     }
+
+    /// Sends the entries of `rules` (nil: of every rule) to `address` a frame at a time, each taken
+    /// under the lock on its own, off the event loop: a rule with 200,000 scope values never holds
+    /// admission up for long.
+    func sendAll(ofRules rules: Set<String>?, to address: String) {
+        let limits = self.limits, connections = self.connections
+        Task.detached {
+            for rule in rules.map(Array.init) ?? limits.withCounters({ $0.rules }) {
+                var position: Int? = 0
+                while let start = position {
+                    let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
+                    position = next
+                    if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                }
+            }
+        }
+    }
+
+    /// Sends the entries of `keys` to `address` a frame at a time, each taken under the lock on
+    /// its own, off the event loop.
+    func send(_ keys: [CounterMap.Key], to address: String) {
+        let limits = self.limits, connections = self.connections
+        Task.detached {
+            var start = 0
+            while start < keys.count {
+                let chunk = keys[start..<min(start + Replicator.entriesPerFrame, keys.count)]
+                start += chunk.count
+                let entries = limits.withCounters { $0.entries(chunk) }
+                if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+            }
+        }
+    }
+
+    /// Computes the counters' digests over the whole table a frame of entries at a time, each step
+    /// under the lock on its own, off the event loop (at most one such walk at a time).
+    func computeDigests() {
+        guard digesting.withLockedValue({ busy in defer { busy = true }; return !busy }) else { return }
+        let limits = self.limits, digesting = self.digesting
+        Task.detached {
+            let since = limits.withCounters { $0.beginDigests() }
+            for rule in limits.withCounters({ $0.rules }) {
+                var position: Int? = 0
+                while let start = position {
+                    position = limits.withCounters { $0.digestRule(rule, from: start, count: Replicator.entriesPerFrame) }
+                }
+            }
+            limits.withCounters { $0.endDigests(since: since) }
+            digesting.withLockedValue { $0 = false }
+        }
+    }
+    private let digesting = NIOLockedValueBox(false)
 
     /// Sends rule changes made on this node to every live peer.
     func broadcastRules(_ records: [RuleRecord]) {
@@ -279,21 +335,10 @@ final class ClusterService: Service, Sendable {
                 limits.merge(try CountersCodec.decode(frame.payload))
             case .digest:
                 let theirs = try CountersCodec.decodeDigest(frame.payload)
-                let differing = limits.withCounters { Replicator.differing(theirs: theirs, ours: $0.digests()) }
+                // Nil while a large table's digests are being computed: this round is skipped.
+                let differing = limits.withCounters { c in c.digests().map { Replicator.differing(theirs: theirs, ours: $0) } } ?? []
                 guard !differing.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                // The rules' entries a frame at a time, each taken under the lock on its own, off
-                // the event loop: a rule with 200,000 scope values never holds admission up for long.
-                let limits = self.limits, connections = self.connections
-                Task.detached {
-                    let keys = limits.withCounters { $0.keys(ofRules: differing) }
-                    var start = 0
-                    while start < keys.count {
-                        let chunk = keys[start..<min(start + Replicator.entriesPerFrame, keys.count)]
-                        start += chunk.count
-                        let entries = limits.withCounters { $0.entries(chunk) }
-                        if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
-                    }
-                }
+                sendAll(ofRules: differing, to: address)
             case .hello:
                 break
             case .cacheGet:
