@@ -134,6 +134,9 @@ func run(_ mode: Mode) {
                         var position: Int? = 0
                         while let start = position {
                             position = held(engine, holds, "digests: a frame") { e in e.withCounters { $0.digestRule("per-user", from: start, count: 500) } }
+                            // A pause between steps, as the shell makes: a mutex is not fair, and
+                            // a thread that takes it back at once would starve admission.
+                            usleep(100)
                         }
                         held(engine, holds, "digests: end") { e in e.withCounters { $0.endDigests(since: since) } }
                         ours = held(engine, holds, "digests") { e in e.withCounters { $0.digests() } }

@@ -115,17 +115,28 @@ public struct CounterMap: Sendable {
     private mutating func change(_ key: Key, spending: Bool = false, _ body: (inout Entry) -> Void) {
         version += 1
         let v = version
-        if table[key] == nil {
+        // One hash lookup; the log keeps the table's own copy of the key, so a request's freshly
+        // built key is not held (and freed later, in bulk, when the log is cut).
+        let stored: Key
+        if let index = table.index(forKey: key) {
+            table.values[index].update {
+                body(&$0.entry)
+                $0.changedAt = v
+                if spending { $0.spentChangedAt = v }
+            }
+            stored = table.keys[index]
+        } else {
+            var new = Stored()
+            body(&new.entry)
+            new.changedAt = v
+            if spending { new.spentChangedAt = v }
+            table[key] = new
             keysByRule[key.rule, default: [:]][key.bucket, default: []].insert(key)
             keyList[key.rule, default: []].append(key)
-        }
-        table[key, default: Stored()].update {
-            body(&$0.entry)
-            $0.changedAt = v
-            if spending { $0.spentChangedAt = v }
+            stored = key
         }
         if spending { lastSpendChange = v }
-        log(key)
+        log(stored)
     }
 
     private mutating func log(_ key: Key) {

@@ -267,6 +267,7 @@ final class ClusterService: Service, Sendable {
                     let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
                     position = next
                     if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                    await Self.pause()
                 }
             }
         }
@@ -283,6 +284,7 @@ final class ClusterService: Service, Sendable {
                 start += chunk.count
                 let entries = limits.withCounters { $0.entries(chunk) }
                 if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                await Self.pause()
             }
         }
     }
@@ -298,6 +300,7 @@ final class ClusterService: Service, Sendable {
                 var position: Int? = 0
                 while let start = position {
                     position = limits.withCounters { $0.digestRule(rule, from: start, count: Replicator.entriesPerFrame) }
+                    await Self.pause()
                 }
             }
             limits.withCounters { $0.endDigests(since: since) }
@@ -305,6 +308,11 @@ final class ClusterService: Service, Sendable {
         }
     }
     private let digesting = NIOLockedValueBox(false)
+
+    /// A pause between two steps of a walk over the counters: the lock admission takes is not
+    /// fair, and a walk that takes it back at once would starve admission for the whole walk
+    /// (measured: 160 ms at 200,000 entries without it).
+    static func pause() async { try? await Task.sleep(for: .microseconds(100)) }
 
     /// Sends rule changes made on this node to every live peer.
     func broadcastRules(_ records: [RuleRecord]) {
