@@ -61,6 +61,20 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
+    /// Raises the soft limit on open files to the hard one: every client and peer connection is a
+    /// file, and the usual soft limit (1,024) is far below what a gateway serves.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        #if os(Linux)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
+    }
+
     @Option(help: "Override node.listen, e.g. 127.0.0.1:8787.")
     var listen: String?
 
@@ -78,6 +92,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let dataDir { config.node.dataDir = dataDir }
         let logger = options.makeLogger("gatemesh")
+        Self.raiseOpenFileLimit()
         let node: GatewayNode
         do {
             node = try GatewayNode(config: config, logger: logger)

@@ -510,3 +510,44 @@ def test_when_a_keys_owner_is_gone_the_node_serves_from_the_provider(cluster):
         r = requests.post(c.node_url(0) + "/openai/chat/completions", json=body, timeout=10)
         assert r.status_code == 200 and r.headers["x-gatemesh-cache-status"] == "MISS"
         assert time.time() - started < 2, "waited too long for an owner that is gone"
+
+
+def test_a_node_survives_idle_connections_flooding_its_peer_port_with_few_file_descriptors(mock):
+    """Issue 22: 300 silent TCP connections to the peer port of a node limited to 256 open files.
+    Connections that have not authenticated are capped (64 in all, 8 per address) and closed after
+    10 s without a finished TLS handshake; the node answers /healthz throughout, its log says so a
+    few times rather than once per connection, and a real peer still joins afterwards."""
+    import socket
+    base = free_block(4)
+    c = Cluster(nodes=2, base_port=base, peer_base_port=base + 2, binary=BIN, mock=mock,
+                run_dir=tempfile.mkdtemp(prefix="gatemesh-flood-"), prefix=["prlimit", "--nofile=256:256", "--"])
+    c.start()
+    try:
+        assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 15)
+        c.kill(1, signal.SIGTERM)
+        socks = []
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", base + 2), timeout=5)
+            socks.append(s)
+        deadline = time.time() + 12
+        while time.time() < deadline:
+            assert requests.get(c.node_url(0) + "/healthz", timeout=2).status_code == 200
+            time.sleep(0.2)
+        # Every silent connection has been closed by now: refused at once past the caps, or at
+        # the end of its 10 s handshake timeout.
+        for s in socks:
+            s.settimeout(2)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            s.close()
+        with open(os.path.join(c.run_dir, "node-1", "node.log")) as f:
+            log = f.read()
+        assert 1 <= log.count("too many connections that have not authenticated") <= 3, log[-3000:]
+        assert 1 <= log.count("did not finish its TLS handshake in time") <= 3
+        # A real peer still gets in.
+        c.start_node(1)
+        assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 15)
+    finally:
+        c.stop()

@@ -128,7 +128,7 @@ final class ClusterService: Service, Sendable {
 
     func run() async throws {
         let deliver: @Sendable (String, Frame) -> Void = { [weak self] peer, frame in self?.deliver(peer: peer, frame: frame) }
-        let context = serverContext, logger = self.logger, maxFrame = config.maxFrameBytes
+        let context = serverContext, logger = self.logger, maxFrame = config.maxFrameBytes, guardian = PeerConnectionGuard(logger: logger)
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -138,7 +138,7 @@ final class ClusterService: Service, Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let engine = try TLSEngine(context: context)
                         try channel.pipeline.syncOperations.addHandler(
-                            InboundPeerHandler(engine: engine, maxFrame: maxFrame, logger: logger, deliver: deliver))
+                            InboundPeerHandler(engine: engine, maxFrame: maxFrame, logger: logger, guardian: guardian, deliver: deliver))
                     }
                 }
                 .bind(host: config.listen.host, port: config.listen.port).get()

@@ -1,3 +1,4 @@
+import Foundation
 import GateMeshCluster
 import GateMeshPeer
 import Logging
@@ -24,6 +25,70 @@ extension TLSPeerHandler {
 /// `TLSEngine`, frames through `FrameDecoder`. Connections are one-way: a node sends on its own
 /// outbound connection to a peer's address and receives on the connections peers open to it.
 /// Handlers run on their channel's event loop only.
+/// Keeps connections that have not authenticated from using up the node: at most
+/// `maxUnauthenticated` of them at once, `maxPerHost` from one address, each closed if its TLS
+/// handshake has not finished within `handshakeTimeout`; and the warnings about refused ones at
+/// most one per `logEvery` per kind, with how many were left unsaid.
+final class PeerConnectionGuard: Sendable {
+    static let maxUnauthenticated = 64
+    static let maxPerHost = 8
+    static let handshakeTimeout: TimeAmount = .seconds(10)
+    static let logEvery: Int64 = 10_000
+
+    struct State {
+        var total = 0
+        var byHost: [String: Int] = [:]
+        /// Per warning: when it was last logged, and how many were not logged since.
+        var logged: [String: (at: Int64, suppressed: Int)] = [:]
+    }
+    private let state = NIOLockedValueBox(State())
+    let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    /// A new connection from `host`: false when it must be closed at once.
+    func admit(_ host: String) -> Bool {
+        let ok = state.withLockedValue { s -> Bool in
+            guard s.total < Self.maxUnauthenticated, s.byHost[host, default: 0] < Self.maxPerHost else { return false }
+            s.total += 1
+            s.byHost[host, default: 0] += 1
+            return true
+        }
+        if !ok {
+            warn("refused a peer connection: too many connections that have not authenticated",
+                 ["remote": "\(host)", "limit_total": "\(Self.maxUnauthenticated)", "limit_per_address": "\(Self.maxPerHost)"])
+        }
+        return ok
+    }
+
+    /// A connection admitted from `host` authenticated, or closed before it did.
+    func done(_ host: String) {
+        state.withLockedValue { s in
+            s.total -= 1
+            s.byHost[host, default: 1] -= 1
+            if s.byHost[host] == 0 { s.byHost[host] = nil }
+        }
+    }
+
+    /// Logs `message` unless it was logged less than `logEvery` ago; then says how many were not.
+    func warn(_ message: String, _ metadata: Logger.Metadata) {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let suppressed = state.withLockedValue { s -> Int? in
+            if let last = s.logged[message], now - last.at < Self.logEvery {
+                s.logged[message]?.suppressed += 1
+                return nil
+            }
+            let count = s.logged[message]?.suppressed ?? 0
+            s.logged[message] = (now, 0)
+            return count
+        }
+        guard let suppressed else { return }
+        var metadata = metadata
+        if suppressed > 0 { metadata["not_logged_since"] = "\(suppressed)" }
+        logger.warning("\(message)", metadata: metadata)
+    }
+}
+
 final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -33,12 +98,49 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     let deliver: @Sendable (String, Frame) -> Void
     let logger: Logger
     var peer: String?
+    let guardian: PeerConnectionGuard
+    /// The remote host while the connection counts as not authenticated.
+    var pendingHost: String?
+    var handshakeTimer: Scheduled<Void>?
 
-    init(engine: TLSEngine, maxFrame: Int, logger: Logger, deliver: @escaping @Sendable (String, Frame) -> Void) {
+    init(engine: TLSEngine, maxFrame: Int, logger: Logger, guardian: PeerConnectionGuard, deliver: @escaping @Sendable (String, Frame) -> Void) {
         self.engine = engine
         self.decoder = FrameDecoder(maxPayload: maxFrame)
         self.logger = logger
+        self.guardian = guardian
         self.deliver = deliver
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let host = context.remoteAddress?.ipAddress ?? "?"
+        guard guardian.admit(host) else {
+            context.close(promise: nil)
+            return
+        }
+        pendingHost = host
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(in: PeerConnectionGuard.handshakeTimeout) { [self] in
+            guard !engine.handshakeDone else { return }
+            guardian.warn("closed a peer connection that did not finish its TLS handshake in time",
+                          ["remote": "\(host)", "timeout_s": "\(PeerConnectionGuard.handshakeTimeout.nanoseconds / 1_000_000_000)"])
+            loopBound.value.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        settle()
+        context.fireChannelInactive()
+    }
+
+    /// The connection no longer counts as not authenticated.
+    private func settle() {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        if let host = pendingHost {
+            pendingHost = nil
+            guardian.done(host)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -49,6 +151,7 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
                 try engine.advanceHandshake()
                 if engine.handshakeDone {
                     peer = engine.peerName
+                    settle()
                     logger.debug("peer connected", metadata: ["peer": "\(peer ?? "?")", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
                 }
             }
@@ -67,9 +170,8 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
             logger.warning("closing a peer connection: bad frame", metadata: ["peer": "\(peer ?? "?")", "error": "\(error)"])
             context.close(promise: nil)
         } catch {
-            logger.warning("refused a peer connection", metadata: [
-                "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
-            ])
+            // Anyone can connect: at most one of these lines per 10 s, with a count of the rest.
+            guardian.warn("refused a peer connection", ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
             flushTLS(context)
             context.close(promise: nil)
         }
