@@ -267,6 +267,12 @@ final class LimitsService: Service, SpendSource, Sendable {
         }
     }
 
+    /// Gives back to their pools every right this node holds (it is leaving); returns how many
+    /// counters that changed.
+    func returnAllRights() -> Int {
+        engine.withLockedValue { $0.returnIdleRights(now: .max).count }
+    }
+
     /// This node in this run, as a holder of rights.
     var holder: String { engine.withLockedValue { $0.counters.holder } }
 

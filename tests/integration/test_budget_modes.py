@@ -168,3 +168,22 @@ def test_a_restarted_node_whose_disk_lost_its_spend_catches_up_with_its_peers_be
     eventually(lambda: spent_everywhere(c, range(2)), lambda t: t == [6 * PER_REQUEST] * 2, what="six requests' spend on both nodes")
     with open(os.path.join(c.run_dir, "node-2", "node.log")) as f:
         assert "caught up with the peers' counters" in f.read()
+
+
+def test_a_node_that_leaves_gracefully_gives_its_rights_back(delayed_cluster):
+    """A strict budget's rights held by a node that shuts down (SIGTERM) go back to the pool
+    before it goes, so the node that stays can spend the whole budget; kept, they would be fenced
+    for the rest of the period."""
+    import signal
+    c = delayed_cluster("strict", nodes=2, delay_ms=0)
+    for _ in range(10):
+        assert requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT).status_code == 200
+    def holders():
+        rules = requests.get(c.node_url(0) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
+        return next(r for r in rules if r["id"] == "burst")["scopes"][0]["rights"]["holders"]
+    node2 = status(c, 1)["members"][0]["node_id"]
+    eventually(holders, lambda h: any(x["node_id"] == node2 and x["rights"] != "0.000000000" for x in h),
+               what="node-2 holding rights, seen from node-1")
+    c.kill(1, signal.SIGTERM)
+    admitted = burst(c, clients=16, nodes=[0])
+    assert 10 + admitted == LIMIT_REQUESTS, f"{10 + admitted} of {LIMIT_REQUESTS}"

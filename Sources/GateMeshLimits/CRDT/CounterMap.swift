@@ -238,7 +238,7 @@ public struct CounterMap: Sendable {
     public mutating func returnIdleRights(now: Int64, idleMs: Int64) -> [Key] {
         var changed: [Key] = []
         let holder = self.holder
-        for (key, at) in rightsTouched where at + idleMs <= now {
+        for (key, at) in rightsTouched where at <= now &- idleMs {
             rightsTouched[key] = nil
             let held = heldRights(key)
             guard held > 0 else { continue }

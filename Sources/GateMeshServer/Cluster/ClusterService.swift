@@ -163,7 +163,12 @@ final class ClusterService: Service, Sendable {
             }
             tick()
         }
-        // Leave gracefully: tell a few peers, give the frames a moment, close.
+        // Leave gracefully: give back the rights this node holds (its requests are drained), send
+        // that with a last delta, tell a few peers, give the frames a moment, close.
+        if limits.returnAllRights() > 0 {
+            try? await Task.sleep(for: .milliseconds(Replicator.Config().deltaIntervalMs + 10))
+            tick()
+        }
         let now = Self.now()
         perform(membership.withLockedValue { $0.leave(now: now) })
         try? await Task.sleep(for: .milliseconds(200))
