@@ -11,9 +11,7 @@ public enum CountersCodec {
         var w = BinaryWriter()
         w.uint(UInt64(entries.count))
         for (key, entry) in entries {
-            w.string(key.rule)
-            w.string(key.scope)
-            w.int(key.bucket)
+            w.counterKey(key)
             w.uint(UInt64(entry.spent.slots.count))
             for (node, v) in entry.spent.slots {
                 w.string(node)
@@ -78,7 +76,7 @@ public enum CountersCodec {
         var out: [CounterMap.Key: CounterMap.Entry] = [:]
         out.reserveCapacity(min(n, 65_536))
         for _ in 0..<n {
-            let key = CounterMap.Key(rule: try r.string(), scope: try r.string(), bucket: try r.int())
+            let key = try r.counterKey()
             var spent: [String: Int64] = [:]
             for _ in 0..<(try r.count(max: maxSlots)) {
                 let node = try r.string()
@@ -162,16 +160,13 @@ public struct Replicator: Sendable {
         var later = Later()
         var out = tick(now: now, counters: &counters, peers: peers, later: &later)
         for peer in later.whole { for frame in Self.frames(counters.entries) { out.append((peer, frame)) } }
-        for (peer, keys) in later.keyed { for frame in Self.frames(counters.entries(keys)) { out.append((peer, frame)) } }
         return out
     }
 
     /// What a tick leaves to its caller to send a frame at a time, each taken under the lock on
-    /// its own: peers that need every entry, and peers whose delta is large (after a merge of a
-    /// peer's whole state, say) with the keys it holds.
+    /// its own: the peers that need every entry (new, back from away, or behind by a large delta).
     public struct Later: Sendable {
         public var whole: [String] = []
-        public var keyed: [(peer: String, keys: [CounterMap.Key])] = []
         public init() {}
     }
 
@@ -179,10 +174,10 @@ public struct Replicator: Sendable {
     /// time (reading which keys changed would cost as much under the lock).
     public static let largeDelta = 20 * entriesPerFrame
 
-    /// As `tick(now:counters:peers:)`, but a peer that needs every entry (it is new, or was away
-    /// longer than the change log reaches), or a large delta, is left in `later` for the caller to
-    /// send a frame at a time, each step under the lock on its own: every change after this call
-    /// goes in later deltas either way.
+    /// As `tick(now:counters:peers:)`, but a peer that needs every entry (it is new, was away
+    /// longer than the change log reaches, or is behind by more than `largeDelta` changes) is left
+    /// in `later` for the caller to send a frame at a time, each step under the lock on its own:
+    /// every change after this call goes in later deltas either way.
     public mutating func tick(now: Int64, counters: inout CounterMap, peers: [String], later: inout Later) -> [(String, Frame)] {
         var out: [(String, Frame)] = []
         if now >= nextDeltaAt {
@@ -302,9 +297,7 @@ public enum RightsCodec {
         w.string(holder)
         w.uint(UInt64(asks.count))
         for a in asks {
-            w.string(a.key.rule)
-            w.string(a.key.scope)
-            w.int(a.key.bucket)
+            w.counterKey(a.key)
             w.int(a.shortfall)
             w.int(a.need)
         }
@@ -316,7 +309,7 @@ public enum RightsCodec {
         let holder = try r.string()
         var asks: [Ask] = []
         for _ in 0..<(try r.count(max: maxAsks)) {
-            let key = CounterMap.Key(rule: try r.string(), scope: try r.string(), bucket: try r.int())
+            let key = try r.counterKey()
             let shortfall = try r.int(), need = try r.int()
             guard shortfall > 0, need >= 0 else { throw DecodeError("an ask for rights without a positive shortfall") }
             asks.append(Ask(key: key, shortfall: shortfall, need: need))

@@ -448,9 +448,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     /// The node id in a holder name (`node/epoch`).
-    static func nodeID(ofHolder holder: String) -> String {
-        holder.lastIndex(of: "/").map { String(holder[..<$0]) } ?? holder
-    }
+    static func nodeID(ofHolder holder: String) -> String { String(RightsEntry.split(holder: holder).node) }
 
     /// Every rule and scope value with its figures, for `/api/budgets`.
     func report() -> String {

@@ -101,15 +101,6 @@ func run(_ mode: Mode) {
             } else {
                 var later = Replicator.Later()
                 _ = held(engine, holds, "delta tick") { e in e.withCounters { replicator.tick(now: t, counters: &$0, peers: ["b"], later: &later) } }
-                for (_, keys) in later.keyed {
-                    var start = 0
-                    while start < keys.count {
-                        let chunk = keys[start..<min(start + 500, keys.count)]
-                        start += chunk.count
-                        let entries = held(engine, holds, "a frame of entries") { e in e.withCounters { $0.entries(chunk) } }
-                        _ = CountersCodec.encode(entries)
-                    }
-                }
                 if !later.whole.isEmpty {
                     // As the shell does: every entry, a frame at a time.
                     var position: Int? = 0

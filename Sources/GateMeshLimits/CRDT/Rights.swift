@@ -37,6 +37,12 @@ public struct RightsEntry: Sendable, Hashable {
         self.returned = returned
     }
 
+    /// A holder name (`node/epoch`) as its node id and epoch.
+    public static func split(holder: String) -> (node: Substring, epoch: UInt64) {
+        guard let slash = holder.lastIndex(of: "/") else { return (holder[...], 0) }
+        return (holder[..<slash], UInt64(holder[holder.index(after: slash)...]) ?? 0)
+    }
+
     public var isEmpty: Bool { granted.isEmpty && used.isEmpty && refunded.isEmpty && returned.isEmpty }
 
     /// What `holder` may consume: granted to it plus refunded, minus used and returned.

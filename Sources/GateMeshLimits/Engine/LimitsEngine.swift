@@ -184,7 +184,8 @@ public struct LimitsEngine: Sendable {
         nextID += 1
         for h in held where h.amount > 0 {
             counters.addReserved(h.key, h.amount)
-            if h.fromRights { counters.takeRights(h.key, h.amount, now: now) }
+            // `lacking` found these held, under the same lock: take them without counting again.
+            if h.fromRights { counters.takeRights(h.key, h.amount, now: now, force: true) }
         }
         reservations[reservation.id] = reservation
         return .admit(reservation)
@@ -454,24 +455,19 @@ public struct LimitsEngine: Sendable {
         guard !holders.isEmpty else { return 0 }
         var latest: [Substring: UInt64] = [:]
         for h in holders.keys {
-            let (node, epoch) = Self.split(holder: h)
+            let (node, epoch) = RightsEntry.split(holder: h)
             latest[node] = max(latest[node] ?? 0, epoch)
         }
         // Dead: known as a member, not live. (A node not known at all may be joining: its rights count.)
         let dead = Set(ownership.all).subtracting(ownership.live)
         var total: Int64 = 0
         for (h, held) in holders where held > 0 {
-            let (node, epoch) = Self.split(holder: h)
+            let (node, epoch) = RightsEntry.split(holder: h)
             if dead.contains(String(node)) || epoch < latest[node] ?? 0 { total += held }
         }
         return total
     }
 
-    /// A holder name (`node/epoch`) as its node id and epoch.
-    static func split(holder: String) -> (Substring, UInt64) {
-        guard let slash = holder.lastIndex(of: "/") else { return (holder[...], 0) }
-        return (holder[..<slash], UInt64(holder[holder.index(after: slash)...]) ?? 0)
-    }
 
     /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns
     /// whether any were granted (false also when this node does not own `key` or its bucket is

@@ -81,9 +81,7 @@ public enum JournalCodec {
             w.uint(ref.id)
             w.uint(UInt64(held.count))
             for h in held {
-                w.string(h.key.rule)
-                w.string(h.key.scope)
-                w.int(h.key.bucket)
+                w.counterKey(h.key)
                 w.int(h.amount)
             }
         case .close(let ref):
@@ -135,7 +133,7 @@ public enum JournalCodec {
             let ref = ReservationRef(epoch: try r.uint(), id: try r.uint())
             var held: [JournalRecord.Held] = []
             for _ in 0..<(try r.count(max: maxEntries)) {
-                let key = CounterMap.Key(rule: try r.string(), scope: try r.string(max: 65_536), bucket: try r.int())
+                let key = try r.counterKey(maxScope: 65_536)
                 held.append(.init(key: key, amount: try r.int()))
             }
             record = .open(ref, held)

@@ -251,7 +251,6 @@ final class ClusterService: Service, Sendable {
         if replicator.withLockedValue({ r in defer { r.needsDigests = false }; return r.needsDigests }) { computeDigests() }
         // A peer that needs every entry (it joined, or came back) gets them a frame at a time.
         for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
-        for (peer, keys) in later.keyed { if let address = addresses[peer] { send(keys, to: address) } }
         // Anti-entropy for rules: a digest to one live peer every 2 s.
         if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
             nextRulesDigestAt.withLockedValue { $0 = now + Self.rulesDigestIntervalMs }
@@ -274,22 +273,6 @@ final class ClusterService: Service, Sendable {
                     if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
                     await Self.pause()
                 }
-            }
-        }
-    }
-
-    /// Sends the entries of `keys` to `address` a frame at a time, each taken under the lock on
-    /// its own, off the event loop.
-    func send(_ keys: [CounterMap.Key], to address: String) {
-        let limits = self.limits, connections = self.connections
-        Task.detached {
-            var start = 0
-            while start < keys.count {
-                let chunk = keys[start..<min(start + Replicator.entriesPerFrame, keys.count)]
-                start += chunk.count
-                let entries = limits.withCounters { $0.entries(chunk) }
-                if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
-                await Self.pause()
             }
         }
     }
