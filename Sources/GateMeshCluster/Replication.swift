@@ -24,50 +24,9 @@ public enum CountersCodec {
                 w.uint(slot.version)
                 w.int(slot.leaseUntil)
             }
-            rights(entry.rights, &w)
+            w.rights(entry.rights)
         }
         return w.bytes
-    }
-
-    /// Rights: the grants (from, to, amount), then the used, refunded and returned counts per holder.
-    static func rights(_ r: RightsEntry, _ w: inout BinaryWriter) {
-        w.uint(UInt64(r.granted.count))
-        for (pair, v) in r.granted {
-            w.string(pair.from)
-            w.string(pair.to)
-            w.int(v)
-        }
-        for counts in [r.used, r.refunded, r.returned] {
-            w.uint(UInt64(counts.count))
-            for (holder, v) in counts {
-                w.string(holder)
-                w.int(v)
-            }
-        }
-    }
-
-    static func rights(_ r: inout BinaryReader) throws(DecodeError) -> RightsEntry {
-        var granted: [RightsEntry.Pair: Int64] = [:]
-        for _ in 0..<(try r.count(max: maxSlots)) {
-            let pair = RightsEntry.Pair(from: try r.string(), to: try r.string())
-            granted[pair] = try nonNegative(&r)
-        }
-        var counts: [[String: Int64]] = []
-        for _ in 0..<3 {
-            var c: [String: Int64] = [:]
-            for _ in 0..<(try r.count(max: maxSlots)) {
-                let holder = try r.string()
-                c[holder] = try nonNegative(&r)
-            }
-            counts.append(c)
-        }
-        return RightsEntry(granted: granted, used: counts[0], refunded: counts[1], returned: counts[2])
-    }
-
-    static func nonNegative(_ r: inout BinaryReader) throws(DecodeError) -> Int64 {
-        let v = try r.int()
-        guard v >= 0 else { throw DecodeError("a negative count of rights") }
-        return v
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [CounterMap.Key: CounterMap.Entry] {
@@ -90,7 +49,7 @@ public enum CountersCodec {
                 let v = try r.int(), version = try r.uint()
                 reserved[node] = VersionedSlots.Slot(value: max(0, v), version: version, leaseUntil: try r.int())
             }
-            out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved), rights: try rights(&r))
+            out[key] = CounterMap.Entry(spent: GCounter(slots: spent), reserved: VersionedSlots(slots: reserved), rights: try r.rights(maxSlots: maxSlots))
         }
         guard r.atEnd else { throw DecodeError("trailing bytes after counters") }
         return out

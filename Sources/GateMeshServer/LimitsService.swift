@@ -136,6 +136,21 @@ final class LimitsService: Service, SpendSource, Sendable {
                 if rule.measure == .usd { costNanos += h.amount }
             }
         }
+        // What earlier runs granted, used and gave back: their unused rights go back to the pool
+        // (`returnEarlierRuns`), and this run's journal carries the figures on.
+        var restoredRights = 0
+        for (key, rights) in journal.previous.rights {
+            guard let rule = engine.rulesByID[key.rule], rule.enforcement != .soft,
+                  rule.window.activeBuckets(at: now).contains(key.bucket) else { continue }
+            engine.withCounters { $0.restoreRights(key, rights) }
+            restoredRights += 1
+        }
+        if restoredRights > 0 {
+            engine.withCounters { $0.returnEarlierRuns() }
+            journal.rights(engine.withCounters { $0.takeRightsChanges() })
+            logger.info("restored the rights earlier runs granted and used, and gave back what they held",
+                        metadata: ["counters": "\(restoredRights)"])
+        }
         if journal.previous.records > 0 {
             let slots = touched.map { key in
                 LimitCharge(node: node, rule: key.rule, scope: key.scope, bucket: key.bucket,
@@ -190,17 +205,22 @@ final class LimitsService: Service, SpendSource, Sendable {
         var askedAt: Int64?
         while true {
             let now = Self.now()
-            let (decision, alone) = engine.withLockedValue {
-                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1 && now >= $0.grantsFrom)
+            let (decision, alone, rights) = engine.withLockedValue {
+                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1 && now >= $0.grantsFrom,
+                 $0.withCounters { $0.takeRightsChanges() })
             }
             guard case .short(let refusal, let needs) = decision else {
                 if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
+                    // The rights it took are in the journal before the request is sent.
                     journal.open(id: reservation.id, held: reservation.entries.compactMap {
                         $0.amount > 0 ? JournalRecord.Held(key: $0.key, amount: $0.amount) : nil
-                    })
+                    }, rights: rights)
+                } else {
+                    journal.rights(rights)
                 }
                 return decision
             }
+            journal.rights(rights)
             let end = deadline ?? now + rightsWaitMs
             deadline = end
             // Alone, no one can hand back rights: the pool is what there is.
@@ -270,7 +290,9 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// Gives back to their pools every right this node holds (it is leaving); returns how many
     /// counters that changed.
     func returnAllRights() -> Int {
-        engine.withLockedValue { $0.returnIdleRights(now: .max).count }
+        let (count, rights) = engine.withLockedValue { ($0.returnIdleRights(now: .max).count, $0.withCounters { $0.takeRightsChanges() }) }
+        journal.rights(rights)
+        return count
     }
 
     /// This node in this run, as a holder of rights.
@@ -287,6 +309,9 @@ final class LimitsService: Service, SpendSource, Sendable {
         let now = Self.now()
         return engine.withLockedValue { engine in
             _ = engine.grant(key, to: holder, shortfall: shortfall, need: need, now: now)
+            // In the journal before any frame can carry the grant (under the lock the replicator
+            // takes to read the counters), so a restarted owner knows what it handed out.
+            journal.rights(engine.withCounters { $0.takeRightsChanges() })
             return engine.counters.entry(key)
         }
     }
@@ -302,11 +327,13 @@ final class LimitsService: Service, SpendSource, Sendable {
     private func apply(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
         let owns = alertOwnership.withLockedValue { $0 }
-        let due = engine.withLockedValue { engine in
+        let (due, rights) = engine.withLockedValue { engine in
             let charged = engine.settle(id, actual: actual)
-            guard engine.hasAlerts && !charged.isEmpty else { return [LimitsEngine.Alert]() }
-            return engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true })
+            let rights = engine.withCounters { $0.takeRightsChanges() }
+            guard engine.hasAlerts && !charged.isEmpty else { return ([LimitsEngine.Alert](), rights) }
+            return (engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true }), rights)
         }
+        journal.rights(rights)
         fire(due, now: now)
     }
 
@@ -429,7 +456,11 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     func release(_ id: UInt64) {
-        engine.withLockedValue { $0.release(id) }
+        let rights = engine.withLockedValue { engine in
+            engine.release(id)
+            return engine.withCounters { $0.takeRightsChanges() }
+        }
+        journal.rights(rights)
         journal.close(id: id)
     }
 
@@ -437,12 +468,17 @@ final class LimitsService: Service, SpendSource, Sendable {
         var ticks = 0
         for await _ in AsyncTimerSequence.seconds(1).cancelOnGracefulShutdown() {
             let now = Self.now()
-            let (lookback, forgotten) = engine.withLockedValue { engine in
+            let (lookback, forgotten, rights) = engine.withLockedValue { engine in
                 let forgotten = engine.expire(now: now).forgotten
-                return (engine.rules.map(\.window.maxLengthMs).max() ?? 0, forgotten)
+                return (engine.rules.map(\.window.maxLengthMs).max() ?? 0, forgotten, engine.withCounters { $0.takeRightsChanges() })
             }
+            journal.rights(rights)
             for id in forgotten { journal.close(id: id) }
             ticks += 1
+            if ticks % 60 == 0 {
+                let known = engine.withLockedValue { Set($0.counters.keys) }
+                journal.pruneRights { !known.contains($0) }
+            }
             if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs) }
         }
     }

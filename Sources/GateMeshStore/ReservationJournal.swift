@@ -11,7 +11,8 @@ import NIOConcurrencyHelpers
 /// cache, which outlives the process: a SIGKILL loses nothing; a power cut may lose what the
 /// kernel had not flushed). Each run writes segments of its own (`journal-N.log`, N growing);
 /// when the current one passes `rotateBytes` it is replaced by a new one holding only what is
-/// still open, so the journal stays as small as the requests in flight. What earlier runs left is
+/// still open (and the latest rights figures of each current counter), so the journal stays as
+/// small as the requests in flight. What earlier runs left is
 /// read at start (`previous`) and deleted by `forgetPrevious()` once its charges are on disk.
 public final class ReservationJournal: Sendable {
     public let directory: String
@@ -30,6 +31,8 @@ public final class ReservationJournal: Sendable {
         var size = 0
         /// This run's open reservations and their `open` frames (rewritten on rotation).
         var open: [UInt64: [UInt8]] = [:]
+        /// The latest rights frame of each counter (rewritten on rotation).
+        var rights: [CounterMap.Key: [UInt8]] = [:]
         /// Settling batches written but not yet committed by the store.
         var settling: [(mark: SpendBatchMark, ids: [UInt64], frame: [UInt8])] = []
         var nextBatch: UInt64 = 1
@@ -100,14 +103,45 @@ public final class ReservationJournal: Sendable {
         for name in names { unlink((directory as NSString).appendingPathComponent(name)) }
     }
 
-    /// Records an admitted reservation (returns once it is in the file).
-    public func open(id: UInt64, held: [JournalRecord.Held]) {
+    /// Records an admitted reservation, and the rights figures its admission changed, in one
+    /// write (returns once they are in the file).
+    public func open(id: UInt64, held: [JournalRecord.Held], rights: [(key: CounterMap.Key, rights: RightsEntry)] = []) {
         let frame = JournalCodec.frame(.open(ReservationRef(epoch: epoch, id: id), held))
+        let rightsFrames = rights.map { ($0.key, JournalCodec.frame(.rights($0.key, $0.rights))) }
         state.withLockedValue { s in
             s.open[id] = frame
-            append(frame, &s)
+            var bytes = frame
+            for (key, f) in rightsFrames {
+                s.rights[key] = f
+                bytes += f
+            }
+            append(bytes, &s)
         }
     }
+
+    /// Records rights figures (returns once they are in the file): before a right this node
+    /// granted or took is used, so a restarted node knows what its earlier runs granted and used.
+    public func rights(_ changes: [(key: CounterMap.Key, rights: RightsEntry)]) {
+        guard !changes.isEmpty else { return }
+        let frames = changes.map { ($0.key, JournalCodec.frame(.rights($0.key, $0.rights))) }
+        state.withLockedValue { s in
+            var bytes: [UInt8] = []
+            for (key, f) in frames {
+                s.rights[key] = f
+                bytes += f
+            }
+            append(bytes, &s)
+        }
+    }
+
+    /// Stops carrying the rights of the counters for which `isGone` holds into new segments (their
+    /// bucket has passed).
+    public func pruneRights(_ isGone: (CounterMap.Key) -> Bool) {
+        state.withLockedValue { s in s.rights = s.rights.filter { !isGone($0.key) } }
+    }
+
+    /// How many counters' rights the journal carries.
+    public var rightsCount: Int { state.withLockedValue { $0.rights.count } }
 
     /// Records that a reservation ended with nothing left to charge (released, or dropped).
     public func close(id: UInt64) {
@@ -167,6 +201,7 @@ public final class ReservationJournal: Sendable {
         var snapshot: [UInt8] = []
         for frame in s.open.values { snapshot += frame }
         for batch in s.settling { snapshot += batch.frame }
+        for frame in s.rights.values { snapshot += frame }
         if !Self.writeAll(fd, snapshot) { s.writeFailures += 1 }
         _ = Glibc.close(s.fd)
         unlink((directory as NSString).appendingPathComponent(Self.name(s.segment)))

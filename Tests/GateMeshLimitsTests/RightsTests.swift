@@ -141,6 +141,49 @@ import Testing
         return nil
     }
 
+    /// A restarted owner knows, from its journal, what its earlier run granted and used, even
+    /// when no peer answers: it hands out only what is left, and gives back what the earlier run
+    /// held unused. Without the journal's rights it would hand out the whole pool again.
+    @Test(arguments: [LimitRule.Enforcement.bounded, .strict])
+    func aRestartedOwnerRestoresWhatItsEarlierRunGrantedAndUsed(_ mode: LimitRule.Enforcement) throws {
+        let request = LimitRequest(gateway: "g", provider: "p", model: nil)
+        let cost = { (n: Int64) in LimitAmounts(costNanos: n, requests: 1) }
+        let budget = LimitRule(id: "budget", gateway: "g", measure: .usd, limit: 1_000, window: .fixed(lengthMs: Self.day), enforcement: mode)
+        let now = Self.now
+        let key = CounterMap.Key(rule: "budget", scope: "", bucket: budget.window.bucket(at: now))
+        var run1 = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 1))
+        // a owns every counter (b, the other holder, is not in the ownership lists).
+        run1.ownership = .init(live: ["a"], all: ["a"])
+        var journal: [UInt8] = []
+        func persist(_ engine: inout LimitsEngine) {
+            for change in engine.withCounters({ $0.takeRightsChanges() }) { journal += JournalCodec.frame(.rights(change.key, change.rights)) }
+        }
+        let granted = run1.grant(key, to: "b/1", shortfall: 300, need: 300, now: now)
+        #expect(granted)
+        persist(&run1)
+        let toB = run1.counters.rights(key).held(by: "b/1")
+        let r = try #require(admitted(run1.admit(request, estimate: cost(100), now: now)))
+        persist(&run1)
+        _ = r
+        let heldByA = run1.counters.rights(key).held(by: "a/1")
+        #expect(toB >= 300 && heldByA > 0)
+        // Killed. The next run hears from nobody.
+        var replay = JournalReplay()
+        for record in JournalCodec.records(in: journal).records { replay.apply(record) }
+        var run2 = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 2))
+        run2.ownership = .init(live: ["a"], all: ["a"])
+        for (k, rights) in replay.rights { run2.withCounters { $0.restoreRights(k, rights) } }
+        run2.expire(now: now + 1)
+        let rights = run2.counters.rights(key)
+        #expect(rights.held(by: "a/1") == 0 && rights.used["a/1"] == 100, "the earlier run's unused rights went back")
+        #expect(rights.held(by: "b/1") == toB, "b's grant stands")
+        // The earlier run's 100 are in flight (the journal charges them at their estimate).
+        #expect(run2.pool(key, rule: budget, now: now + 1) == 1_000 - toB - 100)
+        // Its changes go into its own journal too (a second restart finds them).
+        let journaled = run2.withCounters { $0.takeRightsChanges() }
+        #expect(journaled.contains { $0.key == key && $0.rights.returned["a/1"] == heldByA })
+    }
+
     /// One engine's bookkeeping: the owner draws shares from the pool, a request that costs less
     /// gives the rest back, a failed one all of it, one that costs more consumes it anyway, and
     /// idle rights go back to the pool; a node that does not own the counter asks its owner.
@@ -181,21 +224,43 @@ import Testing
         engine.expire(now: now + 2_000)
         #expect(engine.counters.rights(key).held(by: "a/3") == 0 && engine.pool(key, rule: budget, now: now + 2_000) == 460,
                 "idle rights went back to the pool")
-        // Rights held by a member declared dead, or by an earlier run of a node, go back to a
-        // bounded owner's pool; a strict owner keeps them out (the node may be alive behind a cut).
+        // Rights a holder holds go back to a bounded owner's pool only once the holder's lease and
+        // the allowed drift have passed; a strict owner keeps them out (the node may be alive
+        // behind a cut, using them) until the holder gives them back.
         engine.ownership = .init(live: ["a", "b"], all: ["a", "b"])
         let granted = engine.grant(key, to: "b/1", shortfall: 100, need: 100, now: now + 2_000)
         #expect(granted)
         let lent = engine.counters.rights(key).held(by: "b/1")
         #expect(lent >= 100 && engine.pool(key, rule: budget, now: now + 2_000) == 460 - lent)
+        #expect(engine.counters.rights(key).lease(of: "b/1") == now + 12_000)
+        // While b is live its lease is renewed when half of it is left.
+        engine.expire(now: now + 8_000)
+        #expect(engine.counters.rights(key).lease(of: "b/1") == now + 18_000)
         engine.ownership = .init(live: ["a"], all: ["a", "b"])
-        #expect(engine.pool(key, rule: budget, now: now + 2_000) == 460, "b is dead: its rights are the pool's again")
+        engine.expire(now: now + 14_000)
+        #expect(engine.counters.rights(key).lease(of: "b/1") == now + 18_000, "a dead member's lease is not renewed")
+        #expect(engine.pool(key, rule: budget, now: now + 18_000) == 460 - lent, "b is dead, but its lease holds")
+        #expect(engine.pool(key, rule: budget, now: now + 19_001) == 460, "lease and drift have passed: the pool's again")
         var strictRule = budget
         strictRule.enforcement = .strict
-        #expect(engine.pool(key, rule: strictRule, now: now + 2_000) == 460 - lent)
-        engine.ownership = .init(live: ["a", "b"], all: ["a", "b"])
-        engine.merge([key: CounterMap.Entry(rights: RightsEntry(granted: [.init(from: "a/3", to: "b/2"): 10]))])
-        #expect(engine.pool(key, rule: budget, now: now + 2_000) == 460 - 10, "b's run 2 holds 10; its run 1 is gone")
+        #expect(engine.pool(key, rule: strictRule, now: now + 19_001) == 460 - lent)
+        // A holder whose lease lapsed uses none of its rights: it gives them back when it looks.
+        var holderB = LimitsEngine(node: "b", rules: [budget], counters: CounterMap(node: "b", epoch: 1))
+        holderB.ownership = .init(live: ["a", "b"], all: ["a", "b"])
+        holderB.merge(engine.counters.delta(since: 0))
+        #expect(admitted(holderB.admit(request, estimate: cost(50), now: now + 16_999)) != nil, "within its lease less the drift")
+        guard case .short = holderB.admit(request, estimate: cost(50), now: now + 17_000) else {
+            Issue.record("past its lease less the drift, b may not use its rights")
+            return
+        }
+        #expect(holderB.counters.rights(key).held(by: "b/1") == 0, "and gave them back")
+        // What an earlier run of this node holds goes back at once (it died: this run replaced it).
+        engine.merge([key: CounterMap.Entry(rights: RightsEntry(granted: [.init(from: "b/1", to: "a/2"): 10]))])
+        #expect(engine.pool(key, rule: budget, now: now + 19_001) == 460, "bounded counts it stranded")
+        #expect(engine.pool(key, rule: strictRule, now: now + 19_001) == 460 - lent - 10, "strict, until it is given back")
+        engine.expire(now: now + 19_001)
+        #expect(engine.counters.rights(key).held(by: "a/2") == 0 && engine.counters.rights(key).returned["a/2"] == 10)
+        #expect(engine.pool(key, rule: strictRule, now: now + 19_001) == 460 - lent)
         // A node just started in a cluster hands out nothing for a while.
         var fresh = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 4))
         fresh.ownership = .init(live: ["a"], all: ["a"])

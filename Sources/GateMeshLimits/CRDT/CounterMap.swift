@@ -82,6 +82,14 @@ public struct CounterMap: Sendable {
     private var ownReserved: Set<Key> = []
     /// When this node last took or asked for each key's rights (idle ones go back to the pool).
     private var rightsTouched: [Key: Int64] = [:]
+    /// How long an owner's grant (and each renewal) lets its holder use the rights.
+    public var rightsLeaseMs: Int64 = 10_000
+    /// The keys that have rights (whose leases an owner renews).
+    private var rightsKeys: Set<Key> = []
+    /// Keys whose rights this node changed since `takeRightsChanges()` (to be journaled).
+    private var rightsChanged: Set<Key> = []
+    /// Keys where an earlier run of this node may still hold rights (`returnEarlierRuns()`).
+    private var earlierRunKeys: Set<Key> = []
 
     /// `startVersion` MUST be above any version this node has used before (see
     /// `startVersion(epoch:)`), so peers never ignore its new reservation figures.
@@ -199,6 +207,19 @@ public struct CounterMap: Sendable {
     /// What this node (in this run) holds of `key`'s rights.
     public func heldRights(_ key: Key) -> Int64 { table[key]?.entry.rights.held(by: holder) ?? 0 }
 
+    /// What this node may use of `key`'s rights at `now`: what it holds while its lease (less the
+    /// allowed drift) holds. Rights whose lease has lapsed go back to the pool here (the owner
+    /// counts them as its own once the lease and the drift have passed) and 0 is returned.
+    public mutating func rightsInLease(_ key: Key, now: Int64) -> Int64 {
+        guard let rights = table[key]?.entry.rights else { return 0 }
+        let held = rights.held(by: holder)
+        guard held > 0, rights.lease(of: holder) &- driftMs <= now else { return held }
+        let holder = self.holder
+        change(key) { $0.rights.giveBack(held, by: holder) }
+        markRights(key)
+        return 0
+    }
+
     /// This node consumes `amount` of `key`'s rights if it holds that much (`force`: even if not)
     /// and marks them used at `now` (see `returnIdleRights`). In place: no copy of the rights.
     @discardableResult
@@ -208,6 +229,7 @@ public struct CounterMap: Sendable {
         let holder = self.holder
         change(key) { $0.rights.consume(amount, by: holder, force: true) }
         touchRights(key, now: now)
+        markRights(key)
         return true
     }
 
@@ -216,15 +238,18 @@ public struct CounterMap: Sendable {
         guard amount > 0 else { return }
         let holder = self.holder
         change(key) { $0.rights.refund(amount, to: holder) }
+        markRights(key)
     }
 
-    /// This node, as `key`'s owner, draws `amount` from the pool of `limit` for `holder`.
+    /// This node, as `key`'s owner, draws `amount` from the pool of `limit` for `holder`, leased
+    /// for `rightsLeaseMs`.
     public mutating func grantRights(_ key: Key, _ amount: Int64, to holder: String, limit: Int64, now: Int64) -> Int64 {
         guard amount > 0 else { return 0 }
         var drawn: Int64 = 0
-        let me = self.holder
-        change(key) { drawn = $0.rights.grant(amount, from: me, to: holder, limit: limit) }
+        let me = self.holder, lease = now + rightsLeaseMs
+        change(key) { drawn = $0.rights.grant(amount, from: me, to: holder, limit: limit, leaseUntil: lease) }
         if holder == me { touchRights(key, now: now) }
+        markRights(key)
         return drawn
     }
 
@@ -243,9 +268,86 @@ public struct CounterMap: Sendable {
             let held = heldRights(key)
             guard held > 0 else { continue }
             change(key) { $0.rights.giveBack(held, by: holder) }
+            markRights(key)
             changed.append(key)
         }
         return changed
+    }
+
+    /// As the owner of the keys for which `owns` holds, renews the leases of the holders that hold
+    /// rights, are live (`live`: node ids) and whose lease runs out within half a lease: their
+    /// latest run only, and never a lease that may already have lapsed for its holder (it gave
+    /// those rights back, or is about to). Returns how many leases it renewed.
+    @discardableResult
+    public mutating func renewRightsLeases(now: Int64, live: Set<String>, owns: (Key) -> Bool) -> Int {
+        var renewed = 0
+        let me = holder, until = now + rightsLeaseMs
+        for key in rightsKeys {
+            guard let rights = table[key]?.entry.rights, owns(key) else { continue }
+            var latest: [Substring: (epoch: UInt64, holder: String)] = [:]
+            for (h, held) in rights.holders where held > 0 {
+                let (node, epoch) = RightsEntry.split(holder: h)
+                if epoch >= latest[node]?.epoch ?? 0 { latest[node] = (epoch, h) }
+            }
+            var due: [String] = []
+            for (node, run) in latest where live.contains(String(node)) {
+                let lease = rights.lease(of: run.holder)
+                if lease < now + rightsLeaseMs / 2 && lease > now + 2 * driftMs { due.append(run.holder) }
+            }
+            guard !due.isEmpty else { continue }
+            change(key) { for h in due { $0.rights.renew(from: me, to: h, until: until) } }
+            markRights(key)
+            renewed += due.count
+        }
+        return renewed
+    }
+
+    /// Gives back, for this node's earlier runs (which died: the journal starts a new run only
+    /// once the previous one has stopped), what they still hold of the rights this run knows of.
+    /// Their figures come from the journal, which holds every right they used before they used it.
+    public mutating func returnEarlierRuns() {
+        guard !earlierRunKeys.isEmpty else { return }
+        let prefix = node + "/"
+        for key in earlierRunKeys {
+            guard let rights = table[key]?.entry.rights else { continue }
+            let stale = rights.holders.filter { $0.value > 0 && $0.key != holder && $0.key.hasPrefix(prefix) }
+            guard !stale.isEmpty else { continue }
+            change(key) { for (h, held) in stale { $0.rights.giveBack(held, by: h) } }
+            markRights(key)
+        }
+        earlierRunKeys = []
+    }
+
+    /// Takes the keys whose rights this node changed since the last call, each with the figures
+    /// written by any run of this node (what the journal keeps, so a restart knows what it granted,
+    /// used and gave back).
+    public mutating func takeRightsChanges() -> [(key: Key, rights: RightsEntry)] {
+        guard !rightsChanged.isEmpty else { return [] }
+        defer { rightsChanged = [] }
+        let prefix = node + "/"
+        return rightsChanged.compactMap { key in
+            guard let rights = table[key]?.entry.rights else { return nil }
+            return (key, rights.written(byPrefix: prefix))
+        }
+    }
+
+    /// Merges rights persisted by an earlier run of this node (from the journal); their unused
+    /// rights go back to the pool with the next `returnEarlierRuns()`.
+    public mutating func restoreRights(_ key: Key, _ rights: RightsEntry) {
+        guard !rights.isEmpty else { return }
+        var merged = table[key]?.entry.rights ?? RightsEntry()
+        let before = merged
+        merged.merge(rights)
+        guard merged != before else { return }
+        change(key) { $0.rights = merged }
+        rightsKeys.insert(key)
+        earlierRunKeys.insert(key)
+        markRights(key)
+    }
+
+    private mutating func markRights(_ key: Key) {
+        rightsChanged.insert(key)
+        rightsKeys.insert(key)
     }
 
     // MARK: Leases
@@ -443,6 +545,7 @@ public struct CounterMap: Sendable {
         }
         let r = e.rights
         for (pair, v) in r.granted { sum &+= figure("g", pair.from, pair.to, UInt64(bitPattern: v), 0, 0) }
+        for (pair, v) in r.leases { sum &+= figure("l", pair.from, pair.to, UInt64(bitPattern: v), 0, 0) }
         for (h, v) in r.used { sum &+= figure("u", h, "", UInt64(bitPattern: v), 0, 0) }
         for (h, v) in r.refunded { sum &+= figure("f", h, "", UInt64(bitPattern: v), 0, 0) }
         for (h, v) in r.returned { sum &+= figure("t", h, "", UInt64(bitPattern: v), 0, 0) }
@@ -502,6 +605,10 @@ public struct CounterMap: Sendable {
                 }
             }
             guard merged != before else { continue }
+            if !incoming.rights.isEmpty {
+                rightsKeys.insert(key)
+                if incoming.rights.mentionsEarlierRun(of: node, current: holder) { earlierRunKeys.insert(key) }
+            }
             let spending = merged.spent != before.spent
             change(key, spending: spending) { $0 = merged }
             if spending { spentChanged.append(key) }
@@ -520,6 +627,9 @@ public struct CounterMap: Sendable {
                     if let stored = table.removeValue(forKey: key), stored.hashed != 0 { ruleDigests[rule]? &-= stored.hashed }
                     ownReserved.remove(key)
                     rightsTouched[key] = nil
+                    rightsKeys.remove(key)
+                    rightsChanged.remove(key)
+                    earlierRunKeys.remove(key)
                 }
                 keysByRule[rule]?[bucket] = nil
             }

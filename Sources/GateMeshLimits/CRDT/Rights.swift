@@ -7,7 +7,11 @@
 /// - `granted[from → to]`: rights the owner `from` drew from the pool for `to` (written by `from`);
 /// - `used[h]`: rights `h` consumed (reserved for requests); `refunded[h]`: what `h` got back
 ///   when a request cost less than reserved, or failed (written by `h`);
-/// - `returned[h]`: rights `h` gave back to the pool (written by `h`).
+/// - `returned[h]`: rights `h` gave back to the pool (written by `h`);
+/// - `leases[from → to]`: until when (Unix ms, `from`'s clock) `to` may use what it holds, as
+///   granted and renewed by the owner `from` (written by `from`). A holder uses its rights only
+///   while the latest lease any owner gave it holds, less the allowed clock drift; so once that
+///   lease and the drift have passed, the owner knows the holder no longer spends them.
 ///
 /// A holder is a node in one run (`node/epoch`), so a restarted node never rewinds its counts.
 /// The invariant that keeps a limit: a holder consumes or returns only what it holds as far as
@@ -29,12 +33,44 @@ public struct RightsEntry: Sendable, Hashable {
     public private(set) var used: [String: Int64] = [:]
     public private(set) var refunded: [String: Int64] = [:]
     public private(set) var returned: [String: Int64] = [:]
+    public private(set) var leases: [Pair: Int64] = [:]
 
-    public init(granted: [Pair: Int64] = [:], used: [String: Int64] = [:], refunded: [String: Int64] = [:], returned: [String: Int64] = [:]) {
+    public init(granted: [Pair: Int64] = [:], used: [String: Int64] = [:], refunded: [String: Int64] = [:], returned: [String: Int64] = [:],
+                leases: [Pair: Int64] = [:]) {
         self.granted = granted
         self.used = used
         self.refunded = refunded
         self.returned = returned
+        self.leases = leases
+    }
+
+    /// The latest lease any owner gave `holder` (0: none).
+    public func lease(of holder: String) -> Int64 {
+        var latest: Int64 = 0
+        for (pair, until) in leases where pair.to == holder && until > latest { latest = until }
+        return latest
+    }
+
+    /// The owner `owner` lets `holder` use its rights until `until` (never shortens a lease).
+    public mutating func renew(from owner: String, to holder: String, until: Int64) {
+        let pair = Pair(from: owner, to: holder)
+        if until > (leases[pair] ?? 0) { leases[pair] = until }
+    }
+
+    /// Only the figures written by holders whose name starts with `prefix` (`node/`: every run of
+    /// one node, as holders and as owners): what that node persists.
+    public func written(byPrefix prefix: String) -> RightsEntry {
+        RightsEntry(granted: granted.filter { $0.key.from.hasPrefix(prefix) },
+                    used: used.filter { $0.key.hasPrefix(prefix) },
+                    refunded: refunded.filter { $0.key.hasPrefix(prefix) },
+                    returned: returned.filter { $0.key.hasPrefix(prefix) },
+                    leases: leases.filter { $0.key.from.hasPrefix(prefix) })
+    }
+
+    /// Whether a run of `node` other than `current` appears as a holder (granted to, or using).
+    public func mentionsEarlierRun(of node: String, current: String) -> Bool {
+        func earlier(_ h: String) -> Bool { h != current && RightsEntry.split(holder: h).node == node }
+        return granted.keys.contains { earlier($0.to) } || used.keys.contains(where: earlier)
     }
 
     /// A holder name (`node/epoch`) as its node id and epoch.
@@ -43,7 +79,7 @@ public struct RightsEntry: Sendable, Hashable {
         return (holder[..<slash], UInt64(holder[holder.index(after: slash)...]) ?? 0)
     }
 
-    public var isEmpty: Bool { granted.isEmpty && used.isEmpty && refunded.isEmpty && returned.isEmpty }
+    public var isEmpty: Bool { granted.isEmpty && used.isEmpty && refunded.isEmpty && returned.isEmpty && leases.isEmpty }
 
     /// What `holder` may consume: granted to it plus refunded, minus used and returned.
     public func held(by holder: String) -> Int64 {
@@ -91,13 +127,14 @@ public struct RightsEntry: Sendable, Hashable {
         return amount
     }
 
-    /// The owner `owner` draws `amount` (at most what the pool of `limit` holds) for `holder`;
-    /// returns what it drew.
+    /// The owner `owner` draws `amount` (at most what the pool of `limit` holds) for `holder`,
+    /// to use until `leaseUntil`; returns what it drew.
     @discardableResult
-    public mutating func grant(_ amount: Int64, from owner: String, to holder: String, limit: Int64) -> Int64 {
+    public mutating func grant(_ amount: Int64, from owner: String, to holder: String, limit: Int64, leaseUntil: Int64 = .max) -> Int64 {
         let amount = min(amount, pool(limit: limit))
         guard amount > 0 else { return 0 }
         granted[Pair(from: owner, to: holder), default: 0] += amount
+        renew(from: owner, to: holder, until: leaseUntil)
         return amount
     }
 
@@ -106,5 +143,6 @@ public struct RightsEntry: Sendable, Hashable {
         for (k, v) in other.used where v > (used[k] ?? 0) { used[k] = v }
         for (k, v) in other.refunded where v > (refunded[k] ?? 0) { refunded[k] = v }
         for (k, v) in other.returned where v > (returned[k] ?? 0) { returned[k] = v }
+        for (k, v) in other.leases where v > (leases[k] ?? 0) { leases[k] = v }
     }
 }

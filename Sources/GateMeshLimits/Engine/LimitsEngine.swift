@@ -312,6 +312,14 @@ public struct LimitsEngine: Sendable {
     public mutating func expire(now: Int64) -> (expired: Int, forgotten: [UInt64]) {
         counters.renewLeases(now: now)
         returnIdleRights(now: now)
+        counters.returnEarlierRuns()
+        if now >= grantsFrom {
+            let live = Set(ownership.live), rules = rulesByID, ownership = self.ownership, node = self.node
+            counters.renewRightsLeases(now: now, live: live) { key in
+                guard let rule = rules[key.rule], rule.enforcement != .soft else { return false }
+                return Self.owner(of: key, rule: rule, ownership: ownership, node: node) == node
+            }
+        }
         let overdue = reservations.values.filter { $0.expiresAt <= now }
         for r in overdue {
             release(r.id)
@@ -402,7 +410,11 @@ public struct LimitsEngine: Sendable {
 
     /// The node (id) that owns `key`'s rights under `rule`.
     public func owner(of key: CounterMap.Key, rule: LimitRule) -> String {
-        Rendezvous.owner(of: Self.ownerKey(key), among: rule.enforcement == .strict ? ownership.all : ownership.live) ?? node
+        Self.owner(of: key, rule: rule, ownership: ownership, node: node)
+    }
+
+    static func owner(of key: CounterMap.Key, rule: LimitRule, ownership: Ownership, node: String) -> String {
+        Rendezvous.owner(of: ownerKey(key), among: rule.enforcement == .strict ? ownership.all : ownership.live) ?? node
     }
 
     /// How much the owner hands out for a shortfall: the shortfall, or a share of what the pool
@@ -415,13 +427,13 @@ public struct LimitsEngine: Sendable {
     /// nil when this node holds `need` of `key`'s rights (drawing them from the pool first when it
     /// owns the key); otherwise what to ask for.
     private mutating func lacking(_ key: CounterMap.Key, rule: LimitRule, need: Int64, now: Int64) -> RightsNeed? {
-        var held = counters.heldRights(key)
+        var held = counters.rightsInLease(key, now: now)
         if held >= need { return nil }
         counters.touchRights(key, now: now)
         let owner = self.owner(of: key, rule: rule)
         if owner == node {
             _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, now: now)
-            held = counters.heldRights(key)
+            held = counters.rightsInLease(key, now: now)
             if held >= need { return nil }
         }
         return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need)
@@ -441,33 +453,25 @@ public struct LimitsEngine: Sendable {
     /// run that nobody remembers: a restarted cluster, a bucket spent before its rule had rights).
     public func pool(_ key: CounterMap.Key, rule: LimitRule, now: Int64) -> Int64 {
         let rights = counters.rights(key)
-        let out = rights.grantedTotal - rights.returnedTotal - (rule.enforcement == .bounded ? stranded(rights) : 0)
+        let out = rights.grantedTotal - rights.returnedTotal - (rule.enforcement == .bounded ? stranded(rights, now: now) : 0)
         return rule.limit - max(out, counters.total(key, now: now))
     }
 
-    /// Rights held by node runs that can no longer use them: of a member declared dead, or of an
-    /// earlier run of a node whose later run holds rights too.
-    /// A `bounded` owner hands them out again; what such a node spent before it died still counts
-    /// (its spend, and its reservations until their lease runs out, are in the counter's total),
-    /// and its journal charges its requests in flight when it comes back.
-    func stranded(_ rights: RightsEntry) -> Int64 {
-        let holders = rights.holders
-        guard !holders.isEmpty else { return 0 }
-        var latest: [Substring: UInt64] = [:]
-        for h in holders.keys {
-            let (node, epoch) = RightsEntry.split(holder: h)
-            latest[node] = max(latest[node] ?? 0, epoch)
-        }
-        // Dead: known as a member, not live. (A node not known at all may be joining: its rights count.)
-        let dead = Set(ownership.all).subtracting(ownership.live)
+    /// Rights held by node runs that can no longer use them: those whose lease (the latest any
+    /// owner gave them) and the allowed clock drift have passed (the holder stopped using them a
+    /// drift before its lease ran out, by its own clock), and those of earlier runs of this node.
+    /// A `bounded` owner hands them out again. What such a holder used before its lease ran out
+    /// and this node has not heard of yet is the overshoot `bounded` allows under partitions; its
+    /// spend, and its reservations until their lease runs out, are in the counter's total, and its
+    /// journal charges its requests in flight when it comes back.
+    func stranded(_ rights: RightsEntry, now: Int64) -> Int64 {
         var total: Int64 = 0
-        for (h, held) in holders where held > 0 {
-            let (node, epoch) = RightsEntry.split(holder: h)
-            if dead.contains(String(node)) || epoch < latest[node] ?? 0 { total += held }
+        let drift = counters.driftMs
+        for (h, held) in rights.holders where held > 0 && h != counters.holder {
+            if rights.lease(of: h) &+ drift < now || RightsEntry.split(holder: h).node == node { total += held }
         }
         return total
     }
-
 
     /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns
     /// whether any were granted (false also when this node does not own `key` or its bucket is

@@ -59,6 +59,10 @@ public enum JournalRecord: Sendable, Equatable {
     case close(ReservationRef)
     /// The actual charges of these reservations (all of the batch's run) are in spend batch `mark`.
     case settling(SpendBatchMark, ids: [UInt64])
+    /// The rights figures this node's runs wrote for a counter (grants and leases as an owner;
+    /// used, refunded and returned as a holder), as they stood: a later record of the same key
+    /// holds them all again, and replaying takes the larger of each.
+    case rights(CounterMap.Key, RightsEntry)
 }
 
 /// The journal's byte format: each record is a frame of a 4-byte little-endian payload length, a
@@ -94,6 +98,10 @@ public enum JournalCodec {
             w.uint(mark.batch)
             w.uint(UInt64(ids.count))
             for id in ids { w.uint(id) }
+        case .rights(let key, let rights):
+            w.byte(4)
+            w.counterKey(key)
+            w.rights(rights)
         }
         var bytes = w.bytes
         let length = UInt32(bytes.count - 8)
@@ -144,6 +152,9 @@ public enum JournalCodec {
             var ids: [UInt64] = []
             for _ in 0..<(try r.count(max: maxEntries * 10)) { ids.append(try r.uint()) }
             record = .settling(mark, ids: ids)
+        case 4:
+            let key = try r.counterKey(maxScope: 65_536)
+            record = .rights(key, try r.rights(maxSlots: maxEntries))
         case let kind:
             throw DecodeError("unknown journal record kind \(kind)")
         }
@@ -170,6 +181,8 @@ public struct JournalReplay: Sendable {
     public private(set) var open: [ReservationRef: [JournalRecord.Held]] = [:]
     private var settling: [ReservationRef: SpendBatchMark] = [:]
     public private(set) var records = 0
+    /// The latest rights figures of each counter (each figure the largest written).
+    public private(set) var rights: [CounterMap.Key: RightsEntry] = [:]
 
     public init() {}
 
@@ -188,6 +201,8 @@ public struct JournalReplay: Sendable {
                 let ref = ReservationRef(epoch: mark.epoch, id: id)
                 settling[ref] = min(settling[ref] ?? mark, mark)
             }
+        case .rights(let key, let figures):
+            rights[key, default: RightsEntry()].merge(figures)
         }
     }
 

@@ -116,6 +116,11 @@ final class ClusterService: Service, Sendable {
         }
         for (owner, asks) in Dictionary(grouping: needs, by: \.owner) {
             guard let address = addresses[owner] else { continue }
+            // The asker's figures first, on the same connection: the owner merges them before the
+            // ask, so it sees what this node used and gave back (rights whose lease lapsed) before
+            // it grants again.
+            let entries = limits.withCounters { $0.entries(asks.map(\.key)) }
+            for f in Replicator.frames(entries) { connections.send(f, to: address) }
             connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need) }), to: address)
         }
     }
