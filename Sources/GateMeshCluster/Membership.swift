@@ -270,6 +270,33 @@ public struct Membership: Sendable {
         return out
     }
 
+    /// What `markLeft(name:now:)` did.
+    public enum MarkLeft: Sendable, Equatable {
+        case marked(Member)
+        case unknown
+        case alreadyLeft
+        /// The member is alive or suspect: only a member the cluster sees as dead can be marked.
+        case live(State)
+        /// The name is this node's own.
+        case isMe
+    }
+
+    /// The operator says the dead member `name` will not come back: it is marked as having left,
+    /// as if it had left gracefully, and the others learn it by gossip. A member that is alive or
+    /// suspect is refused (stop it first); should a marked node come back after all, it rejoins
+    /// with a higher incarnation, as any restarted node does.
+    public mutating func markLeft(name: String, now: Int64) -> MarkLeft {
+        guard name != me.name else { return .isMe }
+        guard let m = members[name] else { return .unknown }
+        switch m.state {
+        case .left: return .alreadyLeft
+        case .alive, .suspect: return .live(m.state)
+        case .dead:
+            _ = apply(Update(info: m.info, state: .left, incarnation: m.incarnation), now: now)
+            return .marked(members[name] ?? m)
+        }
+    }
+
     // MARK: - Rules
 
     /// Applies one update by SWIM's precedence: a higher incarnation wins; at the same incarnation

@@ -44,6 +44,12 @@ struct OperatorAPI: Sendable {
         case "/cluster/status":
             try Self.requireGET(request)
             return json(clusterStatus())
+        case _ where path.hasPrefix("/cluster/members/") && path.hasSuffix("/forget"):
+            let name = String(path.dropFirst("/cluster/members/".count).dropLast("/forget".count))
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            guard let cluster else { throw GatewayError.notFound("this node runs alone: there are no members to forget") }
+            guard !name.isEmpty, !name.contains("/") else { throw GatewayError.badRequest("the path is /cluster/members/{name}/forget", code: "malformed_path") }
+            return json(try cluster.forget(name: name))
         case "/metrics":
             try Self.requireGET(request)
             var headers = HTTPFields()

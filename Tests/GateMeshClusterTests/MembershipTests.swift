@@ -167,6 +167,34 @@ struct Heap {
         #expect(sim.changes.filter { $0.2 == "n2" && $0.3 == .dead }.isEmpty)
     }
 
+    /// An operator marks a dead node as gone for good on one node; the others learn it by gossip.
+    /// Live members, unknown names and the node itself are refused; a marked node that comes back
+    /// after all rejoins with a higher incarnation.
+    @Test func anOperatorMarksADeadMemberAsLeftAndEveryoneLearnsIt() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        #expect(sim.nodes[0].markLeft(name: "n1", now: sim.now) == .live(.alive))
+        #expect(sim.nodes[0].markLeft(name: "n0", now: sim.now) == .isMe)
+        #expect(sim.nodes[0].markLeft(name: "nope", now: sim.now) == .unknown)
+        sim.up[3] = false
+        sim.run(for: 15_000)
+        #expect(sim.allSee(.dead, of: "n3", among: [0, 1, 2, 4]))
+        guard case .marked(let m) = sim.nodes[0].markLeft(name: "n3", now: sim.now) else {
+            Issue.record("a dead member is marked")
+            return
+        }
+        #expect(m.state == .left)
+        #expect(sim.nodes[0].markLeft(name: "n3", now: sim.now) == .alreadyLeft)
+        sim.run(for: 3000)
+        #expect(sim.allSee(.left, of: "n3", among: [0, 1, 2, 4]))
+        // It comes back after all: a restart's higher incarnation makes it a member again.
+        sim.nodes[3] = Membership(me: sim.nodes[3].me, seeds: [sim.nodes[0].me.address], seed: 99,
+                                  startIncarnation: sim.nodes[3].incarnation + 1_000)
+        sim.up[3] = true
+        sim.run(for: 5000)
+        #expect(sim.allSee(.alive, of: "n3", among: [0, 1, 2, 4]))
+    }
+
     @Test func aSuspectThatIsAliveRefutesWithAHigherIncarnation() {
         var sim = Simulation(count: 5)
         sim.run(for: 5000)

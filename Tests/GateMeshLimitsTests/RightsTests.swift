@@ -261,6 +261,10 @@ import Testing
         engine.expire(now: now + 19_001)
         #expect(engine.counters.rights(key).held(by: "a/2") == 0 && engine.counters.rights(key).returned["a/2"] == 10)
         #expect(engine.pool(key, rule: strictRule, now: now + 19_001) == 460 - lent)
+        // A strict owner takes back what a holder held once the holder left (gracefully, or marked
+        // gone by an operator) and its lease has passed.
+        engine.ownership = .init(live: ["a"], all: ["a"])
+        #expect(engine.pool(key, rule: strictRule, now: now + 19_001) == 460)
         // A node just started in a cluster hands out nothing for a while.
         var fresh = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 4))
         fresh.ownership = .init(live: ["a"], all: ["a"])

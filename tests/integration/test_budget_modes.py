@@ -187,3 +187,41 @@ def test_a_node_that_leaves_gracefully_gives_its_rights_back(delayed_cluster):
     c.kill(1, signal.SIGTERM)
     admitted = burst(c, clients=16, nodes=[0])
     assert 10 + admitted == LIMIT_REQUESTS, f"{10 + admitted} of {LIMIT_REQUESTS}"
+
+
+def test_an_operator_forgets_a_dead_strict_owner_and_its_counters_get_a_new_owner(delayed_cluster):
+    """A `strict` counter's owner that died for good fences its counter: the others spend only the
+    rights they hold, then refuse (the owner may be alive behind a partition). Once an operator
+    says it is gone (POST /cluster/members/{name}/forget), a live node owns the counter and
+    admission goes on. A live member cannot be forgotten."""
+    c = delayed_cluster("strict", nodes=3, delay_ms=0)
+    url = lambda i: c.node_url(i) + "/openai/chat/completions"  # noqa: E731
+    assert requests.post(url(0), json=CHAT, timeout=30).status_code == 200
+
+    def rights(i):
+        rules = requests.get(c.node_url(i) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
+        return next(r for r in rules if r["id"] == "burst")["scopes"][0]["rights"]
+    me = [status(c, i)["members"][0] for i in range(3)]
+    owner = [m["node_id"] for m in me].index(rights(0)["owner"])
+    alive, other = [i for i in range(3) if i != owner]
+    c.kill(owner)
+
+    def state_of(i, name):
+        return next((m["status"] for m in status(c, i)["members"] if m["name"] == name), None)
+    eventually(lambda: state_of(alive, me[owner]["name"]), lambda s: s == "dead", timeout=30, what="the owner seen dead")
+    eventually(lambda: requests.post(url(alive), json=CHAT, timeout=30).status_code, lambda s: s == 429, timeout=30,
+               what="a refusal once the rights held went back and the owner could not be asked")
+
+    forget = lambda i, name: requests.post(c.node_url(i) + f"/cluster/members/{name}/forget", headers=AUTH, timeout=5)  # noqa: E731
+    r = forget(alive, me[other]["name"])
+    assert r.status_code == 409 and r.json()["error"]["code"] == "member_not_dead", r.text
+    r = forget(alive, "no-such-node")
+    assert r.status_code == 404, r.text
+    assert requests.get(c.node_url(alive) + f"/cluster/members/{me[owner]['name']}/forget", headers=AUTH, timeout=5).status_code == 405
+    r = forget(alive, me[owner]["name"])
+    assert r.status_code == 200 and r.json() == {"name": me[owner]["name"], "id": me[owner]["node_id"], "state": "left"}, r.text
+    eventually(lambda: [state_of(i, me[owner]["name"]) for i in (alive, other)], lambda s: s == ["left", "left"], timeout=15,
+               what="both nodes that stayed see the dead owner as gone")
+    eventually(lambda: requests.post(url(alive), json=CHAT, timeout=30).status_code, lambda s: s == 200, timeout=30,
+               what="admission under a new owner")
+    assert rights(alive)["owner"] in (me[alive]["node_id"], me[other]["node_id"])

@@ -453,22 +453,34 @@ public struct LimitsEngine: Sendable {
     /// run that nobody remembers: a restarted cluster, a bucket spent before its rule had rights).
     public func pool(_ key: CounterMap.Key, rule: LimitRule, now: Int64) -> Int64 {
         let rights = counters.rights(key)
-        let out = rights.grantedTotal - rights.returnedTotal - (rule.enforcement == .bounded ? stranded(rights, now: now) : 0)
+        let out = rights.grantedTotal - rights.returnedTotal - stranded(rights, rule: rule, now: now)
         return rule.limit - max(out, counters.total(key, now: now))
     }
 
-    /// Rights held by node runs that can no longer use them: those whose lease (the latest any
-    /// owner gave them) and the allowed clock drift have passed (the holder stopped using them a
-    /// drift before its lease ran out, by its own clock), and those of earlier runs of this node.
-    /// A `bounded` owner hands them out again. What such a holder used before its lease ran out
-    /// and this node has not heard of yet is the overshoot `bounded` allows under partitions; its
-    /// spend, and its reservations until their lease runs out, are in the counter's total, and its
-    /// journal charges its requests in flight when it comes back.
-    func stranded(_ rights: RightsEntry, now: Int64) -> Int64 {
+    /// Rights held by node runs that can no longer use them, which the owner hands out again:
+    /// - `bounded`: those whose lease (the latest any owner gave them) and the allowed clock drift
+    ///   have passed (the holder stopped using them a drift before its lease ran out, by its own
+    ///   clock), and those of earlier runs of this node. What such a holder used before its lease
+    ///   ran out and this node has not heard of yet is the overshoot `bounded` allows when a node
+    ///   dies or is cut off; its spend, and its reservations until their lease runs out, are in the
+    ///   counter's total, and its journal charges its requests in flight when it comes back.
+    /// - `strict`: only those of nodes that left (gracefully, or marked gone by an operator) and
+    ///   whose lease has passed: a node that may be alive behind a partition keeps what it holds
+    ///   until it gives it back.
+    func stranded(_ rights: RightsEntry, rule: LimitRule, now: Int64) -> Int64 {
         var total: Int64 = 0
         let drift = counters.driftMs
+        let strict = rule.enforcement == .strict
+        var members: Set<String> = []
+        if strict { members = Set(ownership.all) }
         for (h, held) in rights.holders where held > 0 && h != counters.holder {
-            if rights.lease(of: h) &+ drift < now || RightsEntry.split(holder: h).node == node { total += held }
+            let lapsed = rights.lease(of: h) &+ drift < now
+            let node = RightsEntry.split(holder: h).node
+            if strict {
+                if lapsed && !members.contains(String(node)) { total += held }
+            } else if lapsed || node == self.node {
+                total += held
+            }
         }
         return total
     }

@@ -550,6 +550,27 @@ final class ClusterService: Service, Sendable {
         connections.send(CacheCodec.release(key: key), to: address)
     }
 
+    /// Marks the dead member `name` as gone for good (`POST /cluster/members/{name}/forget`): it
+    /// stops owning `strict` counters, and what it held of their rights goes back to the pools
+    /// once its lease has passed. Throws a 404 for an unknown name and a 409 for a live member.
+    func forget(name: String) throws(GatewayError) -> String {
+        let result = membership.withLockedValue { $0.markLeft(name: name, now: Self.now()) }
+        switch result {
+        case .marked(let m):
+            logger.warning("an operator marked a dead member as gone for good", metadata: ["member": "\(name)", "id": "\(m.info.id)"])
+            return "{\"name\":\(JSON.quoted(name)),\"id\":\(JSON.quoted(m.info.id)),\"state\":\"left\"}"
+        case .alreadyLeft:
+            return "{\"name\":\(JSON.quoted(name)),\"state\":\"left\"}"
+        case .unknown:
+            throw GatewayError.notFound("no member named '\(name)' (see GET /cluster/status)")
+        case .isMe:
+            throw GatewayError.badRequest("'\(name)' is this node: stop it with SIGTERM to have it leave", code: "member_is_this_node")
+        case .live(let state):
+            throw GatewayError(status: 409, type: "invalid_request_error", code: "member_not_dead",
+                               message: "member '\(name)' is \(state), not dead: stop it first, and forget it once the cluster sees it dead")
+        }
+    }
+
     /// Members as this node sees them, for `/cluster/status`.
     var view: (me: Membership.Info, incarnation: UInt64, members: [Membership.Member]) {
         membership.withLockedValue { m in (m.me, m.incarnation, m.members.values.sorted { $0.info.name < $1.info.name }) }
