@@ -242,10 +242,13 @@ public enum RightsCodec {
         public var key: CounterMap.Key
         public var shortfall: Int64
         public var need: Int64
-        public init(key: CounterMap.Key, shortfall: Int64, need: Int64) {
+        /// What the asker took of the counter's rights over about the last second (its demand).
+        public var rate: Int64
+        public init(key: CounterMap.Key, shortfall: Int64, need: Int64, rate: Int64 = 0) {
             self.key = key
             self.shortfall = shortfall
             self.need = need
+            self.rate = rate
         }
     }
 
@@ -259,6 +262,7 @@ public enum RightsCodec {
             w.counterKey(a.key)
             w.int(a.shortfall)
             w.int(a.need)
+            w.int(a.rate)
         }
         return Frame(kind: .rightsAsk, payload: w.bytes)
     }
@@ -269,9 +273,9 @@ public enum RightsCodec {
         var asks: [Ask] = []
         for _ in 0..<(try r.count(max: maxAsks)) {
             let key = try r.counterKey()
-            let shortfall = try r.int(), need = try r.int()
-            guard shortfall > 0, need >= 0 else { throw DecodeError("an ask for rights without a positive shortfall") }
-            asks.append(Ask(key: key, shortfall: shortfall, need: need))
+            let shortfall = try r.int(), need = try r.int(), rate = try r.int()
+            guard shortfall > 0, need >= 0, rate >= 0 else { throw DecodeError("an ask for rights without a positive shortfall") }
+            asks.append(Ask(key: key, shortfall: shortfall, need: need, rate: rate))
         }
         guard r.atEnd else { throw DecodeError("trailing bytes after an ask for rights") }
         return (holder, asks)

@@ -305,10 +305,10 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     /// A peer asks this node, as `key`'s owner, for rights: the entry to send back (granted or
     /// not, so the peer sees the pool), or nil when the key is not this node's or unknown.
-    func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64) -> CounterMap.Entry? {
+    func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, rate: Int64) -> CounterMap.Entry? {
         let now = Self.now()
         return engine.withLockedValue { engine in
-            _ = engine.grant(key, to: holder, shortfall: shortfall, need: need, now: now)
+            _ = engine.grant(key, to: holder, shortfall: shortfall, need: need, rate: rate, now: now)
             // In the journal before any frame can carry the grant (under the lock the replicator
             // takes to read the counters), so a restarted owner knows what it handed out.
             journal.rights(engine.withCounters { $0.takeRightsChanges() })

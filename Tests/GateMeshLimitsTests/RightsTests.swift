@@ -184,6 +184,30 @@ import Testing
         #expect(journaled.contains { $0.key == key && $0.rights.returned["a/1"] == heldByA })
     }
 
+    /// Shares follow demand: a node that asks with a second's demand larger than an equal share
+    /// gets that second's worth (up to half the pool), so busy nodes ask less often; an idle one
+    /// gets the equal share, and never less than its shortfall.
+    @Test func grantsFollowTheAskersDemand() {
+        let budget = LimitRule(id: "budget", gateway: "g", measure: .usd, limit: 1_000, window: .fixed(lengthMs: Self.day), enforcement: .bounded)
+        let now = Self.now
+        var probe = LimitsEngine(node: "a", rules: [budget])
+        probe.ownership = .init(live: ["a", "b"], all: ["a", "b"])
+        // A scope value whose counter "a" owns among the two.
+        let key = (0..<64).lazy.map { CounterMap.Key(rule: "budget", scope: "s\($0)", bucket: budget.window.bucket(at: now)) }
+            .first { probe.owner(of: $0, rule: budget) == "a" }!
+        func granted(rate: Int64, shortfall: Int64 = 10) -> Int64 {
+            var owner = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 1))
+            owner.ownership = .init(live: ["a", "b"], all: ["a", "b"])
+            _ = owner.grant(key, to: "b/1", shortfall: shortfall, need: shortfall, rate: rate, now: now)
+            return owner.counters.rights(key).held(by: "b/1")
+        }
+        let idle = granted(rate: 0)
+        #expect(idle == 250, "an equal share: half the pool over two members")
+        #expect(granted(rate: 400) == 400, "a second of its demand")
+        #expect(granted(rate: 900) == 500, "at most half the pool")
+        #expect(granted(rate: 0, shortfall: 300) == 300, "at least the shortfall")
+    }
+
     /// One engine's bookkeeping: the owner draws shares from the pool, a request that costs less
     /// gives the rest back, a failed one all of it, one that costs more consumes it anyway, and
     /// idle rights go back to the pool; a node that does not own the counter asks its owner.
@@ -203,7 +227,7 @@ import Testing
             Issue.record("expected a shortfall")
             return
         }
-        #expect(refusal.rule.id == "budget" && needs == [.init(key: key, owner: "a", shortfall: 100, need: 100)])
+        #expect(refusal.rule.id == "budget" && needs == [.init(key: key, owner: "a", shortfall: 100, need: 100, rate: 100)])
         // The owner draws max(shortfall, pool / (2 × 1 live member)) = 500 and consumes 100.
         let r = try #require(admitted(engine.admit(request, estimate: cost(100), now: now)))
         #expect(engine.counters.rights(key).held(by: "a/3") == 400 && engine.pool(key, rule: budget, now: now) == 500)
@@ -220,7 +244,14 @@ import Testing
         #expect(engine.pool(key, rule: budget, now: now + 1_000) == 1_000 - 540)
         let r4 = try #require(admitted(engine.admit(request, estimate: cost(100), now: now + 1_000)))
         engine.release(r4.id)
-        #expect(engine.counters.rights(key).held(by: "a/3") > 0)
+        // The draw: the shortfall 140 (it owed 40), or half the pool (460 / 2) when more: 230.
+        #expect(engine.counters.rights(key).held(by: "a/3") == 190)
+        // Idle for a second, but 190 is less than an equal share of the 460 left: kept (no round
+        // trip for the next request)...
+        engine.expire(now: now + 2_000)
+        #expect(engine.counters.rights(key).held(by: "a/3") == 190)
+        // ...until it has been idle for `rightsKeepMs`, or the room left shrinks to its share.
+        engine.rightsKeepMs = 1_000
         engine.expire(now: now + 2_000)
         #expect(engine.counters.rights(key).held(by: "a/3") == 0 && engine.pool(key, rule: budget, now: now + 2_000) == 460,
                 "idle rights went back to the pool")

@@ -80,8 +80,34 @@ public struct CounterMap: Sendable {
     public private(set) var leaseUntil: Int64 = .max
     /// The keys where this node's reservation figure is not zero: the ones whose lease it renews.
     private var ownReserved: Set<Key> = []
-    /// When this node last took or asked for each key's rights (idle ones go back to the pool).
-    private var rightsTouched: [Key: Int64] = [:]
+    /// When this node last took or asked for each key's rights (idle ones go back to the pool),
+    /// and how much it took in the current and the previous second (its demand, sent with asks).
+    private var rightsTouched: [Key: Activity] = [:]
+
+    struct Activity: Sendable {
+        var touchedAt: Int64
+        var second: Int64 = 0
+        var current: Int64 = 0
+        var previous: Int64 = 0
+
+        mutating func took(_ amount: Int64, now: Int64) {
+            let s = now / 1000
+            if s != second {
+                previous = s == second + 1 ? current : 0
+                current = 0
+                second = s
+            }
+            current += amount
+        }
+
+        /// What was taken over about the last second (the previous whole second, or the current
+        /// one when it is more).
+        func rate(now: Int64) -> Int64 {
+            let s = now / 1000
+            if s == second { return max(current, previous) }
+            return s == second + 1 ? current : 0
+        }
+    }
     /// How long an owner's grant (and each renewal) lets its holder use the rights.
     public var rightsLeaseMs: Int64 = 10_000
     /// The keys that have rights (whose leases an owner renews).
@@ -229,6 +255,7 @@ public struct CounterMap: Sendable {
         let holder = self.holder
         change(key) { $0.rights.consume(amount, by: holder, force: true) }
         touchRights(key, now: now)
+        rightsTouched[key]?.took(amount, now: now)
         markRights(key)
         return true
     }
@@ -255,15 +282,29 @@ public struct CounterMap: Sendable {
 
     /// Records that this node took or asked for `key`'s rights at `now`.
     public mutating func touchRights(_ key: Key, now: Int64) {
-        rightsTouched[key] = now
+        if rightsTouched[key] == nil { rightsTouched[key] = Activity(touchedAt: now) } else { rightsTouched[key]!.touchedAt = now }
     }
 
-    /// Gives back to the pool what this node holds of the rights it has not touched for `idleMs`;
-    /// returns the keys whose rights changed.
-    public mutating func returnIdleRights(now: Int64, idleMs: Int64) -> [Key] {
+    /// How much of `key`'s rights this node took over about the last second.
+    public func rightsRate(_ key: Key, now: Int64) -> Int64 { rightsTouched[key]?.rate(now: now) ?? 0 }
+
+    /// The keys whose rights this node holds and has not touched for `idleMs`, with what it holds
+    /// and how long they have been idle.
+    public func idleRights(now: Int64, idleMs: Int64) -> [(key: Key, held: Int64, idleMs: Int64)] {
+        var out: [(key: Key, held: Int64, idleMs: Int64)] = []
+        for (key, activity) in rightsTouched where activity.touchedAt <= now &- idleMs {
+            out.append((key, heldRights(key), now &- activity.touchedAt))
+        }
+        return out
+    }
+
+    /// Gives back to the pool what this node holds of `keys`' rights, and stops tracking them as
+    /// used; returns the keys whose rights changed.
+    @discardableResult
+    public mutating func giveBackRights(_ keys: some Sequence<Key>) -> [Key] {
         var changed: [Key] = []
         let holder = self.holder
-        for (key, at) in rightsTouched where at <= now &- idleMs {
+        for key in keys {
             rightsTouched[key] = nil
             let held = heldRights(key)
             guard held > 0 else { continue }

@@ -43,6 +43,9 @@ public struct LimitsEngine: Sendable {
         public var shortfall: Int64
         /// The request's estimate under the rule.
         public var need: Int64
+        /// What this node took of the counter's rights over about the last second, this request
+        /// included: its demand, by which the owner sizes the grant.
+        public var rate: Int64 = 0
     }
 
     /// The members among which a counter's owner is picked (node ids, this node's included):
@@ -83,8 +86,11 @@ public struct LimitsEngine: Sendable {
     public var reservationTimeoutMs: Int64
     /// Who owns which counter's rights (set by the cluster; alone, this node owns them all).
     public var ownership: Ownership
-    /// Rights a node holds and has not used for this long go back to the pool.
+    /// Rights a node holds and has not used for this long go back to the pool when the counter is
+    /// near its limit (what the node holds is an equal share of the room left, or more)...
     public var rightsIdleMs: Int64 = 1_000
+    /// ...and after this long whatever the room left.
+    public var rightsKeepMs: Int64 = 30_000
     /// Before this time (Unix ms) the node hands out no rights as an owner: a node that has just
     /// joined, or come back, first learns what the previous owner granted (the shell sets it).
     public var grantsFrom: Int64 = 0
@@ -418,10 +424,12 @@ public struct LimitsEngine: Sendable {
     }
 
     /// How much the owner hands out for a shortfall: the shortfall, or a share of what the pool
-    /// holds when that is more (half the pool over the live members), so that far from the limit a
-    /// node asks rarely and near it the last rights go where the requests are.
-    func grantSize(pool: Int64, shortfall: Int64) -> Int64 {
-        max(shortfall, pool / Int64(2 * max(1, ownership.live.count)))
+    /// holds when that is more, so that far from the limit a node asks rarely and near it the last
+    /// rights go where the requests are. The share is an equal one (half the pool over the live
+    /// members), or, for a node whose demand (`rate`: what it took over the last second) is more,
+    /// a second of that demand, up to half the pool: busy nodes ask less often than idle ones.
+    func grantSize(pool: Int64, shortfall: Int64, rate: Int64) -> Int64 {
+        max(shortfall, pool / Int64(2 * max(1, ownership.live.count)), min(pool / 2, rate))
     }
 
     /// nil when this node holds `need` of `key`'s rights (drawing them from the pool first when it
@@ -432,20 +440,20 @@ public struct LimitsEngine: Sendable {
         counters.touchRights(key, now: now)
         let owner = self.owner(of: key, rule: rule)
         if owner == node {
-            _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, now: now)
+            _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, rate: counters.rightsRate(key, now: now) + need, now: now)
             held = counters.rightsInLease(key, now: now)
             if held >= need { return nil }
         }
-        return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need)
+        return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need, rate: counters.rightsRate(key, now: now) + need)
     }
 
     /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall`, or nothing
     /// when the pool has less (or this node may not grant yet: see `grantsFrom`).
-    private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, now: Int64) -> Int64 {
+    private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, rate: Int64, now: Int64) -> Int64 {
         let pool = self.pool(key, rule: rule, now: now)
         guard pool >= shortfall, now >= grantsFrom else { return 0 }
         // At most `pool` (the shortfall fits, and a share is half the pool at most).
-        return counters.grantRights(key, grantSize(pool: pool, shortfall: shortfall), to: holder, limit: rule.limit, now: now)
+        return counters.grantRights(key, grantSize(pool: pool, shortfall: shortfall, rate: rate), to: holder, limit: rule.limit, now: now)
     }
 
     /// What the owner of `key` can still hand out: the limit less what is granted and not given
@@ -488,17 +496,27 @@ public struct LimitsEngine: Sendable {
     /// A peer (`holder`, a node in one run) asks this node, as `key`'s owner, for rights. Returns
     /// whether any were granted (false also when this node does not own `key` or its bucket is
     /// not current).
-    public mutating func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, now: Int64) -> Bool {
+    public mutating func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, rate: Int64 = 0, now: Int64) -> Bool {
         guard shortfall > 0, let rule = rulesByID[key.rule], rule.enforcement != .soft,
               rule.window.activeBuckets(at: now).upperBound == key.bucket, owner(of: key, rule: rule) == node else { return false }
-        return draw(key, rule: rule, for: holder, shortfall: shortfall, now: now) > 0
+        return draw(key, rule: rule, for: holder, shortfall: shortfall, rate: rate, now: now) > 0
     }
 
-    /// Gives back to the pool the rights this node holds and has not touched for `rightsIdleMs`.
-    /// Returns the keys whose rights changed.
+    /// Gives back to the pool the rights this node holds and has not touched for `rightsIdleMs`,
+    /// if the counter is near its limit (what this node holds is at least an equal share, over the
+    /// live members, of the room left: limit less spent and reserved), or for `rightsKeepMs`. Far
+    /// from the limit idle rights cost the others nothing, and keeping them spares a node with
+    /// sparse traffic a round trip to the owner on each request. Returns the keys whose rights
+    /// changed. (`now: .max` gives back everything: a node that leaves.)
     @discardableResult
     public mutating func returnIdleRights(now: Int64) -> [CounterMap.Key] {
-        counters.returnIdleRights(now: now, idleMs: rightsIdleMs)
+        let n = Int64(max(1, ownership.live.count))
+        let due = counters.idleRights(now: now, idleMs: rightsIdleMs).filter { idle in
+            guard idle.idleMs < rightsKeepMs, let rule = rulesByID[idle.key.rule] else { return true }
+            let room = rule.limit - counters.total(idle.key, now: now)
+            return idle.held * 2 * n >= room
+        }
+        return counters.giveBackRights(due.map(\.key))
     }
 
     /// Time until the oldest buckets leave the window and free at least `need` (rolling), or

@@ -121,7 +121,7 @@ final class ClusterService: Service, Sendable {
             // it grants again.
             let entries = limits.withCounters { $0.entries(asks.map(\.key)) }
             for f in Replicator.frames(entries) { connections.send(f, to: address) }
-            connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need) }), to: address)
+            connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need, rate: $0.rate) }), to: address)
         }
     }
 
@@ -383,7 +383,7 @@ final class ClusterService: Service, Sendable {
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
                 var answer: [CounterMap.Key: CounterMap.Entry] = [:]
                 for ask in asks {
-                    if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need) { answer[ask.key] = entry }
+                    if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need, rate: ask.rate) { answer[ask.key] = entry }
                 }
                 if !answer.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
                     for f in Replicator.frames(answer) { connections.send(f, to: address) }
