@@ -98,9 +98,10 @@ public struct Membership: Sendable {
     public enum Action: Sendable, Equatable {
         case send(to: String, Envelope)
         case changed(Member)
-        /// Another live node carries this node's id: one of the two runs on a copy of the other's
-        /// data directory, and the two would write one set of counter slots. This node is the one
-        /// to stop (it started later: its incarnation is higher, or equal with the higher name).
+        /// Another live node carries this node's id (or its name, at another address): one of the
+        /// two runs on a copy of the other's data directory, and the two would write one set of
+        /// counter slots. This node is the one to stop (it started later: its incarnation is
+        /// higher, or equal with the higher name or address).
         case duplicateID(of: Info)
     }
 
@@ -127,10 +128,17 @@ public struct Membership: Sendable {
     var nextSyncAt: Int64 = 0
     var nextReconnectAt: Int64 = 0
 
+    /// The incarnation this run started at (the shell starts it from the clock): an update about
+    /// this node below it is from an earlier run.
+    let startIncarnation: UInt64
+    /// Addresses of other live nodes with this node's name that were told so (once each).
+    var copiesTold: Set<String> = []
+
     /// `seeds` are addresses (the same list on every node, this node's own included, is fine).
     public init(me: Info, seeds: [String], config: Config = Config(), seed: UInt64 = 0, startIncarnation: UInt64 = 0) {
         self.me = me
         self.incarnation = startIncarnation
+        self.startIncarnation = startIncarnation
         self.config = config
         self.seeds = seeds.filter { $0 != me.address }
         var h: UInt64 = 1469598103934665603
@@ -231,7 +239,17 @@ public struct Membership: Sendable {
 
     /// A message from a peer.
     public mutating func receive(_ envelope: Envelope, now: Int64) -> [Action] {
-        guard !leaving, envelope.from.name != me.name else { return [] }
+        guard !leaving else { return [] }
+        if envelope.from.name == me.name {
+            // A message sent by another live node under this node's name: one of the two runs on a
+            // copy of the other's data directory (name and certificate included). The later one
+            // (higher incarnation, then the higher address) stops; the earlier answers, so the
+            // later hears it too.
+            guard envelope.from.address != me.address else { return [] }
+            let later = envelope.incarnation < incarnation || (envelope.incarnation == incarnation && envelope.from.address < me.address)
+            if later { return [.duplicateID(of: envelope.from)] }
+            return copiesTold.insert(envelope.from.address).inserted ? [send(to: envelope.from.address, .ping(seq: 0))] : []
+        }
         var out: [Action] = []
         // Hearing from a member directly proves it is alive at its incarnation.
         out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
@@ -310,6 +328,12 @@ public struct Membership: Sendable {
             return later ? [.duplicateID(of: u.info)] : []
         }
         if u.info.name == me.name {
+            if u.state == .alive, u.info.address != me.address, u.incarnation >= startIncarnation,
+               copiesTold.insert(u.info.address).inserted {
+                // Another node is alive under this name at another address, at an incarnation no
+                // earlier run of this node had: a copy. Tell it directly (see `receive`).
+                return [send(to: u.info.address, .ping(seq: 0))]
+            }
             guard u.state == .suspect || u.state == .dead, u.incarnation >= incarnation else { return [] }
             incarnation = u.incarnation + 1
             queue(Update(info: me, state: .alive, incarnation: incarnation))

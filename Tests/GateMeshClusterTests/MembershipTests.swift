@@ -123,6 +123,36 @@ struct Heap {
         #expect(b.members["n1"]?.state == .alive)
     }
 
+    /// A copy running under the same name (and certificate) at another address: a third node's
+    /// gossip tells the earlier run, which tells the copy directly, and the copy stops. An update
+    /// of an earlier run of this node (lower incarnation, old address) is not a copy.
+    @Test func aCopyUnderTheSameNameAtAnotherAddressIsTheOneToStop() {
+        let original = Membership.Info(name: "n1", address: "10.0.0.1:7946", id: "id-1")
+        let copy = Membership.Info(name: "n1", address: "10.0.0.9:7946", id: "id-1")
+        let other = Membership.Info(name: "n2", address: "10.0.0.2:7946", id: "id-2")
+        var a = Membership(me: original, seeds: [], startIncarnation: 1_000)
+        var c = Membership(me: copy, seeds: [], startIncarnation: 5_000)
+        func gossip(_ about: Membership.Info, _ incarnation: UInt64) -> Membership.Envelope {
+            .init(from: other, incarnation: 7, message: .ping(seq: 1), updates: [.init(info: about, state: .alive, incarnation: incarnation)])
+        }
+        // The original hears of the copy from n2 and tells it directly, once.
+        let told = a.receive(gossip(copy, 5_000), now: 0)
+        let direct = told.compactMap { action -> Membership.Envelope? in
+            if case .send(let to, let envelope) = action, to == copy.address { return envelope }
+            return nil
+        }
+        #expect(direct.count == 1 && !told.contains { if case .duplicateID = $0 { true } else { false } })
+        #expect(!a.receive(gossip(copy, 5_000), now: 1).contains { if case .send(let to, _) = $0 { to == copy.address } else { false } })
+        // The copy, started later, stops on hearing the original.
+        #expect(c.receive(direct[0], now: 0).contains(.duplicateID(of: original)))
+        // The original, hearing the copy directly, does not stop.
+        #expect(!a.receive(.init(from: copy, incarnation: 5_000, message: .ping(seq: 2), updates: []), now: 2)
+            .contains { if case .duplicateID = $0 { true } else { false } })
+        // A node restarted at a new address hears of its earlier run: not a copy.
+        var moved = Membership(me: copy, seeds: [], startIncarnation: 9_000)
+        #expect(!moved.receive(gossip(original, 8_999), now: 0).contains { if case .send(let to, _) = $0 { to == original.address } else { false } })
+    }
+
     @Test func fiveNodesFromTheSameSeedListFindEachOther() {
         var sim = Simulation(count: 5)
         sim.run(for: 5000)

@@ -277,6 +277,41 @@ def test_a_node_started_on_a_copy_of_another_nodes_data_directory_refuses_to_run
     assert [m["name"] for m in members if m["node_id"] == own_id] == ["node-1"], members
 
 
+def test_a_copy_of_a_node_running_under_its_name_and_certificate_refuses_to_run(cluster):
+    """A data directory copied with the node's name and certificate to another address: the two
+    would share a name, an id and counter slots. The copy, which started later, stops with an
+    error that says so; the original runs on and keeps its address."""
+    import re
+    import shutil
+    import subprocess
+    c = cluster(3)
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 3, 10)
+    c.kill(2, signal.SIGTERM)
+    node3 = os.path.join(c.run_dir, "node-3")
+    copy = os.path.join(node3, "data")
+    shutil.rmtree(copy)
+    shutil.copytree(os.path.join(c.run_dir, "node-1", "data"), copy)
+    config = os.path.join(node3, "gatemesh.yaml")
+    with open(config) as f:
+        text = f.read()
+    # node-3's ports and data directory, node-1's name and certificate.
+    text = text.replace("name: node-3", "name: node-1")
+    text = re.sub(r"/node-3\.(pem|key)", r"/node-1.\1", text)
+    with open(config, "w") as f:
+        f.write(text)
+    log_path = os.path.join(node3, "node.log")
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen([BIN, "serve", "--config", config], stdout=log, stderr=subprocess.STDOUT)
+    c.nodes[2] = proc
+    assert proc.wait(30) == 1
+    with open(log_path) as f:
+        text = f.read()
+    assert "another node runs under this node's name 'node-1'" in text and "is a copy of another node's" in text, text[-2000:]
+    assert requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT).status_code == 200
+    me = status(c, 1)["members"]
+    assert [m["peer_address"] for m in me if m["name"] == "node-1"] == [c.peer_address(0)], me
+
+
 def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     import subprocess
     c = cluster(2, BUDGET)

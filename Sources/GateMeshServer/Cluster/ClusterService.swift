@@ -410,7 +410,9 @@ final class ClusterService: Service, Sendable {
             case .send(let address, let envelope):
                 connections.send(Frame(kind: .membership, payload: MembershipCodec.encode(envelope)), to: address)
             case .duplicateID(let other):
-                let message = "node '\(other.name)' at \(other.address) has this node's id \(me.id) and started earlier: this node's data directory is a copy of another node's. Give each node its own data directory (a copy would merge two nodes' spend into one slot and undercount it)"
+                let who = other.name == me.name ? "another node runs under this node's name '\(other.name)' at \(other.address)"
+                    : "node '\(other.name)' at \(other.address) has this node's id \(me.id)"
+                let message = "\(who) and started earlier: this node's data directory is a copy of another node's. Give each node its own data directory (a copy would merge two nodes' spend into one slot and undercount it)"
                 let first = stopReason.withLockedValue { reason -> Bool in
                     guard reason == nil else { return false }
                     reason = message
