@@ -6,6 +6,7 @@ several delays between nodes.
     python3 bench/cluster-overshoot.py [--nodes 3,5] [--delays 0,50,150] [--clients 32]
                                        [--modes soft,bounded,strict] [--patterns round-robin,burst,streams]
                                        [--budget 0.02] [--mock-latency-ms 50] [--probes 10]
+                                       [--partition]          # also the partition case (root)
 
 For each size and delay it starts that many nodes on loopback (release build, fresh certificates,
 the mock provider), with a TCP relay in front of every node's peer port that holds every byte for
@@ -26,7 +27,12 @@ used because this machine's kernel has no `sch_netem`). Then:
   then, once every node agrees (or after 10 s), the cluster-wide spent against the budget:
   overshoot, utilisation (spent ÷ budget), admitted and refused requests.
 
-A partition is measured by `tests/integration/test_budget_modes.py` (network namespaces, root).
+With --partition (root, Linux network namespaces: `cluster/netns.py`), per mode: five nodes, some
+spend on each, then a cut of 2 nodes against 3 (blackhole routes), --clients threads on each side
+firing at once at their own side until refused 3 times in a row, then the link heals; it reports
+what each side admitted, the overshoot and utilisation once healed, and how long after healing
+every node agreed on the spend.
+
 It prints Markdown tables. Not a test: the figures depend on the machine.
 """
 import argparse
@@ -184,6 +190,77 @@ def load(c, nodes, mode, pattern, args, sessions):
     }
 
 
+def partition_case(mode, args, binary):
+    """Five nodes in network namespaces, cut 2 against 3 while both sides burst (see the docstring)."""
+    from netns import NetnsCluster
+    budget_nanos = int(round(float(args.budget) * 1e9))
+    rule = (f'gateways:\n  - id: default\n    budgets:\n      - {{id: cut, usd: "{budget_nanos / 1e9:.9f}", '
+            f'window: {{calendar: day}}, enforcement: {mode}}}\n')
+    c = NetnsCluster(5, 1, [0], binary=binary, extra_yaml=rule)
+    c.start()
+    try:
+        sessions = [requests.Session() for _ in range(5)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if all(sessions[i].get(c.node_url(i) + "/cluster/status", headers=AUTH, timeout=2).json()["cluster"]["size"] == 5
+                       for i in range(5)):
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        headers = {"x-mock-latency-ms": str(args.mock_latency_ms)}
+        before = 0
+        for i in range(5):
+            for _ in range(4):
+                r = sessions[i].post(c.node_url(i) + "/openai/chat/completions", json=CHAT, headers=headers, timeout=30)
+                assert r.status_code == 200, r.text
+                before += 1
+        c.partition([0, 1], [2, 3, 4])
+        sides = {"2 nodes": [0, 1], "3 nodes": [2, 3, 4]}
+        admitted = {k: 0 for k in sides}
+        lock = threading.Lock()
+        barrier = threading.Barrier(2 * args.clients)
+
+        def client(side, j):
+            s = requests.Session()
+            nodes = sides[side]
+            barrier.wait()
+            in_a_row = 0
+            while in_a_row < 3:
+                r = s.post(c.node_url(nodes[j % len(nodes)]) + "/openai/chat/completions", json=CHAT, headers=headers, timeout=60)
+                if r.status_code == 200:
+                    with lock:
+                        admitted[side] += 1
+                    in_a_row = 0
+                elif r.status_code == 429:
+                    in_a_row += 1
+                else:
+                    raise RuntimeError(f"unexpected {r.status_code}: {r.text}")
+        threads = [threading.Thread(target=client, args=(side, j)) for side in sides for j in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        c.heal()
+        healed = time.monotonic()
+        agreed = None
+        while time.monotonic() - healed < 30:
+            totals = [spent(sessions[i], c.node_url(i), "cut") for i in range(5)]
+            if os.environ.get("BENCH_DEBUG"):
+                print(f"  {time.monotonic() - healed:.2f} s {totals}", file=sys.stderr, flush=True)
+            if len(set(totals)) == 1:
+                agreed = time.monotonic() - healed
+                break
+            time.sleep(0.05)
+        total = max(totals)
+        return {"mode": mode, "before": before, "sides": admitted, "spent": total, "budget": budget_nanos,
+                "overshoot_pct": (total - budget_nanos) * 100 / budget_nanos, "utilisation_pct": total * 100 / budget_nanos,
+                "agreed_s": agreed}
+    finally:
+        c.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="3,5")
@@ -195,12 +272,25 @@ def main():
     parser.add_argument("--mock-latency-ms", type=int, default=50)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--binary")
+    parser.add_argument("--partition", action="store_true", help="also run the partition case (root, network namespaces)")
+    parser.add_argument("--skip-delays", action="store_true", help="only the partition case")
     args = parser.parse_args()
     binary = args.binary
     if not binary:
         subprocess.run(["swift", "build", "-c", "release", "--product", "gatemesh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         out = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True)
         binary = os.path.join(out.stdout.strip(), "gatemesh")
+    if args.partition:
+        print("| mode | before the cut | admitted by 2 nodes | by 3 nodes | spent | budget | overshoot | utilisation | agreed after healing |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for mode in args.modes.split(","):
+            r = partition_case(mode, args, binary)
+            agreed = f"{r['agreed_s']:.2f} s" if r["agreed_s"] is not None else "no (30 s)"
+            print(f"| {mode} | {r['before']} | {r['sides']['2 nodes']} | {r['sides']['3 nodes']} | ${r['spent'] / 1e9:.6f} | "
+                  f"${r['budget'] / 1e9:.6f} | {r['overshoot_pct']:+.2f} % | {r['utilisation_pct']:.1f} % | {agreed} |", flush=True)
+        print()
+        if args.skip_delays:
+            return
     print(f"| nodes | delay each way | mode | load | admitted | refused | admitted/s | spent | budget | overshoot | "
           f"in requests | utilisation | nodes agree |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

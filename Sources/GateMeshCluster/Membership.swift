@@ -25,8 +25,10 @@ public struct Membership: Sendable {
         public var retransmitMultiplier = 4
         public var maxPiggyback = 12
         public var syncIntervalMs: Int64 = 10_000
-        /// How often an absent seed or a dead member is pinged, to join or heal a partition.
-        public var reconnectIntervalMs: Int64 = 2000
+        /// How often absent seeds and dead members are sent the member list, to join or heal a
+        /// partition; and to how many of them at a time.
+        public var reconnectIntervalMs: Int64 = 1000
+        public var reconnectFanout = 3
         /// Dead and departed members are forgotten after this.
         public var forgetAfterMs: Int64 = 120_000
         public init() {}
@@ -230,8 +232,12 @@ public struct Membership: Sendable {
             }
             var candidates = seeds.filter { !liveSeeds.contains($0) }
             candidates += timed.compactMap { members[$0] }.filter { $0.state == .dead }.map(\.info.address)
-            if let address = candidates.randomElement(using: &rng) {
-                out.append(send(to: address, .sync(members: snapshot(), reply: false)))
+            candidates.shuffle(using: &rng)
+            var picked: [String] = []
+            for address in candidates where picked.count < config.reconnectFanout && !picked.contains(address) { picked.append(address) }
+            if !picked.isEmpty {
+                let list = snapshot()
+                for address in picked { out.append(send(to: address, .sync(members: list, reply: false))) }
             }
         }
         return out
@@ -251,6 +257,11 @@ public struct Membership: Sendable {
             return copiesTold.insert(envelope.from.address).inserted ? [send(to: envelope.from.address, .ping(seq: 0))] : []
         }
         var out: [Action] = []
+        // A member this node suspects is talking to it: make sure it hears of the suspicion (on
+        // the answer), so it refutes in time even if the gossip about it ran out while it was away.
+        if let m = members[envelope.from.name], m.state == .suspect, m.incarnation >= envelope.incarnation {
+            queue(Update(info: m.info, state: .suspect, incarnation: m.incarnation))
+        }
         // Hearing from a member directly proves it is alive at its incarnation.
         out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
         members[envelope.from.name]?.lastHeardAt = now

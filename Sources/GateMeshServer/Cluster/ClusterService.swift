@@ -98,11 +98,22 @@ final class ClusterService: Service, Sendable {
         }
         limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
         limits.rightsAsk.withLockedValue { $0 = { [weak self] needs, holder in self?.askForRights(needs, holder: holder) } }
+        // Frames to a peer whose link was down were dropped: send it everything again.
+        connections.reconnected.withLockedValue {
+            $0 = { [weak self] address in
+                guard let self, let peer = self.membership.withLockedValue({ m in m.members.values.first { $0.info.address == address }?.info.name })
+                else { return }
+                self.replicator.withLockedValue { $0.reset(peer: peer) }
+            }
+        }
         // With peers to hear from, admit nothing under a rule until caught up with them.
         if config.seeds.contains(where: { $0 != config.advertised.description }) {
             limits.expectCatchUp(until: Self.now() + Self.catchUpMs)
         }
     }
+
+    /// When the peer links are next checked for stalls (Unix ms).
+    private let nextStallCheck = NIOLockedValueBox<Int64>(0)
 
     /// Every member ever seen here that has not left (ids): the members among which a `strict`
     /// counter's owner is picked. A dead member stays: it may be alive behind a partition.
@@ -224,6 +235,10 @@ final class ClusterService: Service, Sendable {
         let now = Self.now()
         perform(membership.withLockedValue { $0.tick(now: now) })
         expireLeases(now: now)
+        if now >= nextStallCheck.withLockedValue({ $0 }) {
+            nextStallCheck.withLockedValue { $0 = now + 1_000 }
+            connections.closeStalled()
+        }
         let (peers, owners) = membership.withLockedValue { m in
             (m.live.map { ($0.info.name, $0.info.address) }, m.live.filter { $0.state == .alive }.map(\.info.name) + [me.name])
         }
@@ -331,6 +346,9 @@ final class ClusterService: Service, Sendable {
                     return
                 }
                 let now = Self.now()
+                // It reached this node: the way back works too, so a link to it that failed during
+                // a cut is dialled again now rather than after its backoff.
+                connections.heard(from: envelope.from.address)
                 perform(membership.withLockedValue { $0.receive(envelope, now: now) })
             case .counters:
                 limits.merge(try CountersCodec.decode(frame.payload))

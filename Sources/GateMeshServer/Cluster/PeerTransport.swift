@@ -266,8 +266,9 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
 }
 
 /// Outbound connections by peer address: connected on first use, kept, reconnected with backoff
-/// (100 ms doubling to 5 s) after a failure. Frames for a peer that is not connected are dropped
-/// beyond a small queue: membership and replication repair what is lost.
+/// (100 ms doubling to 1 s) after a failure, and at once when the peer is heard from (a healed
+/// partition). Frames for a peer that is not connected are dropped beyond a small queue:
+/// membership and replication repair what is lost.
 final class PeerConnections: Sendable {
     struct Link {
         var channel: (any Channel)?
@@ -276,12 +277,24 @@ final class PeerConnections: Sendable {
         var failures = 0
         var retryAt: NIODeadline = .uptimeNanoseconds(0)
         var queued: [[UInt8]] = []
+        /// Each dial's number: only the latest dial's outcome changes the link.
+        var dial: UInt64 = 0
+        var dialedAt: NIODeadline = .uptimeNanoseconds(0)
+        /// A dial to this address has failed, or its link has closed, since it first came up.
+        var everFailed = false
     }
+
+    /// The longest wait between two dials of a peer that cannot be reached.
+    static let maxBackoffMs = 1_000
 
     let group: any EventLoopGroup
     let clientContext: TLSContext
     let logger: Logger
     private let links = NIOLockedValueBox<[String: Link]>([:])
+    /// Told of each address whose link came up again after a failure: frames sent to it
+    /// meanwhile were dropped, so what they carried must be sent again (the cluster resets that
+    /// peer's replication).
+    let reconnected = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
 
     init(group: any EventLoopGroup, clientContext: TLSContext, logger: Logger) {
         self.group = group
@@ -300,7 +313,9 @@ final class PeerConnections: Sendable {
                 link.connecting = true
                 link.channel = nil
                 link.handler = nil
-                connect(address)
+                link.dial += 1
+                link.dialedAt = .now()
+                connect(address, dial: link.dial)
             }
             return nil
         }
@@ -309,16 +324,36 @@ final class PeerConnections: Sendable {
         }
     }
 
+    /// The peer at `address` reached this node, so the way to it works: a link that is down is
+    /// dialled again with the next frame instead of after its backoff, and a dial that has waited
+    /// more than 2 s (a connect made during a cut, waiting for its timeout) is not waited for
+    /// (its outcome is ignored).
+    func heard(from address: String) {
+        links.withLockedValue { links in
+            guard var link = links[address], link.failures > 0 || link.connecting else { return }
+            if let channel = link.channel, channel.isActive { return }
+            if link.connecting {
+                guard NIODeadline.now() - link.dialedAt > .seconds(2) else { return }
+                link.connecting = false
+                link.dial += 1
+            }
+            link.failures = 0
+            link.retryAt = .uptimeNanoseconds(0)
+            links[address] = link
+        }
+    }
+
     /// Called with the links lock held: only schedules work, never takes the lock itself.
-    private func connect(_ address: String) {
+    private func connect(_ address: String, dial: UInt64) {
         let links = self.links
         let logger = self.logger
         let giveUp: @Sendable (String) -> Void = { why in
             logger.error("cannot connect to peer", metadata: ["address": "\(address)", "error": "\(why)"])
             links.withLockedValue { links in
+                guard links[address]?.dial == dial else { return }
                 links[address]?.connecting = false
                 links[address]?.failures += 1
-                links[address]?.retryAt = .now() + .seconds(5)
+                links[address]?.retryAt = .now() + .milliseconds(Int64(Self.maxBackoffMs))
             }
         }
         guard let target = Seeds.split(address) else {
@@ -336,7 +371,7 @@ final class PeerConnections: Sendable {
             links.withLockedValue { links in
                 var link = links[address] ?? Link()
                 link.failures += 1
-                link.retryAt = .now() + .milliseconds(Int64(min(5000, 100 << min(link.failures - 1, 6))))
+                link.retryAt = .now() + .milliseconds(Int64(min(Self.maxBackoffMs, 100 << min(link.failures - 1, 6))))
                 links[address] = link
             }
         }
@@ -353,31 +388,41 @@ final class PeerConnections: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    let queued: [[UInt8]] = links.withLockedValue { links in
+                    let queued: [[UInt8]]? = links.withLockedValue { links in
                         var link = links[address] ?? Link()
+                        // A later dial replaced this one (the peer was heard from meanwhile).
+                        guard link.dial == dial else { return nil }
                         link.channel = channel
                         link.handler = handler
                         link.connecting = false
                         let q = link.queued
                         link.queued = []
+                        link.everFailed = link.everFailed || link.failures > 0
                         links[address] = link
                         return q
                     }
+                    guard let queued else {
+                        channel.close(promise: nil)
+                        return
+                    }
                     channel.eventLoop.execute { for bytes in queued { handler.send(bytes) } }
+                    if links.withLockedValue({ $0[address]?.everFailed ?? false }) { self.reconnected.withLockedValue { $0 }?(address) }
                     channel.closeFuture.whenComplete { _ in
                         links.withLockedValue { links in
                             if links[address]?.channel === channel {
                                 links[address]?.channel = nil
                                 links[address]?.handler = nil
+                                links[address]?.everFailed = true
                             }
                         }
                     }
                 case .failure(let error):
                     links.withLockedValue { links in
                         var link = links[address] ?? Link()
+                        guard link.dial == dial else { return }
                         link.connecting = false
                         link.failures += 1
-                        let backoff = min(5000, 100 << min(link.failures - 1, 6))
+                        let backoff = min(Self.maxBackoffMs, 100 << min(link.failures - 1, 6))
                         link.retryAt = .now() + .milliseconds(Int64(backoff))
                         link.queued = []
                         links[address] = link
@@ -386,6 +431,39 @@ final class PeerConnections: Sendable {
                 }
             }
     }
+
+    /// Closes the links TCP has been failing to deliver on for a few seconds (read from the
+    /// kernel's TCP_INFO: the retransmission or probe timer backed off three times or more, at two
+    /// checks in a row), instead of letting it retransmit into a cut for many minutes, with a
+    /// backoff that would delay the first delivery after healing by as much. The link is dialled
+    /// again once the way is back, and what it carried is sent again. (Not `TCP_USER_TIMEOUT`: a
+    /// connection the kernel times out reports the last route error, and a blackhole route's
+    /// EINVAL stops SwiftNIO's read with a precondition failure.) Call every second or so.
+    func closeStalled() {
+        let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
+        let suspects = self.suspects
+        for channel in channels {
+            guard let provider = channel as? any SocketOptionProvider else { continue }
+            let id = ObjectIdentifier(channel)
+            provider.getTCPInfo().whenSuccess { info in
+                let failing = info.tcpi_backoff >= 3 || info.tcpi_retransmits >= 3 || info.tcpi_probes >= 3
+                let close = suspects.withLockedValue { s -> Bool in
+                    guard failing else {
+                        s.remove(id)
+                        return false
+                    }
+                    return !s.insert(id).inserted
+                }
+                if close {
+                    suspects.withLockedValue { _ = $0.remove(id) }
+                    channel.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    /// Links that looked stalled at the last check.
+    private let suspects = NIOLockedValueBox<Set<ObjectIdentifier>>([])
 
     func closeAll() {
         let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
