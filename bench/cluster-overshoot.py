@@ -148,6 +148,8 @@ def load(c, nodes, mode, pattern, args, sessions):
             prefill += 1
     admitted = [0] * args.clients
     refused = [0] * args.clients
+    errors = []
+    lock = threading.Lock()
     barrier = threading.Barrier(args.clients)
     started = time.monotonic()
 
@@ -159,8 +161,7 @@ def load(c, nodes, mode, pattern, args, sessions):
             node = j % nodes if pattern == "burst" else k % nodes
             k += 1
             with s.post(c.node_url(node) + "/openai/chat/completions", json=body, headers=headers, timeout=60, stream=True) as r:
-                for _ in r.iter_content(chunk_size=None):
-                    pass
+                answer = b"".join(r.iter_content(chunk_size=None))
             if r.status_code == 200:
                 admitted[j] += 1
                 in_a_row = 0
@@ -168,7 +169,8 @@ def load(c, nodes, mode, pattern, args, sessions):
                 refused[j] += 1
                 in_a_row += 1
             else:
-                raise RuntimeError(f"unexpected {r.status_code}: {r.text}")
+                with lock:
+                    errors.append(f"{r.status_code}: {answer[:300]!r}")
     threads = [threading.Thread(target=client, args=(j,)) for j in range(args.clients)]
     for t in threads:
         t.start()
@@ -186,7 +188,7 @@ def load(c, nodes, mode, pattern, args, sessions):
         "mode": mode, "pattern": pattern, "admitted": prefill + sum(admitted), "refused": sum(refused),
         "rate": sum(admitted) / elapsed, "spent": total, "budget": budget_nanos,
         "overshoot_pct": (total - budget_nanos) * 100 / budget_nanos, "overshoot_requests": (total - budget_nanos) / PER_REQUEST,
-        "utilisation_pct": total * 100 / budget_nanos, "agree": len(set(totals)) == 1,
+        "utilisation_pct": total * 100 / budget_nanos, "agree": len(set(totals)) == 1, "errors": errors,
     }
 
 
@@ -303,6 +305,8 @@ def main():
                 print(f"| {n} | {d} ms | {row['mode']} | {row['pattern']} | {row['admitted']} | {row['refused']} | {row['rate']:.0f} | "
                       f"${row['spent'] / 1e9:.6f} | ${row['budget'] / 1e9:.6f} | {row['overshoot_pct']:+.2f} % | "
                       f"{row['overshoot_requests']:+.1f} | {row['utilisation_pct']:.1f} % | {'yes' if row['agree'] else 'no'} |", flush=True)
+                if row["errors"]:
+                    print(f"  {len(row['errors'])} other answers, the first: {row['errors'][0]}", file=sys.stderr, flush=True)
     print()
     print("| nodes | delay each way | spend on every node: median | max |")
     print("|---|---|---|---|")
