@@ -139,6 +139,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--binary")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--node-only", action="store_true",
+                        help="only the GateMesh node row (for A/B runs of one change); implies --skip-cluster")
     parser.add_argument("--enforcement", choices=["soft", "bounded", "strict"],
                         help="the budgets' enforcement mode (default: the config's default, bounded)")
     args = parser.parse_args()
@@ -235,12 +237,19 @@ gateways:
             "nginx proxy_pass": f"http://127.0.0.1:{proxy}/v1/chat/completions",
             "GateMesh node": f"http://127.0.0.1:{node_port}/openai/chat/completions",
         }
+        if args.node_only:
+            targets = {"GateMesh node": targets["GateMesh node"]}
         results = {}
         for name, url in targets.items():
             wrk(url, 4, 2, script)  # warm-up
             pid = node.pid if name == "GateMesh node" else None
             results[name] = {c: wrk(url, c, args.seconds, script, pid=pid) for c in (1, 32)}
         _, peak_rss = rss(node.pid)
+        if args.node_only:
+            r = results["GateMesh node"]
+            print("| target | 1 conn req/s | p50 ms | 32 conns req/s | p50 ms | CPU µs/req at 32 |")
+            print(f"| GateMesh node | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['cpu_us']:.0f} |")
+            return
 
         # The floor: each one alone on the machine beside the upstream, stopped before the next.
         floors = {}

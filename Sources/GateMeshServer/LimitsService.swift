@@ -139,7 +139,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         // What earlier runs granted, used and gave back: their unused rights go back to the pool
         // (`returnEarlierRuns`), and this run's journal carries the figures on.
         var restoredRights = 0
-        for (key, rights) in journal.previous.rights {
+        for (key, rights) in journal.previous.rights(node: node) {
             guard let rule = engine.rulesByID[key.rule], rule.enforcement != .soft,
                   rule.window.activeBuckets(at: now).contains(key.bucket) else { continue }
             engine.withCounters { $0.restoreRights(key, rights) }
@@ -205,16 +205,28 @@ final class LimitsService: Service, SpendSource, Sendable {
         var askedAt: Int64?
         while true {
             let now = Self.now()
-            let (decision, alone, rights) = engine.withLockedValue {
-                ($0.admit(request, estimate: estimate, now: now, skipping: skipping), $0.ownership.live.count <= 1 && now >= $0.grantsFrom,
-                 $0.withCounters { $0.takeRightsChanges() })
+            let (decision, alone, rights, held) = engine.withLockedValue { engine -> (LimitsEngine.Decision, Bool, [(key: CounterMap.Key, rights: RightsEntry)], [JournalRecord.Held]) in
+                let decision = engine.admit(request, estimate: estimate, now: now, skipping: skipping)
+                var held: [JournalRecord.Held] = []
+                if case .admit(let reservation) = decision {
+                    // With what this run has used of each counter's rights, this one included.
+                    for e in reservation.entries where e.amount > 0 {
+                        var h = JournalRecord.Held(key: e.key, amount: e.amount)
+                        if e.fromRights {
+                            let own = engine.counters.ownRights(e.key)
+                            h.own = .init(used: own.used, refunded: own.refunded, returned: own.returned)
+                        }
+                        held.append(h)
+                    }
+                }
+                // Grants drawn and rights given back while deciding (rare).
+                return (decision, engine.ownership.live.count <= 1 && now >= engine.grantsFrom,
+                        engine.withCounters { $0.takeRightsChanges() }, held)
             }
             guard case .short(let refusal, let needs) = decision else {
-                if case .admit(let reservation) = decision, reservation.entries.contains(where: { $0.amount > 0 }) {
+                if case .admit(let reservation) = decision, !held.isEmpty {
                     // The rights it took are in the journal before the request is sent.
-                    journal.open(id: reservation.id, held: reservation.entries.compactMap {
-                        $0.amount > 0 ? JournalRecord.Held(key: $0.key, amount: $0.amount) : nil
-                    }, rights: rights)
+                    journal.open(id: reservation.id, held: held, rights: rights)
                 } else {
                     journal.rights(rights)
                 }
@@ -327,13 +339,15 @@ final class LimitsService: Service, SpendSource, Sendable {
     private func apply(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
         let owns = alertOwnership.withLockedValue { $0 }
-        let (due, rights) = engine.withLockedValue { engine in
+        // What settling changes of the rights (a refund, or more used) reaches the journal once
+        // for the whole batch (`commit`), or with the next admission or tick: a refund lost in a
+        // kill only leaves rights unused, and what a request used beyond its reservation is in
+        // its spend (and its journal charge).
+        let due = engine.withLockedValue { engine in
             let charged = engine.settle(id, actual: actual)
-            let rights = engine.withCounters { $0.takeRightsChanges() }
-            guard engine.hasAlerts && !charged.isEmpty else { return ([LimitsEngine.Alert](), rights) }
-            return (engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true }), rights)
+            guard engine.hasAlerts && !charged.isEmpty else { return [LimitsEngine.Alert]() }
+            return engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true })
         }
-        journal.rights(rights)
         fire(due, now: now)
     }
 
@@ -392,6 +406,8 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     func commit(_ settlements: [PendingSettlement], version: UInt64?, mark: SpendBatchMark?) {
         for s in settlements { apply(s.reservation, actual: s.actual) }
+        // The rights the batch's requests gave back, in one write for the batch.
+        journal.rights(engine.withLockedValue { $0.withCounters { $0.takeRightsChanges() } })
         if let version { persistedVersion.withLockedValue { $0 = max($0, version) } }
         // A failed batch leaves its reservations settling in the journal: a later committed
         // batch (which writes the same slots, from `persistedVersion` on) closes them.
@@ -456,11 +472,8 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
 
     func release(_ id: UInt64) {
-        let rights = engine.withLockedValue { engine in
-            engine.release(id)
-            return engine.withCounters { $0.takeRightsChanges() }
-        }
-        journal.rights(rights)
+        // The refund reaches the journal with the next admission or tick (see `apply`).
+        engine.withLockedValue { $0.release(id) }
         journal.close(id: id)
     }
 
@@ -469,8 +482,10 @@ final class LimitsService: Service, SpendSource, Sendable {
         for await _ in AsyncTimerSequence.seconds(1).cancelOnGracefulShutdown() {
             let now = Self.now()
             let (lookback, forgotten, rights) = engine.withLockedValue { engine in
+                // The figures of the keys in use first: refunds since their last admission.
+                let inUse = engine.counters.writtenRights(engine.counters.rightsInUse)
                 let forgotten = engine.expire(now: now).forgotten
-                return (engine.rules.map(\.window.maxLengthMs).max() ?? 0, forgotten, engine.withCounters { $0.takeRightsChanges() })
+                return (engine.rules.map(\.window.maxLengthMs).max() ?? 0, forgotten, inUse + engine.withCounters { $0.takeRightsChanges() })
             }
             journal.rights(rights)
             for id in forgotten { journal.close(id: id) }

@@ -9,7 +9,8 @@ import Testing
         case 0:
             let held = (0..<Int.random(in: 0...3, using: &rng)).map { i in
                 JournalRecord.Held(key: .init(rule: "r\(i)", scope: Bool.random(using: &rng) ? "" : "team=é\(id)", bucket: Int64.random(in: -5...5, using: &rng)),
-                                   amount: Int64.random(in: 0...1_000_000_000, using: &rng))
+                                   amount: Int64.random(in: 0...1_000_000_000, using: &rng),
+                                   own: Bool.random(using: &rng) ? nil : .init(used: Int64.random(in: 0...500, using: &rng), refunded: 3, returned: 0))
             }
             return .open(.init(epoch: epoch, id: id), held)
         case 1:
@@ -47,6 +48,14 @@ import Testing
         for r in records { replay.apply(.rights(key, r)) }
         for r in records.shuffled(using: &rng) { shuffled.apply(.rights(key, r)) }
         #expect(replay.rights[key] == expected && shuffled.rights[key] == expected)
+        // The own figures an admission writes are filed under the run's epoch and named with the
+        // node's id when read.
+        var withOpen = replay
+        withOpen.apply(.open(.init(epoch: 9, id: 1), [.init(key: key, amount: 5, own: .init(used: 700, refunded: 20, returned: 1))]))
+        withOpen.apply(.open(.init(epoch: 9, id: 2), [.init(key: key, amount: 5, own: .init(used: 650, refunded: 30, returned: 1))]))
+        let named = withOpen.rights(node: "n")[key]!
+        #expect(named.used["n/9"] == 700 && named.refunded["n/9"] == 30 && named.returned["n/9"] == 1)
+        #expect(named.used.keys.allSatisfy { !$0.hasPrefix("/") })
     }
 
     @Test(arguments: 0..<20)

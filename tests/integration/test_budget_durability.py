@@ -102,10 +102,16 @@ def test_a_single_node_killed_mid_stream_is_charged_once_across_two_restarts(sta
         return rules[0]["scopes"][0]
     expected = 8 * cost_nanos("openai", "gpt-4o-mini", 4, 16)
     assert served_cost(mock) == expected
+    starts_before = 1  # the killed run was the data directory's first
     proc = restart()
     try:
         first = spent()
         assert int(first["spent"].replace(".", "")) == expected and first["reserved"] == "0.000000000", first
+        # The killed run's rights (journaled as it took them) came back and went to the pool: no
+        # holder of that run is left, and the pool is the limit less what was charged.
+        rights = first["rights"]
+        assert all(not h["holder"].endswith(f"/{starts_before}") for h in rights["holders"]), rights
+        assert int(rights["pool"].replace(".", "")) == 100 * 10**9 - expected, rights
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -256,7 +256,8 @@ public struct CounterMap: Sendable {
         change(key) { $0.rights.consume(amount, by: holder, force: true) }
         touchRights(key, now: now)
         rightsTouched[key]?.took(amount, now: now)
-        markRights(key)
+        // Not marked for the journal here: the admission journals `ownRights` with its
+        // reservation, and the tick the figures of every key in use (`rightsInUse`).
         return true
     }
 
@@ -265,7 +266,22 @@ public struct CounterMap: Sendable {
         guard amount > 0 else { return }
         let holder = self.holder
         change(key) { $0.rights.refund(amount, to: holder) }
-        markRights(key)
+        rightsChanged.insert(key)
+    }
+
+    /// This run's own figures of `key`'s rights (what it used, got back and gave back).
+    public func ownRights(_ key: Key) -> (used: Int64, refunded: Int64, returned: Int64) {
+        guard let r = table[key]?.entry.rights else { return (0, 0, 0) }
+        return (r.used[holder] ?? 0, r.refunded[holder] ?? 0, r.returned[holder] ?? 0)
+    }
+
+    /// The keys whose rights this node has taken or asked for and not yet given back.
+    public var rightsInUse: some Collection<Key> { rightsTouched.keys }
+
+    /// The figures written by any run of this node for `keys` (what the journal keeps).
+    public func writtenRights(_ keys: some Sequence<Key>) -> [(key: Key, rights: RightsEntry)] {
+        let prefix = node + "/"
+        return keys.compactMap { key in table[key].map { (key, $0.entry.rights.written(byPrefix: prefix)) } }
     }
 
     /// This node, as `key`'s owner, draws `amount` from the pool of `limit` for `holder`, leased

@@ -67,6 +67,18 @@ public struct RightsEntry: Sendable, Hashable {
                     leases: leases.filter { $0.key.from.hasPrefix(prefix) })
     }
 
+    /// The same figures with every holder name passed through `rename`.
+    public func renamingHolders(_ rename: (String) -> String) -> RightsEntry {
+        func pairs(_ d: [Pair: Int64]) -> [Pair: Int64] {
+            Dictionary(d.map { (Pair(from: rename($0.key.from), to: rename($0.key.to)), $0.value) }, uniquingKeysWith: max)
+        }
+        func counts(_ d: [String: Int64]) -> [String: Int64] {
+            Dictionary(d.map { (rename($0.key), $0.value) }, uniquingKeysWith: max)
+        }
+        return RightsEntry(granted: pairs(granted), used: counts(used), refunded: counts(refunded), returned: counts(returned),
+                           leases: pairs(leases))
+    }
+
     /// Whether a run of `node` other than `current` appears as a holder (granted to, or using).
     public func mentionsEarlierRun(of node: String, current: String) -> Bool {
         func earlier(_ h: String) -> Bool { h != current && RightsEntry.split(holder: h).node == node }

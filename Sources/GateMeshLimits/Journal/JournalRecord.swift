@@ -48,10 +48,28 @@ public enum JournalRecord: Sendable, Equatable {
     public struct Held: Sendable, Equatable {
         public var key: CounterMap.Key
         public var amount: Int64
+        /// For an amount taken from the node's rights: what its run had used, got back and given
+        /// back of the counter's rights once this admission took them (the journal's record of
+        /// the use, written before the request is sent).
+        public var own: OwnRights?
 
-        public init(key: CounterMap.Key, amount: Int64) {
+        public init(key: CounterMap.Key, amount: Int64, own: OwnRights? = nil) {
             self.key = key
             self.amount = amount
+            self.own = own
+        }
+    }
+
+    /// A run's own figures of a counter's rights (`RightsEntry.used`, `refunded`, `returned`).
+    public struct OwnRights: Sendable, Equatable {
+        public var used: Int64
+        public var refunded: Int64
+        public var returned: Int64
+
+        public init(used: Int64, refunded: Int64, returned: Int64) {
+            self.used = used
+            self.refunded = refunded
+            self.returned = returned
         }
     }
 
@@ -80,13 +98,25 @@ public enum JournalCodec {
         for _ in 0..<8 { w.byte(0) }
         switch record {
         case .open(let ref, let held):
-            w.byte(1)
+            // Kind 5 carries each entry's own rights figures; kind 1 (no rights) is kept for
+            // journals written before them, and for reservations without rights.
+            let rights = held.contains { $0.own != nil }
+            w.byte(rights ? 5 : 1)
             w.uint(ref.epoch)
             w.uint(ref.id)
             w.uint(UInt64(held.count))
             for h in held {
                 w.counterKey(h.key)
                 w.int(h.amount)
+                guard rights else { continue }
+                if let own = h.own {
+                    w.byte(1)
+                    w.int(own.used)
+                    w.int(own.refunded)
+                    w.int(own.returned)
+                } else {
+                    w.byte(0)
+                }
             }
         case .close(let ref):
             w.byte(2)
@@ -137,12 +167,16 @@ public enum JournalCodec {
         var r = BinaryReader(payload)
         let record: JournalRecord
         switch try r.byte() {
-        case 1:
+        case let kind where kind == 1 || kind == 5:
             let ref = ReservationRef(epoch: try r.uint(), id: try r.uint())
             var held: [JournalRecord.Held] = []
             for _ in 0..<(try r.count(max: maxEntries)) {
                 let key = try r.counterKey(maxScope: 65_536)
-                held.append(.init(key: key, amount: try r.int()))
+                var h = JournalRecord.Held(key: key, amount: try r.int())
+                if kind == 5, try r.byte() == 1 {
+                    h.own = .init(used: try r.int(), refunded: try r.int(), returned: try r.int())
+                }
+                held.append(h)
             }
             record = .open(ref, held)
         case 2:
@@ -181,8 +215,15 @@ public struct JournalReplay: Sendable {
     public private(set) var open: [ReservationRef: [JournalRecord.Held]] = [:]
     private var settling: [ReservationRef: SpendBatchMark] = [:]
     public private(set) var records = 0
-    /// The latest rights figures of each counter (each figure the largest written).
+    /// The latest rights figures of each counter (each figure the largest written). The figures
+    /// `open` records carry are a run's own: they are filed under the holder `"/\(epoch)"`, to be
+    /// named with the node's id (`rights(node:)`).
     public private(set) var rights: [CounterMap.Key: RightsEntry] = [:]
+
+    /// `rights`, with the holders of the `open` records' own figures named `node/epoch`.
+    public func rights(node: String) -> [CounterMap.Key: RightsEntry] {
+        rights.mapValues { $0.renamingHolders { $0.hasPrefix("/") ? node + $0 : $0 } }
+    }
 
     public init() {}
 
@@ -192,6 +233,12 @@ public struct JournalReplay: Sendable {
         case .open(let ref, let held):
             open[ref] = held
             settling[ref] = nil
+            for h in held {
+                guard let own = h.own else { continue }
+                let holder = "/\(ref.epoch)"
+                rights[h.key, default: RightsEntry()].merge(RightsEntry(used: [holder: own.used], refunded: [holder: own.refunded],
+                                                                        returned: [holder: own.returned]))
+            }
         case .close(let ref):
             open[ref] = nil
             settling[ref] = nil
