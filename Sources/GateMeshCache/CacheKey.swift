@@ -5,9 +5,10 @@ import GateMeshCore
 ///
 /// In: a version tag, the gateway, the provider, the method, the upstream path with its query, the
 /// headers that change the answer (`keyHeaders`, by lowercased name, sorted) and the body in its
-/// canonical JSON form (`CanonicalJSON`; a body that is not JSON counts byte for byte). Never in:
-/// credentials (`authorization`, `x-api-key`, …), gateway headers (`x-gatemesh-…`, `cf-aig-…`,
-/// metadata included) or any other header. A `cache-key` given by the client replaces everything
+/// canonical JSON form (`CanonicalJSON`; a body that is not JSON counts byte for byte), and a
+/// digest of the provider credential when the client supplies it (not when the config does).
+/// Never in: the credentials themselves (`authorization`, `x-api-key`, …), gateway headers
+/// (`x-gatemesh-…`, `cf-aig-…`, metadata included) or any other header. A `cache-key` given by the client replaces everything
 /// but the version tag and the gateway, so a custom key never reaches another gateway's entries.
 public enum CacheKeyMaterial {
     public static let version = "gatemesh-cache-v1"
@@ -15,23 +16,51 @@ public enum CacheKeyMaterial {
     /// Request headers that change what a provider answers, and so are part of the key.
     public static let keyHeaders: [String] = ["anthropic-beta", "anthropic-version", "openai-beta"]
 
+    /// `credential`: a digest of the provider credential the client sent (nil when the config
+    /// supplies it, or the client sent none), so that clients with different keys never share
+    /// answers.
     public static func make(gateway: String, provider: String, method: String, path: String,
-                            headers: [(name: String, value: String)], body: [UInt8]) -> [UInt8] {
+                            headers: [(name: String, value: String)], body: [UInt8], credential: String? = nil) -> [UInt8] {
         var out = Array("\(version)\ngateway=\(gateway)\nprovider=\(provider)\nmethod=\(method)\npath=\(path)\n".utf8)
         for name in keyHeaders {
             let values = headers.filter { $0.name == name }.map(\.value)
             guard !values.isEmpty else { continue }
             out.append(contentsOf: "header:\(name)=\(values.joined(separator: ","))\n".utf8)
         }
+        if let credential { out.append(contentsOf: "credential=\(credential)\n".utf8) }
         out.append(contentsOf: "body=".utf8)
         out.append(contentsOf: CanonicalJSON.canonical(body) ?? body)
         return out
     }
 
-    /// The material for a client's own `cache-key`.
-    public static func custom(gateway: String, key: String) -> [UInt8] {
-        Array("\(version)\ngateway=\(gateway)\ncustom=\(key)".utf8)
+    /// The material for a client's own `cache-key` (with the client's credential digest, as above).
+    public static func custom(gateway: String, key: String, credential: String? = nil) -> [UInt8] {
+        Array("\(version)\ngateway=\(gateway)\n".utf8) + (credential.map { Array("credential=\($0)\n".utf8) } ?? [])
+            + Array("custom=\(key)".utf8)
     }
+
+    /// What of a request is the client's provider credential: the value of each credential header
+    /// it sent (`credentialHeaders`, in that order) and of the provider's query parameter, if any.
+    /// Empty when it sent none. The shell hashes it (never stored, never logged).
+    public static func credential(headers: [(name: String, value: String)], queryValues: [Substring]) -> [UInt8] {
+        var out: [UInt8] = []
+        for name in credentialHeaders {
+            for h in headers where h.name == name {
+                out.append(contentsOf: "\(name):".utf8)
+                out.append(contentsOf: h.value.utf8)
+                out.append(0x0A)
+            }
+        }
+        for v in queryValues {
+            out.append(contentsOf: "query:".utf8)
+            out.append(contentsOf: v.utf8)
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    /// The request headers any provider reads a credential from.
+    public static let credentialHeaders = ["api-key", "authorization", "x-api-key", "x-goog-api-key"]
 }
 
 /// The cache settings a request asks for, from its headers (`x-gatemesh-…`, or Cloudflare's

@@ -54,6 +54,7 @@ struct ProxyHandler: Sendable {
         let collectLog: Bool
         let collectPayload: Bool
         let customPrice: ModelPrice?
+        let eventID: String?
         do {
             // Refusals before a provider is involved are not logged (no gateway or provider to file them under).
             guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
@@ -71,11 +72,11 @@ struct ProxyHandler: Sendable {
                 guard gateway.allowCustomCost else { throw GatewayError.customCostNotAllowed(gateway: gateway.id) }
                 return try CustomCost.parse(text)
             }
+            eventID = try Self.eventID(request.headers)
         } catch {
             onFinish()
             throw error
         }
-        let eventID = Self.first(request.headers, Self.eventIDHeaders)
         let upstreamPath = Self.upstreamPath(route: route, provider: provider)
         let format = APIFormat.detect(providerOpenAICompatible: provider.spec.openAICompatible, providerID: provider.spec.id,
                                       path: Substring(upstreamPath))
@@ -171,10 +172,12 @@ struct ProxyHandler: Sendable {
             case .bypass:
                 cacheStatus = "BYPASS"
             case .lookup(let ttl), .refresh(let ttl):
-                let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway.id, key: $0) }
+                let headers = request.headers.lowercasedPairs
+                let credential = Self.credentialDigest(headers: headers, url: target.url, provider: provider)
+                let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway.id, key: $0, credential: credential) }
                     ?? CacheKeyMaterial.make(gateway: gateway.id, provider: provider.spec.id, method: request.method.rawValue,
-                                             path: Self.cacheURL(target.url, provider: provider), headers: request.headers.lowercasedPairs,
-                                             body: clientBytes ?? [])
+                                             path: Self.cacheURL(target.url, provider: provider), headers: headers,
+                                             body: clientBytes ?? [], credential: credential)
                 let key = ResponseCache.key(material)
                 let owner = cache.owner(of: key)
                 var ticket: CacheFlight.Ticket?
@@ -399,6 +402,20 @@ struct ProxyHandler: Sendable {
     static let attemptsHeader = HTTPField.Name("x-gatemesh-attempts")!
     static let cacheKeyHeader = HTTPField.Name("x-gatemesh-cache-key")!
 
+    /// A digest of the provider credential the client sent, for the cache key: nil when the
+    /// config's key replaces it (everyone on the gateway shares that key's answers) or the
+    /// client sent none. Clients with different keys so never get each other's answers.
+    static func credentialDigest(headers: [(name: String, value: String)], url: String, provider: ResolvedProvider) -> String? {
+        guard provider.storedKey == nil else { return nil }
+        var query: [Substring] = []
+        if let param = provider.spec.queryKeyParameter, let q = url.firstIndex(of: "?") {
+            query = UpstreamTarget.parameterValues(param, in: url[url.index(after: q)...])
+        }
+        let material = CacheKeyMaterial.credential(headers: headers, queryValues: query)
+        guard !material.isEmpty else { return nil }
+        return ResponseCache.key(Array("gatemesh-credential\n".utf8) + material)
+    }
+
     /// The upstream URL as the cache key sees it: without a credential passed in the query
     /// (Google AI Studio's `key`), so keys never depend on credentials.
     static func cacheURL(_ url: String, provider: ResolvedProvider) -> String {
@@ -541,6 +558,17 @@ struct ProxyHandler: Sendable {
     static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
     static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
     static let eventIDHeaders = [HTTPField.Name("x-gatemesh-event-id")!, HTTPField.Name("cf-aig-event-id")!]
+    /// The longest `event-id` a request may carry (it is stored with the row and echoed).
+    static let maxEventIDBytes = 256
+
+    /// The request's `event-id`, if any; longer than `maxEventIDBytes` is a 400.
+    static func eventID(_ headers: HTTPFields) throws(GatewayError) -> String? {
+        guard let value = first(headers, eventIDHeaders) else { return nil }
+        guard value.utf8.count <= maxEventIDBytes else {
+            throw .badRequest("event-id is \(value.utf8.count) bytes long; at most \(maxEventIDBytes) are allowed", code: "invalid_header")
+        }
+        return value
+    }
     static let customCostHeaders = [HTTPField.Name("x-gatemesh-custom-cost")!, HTTPField.Name("cf-aig-custom-cost")!]
     static let metadataHeaders = [HTTPField.Name("x-gatemesh-metadata")!, HTTPField.Name("cf-aig-metadata")!]
     static let collectLogHeaders = [HTTPField.Name("x-gatemesh-collect-log")!, HTTPField.Name("cf-aig-collect-log")!]

@@ -92,6 +92,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let dataDir { config.node.dataDir = dataDir }
         let logger = options.makeLogger("gatemesh")
+        for warning in config.exposureWarnings { logger.warning("\(warning)") }
         Self.raiseOpenFileLimit()
         let node: GatewayNode
         do {
@@ -127,6 +128,7 @@ struct CheckConfig: AsyncParsableCommand {
         let providers = config.providers.keys.sorted()
         print("provider overrides: \(providers.isEmpty ? "none" : providers.joined(separator: ", "))")
         print("admin API: \(config.admin.token == nil ? "disabled (no admin.token)" : "enabled")")
+        for warning in config.exposureWarnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
     }
 }
 

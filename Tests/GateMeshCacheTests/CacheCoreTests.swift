@@ -45,6 +45,25 @@ import Testing
         #expect(CacheKeyMaterial.custom(gateway: "a", key: "k") != CacheKeyMaterial.custom(gateway: "b", key: "k"))
     }
 
+    /// The client's credential enters the key only as the digest the shell passes in: clients with
+    /// different keys get different cache keys, and the same key the same one.
+    @Test func aClientCredentialDigestSeparatesKeys() {
+        let body = Array(#"{"a":1}"#.utf8)
+        func key(_ credential: String?) -> [UInt8] {
+            CacheKeyMaterial.make(gateway: "g", provider: "openai", method: "POST", path: "/v1/chat/completions", headers: [],
+                                  body: body, credential: credential)
+        }
+        #expect(key("d1") == key("d1") && key("d1") != key("d2") && key("d1") != key(nil))
+        #expect(CacheKeyMaterial.custom(gateway: "g", key: "k", credential: "d1") != CacheKeyMaterial.custom(gateway: "g", key: "k", credential: "d2"))
+        // What is hashed: each credential header the client sent and the query key, by name.
+        let a = CacheKeyMaterial.credential(headers: [(name: "authorization", value: "Bearer a"), (name: "x-other", value: "z")],
+                                            queryValues: [])
+        let b = CacheKeyMaterial.credential(headers: [(name: "x-api-key", value: "Bearer a")], queryValues: [])
+        #expect(!a.isEmpty && a != b)
+        #expect(CacheKeyMaterial.credential(headers: [(name: "x-other", value: "z")], queryValues: []).isEmpty)
+        #expect(CacheKeyMaterial.credential(headers: [], queryValues: ["k1"]) != CacheKeyMaterial.credential(headers: [], queryValues: ["k2"]))
+    }
+
     @Test func directivesAndDecisions() throws {
         func parse(_ h: [String: String]) throws(GatewayError) -> CacheDirectives { try CacheDirectives.parse { h[$0] } }
         #expect(try parse([:]) == CacheDirectives())

@@ -23,8 +23,9 @@ CHAT_REORDERED = '{ "messages": [ {"content": "cache me", "role": "user"} ],\n  
 
 
 def post(node, body=CHAT, headers=None, stream=False):
+    # The same provider key as the SDK clients below: answers are shared per client credential.
     return requests.post(node.url + "/openai/chat/completions", data=body, stream=stream,
-                         headers={"content-type": "application/json", **(headers or {})})
+                         headers={"content-type": "application/json", "authorization": "Bearer sk-test", **(headers or {})})
 
 
 def upstream_calls(mock):
@@ -189,3 +190,50 @@ def test_a_downgraded_answer_is_never_stored_under_the_original_requests_key(sta
     assert second.headers["x-gatemesh-cache-status"] == "BYPASS"
     time.sleep(0.2)
     assert admin(node, "/api/cache")["stored"] == 0
+
+
+def test_clients_with_different_provider_keys_never_share_answers(start_node, mock):
+    """Where clients bring their own provider keys, the cache key holds a digest of the key: tenant
+    A's answer is never served to a request with another key, a wrong one, or none (Anthropic's
+    x-api-key and Google's key= query parameter too). Where the config stores the key, the
+    client's header is replaced, and every client of the gateway shares the answers."""
+    node = start_node(extra_yaml=CACHED)
+    a = {"authorization": "Bearer sk-tenant-a"}
+    assert post(node, headers=a).headers["x-gatemesh-cache-status"] == "MISS"
+    assert post(node, headers=a).headers["x-gatemesh-cache-status"] == "HIT"
+    for other in ({"authorization": "Bearer sk-tenant-b"}, {"authorization": "Bearer sk-tenant-A"}, {"authorization": ""}):
+        r = post(node, headers=other)
+        assert r.headers["x-gatemesh-cache-status"] == "MISS", (other, r.headers)
+    r = requests.post(node.url + "/openai/chat/completions", data=CHAT, headers={"content-type": "application/json"})
+    assert r.headers["x-gatemesh-cache-status"] == "MISS", "no key at all"
+    # A custom cache-key is per credential too.
+    custom = {"x-gatemesh-cache-key": "shared-answer"}
+    assert post(node, headers={**a, **custom}).headers["x-gatemesh-cache-status"] == "MISS"
+    assert post(node, headers={**a, **custom}).headers["x-gatemesh-cache-status"] == "HIT"
+    assert post(node, headers={"authorization": "Bearer sk-tenant-b", **custom}).headers["x-gatemesh-cache-status"] == "MISS"
+    # Anthropic's header.
+    msg = '{"model":"claude-3-5-haiku-latest","max_tokens":16,"messages":[{"role":"user","content":"cache me"}]}'
+    def anthropic(key):
+        return requests.post(node.url + "/anthropic/v1/messages", data=msg,
+                             headers={"content-type": "application/json", "x-api-key": key, "anthropic-version": "2023-06-01"})
+    assert anthropic("ak-1").headers["x-gatemesh-cache-status"] == "MISS"
+    assert anthropic("ak-1").headers["x-gatemesh-cache-status"] == "HIT"
+    assert anthropic("ak-2").headers["x-gatemesh-cache-status"] == "MISS"
+    # Google's key= query parameter.
+    gem = '{"contents":[{"parts":[{"text":"cache me"}]}]}'
+    def google(key):
+        return requests.post(node.url + f"/google-ai-studio/v1beta/models/gemini-1.5-flash:generateContent?key={key}", data=gem,
+                             headers={"content-type": "application/json"})
+    assert google("g-1").headers["x-gatemesh-cache-status"] == "MISS"
+    assert google("g-1").headers["x-gatemesh-cache-status"] == "HIT"
+    assert google("g-2").headers["x-gatemesh-cache-status"] == "MISS"
+
+
+def test_with_a_stored_provider_key_every_client_of_the_gateway_shares_answers(start_node, mock):
+    from conftest import mock_providers_yaml
+    providers = mock_providers_yaml(mock.url).replace(f'openai: {{base_url: "{mock.url}/v1"}}',
+                                                      f'openai: {{base_url: "{mock.url}/v1", api_key: sk-from-config}}')
+    node = start_node(extra_yaml=providers + CACHED, providers=False)
+    assert post(node, headers={"authorization": "Bearer sk-tenant-a"}).headers["x-gatemesh-cache-status"] == "MISS"
+    assert post(node, headers={"authorization": "Bearer sk-tenant-b"}).headers["x-gatemesh-cache-status"] == "HIT"
+

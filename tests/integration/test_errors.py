@@ -141,3 +141,12 @@ def test_garbage_request_does_not_crash_the_node(node):
         pass
     s.close()
     assert requests.get(node.url + "/healthz").status_code == 200
+
+
+def test_an_event_id_longer_than_256_bytes_is_refused(node):
+    chat = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    ok = requests.post(node.url + "/openai/chat/completions", json=chat, headers={"x-gatemesh-event-id": "e" * 256})
+    assert ok.status_code == 200 and ok.headers["x-gatemesh-event-id"] == "e" * 256
+    r = requests.post(node.url + "/openai/chat/completions", json=chat, headers={"cf-aig-event-id": "e" * 257})
+    assert r.status_code == 400, r.text
+    assert error(r)["code"] == "invalid_header" and "257 bytes" in error(r)["message"], r.text

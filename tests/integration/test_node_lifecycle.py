@@ -42,6 +42,16 @@ def test_check_config_reports_settings():
     out = run(["check-config", "--config", f.name], env={**os.environ, "T": "tok"})
     assert out.returncode == 0, out.stderr
     assert "team (token)" in out.stdout and "admin API: enabled" in out.stdout
+    assert "warning" not in out.stderr, "loopback: nothing to warn about"
+
+
+def test_check_config_warns_about_open_gateways_and_no_admin_token_beyond_loopback():
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write('node: {listen: "0.0.0.0:8787"}\ngateways: [{id: default}, {id: team, auth_tokens: [x]}]\n')
+    out = run(["check-config", "--config", f.name])
+    assert out.returncode == 0, out.stderr
+    assert "warning: node.listen 0.0.0.0:8787 is not a loopback address, and gateway(s) default take requests without a token" in out.stderr
+    assert "there is no admin.token" in out.stderr
 
 
 def test_no_config_uses_embedded_defaults_and_creates_the_data_dir(mock):

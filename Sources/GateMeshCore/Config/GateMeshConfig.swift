@@ -22,6 +22,21 @@ public struct GateMeshConfig: Sendable, Equatable {
     public func gateway(_ id: some StringProtocol) -> GatewayConfig? {
         gateways.first { $0.id == id }
     }
+
+    /// What a node listening beyond loopback leaves open (`check-config` and `serve` print these):
+    /// gateways anyone who reaches the port may spend through, and no admin token to see it with.
+    public var exposureWarnings: [String] {
+        guard !node.listen.isLoopback else { return [] }
+        var out: [String] = []
+        let open = gateways.filter { $0.authTokens.isEmpty }.map(\.id)
+        if !open.isEmpty {
+            out.append("node.listen \(node.listen) is not a loopback address, and gateway(s) \(open.joined(separator: ", ")) take requests without a token: anyone who can reach the port can spend through them (set auth_tokens)")
+        }
+        if admin.token == nil {
+            out.append("node.listen \(node.listen) is not a loopback address, and there is no admin.token: the operator API (status, budgets, logs) is disabled")
+        }
+        return out
+    }
 }
 
 public struct NodeConfig: Sendable, Equatable {
@@ -40,6 +55,11 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
+    }
+
+    /// Whether only this machine can reach the address (127.0.0.0/8, ::1, localhost).
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     /// Parses `host:port`, `[v6]:port` or `:port` (all interfaces). Returns nil when malformed.

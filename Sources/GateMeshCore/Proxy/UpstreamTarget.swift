@@ -72,6 +72,14 @@ public struct UpstreamTarget: Sendable, Equatable {
         }
     }
 
+    /// The values of every `name` parameter in `query` (as sent, not decoded).
+    public static func parameterValues(_ name: String, in query: Substring) -> [Substring] {
+        query.split(separator: "&").compactMap { pair in
+            guard let eq = pair.firstIndex(of: "="), pair[..<eq] == name else { return nil }
+            return pair[pair.index(after: eq)...]
+        }
+    }
+
     public static func removingParameter(_ name: String, from query: String) -> String {
         query.split(separator: "&", omittingEmptySubsequences: false)
             .filter { pair in
