@@ -26,6 +26,12 @@ CURLcode ccurl_easy_set_read_callback(CURL *h, ccurl_data_callback cb, void *ud)
     return curl_easy_setopt(h, CURLOPT_READDATA, ud);
 }
 
+CURLcode ccurl_easy_set_seek_callback(CURL *h, ccurl_seek_callback cb, void *ud) {
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, cb);
+    if (rc != CURLE_OK) return rc;
+    return curl_easy_setopt(h, CURLOPT_SEEKDATA, ud);
+}
+
 CURLcode ccurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 CURLcode ccurl_easy_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 CURLMcode ccurl_multi_setopt_long(CURLM *h, CURLMoption o, long v) { return curl_multi_setopt(h, o, v); }

@@ -201,6 +201,10 @@ final class CurlDriver: @unchecked Sendable {
             _ = ccurl_easy_setopt_long(easy, CURLOPT_POST, 1)
             _ = ccurl_easy_setopt_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(length ?? -1))
             _ = ccurl_easy_set_read_callback(easy, readCallback, opaque)
+            // A body held in memory can be sent again: libcurl rewinds it when a reused
+            // connection turns out to be closed before the answer (otherwise "necessary data
+            // rewind wasn't possible", a 502). A streamed body cannot.
+            _ = ccurl_easy_set_seek_callback(easy, seekCallback, opaque)
             if method != "POST" { _ = ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, method) }
         } else if method == "HEAD" {
             _ = ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
@@ -289,6 +293,11 @@ private let headerCallback: ccurl_data_callback = { ptr, size, count, userdata i
     let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
     transfer.driverHeaderLine(UnsafeRawBufferPointer(start: ptr, count: size * count))
     return size * count
+}
+
+private let seekCallback: ccurl_seek_callback = { userdata, offset, origin in
+    let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata!).takeUnretainedValue()
+    return transfer.driverRewindBody(offset: Int64(offset), origin: origin) ? 0 : 2  // CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK
 }
 
 private let readCallback: ccurl_data_callback = { ptr, size, count, userdata in

@@ -58,6 +58,7 @@ public final class UpstreamTransfer: @unchecked Sendable {
             if buffer.readableBytes > 0 { state.uploadChunks.append(buffer) }
             state.uploadBytes = buffer.readableBytes
             state.uploadFinished = true
+            rewindable = buffer
         case .streamed:
             break
         }
@@ -294,6 +295,22 @@ public final class UpstreamTransfer: @unchecked Sendable {
     }
 
     /// Called when curl wants more request body. Returns bytes copied, 0 at the end, or a pause/abort marker.
+    /// The whole body, when it is held in memory: what a rewind starts again from.
+    private var rewindable: ByteBuffer?
+
+    /// libcurl wants to send the body again from `offset` (SEEK_SET = 0): possible for a body held
+    /// in memory; a streamed one has been handed on and is gone.
+    func driverRewindBody(offset: Int64, origin: Int32) -> Bool {
+        guard origin == 0, var body = rewindable, offset >= 0, offset <= Int64(body.readableBytes) else { return false }
+        body.moveReaderIndex(forwardBy: Int(offset))
+        lock.withLock {
+            state.uploadChunks.removeAll()
+            if body.readableBytes > 0 { state.uploadChunks.append(body) }
+            state.uploadBytes = body.readableBytes
+        }
+        return true
+    }
+
     func driverReadBody(into out: UnsafeMutableRawBufferPointer) -> Int {
         enum Step { case copied(Int, CheckedContinuation<Void, any Error>?, sentAll: Bool), end, pause, abort }
         let step: Step = lock.withLock {

@@ -224,3 +224,75 @@ def test_mock_fails_after_n_requests(node):
     headers = {"x-mock-fail-after": "2", "x-mock-fail-key": "fail-test", "x-mock-status": "503"}
     statuses = [requests.post(url, json={"model": "m", "messages": []}, headers=headers).status_code for _ in range(4)]
     assert statuses == [200, 200, 503, 503]
+
+
+def closes_reused_connections_server():
+    """An upstream that answers the first request on each connection with keep-alive, and closes
+    the connection, unanswered, after reading the second: as a provider's load balancer does when
+    it times out an idle keep-alive connection just as the client reuses it."""
+    import socket
+    answer = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    served = {"answered": 0, "dropped": 0}
+
+    def read_request(conn, pending):
+        while b"\r\n\r\n" not in pending:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            pending += data
+        head, rest = pending.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(rest) < length:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            rest += data
+        return head, rest[length:]
+
+    def serve(conn):
+        with conn:
+            head, pending = read_request(conn, b"")
+            if head is None:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\ncontent-length: "
+                         + str(len(answer)).encode() + b"\r\n\r\n" + answer)
+            served["answered"] += 1
+            head, _ = read_request(conn, pending)
+            if head is not None:
+                served["dropped"] += 1  # closed without an answer
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, served
+
+
+def test_a_body_is_sent_again_when_a_reused_connection_turns_out_closed(start_node):
+    """libcurl resends a request whose reused connection closed before any answer, if it can
+    rewind the body: an in-memory body can (the seek callback), so no 502."""
+    listener, served = closes_reused_connections_server()
+    try:
+        port = listener.getsockname()[1]
+        node = start_node(extra_yaml=f'providers:\n  custom-flaky: {{base_url: "http://127.0.0.1:{port}/v1"}}\n', providers=False)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        for i in range(6):
+            r = requests.post(node.url + "/custom-flaky/chat/completions", json=body, timeout=30)
+            assert r.status_code == 200, (i, r.status_code, r.text)
+        assert served["dropped"] >= 3, served
+    finally:
+        listener.close()

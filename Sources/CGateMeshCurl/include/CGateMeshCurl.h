@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 typedef size_t (*ccurl_data_callback)(char *ptr, size_t size, size_t nmemb, void *userdata);
+/// `CURLOPT_SEEKFUNCTION`'s callback: return 0 (`CURL_SEEKFUNC_OK`) or 2 (`CURL_SEEKFUNC_CANTSEEK`).
+typedef int (*ccurl_seek_callback)(void *userdata, curl_off_t offset, int origin);
 
 /// Initialises libcurl once for the process. Returns 0 on success.
 int ccurl_global_init(void);
@@ -21,6 +23,9 @@ CURLcode ccurl_easy_setopt_slist(CURL *handle, CURLoption option, struct curl_sl
 CURLcode ccurl_easy_set_write_callback(CURL *handle, ccurl_data_callback callback, void *userdata);
 CURLcode ccurl_easy_set_header_callback(CURL *handle, ccurl_data_callback callback, void *userdata);
 CURLcode ccurl_easy_set_read_callback(CURL *handle, ccurl_data_callback callback, void *userdata);
+/// Lets libcurl rewind the request body (to send it again on a reused connection that turned out
+/// to be closed).
+CURLcode ccurl_easy_set_seek_callback(CURL *handle, ccurl_seek_callback callback, void *userdata);
 CURLcode ccurl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode ccurl_easy_getinfo_double(CURL *handle, CURLINFO info, double *value);
 CURLMcode ccurl_multi_setopt_long(CURLM *handle, CURLMoption option, long value);
