@@ -233,6 +233,8 @@ struct ProxyHandler: Sendable {
         let policy = streamUpload ? RetryPolicy(maxAttempts: 1) : requestedPolicy
 
         let overLimit = NIOLockedValueBox(false)
+        // The client's upload broke off (it closed its connection mid-body): a 499, not a 502.
+        let uploadBroke = NIOLockedValueBox(false)
         var uploadTask: Task<Void, Never>?
         var attempt = 1
         var transfer: UpstreamTransfer
@@ -256,6 +258,7 @@ struct ProxyHandler: Sendable {
                         }
                         transfer.finishBody()
                     } catch {
+                        if !Task.isCancelled { uploadBroke.withLockedValue { $0 = true } }
                         transfer.cancel()
                     }
                 }
@@ -266,6 +269,7 @@ struct ProxyHandler: Sendable {
                 // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
                 uploadTask?.cancel()
                 if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
+                if uploadBroke.withLockedValue({ $0 }) { throw GatewayError.clientClosedRequest() }
                 if error == .cancelled, Task.isCancelled { throw CancellationError() }
                 if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {
                     logger.info("upstream failed; retrying", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)",

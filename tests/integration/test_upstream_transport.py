@@ -296,3 +296,21 @@ def test_a_body_is_sent_again_when_a_reused_connection_turns_out_closed(start_no
         assert served["dropped"] >= 3, served
     finally:
         listener.close()
+
+
+def test_a_client_that_abandons_a_chunked_upload_is_logged_as_499(node):
+    """A chunked upload the client breaks off is the client's doing: the row says 499 and why, not
+    a 502 upstream failure."""
+    import socket
+    from test_accounting import wait_rows
+    with socket.create_connection(("127.0.0.1", node.port)) as s:
+        s.sendall(b"POST /custom-echo/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n" % 4096 + b"a" * 4096 + b"\r\n")
+        # Once the request is being forwarded (in flight, beside the status request), the client goes.
+        from conftest import eventually
+        eventually(lambda: requests.get(node.url + "/cluster/status", headers={"authorization": "Bearer admin-secret"},
+                                        timeout=5).json()["members"][0]["in_flight"],
+                   lambda n: n >= 2, what="the upload in flight")
+    rows = wait_rows(node, 1)
+    assert rows[0]["status"] == 499, rows[0]
+    assert "closed its connection before its request body was complete" in rows[0]["error"], rows[0]

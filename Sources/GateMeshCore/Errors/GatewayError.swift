@@ -77,6 +77,13 @@ extension GatewayError {
                      message: "unknown gateway '\(name)'; gateways are configured under 'gateways' in the config")
     }
 
+    /// The client closed its connection before its request was complete (nginx's 499). Nobody
+    /// reads the answer; the status is for the log.
+    public static func clientClosedRequest() -> GatewayError {
+        GatewayError(status: 499, type: "invalid_request_error", code: "client_closed_request",
+                     message: "the client closed its connection before its request body was complete")
+    }
+
     public static func notFound(_ message: String) -> GatewayError {
         GatewayError(status: 404, type: "not_found_error", code: "not_found", message: message)
     }
