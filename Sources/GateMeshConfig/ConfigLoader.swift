@@ -215,10 +215,11 @@ struct Reader {
 
     func readLimits(_ node: Node, into out: inout LimitsConfig) throws(ConfigError) {
         let m = try mapping(node, key: "limits")
-        try checkKeys(m, key: "limits", allowed: ["max_body_bytes", "max_header_bytes", "max_header_count"])
+        try checkKeys(m, key: "limits", allowed: ["max_body_bytes", "max_header_bytes", "max_header_count", "max_connections"])
         if let v = m.value("max_body_bytes") { out.maxBodyBytes = try bytes(v, key: "limits.max_body_bytes", range: 1...(1 << 30)) }
         if let v = m.value("max_header_bytes") { out.maxHeaderBytes = try bytes(v, key: "limits.max_header_bytes", range: 1024...(1 << 20)) }
         if let v = m.value("max_header_count") { out.maxHeaderCount = try int(v, key: "limits.max_header_count", range: 8...10_000) }
+        if let v = m.value("max_connections") { out.maxConnections = try int(v, key: "limits.max_connections", range: 1...1_000_000) }
     }
 
     func readUpstream(_ node: Node, into out: inout UpstreamConfig) throws(ConfigError) {

@@ -80,13 +80,18 @@ public final class GatewayNode: Sendable {
             state: state,
             logger: logger)
         let limits = config.limits
+        var rlimit = rlimit()
+        let openFiles = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rlimit) == 0 && rlimit.rlim_cur < rlim_t(Int.max) ? Int(rlimit.rlim_cur) : 65_536
+        let connectionCap = limits.connectionCap(openFiles: openFiles)
+        logger.debug("client connections capped", metadata: ["max": "\(connectionCap)", "open_files": "\(openFiles)"])
         return Application(
             responder: responder,
             server: .http1(configuration: .init(
                 idleTimeout: .seconds(120),
                 httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes,
                                                 maxHeaderFieldCount: limits.maxHeaderCount))),
-            configuration: .init(address: .hostname(config.node.listen.host, port: config.node.listen.port), serverName: nil),
+            configuration: .init(address: .hostname(config.node.listen.host, port: config.node.listen.port), serverName: nil,
+                                 availableConnectionsDelegate: .maximum(connectionCap, logger: logger)),
             onServerRunning: { [state] channel in
                 let port = channel.localAddress?.port ?? 0
                 state.bound(port: port)

@@ -54,6 +54,16 @@ import Testing
         #expect(c.gateway("team-a")?.authTokens == ["gw", "literal$dollar"])
     }
 
+    /// The client connection cap: the config's, or one that leaves descriptors for the rest.
+    @Test func theConnectionCapFollowsTheOpenFileLimitUnlessSet() throws {
+        let defaults = try load("")
+        #expect(defaults.limits.connectionCap(openFiles: 65_536) == 10_000)
+        #expect(defaults.limits.connectionCap(openFiles: 1_024) == 384)
+        #expect(defaults.limits.connectionCap(openFiles: 256) == 16)
+        #expect(try load("limits: {max_connections: 50}").limits.connectionCap(openFiles: 256) == 50)
+        #expect(throws: ConfigError.self) { try load("limits: {max_connections: 0}") }
+    }
+
     @Test func unsetOptionalKeyMeansNoStoredKey() throws {
         let c = try load("providers:\n  openai: {api_key: \"${OPENAI_API_KEY}\"}\n")
         #expect(c.providers["openai"]?.apiKey == nil)

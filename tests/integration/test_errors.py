@@ -3,6 +3,7 @@ import json
 import socket
 import subprocess
 
+import pytest
 import requests
 
 from conftest import free_port
@@ -150,3 +151,25 @@ def test_an_event_id_longer_than_256_bytes_is_refused(node):
     r = requests.post(node.url + "/openai/chat/completions", json=chat, headers={"cf-aig-event-id": "e" * 257})
     assert r.status_code == 400, r.text
     assert error(r)["code"] == "invalid_header" and "257 bytes" in error(r)["message"], r.text
+
+
+def test_at_max_connections_the_node_stops_accepting_until_one_closes(start_node):
+    """limits.max_connections: at the cap the node accepts no more (they wait in the kernel's
+    queue) instead of running out of descriptors, where the accept loop would spin; a connection
+    that closes lets the next one in."""
+    from conftest import eventually
+    node = start_node(extra_yaml="limits: {max_connections: 4}\n")
+    idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(4)]
+    try:
+        # Each of the 4 is accepted (a request on it is answered), and they stay open.
+        for s in idle:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.get(node.url + "/healthz", timeout=1)
+        idle.pop().close()
+        eventually(lambda: requests.get(node.url + "/healthz", timeout=2).status_code, lambda s: s == 200,
+                   what="a request answered once a connection closed")
+    finally:
+        for s in idle:
+            s.close()

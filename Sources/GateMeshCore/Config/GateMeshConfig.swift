@@ -99,7 +99,19 @@ public struct LimitsConfig: Sendable, Equatable {
     public var maxHeaderBytes = 64 * 1024
     /// The most header fields in one request.
     public var maxHeaderCount = 200
+    /// The most client connections open at once (nil: from the open-file limit, see
+    /// `connectionCap(openFiles:)`). At the cap the node stops accepting until one closes.
+    public var maxConnections: Int?
     public init() {}
+
+    /// The client connections the node takes at once: `maxConnections` if set, else 10,000, but
+    /// never more than half of what the open-file limit leaves after 256 for everything else
+    /// (each proxied request also holds an upstream connection), and at least 16. Running out of
+    /// descriptors makes the accept loop spin, so the node stops accepting before that.
+    public func connectionCap(openFiles: Int) -> Int {
+        if let maxConnections { return maxConnections }
+        return max(16, min(10_000, (openFiles - 256) / 2))
+    }
 }
 
 public struct UpstreamConfig: Sendable, Equatable {
