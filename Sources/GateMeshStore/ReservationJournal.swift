@@ -33,6 +33,9 @@ public final class ReservationJournal: Sendable {
         var open: [UInt64: [UInt8]] = [:]
         /// The latest rights frame of each counter (rewritten on rotation).
         var rights: [CounterMap.Key: [UInt8]] = [:]
+        /// This run's own rights figures of each counter as its latest `open` record carried them
+        /// (rewritten on rotation, when the `open` records of closed reservations are dropped).
+        var own: [CounterMap.Key: JournalRecord.OwnRights] = [:]
         /// Settling batches written but not yet committed by the store.
         var settling: [(mark: SpendBatchMark, ids: [UInt64], frame: [UInt8])] = []
         var nextBatch: UInt64 = 1
@@ -107,15 +110,11 @@ public final class ReservationJournal: Sendable {
     /// write (returns once they are in the file).
     public func open(id: UInt64, held: [JournalRecord.Held], rights: [(key: CounterMap.Key, rights: RightsEntry)] = []) {
         let frame = JournalCodec.frame(.open(ReservationRef(epoch: epoch, id: id), held))
-        let rightsFrames = rights.map { ($0.key, JournalCodec.frame(.rights($0.key, $0.rights))) }
+        let rightsFrames = Self.frames(rights)
         state.withLockedValue { s in
             s.open[id] = frame
-            var bytes = frame
-            for (key, f) in rightsFrames {
-                s.rights[key] = f
-                bytes += f
-            }
-            append(bytes, &s)
+            for h in held { if let own = h.own { s.own[h.key] = own } }
+            appendWithRights(frame, rightsFrames, &s)
         }
     }
 
@@ -123,25 +122,35 @@ public final class ReservationJournal: Sendable {
     /// granted or took is used, so a restarted node knows what its earlier runs granted and used.
     public func rights(_ changes: [(key: CounterMap.Key, rights: RightsEntry)]) {
         guard !changes.isEmpty else { return }
-        let frames = changes.map { ($0.key, JournalCodec.frame(.rights($0.key, $0.rights))) }
-        state.withLockedValue { s in
-            var bytes: [UInt8] = []
-            for (key, f) in frames {
-                s.rights[key] = f
-                bytes += f
-            }
-            append(bytes, &s)
+        let frames = Self.frames(changes)
+        state.withLockedValue { s in appendWithRights([], frames, &s) }
+    }
+
+    static func frames(_ changes: [(key: CounterMap.Key, rights: RightsEntry)]) -> [(CounterMap.Key, [UInt8])] {
+        changes.map { ($0.key, JournalCodec.frame(.rights($0.key, $0.rights))) }
+    }
+
+    /// Appends `bytes` and the rights frames in one write, each frame its counter's latest.
+    private func appendWithRights(_ bytes: [UInt8], _ frames: [(CounterMap.Key, [UInt8])], _ s: inout State) {
+        var bytes = bytes
+        for (key, f) in frames {
+            s.rights[key] = f
+            bytes += f
         }
+        append(bytes, &s)
     }
 
     /// Stops carrying the rights of the counters for which `isGone` holds into new segments (their
     /// bucket has passed).
     public func pruneRights(_ isGone: (CounterMap.Key) -> Bool) {
-        state.withLockedValue { s in s.rights = s.rights.filter { !isGone($0.key) } }
+        state.withLockedValue { s in
+            s.rights = s.rights.filter { !isGone($0.key) }
+            s.own = s.own.filter { !isGone($0.key) }
+        }
     }
 
-    /// How many counters' rights the journal carries.
-    public var rightsCount: Int { state.withLockedValue { $0.rights.count } }
+    /// The counters whose rights the journal carries.
+    public var rightsKeys: [CounterMap.Key] { state.withLockedValue { Array(Set($0.rights.keys).union($0.own.keys)) } }
 
     /// Records that a reservation ended with nothing left to charge (released, or dropped).
     public func close(id: UInt64) {
@@ -202,6 +211,7 @@ public final class ReservationJournal: Sendable {
         for frame in s.open.values { snapshot += frame }
         for batch in s.settling { snapshot += batch.frame }
         for frame in s.rights.values { snapshot += frame }
+        for (key, own) in s.own { snapshot += JournalCodec.frame(.rights(key, own.entry(epoch: epoch))) }
         if !Self.writeAll(fd, snapshot) { s.writeFailures += 1 }
         _ = Glibc.close(s.fd)
         unlink((directory as NSString).appendingPathComponent(Self.name(s.segment)))

@@ -70,4 +70,28 @@ import Testing
         #expect(open.first?.ref == ReservationRef(epoch: 5, id: 30) && open.first?.held == held(30, scope: "team=t2"))
         #expect(next.previous.unsettled(committed: .init(epoch: 5, batch: 2), recoveredThrough: 0).count == 197)
     }
+
+    /// The rights a run used are in the `open` records of its reservations; rotation drops the
+    /// records of closed ones, so it carries the run's latest own figures of each counter on.
+    @Test func rotationKeepsTheRightsTheRunUsed() throws {
+        let key = CounterMap.Key(rule: "daily", scope: "", bucket: 9)
+        do {
+            let run = try ReservationJournal(directory: dir, epoch: 7, rotateBytes: 4096)
+            for id in UInt64(1)...2000 {
+                let own = JournalRecord.OwnRights(used: Int64(id) * 10, refunded: Int64(id), returned: 0)
+                run.open(id: id, held: [.init(key: key, amount: 10, own: own)])
+                run.close(id: id)
+            }
+            // Then only reservations without rights, enough for rotations to drop every record
+            // that carried the figures.
+            for id in UInt64(2001)...4000 {
+                run.open(id: id, held: held(10, scope: "team=x"))
+                run.close(id: id)
+            }
+            #expect(run.segmentBytes < 4096 + 200)
+        }
+        let next = try ReservationJournal(directory: dir, epoch: 8)
+        let rights = try #require(next.previous.rights(node: "n")[key])
+        #expect(rights.used["n/7"] == 20_000 && rights.refunded["n/7"] == 2_000)
+    }
 }

@@ -71,6 +71,13 @@ public enum JournalRecord: Sendable, Equatable {
             self.refunded = refunded
             self.returned = returned
         }
+
+        /// The figures as the rights of the run `epoch`, under the holder name `/epoch` that the
+        /// replay gives a run's own figures until the node's id is known (`JournalReplay.rights(node:)`).
+        public func entry(epoch: UInt64) -> RightsEntry {
+            let holder = "/\(epoch)"
+            return RightsEntry(used: [holder: used], refunded: [holder: refunded], returned: [holder: returned])
+        }
     }
 
     case open(ReservationRef, [Held])
@@ -234,10 +241,7 @@ public struct JournalReplay: Sendable {
             open[ref] = held
             settling[ref] = nil
             for h in held {
-                guard let own = h.own else { continue }
-                let holder = "/\(ref.epoch)"
-                rights[h.key, default: RightsEntry()].merge(RightsEntry(used: [holder: own.used], refunded: [holder: own.refunded],
-                                                                        returned: [holder: own.returned]))
+                if let own = h.own { rights[h.key, default: RightsEntry()].merge(own.entry(epoch: ref.epoch)) }
             }
         case .close(let ref):
             open[ref] = nil
