@@ -59,8 +59,8 @@ public enum CacheKeyMaterial {
         return out
     }
 
-    /// The request headers any provider reads a credential from.
-    public static let credentialHeaders = ["api-key", "authorization", "x-api-key", "x-goog-api-key"]
+    /// The request headers any provider reads a credential from, in a fixed order.
+    public static let credentialHeaders = ProviderSpec.allCredentialHeaders.sorted()
 }
 
 /// The cache settings a request asks for, from its headers (`x-gatemesh-…`, or Cloudflare's

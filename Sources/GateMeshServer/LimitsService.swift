@@ -491,8 +491,10 @@ final class LimitsService: Service, SpendSource, Sendable {
             for id in forgotten { journal.close(id: id) }
             ticks += 1
             if ticks % 60 == 0 {
-                let known = engine.withLockedValue { Set($0.counters.keys) }
-                journal.pruneRights { !known.contains($0) }
+                // Only the journal's keys are looked up (a few), not every counter copied.
+                let carried = journal.rightsKeys
+                let gone = Set(engine.withLockedValue { engine in carried.filter { engine.counters.entry($0) == nil } })
+                if !gone.isEmpty { journal.pruneRights { gone.contains($0) } }
             }
             if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs) }
         }

@@ -381,11 +381,7 @@ public struct CounterMap: Sendable {
     public mutating func takeRightsChanges() -> [(key: Key, rights: RightsEntry)] {
         guard !rightsChanged.isEmpty else { return [] }
         defer { rightsChanged = [] }
-        let prefix = node + "/"
-        return rightsChanged.compactMap { key in
-            guard let rights = table[key]?.entry.rights else { return nil }
-            return (key, rights.written(byPrefix: prefix))
-        }
+        return writtenRights(rightsChanged)
     }
 
     /// Merges rights persisted by an earlier run of this node (from the journal); their unused

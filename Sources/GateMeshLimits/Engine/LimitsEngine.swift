@@ -438,13 +438,13 @@ public struct LimitsEngine: Sendable {
         var held = counters.rightsInLease(key, now: now)
         if held >= need { return nil }
         counters.touchRights(key, now: now)
-        let owner = self.owner(of: key, rule: rule)
+        let owner = self.owner(of: key, rule: rule), rate = counters.rightsRate(key, now: now) + need
         if owner == node {
-            _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, rate: counters.rightsRate(key, now: now) + need, now: now)
+            _ = draw(key, rule: rule, for: counters.holder, shortfall: need - held, rate: rate, now: now)
             held = counters.rightsInLease(key, now: now)
             if held >= need { return nil }
         }
-        return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need, rate: counters.rightsRate(key, now: now) + need)
+        return RightsNeed(key: key, owner: owner, shortfall: need - held, need: need, rate: rate)
     }
 
     /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall`, or nothing

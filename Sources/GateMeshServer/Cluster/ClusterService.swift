@@ -285,14 +285,10 @@ final class ClusterService: Service, Sendable {
     func sendAll(ofRules rules: Set<String>?, to address: String) {
         let limits = self.limits, connections = self.connections
         Task.detached {
-            for rule in rules.map(Array.init) ?? limits.withCounters({ $0.rules }) {
-                var position: Int? = 0
-                while let start = position {
-                    let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
-                    position = next
-                    if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
-                    await Self.pause()
-                }
+            await Self.walk(rules.map(Array.init) ?? limits.withCounters({ $0.rules })) { rule, start in
+                let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
+                if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                return next
             }
         }
     }
@@ -304,18 +300,26 @@ final class ClusterService: Service, Sendable {
         let limits = self.limits, digesting = self.digesting
         Task.detached {
             let since = limits.withCounters { $0.beginDigests() }
-            for rule in limits.withCounters({ $0.rules }) {
-                var position: Int? = 0
-                while let start = position {
-                    position = limits.withCounters { $0.digestRule(rule, from: start, count: Replicator.entriesPerFrame) }
-                    await Self.pause()
-                }
+            await Self.walk(limits.withCounters { $0.rules }) { rule, start in
+                limits.withCounters { $0.digestRule(rule, from: start, count: Replicator.entriesPerFrame) }
             }
             limits.withCounters { $0.endDigests(since: since) }
             digesting.withLockedValue { $0 = false }
         }
     }
     private let digesting = NIOLockedValueBox(false)
+
+    /// Walks each of `rules` a frame of entries at a time: `step` does one frame (under the lock on
+    /// its own) from a position and returns where to go on from, nil at the rule's end.
+    static func walk(_ rules: [String], _ step: (String, Int) -> Int?) async {
+        for rule in rules {
+            var position: Int? = 0
+            while let start = position {
+                position = step(rule, start)
+                await pause()
+            }
+        }
+    }
 
     /// A pause between two steps of a walk over the counters: the lock admission takes is not
     /// fair, and a walk that takes it back at once would starve admission for the whole walk

@@ -442,22 +442,25 @@ final class PeerConnections: Sendable {
     func closeStalled() {
         let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
         let suspects = self.suspects
+        // Forget suspects whose link is gone (an identifier can be reused by a new channel).
+        let current = Set(channels.map(ObjectIdentifier.init))
+        suspects.withLockedValue { $0.formIntersection(current) }
         for channel in channels {
             guard let provider = channel as? any SocketOptionProvider else { continue }
             let id = ObjectIdentifier(channel)
             provider.getTCPInfo().whenSuccess { info in
                 let failing = info.tcpi_backoff >= 3 || info.tcpi_retransmits >= 3 || info.tcpi_probes >= 3
+                // Failing at the last check too: close it (and forget it); failing now: suspect it.
                 let close = suspects.withLockedValue { s -> Bool in
                     guard failing else {
                         s.remove(id)
                         return false
                     }
-                    return !s.insert(id).inserted
+                    if s.remove(id) != nil { return true }
+                    s.insert(id)
+                    return false
                 }
-                if close {
-                    suspects.withLockedValue { _ = $0.remove(id) }
-                    channel.close(promise: nil)
-                }
+                if close { channel.close(promise: nil) }
             }
         }
     }
