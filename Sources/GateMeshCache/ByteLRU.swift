@@ -12,7 +12,7 @@ public struct ByteLRU<Value: Sendable>: Sendable {
         var next: Int
     }
 
-    public let capacityBytes: Int
+    public private(set) var capacityBytes: Int
     public private(set) var totalBytes = 0
     private var nodes: [Node] = []
     private var free: [Int] = []
@@ -28,6 +28,16 @@ public struct ByteLRU<Value: Sendable>: Sendable {
     }
 
     public var count: Int { index.count }
+
+    /// Changes the capacity (a config reload); a smaller one evicts least recently used entries
+    /// until the total fits.
+    public mutating func setCapacity(_ bytes: Int) {
+        capacityBytes = bytes
+        while totalBytes > capacityBytes, tail >= 0 {
+            remove(at: tail)
+            evictions += 1
+        }
+    }
 
     /// The value for `key` if present and not expired at `now`; marks it most recently used.
     /// An expired entry is removed.

@@ -45,11 +45,15 @@ public struct Membership: Sendable {
         public var region: String
         /// The node's stable id (its slot in the replicated counters).
         public var id: String
-        public init(name: String, address: String, region: String = "", id: String = "") {
+        /// The digest of the node's gateway settings (`/cluster/status` flags members whose
+        /// digest differs); it changes when the node reloads its config.
+        public var configDigest: String
+        public init(name: String, address: String, region: String = "", id: String = "", configDigest: String = "") {
             self.name = name
             self.address = address
             self.region = region
             self.id = id
+            self.configDigest = configDigest
         }
     }
 
@@ -107,7 +111,7 @@ public struct Membership: Sendable {
         case duplicateID(of: Info)
     }
 
-    public let me: Info
+    public private(set) var me: Info
     public let config: Config
     public private(set) var incarnation: UInt64 = 0
     public private(set) var members: [String: Member] = [:]
@@ -146,6 +150,15 @@ public struct Membership: Sendable {
         var h: UInt64 = 1469598103934665603
         for b in me.name.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
         self.rng = SplitMix64(seed: seed ^ h)
+    }
+
+    /// This node's config digest changed (a reload): a new incarnation carries its record, with
+    /// the new digest, to every member.
+    public mutating func setConfigDigest(_ digest: String) {
+        guard digest != me.configDigest else { return }
+        me.configDigest = digest
+        incarnation += 1
+        queue(Update(info: me, state: .alive, incarnation: incarnation))
     }
 
     /// Replaces the seeds (after their names were resolved again); this node's own address is dropped.

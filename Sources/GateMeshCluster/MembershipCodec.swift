@@ -53,13 +53,14 @@ public enum MembershipCodec {
         w.string(i.address)
         w.string(i.region)
         w.string(i.id)
+        w.string(i.configDigest)
     }
 
     static func info(_ r: inout BinaryReader) throws(DecodeError) -> Membership.Info {
         let name = try r.string(max: maxString)
         guard !name.isEmpty else { throw DecodeError("a member without a name") }
         return Membership.Info(name: name, address: try r.string(max: maxString), region: try r.string(max: maxString),
-                               id: try r.string(max: maxString))
+                               id: try r.string(max: maxString), configDigest: try r.string(max: maxString))
     }
 
     static func updates(_ list: [Membership.Update], _ w: inout BinaryWriter) {

@@ -449,10 +449,10 @@ struct Reader {
                          window: window, action: action, alertPermille: alerts.sorted(), enforcement: enforcement)
     }
 
-    /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes}`.
+    /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes, idle_timeout}`.
     func readCluster(_ node: Node) throws(ConfigError) -> ClusterConfig {
         let m = try mapping(node, key: "cluster")
-        try checkKeys(m, key: "cluster", allowed: ["listen", "advertise", "seeds", "tls", "max_frame_bytes"])
+        try checkKeys(m, key: "cluster", allowed: ["listen", "advertise", "seeds", "tls", "max_frame_bytes", "idle_timeout"])
         func address(_ name: String, default fallback: String?) throws(ConfigError) -> ListenAddress? {
             guard let v = m.value(name) else { return fallback.flatMap(ListenAddress.parse) }
             let text = try string(v, key: "cluster.\(name)")
@@ -485,6 +485,7 @@ struct Reader {
         var c = ClusterConfig(listen: listen, seeds: seeds, caFile: try file("ca"), certFile: try file("cert"), keyFile: try file("key"))
         c.advertise = try address("advertise", default: nil)
         if let v = m.value("max_frame_bytes") { c.maxFrameBytes = try bytes(v, key: "cluster.max_frame_bytes", range: 65_536...(256 << 20)) }
+        if let v = m.value("idle_timeout") { c.idleTimeoutMs = try durationMs(v, key: "cluster.idle_timeout", range: 1_000...86_400_000) }
         if c.advertised.host == "0.0.0.0" || c.advertised.host == "::" {
             throw ConfigError(key: "cluster.advertise", line: node.mark?.line,
                               message: "listening on \(c.listen.host): set advertise to the address peers reach this node at")
@@ -714,10 +715,11 @@ public enum Units {
         let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, factor) in units where t.hasSuffix(suffix) {
             guard let n = Double(t.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
-            return Int((n * Double(factor)).rounded())
+            // Int(exactly:): a duration too long for an Int (`1e300s`) is refused, not a trap.
+            return Int(exactly: (n * Double(factor)).rounded())
         }
         guard let seconds = Double(t), seconds >= 0, seconds.isFinite else { return nil }
-        return Int((seconds * 1000).rounded())
+        return Int(exactly: (seconds * 1000).rounded())
     }
 
     public static func bytes(_ text: String) -> Int? {

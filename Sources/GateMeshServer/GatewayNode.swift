@@ -25,10 +25,12 @@ public final class GatewayNode: Sendable {
     let alerts: AlertDispatcher?
     let cache: ResponseCache
     let cluster: ClusterService?
+    let reloader: ConfigReloader
 
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
-    /// directory cannot be used.
-    public init(config: GateMeshConfig, logger: Logger) throws {
+    /// directory cannot be used. `source` reads the config file again for a reload (SIGHUP,
+    /// `POST /api/config/reload`); without one, a reload is refused.
+    public init(config: GateMeshConfig, logger: Logger, source: (@Sendable () throws -> GateMeshConfig)? = nil) throws {
         self.config = config
         self.logger = logger
         self.store = try NodeStore(dataDir: config.node.dataDir)
@@ -61,24 +63,31 @@ public final class GatewayNode: Sendable {
         let limits = self.limits
         if let clusterConfig = config.cluster {
             self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,
-                                              region: config.node.region, limits: limits, cache: cache, logger: logger)
+                                              region: config.node.region, configDigest: state.loaded.sharedDigest, limits: limits,
+                                              cache: cache, logger: logger)
             cache.cluster.withLockedValue { [cluster] in $0 = cluster }
         } else {
             self.cluster = nil
+        }
+        self.reloader = ConfigReloader(source: source, state: state, limits: limits, cache: cache, cluster: cluster, logger: logger)
+        let reloader = self.reloader
+        let operatorAPI = OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits,
+                                      cache: cache, cluster: cluster, reloader: reloader)
+        let routeHealth = RouteHealth()
+        let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger)
+        reloader.start(config: config, prices: prices) { config, prices in
+            let catalogue = ProviderCatalogue(overrides: config.providers)
+            return GatewayResponder(
+                router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
+                proxy: ProxyHandler(config: config, catalogue: catalogue, client: parts.client, prices: prices, log: parts.log,
+                                    metrics: parts.metrics, limits: parts.limits, cache: parts.cache, logger: parts.logger),
+                operatorAPI: operatorAPI, state: parts.state, routeHealth: routeHealth, logger: parts.logger)
         }
     }
 
     /// The Hummingbird application serving this node; `onRunning` gets the bound port.
     public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let catalogue = ProviderCatalogue(overrides: config.providers)
-        let responder = GatewayResponder(
-            router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
-            proxy: ProxyHandler(config: config, catalogue: catalogue, client: client, prices: prices, log: requestLog,
-                                metrics: metrics, limits: limits, cache: cache, logger: logger),
-            operatorAPI: OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits, cache: cache,
-                                     cluster: cluster),
-            state: state,
-            logger: logger)
+        let responder = LiveResponder(reloader: reloader)
         let limits = config.limits
         var rlimit = rlimit()
         let openFiles = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rlimit) == 0 && rlimit.rlim_cur < rlim_t(Int.max) ? Int(rlimit.rlim_cur) : 65_536
@@ -105,7 +114,8 @@ public final class GatewayNode: Sendable {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
         var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, cache] + (cluster.map { [$0] } ?? [])
-                                                      + (alerts.map { [$0] } ?? []) + [app], logger: logger)
+                                                      + (alerts.map { [$0] } ?? []) + [ReloadOnHangup(reloader: reloader), app],
+                                                    logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         // After the drain timeout, cancelled services get this long to finish (the log writes what

@@ -11,7 +11,8 @@ struct GatewayResponder: HTTPResponder {
     let proxy: ProxyHandler
     let operatorAPI: OperatorAPI
     let state: NodeState
-    let routeHealth = RouteHealth()
+    /// Kept across config reloads (each reload builds a new responder around the same one).
+    let routeHealth: RouteHealth
     let logger: Logger
 
     func respond(to request: Request, context: Context) async throws -> Response {

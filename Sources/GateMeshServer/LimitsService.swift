@@ -25,11 +25,17 @@ final class LimitsService: Service, SpendSource, Sendable {
     let alerts: AlertDispatcher?
     let logger: Logger
     let reservationTimeoutMs: Int64
-    /// The config's rules, which the admin API lists but cannot change.
-    let configRules: [LimitRule]
-    let configIDs: Set<String>
-    /// The gateways rules may belong to.
-    let gateways: Set<String>
+    /// What the config says: its rules (which the admin API lists but cannot change) and the
+    /// gateways rules may belong to. A config reload replaces it (under the admin lock).
+    struct Configured {
+        var rules: [LimitRule]
+        var ids: Set<String>
+        var gateways: Set<String>
+    }
+    let configured: NIOLockedValueBox<Configured>
+    var configRules: [LimitRule] { configured.withLockedValue { $0.rules } }
+    var configIDs: Set<String> { configured.withLockedValue { $0.ids } }
+    var gateways: Set<String> { configured.withLockedValue { $0.gateways } }
     /// True while some rule exists: the request path skips the engine's lock otherwise.
     let hasRules: Synchronization.Atomic<Bool>
     /// Rules made through the admin API, in creation order, and stored ones that cannot be used.
@@ -73,9 +79,8 @@ final class LimitsService: Service, SpendSource, Sendable {
         self.store = store
         self.alerts = alerts
         self.logger = logger
-        self.configRules = configRules
-        self.configIDs = Set(configRules.map(\.id))
-        self.gateways = gateways
+        let configIDs = Set(configRules.map(\.id))
+        self.configured = NIOLockedValueBox(Configured(rules: configRules, ids: configIDs, gateways: gateways))
         self.reservationTimeoutMs = Int64(reservationTimeoutMs)
 
         var admin = AdminRules()

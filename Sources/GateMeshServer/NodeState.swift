@@ -1,10 +1,23 @@
 import GateMeshCore
 import GateMeshStore
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// What the operator endpoints report about this node while it runs.
 final class NodeState: Sendable {
-    let config: GateMeshConfig
+    /// The config in force: the one the node started with, or the last one reloaded.
+    var config: GateMeshConfig { current.withLockedValue { $0.config } }
+    /// When the config in force was loaded (Unix ms), and its digests.
+    var loaded: (atMs: Int64, digest: String, sharedDigest: String) {
+        current.withLockedValue { ($0.loadedAtMs, $0.digest, $0.sharedDigest) }
+    }
+    private let current: NIOLockedValueBox<Loaded>
+    struct Loaded {
+        var config: GateMeshConfig
+        var loadedAtMs: Int64
+        var digest: String
+        var sharedDigest: String
+    }
     let identity: NodeStore.Identity
     let startedAt: ContinuousClock.Instant
     let startedAtUnix: Int
@@ -13,7 +26,8 @@ final class NodeState: Sendable {
     private let servedCounter = Atomic<Int>(0)
 
     init(config: GateMeshConfig, identity: NodeStore.Identity, startedAtUnix: Int) {
-        self.config = config
+        self.current = NIOLockedValueBox(Loaded(config: config, loadedAtMs: Int64(startedAtUnix) * 1000,
+                                                digest: ConfigDigest.whole(config), sharedDigest: ConfigDigest.shared(config)))
         self.identity = identity
         self.startedAt = .now
         self.startedAtUnix = startedAtUnix
@@ -27,6 +41,13 @@ final class NodeState: Sendable {
         let bound = boundPortValue.load(ordering: .relaxed)
         if bound != 0 { address.port = bound }
         return address
+    }
+
+    /// A reloaded config is in force from now.
+    func reloaded(_ config: GateMeshConfig, atMs: Int64) {
+        current.withLockedValue {
+            $0 = Loaded(config: config, loadedAtMs: atMs, digest: ConfigDigest.whole(config), sharedDigest: ConfigDigest.shared(config))
+        }
     }
 
     func bound(port: Int) { boundPortValue.store(port, ordering: .relaxed) }

@@ -15,6 +15,7 @@ struct OperatorAPI: Sendable {
     let limits: LimitsService
     let cache: ResponseCache
     let cluster: ClusterService?
+    let reloader: ConfigReloader
 
     func health() -> Response {
         json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
@@ -50,6 +51,16 @@ struct OperatorAPI: Sendable {
             guard let cluster else { throw GatewayError.notFound("this node runs alone: there are no members to forget") }
             guard !name.isEmpty, !name.contains("/") else { throw GatewayError.badRequest("the path is /cluster/members/{name}/forget", code: "malformed_path") }
             return json(try cluster.forget(name: name))
+        case "/api/config", "/api/config/":
+            try Self.requireGET(request)
+            let loaded = state.loaded
+            return json("{\"digest\":\"\(loaded.digest)\",\"gateways_digest\":\"\(loaded.sharedDigest)\",\"loaded_at\":\(LogAPI.iso(loaded.atMs)),"
+                        + "\"reloadable\":\(reloader.source != nil)}")
+        case "/api/config/reload":
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            let outcome = try reloader.reload(trigger: "POST /api/config/reload")
+            return json("{\"reloaded\":true,\"changed\":[\(outcome.changed.map(JSON.quoted).joined(separator: ","))],"
+                        + "\"digest\":\"\(outcome.digest)\",\"gateways_digest\":\"\(outcome.sharedDigest)\"}")
         case "/metrics":
             try Self.requireGET(request)
             var headers = HTTPFields()
@@ -136,6 +147,7 @@ struct OperatorAPI: Sendable {
     /// with each node's contribution, and cache figures.
     func clusterStatus() -> String {
         let c = state.config
+        let loaded = state.loaded
         let uptime = ContinuousClock.now - state.startedAt
         // One snapshot of the membership for the whole answer (each read takes its lock and sorts).
         let view = cluster?.view
@@ -144,7 +156,8 @@ struct OperatorAPI: Sendable {
         "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
         "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
-        "starts":\(state.identity.starts)}
+        "starts":\(state.identity.starts),"config_digest":"\(loaded.digest)","gateways_digest":"\(loaded.sharedDigest)",\
+        "config_loaded_at":\(LogAPI.iso(loaded.atMs))}
         """
         var members = [self_]
         var names = [state.identity.nodeID: c.node.name]
@@ -162,10 +175,14 @@ struct OperatorAPI: Sendable {
                     {"name":\(JSON.quoted(m.info.name)),"node_id":\(JSON.quoted(m.info.id)),"region":\(JSON.quoted(m.info.region)),\
                     "peer_address":\(JSON.quoted(m.info.address)),"status":"\(m.state)","self":false,"incarnation":\(m.incarnation),\
                     "last_heard_ms_ago":\(m.lastHeardAt.map { String(now - $0) } ?? "null"),"rtt_ms":\(m.rttMs.map(String.init) ?? "null"),\
-                    "state_since":\(LogAPI.iso(m.changedAt)),"key_space_share":\(share(m.info.name))}
+                    "state_since":\(LogAPI.iso(m.changedAt)),"key_space_share":\(share(m.info.name)),\
+                    "gateways_digest":\(m.info.configDigest.isEmpty ? "null" : JSON.quoted(m.info.configDigest))}
                     """)
             }
         }
+        let agreement = Self.configAgreement(mine: (c.node.name, loaded.sharedDigest),
+                                             members: view?.members.filter { $0.state == .alive || $0.state == .suspect }
+                                                 .map { ($0.info.name, $0.info.configDigest) } ?? [])
         let live = 1 + (view?.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
         let budgets = limits.contributions().map { item in
             let total = item.byNode.values.reduce((spent: Int64(0), reserved: Int64(0))) { ($0.spent + $1.spent, $0.reserved + $1.reserved) }
@@ -186,10 +203,25 @@ struct OperatorAPI: Sendable {
         }.joined(separator: ",")
         return """
         {"cluster":{"size":\(live),"mode":"\(cluster == nil ? "single-node" : "cluster")"},"members":[\(members.joined(separator: ","))],\
-        "budgets":[\(budgets)],"cache":\(cacheReport()),"gateways":[\(gateways)],\
+        "budgets":[\(budgets)],"cache":\(cacheReport()),"gateways":[\(gateways)],"config":\(agreement),\
         "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
         "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
         """
+    }
+
+    /// Whether the live nodes have the same gateway settings: the digest most of them have (ties
+    /// go to this node's), and the nodes whose digest differs from it. Members of builds that do
+    /// not send a digest are left out.
+    static func configAgreement(mine: (name: String, digest: String), members: [(name: String, digest: String)]) -> String {
+        let all = [mine] + members.filter { !$0.digest.isEmpty }
+        var counts: [String: Int] = [:]
+        for m in all { counts[m.digest, default: 0] += 1 }
+        let common = counts.max { a, b in
+            a.value != b.value ? a.value < b.value : b.key == mine.digest || (a.key != mine.digest && a.key > b.key)
+        } ?? (mine.digest, 1)
+        let differing = all.filter { $0.digest != common.key }.map(\.name).sorted()
+        return "{\"gateways_agree\":\(differing.isEmpty),\"gateways_digest\":\"\(common.key)\","
+            + "\"differing\":[\(differing.map(JSON.quoted).joined(separator: ","))]}"
     }
 
     static let dashboardPage = ByteBuffer(bytes: PackageResources.dashboard_html)

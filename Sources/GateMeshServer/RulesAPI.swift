@@ -155,6 +155,36 @@ extension LimitsService {
         }
     }
 
+    /// Puts a reloaded config's rules and gateways in force. Rules made through the admin API are
+    /// looked at again: one on a gateway the config no longer has goes out of force (listed as
+    /// inactive, with the reason), one that could not be used before may now be. Refused with a 409,
+    /// changing nothing, when a config rule takes the id of a rule made through the admin API.
+    func reloadConfig(rules: [LimitRule], gateways: Set<String>) throws(GatewayError) {
+        let ids = Set(rules.map(\.id))
+        try change(broadcast: false) { a throws(GatewayError) in
+            if let clash = a.rules.first(where: { ids.contains($0.rule.id) }) {
+                throw Self.conflict("rule '\(clash.rule.id)' in the config is also a rule made through the admin API: "
+                                    + "delete that one (DELETE /api/rules/\(clash.rule.id)) or rename the config's, then reload")
+            }
+            configured.withLockedValue { $0 = Configured(rules: rules, ids: ids, gateways: gateways) }
+            var active: [(rule: LimitRule, stored: RuleRecord)] = []
+            var inactive: [(stored: RuleRecord, reason: String)] = []
+            // In the order they were in force, then those that were not.
+            for stored in a.rules.map(\.stored) + a.inactive.map(\.stored) {
+                switch Self.classify(stored, gateways: gateways, configIDs: ids, alerts: alerts != nil) {
+                case .success(let rule): active.append((rule, stored))
+                case .failure(let reason): inactive.append((stored, reason.message))
+                }
+            }
+            for (stored, reason) in inactive where !a.inactive.contains(where: { $0.stored.id == stored.id }) {
+                logger.warning("a rule made through the admin API went out of force with the config reload",
+                               metadata: ["rule": "\(stored.id)", "reason": "\(reason)"])
+            }
+            a.rules = active
+            a.inactive = inactive
+        }
+    }
+
     /// Every rule record and tombstone, and their digest (for the cluster's anti-entropy).
     var ruleRecords: (records: [RuleRecord], digest: UInt64) {
         admin.withLockedValue { a in (Array(a.records.byID.values), a.records.digest()) }

@@ -12,7 +12,7 @@ struct GateMeshCommand: AsyncParsableCommand {
         commandName: "gatemesh",
         abstract: "A self-hosted AI gateway that runs as a cluster of peer nodes.",
         version: GateMeshVersion.current,
-        subcommands: [Serve.self, CheckConfig.self, MockProviderCommand.self, CertsCommand.self, StatusCommand.self],
+        subcommands: [Serve.self, CheckConfig.self, ReloadCommand.self, MockProviderCommand.self, CertsCommand.self, StatusCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -25,26 +25,37 @@ struct ConfigOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
+    /// The config file: `--config`, else `GATEMESH_CONFIG`; nil runs on the embedded defaults.
+    var path: String? { config ?? ProcessInfo.processInfo.environment["GATEMESH_CONFIG"] }
+
     /// Loads and validates the config, or prints what is wrong and exits with status 2.
     func load() throws -> GateMeshConfig {
         let environment = ProcessInfo.processInfo.environment
-        guard let path = config ?? environment["GATEMESH_CONFIG"] else {
+        guard let path else {
             var defaults = GateMeshConfig()
             if let token = environment["GATEMESH_ADMIN_TOKEN"], !token.isEmpty { defaults.admin.token = token }
             return defaults
         }
+        do {
+            return try Self.read(path)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    /// Reads and validates the config file at `path` (at start, and again for a reload).
+    static func read(_ path: String) throws(ConfigFileError) -> GateMeshConfig {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            FileHandle.standardError.write(Data("gatemesh: cannot read config file '\(path)': \(error.localizedDescription)\n".utf8))
-            throw ExitCode(2)
+            throw ConfigFileError(description: "cannot read config file '\(path)': \(error.localizedDescription)")
         }
         do {
-            return try ConfigLoader.parse(yaml: text, environment: environment)
+            return try ConfigLoader.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
         } catch {
-            FileHandle.standardError.write(Data("gatemesh: \(path): \(error)\n".utf8))
-            throw ExitCode(2)
+            throw ConfigFileError(description: "\(path): \(error)")
         }
     }
 
@@ -54,6 +65,10 @@ struct ConfigOptions: ParsableArguments {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         return logger
     }
+}
+
+struct ConfigFileError: Error, CustomStringConvertible {
+    var description: String
 }
 
 struct Serve: AsyncParsableCommand {
@@ -83,20 +98,32 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var config = try options.load()
-        if let listen {
-            guard let address = ListenAddress.parse(listen) else {
-                FileHandle.standardError.write(Data("gatemesh: --listen: expected host:port, got '\(listen)'\n".utf8))
-                throw ExitCode(2)
-            }
-            config.node.listen = address
+        let listenAddress = listen.flatMap(ListenAddress.parse)
+        if let listen, listenAddress == nil {
+            FileHandle.standardError.write(Data("gatemesh: --listen: expected host:port, got '\(listen)'\n".utf8))
+            throw ExitCode(2)
         }
-        if let dataDir { config.node.dataDir = dataDir }
+        let dataDir = self.dataDir
+        // The command line's overrides hold for every reload too.
+        let overrides: @Sendable (inout GateMeshConfig) -> Void = { config in
+            if let listenAddress { config.node.listen = listenAddress }
+            if let dataDir { config.node.dataDir = dataDir }
+        }
+        overrides(&config)
+        var source: (@Sendable () throws -> GateMeshConfig)?
+        if let path = options.path {
+            source = {
+                var config = try ConfigOptions.read(path)
+                overrides(&config)
+                return config
+            }
+        }
         let logger = options.makeLogger("gatemesh")
         for warning in config.exposureWarnings { logger.warning("\(warning)") }
         Self.raiseOpenFileLimit()
         let node: GatewayNode
         do {
-            node = try GatewayNode(config: config, logger: logger)
+            node = try GatewayNode(config: config, logger: logger, source: source)
         } catch {
             FileHandle.standardError.write(Data("gatemesh: \(error)\n".utf8))
             throw ExitCode(1)

@@ -19,27 +19,7 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        guard let url = URL(string: node.hasSuffix("/") ? node + "cluster/status" : node + "/cluster/status"),
-              url.scheme == "http" || url.scheme == "https" else {
-            throw ValidationError("--node must be an http:// or https:// URL")
-        }
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        if let token = token ?? ProcessInfo.processInfo.environment["GATEMESH_ADMIN_TOKEN"] {
-            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        }
-        let (data, response): (Data, URLResponse)
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            FileHandle.standardError.write(Data("gatemesh: cannot reach \(url): \(error.localizedDescription)\n".utf8))
-            throw ExitCode(1)
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard status == 200, let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            let text = String(decoding: data, as: UTF8.self)
-            FileHandle.standardError.write(Data("gatemesh: \(url) answered \(status): \(text)\n".utf8))
-            throw ExitCode(1)
-        }
+        let (data, root) = try await AdminCall.send(node: node, path: "cluster/status", method: "GET", token: token)
         if json {
             print(String(decoding: data, as: UTF8.self))
             return
@@ -47,13 +27,20 @@ struct StatusCommand: AsyncParsableCommand {
         let cluster = root["cluster"] as? [String: Any] ?? [:]
         print("cluster: \(cluster["mode"] ?? "?"), \(cluster["size"] ?? "?") live member(s)\n")
         let members = root["members"] as? [[String: Any]] ?? []
-        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT", "KEYS"], members.map { m in
+        let agreement = root["config"] as? [String: Any] ?? [:]
+        let differing = Set(agreement["differing"] as? [String] ?? [])
+        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT", "KEYS", "GATEWAYS"], members.map { m in
             [Self.s(m["name"]) + ((m["self"] as? Bool) == true ? " (self)" : ""), Self.s(m["region"]), Self.s(m["peer_address"]),
              Self.s(m["status"]), Self.s(m["incarnation"]),
              (m["self"] as? Bool) == true ? "-" : (m["last_heard_ms_ago"] as? Int).map { "\($0) ms ago" } ?? "never",
              (m["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-",
-             (m["key_space_share"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-"]
+             (m["key_space_share"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-",
+             (m["gateways_digest"] as? String).map { String($0.prefix(8)) + (differing.contains(Self.s(m["name"])) ? " (differs)" : "") } ?? "-"]
         })
+        if !differing.isEmpty {
+            print("\nwarning: the gateway settings of \(differing.sorted().joined(separator: ", ")) differ from the other nodes' "
+                  + "(compare their config files, then run gatemesh reload on the nodes to change)")
+        }
         let budgets = root["budgets"] as? [[String: Any]] ?? []
         if !budgets.isEmpty {
             print("")
@@ -89,5 +76,58 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print(line(header))
         for r in rows { print(line(r)) }
+    }
+}
+
+/// One call to a node's operator API, for the commands that talk to a running node.
+enum AdminCall {
+    /// Sends the request and returns the body and its JSON object; prints the node's error and
+    /// exits with status 1 on anything but a 200.
+    static func send(node: String, path: String, method: String, token: String?) async throws -> (Data, [String: Any]) {
+        guard let url = URL(string: node.hasSuffix("/") ? node + path : node + "/" + path),
+              url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--node must be an http:// or https:// URL")
+        }
+        var request = URLRequest(url: url, timeoutInterval: 10)
+        request.httpMethod = method
+        if let token = token ?? ProcessInfo.processInfo.environment["GATEMESH_ADMIN_TOKEN"] {
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        }
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: cannot reach \(url): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200, let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            let message = (object?["error"] as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
+            FileHandle.standardError.write(Data("gatemesh: \(url) answered \(status): \(message)\n".utf8))
+            throw ExitCode(1)
+        }
+        return (data, root)
+    }
+}
+
+/// `gatemesh reload --node URL`: the node re-reads its config file (as on SIGHUP) and says what
+/// changed, or why nothing did.
+struct ReloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Have a running node re-read its config file: providers, gateways, rules, tokens and cache settings change in place.")
+
+    @Option(help: "The node's HTTP address, e.g. http://127.0.0.1:8787.")
+    var node: String = "http://127.0.0.1:8787"
+
+    @Option(help: "The admin token (default: $GATEMESH_ADMIN_TOKEN).")
+    var token: String?
+
+    func run() async throws {
+        let (_, root) = try await AdminCall.send(node: node, path: "api/config/reload", method: "POST", token: token)
+        let changed = root["changed"] as? [String] ?? []
+        print(changed.isEmpty ? "reloaded: nothing changed" : "reloaded: \(changed.joined(separator: ", ")) changed")
+        print("config digest \(root["digest"] as? String ?? "?"), gateways digest \(root["gateways_digest"] as? String ?? "?")")
     }
 }

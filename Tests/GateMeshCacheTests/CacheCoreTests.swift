@@ -111,6 +111,16 @@ import Testing
         #expect(lru.totalBytes == 50 && a2 == 5)
     }
 
+    @Test func aSmallerCapacityEvictsTheLeastRecentlyUsedAtOnce() {
+        var lru = ByteLRU<Int>(capacityBytes: 100)
+        for (i, key) in ["a", "b", "c", "d"].enumerated() { lru.put(key, i, size: 25, expiresAt: 1000) }
+        _ = lru.get("a", now: 0)
+        lru.setCapacity(60)
+        #expect(lru.keysByRecency == ["a", "d"] && lru.totalBytes == 50 && lru.evictions == 2)
+        lru.setCapacity(200)
+        #expect(lru.put("e", 5, size: 150, expiresAt: 1000) && lru.keysByRecency == ["e", "a", "d"])
+    }
+
     @Test func expiresAtItsTimeAndRemovesByPredicate() {
         var lru = ByteLRU<String>(capacityBytes: 1000)
         lru.put("x", "gw1", size: 10, expiresAt: 100)

@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func membershipEnvelopesRoundTripAndHostilePayloadsFailCleanly() throws {
-        let a = Membership.Info(name: "eu-1", address: "10.0.0.1:7946", region: "eu-west")
+        let a = Membership.Info(name: "eu-1", address: "10.0.0.1:7946", region: "eu-west", id: "id-1", configDigest: "0123456789abcdef")
         let b = Membership.Info(name: "us-1", address: "[fd00::1]:7946", region: "us-east")
         let updates = [Membership.Update(info: b, state: .suspect, incarnation: 7), .init(info: a, state: .alive, incarnation: 1 << 40)]
         for message in [Membership.Message.ping(seq: 1), .ack(seq: .max), .pingRequest(seq: 3, target: b),
@@ -48,7 +48,7 @@ import Testing
             #expect(throws: DecodeError.self) { try MembershipCodec.decode(Array(good.prefix(cut))) }
         }
         var huge = BinaryWriter()
-        huge.string("x"); huge.string(""); huge.string(""); huge.string(""); huge.uint(0); huge.byte(4); huge.uint(UInt64.max)
+        huge.string("x"); huge.string(""); huge.string(""); huge.string(""); huge.string(""); huge.uint(0); huge.byte(4); huge.uint(UInt64.max)
         #expect(throws: DecodeError.self) { try MembershipCodec.decode(huge.bytes) }
         #expect(throws: DecodeError.self) { try MembershipCodec.decode(good + [0]) }
     }

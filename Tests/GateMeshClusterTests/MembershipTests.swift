@@ -186,6 +186,23 @@ struct Heap {
         for i in 0..<5 { #expect(sim.view(i).values.allSatisfy { $0 == .alive }, "node \(i): \(sim.view(i))") }
     }
 
+    /// A reload changes a node's config digest; a new incarnation carries it to every member.
+    @Test func aChangedConfigDigestReachesEveryMember() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5000)
+        let before = sim.nodes[2].incarnation
+        sim.nodes[2].setConfigDigest("0123456789abcdef")
+        #expect(sim.nodes[2].incarnation == before + 1)
+        sim.nodes[2].setConfigDigest("0123456789abcdef")
+        #expect(sim.nodes[2].incarnation == before + 1, "the same digest again changes nothing")
+        sim.run(for: 3000)
+        for i in [0, 1, 3, 4] {
+            #expect(sim.nodes[i].members["n2"]?.info.configDigest == "0123456789abcdef", "node \(i)")
+            #expect(sim.nodes[i].members["n2"]?.state == .alive)
+        }
+        #expect(sim.changes.filter { $0.3 != .alive }.isEmpty)
+    }
+
     @Test func aGracefulLeaveIsSeenAsLeftNotDead() {
         var sim = Simulation(count: 5)
         sim.run(for: 5000)

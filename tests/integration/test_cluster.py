@@ -598,3 +598,70 @@ def test_a_node_survives_idle_connections_flooding_its_peer_port_with_few_file_d
         assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 15)
     finally:
         c.stop()
+
+
+def test_an_authenticated_peer_connection_on_which_nothing_arrives_is_closed_and_the_cluster_carries_on(cluster):
+    """Issue 22: a peer link that authenticated and then went silent stays open no longer than
+    `cluster.idle_timeout`; peers whose links are closed dial again, so the cluster still replicates."""
+    import socket
+    import ssl
+    c = cluster(2, "  idle_timeout: 1s\n")
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2, 15)
+    certs = os.path.join(c.run_dir, "certs")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(os.path.join(certs, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(certs, "node-2.pem"), os.path.join(certs, "node-2.key"))
+    host, port = c.peer_address(0).rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    tls = ctx.wrap_socket(raw, server_hostname=host)
+    tls.settimeout(0.2)
+    opened = time.time()
+
+    def closed():
+        try:
+            return tls.recv(1) == b""
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ssl.SSLError, ConnectionResetError, OSError):
+            return True
+    eventually(closed, lambda done: done, timeout=15, what="the idle authenticated link closed by the node")
+    assert time.time() - opened < 10
+    tls.close()
+    # Links between the nodes idle out too, and are dialled again when there is something to say.
+    r = requests.post(c.node_url(1) + "/openai/chat/completions", json=CHAT, timeout=10)
+    assert r.status_code == 200
+    assert wait_until(lambda: status(c, 0)["cluster"]["size"] == 2 and
+                      any(m["name"] == "node-2" and m["status"] == "alive" for m in status(c, 0)["members"]), 10)
+
+
+def test_cluster_status_flags_a_node_whose_gateway_settings_differ_after_a_reload(cluster):
+    """Issue 22: each node gossips the digest of its gateway settings; `/cluster/status` says
+    whether they agree and names the nodes that differ, and a reload changes the digest."""
+    c = cluster(3, """gateways:
+  - id: default
+    cache: {ttl: 60}
+""")
+    assert wait_until(lambda: all(status(c, i)["cluster"]["size"] == 3 for i in range(3)), 15)
+    eventually(lambda: status(c, 0)["config"], lambda a: a["gateways_agree"] is True, what="three nodes agreeing")
+    digests = {m["name"]: m["gateways_digest"] for m in status(c, 0)["members"]}
+    assert len(set(digests.values())) == 1, digests
+    path = os.path.join(c.run_dir, "node-3", "gatemesh.yaml")
+    with open(path) as f:
+        good = f.read()
+    with open(path, "w") as f:
+        f.write(good.replace("cache: {ttl: 60}", "cache: {ttl: 120}"))
+    c.nodes[2].send_signal(signal.SIGHUP)
+    for i in range(3):
+        seen = eventually(lambda: status(c, i)["config"], lambda a: a["differing"] == ["node-3"], timeout=15,
+                          what=f"node-{i + 1} naming node-3 as differing")
+        assert seen["gateways_agree"] is False
+    import subprocess
+    out = subprocess.run([BIN, "status", "--node", c.node_url(0), "--token", "cluster-admin"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "(differs)" in out.stdout and "node-3" in out.stdout.split("warning:")[1], out.stdout
+    with open(path, "w") as f:
+        f.write(good)
+    r = subprocess.run([BIN, "reload", "--node", c.node_url(2), "--token", "cluster-admin"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "gateways changed" in r.stdout, r.stdout + r.stderr
+    eventually(lambda: status(c, 0)["config"], lambda a: a["gateways_agree"] is True, timeout=15, what="agreement again")

@@ -202,6 +202,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var keyFile: String
     /// The largest peer frame accepted.
     public var maxFrameBytes = 4 << 20
+    /// An authenticated connection from a peer on which nothing arrives for this long is closed
+    /// (the peer dials again when it next has something to send).
+    public var idleTimeoutMs = 120_000
 
     public init(listen: ListenAddress, seeds: [String], caFile: String, certFile: String, keyFile: String) {
         self.listen = listen

@@ -27,7 +27,9 @@ enum CacheAcquisition {
 /// The node's response cache: an in-memory LRU bounded in bytes in front of a SQLite copy that a
 /// restart keeps, single-flight fetching, and background purging of expired entries.
 final class ResponseCache: CacheOwner, Service, Sendable {
-    let config: CacheStoreConfig
+    /// The settings in force (a config reload changes them in place).
+    var config: CacheStoreConfig { settings.withLockedValue { $0 } }
+    private let settings: NIOLockedValueBox<CacheStoreConfig>
     let disk: CacheStore
     let logger: Logger
     private let memory: NIOLockedValueBox<ByteLRU<CachedResponse>>
@@ -42,7 +44,7 @@ final class ResponseCache: CacheOwner, Service, Sendable {
     }
 
     init(config: CacheStoreConfig, store: NodeStore, logger: Logger) throws {
-        self.config = config
+        self.settings = NIOLockedValueBox(config)
         self.disk = try CacheStore(store: store)
         self.logger = logger
         var lru = ByteLRU<CachedResponse>(capacityBytes: config.memoryBytes)
@@ -182,8 +184,18 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         return try await disk.delete(key: key, gateway: gateway)
     }
 
+    /// Puts new settings in force: the memory bound at once (evicting the least recently used
+    /// entries beyond a smaller one), the disk bound and the purge interval from the next purge.
+    func reconfigure(_ config: CacheStoreConfig) {
+        settings.withLockedValue { $0 = config }
+        memory.withLockedValue { $0.setCapacity(config.memoryBytes) }
+    }
+
     func run() async throws {
-        for await _ in AsyncTimerSequence(interval: .milliseconds(Int64(config.purgeIntervalMs))).cancelOnGracefulShutdown() {
+        // One purge per interval, the interval read each time (a reload may change it).
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let interval = config.purgeIntervalMs
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(interval)) } } catch { return }
             let now = Self.now()
             memory.withLockedValue { _ = $0.removeExpired(now: now) }
             do { _ = try await disk.purge(now: now, maxBytes: config.diskBytes) } catch {

@@ -58,8 +58,8 @@ final class ClusterService: Service, Sendable {
     /// own); the owner drops a peer's flight after as long.
     static let flightTimeoutMs: Int64 = 300_000
 
-    init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, limits: LimitsService, cache: ResponseCache,
-         logger: Logger) throws {
+    init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, configDigest: String = "", limits: LimitsService,
+         cache: ResponseCache, logger: Logger) throws {
         self.config = config
         self.limits = limits
         self.cache = cache
@@ -84,7 +84,8 @@ final class ClusterService: Service, Sendable {
         } catch {
             throw ClusterError(message: "cannot set up TLS for peers: \(error)")
         }
-        me = Membership.Info(name: nodeName, address: config.advertised.description, region: region, id: nodeID)
+        me = Membership.Info(name: nodeName, address: config.advertised.description, region: region, id: nodeID,
+                             configDigest: configDigest)
         // A restarted node comes back with a higher incarnation than any it used before.
         membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, seed: UInt64.random(in: 0...UInt64.max),
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970)))
@@ -145,6 +146,7 @@ final class ClusterService: Service, Sendable {
     func run() async throws {
         let deliver: @Sendable (String, Frame) -> Void = { [weak self] peer, frame in self?.deliver(peer: peer, frame: frame) }
         let context = serverContext, logger = self.logger, maxFrame = config.maxFrameBytes, guardian = PeerConnectionGuard(logger: logger)
+        let idleTimeout = TimeAmount.milliseconds(Int64(config.idleTimeoutMs))
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -153,6 +155,8 @@ final class ClusterService: Service, Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let engine = try TLSEngine(context: context)
+                        // A link on which nothing arrives is closed; the peer dials again when it has something to send.
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                         try channel.pipeline.syncOperations.addHandler(
                             InboundPeerHandler(engine: engine, maxFrame: maxFrame, logger: logger, guardian: guardian, deliver: deliver))
                     }
@@ -593,6 +597,11 @@ final class ClusterService: Service, Sendable {
             throw GatewayError(status: 409, type: "invalid_request_error", code: "member_not_dead",
                                message: "member '\(name)' is \(state), not dead: stop it first, and forget it once the cluster sees it dead")
         }
+    }
+
+    /// This node reloaded its config: its membership record carries the new digest to the peers.
+    func setConfigDigest(_ digest: String) {
+        membership.withLockedValue { $0.setConfigDigest(digest) }
     }
 
     /// Members as this node sees them, for `/cluster/status`.

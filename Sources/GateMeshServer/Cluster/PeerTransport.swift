@@ -180,6 +180,16 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+
+    /// Nothing arrived for `cluster.idle_timeout` (the `IdleStateHandler` in front says so).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        logger.debug("closing an idle peer connection", metadata: ["peer": "\(peer ?? "?")"])
+        context.close(promise: nil)
+    }
 }
 
 final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
