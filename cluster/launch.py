@@ -29,10 +29,11 @@ def default_binary():
     return os.path.join(out.stdout.strip(), "gatemesh")
 
 
-def provider_overrides(mock_url):
+def provider_overrides(mock_url, openai_key=None):
+    key = f", api_key: {openai_key}" if openai_key else ""
     return "\n".join([
         "providers:",
-        f'  openai: {{base_url: "{mock_url}/v1"}}',
+        f'  openai: {{base_url: "{mock_url}/v1"{key}}}',
         f'  anthropic: {{base_url: "{mock_url}"}}',
         f'  google-ai-studio: {{base_url: "{mock_url}"}}',
         f'  mistral: {{base_url: "{mock_url}"}}',
@@ -84,7 +85,8 @@ class Cluster:
     """N nodes and one mock provider; use as a context manager or call start()/stop()."""
 
     def __init__(self, nodes=3, base_port=8701, mock_port=9999, binary=None, run_dir=None, admin_token="cluster-admin",
-                 extra_yaml="", peer_base_port=None, mock=None, peer_hosts=None, seeds=None, prefix=None, advertise=None):
+                 extra_yaml="", peer_base_port=None, mock=None, peer_hosts=None, seeds=None, prefix=None, advertise=None,
+                 openai_key=None):
         """`peer_hosts` (one per node) puts node i's peer listener on peer_hosts[i]:peer_base_port
         (all on one port, for seeds given as one DNS name); `seeds` replaces the list of every
         node's address; `prefix` is a command the node runs under (for example to give it its
@@ -99,6 +101,7 @@ class Cluster:
         self.run_dir = run_dir or os.path.join(ROOT, "cluster", "run")
         self.admin_token = admin_token
         self.extra_yaml = extra_yaml
+        self.openai_key = openai_key
         self.mock = None
         self.nodes = []
         self.peer_hosts = peer_hosts
@@ -138,7 +141,7 @@ class Cluster:
                 f.write(f'node: {{name: {name}, region: region-{i % 3 + 1}, listen: "127.0.0.1:{self.base_port + i}", '
                         f'data_dir: "{directory}/data"}}\n')
                 f.write(f"admin: {{token: {self.admin_token}}}\n")
-                f.write(provider_overrides(self.mock_url))
+                f.write(provider_overrides(self.mock_url, self.openai_key))
                 f.write(f'cluster:\n  listen: "{self.peer_address(i)}"\n  seeds: [{seeds}]\n')
                 if self.advertise:
                     f.write(f'  advertise: "{self.advertise[i]}"\n')

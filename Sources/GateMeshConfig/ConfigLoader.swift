@@ -542,8 +542,12 @@ struct Reader {
         case "provider": return .provider
         case "model": return .model
         case _ where name.hasPrefix("metadata.") && name.count > 9: return .metadata(String(name.dropFirst(9)))
+        case "key": return .key
+        case "team": return .team
+        case "org": return .org
+        case "user": return .user
         default:
-            throw ConfigError(key: key, line: line, message: "expected provider, model or metadata.<key>, got '\(name)'")
+            throw ConfigError(key: key, line: line, message: "expected provider, model, key, team, org, user or metadata.<key>, got '\(name)'")
         }
     }
 
@@ -601,7 +605,7 @@ struct Reader {
             let key = "gateways[\(i)]"
             let m = try mapping(item, key: key)
             try checkKeys(m, key: key, allowed: ["id", "auth_tokens", "collect_log", "collect_log_payload", "allow_custom_cost", "budgets", "rate_limits", "cache", "retries", "routes",
-                                                     "drop_unsupported_params", "default_max_tokens"])
+                                                     "drop_unsupported_params", "default_max_tokens", "virtual_keys"])
             guard let idNode = m.value("id") else {
                 throw ConfigError(key: "\(key).id", line: item.mark?.line, message: "every gateway needs an id")
             }
@@ -622,6 +626,13 @@ struct Reader {
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
             if let v = m.value("allow_custom_cost") { gateway.allowCustomCost = try bool(v, key: "\(key).allow_custom_cost") }
+            if let v = m.value("virtual_keys") {
+                let text = try string(v, key: "\(key).virtual_keys")
+                guard let mode = VirtualKeysMode(rawValue: text) else {
+                    throw ConfigError(key: "\(key).virtual_keys", line: v.mark?.line, message: "expected required, optional or off, got '\(text)'")
+                }
+                gateway.virtualKeys = mode
+            }
             if let v = m.value("drop_unsupported_params") { gateway.dropUnsupportedParams = try bool(v, key: "\(key).drop_unsupported_params") }
             if let v = m.value("default_max_tokens") {
                 gateway.defaultMaxTokens = try int(v, key: "\(key).default_max_tokens", range: 1...1_000_000)

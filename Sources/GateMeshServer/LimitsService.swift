@@ -51,9 +51,14 @@ final class LimitsService: Service, SpendSource, Sendable {
     struct AdminRules {
         var rules: [(rule: LimitRule, stored: RuleRecord)] = []
         var inactive: [(stored: RuleRecord, reason: String)] = []
-        /// Every rule's current version and the tombstones of deleted ones, as replicated.
+        /// Every rule's current version and the tombstones of deleted ones, as replicated; also
+        /// the records of orgs, teams and virtual keys (ids `org:…`, `team:…`, `key:…`).
         var records = RuleRecords()
+        /// The orgs, teams and keys those records hold.
+        var directory = KeyDirectory()
     }
+    /// The directory as of the last change, for the request path (read without the admin lock).
+    let directory = NIOLockedValueBox(KeyDirectory())
     /// In a cluster: whether this node is the one to send an alert (nil: alone, always).
     let alertOwnership = NIOLockedValueBox<(@Sendable (LimitsEngine.AlertKey) -> Bool)?>(nil)
     /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
@@ -86,6 +91,10 @@ final class LimitsService: Service, SpendSource, Sendable {
         var admin = AdminRules()
         for stored in try store.storedRules() {
             _ = admin.records.apply(stored)
+            if let (kind, id) = EntityKind.parse(recordID: stored.id) {
+                Self.install(stored, kind: kind, id: id, into: &admin.directory, logger: logger)
+                continue
+            }
             if stored.deleted { continue }
             switch Self.classify(stored, gateways: gateways, configIDs: configIDs, alerts: alerts != nil) {
             case .success(let rule): admin.rules.append((rule, stored))
@@ -95,7 +104,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         for (stored, reason) in admin.inactive {
             logger.warning("a rule made through the admin API is not in force", metadata: ["rule": "\(stored.id)", "reason": "\(reason)"])
         }
-        let rules = configRules + admin.rules.map(\.rule)
+        let rules = configRules + admin.rules.map(\.rule) + admin.directory.rules
         let now = Self.now()
         // Versions must exceed any this node used before a restart: each run has its own range.
         var engine = LimitsEngine(node: node, rules: rules, counters: CounterMap(node: node, startVersion: CounterMap.startVersion(epoch: journal.epoch), epoch: journal.epoch),
@@ -117,6 +126,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         self.persistedVersion = NIOLockedValueBox(engine.counters.version)
         self.engine = NIOLockedValueBox(engine)
         self.hasRules = Atomic(!rules.isEmpty)
+        self.directory.withLockedValue { [admin] in $0 = admin.directory }
         self.admin = NIOLockedValueBox(admin)
         log.persistSpend(from: self)
     }

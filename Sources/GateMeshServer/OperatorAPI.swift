@@ -1,6 +1,7 @@
 import Foundation
 import CGateMeshOpenSSL
 import GateMeshCluster
+import GateMeshConfig
 import GateMeshCore
 import GateMeshUpstream
 import HTTPTypes
@@ -51,6 +52,38 @@ struct OperatorAPI: Sendable {
             guard let cluster else { throw GatewayError.notFound("this node runs alone: there are no members to forget") }
             guard !name.isEmpty, !name.contains("/") else { throw GatewayError.badRequest("the path is /cluster/members/{name}/forget", code: "malformed_path") }
             return json(try cluster.forget(name: name))
+        case "/api/orgs", "/api/orgs/", "/api/teams", "/api/teams/", "/api/keys", "/api/keys/":
+            let kind: EntityKind = path.hasPrefix("/api/orgs") ? .org : path.hasPrefix("/api/teams") ? .team : .key
+            switch request.method {
+            case .get, .head:
+                return json(limits.entityList(kind, team: kind == .key ? query["team"] : nil))
+            case .post:
+                let text = try await Self.text(request, what: kind.rawValue)
+                return json(kind == .key ? try limits.createKey(text) : try limits.createEntity(kind, text), status: .created)
+            default:
+                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
+            }
+        case _ where path.hasPrefix("/api/keys/") && path.hasSuffix("/rotate"):
+            let id = String(path.dropFirst("/api/keys/".count).dropLast("/rotate".count))
+            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            return json(try limits.rotateKey(id: id, graceMs: try await Self.grace(request)))
+        case _ where path.hasPrefix("/api/orgs/") || path.hasPrefix("/api/teams/") || path.hasPrefix("/api/keys/"):
+            let kind: EntityKind = path.hasPrefix("/api/orgs/") ? .org : path.hasPrefix("/api/teams/") ? .team : .key
+            let id = String(path.drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst())
+            guard !id.isEmpty, !id.contains("/") else { throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md") }
+            switch request.method {
+            case .get, .head:
+                return json(try limits.entityDocument(kind, id: id))
+            case .put:
+                let text = try await Self.text(request, what: kind.rawValue)
+                if kind == .key { return json(try limits.putKey(id: id, text)) }
+                let (created, body) = try limits.putEntity(kind, id: id, text)
+                return json(body, status: created ? .created : .ok)
+            case .delete:
+                return json(kind == .key ? try limits.revokeKey(id: id) : try limits.deleteEntity(kind, id: id))
+            default:
+                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
+            }
         case "/api/config", "/api/config/":
             try Self.requireGET(request)
             let loaded = state.loaded
@@ -250,8 +283,25 @@ struct OperatorAPI: Sendable {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 
+    /// `POST /api/keys/{id}/rotate`'s body: `{"grace": "1h"}` (a duration, or seconds), or none
+    /// for no grace period.
+    static func grace(_ request: Request) async throws -> Int64 {
+        var request = request
+        let buffer = try await ProxyHandler.collect(&request, limit: 64 * 1024, setting: "the admin API's fixed limit on a rotate request")
+        guard buffer.readableBytes > 0 else { return 0 }
+        guard case .object(let o)? = JSONValue.parse(buffer.readableBytesView) else {
+            throw GatewayError.badRequest("the body is a JSON object such as {\"grace\": \"1h\"}", code: "invalid_entity")
+        }
+        guard let value = o["grace"] else { return 0 }
+        if let seconds = value.intValue { return Int64(seconds) * 1000 }
+        guard let text = value.stringValue, let ms = Units.durationMs(text) else {
+            throw GatewayError.badRequest("'grace' is a duration such as 30m or 1h, or a number of seconds", code: "invalid_entity")
+        }
+        return Int64(ms)
+    }
+
     /// A request body as UTF-8 text, at most `LimitsService.maxDocumentBytes`.
-    static func text(_ request: Request) async throws -> String {
+    static func text(_ request: Request, what: String = "rule") async throws -> String {
         var request = request
         let buffer = try await ProxyHandler.collect(&request, limit: LimitsService.maxDocumentBytes,
                                                      setting: "the admin API's fixed limit on a rules document")
@@ -259,7 +309,8 @@ struct OperatorAPI: Sendable {
             throw GatewayError.badRequest("the body is not UTF-8 text", code: "invalid_rule")
         }
         guard !text.allSatisfy(\.isWhitespace) else {
-            throw GatewayError.badRequest("the body is empty: send a rule object or an array of rules as JSON", code: "invalid_rule")
+            throw GatewayError.badRequest(what == "rule" ? "the body is empty: send a rule object or an array of rules as JSON"
+                                              : "the body is empty: send the \(what) as a JSON object", code: what == "rule" ? "invalid_rule" : "invalid_entity")
         }
         return text
     }

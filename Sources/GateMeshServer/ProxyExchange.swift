@@ -35,8 +35,12 @@ final class ProxyExchange: @unchecked Sendable {
     private let context: Context
     private let started: ContinuousClock.Instant
 
-    init(record: RequestRecord, context: Context, started: ContinuousClock.Instant) {
+    /// Who the request is from: its virtual key, team and org, and the end user it names.
+    let principal: Principal?
+
+    init(record: RequestRecord, principal: Principal? = nil, context: Context, started: ContinuousClock.Instant) {
         self.record = record
+        self.principal = principal
         self.context = context
         self.started = started
         if context.collectPayload { responseBody = [] }

@@ -55,16 +55,18 @@ struct ProxyHandler: Sendable {
         let collectPayload: Bool
         let customPrice: ModelPrice?
         let eventID: String?
+        let caller: KeyDirectory.Caller?
         do {
             // Refusals before a provider is involved are not logged (no gateway or provider to file them under).
             guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
             gateway = g
-            try Self.authorize(gateway, headers: request.headers)
+            caller = try authenticate(gateway, headers: request.headers)
             guard var p = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
             // A route target's own key replaces the provider's and the client's.
             if let apiKey { p.storedKey = apiKey }
+            if caller != nil { try Self.requireStoredKey(p) }
             provider = p
-            metadata = try Self.metadata(request.headers)
+            metadata = try caller.map { Self.merging(try Self.metadata(request.headers), with: $0) } ?? Self.metadata(request.headers)
             collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
             collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
             customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in
@@ -85,13 +87,15 @@ struct ProxyHandler: Sendable {
                 logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
                 provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
                 startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata),
+            principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: request.headers[Self.userHeader]) }
+                ?? request.headers[Self.userHeader].map { Principal(user: $0) },
             context: .init(log: log, writesRow: collectLog, prices: prices,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
                            customPrice: customPrice,
                            onFinish: onFinish),
             started: started)
         do {
-            return try await forward(route: route, request: request, gateway: gateway, provider: provider, format: format,
+            return try await forward(route: route, request: request, gateway: gateway, provider: provider, caller: caller, format: format,
                                      exchange: exchange, metadata: metadata, customPrice: customPrice,
                                      collectPayload: collectPayload, eventID: eventID, logged: collectLog, fallsThrough: fallsThrough,
                                      closeWatch: closeWatch)
@@ -107,7 +111,7 @@ struct ProxyHandler: Sendable {
     }
 
     private func forward(
-        route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
+        route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, caller: KeyDirectory.Caller?, format: APIFormat,
         exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
         collectPayload: Bool, eventID: String?, logged: Bool, fallsThrough: Bool = false, closeWatch: CloseWatch = .ownBody
     ) async throws -> Response {
@@ -155,6 +159,9 @@ struct ProxyHandler: Sendable {
         } else {
             body = .streamed(length: declaredLength)
             streamUpload = true
+        }
+        if let caller, let denial = KeyDirectory.denial(caller, gateway: gateway.id, provider: provider.spec.id, model: facts.model) {
+            throw GatewayError(status: 403, type: "permission_error", code: "model_not_allowed", message: denial)
         }
 
         // The cache: answer from it, wait for an identical request already fetching, or fetch
@@ -436,7 +443,8 @@ struct ProxyHandler: Sendable {
         facts: RequestFacts, metadata: RequestMetadata, exchange: ProxyExchange, eventID: String?, logged: Bool
     ) async throws -> Response {
         if let limits, !limits.isEmpty {
-            let request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+            var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+            request.set(exchange.principal)
             let nothing = LimitAmounts(costNanos: 0, requests: 1, inputTokens: 0, outputTokens: 0)
             var skipping: Set<String> = []
             // A downgrade rule is moot for an answer that costs nothing: skip it and ask again.
@@ -513,6 +521,7 @@ struct ProxyHandler: Sendable {
                                 inputTokens: Int64(usage.input), outputTokens: Int64(usage.output))
         }
         var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+        request.set(exchange.principal)
         switch await limits.admit(request, estimate: estimate(model: facts.model)) {
         case .admit(let reservation):
             exchange.hold(reservation.id, in: limits)

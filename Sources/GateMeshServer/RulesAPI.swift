@@ -119,6 +119,17 @@ extension LimitsService {
                 var fresh: [String: RuleRecord] = [:]
                 for r in records.merge(incoming) { fresh[r.id] = r }
                 guard !fresh.isEmpty else { return [] }
+                // Orgs, teams and keys: stored, then put in the directory.
+                let entities = fresh.values.filter { EntityKind.parse(recordID: $0.id) != nil }
+                if !entities.isEmpty {
+                    try save(entities, forgetSpend: [], into: &a)
+                    for r in entities {
+                        let (kind, id) = EntityKind.parse(recordID: r.id)!
+                        Self.install(r, kind: kind, id: id, into: &a.directory, logger: logger)
+                        fresh[r.id] = nil
+                    }
+                    if fresh.isEmpty { return entities }
+                }
                 var forget: Set<String> = []
                 var decided: [String: Result<LimitRule, Inactive>] = [:]
                 for r in fresh.values {
@@ -145,7 +156,7 @@ extension LimitsService {
                         if let active { a.rules.remove(at: active) }
                     }
                 }
-                return Array(fresh.values)
+                return Array(fresh.values) + entities
             }
             for r in taken {
                 logger.info(r.deleted ? "rule deleted by a peer" : "rule changed by a peer", metadata: ["rule": "\(r.id)", "origin": "\(r.origin)"])
@@ -194,13 +205,14 @@ extension LimitsService {
 
     /// Runs one change under the admin lock, then installs the resulting rule set and (for changes
     /// made here) tells the cluster.
-    private func change<T>(broadcast: Bool = true, _ body: (inout AdminRules) throws(GatewayError) -> T) throws(GatewayError) -> T {
+    func change<T>(broadcast: Bool = true, _ body: (inout AdminRules) throws(GatewayError) -> T) throws(GatewayError) -> T {
         let result: Result<(T, [RuleRecord]), GatewayError> = admin.withLockedValue { a in
             let before = a
             do throws(GatewayError) {
                 let value = try body(&a)
-                let rules = configRules + a.rules.map(\.rule)
+                let rules = configRules + a.rules.map(\.rule) + a.directory.rules
                 engine.withLockedValue { _ = $0.replaceRules(rules) }
+                directory.withLockedValue { [a] in $0 = a.directory }
                 hasRules.store(!rules.isEmpty, ordering: .relaxed)
                 let changed = a.records.byID.values.filter { r in before.records.byID[r.id] != r }
                 return .success((value, changed))
@@ -215,7 +227,7 @@ extension LimitsService {
     }
 
     /// Writes `rules` (records and tombstones) to SQLite, then to the replicated records.
-    private func save(_ rules: [RuleRecord], forgetSpend: Set<String>, into a: inout AdminRules) throws(GatewayError) {
+    func save(_ rules: [RuleRecord], forgetSpend: Set<String>, into a: inout AdminRules) throws(GatewayError) {
         do {
             try store.changeRules(save: rules, forgetSpend: forgetSpend)
         } catch {

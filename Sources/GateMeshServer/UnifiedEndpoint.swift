@@ -36,7 +36,7 @@ extension GatewayResponder {
         default:
             onFinish()
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            try ProxyHandler.authorize(g, headers: request.headers)
+            _ = try proxy.authenticate(g, headers: request.headers)
             throw GatewayError.notImplemented(
                 "the unified API serves POST /v1/chat/completions, POST /v1/messages, POST /v1/embeddings and GET /v1/models; \(endpoint) is not available in this build: call a provider directly at /{provider}/…")
         }
@@ -165,7 +165,7 @@ extension GatewayResponder {
     {
         do {
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            try ProxyHandler.authorize(g, headers: request.headers)
+            _ = try proxy.authenticate(g, headers: request.headers)
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
             var request = request
             let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
@@ -212,7 +212,7 @@ extension GatewayResponder {
     /// model of a provider it can translate to, as provider/model) and its routes.
     func models(gateway: String, request: Request) throws -> Response {
         guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-        try ProxyHandler.authorize(g, headers: request.headers)
+        _ = try proxy.authenticate(g, headers: request.headers)
         guard request.method == .get || request.method == .head else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET") }
         var data: [JSONValue] = []
         for name in proxy.catalogue.names {

@@ -46,7 +46,7 @@ extension GatewayResponder {
         var clientBody: RequestBody?
         do {
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            try ProxyHandler.authorize(g, headers: request.headers)
+            _ = try proxy.authenticate(g, headers: request.headers)
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
             var request = request
             let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)

@@ -42,6 +42,27 @@ import Testing
         #expect(reservation(engine.admit(request(), estimate: LimitAmounts(costNanos: Self.dollar), now: ms("2026-11-26T23:00:00Z"))) != nil)
     }
 
+    /// Rules of orgs, teams and keys hold on every gateway, also one that has no rules of its
+    /// own, and only for requests made with their key.
+    @Test func rulesOfEveryGatewayApplyAfterTheRequestsGatewaysOwn() {
+        var keyRule = dailyBudget(1, scope: [.only(.key, "k1")])
+        keyRule.id = "key:k1:daily"
+        keyRule.gateway = LimitRule.anyGateway
+        var engine = LimitsEngine(node: "a", rules: [keyRule])
+        var withKey = LimitRequest(gateway: "other", provider: "openai", model: "m")
+        withKey.set(Principal(key: "k1", team: "red", org: "acme"))
+        let estimate = LimitAmounts(costNanos: 600_000_000)
+        #expect(reservation(engine.admit(withKey, estimate: estimate, now: now)) != nil)
+        guard case .block(let refusal) = engine.admit(withKey, estimate: estimate, now: now) else {
+            Issue.record("expected the key's budget to refuse")
+            return
+        }
+        #expect(refusal.rule.id == "key:k1:daily")
+        #expect(reservation(engine.admit(request(), estimate: estimate, now: now)) != nil, "a request without the key is not counted")
+        withKey.key = "k2"
+        #expect(reservation(engine.admit(withKey, estimate: estimate, now: now)) != nil)
+    }
+
     @Test func exactlyTheLimitIsAdmittedUnderConcurrentRequests() {
         let rule = LimitRule(id: "rpm", gateway: "default", measure: .requests, limit: 10, window: .fixed(lengthMs: 60_000))
         var engine = LimitsEngine(node: "a", rules: [rule])

@@ -168,6 +168,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Accept the `custom-cost` header, which prices a request as the client says. Off by
     /// default: a client could price its requests at nothing and spend past every budget.
     public var allowCustomCost = false
+    /// Whether requests present virtual keys (`virtual_keys`).
+    public var virtualKeys = VirtualKeysMode.optional
     /// The gateway's budgets and rate limits (`budgets` and `rate_limits` in the config).
     public var limits: [LimitRule] = []
     /// The response cache's default time to live in seconds; nil when the cache is off for the

@@ -7,15 +7,25 @@ public struct LimitRule: Sendable, Hashable {
     public enum Dimension: Sendable, Hashable, CustomStringConvertible {
         case provider, model
         case metadata(String)
+        /// The virtual key, its team and its org (from the key the request authenticated with,
+        /// never from a header), and the end user (the body's `user`, or `x-gatemesh-user`).
+        case key, team, org, user
 
         public var description: String {
             switch self {
             case .provider: return "provider"
             case .model: return "model"
             case .metadata(let key): return "metadata.\(key)"
+            case .key: return "key"
+            case .team: return "team"
+            case .org: return "org"
+            case .user: return "user"
             }
         }
     }
+
+    /// The gateway of rules that apply on every gateway: those of orgs, teams and virtual keys.
+    public static let anyGateway = "*"
 
     /// How a rule treats one dimension: one bucket per value, or only requests with one value.
     public enum Scope: Sendable, Hashable {
@@ -100,7 +110,7 @@ public struct LimitRule: Sendable, Hashable {
     /// The scope value a request falls in (`""` for a rule without splits), or nil when the rule
     /// does not apply to it (another gateway, a filter that does not match, a missing split key).
     public func scopeValue(for request: LimitRequest) -> String? {
-        guard request.gateway == gateway else { return nil }
+        guard request.gateway == gateway || gateway == Self.anyGateway else { return nil }
         var parts: [String] = []
         for s in scope {
             switch s {
@@ -121,12 +131,31 @@ public struct LimitRequest: Sendable {
     public var provider: String
     public var model: String?
     public var metadata: RequestMetadata
+    /// The virtual key the request authenticated with, and its team and org (nil without one).
+    public var key: String?
+    public var team: String?
+    public var org: String?
+    /// The end user the request says it is for.
+    public var user: String?
 
-    public init(gateway: String, provider: String, model: String?, metadata: RequestMetadata = RequestMetadata()) {
+    public init(gateway: String, provider: String, model: String?, metadata: RequestMetadata = RequestMetadata(),
+                key: String? = nil, team: String? = nil, org: String? = nil, user: String? = nil) {
         self.gateway = gateway
         self.provider = provider
         self.model = model
         self.metadata = metadata
+        self.key = key
+        self.team = team
+        self.org = org
+        self.user = user
+    }
+
+    /// Takes the principal's key, team, org and end user.
+    public mutating func set(_ principal: Principal?) {
+        key = principal?.key
+        team = principal?.team
+        org = principal?.org
+        user = principal?.user
     }
 
     public func value(_ dimension: LimitRule.Dimension) -> String? {
@@ -134,6 +163,10 @@ public struct LimitRequest: Sendable {
         case .provider: return provider
         case .model: return model
         case .metadata(let key): return metadata.text(key)
+        case .key: return key
+        case .team: return team
+        case .org: return org
+        case .user: return user
         }
     }
 }

@@ -135,7 +135,10 @@ public struct LimitsEngine: Sendable {
         var held: [Reservation.Held] = []
         var shortOf: Refusal?
         var needs: [RightsNeed] = []
-        if let index = byGateway[request.gateway] {
+        // The request's gateway's rules, then those of every gateway (orgs', teams' and keys').
+        for pass in 0..<2 {
+            guard let index = pass == 0 ? byGateway[request.gateway]
+                    : request.gateway != LimitRule.anyGateway ? byGateway[LimitRule.anyGateway] : nil else { continue }
             var scopes = [String?](repeating: nil, count: index.signatures.count)
             // Each distinct window's buckets once per decision (a calendar period is a lookup).
             var spans = [ClosedRange<Int64>?](repeating: nil, count: index.windows.count)

@@ -1,0 +1,263 @@
+"""Virtual keys, teams and orgs (issue 15): clients present only a `gmk_` key; budgets and rate
+limits of key, team and org hold together; keys are checked, refused with the reason, rotated."""
+import time
+
+import anthropic
+import openai
+import pytest
+import requests
+
+from conftest import eventually
+
+ADMIN = {"authorization": "Bearer admin-secret"}
+
+
+def keys_yaml(mock, gateway_extra=""):
+    # Stored provider keys (a virtual key is never sent upstream), and prices that make each
+    # request cost about a cent: $1,000 per million tokens in and out.
+    return f"""
+providers:
+  openai: {{base_url: "{mock.url}/v1", api_key: sk-stored-openai, models: {{gpt-4o-mini: {{input: "1000", output: "1000"}}, gpt-4o: {{input: "1000", output: "1000"}}}}}}
+  anthropic: {{base_url: "{mock.url}", api_key: sk-stored-anthropic}}
+  custom-echo: {{base_url: "{mock.url}/echo", api_key: sk-stored-echo}}
+  mistral: {{base_url: "{mock.url}"}}
+gateways:
+  - id: default
+{gateway_extra}"""
+
+
+@pytest.fixture
+def keyed(start_node, mock):
+    return lambda extra="": start_node(keys_yaml(mock, extra), providers=False)
+
+
+def post(node, path, body):
+    r = requests.post(node.url + path, json=body, headers=ADMIN, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def make_key(node, team, **fields):
+    return post(node, "/api/keys", {"team": team, **fields})
+
+
+def chat(node, secret, model="gpt-4o-mini", headers=None, max_tokens=8):
+    return requests.post(node.url + "/openai/chat/completions", timeout=10,
+                         headers={"authorization": f"Bearer {secret}", **(headers or {})},
+                         json={"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hello there"}]})
+
+
+def until_refused(node, secret, limit=50):
+    """Sends until a 429; returns the answers' statuses and the refusal."""
+    for _ in range(limit):
+        r = chat(node, secret)
+        if r.status_code == 429:
+            return r.json()["error"]
+        assert r.status_code == 200, r.text
+    raise AssertionError("never refused")
+
+
+def test_the_official_sdks_work_with_only_a_virtual_key_which_never_goes_upstream(keyed, mock):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    made = make_key(node, "red", name="ci-bot")
+    secret = made["key"]
+    assert secret.startswith("gmk_") and made["id"] and made["team"] == "red" and made["name"] == "ci-bot"
+    listed = requests.get(node.url + "/api/keys", headers=ADMIN, timeout=5).json()
+    assert listed["count"] == 1 and "key" not in listed["keys"][0] and secret not in str(listed), "the secret is shown once"
+    r = openai.OpenAI(base_url=node.url + "/openai", api_key=secret, max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content
+    m = anthropic.Anthropic(base_url=node.url + "/anthropic", api_key=secret, max_retries=0).messages.create(
+        model="claude-3-5-haiku-20241022", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    assert m.content[0].text
+    echo = requests.post(node.url + "/custom-echo/anything", json={"a": 1}, headers={"authorization": f"Bearer {secret}"}, timeout=10)
+    assert echo.status_code == 200
+    assert "gmk_" not in echo.text and "sk-stored-echo" in echo.text, echo.text
+    # A provider without a stored key cannot take a virtual key.
+    r = requests.post(node.url + "/mistral/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, timeout=10,
+                      json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_provider_key", r.text
+
+
+def test_a_keys_budget_then_its_teams_budget_refuse_and_name_the_entity(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme", "budgets": [{"id": "daily", "usd": "0.2", "window": {"calendar": "day"}}]})
+    one = make_key(node, "red", budgets=[{"id": "daily", "usd": "0.08", "window": {"calendar": "day"}}])
+    two = make_key(node, "red")
+    refused = until_refused(node, one["key"])
+    assert f"key:{one['id']}:daily" in refused["message"] and refused["code"] == "budget_exceeded"
+    assert chat(node, two["key"]).status_code == 200, "the team still has room"
+    refused = until_refused(node, two["key"])
+    assert "team:red:daily" in refused["message"]
+    assert chat(node, one["key"]).status_code == 429
+    budgets = requests.get(node.url + "/api/budgets", headers=ADMIN, timeout=5).json()["rules"]
+    assert {"team:red:daily", f"key:{one['id']}:daily"} <= {b["id"] for b in budgets}
+
+
+def test_an_org_budget_caps_two_teams_together(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "globex", "budgets": [{"id": "monthly", "usd": "0.1", "window": {"calendar": "month"}}]})
+    post(node, "/api/teams", {"id": "blue", "org": "globex"})
+    post(node, "/api/teams", {"id": "green", "org": "globex"})
+    blue, green = make_key(node, "blue")["key"], make_key(node, "green")["key"]
+    statuses = []
+    for i in range(40):
+        r = chat(node, blue if i % 2 == 0 else green)
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert "org:globex:monthly" in r.json()["error"]["message"]
+            break
+    assert statuses[-1] == 429 and statuses.count(200) >= 2
+    assert chat(node, blue).status_code == 429 and chat(node, green).status_code == 429
+
+
+def test_a_header_claiming_another_teams_metadata_changes_nothing(keyed):
+    node = keyed("""    budgets:
+      - {id: blue-only, usd: "0.000001", scope: {only: {metadata.team: blue}}, window: {calendar: day}}
+    rate_limits:
+      - {id: per-team, requests: 3, scope: {split_by: [team]}, window: {fixed: 1h}}
+""")
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme", "metadata": {"team": "red"}})
+    secret = make_key(node, "red", metadata={"owner": "ci"})["key"]
+    claim = {"x-gatemesh-metadata": '{"team": "blue", "owner": "someone-else", "ticket": "T-1"}'}
+    r = chat(node, secret, headers=claim)
+    assert r.status_code == 200, r.text
+    row = eventually(lambda: requests.get(node.url + "/api/logs/" + r.headers["x-gatemesh-log-id"], headers=ADMIN, timeout=5),
+                     lambda x: x.status_code == 200, what="the log row").json()
+    assert row["metadata"] == {"team": "red", "owner": "ci", "ticket": "T-1"}, row["metadata"]
+    # The `team` dimension comes from the key: three per team, whatever the header says.
+    assert [chat(node, secret, headers=claim).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_models_keys_may_not_use_are_refused_with_403(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme", "models": ["openai/*", "anthropic/*"]})
+    post(node, "/api/teams", {"id": "red", "org": "acme", "models": ["openai/gpt-4o-mini", "anthropic/claude-*"]})
+    secret = make_key(node, "red")["key"]
+    assert chat(node, secret).status_code == 200
+    r = chat(node, secret, model="gpt-4o")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+    assert "team 'red' may not use openai/gpt-4o" in r.json()["error"]["message"]
+
+
+def test_unknown_expired_disabled_and_revoked_keys_are_refused_with_the_reason(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    expired = make_key(node, "red", expires_at="2020-01-01T00:00:00Z")
+    assert chat(node, expired["key"]).json()["error"]["code"] == "expired_key"
+    assert chat(node, "gmk_" + "x" * 40).json()["error"]["code"] == "unknown_key"
+    key = make_key(node, "red")
+    assert chat(node, key["key"]).status_code == 200
+    r = requests.put(node.url + f"/api/keys/{key['id']}", json={"disabled": True}, headers=ADMIN, timeout=5)
+    assert r.status_code == 200, r.text
+    r = chat(node, key["key"])
+    assert r.status_code == 401 and r.json()["error"]["code"] == "disabled_key"
+    requests.put(node.url + f"/api/keys/{key['id']}", json={}, headers=ADMIN, timeout=5)
+    assert chat(node, key["key"]).status_code == 200
+    r = requests.delete(node.url + f"/api/keys/{key['id']}", headers=ADMIN, timeout=5)
+    assert r.status_code == 200 and r.json()["revoked_at"]
+    r = chat(node, key["key"])
+    assert r.status_code == 401 and r.json()["error"]["code"] == "revoked_key" and key["id"] in r.json()["error"]["message"]
+    # A team with keys that are not revoked cannot be deleted.
+    other = make_key(node, "red")
+    r = requests.delete(node.url + "/api/teams/red", headers=ADMIN, timeout=5)
+    assert r.status_code == 409 and other["id"] in r.text
+
+
+def test_a_rotated_keys_old_secret_works_in_the_grace_period_and_not_after(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    key = make_key(node, "red")
+    r = requests.post(node.url + f"/api/keys/{key['id']}/rotate", json={"grace": "2s"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 200, r.text
+    new = r.json()["key"]
+    assert new != key["key"] and r.json()["previous_secret_valid_until"]
+    assert chat(node, new).status_code == 200
+    assert chat(node, key["key"]).status_code == 200, "the old secret in its grace period"
+    refused = eventually(lambda: chat(node, key["key"]), lambda x: x.status_code == 401, timeout=10, what="the old secret refused")
+    assert refused.json()["error"]["code"] == "rotated_key"
+    assert chat(node, new).status_code == 200
+
+
+def test_a_gateway_that_requires_keys_refuses_requests_without_one(keyed):
+    node = keyed("    virtual_keys: required\n")
+    r = requests.post(node.url + "/openai/chat/completions", json={"model": "gpt-4o-mini", "messages": []}, timeout=5)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_virtual_key"
+
+
+def test_bad_entity_documents_are_refused_with_what_is_wrong(keyed):
+    node = keyed()
+    r = requests.post(node.url + "/api/teams", json={"id": "red", "org": "nope"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 400 and "no org 'nope'" in r.json()["error"]["message"]
+    r = requests.post(node.url + "/api/orgs", json={"id": "Bad Id"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_entity"
+    r = requests.post(node.url + "/api/orgs", json={"id": "acme", "budgets": [{"id": "x", "usd": "lots"}]}, headers=ADMIN, timeout=5)
+    assert r.status_code == 400 and "budgets[0]" in r.json()["error"]["message"]
+    post(node, "/api/orgs", {"id": "acme"})
+    r = requests.post(node.url + "/api/orgs", json={"id": "acme"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 409
+    r = requests.post(node.url + "/api/keys", json={"team": "red"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 400 and "no team 'red'" in r.text
+    assert requests.get(node.url + "/api/keys/nope", headers=ADMIN, timeout=5).status_code == 404
+
+
+def test_keys_made_revoked_and_spent_on_any_node_hold_on_every_node_of_a_cluster(mock):
+    """A key made on node 1 works on node 3 within a second; its spend on all three nodes adds up
+    in one budget; revoked on node 2, it is refused on every node within a second."""
+    import os
+    import sys
+    import tempfile
+    from conftest import BIN
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "cluster"))
+    from launch import Cluster, free_block
+    base = free_block(6)
+    c = Cluster(nodes=3, base_port=base, peer_base_port=base + 3, binary=BIN, mock=mock, openai_key="sk-stored",
+                run_dir=tempfile.mkdtemp(prefix="gatemesh-keys-"))
+    c.start()
+    auth = {"authorization": "Bearer cluster-admin"}
+    try:
+        eventually(lambda: requests.get(c.node_url(0) + "/cluster/status", headers=auth, timeout=5).json()["cluster"]["size"],
+                   lambda n: n == 3, timeout=15, what="three members")
+        for path, body in [("/api/orgs", {"id": "acme"}), ("/api/teams", {"id": "red", "org": "acme"})]:
+            assert requests.post(c.node_url(0) + path, json=body, headers=auth, timeout=5).status_code == 201
+        made = requests.post(c.node_url(0) + "/api/keys", headers=auth, timeout=5,
+                             json={"team": "red", "budgets": [{"id": "daily", "usd": "100", "window": {"calendar": "day"}}]}).json()
+        created = time.time()
+        secret = made["key"]
+
+        def works_on(i):
+            return requests.post(c.node_url(i) + "/openai/chat/completions", headers={"authorization": f"Bearer {secret}"}, timeout=10,
+                                 json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+        eventually(lambda: works_on(2).status_code, lambda s: s == 200, timeout=5, what="the key working on node 3")
+        assert time.time() - created < 2.0, f"took {time.time() - created:.2f} s"
+        for i in [0, 1, 2, 0, 1, 2]:
+            assert works_on(i).status_code == 200
+        rule = f"key:{made['id']}:daily"
+
+        def spent(i):
+            rules = requests.get(c.node_url(i) + "/api/budgets", headers=auth, timeout=5).json()["rules"]
+            return [s["spent"] for r in rules if r["id"] == rule for s in r["scopes"]]
+        # Every node sees the same spend for the key (all seven requests).
+        eventually(lambda: {tuple(spent(i)) for i in range(3)}, lambda v: len(v) == 1 and list(v)[0] and float(list(v)[0][0]) > 0,
+                   timeout=10, what="one spend figure for the key on every node")
+        # The budget's spend is what the three nodes' logs say the requests cost.
+        def logged_nanos():
+            rows = [row for i in range(3)
+                    for row in requests.get(c.node_url(i) + "/api/logs", headers=auth, timeout=5).json()["data"]]
+            return sum(row["cost_nanos"] or 0 for row in rows), len(rows)
+        nanos, rows = eventually(logged_nanos, lambda v: v[1] == 7, timeout=10, what="seven log rows over the nodes")
+        assert round(float(spent(0)[0]) * 1e9) == nanos
+        r = requests.delete(c.node_url(1) + f"/api/keys/{made['id']}", headers=auth, timeout=5)
+        assert r.status_code == 200
+        revoked = time.time()
+        for i in range(3):
+            eventually(lambda: works_on(i).status_code, lambda s: s == 401, timeout=5, what=f"the key refused on node {i + 1}")
+        assert time.time() - revoked < 2.0, f"took {time.time() - revoked:.2f} s"
+    finally:
+        c.stop()
