@@ -83,13 +83,18 @@ struct StatusCommand: AsyncParsableCommand {
 enum AdminCall {
     /// Sends the request and returns the body and its JSON object; prints the node's error and
     /// exits with status 1 on anything but a 200.
-    static func send(node: String, path: String, method: String, token: String?) async throws -> (Data, [String: Any]) {
+    static func send(node: String, path: String, method: String, token: String?, body: Data? = nil,
+                     accept: Set<Int> = [200]) async throws -> (Data, [String: Any]) {
         guard let url = URL(string: node.hasSuffix("/") ? node + path : node + "/" + path),
               url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--node must be an http:// or https:// URL")
         }
         var request = URLRequest(url: url, timeoutInterval: 10)
         request.httpMethod = method
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
         if let token = token ?? ProcessInfo.processInfo.environment["GATEMESH_ADMIN_TOKEN"] {
             request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         }
@@ -101,7 +106,7 @@ enum AdminCall {
             throw ExitCode(1)
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard status == 200, let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard accept.contains(status), let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
             let message = (object?["error"] as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
             FileHandle.standardError.write(Data("gatemesh: \(url) answered \(status): \(message)\n".utf8))

@@ -261,3 +261,29 @@ def test_keys_made_revoked_and_spent_on_any_node_hold_on_every_node_of_a_cluster
         assert time.time() - revoked < 2.0, f"took {time.time() - revoked:.2f} s"
     finally:
         c.stop()
+
+
+def test_gatemesh_keys_creates_lists_rotates_and_revokes(keyed):
+    import subprocess
+    from conftest import BIN
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+
+    def cli(*args):
+        r = subprocess.run([BIN, "keys", *args, "--node", node.url, "--token", "admin-secret"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+    out = cli("create", "--team", "red", "--name", "terminal", "--daily-usd", "5", "--model", "openai/*")
+    key_id = out.split("id:")[1].split()[0]
+    secret = out.split("secret:")[1].split()[0]
+    assert secret.startswith("gmk_") and chat(node, secret).status_code == 200
+    listed = cli("list", "--team", "red")
+    assert key_id in listed and "terminal" in listed and "active" in listed and secret not in listed
+    rotated = cli("rotate", key_id, "--grace", "1h").split("secret:")[1].split()[0]
+    assert chat(node, rotated).status_code == 200 and chat(node, secret).status_code == 200
+    cli("revoke", key_id)
+    assert chat(node, rotated).json()["error"]["code"] == "revoked_key"
+    assert "revoked" in cli("list")
+    r = subprocess.run([BIN, "keys", "create", "--team", "nope", "--node", node.url, "--token", "admin-secret"], capture_output=True, text=True)
+    assert r.returncode == 1 and "no team 'nope'" in r.stderr
