@@ -47,9 +47,13 @@ struct LogAPI: Sendable {
         case "provider": grouping = .provider
         case "model": grouping = .model
         case "gateway": grouping = .gateway
+        case "key": grouping = .key
+        case "team": grouping = .team
+        case "org": grouping = .org
+        case "user": grouping = .user
         case let g? where g.hasPrefix("metadata.") && g.count > 9: grouping = .metadata(String(g.dropFirst(9)))
         case let g?:
-            throw GatewayError.badRequest("group_by must be provider, model, gateway or metadata.<key>, got '\(g)'", code: "invalid_query")
+            throw GatewayError.badRequest("group_by must be provider, model, gateway, key, team, org, user or metadata.<key>, got '\(g)'", code: "invalid_query")
         }
         let result = try await log.analytics(filter, groupBy: grouping, stepMs: stepMs)
         var out = "{\"from\":\(Self.iso(filter.fromMs!)),\"to\":\(Self.iso(filter.toMs!)),\"step_ms\":\(stepMs),\"totals\":"
@@ -100,6 +104,7 @@ struct LogAPI: Sendable {
         out += "\"cost\":" + (r.cost.map { JSON.quoted($0.dollars) } ?? "null") + ",\"cost_nanos\":" + (r.cost.map { String($0.nanos) } ?? "null") + ","
         out += "\"saved_cost\":\(JSON.quoted(Money(nanos: r.savedNanos).dollars)),\"saved_nanos\":\(r.savedNanos),"
         out += "\"cache_status\":\(opt(r.cacheStatus)),\"attempts\":\(r.attempts),\"step\":\(r.step),"
+        out += "\"key\":\(opt(r.principal?.key)),\"team\":\(opt(r.principal?.team)),\"org\":\(opt(r.principal?.org)),\"user\":\(opt(r.principal?.user)),"
         out += "\"metadata\":\(r.metadata.json),\"error\":\(opt(r.error))"
         if bodies {
             out += ",\"request_body\":" + body(r.requestBody) + ",\"response_body\":" + body(r.responseBody)
@@ -174,6 +179,10 @@ struct Query: Sendable {
         f.cacheStatus = items["cache_status"]
         f.metadataKey = items["metadata_key"]
         f.metadataValue = items["metadata_value"]
+        f.key = items["key"]
+        f.team = items["team"]
+        f.org = items["org"]
+        f.user = items["user"]
         if f.metadataValue != nil && f.metadataKey == nil {
             throw .badRequest("metadata_value needs metadata_key", code: "invalid_query")
         }

@@ -39,6 +39,8 @@ final class ProxyExchange: @unchecked Sendable {
     let principal: Principal?
 
     init(record: RequestRecord, principal: Principal? = nil, context: Context, started: ContinuousClock.Instant) {
+        var record = record
+        record.principal = principal
         self.record = record
         self.principal = principal
         self.context = context

@@ -109,6 +109,16 @@ public final class RequestLog: Service, Sendable {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v5-principal") { db in
+            // Who made each request: its virtual key, team, org and end user (docs/keys.md).
+            try db.execute(sql: """
+                ALTER TABLE request_log ADD COLUMN key_id TEXT;
+                ALTER TABLE request_log ADD COLUMN team TEXT;
+                ALTER TABLE request_log ADD COLUMN org TEXT;
+                ALTER TABLE request_log ADD COLUMN end_user TEXT;
+                CREATE INDEX request_log_team_ts ON request_log(team, ts) WHERE team IS NOT NULL;
+                """)
+        }
         return migrator
     }
 
@@ -224,8 +234,8 @@ public final class RequestLog: Service, Sendable {
             INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
               priced_as, method, path, status, duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens,
               cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body,
-              saved_nanos)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              saved_nanos, key_id, team, org, end_user)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
     }
 
@@ -239,6 +249,7 @@ public final class RequestLog: Service, Sendable {
         row.int(r.usage.input); row.int(r.usage.output); row.int(r.usage.cacheRead); row.int(r.usage.cacheWrite)
         row.int(r.usage.estimated ? 1 : 0); row.int(r.cost?.nanos); row.text(r.cacheStatus); row.int(r.attempts); row.int(r.step)
         row.text(r.metadata.json); row.text(r.error); row.blob(r.requestBody); row.blob(r.responseBody); row.int(r.savedNanos)
+        row.text(r.principal?.key); row.text(r.principal?.team); row.text(r.principal?.org); row.text(r.principal?.user)
         try row.execute(statement, db: db)
     }
 

@@ -16,6 +16,11 @@ public struct LogFilter: Sendable, Equatable {
     public var cacheStatus: String?
     public var metadataKey: String?
     public var metadataValue: String?
+    /// The virtual key, team, org and end user (`key_id`, `team`, `org`, `end_user`).
+    public var key: String?
+    public var team: String?
+    public var org: String?
+    public var user: String?
 
     public init() {}
 
@@ -27,6 +32,10 @@ public struct LogFilter: Sendable, Equatable {
         if let model { clauses.append("(requested_model = ? OR served_model = ?)"); arguments += [model, model] }
         if let statusClass { clauses.append("status >= ? AND status < ?"); arguments += [statusClass * 100, statusClass * 100 + 100] }
         if let cacheStatus { clauses.append("cache_status = ?"); arguments += [cacheStatus] }
+        if let key { clauses.append("key_id = ?"); arguments += [key] }
+        if let team { clauses.append("team = ?"); arguments += [team] }
+        if let org { clauses.append("org = ?"); arguments += [org] }
+        if let user { clauses.append("end_user = ?"); arguments += [user] }
         if let metadataKey {
             let path = "$." + Self.jsonPathKey(metadataKey)
             if let metadataValue {
@@ -60,7 +69,7 @@ extension RequestLog {
     static let columns = """
         log_id, ts, event_id, node, gateway, provider, requested_model, served_model, priced_as, method, path, status,
         duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, usage_estimated,
-        cost_nanos, saved_nanos, cache_status, attempts, step, metadata, error
+        cost_nanos, saved_nanos, cache_status, attempts, step, metadata, error, key_id, team, org, end_user
         """
 
     /// Rows matching `filter`, newest first, `limit` per page, older than `cursor` (a log id).
@@ -105,6 +114,8 @@ extension RequestLog {
             metadata: metadata, error: row["error"],
             requestBody: bodies?.0.map { Array($0) }, responseBody: bodies?.1.map { Array($0) })
         record.savedNanos = row["saved_nanos"]
+        let key: String? = row["key_id"], team: String? = row["team"], org: String? = row["org"], user: String? = row["end_user"]
+        if key != nil || user != nil { record.principal = Principal(key: key, team: team, org: org, user: user) }
         return record
     }
 }
@@ -144,6 +155,7 @@ public struct AnalyticsResult: Sendable {
 
 public enum AnalyticsGrouping: Sendable, Equatable {
     case none, provider, model, gateway, metadata(String)
+    case key, team, org, user
 }
 
 extension RequestLog {
@@ -160,6 +172,10 @@ extension RequestLog {
         case .provider: groupSQL = "provider"
         case .model: groupSQL = "COALESCE(served_model, requested_model)"
         case .gateway: groupSQL = "gateway"
+        case .key: groupSQL = "key_id"
+        case .team: groupSQL = "team"
+        case .org: groupSQL = "org"
+        case .user: groupSQL = "end_user"
         case .metadata(let key):
             groupSQL = LogFilter.metadataText
             let path = "$." + LogFilter.jsonPathKey(key)

@@ -287,3 +287,25 @@ def test_gatemesh_keys_creates_lists_rotates_and_revokes(keyed):
     assert "revoked" in cli("list")
     r = subprocess.run([BIN, "keys", "create", "--team", "nope", "--node", node.url, "--token", "admin-secret"], capture_output=True, text=True)
     assert r.returncode == 1 and "no team 'nope'" in r.stderr
+
+
+def test_the_request_log_and_analytics_know_keys_teams_orgs_and_users(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    post(node, "/api/teams", {"id": "blue", "org": "acme"})
+    red, blue = make_key(node, "red"), make_key(node, "blue")
+    for secret, n in [(red["key"], 3), (blue["key"], 1)]:
+        for _ in range(n):
+            assert chat(node, secret, headers={"x-gatemesh-user": "alice"}).status_code == 200
+    assert chat(node, "sk-not-a-virtual-key").status_code == 200
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"],
+                      lambda d: len(d) == 5, what="five rows")
+    keyed_rows = [r for r in rows if r["key"]]
+    assert len(keyed_rows) == 4 and all(r["org"] == "acme" and r["user"] == "alice" for r in keyed_rows)
+    assert sum(r["team"] == "red" and r["key"] == red["id"] for r in rows) == 3
+    red_only = requests.get(node.url + "/api/logs", params={"team": "red"}, headers=ADMIN, timeout=5).json()["data"]
+    assert len(red_only) == 3
+    assert len(requests.get(node.url + "/api/logs", params={"key": blue["id"]}, headers=ADMIN, timeout=5).json()["data"]) == 1
+    groups = requests.get(node.url + "/api/analytics", params={"group_by": "team"}, headers=ADMIN, timeout=5).json()["groups"]
+    assert {g["key"]: g["totals"]["requests"] for g in groups} == {"red": 3, "blue": 1, None: 1}

@@ -28,6 +28,9 @@ public struct RequestRecord: Sendable, Equatable {
     public var attempts: Int
     public var step: Int
     public var metadata: RequestMetadata
+    /// The virtual key the request authenticated with, its team and org, and the end user it
+    /// named (nil without).
+    public var principal: Principal?
     public var error: String?
     public var requestBody: [UInt8]?
     public var responseBody: [UInt8]?
