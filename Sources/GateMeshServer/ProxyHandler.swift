@@ -361,6 +361,10 @@ struct ProxyHandler: Sendable {
         case .none: watched = nil
         }
         let watchClose = isEventStream && !streamUpload && watched != nil
+        // Watching takes the connection's inbound side, so the server closes the connection when
+        // this answer ends: say so, or a client reusing it would send its next request into a
+        // connection about to close (and see it fail).
+        if watchClose { headers.append(HTTPField(name: .connection, value: "close")) }
         let requestBody = watched ?? request.body
         let lease = TransferLease(transfer, exchange: exchange)
         let recorder = cacheRecorder

@@ -82,3 +82,29 @@ def test_google_streaming_both_framings(node):
         assert data.startswith(marker)
         assert b'"candidatesTokenCount":3' in data and b'"finishReason":"MAX_TOKENS"' in data
         conn.close()
+
+
+def test_a_streamed_answer_says_the_connection_closes_after_it(node):
+    """The node watches a streaming client's connection for it leaving, which ends the connection
+    with the answer: the answer says `Connection: close`, so a client that keeps connections alive
+    opens a new one instead of sending its next request into one being closed (issue 22)."""
+    import http.client
+    import json as _json
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    body = _json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    conn.request("POST", "/openai/chat/completions", body=body, headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("connection") == "close"
+    r.read()
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    conn.request("POST", "/openai/chat/completions", body=body.replace('"stream": true', '"stream": false'),
+                 headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("connection") != "close", "a plain answer keeps the connection"
+    r.read()
+    # The same connection serves the next request.
+    conn.request("POST", "/openai/chat/completions", body=body.replace('"stream": true', '"stream": false'),
+                 headers={"content-type": "application/json"})
+    assert conn.getresponse().status == 200
+    conn.close()
