@@ -13,6 +13,30 @@ extension LimitsService {
     /// The most a rotated-out secret may stay valid.
     static let maxGraceMs: Int64 = 30 * 86_400_000
 
+    /// Puts what an admin record other than a rule holds (an org, team, key, operator token or
+    /// audit entry) in the directory.
+    @discardableResult
+    static func install(_ record: RuleRecord, into directory: inout KeyDirectory, logger: Logger) -> Bool {
+        switch AdminRecordID.parse(record.id) {
+        case .entity(let kind, let id)?:
+            return install(record, kind: kind, id: id, into: &directory, logger: logger)
+        case .token(let id)?:
+            if record.deleted { directory.removeToken(id); return true }
+            guard let token = OperatorToken.parse(stored: record.definition) else {
+                logger.warning("an operator token record cannot be read and is left out", metadata: ["record": "\(record.id)"])
+                return false
+            }
+            directory.put(token)
+            return true
+        case .audit?:
+            guard let entry = AuditEntry.parse(record.definition) else { return false }
+            directory.put(entry)
+            return true
+        case nil:
+            return false
+        }
+    }
+
     /// Puts the entity of `record` in the directory (or takes it out for a tombstone). A record
     /// this build cannot read is logged and left out.
     @discardableResult
@@ -219,15 +243,19 @@ extension LimitsService {
     }
 
     private func store(_ kind: EntityKind, id: String, document: String, into a: inout AdminRules) throws(GatewayError) {
-        let recordID = kind.recordID(id)
+        try storeRecord(kind.recordID(id), document: document, into: &a)
+    }
+
+    /// Writes the admin record `recordID` (not a rule) and puts what it holds in the directory.
+    func storeRecord(_ recordID: String, document: String, into a: inout AdminRules) throws(GatewayError) {
         let now = Self.now()
         let ts = RuleRecord.nextVersion(now: now, after: a.records.byID[recordID])
         let created = a.records.byID[recordID].flatMap { $0.deleted ? nil : $0.createdTs } ?? ts
         let record = RuleRecord(id: recordID, gateway: "", definition: document, createdTs: created, updatedTs: ts, origin: nodeName)
         // What this node writes it must read back; checked before anything is stored.
         var check = a.directory
-        guard Self.install(record, kind: kind, id: id, into: &check, logger: logger) else {
-            throw GatewayError.internalError("the \(kind.rawValue) document this node wrote does not read back; nothing was changed")
+        guard Self.install(record, into: &check, logger: logger) else {
+            throw GatewayError.internalError("the document this node wrote for '\(recordID)' does not read back; nothing was changed")
         }
         try save([record], forgetSpend: [], into: &a)
         a.directory = check
@@ -242,18 +270,20 @@ extension LimitsService {
     }
 
     /// `gmk_` and 40 base-62 characters (238 bits) from the system's secure generator, and its hash.
-    static func newSecret() -> (secret: String, hash: String) {
+    static func newSecret(prefix: String = VirtualKey.prefix) -> (secret: String, hash: String) {
         let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
         var rng = SystemRandomNumberGenerator()
         let body = (0..<40).map { _ in alphabet[Int(rng.next(upperBound: UInt64(alphabet.count)))] }
-        let secret = VirtualKey.prefix + String(decoding: body, as: UTF8.self)
+        let secret = prefix + String(decoding: body, as: UTF8.self)
         return (secret, secretHash(secret))
     }
 
-    static func newKeyID() -> String {
+    static func newKeyID() -> String { newID("key-") }
+
+    static func newID(_ prefix: String) -> String {
         var rng = SystemRandomNumberGenerator()
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
-        return "key-" + String(decoding: (0..<10).map { _ in alphabet[Int(rng.next(upperBound: UInt64(alphabet.count)))] }, as: UTF8.self)
+        return prefix + String(decoding: (0..<10).map { _ in alphabet[Int(rng.next(upperBound: UInt64(alphabet.count)))] }, as: UTF8.self)
     }
 
     /// The lowercase hex SHA-256 of a secret (what is stored, and what the request path looks up).
@@ -262,4 +292,79 @@ extension LimitsService {
     }
 
     static func hint(_ secret: String) -> String { String(secret.prefix(8)) + "…" }
+}
+
+// MARK: - Operator tokens and the audit log
+
+extension LimitsService {
+    /// Makes an operator token from `{"role": "admin" | "team_admin" | "viewer", "team": …,
+    /// "name": …}`; returns it with `token`, the secret, shown this once.
+    func createToken(_ text: String) throws(GatewayError) -> String {
+        guard case .object(let o)? = JSONValue.parse(text) else {
+            throw GatewayError.badRequest("the body is a JSON object such as {\"role\": \"viewer\", \"name\": \"grafana\"}", code: "invalid_token")
+        }
+        for key in o.keys where !["role", "team", "name"].contains(key) {
+            throw GatewayError.badRequest("unknown key '\(key)'; expected role, team, name", code: "invalid_token")
+        }
+        guard let roleText = o["role"]?.stringValue, let role = OperatorRole(rawValue: roleText) else {
+            throw GatewayError.badRequest("'role' is one of admin, team_admin, viewer", code: "invalid_token")
+        }
+        let team = o["team"]?.stringValue
+        if role == .teamAdmin, team == nil {
+            throw GatewayError.badRequest("a team_admin token needs 'team'", code: "invalid_token")
+        }
+        if role != .teamAdmin, team != nil {
+            throw GatewayError.badRequest("only a team_admin token has a 'team'", code: "invalid_token")
+        }
+        let name = o["name"]?.stringValue ?? ""
+        guard name.utf8.count <= 128 else { throw GatewayError.badRequest("'name' is at most 128 bytes", code: "invalid_token") }
+        let (secret, hash) = Self.newSecret(prefix: OperatorToken.prefix)
+        let now = Self.now()
+        return try change { a throws(GatewayError) in
+            if let team, a.directory.teams[team] == nil {
+                throw GatewayError.badRequest("no team '\(team)': make it first (POST /api/teams)", code: "invalid_token")
+            }
+            var id = Self.newID("tok-")
+            while a.directory.tokens[id] != nil { id = Self.newID("tok-") }
+            let token = OperatorToken(id: id, name: name, role: role, team: team, hash: hash, createdAtMs: now)
+            try storeRecord("token:\(id)", document: token.stored, into: &a)
+            return String(token.shown.dropLast()) + ",\"token\":\(JSON.quoted(secret))}"
+        }
+    }
+
+    func tokenList() -> String {
+        let tokens = directory.withLockedValue { $0.tokens.values.sorted { ($0.createdAtMs, $0.id) < ($1.createdAtMs, $1.id) } }
+        return "{\"count\":\(tokens.count),\"tokens\":[\(tokens.map(\.shown).joined(separator: ","))]}"
+    }
+
+    /// Revokes operator token `id`: refused on every node from then on.
+    func revokeToken(id: String) throws(GatewayError) -> String {
+        try change { a throws(GatewayError) in
+            guard var token = a.directory.tokens[id] else { throw GatewayError.notFound("no operator token with id '\(id)'") }
+            if token.revokedAtMs == nil { token.revokedAtMs = Self.now() }
+            try storeRecord("token:\(id)", document: token.stored, into: &a)
+            return token.shown
+        }
+    }
+
+    /// Records one change made through the admin API (replicated to every node).
+    func audit(_ entry: AuditEntry) {
+        do {
+            try change { a throws(GatewayError) in
+                try storeRecord("audit:\(entry.id)", document: entry.json, into: &a)
+            }
+        } catch {
+            logger.error("cannot write an audit entry", metadata: ["action": "\(entry.action)", "error": "\(error.message)"])
+        }
+    }
+
+    /// The audit log, newest first, `limit` entries before `cursor` (an entry id); with `team`,
+    /// only that team's entries.
+    func auditLog(limit: Int, cursor: String?, team: String?) -> String {
+        let all = directory.withLockedValue { Array($0.audit.values) }
+        let entries = all.filter { (cursor == nil || $0.id < cursor!) && (team == nil || $0.team == team) }.sorted { $0.id > $1.id }
+        let page = entries.prefix(limit)
+        let next = entries.count > limit ? page.last.map { JSON.quoted($0.id) } ?? "null" : "null"
+        return "{\"data\":[\(page.map(\.json).joined(separator: ","))],\"next_cursor\":\(next)}"
+    }
 }

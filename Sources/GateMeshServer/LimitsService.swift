@@ -91,8 +91,8 @@ final class LimitsService: Service, SpendSource, Sendable {
         var admin = AdminRules()
         for stored in try store.storedRules() {
             _ = admin.records.apply(stored)
-            if let (kind, id) = EntityKind.parse(recordID: stored.id) {
-                Self.install(stored, kind: kind, id: id, into: &admin.directory, logger: logger)
+            if AdminRecordID.parse(stored.id) != nil {
+                Self.install(stored, into: &admin.directory, logger: logger)
                 continue
             }
             if stored.deleted { continue }
@@ -519,13 +519,16 @@ final class LimitsService: Service, SpendSource, Sendable {
     static func nodeID(ofHolder holder: String) -> String { String(RightsEntry.split(holder: holder).node) }
 
     /// Every rule and scope value with its figures, for `/api/budgets`.
-    func report() -> String {
+    /// With `only`, just the rules it accepts (a `team_admin`'s team and its keys).
+    func report(only: ((LimitRule) -> Bool)? = nil) -> String {
         let now = Self.now()
         return engine.withLockedValue { engine in
             var out = "{\"time\":\(LogAPI.iso(now)),\"rules\":["
             let seen = engine.scopesByRule(now: now)
-            for (i, rule) in engine.rules.enumerated() {
-                if i > 0 { out += "," }
+            var first = true
+            for rule in engine.rules where only?(rule) ?? true {
+                if !first { out += "," }
+                first = false
                 let span = rule.window.span(at: now)
                 let resets = rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)
                 out += "{\"id\":\(JSON.quoted(rule.id)),\"source\":\"\(configIDs.contains(rule.id) ? "config" : "api")\",\"gateway\":\(JSON.quoted(rule.gateway)),\"measure\":\(JSON.quoted(rule.measure.rawValue)),"

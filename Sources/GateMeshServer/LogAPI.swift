@@ -24,8 +24,9 @@ struct LogAPI: Sendable {
         return out
     }
 
-    func log(id: String) async throws -> String? {
-        guard let record = try await log.record(id: id) else { return nil }
+    /// One row; with `team`, only a row of that team.
+    func log(id: String, team: String? = nil) async throws -> String? {
+        guard let record = try await log.record(id: id), team == nil || record.principal?.team == team else { return nil }
         var out = ""
         Self.append(record, bodies: true, to: &out)
         return out
@@ -122,7 +123,14 @@ struct LogAPI: Sendable {
 
 /// The query string of an operator request, with typed readers that answer 400 on bad values.
 struct Query: Sendable {
-    let items: [String: String]
+    private(set) var items: [String: String]
+
+    /// The same query with `key` set to `value` (a `team_admin` sees its own team only).
+    func setting(_ key: String, _ value: String) -> Query {
+        var q = self
+        q.items[key] = value
+        return q
+    }
 
     init(_ uri: HummingbirdCore.URI) {
         var items: [String: String] = [:]

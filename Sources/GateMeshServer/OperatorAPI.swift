@@ -6,6 +6,7 @@ import GateMeshCore
 import GateMeshUpstream
 import HTTPTypes
 import Hummingbird
+import NIOConcurrencyHelpers
 
 /// `/healthz` and the admin-token-guarded operator endpoints.
 struct OperatorAPI: Sendable {
@@ -31,18 +32,44 @@ struct OperatorAPI: Sendable {
             try Self.requireGET(request)
             return Self.dashboard()
         }
-        guard let token = state.config.admin.token else {
-            throw GatewayError.unauthorized("the operator API is disabled: set admin.token in the config (or GATEMESH_ADMIN_TOKEN when running without one)",
-                                code: "admin_disabled")
+        let op = try identify(request)
+        try authorize(op, path: path, method: request.method)
+        guard request.method != .get, request.method != .head, path.hasPrefix("/api/") || path.hasPrefix("/cluster/members/") else {
+            return try await route(path: path, request: request, op: op)
         }
-        guard let header = request.headers[.authorization] else {
-            throw GatewayError.unauthorized("missing admin token: send Authorization: Bearer <admin token>", code: "missing_admin_token")
+        // A change: it goes into the audit log with the documents before and after.
+        let before = snapshot(path)
+        let capture = AuditCapture()
+        let response = try await AuditCapture.$current.withValue(capture) { try await route(path: path, request: request, op: op) }
+        if (200..<300).contains(response.status.code) {
+            let after = Self.withoutSecrets(capture.body)
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            limits.audit(AuditEntry(id: UUIDv7.make(unixMillis: UInt64(now)), atMs: now, node: state.config.node.name, actor: op.actor,
+                                    action: "\(request.method.rawValue) \(path)", before: before, after: after,
+                                    team: Self.team(of: path, before: before, after: after)))
         }
-        guard let presented = TokenCheck.bearerToken(header), TokenCheck.constantTimeEquals(presented, token) else {
-            throw GatewayError.unauthorized("wrong admin token", code: "invalid_admin_token")
-        }
-        let query = Query(request.uri)
+        return response
+    }
+
+    /// Serves an operator endpoint for a caller whose role allows it.
+    func route(path: String, request: Request, op: Operator) async throws -> Response {
+        var query = Query(request.uri)
+        // A team_admin reads its own team's figures only.
+        if op.role == .teamAdmin, let team = op.team { query = query.setting("team", team) }
         switch path {
+        case "/api/tokens", "/api/tokens/":
+            switch request.method {
+            case .get, .head: return json(limits.tokenList())
+            case .post: return json(try limits.createToken(try await Self.text(request, what: "token")), status: .created)
+            default: throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
+            }
+        case _ where path.hasPrefix("/api/tokens/"):
+            guard request.method == .delete else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "DELETE") }
+            return json(try limits.revokeToken(id: String(path.dropFirst("/api/tokens/".count))))
+        case "/api/audit", "/api/audit/":
+            try Self.requireGET(request)
+            return json(limits.auditLog(limit: try query.int("limit", range: 1...1000) ?? 100, cursor: query["cursor"],
+                                        team: op.role == .teamAdmin ? op.team : nil))
         case "/cluster/status":
             try Self.requireGET(request)
             return json(clusterStatus())
@@ -59,6 +86,7 @@ struct OperatorAPI: Sendable {
                 return json(limits.entityList(kind, team: kind == .key ? query["team"] : nil))
             case .post:
                 let text = try await Self.text(request, what: kind.rawValue)
+                if kind == .key { try requireTeam(op, document: text) }
                 return json(kind == .key ? try limits.createKey(text) : try limits.createEntity(kind, text), status: .created)
             default:
                 throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
@@ -66,16 +94,21 @@ struct OperatorAPI: Sendable {
         case _ where path.hasPrefix("/api/keys/") && path.hasSuffix("/rotate"):
             let id = String(path.dropFirst("/api/keys/".count).dropLast("/rotate".count))
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            try requireTeam(op, key: id)
             return json(try limits.rotateKey(id: id, graceMs: try await Self.grace(request)))
         case _ where path.hasPrefix("/api/orgs/") || path.hasPrefix("/api/teams/") || path.hasPrefix("/api/keys/"):
             let kind: EntityKind = path.hasPrefix("/api/orgs/") ? .org : path.hasPrefix("/api/teams/") ? .team : .key
             let id = String(path.drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst())
             guard !id.isEmpty, !id.contains("/") else { throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md") }
+            if kind == .key { try requireTeam(op, key: id) }
             switch request.method {
             case .get, .head:
                 return json(try limits.entityDocument(kind, id: id))
             case .put:
                 let text = try await Self.text(request, what: kind.rawValue)
+                if kind == .key, op.role == .teamAdmin, case .object(let o)? = JSONValue.parse(text), let team = o["team"]?.stringValue, team != op.team {
+                    throw Self.forbidden("a team_admin token of team '\(op.team ?? "")' cannot move keys to another team")
+                }
                 if kind == .key { return json(try limits.putKey(id: id, text)) }
                 let (created, body) = try limits.putEntity(kind, id: id, text)
                 return json(body, status: created ? .created : .ok)
@@ -105,7 +138,11 @@ struct OperatorAPI: Sendable {
             return json(try await logs.logs(query))
         case "/api/budgets":
             try Self.requireGET(request)
-            return json(limits.report())
+            guard op.role == .teamAdmin, let team = op.team else { return json(limits.report()) }
+            let keys = limits.directory.withLockedValue { d in Set(d.keys.values.filter { $0.team == team }.map(\.id)) }
+            return json(limits.report(only: { rule in
+                rule.id.hasPrefix("team:\(team):") || (rule.id.hasPrefix("key:") && keys.contains(String(rule.id.dropFirst(4).prefix { $0 != ":" })))
+            }))
         case "/api/analytics":
             try Self.requireGET(request)
             return json(try await logs.analytics(query))
@@ -155,7 +192,9 @@ struct OperatorAPI: Sendable {
         case _ where path.hasPrefix("/api/logs/"):
             try Self.requireGET(request)
             let id = String(path.dropFirst("/api/logs/".count))
-            guard let body = try await logs.log(id: id) else { throw GatewayError.notFound("no log row with id '\(id)'") }
+            guard let body = try await logs.log(id: id, team: op.role == .teamAdmin ? op.team ?? "" : nil) else {
+                throw GatewayError.notFound("no log row with id '\(id)'")
+            }
             return json(body)
         default:
             throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
@@ -257,6 +296,44 @@ struct OperatorAPI: Sendable {
             + "\"differing\":[\(differing.map(JSON.quoted).joined(separator: ","))]}"
     }
 
+    /// The current document of what a change at `path` is about (for the audit log's "before").
+    func snapshot(_ path: String) -> String? {
+        let parts = path.split(separator: "/")
+        guard parts.count >= 3, parts[0] == "api" else { return nil }
+        let id = String(parts[2])
+        switch parts[1] {
+        case "rules": return try? limits.ruleDocument(id: id)
+        case "orgs": return try? limits.entityDocument(.org, id: id)
+        case "teams": return try? limits.entityDocument(.team, id: id)
+        case "keys": return try? limits.entityDocument(.key, id: id)
+        case "tokens": return limits.directory.withLockedValue { $0.tokens[id]?.shown }
+        default: return nil
+        }
+    }
+
+    /// An answer with the secrets it shows once (`key`, `token`) taken out.
+    static func withoutSecrets(_ body: String?) -> String? {
+        guard let body, body.contains(VirtualKey.prefix) || body.contains(OperatorToken.prefix) else { return body }
+        guard case .object(var o)? = JSONValue.parse(body) else { return nil }
+        o["key"] = nil
+        o["token"] = nil
+        var out = ""
+        JSONValue.object(o).write(to: &out)
+        return out
+    }
+
+    /// The team a change concerns: a key's team, or the team itself.
+    static func team(of path: String, before: String?, after: String?) -> String? {
+        func field(_ doc: String?, _ name: String) -> String? {
+            guard let doc, case .object(let o)? = JSONValue.parse(doc) else { return nil }
+            return o[name]?.stringValue
+        }
+        if path.hasPrefix("/api/keys") { return field(after, "team") ?? field(before, "team") }
+        if path.hasPrefix("/api/teams") { return field(after, "id") ?? field(before, "id") }
+        if path.hasPrefix("/api/tokens") { return field(after, "team") ?? field(before, "team") }
+        return nil
+    }
+
     static let dashboardPage = ByteBuffer(bytes: PackageResources.dashboard_html)
 
     static func dashboard() -> Response {
@@ -277,6 +354,7 @@ struct OperatorAPI: Sendable {
     }
 
     func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        AuditCapture.current?.body = body
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
@@ -318,4 +396,15 @@ struct OperatorAPI: Sendable {
 
 public enum GateMeshVersion {
     public static let current = "0.1.0"
+}
+
+/// The body of the operator API's answer to a change, for the audit log.
+final class AuditCapture: @unchecked Sendable {
+    @TaskLocal static var current: AuditCapture?
+    private let lock = NIOLock()
+    private var captured: String?
+    var body: String? {
+        get { lock.withLock { captured } }
+        set { lock.withLock { captured = newValue } }
+    }
 }

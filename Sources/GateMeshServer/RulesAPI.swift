@@ -120,12 +120,11 @@ extension LimitsService {
                 for r in records.merge(incoming) { fresh[r.id] = r }
                 guard !fresh.isEmpty else { return [] }
                 // Orgs, teams and keys: stored, then put in the directory.
-                let entities = fresh.values.filter { EntityKind.parse(recordID: $0.id) != nil }
+                let entities = fresh.values.filter { AdminRecordID.parse($0.id) != nil }
                 if !entities.isEmpty {
                     try save(entities, forgetSpend: [], into: &a)
                     for r in entities {
-                        let (kind, id) = EntityKind.parse(recordID: r.id)!
-                        Self.install(r, kind: kind, id: id, into: &a.directory, logger: logger)
+                        Self.install(r, into: &a.directory, logger: logger)
                         fresh[r.id] = nil
                     }
                     if fresh.isEmpty { return entities }

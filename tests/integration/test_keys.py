@@ -259,6 +259,12 @@ def test_keys_made_revoked_and_spent_on_any_node_hold_on_every_node_of_a_cluster
         for i in range(3):
             eventually(lambda: works_on(i).status_code, lambda s: s == 401, timeout=5, what=f"the key refused on node {i + 1}")
         assert time.time() - revoked < 2.0, f"took {time.time() - revoked:.2f} s"
+        # Every change, made on whichever node, is in every node's audit log.
+        expected = {("node-1", "POST /api/orgs"), ("node-1", "POST /api/teams"), ("node-1", "POST /api/keys"),
+                    ("node-2", f"DELETE /api/keys/{made['id']}")}
+        for i in range(3):
+            eventually(lambda: {(e["node"], e["action"]) for e in requests.get(c.node_url(i) + "/api/audit", headers=auth, timeout=5).json()["data"]},
+                       lambda seen: expected <= seen, timeout=5, what=f"the audit log on node {i + 1}")
     finally:
         c.stop()
 
@@ -309,3 +315,59 @@ def test_the_request_log_and_analytics_know_keys_teams_orgs_and_users(keyed):
     assert len(requests.get(node.url + "/api/logs", params={"key": blue["id"]}, headers=ADMIN, timeout=5).json()["data"]) == 1
     groups = requests.get(node.url + "/api/analytics", params={"group_by": "team"}, headers=ADMIN, timeout=5).json()["groups"]
     assert {g["key"]: g["totals"]["requests"] for g in groups} == {"red": 3, "blue": 1, None: 1}
+
+
+def test_operator_tokens_have_roles_and_every_change_is_audited(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    post(node, "/api/teams", {"id": "blue", "org": "acme"})
+    viewer = post(node, "/api/tokens", {"role": "viewer", "name": "grafana"})
+    red_admin = post(node, "/api/tokens", {"role": "team_admin", "team": "red", "name": "red lead"})
+    assert viewer["token"].startswith("gmo_") and red_admin["team"] == "red"
+    as_viewer = {"authorization": f"Bearer {viewer['token']}"}
+    as_red = {"authorization": f"Bearer {red_admin['token']}"}
+    # A viewer reads, and changes nothing.
+    assert requests.get(node.url + "/api/keys", headers=as_viewer, timeout=5).status_code == 200
+    assert requests.get(node.url + "/api/budgets", headers=as_viewer, timeout=5).status_code == 200
+    r = requests.post(node.url + "/api/keys", json={"team": "red"}, headers=as_viewer, timeout=5)
+    assert r.status_code == 403 and "read-only" in r.json()["error"]["message"]
+    assert requests.get(node.url + "/api/tokens", headers=as_viewer, timeout=5).status_code == 403
+    # A team_admin manages its team's keys only, and reads its team's logs only.
+    mine = requests.post(node.url + "/api/keys", json={"team": "red", "name": "mine"}, headers=as_red, timeout=5)
+    assert mine.status_code == 201, mine.text
+    r = requests.post(node.url + "/api/keys", json={"team": "blue"}, headers=as_red, timeout=5)
+    assert r.status_code == 403
+    blue = make_key(node, "blue")
+    assert requests.delete(node.url + f"/api/keys/{blue['id']}", headers=as_red, timeout=5).status_code == 403
+    assert requests.get(node.url + f"/api/keys/{blue['id']}", headers=as_red, timeout=5).status_code == 403
+    assert [k["id"] for k in requests.get(node.url + "/api/keys", headers=as_red, timeout=5).json()["keys"]] == [mine.json()["id"]]
+    assert chat(node, mine.json()["key"]).status_code == 200
+    blue_call = chat(node, blue["key"])
+    assert blue_call.status_code == 200
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"], lambda d: len(d) == 2)
+    red_rows = requests.get(node.url + "/api/logs", headers=as_red, timeout=5).json()["data"]
+    assert [r["team"] for r in red_rows] == ["red"]
+    assert requests.get(node.url + "/api/logs/" + blue_call.headers["x-gatemesh-log-id"], headers=as_red, timeout=5).status_code == 404
+    assert requests.get(node.url + "/api/rules", headers=as_red, timeout=5).status_code == 403
+    assert requests.get(node.url + "/api/teams/blue", headers=as_red, timeout=5).status_code == 403
+    assert requests.get(node.url + "/api/teams/red", headers=as_red, timeout=5).status_code == 200
+    # Every change is in the audit log: who, what, before and after; never a secret.
+    audit = requests.get(node.url + "/api/audit", headers=ADMIN, timeout=5).json()["data"]
+    actions = [(e["actor"], e["action"]) for e in audit]
+    assert ("root", "POST /api/orgs") in actions and ("root", "POST /api/tokens") in actions
+    assert (f"token:{red_admin['id']}", "POST /api/keys") in actions
+    created = next(e for e in audit if e["actor"] == f"token:{red_admin['id']}")
+    assert created["before"] is None and created["after"]["name"] == "mine" and created["team"] == "red" and created["node"] == "test-node"
+    assert all(secret not in json_text(audit) for secret in [mine.json()["key"], blue["key"], viewer["token"], red_admin["token"]])
+    assert all(e["team"] == "red" for e in requests.get(node.url + "/api/audit", headers=as_red, timeout=5).json()["data"])
+    # A revoked token is refused.
+    assert requests.delete(node.url + f"/api/tokens/{viewer['id']}", headers=ADMIN, timeout=5).status_code == 200
+    assert requests.get(node.url + "/api/keys", headers=as_viewer, timeout=5).status_code == 401
+    edit = next(e for e in requests.get(node.url + "/api/audit", headers=ADMIN, timeout=5).json()["data"] if e["action"].startswith("DELETE /api/tokens"))
+    assert edit["before"]["revoked_at"] is None and edit["after"]["revoked_at"]
+
+
+def json_text(value):
+    import json
+    return json.dumps(value)

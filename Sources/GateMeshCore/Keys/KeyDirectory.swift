@@ -7,8 +7,30 @@ public struct KeyDirectory: Sendable {
     public private(set) var keys: [String: VirtualKey] = [:]
     /// Secret hash → key id.
     private var byHash: [String: String] = [:]
+    public private(set) var tokens: [String: OperatorToken] = [:]
+    private var tokenByHash: [String: String] = [:]
+    /// The audit log, by entry id (UUIDv7: in time order when sorted).
+    public private(set) var audit: [String: AuditEntry] = [:]
 
     public init() {}
+
+    public mutating func put(_ token: OperatorToken) {
+        if let old = tokens[token.id], tokenByHash[old.hash] == token.id { tokenByHash[old.hash] = nil }
+        tokens[token.id] = token
+        tokenByHash[token.hash] = token.id
+    }
+
+    public mutating func removeToken(_ id: String) {
+        if let old = tokens.removeValue(forKey: id), tokenByHash[old.hash] == id { tokenByHash[old.hash] = nil }
+    }
+
+    /// The operator token whose secret hashes to `hash`, unless revoked.
+    public func operatorToken(hash: String) -> OperatorToken? {
+        guard let id = tokenByHash[hash], let token = tokens[id], token.revokedAtMs == nil else { return nil }
+        return token
+    }
+
+    public mutating func put(_ entry: AuditEntry) { audit[entry.id] = entry }
 
     public var isEmpty: Bool { keys.isEmpty && teams.isEmpty && orgs.isEmpty }
 
