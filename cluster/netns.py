@@ -37,7 +37,7 @@ def sh(*args, check=True):
 
 class NetnsCluster:
     def __init__(self, nodes=3, regions=3, latency_ms=(30, 80, 150), loss_pct=0.0, binary=None, extra_yaml="",
-                 admin_token="cluster-admin"):
+                 admin_token="cluster-admin", openai_key=None):
         self.count = nodes
         self.regions = regions
         pairs = list(itertools.combinations(range(regions), 2))
@@ -50,6 +50,7 @@ class NetnsCluster:
         self.binary = binary or default_binary()
         self.extra_yaml = extra_yaml
         self.admin_token = admin_token
+        self.openai_key = openai_key
         self.run_dir = tempfile.mkdtemp(prefix="gatemesh-netns-")
         self.procs = []
         self.mock = None
@@ -95,7 +96,7 @@ class NetnsCluster:
             with open(os.path.join(d, "gatemesh.yaml"), "w") as f:
                 f.write(f'node: {{name: {name}, region: region-{self.region(i) + 1}, listen: "{self.ip(i)}:8787", data_dir: "{d}/data"}}\n')
                 f.write(f"admin: {{token: {self.admin_token}}}\n")
-                f.write(provider_overrides(f"http://{HOST_IP}:9999"))
+                f.write(provider_overrides(f"http://{HOST_IP}:9999", self.openai_key))
                 f.write(f'cluster:\n  listen: "{self.ip(i)}:7946"\n  seeds: [{seeds}]\n'
                         f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
                 f.write(self.extra_yaml)

@@ -371,3 +371,48 @@ def test_operator_tokens_have_roles_and_every_change_is_audited(keyed):
 def json_text(value):
     import json
     return json.dumps(value)
+
+
+def netns_available():
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        return False
+    ok = subprocess.run(["ip", "netns", "add", "gm-probe-keys"], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", "gm-probe-keys"], capture_output=True)
+    return ok
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and Linux network namespaces (ip netns)")
+def test_a_node_partitioned_during_a_revoke_refuses_the_key_within_two_seconds_of_healing():
+    import os
+    import sys
+    from conftest import BIN
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "cluster"))
+    from netns import NetnsCluster
+    c = NetnsCluster(3, 3, [0], binary=BIN, openai_key="sk-stored")
+    c.start()
+    auth = {"authorization": "Bearer cluster-admin"}
+    try:
+        eventually(lambda: [requests.get(c.node_url(i) + "/cluster/status", headers=auth, timeout=5).json()["cluster"]["size"] for i in range(3)],
+                   lambda sizes: sizes == [3, 3, 3], timeout=15, what="three members everywhere")
+        for path, body in [("/api/orgs", {"id": "acme"}), ("/api/teams", {"id": "red", "org": "acme"})]:
+            assert requests.post(c.node_url(0) + path, json=body, headers=auth, timeout=5).status_code == 201
+        made = requests.post(c.node_url(0) + "/api/keys", json={"team": "red"}, headers=auth, timeout=5).json()
+
+        def status_on(i):
+            return requests.post(c.node_url(i) + "/openai/chat/completions", headers={"authorization": f"Bearer {made['key']}"}, timeout=10,
+                                 json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}).status_code
+        for i in range(3):
+            eventually(lambda: status_on(i), lambda s: s == 200, timeout=5, what=f"the key working on node {i + 1}")
+        c.partition([2], [0, 1])
+        assert requests.delete(c.node_url(1) + f"/api/keys/{made['id']}", headers=auth, timeout=5).status_code == 200
+        for i in (0, 1):
+            eventually(lambda: status_on(i), lambda s: s == 401, timeout=5, what=f"the key refused on node {i + 1}")
+        assert status_on(2) == 200, "cut off, node 3 has not heard of the revoke"
+        c.heal()
+        healed = time.time()
+        eventually(lambda: status_on(2), lambda s: s == 401, timeout=10, what="the key refused on node 3 after healing")
+        assert time.time() - healed <= 2.0, f"refused {time.time() - healed:.2f} s after healing"
+    finally:
+        c.stop()
