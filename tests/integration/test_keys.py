@@ -315,6 +315,9 @@ def test_the_request_log_and_analytics_know_keys_teams_orgs_and_users(keyed):
     assert len(requests.get(node.url + "/api/logs", params={"key": blue["id"]}, headers=ADMIN, timeout=5).json()["data"]) == 1
     groups = requests.get(node.url + "/api/analytics", params={"group_by": "team"}, headers=ADMIN, timeout=5).json()["groups"]
     assert {g["key"]: g["totals"]["requests"] for g in groups} == {"red": 3, "blue": 1, None: 1}
+    metrics = requests.get(node.url + "/metrics", headers=ADMIN, timeout=5).text
+    assert 'gatemesh_team_requests_total{org="acme",team="red"} 3' in metrics, metrics
+    assert 'gatemesh_team_cost_nanodollars_total{org="acme",team="blue"}' in metrics
 
 
 def test_operator_tokens_have_roles_and_every_change_is_audited(keyed):

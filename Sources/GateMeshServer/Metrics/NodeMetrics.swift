@@ -60,6 +60,9 @@ final class NodeMetrics: Sendable {
     }
 
     private let handles = NIOLockedValueBox<[String: Handles]>([:])
+    /// Per org and team (the virtual key's): requests and cost. Teams are made by operators, so
+    /// the series stay as few as the teams.
+    private let teams = NIOLockedValueBox<[String: (requests: CoreMetrics.Counter, cost: CoreMetrics.Counter)]>([:])
     static let tokenKinds = ["input", "output", "cache_read", "cache_write"]
 
     /// Counts one finished request.
@@ -86,6 +89,20 @@ final class NodeMetrics: Sendable {
         }
         if let status = r.cacheStatus?.lowercased() {
             h.counter("cache-" + status, "gatemesh_cache_requests_total", [("gateway", r.gateway), ("status", status)]).increment()
+        }
+        if let team = r.principal?.team {
+            let org = r.principal?.org ?? ""
+            let factory = self.factory
+            let counters = teams.withLockedValue { all in
+                if let c = all[org + "\u{0}" + team] { return c }
+                let dimensions = [("org", org), ("team", team)]
+                let c = (CoreMetrics.Counter(label: "gatemesh_team_requests_total", dimensions: dimensions, factory: factory),
+                         CoreMetrics.Counter(label: "gatemesh_team_cost_nanodollars_total", dimensions: dimensions, factory: factory))
+                all[org + "\u{0}" + team] = c
+                return c
+            }
+            counters.requests.increment()
+            if let cost = r.cost, cost.nanos > 0 { counters.cost.increment(by: Int(cost.nanos)) }
         }
         if r.status == 502 || r.status == 504 || (r.status >= 500 && r.error != nil) {
             h.counter("upstream-errors", "gatemesh_upstream_errors_total", [("provider", r.provider), ("status", String(r.status))]).increment()
