@@ -103,3 +103,30 @@ def test_dashboard_asks_again_for_a_wrong_token(node):
     dom = browser(f"{node.url}/dashboard#token=wrong", "--dump-dom")
     assert re.search(r'<div id="app" class="hidden">', dom)
     assert "The admin token was refused." in dom
+
+
+def test_dashboard_splits_by_team_and_shows_team_and_key_budgets(start_node, mock):
+    """Issue 15: spend per team and per key, and each team's and key's budget against its limit."""
+    node = start_node(providers=False, extra_yaml=f"""
+providers:
+  openai: {{base_url: "{mock.url}/v1", api_key: sk-stored}}
+""")
+    auth = {"authorization": f"Bearer {node.admin_token}"}
+    requests.post(node.url + "/api/orgs", json={"id": "acme"}, headers=auth).raise_for_status()
+    for team in ("red", "blue"):
+        requests.post(node.url + "/api/teams", json={"id": team, "org": "acme",
+                                                     "budgets": [{"id": "daily", "usd": "5", "window": {"calendar": "day"}}]},
+                      headers=auth).raise_for_status()
+    keys = {team: requests.post(node.url + "/api/keys", json={"team": team}, headers=auth).json() for team in ("red", "blue")}
+    chat = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    for team, n in (("red", 2), ("blue", 1)):
+        for _ in range(n):
+            assert requests.post(node.url + "/openai/chat/completions", json=chat,
+                                 headers={"authorization": f"Bearer {keys[team]['key']}"}).status_code == 200
+    wait_rows(node, 3)
+    dom = browser(f"{node.url}/dashboard#token={node.admin_token}&group=team", "--dump-dom")
+    assert set(legend(dom, "requests")) == {"red", "blue"}
+    assert legend(dom, "requests")["red"] == "2"
+    spent = dict(re.findall(r'<tr data-rule="(team:[a-z]+:daily)" data-scope="[^"]*" data-spent="([^"]*)"', dom))
+    assert set(spent) == {"team:red:daily", "team:blue:daily"} and float(spent["team:red:daily"]) > float(spent["team:blue:daily"]) > 0
+    assert dom.count('data-team="red"') == 2
