@@ -36,13 +36,23 @@ final class ProxyExchange: @unchecked Sendable {
     private let started: ContinuousClock.Instant
 
     /// Who the request is from: its virtual key, team and org, and the end user it names.
-    let principal: Principal?
+    var principal: Principal? { lock.withLock { record.principal } }
+
+    /// The end user the body names, when no `x-gatemesh-user` header named one.
+    func nameUser(_ user: String?) {
+        guard let user else { return }
+        lock.withLock {
+            guard record.principal?.user == nil else { return }
+            var p = record.principal ?? Principal()
+            p.user = user
+            record.principal = p
+        }
+    }
 
     init(record: RequestRecord, principal: Principal? = nil, context: Context, started: ContinuousClock.Instant) {
         var record = record
         record.principal = principal
         self.record = record
-        self.principal = principal
         self.context = context
         self.started = started
         if context.collectPayload { responseBody = [] }

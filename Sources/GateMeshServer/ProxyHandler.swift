@@ -155,6 +155,7 @@ struct ProxyHandler: Sendable {
             if format != .other {
                 facts = RequestInspector.inspect(format: format, path: Substring(target.url), body: bytes)
                 exchange.setRequestedModel(facts.model)
+                exchange.nameUser(facts.user)
             }
         } else {
             body = .streamed(length: declaredLength)

@@ -419,3 +419,22 @@ def test_a_node_partitioned_during_a_revoke_refuses_the_key_within_two_seconds_o
         assert time.time() - healed <= 2.0, f"refused {time.time() - healed:.2f} s after healing"
     finally:
         c.stop()
+
+
+def test_the_end_user_comes_from_the_body_or_the_user_header(keyed):
+    node = keyed("""    rate_limits:
+      - {id: per-user, requests: 2, scope: {split_by: [user]}, window: {fixed: 1h}}
+""")
+
+    def ask(user=None, header=None):
+        body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        if user:
+            body["user"] = user
+        return requests.post(node.url + "/openai/chat/completions", json=body, timeout=10,
+                             headers={"x-gatemesh-user": header} if header else {}).status_code
+    assert [ask("bob"), ask("bob"), ask("bob")] == [200, 200, 429]
+    assert ask("carol") == 200
+    assert ask("bob", header="dave") == 200, "the header names the user over the body"
+    assert ask() == 200, "a request naming no user is not counted"
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"], lambda d: len(d) == 6)
+    assert sorted(r["user"] or "-" for r in rows) == ["-", "bob", "bob", "bob", "carol", "dave"]

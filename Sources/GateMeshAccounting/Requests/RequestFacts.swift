@@ -14,6 +14,8 @@ public struct RequestFacts: Sendable, Equatable {
     /// The output cap the request sets (`max_tokens`, `max_completion_tokens`, `max_output_tokens`,
     /// `generationConfig.maxOutputTokens`).
     public var maxOutputTokens: Int?
+    /// The end user the body names (OpenAI's `user`), at most 256 bytes.
+    public var user: String?
 
     public init(model: String? = nil, stream: Bool = false, clientAskedForUsage: Bool = false,
                 estimatedInputTokens: Int = 0, maxOutputTokens: Int? = nil) {
@@ -47,13 +49,14 @@ public enum RequestInspector {
         if object["stream_options"]?["include_usage"]?.boolValue == true { facts.clientAskedForUsage = true }
         facts.maxOutputTokens = object["max_completion_tokens"]?.intValue ?? object["max_tokens"]?.intValue
             ?? object["max_output_tokens"]?.intValue ?? object["generationConfig"]?["maxOutputTokens"]?.intValue
+        if let user = object["user"]?.stringValue, !user.isEmpty, user.utf8.count <= 256 { facts.user = user }
         facts.estimatedInputTokens = (scan.characters + 3) / 4
         return facts
     }
 
     /// The top-level members the facts come from.
     static let inspectedKeys: Set<String> = [
-        "model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "max_output_tokens", "generationConfig",
+        "model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "max_output_tokens", "generationConfig", "user",
     ]
     static let skippedKeyBytes: [[UInt8]] = skippedKeys.map { Array($0.utf8) }
 
