@@ -129,6 +129,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fuzzing: the parsers and codecs that read untrusted bytes, one function per target
+        // (docs/fuzzing.md); `gatemesh-fuzz` runs them under libFuzzer or replays a corpus.
+        .target(
+            name: "GateMeshFuzzTargets",
+            dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting", "GateMeshLimits", "GateMeshCluster", "GateMeshCache"],
+            swiftSettings: swiftSettings
+        ),
+        // `Extern` declares libFuzzer's driver (`@_extern(c)`), used only in the fuzzing build.
+        .executableTarget(
+            name: "gatemesh-fuzz", dependencies: ["GateMeshFuzzTargets"],
+            swiftSettings: swiftSettings + [.enableExperimentalFeature("Extern")]
+        ),
         .executableTarget(
             name: "gatemesh",
             dependencies: [
@@ -145,6 +157,7 @@ let package = Package(
         .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshTranslateTests", dependencies: ["GateMeshTranslate", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshFuzzTests", dependencies: ["GateMeshFuzzTargets"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(

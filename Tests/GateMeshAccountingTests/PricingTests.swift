@@ -36,6 +36,15 @@ import Testing
         #expect(plain.cost(of: TokenUsage(input: 1)) == Money(nanos: 75))
     }
 
+    /// Found by fuzzing: a custom cost of $107 a token on a million tokens overflowed and trapped.
+    @Test func costTooLargeForSixtyFourBitsIsTheMaximumCharge() throws {
+        let dear = try CustomCost.parse(#"{"per_token_in":107,"per_token_out":1}"#)
+        #expect(dear.cost(of: TokenUsage(input: 1_000_000, output: 200_000)) == Money.maxRequestCost)
+        let top = ModelPrice(input: TokenPrice(microsPerMillion: .max), output: TokenPrice(microsPerMillion: .max))
+        #expect(top.cost(of: TokenUsage(input: .max, output: .max, cacheRead: .max, cacheWrite: .max)) == Money.maxRequestCost)
+        #expect(dear.cost(of: TokenUsage(input: 1)) == Money(nanos: 107_000_000_000))
+    }
+
     @Test func shippedTableLoadsWithOverAHundredModels() throws {
         let table = try PriceTable.shipped()
         #expect(table.count >= 100)
@@ -73,7 +82,10 @@ import Testing
     }
 
     @Test(arguments: [#"{"per_token_in": 1}"#, #"{"per_token_in": -1, "per_token_out": 1}"#, #"{"per_token_in": "1", "per_token_out": 1}"#,
-                      #"{"per_token_in": 1, "per_token_out": 1, "tip": 1}"#, #"{"per_token_in": 0.0000000000001, "per_token_out": 1}"#, "nope"])
+                      #"{"per_token_in": 1, "per_token_out": 1, "tip": 1}"#, #"{"per_token_in": 0.0000000000001, "per_token_out": 1}"#, "nope",
+                      // Found by fuzzing: exponents at the ends of Int overflowed the decimals count and trapped.
+                      #"{"per_token_in": 1e-9223372036854775808, "per_token_out": 1}"#, #"{"per_token_in": 1e9223372036854775807, "per_token_out": 1}"#,
+                      #"{"per_token_in": 0e-1001, "per_token_out": 1}"#])
     func malformedCustomCostIsA400(_ header: String) {
         do {
             _ = try CustomCost.parse(header)

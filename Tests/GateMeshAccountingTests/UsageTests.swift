@@ -156,6 +156,19 @@ import Testing
         #expect(run(.googleGenerate, contentType: "application/json", [Self.googleChunks[1]]).1.usage == TokenUsage(input: 5, output: 24, cacheRead: 100))
     }
 
+    /// Found by fuzzing: figures at the ends of Int overflowed the cached-token subtraction and
+    /// Google's output sum, and trapped; a negative figure would have credited a budget.
+    @Test func reportedFiguresOutOfRangeAreClampedNotTrapped() {
+        let max = TokenUsage.maxReported
+        let openAI = #"{"usage":{"prompt_tokens":0,"completion_tokens":-5,"prompt_tokens_details":{"cached_tokens":-9223372036854775808}}}"#
+        #expect(run(.openAIChat, contentType: "application/json", [openAI]).1.usage == TokenUsage())
+        let google = #"{"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":9223372036854775807,"thoughtsTokenCount":9}}"#
+        #expect(run(.googleGenerate, contentType: "application/json", [google]).1.usage == TokenUsage(input: 1, output: max + 9))
+        let anthropic = #"{"usage":{"input_tokens":9223372036854775807,"cache_read_input_tokens":9223372036854775807,"output_tokens":1}}"#
+        let usage = run(.anthropicMessages, contentType: "application/json", [anthropic]).1.usage
+        #expect(usage == TokenUsage(input: max, output: 1, cacheRead: max) && usage.total == 2 * max + 1)
+    }
+
     @Test func otherPathsCostNothing() {
         let outcome = run(.other, contentType: "application/json", [#"{"object":"list","data":[]}"#]).1
         #expect(outcome.usage == .zero && !outcome.reported)

@@ -218,4 +218,14 @@ import Testing
         #expect(Units.bytes("12") == 12)
         #expect(Units.bytes("lots") == nil)
     }
+
+    /// Found by fuzzing: a duration too long for an Int trapped converting to milliseconds, in the
+    /// config and in the rules API.
+    @Test func aDurationTooLongForAnIntIsAConfigError() {
+        for text in ["1e300s", "1e300", "9.3e15s", "1e19ms", "1e300d"] { #expect(Units.durationMs(text) == nil, "\(text)") }
+        #expect(error("node:\n  drain_timeout: 1e300s\n")?.key == "node.drain_timeout")
+        #expect(throws: ConfigError.self) {
+            try RuleDocument.parse(#"{"id":"big","gateway":"default","limit":"$1","window":{"fixed":"1e300s"}}"#, gateways: ["default"])
+        }
+    }
 }

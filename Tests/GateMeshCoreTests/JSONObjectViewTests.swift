@@ -42,4 +42,16 @@ import Testing
         let deep = String(repeating: "[", count: CanonicalJSON.maxDepth + 1) + String(repeating: "]", count: CanonicalJSON.maxDepth + 1)
         #expect(view(#"{"a":"# + deep + "}") == nil)
     }
+
+    /// Found by fuzzing: a string skipped over (not read) was not checked for valid escapes, so the
+    /// view, the request scan and `members(of:)` accepted documents the tree refuses.
+    @Test func anInvalidEscapeInASkippedValueIsNotJSON() {
+        for text in [#"{"a":"\ud8)d"}"#, #"{"a":"\x"}"#, #"{"a":["\u12"]}"#, #"{"a":"\udc00"}"#, #"{"a":"\ud800"}"#] {
+            #expect(JSONValue.parse(text) == nil, "\(text)")
+            #expect(view(text) == nil, "\(text)")
+            #expect(JSONValue.members(of: Array(text.utf8), keys: []) == nil, "\(text)")
+            #expect(JSONValue.scan(Array(text.utf8), keys: [], skipping: []) == nil, "\(text)")
+        }
+        #expect(view(#"{"a":"\ud83d\ude00\n\"\\\/\b\f\r\t"}"#) != nil)
+    }
 }

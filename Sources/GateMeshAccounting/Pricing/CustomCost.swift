@@ -34,12 +34,16 @@ public enum CustomCost {
         return ModelPrice(input: input, output: output, cacheRead: prices["per_token_cache_read"], cacheWrite: prices["per_token_cache_write"])
     }
 
+    /// The largest exponent a price may have (a price needs a few dozen at most).
+    static let maxExponent = 1000
+
     /// Dollars per token (JSON number text, exponents allowed) as micro-dollars per million tokens.
     static func perToken(_ text: String) -> TokenPrice? {
         var mantissa = Substring(text)
         var exponent = 0
         if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-            guard let x = Int(text[text.index(after: e)...]) else { return nil }
+            // Bounded so that the decimals below cannot overflow (`1e-9223372036854775808` trapped).
+            guard let x = Int(text[text.index(after: e)...]), (-maxExponent...maxExponent).contains(x) else { return nil }
             exponent = x
             mantissa = text[..<e]
         }

@@ -14,10 +14,18 @@ public struct ModelPrice: Sendable, Hashable {
         self.cacheWrite = cacheWrite
     }
 
-    /// The cost of `usage`, computed exactly and rounded half-up to the nano-dollar once.
+    /// The cost of `usage`, computed exactly and rounded half-up to the nano-dollar once; at most
+    /// `Money.maxRequestCost` (a price times a usage that would overflow 64 bits trapped before).
     public func cost(of usage: TokenUsage) -> Money {
-        let picos = input.picos(for: usage.input) + output.picos(for: usage.output)
-            + (cacheRead ?? input).picos(for: usage.cacheRead) + (cacheWrite ?? input).picos(for: usage.cacheWrite)
-        return Money(nanos: (picos + 500) / 1000)
+        var picos: Int64 = 0
+        func add(_ price: TokenPrice, _ tokens: Int) -> Bool {
+            let (p, overflow) = Int64(tokens).multipliedReportingOverflow(by: price.microsPerMillion)
+            let (sum, overflowed) = picos.addingReportingOverflow(p)
+            picos = sum
+            return !overflow && !overflowed
+        }
+        guard add(input, usage.input), add(output, usage.output), add(cacheRead ?? input, usage.cacheRead),
+              add(cacheWrite ?? input, usage.cacheWrite), picos <= Int64.max - 500 else { return .maxRequestCost }
+        return min(Money(nanos: (picos + 500) / 1000), .maxRequestCost)
     }
 }

@@ -10,6 +10,11 @@ public struct Money: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public static let zero = Money(nanos: 0)
 
+    /// The most one request is charged: 2^53 nano-dollars (about $9 million). A larger cost, from a
+    /// price and a usage no real request reaches, is taken as this, so that the sums of costs in
+    /// budgets and analytics stay far from 64-bit overflow.
+    public static let maxRequestCost = Money(nanos: 1 << 53)
+
     public static func + (a: Money, b: Money) -> Money { Money(nanos: a.nanos + b.nanos) }
     public static func += (a: inout Money, b: Money) { a.nanos += b.nanos }
     public static func < (a: Money, b: Money) -> Bool { a.nanos < b.nanos }

@@ -21,6 +21,10 @@ public struct TokenUsage: Sendable, Equatable, CustomStringConvertible {
 
     public static let zero = TokenUsage()
 
+    /// The largest figure read from a provider's usage (2^40, a trillion tokens): larger ones are
+    /// taken as this, so totals and costs of the four figures cannot overflow.
+    public static let maxReported = 1 << 40
+
     public var totalInput: Int { input + cacheRead + cacheWrite }
     public var total: Int { totalInput + output }
 

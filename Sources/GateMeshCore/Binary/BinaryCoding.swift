@@ -40,6 +40,9 @@ public struct BinaryReader: Sendable {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public var atEnd: Bool { index == bytes.count }
+    /// Bytes not read yet: a length read from the input is checked against it before anything is
+    /// reserved for it.
+    public var remaining: Int { bytes.count - index }
 
     public mutating func uint() throws(DecodeError) -> UInt64 {
         var v: UInt64 = 0

@@ -240,7 +240,8 @@ extension CanonicalJSON.Parser {
         }
     }
 
-    /// Moves past a string (at its opening quote), without unescaping it.
+    /// Moves past a string (at its opening quote), without keeping what it unescapes; its escapes
+    /// are checked as the tree checks them (an invalid one made the view accept what the tree refused).
     mutating func skipString() -> Bool {
         index += 1
         while index < bytes.count {
@@ -249,7 +250,7 @@ extension CanonicalJSON.Parser {
                 index += 1
                 return true
             case UInt8(ascii: "\\"):
-                index += 2
+                guard escapedScalar() != nil else { return false }
             case 0..<0x20:
                 return false
             default:
