@@ -44,7 +44,7 @@ public enum EntityDocument {
         switch kind {
         case .org: break
         case .team: allowed.insert("org")
-        case .key: allowed.formUnion(["team", "name"])
+        case .key: allowed.formUnion(["team", "name", "allow_custom_cost"])
         }
         if storedForm { allowed.formUnion(stored) }
         try reader.checkKeys(m, key: "", allowed: allowed)
@@ -98,6 +98,7 @@ public enum EntityDocument {
             out.policy.expiresAtMs = ms
         }
         if let v = m.value("disabled") { out.policy.disabled = try reader.bool(v, key: "disabled") }
+        if let v = m.value("allow_custom_cost") { out.policy.allowCustomCost = try reader.bool(v, key: "allow_custom_cost") }
         if let v = m.value("metadata") {
             let mm = try reader.mapping(v, key: "metadata")
             guard mm.count <= maxMetadataEntries else {
@@ -159,6 +160,7 @@ public enum EntityDocument {
     /// A key as stored (with its secrets' hashes), or as the API shows it (`stored: false`).
     public static func json(_ key: VirtualKey, stored storedForm: Bool) -> String {
         var out = "{\"id\":\(JSON.quoted(key.id)),\"team\":\(JSON.quoted(key.team)),\"name\":\(JSON.quoted(key.name)),\(policyJSON(key.policy))"
+        out += ",\"allow_custom_cost\":\(key.policy.allowCustomCost)"
         if storedForm {
             out += ",\"secrets\":[" + key.secrets.map { s in
                 "{\"hash\":\(JSON.quoted(s.hash))" + (s.validUntilMs.map { ",\"valid_until_ms\":\($0)" } ?? "") + "}"

@@ -71,7 +71,10 @@ struct ProxyHandler: Sendable {
             collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
             customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in
                 // A client's own price would let it spend past every budget: only where trusted.
-                guard gateway.allowCustomCost else { throw GatewayError.customCostNotAllowed(gateway: gateway.id) }
+                // Or where the request's virtual key allows it.
+                guard gateway.allowCustomCost || caller?.key.policy.allowCustomCost == true else {
+                    throw GatewayError.customCostNotAllowed(gateway: gateway.id)
+                }
                 return try CustomCost.parse(text)
             }
             eventID = try Self.eventID(request.headers)

@@ -438,3 +438,17 @@ def test_the_end_user_comes_from_the_body_or_the_user_header(keyed):
     assert ask() == 200, "a request naming no user is not counted"
     rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"], lambda d: len(d) == 6)
     assert sorted(r["user"] or "-" for r in rows) == ["-", "bob", "bob", "bob", "carol", "dave"]
+
+
+def test_custom_cost_is_honoured_for_keys_that_allow_it_only(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    trusted = make_key(node, "red", allow_custom_cost=True)
+    plain = make_key(node, "red")
+    assert trusted["allow_custom_cost"] is True and plain["allow_custom_cost"] is False
+    cost = {"x-gatemesh-custom-cost": '{"per_token_in": 0.000001, "per_token_out": 0.000002}'}
+    r = chat(node, trusted["key"], headers=cost)
+    assert r.status_code == 200, r.text
+    r = chat(node, plain["key"], headers=cost)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "custom_cost_not_allowed"

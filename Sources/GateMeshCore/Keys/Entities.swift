@@ -28,6 +28,8 @@ public struct EntityPolicy: Sendable, Equatable {
     /// Unix ms; nil never expires.
     public var expiresAtMs: Int64?
     public var disabled = false
+    /// A key's requests may price themselves with `x-gatemesh-custom-cost` (keys only).
+    public var allowCustomCost = false
     /// Name → value, in the order given.
     public var metadata: [(String, String)] = []
 
@@ -35,7 +37,7 @@ public struct EntityPolicy: Sendable, Equatable {
 
     public static func == (a: EntityPolicy, b: EntityPolicy) -> Bool {
         a.rules == b.rules && a.models == b.models && a.gateways == b.gateways && a.expiresAtMs == b.expiresAtMs
-            && a.disabled == b.disabled && a.metadata.elementsEqual(b.metadata, by: ==)
+            && a.disabled == b.disabled && a.allowCustomCost == b.allowCustomCost && a.metadata.elementsEqual(b.metadata, by: ==)
     }
 }
 
