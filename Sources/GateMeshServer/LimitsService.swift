@@ -511,7 +511,16 @@ final class LimitsService: Service, SpendSource, Sendable {
                 let gone = Set(engine.withLockedValue { engine in carried.filter { engine.counters.entry($0) == nil } })
                 if !gone.isEmpty { journal.pruneRights { gone.contains($0) } }
             }
-            if ticks % 600 == 0 { await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs) }
+            if ticks % 60 == 0 {
+                // Each rule's rows go once its own window has passed them; rows of rules no longer
+                // in force, once the longest window has (the same id in two gateways: the longer).
+                // Every minute, so that each delete is a minute of rows: one transaction, which the
+                // WAL must hold whole (ten minutes of a per-second rate limit's rows grew it by 20 MiB).
+                let cutoffs = engine.withLockedValue { engine in
+                    Dictionary(engine.rules.map { ($0.id, now - $0.window.maxLengthMs - reservationTimeoutMs) }, uniquingKeysWith: min)
+                }
+                await log.deleteLimitCharges(before: now - lookback - reservationTimeoutMs, rules: cutoffs)
+            }
         }
     }
 

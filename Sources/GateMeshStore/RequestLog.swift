@@ -342,10 +342,15 @@ public final class RequestLog: Service, Sendable {
         }
     }
 
-    /// Deletes limit counters last charged before `ts` (no window can still count them).
-    public func deleteLimitCharges(before ts: Int64) async {
+    /// Deletes limit counters last charged before `ts` (no window can still count them), and
+    /// those of each rule in `rules` last charged before that rule's own cutoff (its window can no
+    /// longer count them: a per-second rate limit's buckets go after a minute or so, not after the
+    /// longest window of any rule, which a monthly budget makes 31 days).
+    public func deleteLimitCharges(before ts: Int64, rules: [String: Int64] = [:]) async {
         _ = try? await pool.write { db in
             try db.execute(sql: "DELETE FROM limit_spend WHERE updated_ts < ?", arguments: [ts])
+            let perRule = try db.cachedStatement(sql: "DELETE FROM limit_spend WHERE updated_ts < ? AND rule = ?")
+            for (rule, cutoff) in rules where cutoff > ts { try perRule.execute(arguments: [cutoff, rule]) }
         }
     }
 

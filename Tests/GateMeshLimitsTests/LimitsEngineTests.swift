@@ -329,3 +329,28 @@ import Testing
         #expect(engine.figures(rule: rule, scope: "", now: now).spent == 7)
     }
 }
+
+@Suite struct CounterTurnoverTests {
+    /// Counters of passed buckets go: a per-user sliding limit over an hour of simulated traffic
+    /// (each request a new user, so nearly every request makes a counter) keeps only the window's.
+    @Test func countersOfPassedBucketsAreDropped() {
+        let rule = LimitRule(id: "per-user", gateway: "default", scope: [.split(.metadata("user"))], measure: .requests, limit: 5,
+                             window: .sliding(lengthMs: 10_000, bucketMs: 100))
+        var engine = LimitsEngine(node: "a", rules: [rule], reservationTimeoutMs: 3_000)
+        var now: Int64 = 1_800_000_000_000
+        var peak = 0
+        for i in 0..<36_000 {
+            var metadata = RequestMetadata()
+            metadata.entries = [("user", .string("u\(i)"))]
+            let request = LimitRequest(gateway: "default", provider: "openai", model: "m", metadata: metadata)
+            if case .admit(let r) = engine.admit(request, estimate: LimitAmounts(), now: now) {
+                engine.settle(r.id, actual: LimitAmounts())
+            }
+            now += 100
+            if i % 10 == 0 { _ = engine.expire(now: now) }
+            peak = max(peak, engine.counters.count)
+        }
+        #expect(engine.counters.count <= 110, "\(engine.counters.count) counters held")
+        #expect(peak <= 120)
+    }
+}

@@ -15,6 +15,13 @@ import Testing
                        costNanos: 5, servedModel: "m")
     }
 
+    /// The WAL file is cut back after checkpoints, on every connection of the pool.
+    @Test func theDatabaseIsInWALModeWithABoundedWALFile() throws {
+        let store = try NodeStore(dataDir: directory)
+        #expect(try store.journalMode() == "wal")
+        #expect(try store.journalSizeLimit() == NodeStore.walSizeLimit)
+    }
+
     @Test func aPutIsWrittenOnlyWhenStillWantedAndDeletesCountWhatWent() async throws {
         let disk = try CacheStore(store: NodeStore(dataDir: directory))
         try await disk.put("a", entry("g1"), if: { true })

@@ -122,6 +122,19 @@ import Testing
         #expect(try log.limitSpend(sinceTs: 0).map(\.amount) == [42])
     }
 
+    @Test func eachRulesCountersAreDeletedPastTheirOwnCutoff() async throws {
+        let log = try makeLog()
+        try log.persistRecovery([LimitCharge(node: "n1", rule: "per-user-rpm", scope: "metadata.user=a", bucket: 7, amount: 1),
+                                 LimitCharge(node: "n2", rule: "per-user-rpm", scope: "metadata.user=b", bucket: 7, amount: 2),
+                                 LimitCharge(node: "n1", rule: "monthly", scope: "", bucket: 7, amount: 3)], recoveredThrough: 1)
+        let later = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+        // The rate limit's cutoff has passed its rows; the budget's has not, nor the longest window's.
+        await log.deleteLimitCharges(before: 0, rules: ["per-user-rpm": later, "monthly": 0])
+        #expect(try log.limitSpend(sinceTs: 0).map(\.rule) == ["monthly"])
+        await log.deleteLimitCharges(before: later)
+        #expect(try log.limitSpend(sinceTs: 0).isEmpty)
+    }
+
     @Test func aFullQueueDropsAndCountsInsteadOfWaiting() throws {
         let log = try makeLog { $0.queueCapacity = 3 }
         #expect((1...5).map { log.append(record($0)) } == [true, true, true, false, false])
