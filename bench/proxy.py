@@ -114,6 +114,24 @@ def wrk(url, conns, seconds, script, extra=(), pid=None):
             "cpu_us": cpu * 1e6 / requests if cpu is not None and requests else None}
 
 
+def make_keys(node_url, n):
+    """An org, a team and `n` virtual keys through the admin API; returns the last key's secret."""
+    import json as _json
+
+    def post(path, body):
+        req = urllib.request.Request(node_url + path, data=_json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", "authorization": "Bearer bench-admin"})
+        return _json.loads(urllib.request.urlopen(req).read())
+    post("/api/orgs", {"id": "bench"})
+    post("/api/teams", {"id": "bench", "org": "bench"})
+    started = time.time()
+    secret = None
+    for i in range(n):
+        secret = post("/api/keys", {"team": "bench", "name": f"k{i}"})["key"]
+    print(f"made {n:,} keys in {time.time() - started:.1f} s", file=sys.stderr)
+    return secret
+
+
 def rss(pid):
     fields = {}
     with open(f"/proc/{pid}/status") as f:
@@ -139,6 +157,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--binary")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--keys", type=int, default=0,
+                        help="with --node-only: also measure requests made with a virtual key among this many (issue 15)")
     parser.add_argument("--node-only", action="store_true",
                         help="only the GateMesh node row (for A/B runs of one change); implies --skip-cluster")
     parser.add_argument("--enforcement", choices=["soft", "bounded", "strict"],
@@ -155,7 +175,7 @@ def main():
         binary = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True,
                                              text=True, check=True).stdout.strip(), "gatemesh")
     floor_binary = os.path.join(os.path.dirname(binary), "gatemesh-floor")
-    if not os.path.exists(floor_binary):
+    if not os.path.exists(floor_binary) and not args.node_only:
         sys.exit(f"needs {floor_binary}: swift build -c release --product gatemesh-floor")
     work = tempfile.mkdtemp(prefix="gatemesh-proxy-bench-")
     script = os.path.join(work, "chat.lua")
@@ -215,8 +235,9 @@ http {{
         config = os.path.join(work, "node.yaml")
         with open(config, "w") as f:
             f.write(f"""node: {{name: bench, listen: "127.0.0.1:{node_port}", data_dir: "{work}/node-data"}}
+admin: {{token: bench-admin}}
 providers:
-  openai: {{base_url: "http://127.0.0.1:{upstream}/v1"}}
+  openai: {{base_url: "http://127.0.0.1:{upstream}/v1"{', api_key: sk-bench' if args.keys else ''}}}
   custom-mock: {{base_url: "http://127.0.0.1:{mock_port}/v1"}}
 gateways:
   - id: default
@@ -246,9 +267,22 @@ gateways:
             results[name] = {c: wrk(url, c, args.seconds, script, pid=pid) for c in (1, 32)}
         _, peak_rss = rss(node.pid)
         if args.node_only:
-            r = results["GateMesh node"]
-            print("| target | 1 conn req/s | p50 ms | 32 conns req/s | p50 ms | CPU µs/req at 32 |")
-            print(f"| GateMesh node | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['cpu_us']:.0f} |")
+            rows = [("GateMesh node", results["GateMesh node"])]
+            if args.keys:
+                secret = make_keys(f"http://127.0.0.1:{node_port}", args.keys)
+                keyed = os.path.join(work, "keyed.lua")
+                with open(keyed, "w") as f:
+                    f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n'
+                            f'wrk.headers["authorization"] = "Bearer {secret}"\n' f"wrk.body = '{BODY}'\n")
+                url = targets["GateMesh node"]
+                wrk(url, 4, 2, keyed)
+                rows.append((f"GateMesh node, a virtual key among {args.keys:,}", {c: wrk(url, c, args.seconds, keyed, pid=node.pid) for c in (1, 32)}))
+                # The same again without a key, after the keys exist (the directory is in memory either way).
+                rows.append(("GateMesh node, no key, after", {c: wrk(url, c, args.seconds, script, pid=node.pid) for c in (1, 32)}))
+            print("| target | 1 conn req/s | p50 ms | 32 conns req/s | p50 ms | CPU µs/req at 32 | non-2xx |")
+            for name, r in rows:
+                print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['cpu_us']:.0f} "
+                      f"| {r[1]['non2xx'] + r[32]['non2xx']} |")
             return
 
         # The floor: each one alone on the machine beside the upstream, stopped before the next.
