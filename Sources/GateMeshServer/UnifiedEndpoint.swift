@@ -276,7 +276,9 @@ extension GatewayResponder {
 
     /// The client's key for the provider: its bearer token, or its `x-api-key`.
     static func clientKey(_ headers: HTTPFields) -> String? {
-        headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
+        let key = headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
+        // A virtual key is the gateway's, never the provider's (it rides in `x-gatemesh-authorization`).
+        return key.flatMap { $0.hasPrefix(VirtualKey.prefix) ? nil : $0 }
     }
 
     /// A Google model name, checked before it goes into the URL path.
@@ -300,6 +302,7 @@ extension GatewayResponder {
                           outer: HTTPRequest, anthropicVersion: Bool = false, clientKey: String?, watch: CloseWatch) -> ProxyStep {
         var fields = HTTPFields()
         for field in outer.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
+        Self.carryVirtualKey(from: outer.headerFields, into: &fields)
         fields[.contentType] = "application/json"
         fields[.contentLength] = String(bytes.count)
         if anthropicVersion, fields[Self.anthropicVersionHeader] == nil { fields[Self.anthropicVersionHeader] = "2023-06-01" }

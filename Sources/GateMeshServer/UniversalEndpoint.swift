@@ -41,6 +41,15 @@ extension GatewayResponder {
         "content-length", "transfer-encoding", "content-type", "authorization", "x-api-key", "api-key", "x-goog-api-key", "host",
     ]
 
+    /// A request made here drops the client's credential headers; the virtual key the client
+    /// presented goes on in the gateway's own header, so each step is held to the key's limits
+    /// (and the key never reaches a provider).
+    static func carryVirtualKey(from outer: HTTPFields, into fields: inout HTTPFields) {
+        guard let key = ProxyHandler.presentedKey(outer) else { return }
+        fields[HTTPField.Name("x-gatemesh-authorization")!] = "Bearer \(key)"
+        fields[HTTPField.Name("cf-aig-authorization")!] = nil
+    }
+
     func universal(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let steps: [UniversalStep]
         var clientBody: RequestBody?
@@ -78,6 +87,7 @@ extension GatewayResponder {
                 for h in step.headers {
                     if let name = HTTPField.Name(h.name) { fields.append(HTTPField(name: name, value: h.value)) }
                 }
+                Self.carryVirtualKey(from: request.headers, into: &fields)
                 fields[.contentType] = step.headers.first { $0.name == "content-type" }?.value ?? "application/json"
                 fields[.contentLength] = String(step.body.count)
                 let head = HTTPRequest(method: .post, scheme: nil, authority: request.head.authority, path: path + query, headerFields: fields)

@@ -452,3 +452,41 @@ def test_custom_cost_is_honoured_for_keys_that_allow_it_only(keyed):
     assert r.status_code == 200, r.text
     r = chat(node, plain["key"], headers=cost)
     assert r.status_code == 403 and r.json()["error"]["code"] == "custom_cost_not_allowed"
+
+
+def test_the_unified_api_takes_a_virtual_key_and_holds_it_to_its_budget(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    key = make_key(node, "red", budgets=[{"id": "daily", "usd": "0.05", "window": {"calendar": "day"}}])
+    client = openai.OpenAI(base_url=node.url + "/v1", api_key=key["key"], max_retries=0)
+    refused = None
+    for _ in range(30):
+        try:
+            client.chat.completions.create(model="openai/gpt-4o-mini", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        except openai.RateLimitError as e:
+            refused = e
+            break
+    assert refused is not None and f"key:{key['id']}:daily" in str(refused)
+    rows = requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"]
+    assert rows and all(r["key"] == key["id"] for r in rows)
+
+
+def test_universal_and_unified_requests_with_a_key_never_send_it_to_a_provider(keyed):
+    node = keyed()
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    secret = make_key(node, "red")["key"]
+    auth = {"authorization": f"Bearer {secret}"}
+    # A provider without a stored key: refused, not sent the virtual key.
+    r = requests.post(node.url + "/v1/chat/completions", headers=auth, timeout=10,
+                      json={"model": "mistral/mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_provider_key", r.text
+    # The universal endpoint: each step is the key's, and the echo never sees it.
+    r = requests.post(node.url + "/default", headers=auth, timeout=10,
+                      json=[{"provider": "custom-echo", "endpoint": "anything", "headers": {}, "query": {"a": 1}}])
+    assert r.status_code == 200, r.text
+    assert "gmk_" not in r.text and "sk-stored-echo" in r.text
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"],
+                      lambda d: any(row["provider"] == "custom-echo" for row in d))
+    assert all(row["team"] == "red" for row in rows if row["provider"] == "custom-echo")
