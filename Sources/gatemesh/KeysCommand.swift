@@ -4,24 +4,25 @@ import Foundation
 import FoundationNetworking
 #endif
 
+/// The running node a command talks to, and the admin token it uses.
+struct NodeOptions: ParsableArguments {
+    @Option(help: "The node's HTTP address, e.g. http://127.0.0.1:8787.")
+    var node: String = "http://127.0.0.1:8787"
+
+    @Option(help: "The admin token (default: $GATEMESH_ADMIN_TOKEN).")
+    var token: String?
+}
+
 /// `gatemesh keys`: virtual keys from a terminal, through a node's admin API (docs/keys.md).
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Create, list, revoke and rotate virtual keys through a node's admin API.",
         subcommands: [Create.self, List.self, Revoke.self, Rotate.self])
 
-    struct Node: ParsableArguments {
-        @Option(help: "The node's HTTP address, e.g. http://127.0.0.1:8787.")
-        var node: String = "http://127.0.0.1:8787"
-
-        @Option(help: "The admin token (default: $GATEMESH_ADMIN_TOKEN).")
-        var token: String?
-    }
-
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make a key in a team; prints its id and its secret, which is shown this once.")
-        @OptionGroup var node: Node
+        @OptionGroup var node: NodeOptions
         @Option(help: "The team the key belongs to.") var team: String
         @Option(help: "A name to tell the key by.") var name: String?
         @Option(help: "A daily budget in dollars, e.g. 25.") var dailyUSD: String?
@@ -52,7 +53,7 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (without their secrets).")
-        @OptionGroup var node: Node
+        @OptionGroup var node: NodeOptions
         @Option(help: "Only this team's keys.") var team: String?
 
         func run() async throws {
@@ -69,7 +70,7 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key: refused on every node from now on.")
-        @OptionGroup var node: Node
+        @OptionGroup var node: NodeOptions
         @Argument(help: "The key's id.") var id: String
 
         func run() async throws {
@@ -80,7 +81,7 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Give a key a new secret; the current one works for the grace period.")
-        @OptionGroup var node: Node
+        @OptionGroup var node: NodeOptions
         @Argument(help: "The key's id.") var id: String
         @Option(help: "How long the current secret keeps working, e.g. 1h (default: 0, it stops at once).") var grace: String = "0s"
 

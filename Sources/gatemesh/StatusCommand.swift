@@ -123,14 +123,10 @@ struct ReloadCommand: AsyncParsableCommand {
         commandName: "reload",
         abstract: "Have a running node re-read its config file: providers, gateways, rules, tokens and cache settings change in place.")
 
-    @Option(help: "The node's HTTP address, e.g. http://127.0.0.1:8787.")
-    var node: String = "http://127.0.0.1:8787"
-
-    @Option(help: "The admin token (default: $GATEMESH_ADMIN_TOKEN).")
-    var token: String?
+    @OptionGroup var node: NodeOptions
 
     func run() async throws {
-        let (_, root) = try await AdminCall.send(node: node, path: "api/config/reload", method: "POST", token: token)
+        let (_, root) = try await AdminCall.send(node: node.node, path: "api/config/reload", method: "POST", token: node.token)
         let changed = root["changed"] as? [String] ?? []
         print(changed.isEmpty ? "reloaded: nothing changed" : "reloaded: \(changed.joined(separator: ", ")) changed")
         print("config digest \(root["digest"] as? String ?? "?"), gateways digest \(root["gateways_digest"] as? String ?? "?")")

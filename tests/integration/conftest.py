@@ -36,6 +36,15 @@ def pytest_unconfigure(config):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def netns_available():
+    """Root and Linux network namespaces (`ip netns`), for the partition tests."""
+    if os.geteuid() != 0:
+        return False
+    ok = subprocess.run(["ip", "netns", "add", "gm-probe"], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", "gm-probe"], capture_output=True)
+    return ok
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import BIN, eventually, free_port
+from conftest import BIN, eventually, free_port, netns_available
 from test_accounting import cost_nanos
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "cluster"))
@@ -395,15 +395,6 @@ def test_a_node_killed_under_load_and_restarted_leaves_spent_equal_to_the_logs_p
     by_node = {b["name"]: b["spent"] for b in status(c, 0)["budgets"][0]["by_node"]}
     assert spent >= sum(t for t, _ in logged), (spent, logged, by_node)
     assert all(n > 0 for _, n in logged)
-
-
-def netns_available():
-    import subprocess
-    if os.geteuid() != 0:
-        return False
-    ok = subprocess.run(["ip", "netns", "add", "gm-probe"], capture_output=True).returncode == 0
-    subprocess.run(["ip", "netns", "del", "gm-probe"], capture_output=True)
-    return ok
 
 
 @pytest.mark.skipif(not netns_available(), reason="needs root and Linux network namespaces (ip netns)")

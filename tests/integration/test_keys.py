@@ -7,7 +7,7 @@ import openai
 import pytest
 import requests
 
-from conftest import eventually
+from conftest import eventually, netns_available
 
 ADMIN = {"authorization": "Bearer admin-secret"}
 
@@ -374,16 +374,6 @@ def test_operator_tokens_have_roles_and_every_change_is_audited(keyed):
 def json_text(value):
     import json
     return json.dumps(value)
-
-
-def netns_available():
-    import os
-    import subprocess
-    if os.geteuid() != 0:
-        return False
-    ok = subprocess.run(["ip", "netns", "add", "gm-probe-keys"], capture_output=True).returncode == 0
-    subprocess.run(["ip", "netns", "del", "gm-probe-keys"], capture_output=True)
-    return ok
 
 
 @pytest.mark.skipif(not netns_available(), reason="needs root and Linux network namespaces (ip netns)")
