@@ -79,6 +79,13 @@ def test_the_official_sdks_work_with_only_a_virtual_key_which_never_goes_upstrea
     r = requests.post(node.url + "/mistral/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, timeout=10,
                       json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 400 and r.json()["error"]["code"] == "no_provider_key", r.text
+    # Google's SDKs send x-goog-api-key: a virtual key there is the gateway's too.
+    r = requests.post(node.url + "/google-ai-studio/v1beta/models/gemini-2.0-flash:generateContent", headers={"x-goog-api-key": secret},
+                      json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_provider_key", r.text
+    r = requests.post(node.url + "/openai/chat/completions", headers={"cf-aig-authorization": f"Bearer {secret}"}, timeout=10,
+                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and "gmk_" not in r.text
 
 
 def test_a_keys_budget_then_its_teams_budget_refuse_and_name_the_entity(keyed):
