@@ -131,7 +131,7 @@ struct OperatorAPI: Sendable {
             try Self.requireGET(request)
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            let text = metrics.exposition(log: logs.log, inFlight: state.inFlight, client: client)
+            let text = metrics.exposition(log: logs.log, inFlight: state.inFlight, client: client, limits: limits)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "/api/logs":
             try Self.requireGET(request)

@@ -18,6 +18,8 @@ final class NodeMetrics: Sendable {
     let queuedRows: CoreMetrics.Gauge
     let inFlight: CoreMetrics.Gauge
     let upstreamConnections: CoreMetrics.Gauge
+    let journalOpen: CoreMetrics.Gauge
+    let counters: CoreMetrics.Gauge
 
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -30,6 +32,8 @@ final class NodeMetrics: Sendable {
         queuedRows = CoreMetrics.Gauge(label: "gatemesh_log_rows_queued", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "gatemesh_requests_in_flight", factory: factory)
         upstreamConnections = CoreMetrics.Gauge(label: "gatemesh_upstream_connections_opened", factory: factory)
+        journalOpen = CoreMetrics.Gauge(label: "gatemesh_journal_open_reservations", factory: factory)
+        counters = CoreMetrics.Gauge(label: "gatemesh_limit_counters", factory: factory)
     }
 
     /// The handles one kind of request updates, each made on first use and kept (making one means
@@ -110,7 +114,11 @@ final class NodeMetrics: Sendable {
     }
 
     /// The Prometheus text exposition, with the gauges read at scrape time.
-    func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient) -> String {
+    func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil) -> String {
+        if let limits {
+            journalOpen.record(limits.journal.openCount)
+            counters.record(limits.engine.withLockedValue { $0.counters.count })
+        }
         droppedRows.record(log.droppedRows)
         queuedRows.record(log.queuedRows)
         inFlight.record(requests)
