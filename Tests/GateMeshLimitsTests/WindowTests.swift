@@ -14,6 +14,12 @@ func ms(_ iso: String) -> Int64 {
         Window.calendarWindow(.day, timeZone: tz)!.span(at: ms(iso))
     }
 
+    @Test func descriptionsKeepBucketsUnderASecond() {
+        #expect(Window.sliding(lengthMs: 10_000, bucketMs: 100).description == "sliding 10s in 100ms buckets")
+        #expect(Window.rolling(lengthMs: 86_400_000, bucketMs: 3_600_000).description == "rolling 86400s in 3600s buckets")
+        #expect(Window.fixed(lengthMs: 1500).description == "fixed 1500ms")
+    }
+
     @Test func utcDaysMonthsAndTheLeapDay() {
         let utcDay = Window.calendarWindow(.day, timeZone: "UTC")!
         #expect(utcDay.span(at: ms("2026-11-26T13:00:00Z")) == (ms("2026-11-26T00:00:00Z"), ms("2026-11-27T00:00:00Z")))

@@ -28,11 +28,14 @@ public enum Window: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .calendar(let p, let tz, let ws): return "calendar \(p.rawValue) in \(tz)" + (p == .week ? " (week starts on day \(ws))" : "")
-        case .rolling(let l, let b): return "rolling \(l / 1000)s in \(b / 1000)s buckets"
-        case .fixed(let l): return "fixed \(l / 1000)s"
-        case .sliding(let l, let b): return "sliding \(l / 1000)s in \(b / 1000)s buckets"
+        case .rolling(let l, let b): return "rolling \(Self.seconds(l)) in \(Self.seconds(b)) buckets"
+        case .fixed(let l): return "fixed \(Self.seconds(l))"
+        case .sliding(let l, let b): return "sliding \(Self.seconds(l)) in \(Self.seconds(b)) buckets"
         }
     }
+
+    /// Whole seconds as `60s`, anything else in milliseconds (`100ms`, `1500ms`).
+    static func seconds(_ ms: Int64) -> String { ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms" }
 
     /// The longest the window can reach back (a calendar month, with a daylight-saving hour to spare).
     public var maxLengthMs: Int64 {
