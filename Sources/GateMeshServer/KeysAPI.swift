@@ -24,6 +24,7 @@ extension LimitsService {
             if record.deleted { directory.removeToken(id); return true }
             guard let token = OperatorToken.parse(stored: record.definition) else {
                 logger.warning("an operator token record cannot be read and is left out", metadata: ["record": "\(record.id)"])
+                directory.removeToken(id)
                 return false
             }
             directory.put(token)
@@ -57,6 +58,8 @@ extension LimitsService {
             }
         } catch {
             logger.warning("an org, team or key record cannot be read and is left out", metadata: ["record": "\(record.id)", "error": "\(error)"])
+            // Fail closed: an older version must not stay in force (a revoke this build cannot read).
+            directory.remove(kind, id: id)
             return false
         }
         return true
@@ -151,9 +154,24 @@ extension LimitsService {
     }
 
     /// Makes a key in its team; returns its document with `key`, the secret, shown this once.
-    func createKey(_ text: String) throws(GatewayError) -> String {
+    /// A `team_admin` of `team` may make and change keys of that team only, and may not let a
+    /// key price its own requests (`allow_custom_cost`: that would spend past every budget).
+    static func checkTeamAdmin(_ p: EntityDocument.Parsed, team: String?, current: VirtualKey? = nil) throws(GatewayError) {
+        guard let team else { return }
+        if let given = p.team, given != team {
+            throw GatewayError(status: 403, type: "permission_error", code: "forbidden",
+                               message: "a team_admin token of team '\(team)' makes and changes keys of that team only")
+        }
+        if p.policy.allowCustomCost != (current?.policy.allowCustomCost ?? false) {
+            throw GatewayError(status: 403, type: "permission_error", code: "forbidden",
+                               message: "only an admin may change a key's allow_custom_cost")
+        }
+    }
+
+    func createKey(_ text: String, teamAdminOf team: String? = nil) throws(GatewayError) -> String {
         let p = try parseEntity(text, kind: .key)
         guard p.team != nil else { throw GatewayError.badRequest("'team' is required: the team the key belongs to", code: "invalid_entity") }
+        try Self.checkTeamAdmin(p, team: team)
         let (secret, hash) = Self.newSecret()
         let now = Self.now()
         return try change { a throws(GatewayError) in
@@ -169,13 +187,18 @@ extension LimitsService {
     }
 
     /// Replaces key `id`'s settings (its secrets, creation time and revoke stay).
-    func putKey(id: String, _ text: String) throws(GatewayError) -> String {
+    func putKey(id: String, _ text: String, teamAdminOf team: String? = nil) throws(GatewayError) -> String {
         let p = try parseEntity(text, kind: .key)
         if let given = p.id, given != id {
             throw GatewayError.badRequest("the id '\(given)' differs from the id in the path '\(id)'", code: "invalid_entity")
         }
         return try change { a throws(GatewayError) in
             guard var key = a.directory.keys[id] else { throw GatewayError.notFound("no key with id '\(id)' (make one with POST /api/keys)") }
+            // A revoked key stays revoked: a change here must not write a version without the revoke.
+            guard key.revokedAtMs == nil else { throw Self.entityConflict("key '\(id)' is revoked: make a new one") }
+            if let team { guard key.team == team else { throw GatewayError(status: 403, type: "permission_error", code: "forbidden",
+                                                                           message: "key '\(id)' is not a key of team '\(team)'") } }
+            try Self.checkTeamAdmin(p, team: team, current: key)
             try checkParent(.key, p, in: a.directory)
             key.team = p.team ?? key.team
             if let name = p.name { key.name = name }

@@ -184,7 +184,8 @@ struct ProxyHandler: Sendable {
                 cacheStatus = "BYPASS"
             case .lookup(let ttl), .refresh(let ttl):
                 let headers = request.headers.lowercasedPairs
-                let credential = Self.credentialDigest(headers: headers, url: target.url, provider: provider)
+                // Requests with virtual keys share answers within their team only.
+                let credential = caller.map { "team:" + $0.team.id } ?? Self.credentialDigest(headers: headers, url: target.url, provider: provider)
                 let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway.id, key: $0, credential: credential) }
                     ?? CacheKeyMaterial.make(gateway: gateway.id, provider: provider.spec.id, method: request.method.rawValue,
                                              path: Self.cacheURL(target.url, provider: provider), headers: headers,

@@ -276,9 +276,10 @@ extension GatewayResponder {
 
     /// The client's key for the provider: its bearer token, or its `x-api-key`.
     static func clientKey(_ headers: HTTPFields) -> String? {
-        let key = headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
-        // A virtual key is the gateway's, never the provider's (it rides in `x-gatemesh-authorization`).
-        return key.flatMap { $0.hasPrefix(VirtualKey.prefix) ? nil : $0 }
+        // A request with a virtual key (in any header, bare or as a bearer) has no key of its own
+        // for the provider: the virtual key is the gateway's (it rides in `x-gatemesh-authorization`).
+        guard ProxyHandler.presentedKey(headers) == nil else { return nil }
+        return headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
     }
 
     /// A Google model name, checked before it goes into the URL path.

@@ -176,6 +176,14 @@ import Testing
 }
 
 @Suite struct RequestInspectorTests {
+    /// The model a Google path serves is the request's model: a `model` in the body cannot pass
+    /// for it (a key allowed only one model would otherwise get another).
+    @Test func aGooglePathsModelWinsOverOneInTheBody() {
+        let body = Array(#"{"model":"gemini-2.5-flash","contents":[{"parts":[{"text":"hi"}]}],"user":"bob"}"#.utf8)
+        let facts = RequestInspector.inspect(format: .googleGenerate, path: "/v1beta/models/gemini-2.5-pro:generateContent", body: body)
+        #expect(facts.model == "gemini-2.5-pro" && facts.user == "bob")
+    }
+
     @Test func factsFromAnOpenAIBody() {
         let body = Array(#"{"model":"gpt-4o","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"12345678"}]}"#.utf8)
         let facts = RequestInspector.inspect(format: .openAIChat, path: "/chat/completions", body: body)

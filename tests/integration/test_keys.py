@@ -487,3 +487,39 @@ def test_universal_and_unified_requests_with_a_key_never_send_it_to_a_provider(k
     rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"],
                       lambda d: any(row["provider"] == "custom-echo" for row in d))
     assert all(row["team"] == "red" for row in rows if row["provider"] == "custom-echo")
+
+
+def test_what_a_team_admin_cannot_do_with_its_own_keys_and_what_review_found(keyed, mock):
+    node = keyed("    cache: {ttl: 600}\n")
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme", "metadata": {"cost_center": "red-cc"}})
+    post(node, "/api/teams", {"id": "blue", "org": "acme"})
+    red_admin = post(node, "/api/tokens", {"role": "team_admin", "team": "red"})
+    as_red = {"authorization": f"Bearer {red_admin['token']}", "content-type": "application/yaml"}
+    mine = requests.post(node.url + "/api/keys", data='{"team": "red", "metadata": {"cost_center": "elsewhere"}}', headers=as_red, timeout=5)
+    assert mine.status_code == 201, mine.text
+    key = mine.json()
+    # Moving the key to another team, in YAML as well as JSON, or letting it price itself: refused.
+    for body in ['team: blue', '{"team": "blue"}', '{"allow_custom_cost": true}']:
+        r = requests.put(node.url + f"/api/keys/{key['id']}", data=body, headers=as_red, timeout=5)
+        assert r.status_code == 403, (body, r.text)
+    r = requests.post(node.url + "/api/keys", data='{"team": "red", "allow_custom_cost": true}', headers=as_red, timeout=5)
+    assert r.status_code == 403
+    # The team's metadata wins over the key's for the same name.
+    r = chat(node, key["key"])
+    row = eventually(lambda: requests.get(node.url + "/api/logs/" + r.headers["x-gatemesh-log-id"], headers=ADMIN, timeout=5),
+                     lambda x: x.status_code == 200).json()
+    assert row["metadata"]["cost_center"] == "red-cc"
+    # Cached answers are shared within a team, not across teams.
+    blue = make_key(node, "blue")
+    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "cache me"}]}
+    statuses = [requests.post(node.url + "/openai/chat/completions", json=body, headers={"authorization": f"Bearer {s}"}, timeout=10)
+                .headers.get("x-gatemesh-cache-status") for s in (key["key"], key["key"], blue["key"])]
+    assert statuses == ["MISS", "HIT", "MISS"]
+    # A huge grace is a 400, not a crash; a revoked key cannot be changed back.
+    r = requests.post(node.url + f"/api/keys/{key['id']}/rotate", json={"grace": 9223372036854775}, headers=ADMIN, timeout=5)
+    assert r.status_code == 400
+    assert requests.delete(node.url + f"/api/keys/{key['id']}", headers=ADMIN, timeout=5).status_code == 200
+    r = requests.put(node.url + f"/api/keys/{key['id']}", json={"name": "back"}, headers=ADMIN, timeout=5)
+    assert r.status_code == 409
+    assert chat(node, key["key"]).status_code == 401

@@ -44,7 +44,8 @@ public enum RequestInspector {
         }
         guard !body.isEmpty, let scan = JSONValue.scan(Array(body), keys: inspectedKeys, skipping: skippedKeyBytes) else { return facts }
         let object = scan.members
-        if let model = object["model"]?.stringValue { facts.model = model }
+        // A Google path names the model it serves; a `model` in the body must not stand in for it.
+        if facts.model == nil, let model = object["model"]?.stringValue { facts.model = model }
         if let stream = object["stream"]?.boolValue { facts.stream = stream }
         if object["stream_options"]?["include_usage"]?.boolValue == true { facts.clientAskedForUsage = true }
         facts.maxOutputTokens = object["max_completion_tokens"]?.intValue ?? object["max_tokens"]?.intValue

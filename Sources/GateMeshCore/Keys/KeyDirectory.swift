@@ -52,17 +52,19 @@ public struct KeyDirectory: Sendable {
         }
     }
 
-    /// Who a request with a key is: the key, its team and org, the metadata they attach (the
-    /// org's, then the team's, then the key's: a later one wins for the same name) and their
-    /// policies (key, team, org).
+    /// Who a request with a key is: the key, its team and org, the metadata they attach and
+    /// their policies (key, team, org). For a name set at more than one level the higher one
+    /// wins (the org's over the team's over the key's): whoever manages a team's keys cannot
+    /// override what its org or team says.
     public struct Caller: Sendable {
         public var key: VirtualKey
         public var team: Team
         public var org: Org
         public var metadata: [(String, String)] {
             var out: [(String, String)] = []
-            for (name, value) in org.policy.metadata + team.policy.metadata + key.policy.metadata {
-                if let i = out.firstIndex(where: { $0.0 == name }) { out[i].1 = value } else { out.append((name, value)) }
+            for (name, value) in org.policy.metadata + team.policy.metadata + key.policy.metadata
+                where !out.contains(where: { $0.0 == name }) {
+                out.append((name, value))
             }
             return out
         }

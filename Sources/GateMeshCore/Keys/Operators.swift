@@ -49,6 +49,8 @@ public struct OperatorToken: Sendable, Equatable {
     public static func parse(stored text: String) -> OperatorToken? {
         guard case .object(let o)? = JSONValue.parse(text), let id = o["id"]?.stringValue, let role = o["role"]?.stringValue.flatMap(OperatorRole.init),
               let hash = o["hash"]?.stringValue, let created = o["created_ms"]?.intValue else { return nil }
+        // A team_admin without a team would see every team's figures: not a token.
+        if role == .teamAdmin, o["team"]?.stringValue == nil { return nil }
         return OperatorToken(id: id, name: o["name"]?.stringValue ?? "", role: role, team: o["team"]?.stringValue, hash: hash,
                              createdAtMs: Int64(created), revokedAtMs: o["revoked_ms"]?.intValue.map(Int64.init))
     }
