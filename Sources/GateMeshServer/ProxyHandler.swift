@@ -215,6 +215,11 @@ struct ProxyHandler: Sendable {
             if let downgrade = try await reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
                                            metadata: metadata, customPrice: customPrice, body: readable ? clientBytes : nil,
                                            exchange: exchange) {
+                // The cheaper model must be one the key may use too.
+                if let caller, let denial = KeyDirectory.denial(caller, gateway: gateway.id, provider: provider.spec.id, model: downgrade.model) {
+                    throw GatewayError(status: 403, type: "permission_error", code: "model_not_allowed",
+                                       message: "budget '\(downgrade.rule)' would downgrade this request to \(downgrade.model), but \(denial)")
+                }
                 facts.model = downgrade.model
                 downgradedBy = downgrade.rule
                 clientBytes = downgrade.body

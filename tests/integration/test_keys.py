@@ -523,3 +523,18 @@ def test_what_a_team_admin_cannot_do_with_its_own_keys_and_what_review_found(key
     r = requests.put(node.url + f"/api/keys/{key['id']}", json={"name": "back"}, headers=ADMIN, timeout=5)
     assert r.status_code == 409
     assert chat(node, key["key"]).status_code == 401
+
+
+def test_a_budgets_downgrade_to_a_model_the_key_may_not_use_is_refused(keyed):
+    node = keyed("""    budgets:
+      - {id: premium, usd: "0.000001", scope: {only: {model: gpt-4o}}, window: {calendar: month}, action: {downgrade: {model: gpt-4o-mini}}}
+""")
+    post(node, "/api/orgs", {"id": "acme"})
+    post(node, "/api/teams", {"id": "red", "org": "acme"})
+    only_4o = make_key(node, "red", models=["openai/gpt-4o"])
+    both = make_key(node, "red", models=["openai/gpt-4o*"])
+    r = chat(node, only_4o["key"], model="gpt-4o")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed", r.text
+    assert "premium" in r.json()["error"]["message"] and "gpt-4o-mini" in r.json()["error"]["message"]
+    r = chat(node, both["key"], model="gpt-4o")
+    assert r.status_code == 200 and r.headers.get("x-gatemesh-downgraded") == "premium", r.text
