@@ -64,25 +64,8 @@ BODY = ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello 
 ADMIN = "bench-admin-token"
 PROCS = []
 
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait(url, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
+# The free port and readiness wait of the proxy benchmark.
+from proxy import port, wait  # noqa: E402
 
 
 def start(cmd, **kw):

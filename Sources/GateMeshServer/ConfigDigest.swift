@@ -1,4 +1,3 @@
-import CGateMeshOpenSSL
 import GateMeshCore
 
 /// Digests of a node's config for `/cluster/status`: the first 16 hex digits of the SHA-256 of
@@ -11,10 +10,6 @@ enum ConfigDigest {
     static func shared(_ config: GateMeshConfig) -> String { digest(CanonicalText.of(config.gateways)) }
 
     static func digest(_ text: String) -> String {
-        var hash = [UInt8](repeating: 0, count: 32)
-        let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { copenssl_sha256($0.baseAddress, $0.count, &hash) }
-        let hex = Array("0123456789abcdef".utf8)
-        return String(decoding: hash.prefix(8).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xF)]] }, as: UTF8.self)
+        String(ResponseCache.key(Array(text.utf8)).prefix(16))
     }
 }

@@ -96,27 +96,26 @@ extension LimitsService {
     func createEntity(_ kind: EntityKind, _ text: String) throws(GatewayError) -> String {
         let p = try parseEntity(text, kind: kind)
         guard let id = p.id else { throw GatewayError.badRequest("'id' is required", code: "invalid_entity") }
-        return try change { a throws(GatewayError) in
-            try checkParent(kind, p, in: a.directory)
-            let exists = kind == .org ? a.directory.orgs[id] != nil : a.directory.teams[id] != nil
-            if exists { throw Self.entityConflict("\(kind.rawValue) '\(id)' exists; replace it with PUT /api/\(kind.rawValue)s/\(id)") }
-            let document = kind == .org ? EntityDocument.json(Org(id: id, policy: p.policy))
-                : EntityDocument.json(Team(id: id, org: p.org!, policy: p.policy))
-            try store(kind, id: id, document: document, into: &a)
-            return document
-        }
+        return try write(kind, id: id, p, creating: true).body
     }
 
     /// Replaces org or team `id` (created when missing). Returns whether it was created.
     func putEntity(_ kind: EntityKind, id: String, _ text: String) throws(GatewayError) -> (created: Bool, body: String) {
-        var p = try parseEntity(text, kind: kind)
+        let p = try parseEntity(text, kind: kind)
         if let given = p.id, given != id {
             throw GatewayError.badRequest("the id '\(given)' differs from the id in the path '\(id)'", code: "invalid_entity")
         }
-        p.id = id
-        return try change { a throws(GatewayError) in
+        return try write(kind, id: id, p, creating: false)
+    }
+
+    /// Writes org or team `id` from its parsed document (`creating`: refused when it exists).
+    private func write(_ kind: EntityKind, id: String, _ p: EntityDocument.Parsed, creating: Bool) throws(GatewayError) -> (created: Bool, body: String) {
+        try change { a throws(GatewayError) in
             try checkParent(kind, p, in: a.directory)
             let existed = kind == .org ? a.directory.orgs[id] != nil : a.directory.teams[id] != nil
+            if creating, existed {
+                throw Self.entityConflict("\(kind.rawValue) '\(id)' exists; replace it with PUT /api/\(kind.rawValue)s/\(id)")
+            }
             let document = kind == .org ? EntityDocument.json(Org(id: id, policy: p.policy))
                 : EntityDocument.json(Team(id: id, org: p.org!, policy: p.policy))
             try store(kind, id: id, document: document, into: &a)

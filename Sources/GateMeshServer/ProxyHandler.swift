@@ -66,7 +66,8 @@ struct ProxyHandler: Sendable {
             if let apiKey { p.storedKey = apiKey }
             if caller != nil { try Self.requireStoredKey(p) }
             provider = p
-            metadata = try caller.map { Self.merging(try Self.metadata(request.headers), with: $0) } ?? Self.metadata(request.headers)
+            let sent = try Self.metadata(request.headers)
+            metadata = caller.map { Self.merging(sent, with: $0) } ?? sent
             collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
             collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
             customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in
