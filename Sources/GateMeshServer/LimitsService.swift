@@ -60,15 +60,15 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// The directory as of the last change, for the request path (read without the admin lock).
     let directory = NIOLockedValueBox(KeyDirectory())
     /// In a cluster: whether this node is the one to send an alert (nil: alone, always).
-    let alertOwnership = NIOLockedValueBox<(@Sendable (LimitsEngine.AlertKey) -> Bool)?>(nil)
+    let alertOwnership = CallbackSlot<LimitsEngine.AlertKey, Bool>()
     /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
-    let alertsFired = NIOLockedValueBox<(@Sendable ([LimitsEngine.AlertKey]) -> Void)?>(nil)
+    let alertsFired = CallbackSlot<[LimitsEngine.AlertKey], Void>()
     /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
-    let rightsAsk = NIOLockedValueBox<(@Sendable ([LimitsEngine.RightsNeed], String) -> Void)?>(nil)
+    let rightsAsk = CallbackSlot<(needs: [LimitsEngine.RightsNeed], holder: String), Void>()
     /// How long a request waits for rights before it is refused.
     let rightsWaitMs: Int64
     /// Told of every rule change this node makes (the cluster sends it to the peers).
-    let ruleChanges = NIOLockedValueBox<(@Sendable ([RuleRecord]) -> Void)?>(nil)
+    let ruleChanges = CallbackSlot<[RuleRecord], Void>()
 
     /// Loads the stored rules and restores this node's own counters from the spend persisted with
     /// its log rows, so a node killed and restarted comes back with the spend its log shows and
@@ -256,9 +256,9 @@ final class LimitsService: Service, SpendSource, Sendable {
                 return .block(refusal)
             }
             // Ask again every 100 ms while waiting (an answer may be lost, or the owner may change).
-            if now - (askedAt ?? 0) >= 100, let ask = rightsAsk.withLockedValue({ $0 }) {
+            if now - (askedAt ?? 0) >= 100, let ask = rightsAsk.current {
                 askedAt = now
-                ask(needs.filter { $0.owner != node }, holder)
+                ask((needs.filter { $0.owner != node }, holder))
             }
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -353,7 +353,7 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     private func apply(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
-        let owns = alertOwnership.withLockedValue { $0 }
+        let owns = alertOwnership.current
         // What settling changes of the rights (a refund, or more used) reaches the journal once
         // for the whole batch (`commit`), or with the next admission or tick: a refund lost in a
         // kill only leaves rights unused, and what a request used beyond its reservation is in
@@ -369,7 +369,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     private func fire(_ due: [LimitsEngine.Alert], now: Int64) {
         guard !due.isEmpty, let alerts else { return }
         for alert in due { alerts.fire(alert, node: nodeName, now: now) }
-        alertsFired.withLockedValue { $0 }?(due.map(\.key))
+        alertsFired.current?(due.map(\.key))
     }
 
     /// Alerts a peer fired: not to be sent again from here, even after a restart (recorded as
@@ -478,7 +478,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         guard !delta.isEmpty else { return }
         defer { if !catchUp.withLockedValue({ $0.done }) { caughtUp("merged a peer's counters") } }
         let now = Self.now()
-        let owns = alertOwnership.withLockedValue { $0 }
+        let owns = alertOwnership.current
         let due = engine.withLockedValue { engine in
             let changed = engine.merge(delta)
             return engine.hasAlerts && !changed.isEmpty ? engine.dueAlerts(for: changed, now: now, owns: owns ?? { _ in true }) : []

@@ -221,7 +221,7 @@ extension LimitsService {
             }
         }
         let (value, changed) = try result.get()
-        if broadcast, !changed.isEmpty, let tell = ruleChanges.withLockedValue({ $0 }) { tell(changed) }
+        if broadcast, !changed.isEmpty, let tell = ruleChanges.current { tell(changed) }
         return value
     }
 

@@ -91,21 +91,17 @@ final class ClusterService: Service, Sendable {
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970)))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
-        limits.ruleChanges.withLockedValue { $0 = { [weak self] records in self?.broadcastRules(records) } }
+        limits.ruleChanges.set { [weak self] records in self?.broadcastRules(records) }
         let owners = ownerNames, myName = nodeName
         // One node sends each budget alert: its owner by rendezvous hashing, as for cache keys.
-        limits.alertOwnership.withLockedValue {
-            $0 = { key in Rendezvous.owner(of: key.ownerKey, among: owners.withLockedValue { $0 }) == myName }
-        }
-        limits.alertsFired.withLockedValue { $0 = { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) } }
-        limits.rightsAsk.withLockedValue { $0 = { [weak self] needs, holder in self?.askForRights(needs, holder: holder) } }
+        limits.alertOwnership.set { key in Rendezvous.owner(of: key.ownerKey, among: owners.withLockedValue { $0 }) == myName }
+        limits.alertsFired.set { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) }
+        limits.rightsAsk.set { [weak self] ask in self?.askForRights(ask.needs, holder: ask.holder) }
         // Frames to a peer whose link was down were dropped: send it everything again.
-        connections.reconnected.withLockedValue {
-            $0 = { [weak self] address in
-                guard let self, let peer = self.membership.withLockedValue({ m in m.members.values.first { $0.info.address == address }?.info.name })
-                else { return }
-                self.replicator.withLockedValue { $0.reset(peer: peer) }
-            }
+        connections.reconnected.set { [weak self] address in
+            guard let self, let peer = self.membership.withLockedValue({ m in m.members.values.first { $0.info.address == address }?.info.name })
+            else { return }
+            self.replicator.withLockedValue { $0.reset(peer: peer) }
         }
         // With peers to hear from, admit nothing under a rule until caught up with them.
         if config.seeds.contains(where: { $0 != config.advertised.description }) {

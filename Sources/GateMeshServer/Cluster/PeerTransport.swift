@@ -304,7 +304,7 @@ final class PeerConnections: Sendable {
     /// Told of each address whose link came up again after a failure: frames sent to it
     /// meanwhile were dropped, so what they carried must be sent again (the cluster resets that
     /// peer's replication).
-    let reconnected = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
+    let reconnected = CallbackSlot<String, Void>()
 
     init(group: any EventLoopGroup, clientContext: TLSContext, logger: Logger) {
         self.group = group
@@ -416,7 +416,7 @@ final class PeerConnections: Sendable {
                         return
                     }
                     channel.eventLoop.execute { for bytes in queued { handler.send(bytes) } }
-                    if links.withLockedValue({ $0[address]?.everFailed ?? false }) { self.reconnected.withLockedValue { $0 }?(address) }
+                    if links.withLockedValue({ $0[address]?.everFailed ?? false }) { self.reconnected.current?(address) }
                     channel.closeFuture.whenComplete { _ in
                         links.withLockedValue { links in
                             if links[address]?.channel === channel {
