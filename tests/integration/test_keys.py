@@ -465,8 +465,9 @@ def test_the_unified_api_takes_a_virtual_key_and_holds_it_to_its_budget(keyed):
             refused = e
             break
     assert refused is not None and f"key:{key['id']}:daily" in str(refused)
-    rows = requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"]
-    assert rows and all(r["key"] == key["id"] for r in rows)
+    # The log is written in batches off the request path: wait for the rows, do not assume them.
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=ADMIN, timeout=5).json()["data"], lambda d: len(d) > 0)
+    assert all(r["key"] == key["id"] for r in rows)
 
 
 def test_universal_and_unified_requests_with_a_key_never_send_it_to_a_provider(keyed):
