@@ -5,22 +5,45 @@ import Foundation
 /// members whose state changed). No sockets, timers or threads; the shell executes the actions.
 /// That is what lets tests run a 5-node cluster deterministically and simulate 1,000 nodes.
 ///
-/// Protocol: every `probeIntervalMs` a member is pinged (round robin over a shuffled list). No ack
+/// Protocol: every probe interval a member is pinged (round robin over a shuffled list). No ack
 /// within `probeTimeoutMs`: `indirectProbes` other members are asked to ping it (ping-req). No ack
-/// by the end of the period: it becomes *suspect*, which is gossiped; a suspect that does not
+/// by the end of the interval: it becomes *suspect*, which is gossiped; a suspect that does not
 /// refute (by gossiping itself alive with a higher incarnation) within the suspicion timeout is
 /// *dead*. Updates ride piggybacked on pings and acks, each sent a bounded number of times; a
 /// full-state exchange (push-pull sync) on joining and every `syncIntervalMs` repairs whatever
 /// gossip missed. Seeds and dead members are pinged now and then, so a partition heals by itself.
+///
+/// With Lifeguard's three refinements (Dadgar et al., "Lifeguard: Local Health Awareness for More
+/// Accurate Failure Detection", 2018; as in HashiCorp memberlist):
+/// - **Local health awareness**: a score from 0 to `awarenessMax - 1` rises when this node's own
+///   probes fail without the nacks it expected, or when it must refute a suspicion of itself, and
+///   falls with every probe answered; the probe interval is multiplied by score + 1. A node that is
+///   slow itself (CPU starved, its links congested) probes less and suspects less.
+/// - **Nacks**: a member asked to ping another for us answers `nack` when it got no ack within
+///   `probeTimeoutMs`; a probe that fails with all the nacks it expected was a failure of the target,
+///   one that misses nacks was at least partly ours (the score rises by the nacks missing).
+/// - **Dynamic suspicion**: a suspicion starts at `suspicionMaxMultiplier` × the minimum timeout and
+///   shrinks toward the minimum (logarithmically) as independent members confirm it, so that a
+///   member many see as failed is declared dead quickly and one suspected by a single slow node has
+///   a long time to refute.
+///
+/// Pings name the member they are for and acks the member that answered: a node that now has a
+/// dead member's address refuses a ping for that member, so it is not mistaken for it. `now` is a
+/// monotonic clock (milliseconds): wall-clock steps must not turn suspects dead.
 public struct Membership: Sendable {
     public struct Config: Sendable, Equatable {
         public var probeIntervalMs: Int64 = 1000
-        /// Direct ack wait before asking others; generous for 150 ms links (an ack is one round trip).
+        /// Direct ack wait before asking others (an ack is one round trip); also how long a member
+        /// asked to ping another waits before it answers with a nack.
         public var probeTimeoutMs: Int64 = 500
         public var indirectProbes = 3
-        /// Suspicion lasts max(suspicionMinMs, suspicionMultiplier × log10(n + 1) × probe interval).
+        /// A suspicion's minimum: max(suspicionMinMs, suspicionMultiplier × log10(n + 1) × probe
+        /// interval). It starts at `suspicionMaxMultiplier` × that and shrinks with confirmations.
         public var suspicionMinMs: Int64 = 5000
         public var suspicionMultiplier: Double = 4
+        public var suspicionMaxMultiplier: Double = 6
+        /// Local health: the probe interval is multiplied by (score + 1), the score below this.
+        public var awarenessMax = 8
         /// Each update is piggybacked this many × ceil(log10(n + 1)) times.
         public var retransmitMultiplier = 4
         public var maxPiggyback = 12
@@ -32,6 +55,35 @@ public struct Membership: Sendable {
         /// Dead and departed members are forgotten after this.
         public var forgetAfterMs: Int64 = 120_000
         public init() {}
+
+        /// Nodes on one network: round trips of a few milliseconds (memberlist's `DefaultLANConfig`
+        /// timings, with a 5 s floor under suspicion and a full sync every 10 s).
+        public static let lan = Config()
+
+        /// Nodes across regions: sized for 150 ms one way with loss (memberlist's
+        /// `DefaultWANConfig`: probe every 5 s, 3 s for a direct ack, suspicion multiplier 6).
+        /// An indirect probe (ping-req, ping, ack, ack: four one-way trips, 600 ms) fits well inside
+        /// the probe interval even when a packet must be sent again.
+        public static let wan: Config = {
+            var c = Config()
+            c.probeIntervalMs = 5_000
+            c.probeTimeoutMs = 3_000
+            c.suspicionMultiplier = 6
+            c.suspicionMinMs = 15_000
+            c.syncIntervalMs = 30_000
+            c.reconnectIntervalMs = 5_000
+            c.forgetAfterMs = 600_000
+            return c
+        }()
+
+        /// The profile of that name (`lan`, `wan`), or nil.
+        public static func profile(_ name: String) -> Config? {
+            switch name {
+            case "lan": return .lan
+            case "wan": return .wan
+            default: return nil
+            }
+        }
     }
 
     public enum State: UInt8, Sendable, Equatable, CustomStringConvertible {
@@ -66,21 +118,30 @@ public struct Membership: Sendable {
         public var rttMs: Int64?
     }
 
-    /// One piece of gossip: a member's state at an incarnation.
+    /// One piece of gossip: a member's state at an incarnation. A suspicion names the member that
+    /// suspects (`accuser`): suspicions from different members confirm each other.
     public struct Update: Sendable, Equatable {
         public var info: Info
         public var state: State
         public var incarnation: UInt64
-        public init(info: Info, state: State, incarnation: UInt64) {
+        public var accuser: String
+        public init(info: Info, state: State, incarnation: UInt64, accuser: String = "") {
             self.info = info
             self.state = state
             self.incarnation = incarnation
+            self.accuser = accuser
         }
     }
 
     public enum Message: Sendable, Equatable {
-        case ping(seq: UInt64)
-        case ack(seq: UInt64)
+        /// A probe of the member named `target` (empty: whoever is at the address). A node with
+        /// another name does not answer.
+        case ping(seq: UInt64, target: String)
+        /// The answer to a ping, naming the member that answered it (passed on unchanged by a
+        /// member that pinged for another).
+        case ack(seq: UInt64, of: String)
+        /// From a member asked to ping another: it got no ack in time.
+        case nack(seq: UInt64)
         /// "Ping `target` for me and pass its ack on."
         case pingRequest(seq: UInt64, target: Info)
         /// Full state, asking for the receiver's in return (`reply` false) or answering (true).
@@ -120,9 +181,31 @@ public struct Membership: Sendable {
     var rng: SplitMix64
     var seq: UInt64 = 0
     var probeOrder: [String] = []
-    var probe: (target: String, seq: UInt64, sentAt: Int64, askedOthers: Bool)?
-    /// Pings sent for others: our seq → (who asked, their seq, expiry).
-    var relayed: [UInt64: (origin: String, seq: UInt64, expires: Int64)] = [:]
+    struct Probe {
+        var target: String
+        var seq: UInt64
+        var sentAt: Int64
+        /// The end of this probe's interval (scaled by the health score when it was sent).
+        var deadline: Int64
+        var askedOthers = false
+        var expectedNacks = 0
+        var nacks = 0
+    }
+    var probe: Probe?
+    /// Pings sent for others: our seq → (who asked, their seq, whom we pinged, when to nack).
+    var relayed: [UInt64: (origin: String, seq: UInt64, target: String, nackAt: Int64)] = [:]
+    /// Local health (Lifeguard): 0 is healthy; the probe interval is multiplied by score + 1.
+    public private(set) var awareness = 0
+    /// A suspicion in progress: who confirmed it and how long it lasts now.
+    struct Suspicion {
+        var confirmations: Set<String>
+        /// Confirmations that shorten it (0: it lasts the minimum from the start).
+        var k: Int
+        var minMs: Int64
+        var maxMs: Int64
+        var timeoutMs: Int64
+    }
+    var suspicions: [String: Suspicion] = [:]
     var gossip: [String: (update: Update, sendsLeft: Int)] = [:]
     var nextProbeAt: Int64 = 0
     /// Every known member's name, for O(1) random picks; and the count of live ones.
@@ -175,9 +258,57 @@ public struct Membership: Sendable {
 
     var clusterSize: Int { aliveCount + 1 }
 
-    var suspicionTimeout: Int64 {
+    /// The members that own a share of the cache keys (and alerts): this node and every live
+    /// member, suspects included. A suspicion is not a death: moving keys on every false suspicion
+    /// would empty caches for nothing; they move when a member is declared dead or leaves.
+    public var owners: [String] {
+        var out = [me.name]
+        for m in members.values where m.state == .alive || m.state == .suspect { out.append(m.info.name) }
+        return out.sorted()
+    }
+
+    /// The shortest a suspicion lasts: max(suspicionMinMs, multiplier × log10(n + 1) × interval).
+    var suspicionMinTimeout: Int64 {
         let scaled = config.suspicionMultiplier * log10(Double(clusterSize + 1)) * Double(config.probeIntervalMs)
         return max(config.suspicionMinMs, Int64(scaled))
+    }
+
+    /// The probe interval scaled by this node's health score.
+    var scaledProbeInterval: Int64 { config.probeIntervalMs * Int64(awareness + 1) }
+
+    mutating func changeAwareness(by delta: Int) {
+        awareness = min(max(0, awareness + delta), config.awarenessMax - 1)
+    }
+
+    /// Lifeguard's suspicion timeout after `n` independent confirmations out of the `k` expected:
+    /// max − (max − min) × ln(n + 1) / ln(k + 1), never under min.
+    static func suspicionTimeout(confirmations n: Int, expected k: Int, minMs: Int64, maxMs: Int64) -> Int64 {
+        guard k > 0 else { return minMs }
+        let fraction = log(Double(n) + 1) / log(Double(k) + 1)
+        let raw = Double(maxMs) - fraction * Double(maxMs - minMs)
+        return max(minMs, Int64(raw.rounded(.down)))
+    }
+
+    /// A new suspicion of `name`, first raised by `accuser`.
+    mutating func startSuspicion(of name: String, by accuser: String) {
+        // The nominal timeout is reached two probe intervals short of what the multiplier gives
+        // (memberlist): expect multiplier − 2 confirmations, none in a cluster too small for them.
+        var k = max(0, Int(config.suspicionMultiplier) - 2)
+        if clusterSize - 2 < k { k = 0 }
+        let minMs = suspicionMinTimeout
+        let maxMs = Int64(config.suspicionMaxMultiplier * Double(minMs))
+        let timeout = k == 0 ? minMs : maxMs
+        suspicions[name] = Suspicion(confirmations: accuser.isEmpty ? [] : [accuser], k: k, minMs: minMs, maxMs: maxMs, timeoutMs: timeout)
+    }
+
+    /// Another member also suspects `name`: the suspicion shortens. True when the confirmation is
+    /// new (so it is passed on, for the others to count too).
+    mutating func confirmSuspicion(of name: String, by accuser: String) -> Bool {
+        guard !accuser.isEmpty, var s = suspicions[name], s.confirmations.count <= s.k,
+              s.confirmations.insert(accuser).inserted else { return false }
+        s.timeoutMs = Self.suspicionTimeout(confirmations: s.confirmations.count - 1, expected: s.k, minMs: s.minMs, maxMs: s.maxMs)
+        suspicions[name] = s
+        return true
     }
 
     var retransmits: Int { config.retransmitMultiplier * max(1, Int(log10(Double(clusterSize + 1)).rounded(.up))) }
@@ -193,24 +324,37 @@ public struct Membership: Sendable {
             if !p.askedOthers, now >= p.sentAt + config.probeTimeoutMs, let target = members[p.target] {
                 probe?.askedOthers = true
                 let helpers = pick(config.indirectProbes, excluding: [p.target])
+                probe?.expectedNacks = helpers.count
                 for h in helpers {
                     out.append(send(to: h.info.address, .pingRequest(seq: p.seq, target: target.info)))
                 }
             }
-            if now >= p.sentAt + config.probeIntervalMs {
+            if now >= p.deadline, let failed = probe {
                 probe = nil
-                if let m = members[p.target], m.state == .alive {
-                    out += apply(Update(info: m.info, state: .suspect, incarnation: m.incarnation), now: now)
+                // Lifeguard: nacks that did not come suggest the fault is (also) ours.
+                changeAwareness(by: failed.expectedNacks > 0 ? failed.expectedNacks - failed.nacks : 1)
+                // Suspected, or (already suspect) one more independent confirmation.
+                if let m = members[failed.target], m.state == .alive || m.state == .suspect {
+                    out += apply(Update(info: m.info, state: .suspect, incarnation: m.incarnation, accuser: me.name), now: now)
                 }
             }
         }
         // A new probe.
         if probe == nil, now >= nextProbeAt {
-            nextProbeAt = now + config.probeIntervalMs
+            let interval = scaledProbeInterval
+            nextProbeAt = now + interval
             if let target = nextProbeTarget() {
                 seq += 1
-                probe = (target.info.name, seq, now, false)
-                out.append(send(to: target.info.address, .ping(seq: seq)))
+                probe = Probe(target: target.info.name, seq: seq, sentAt: now, deadline: now + interval)
+                var ping = send(to: target.info.address, .ping(seq: seq, target: target.info.name))
+                // A suspect is told so with the ping, so that it can refute at once.
+                if target.state == .suspect, case .send(let to, var envelope) = ping,
+                   !envelope.updates.contains(where: { $0.info.name == target.info.name }) {
+                    envelope.updates.append(Update(info: target.info, state: .suspect, incarnation: target.incarnation,
+                                                   accuser: suspicions[target.info.name]?.confirmations.first ?? me.name))
+                    ping = .send(to: to, envelope)
+                }
+                out.append(ping)
             }
         }
         // Suspicion runs out; the long dead are forgotten.
@@ -219,13 +363,17 @@ public struct Membership: Sendable {
                 timed.remove(name)
                 continue
             }
-            if m.state == .suspect, now >= m.changedAt + suspicionTimeout {
+            if m.state == .suspect, now >= m.changedAt + (suspicions[name]?.timeoutMs ?? suspicionMinTimeout) {
                 out += apply(Update(info: m.info, state: .dead, incarnation: m.incarnation), now: now)
             } else if m.state == .dead || m.state == .left, now >= m.changedAt + config.forgetAfterMs {
                 forget(name)
             }
         }
-        relayed = relayed.filter { $0.value.expires > now }
+        // Pings for others that got no ack in time: tell who asked (Lifeguard's nack).
+        for (ours, r) in relayed where now >= r.nackAt {
+            relayed[ours] = nil
+            if let origin = members[r.origin] { out.append(send(to: origin.info.address, .nack(seq: r.seq))) }
+        }
         // Full-state sync with someone, to repair what gossip missed.
         if now >= nextSyncAt {
             nextSyncAt = now + config.syncIntervalMs
@@ -267,32 +415,42 @@ public struct Membership: Sendable {
             guard envelope.from.address != me.address else { return [] }
             let later = envelope.incarnation < incarnation || (envelope.incarnation == incarnation && envelope.from.address < me.address)
             if later { return [.duplicateID(of: envelope.from)] }
-            return copiesTold.insert(envelope.from.address).inserted ? [send(to: envelope.from.address, .ping(seq: 0))] : []
+            return copiesTold.insert(envelope.from.address).inserted ? [send(to: envelope.from.address, .ping(seq: 0, target: ""))] : []
         }
         var out: [Action] = []
         // A member this node suspects is talking to it: make sure it hears of the suspicion (on
         // the answer), so it refutes in time even if the gossip about it ran out while it was away.
         if let m = members[envelope.from.name], m.state == .suspect, m.incarnation >= envelope.incarnation {
-            queue(Update(info: m.info, state: .suspect, incarnation: m.incarnation))
+            queue(Update(info: m.info, state: .suspect, incarnation: m.incarnation,
+                         accuser: suspicions[m.info.name]?.confirmations.first ?? me.name))
         }
         // Hearing from a member directly proves it is alive at its incarnation.
         out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
         members[envelope.from.name]?.lastHeardAt = now
         for update in envelope.updates { out += apply(update, now: now) }
         switch envelope.message {
-        case .ping(let s):
-            out.append(send(to: envelope.from.address, .ack(seq: s)))
-        case .ack(let s):
+        case .ping(let s, let target):
+            // A ping for another member (this node has an address that member had): not ours to
+            // answer, or the prober would take this node for it.
+            guard target.isEmpty || target == me.name else { break }
+            out.append(send(to: envelope.from.address, .ack(seq: s, of: me.name)))
+        case .ack(let s, let of):
             if let p = probe, p.seq == s {
+                // Only an ack of the member probed ends the probe (directly, or passed on).
+                guard of == p.target else { break }
                 if p.target == envelope.from.name { members[p.target]?.rttMs = now - p.sentAt }
                 probe = nil
-            } else if let r = relayed.removeValue(forKey: s), let origin = members[r.origin] {
-                out.append(send(to: origin.info.address, .ack(seq: r.seq)))
+                changeAwareness(by: -1)
+            } else if let r = relayed[s], r.target == of {
+                relayed[s] = nil
+                if let origin = members[r.origin] { out.append(send(to: origin.info.address, .ack(seq: r.seq, of: of))) }
             }
+        case .nack(let s):
+            if let p = probe, p.seq == s { probe?.nacks = min(p.nacks + 1, p.expectedNacks) }
         case .pingRequest(let s, let target):
             seq += 1
-            relayed[seq] = (envelope.from.name, s, now + config.probeIntervalMs)
-            out.append(send(to: target.address, .ping(seq: seq)))
+            relayed[seq] = (envelope.from.name, s, target.name, now + config.probeTimeoutMs)
+            out.append(send(to: target.address, .ping(seq: seq, target: target.name)))
         case .sync(let list, let reply):
             for update in list { out += apply(update, now: now) }
             if !reply { out.append(send(to: envelope.from.address, .sync(members: snapshot(), reply: true))) }
@@ -306,7 +464,7 @@ public struct Membership: Sendable {
         let update = Update(info: me, state: .left, incarnation: incarnation)
         var out: [Action] = []
         for m in pick(max(config.indirectProbes, 3), excluding: []) {
-            out.append(.send(to: m.info.address, Envelope(from: me, incarnation: incarnation, message: .ping(seq: 0), updates: [update])))
+            out.append(.send(to: m.info.address, Envelope(from: me, incarnation: incarnation, message: .ping(seq: 0, target: m.info.name), updates: [update])))
         }
         leaving = true
         return out
@@ -356,9 +514,11 @@ public struct Membership: Sendable {
                copiesTold.insert(u.info.address).inserted {
                 // Another node is alive under this name at another address, at an incarnation no
                 // earlier run of this node had: a copy. Tell it directly (see `receive`).
-                return [send(to: u.info.address, .ping(seq: 0))]
+                return [send(to: u.info.address, .ping(seq: 0, target: ""))]
             }
             guard u.state == .suspect || u.state == .dead, u.incarnation >= incarnation else { return [] }
+            // Having to refute is a sign this node is slow to answer (Lifeguard).
+            changeAwareness(by: 1)
             incarnation = u.incarnation + 1
             queue(Update(info: me, state: .alive, incarnation: incarnation))
             return []
@@ -384,6 +544,11 @@ public struct Membership: Sendable {
             if current != nil && u.info.address != current!.info.address && u.incarnation >= current!.incarnation {
                 members[u.info.name]?.info = u.info
             }
+            // The same suspicion from another member: it shortens, and is passed on for the rest.
+            if u.state == .suspect, let c = current, c.state == .suspect, u.incarnation == c.incarnation,
+               confirmSuspicion(of: u.info.name, by: u.accuser) {
+                queue(u)
+            }
             return []
         }
         let member = Member(info: u.info, state: u.state, incarnation: u.incarnation, changedAt: now,
@@ -393,6 +558,7 @@ public struct Membership: Sendable {
         let isLive = u.state == .alive || u.state == .suspect
         liveCount += (isLive ? 1 : 0) - (wasLive ? 1 : 0)
         if u.state == .alive { timed.remove(u.info.name) } else { timed.insert(u.info.name) }
+        if u.state == .suspect { startSuspicion(of: u.info.name, by: u.accuser) } else { suspicions[u.info.name] = nil }
         if current == nil {
             rosterIndex[u.info.name] = roster.count
             roster.append(u.info.name)
@@ -473,6 +639,7 @@ public struct Membership: Sendable {
 
     mutating func forget(_ name: String) {
         members[name] = nil
+        suspicions[name] = nil
         gossip[name] = nil
         timed.remove(name)
         if let i = rosterIndex.removeValue(forKey: name) {

@@ -12,11 +12,16 @@ public enum MembershipCodec {
         info(e.from, &w)
         w.uint(e.incarnation)
         switch e.message {
-        case .ping(let seq):
+        case .ping(let seq, let target):
             w.byte(1)
             w.uint(seq)
-        case .ack(let seq):
+            w.string(target)
+        case .ack(let seq, let of):
             w.byte(2)
+            w.uint(seq)
+            w.string(of)
+        case .nack(let seq):
+            w.byte(6)
             w.uint(seq)
         case .pingRequest(let seq, let target):
             w.byte(3)
@@ -36,8 +41,9 @@ public enum MembershipCodec {
         let incarnation = try r.uint()
         let message: Membership.Message
         switch try r.byte() {
-        case 1: message = .ping(seq: try r.uint())
-        case 2: message = .ack(seq: try r.uint())
+        case 1: message = .ping(seq: try r.uint(), target: try r.string(max: maxString))
+        case 2: message = .ack(seq: try r.uint(), of: try r.string(max: maxString))
+        case 6: message = .nack(seq: try r.uint())
         case 3: message = .pingRequest(seq: try r.uint(), target: try info(&r))
         case 4: message = .sync(members: try updates(&r), reply: false)
         case 5: message = .sync(members: try updates(&r), reply: true)
@@ -69,6 +75,7 @@ public enum MembershipCodec {
             info(u.info, &w)
             w.byte(u.state.rawValue)
             w.uint(u.incarnation)
+            w.string(u.accuser)
         }
     }
 
@@ -79,7 +86,8 @@ public enum MembershipCodec {
         for _ in 0..<n {
             let i = try info(&r)
             guard let state = Membership.State(rawValue: try r.byte()) else { throw DecodeError("unknown member state") }
-            out.append(.init(info: i, state: state, incarnation: try r.uint()))
+            let incarnation = try r.uint()
+            out.append(.init(info: i, state: state, incarnation: incarnation, accuser: try r.string(max: maxString)))
         }
         return out
     }

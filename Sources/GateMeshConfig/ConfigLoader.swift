@@ -449,10 +449,12 @@ struct Reader {
                          window: window, action: action, alertPermille: alerts.sorted(), enforcement: enforcement)
     }
 
-    /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes, idle_timeout}`.
+    /// `cluster: {listen, advertise, seeds: [...], tls: {ca, cert, key}, max_frame_bytes, idle_timeout,
+    /// profile, probe_interval, probe_timeout, suspicion_min}`.
     func readCluster(_ node: Node) throws(ConfigError) -> ClusterConfig {
         let m = try mapping(node, key: "cluster")
-        try checkKeys(m, key: "cluster", allowed: ["listen", "advertise", "seeds", "tls", "max_frame_bytes", "idle_timeout"])
+        try checkKeys(m, key: "cluster", allowed: ["listen", "advertise", "seeds", "tls", "max_frame_bytes", "idle_timeout",
+                                                          "profile", "probe_interval", "probe_timeout", "suspicion_min"])
         func address(_ name: String, default fallback: String?) throws(ConfigError) -> ListenAddress? {
             guard let v = m.value(name) else { return fallback.flatMap(ListenAddress.parse) }
             let text = try string(v, key: "cluster.\(name)")
@@ -486,6 +488,22 @@ struct Reader {
         c.advertise = try address("advertise", default: nil)
         if let v = m.value("max_frame_bytes") { c.maxFrameBytes = try bytes(v, key: "cluster.max_frame_bytes", range: 65_536...(256 << 20)) }
         if let v = m.value("idle_timeout") { c.idleTimeoutMs = try durationMs(v, key: "cluster.idle_timeout", range: 1_000...86_400_000) }
+        if let v = m.value("profile") {
+            let text = try string(v, key: "cluster.profile")
+            guard let p = ClusterConfig.Profile(rawValue: text) else {
+                throw ConfigError(key: "cluster.profile", line: v.mark?.line, message: "expected lan or wan, got '\(text)'")
+            }
+            c.profile = p
+        }
+        if let v = m.value("probe_interval") { c.probeIntervalMs = Int64(try durationMs(v, key: "cluster.probe_interval", range: 100...60_000)) }
+        if let v = m.value("probe_timeout") { c.probeTimeoutMs = Int64(try durationMs(v, key: "cluster.probe_timeout", range: 10...60_000)) }
+        if let v = m.value("suspicion_min") { c.suspicionMinMs = Int64(try durationMs(v, key: "cluster.suspicion_min", range: 500...600_000)) }
+        let interval = c.probeIntervalMs ?? (c.profile == .wan ? 5_000 : 1_000)
+        let timeout = c.probeTimeoutMs ?? (c.profile == .wan ? 3_000 : 500)
+        if timeout >= interval {
+            throw ConfigError(key: "cluster.probe_timeout", line: node.mark?.line,
+                              message: "the probe timeout (\(timeout) ms) must be shorter than the probe interval (\(interval) ms): indirect probes need the rest of the interval")
+        }
         if c.advertised.host == "0.0.0.0" || c.advertised.host == "::" {
             throw ConfigError(key: "cluster.advertise", line: node.mark?.line,
                               message: "listening on \(c.listen.host): set advertise to the address peers reach this node at")

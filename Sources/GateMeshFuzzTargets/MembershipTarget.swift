@@ -16,7 +16,7 @@ extension FuzzTargets {
             let b = Membership.Info(name: "b", address: "[::1]:7946")
             let up = Membership.Update(info: b, state: .alive, incarnation: 3)
             let messages: [Membership.Message] = [
-                .ping(seq: 1), .ack(seq: 1 << 40), .pingRequest(seq: 9, target: b), .sync(members: [up], reply: false), .sync(members: [], reply: true),
+                .ping(seq: 1, target: "b"), .ping(seq: 0, target: ""), .ack(seq: 1 << 40, of: "b"), .nack(seq: 5), .pingRequest(seq: 9, target: b), .sync(members: [up], reply: false), .sync(members: [], reply: true),
             ]
             return messages.map { MembershipCodec.encode(.init(from: a, incarnation: 1, message: $0, updates: [up])) }
                 + [MembershipCodec.encode(membershipSample)]
@@ -24,7 +24,9 @@ extension FuzzTargets {
     )
 
     static let membershipSample = Membership.Envelope(
-        from: .init(name: "node-1", address: "127.0.0.1:7001", region: "us", id: "01"), incarnation: 7, message: .ping(seq: 2),
-        updates: [Membership.State.alive, .suspect, .dead, .left].map { .init(info: .init(name: "n\($0.rawValue)", address: "h:1"), state: $0, incarnation: 1) }
+        from: .init(name: "node-1", address: "127.0.0.1:7001", region: "us", id: "01"), incarnation: 7, message: .ping(seq: 2, target: "node-2"),
+        updates: [Membership.State.alive, .suspect, .dead, .left].map {
+            .init(info: .init(name: "n\($0.rawValue)", address: "h:1"), state: $0, incarnation: 1, accuser: $0 == .suspect ? "node-1" : "")
+        }
     )
 }

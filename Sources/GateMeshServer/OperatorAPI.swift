@@ -223,17 +223,20 @@ struct OperatorAPI: Sendable {
         let self_ = """
         {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
         "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
-        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"started_at":\(state.startedAtUnix),\
+        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"health_score":\(view?.healthScore ?? 0),"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
         "starts":\(state.identity.starts),"config_digest":"\(loaded.digest)","gateways_digest":"\(loaded.sharedDigest)",\
         "config_loaded_at":\(LogAPI.iso(loaded.atMs))}
         """
         var members = [self_]
         var names = [state.identity.nodeID: c.node.name]
-        let now = ClusterService.now()
-        // Each live member's share of the cache key space (rendezvous hashing over them all).
+        // Membership keeps time on the monotonic clock: ages are taken there, and a change's wall
+        // time is now minus its age.
+        let now = ClusterService.monotonicNow(), wallNow = ClusterService.now()
+        // Each live member's share of the cache key space (rendezvous hashing over them all,
+        // suspects included: keys move when a member is dead).
         let shares = view.map { v in
-            Rendezvous.shares(among: v.members.filter { $0.state == .alive }.map(\.info.name) + [c.node.name])
+            Rendezvous.shares(among: v.members.filter { $0.state == .alive || $0.state == .suspect }.map(\.info.name) + [c.node.name])
         } ?? [c.node.name: 1.0]
         func share(_ name: String) -> String { shares[name].map { String(format: "%.4f", $0) } ?? "0" }
         members[0] = String(members[0].dropLast()) + ",\"key_space_share\":\(share(c.node.name))}"
@@ -244,7 +247,7 @@ struct OperatorAPI: Sendable {
                     {"name":\(JSON.quoted(m.info.name)),"node_id":\(JSON.quoted(m.info.id)),"region":\(JSON.quoted(m.info.region)),\
                     "peer_address":\(JSON.quoted(m.info.address)),"status":"\(m.state)","self":false,"incarnation":\(m.incarnation),\
                     "last_heard_ms_ago":\(m.lastHeardAt.map { String(now - $0) } ?? "null"),"rtt_ms":\(m.rttMs.map(String.init) ?? "null"),\
-                    "state_since":\(LogAPI.iso(m.changedAt)),"key_space_share":\(share(m.info.name)),\
+                    "state_since":\(LogAPI.iso(wallNow - (now - m.changedAt))),"key_space_share":\(share(m.info.name)),\
                     "gateways_digest":\(m.info.configDigest.isEmpty ? "null" : JSON.quoted(m.info.configDigest))}
                     """)
             }

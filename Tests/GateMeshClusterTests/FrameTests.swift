@@ -38,7 +38,7 @@ import Testing
         let a = Membership.Info(name: "eu-1", address: "10.0.0.1:7946", region: "eu-west", id: "id-1", configDigest: "0123456789abcdef")
         let b = Membership.Info(name: "us-1", address: "[fd00::1]:7946", region: "us-east")
         let updates = [Membership.Update(info: b, state: .suspect, incarnation: 7), .init(info: a, state: .alive, incarnation: 1 << 40)]
-        for message in [Membership.Message.ping(seq: 1), .ack(seq: .max), .pingRequest(seq: 3, target: b),
+        for message in [Membership.Message.ping(seq: 1, target: "b"), .ack(seq: .max, of: "b"), .nack(seq: 7), .pingRequest(seq: 3, target: b),
                         .sync(members: updates, reply: false), .sync(members: [], reply: true)] {
             let e = Membership.Envelope(from: a, incarnation: 42, message: message, updates: updates)
             #expect(try MembershipCodec.decode(MembershipCodec.encode(e)) == e)

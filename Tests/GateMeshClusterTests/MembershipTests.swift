@@ -10,12 +10,16 @@ struct Simulation {
     var loss: Double = 0
     var latency: (Int, Int) -> Int64 = { _, _ in 20 }
     var partition: Set<Int>? = nil
+    /// Nodes that receive nothing (their inbound traffic is lost) but still send.
+    var deaf: Set<Int> = []
     var rng = SplitMix64(seed: 7)
     var queue = Heap()
     var index: [String: Int] = [:]
     /// Every state change any node saw: (time, observer, member, state).
     var changes: [(Int64, Int, String, Membership.State)] = []
     var delivered = 0
+    /// Probes (pings and ping-reqs) each node sent.
+    var probesSent: [Int: Int] = [:]
 
     init(count: Int, seeds: Int = 3, config: Membership.Config = Membership.Config()) {
         let addresses = (0..<count).map { "10.0.\($0 / 250).\($0 % 250):7946" }
@@ -27,12 +31,26 @@ struct Simulation {
         for (i, a) in addresses.enumerated() { index[a] = i }
     }
 
+    /// Starts a new node named `name` at `address` (a dead node's, say), joining through the seeds
+    /// of node 0; messages to the address reach the new node from now on.
+    mutating func add(name: String, address: String, config: Membership.Config = Membership.Config()) -> Int {
+        nodes.append(Membership(me: .init(name: name, address: address), seeds: nodes[0].seeds + [nodes[0].me.address],
+                                config: config, seed: UInt64(nodes.count), startIncarnation: UInt64(now)))
+        up.append(true)
+        index[address] = nodes.count - 1
+        return nodes.count - 1
+    }
+
     mutating func handle(_ actions: [Membership.Action], from: Int) {
         for action in actions {
             switch action {
             case .changed(let m): changes.append((now, from, m.info.name, m.state))
             case .duplicateID: break
             case .send(let address, let envelope):
+                switch envelope.message {
+                case .ping, .pingRequest: probesSent[from, default: 0] += 1
+                default: break
+                }
                 guard let to = index[address] else { continue }
                 if loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < loss { continue }
                 if let p = partition, p.contains(from) != p.contains(to) { continue }
@@ -47,8 +65,8 @@ struct Simulation {
             now += step
             while let top = queue.peek, top.0 <= now {
                 let (_, to, envelope) = queue.pop()!
-                guard up[to] else { continue }
-                if let p = partition, p.contains(to) != p.contains(index[envelope.from.address]!) { continue }
+                guard up[to], !deaf.contains(to) else { continue }
+                if let p = partition, let from = index[envelope.from.address], p.contains(to) != p.contains(from) { continue }
                 delivered += 1
                 let actions = nodes[to].receive(envelope, now: now)
                 handle(actions, from: to)
@@ -107,7 +125,7 @@ struct Heap {
         var a = Membership(me: original, seeds: [], startIncarnation: 1_000)
         var c = Membership(me: copy, seeds: [], startIncarnation: 5_000)
         func ping(from: Membership.Info, _ incarnation: UInt64, updates: [Membership.Update] = []) -> Membership.Envelope {
-            .init(from: from, incarnation: incarnation, message: .ping(seq: 1), updates: updates)
+            .init(from: from, incarnation: incarnation, message: .ping(seq: 1, target: ""), updates: updates)
         }
         #expect(c.receive(ping(from: original, 1_000), now: 0).contains(.duplicateID(of: original)))
         #expect(!a.receive(ping(from: copy, 5_000), now: 0).contains { if case .duplicateID = $0 { true } else { false } })
@@ -133,7 +151,7 @@ struct Heap {
         var a = Membership(me: original, seeds: [], startIncarnation: 1_000)
         var c = Membership(me: copy, seeds: [], startIncarnation: 5_000)
         func gossip(_ about: Membership.Info, _ incarnation: UInt64) -> Membership.Envelope {
-            .init(from: other, incarnation: 7, message: .ping(seq: 1), updates: [.init(info: about, state: .alive, incarnation: incarnation)])
+            .init(from: other, incarnation: 7, message: .ping(seq: 1, target: ""), updates: [.init(info: about, state: .alive, incarnation: incarnation)])
         }
         // The original hears of the copy from n2 and tells it directly, once.
         let told = a.receive(gossip(copy, 5_000), now: 0)
@@ -146,7 +164,7 @@ struct Heap {
         // The copy, started later, stops on hearing the original.
         #expect(c.receive(direct[0], now: 0).contains(.duplicateID(of: original)))
         // The original, hearing the copy directly, does not stop.
-        #expect(!a.receive(.init(from: copy, incarnation: 5_000, message: .ping(seq: 2), updates: []), now: 2)
+        #expect(!a.receive(.init(from: copy, incarnation: 5_000, message: .ping(seq: 2, target: ""), updates: []), now: 2)
             .contains { if case .duplicateID = $0 { true } else { false } })
         // A node restarted at a new address hears of its earlier run: not a copy.
         var moved = Membership(me: copy, seeds: [], startIncarnation: 9_000)

@@ -112,6 +112,21 @@ import Testing
         let cluster = try #require(c.cluster)
         #expect(cluster.listen.port == 7946 && cluster.advertised.description == "10.0.0.5:7946" && cluster.seeds.count == 2)
         #expect(cluster.caFile == "certs/ca.pem" && cluster.maxFrameBytes == 4 << 20)
+        #expect(cluster.profile == .lan && cluster.probeIntervalMs == nil)
+    }
+
+    @Test func theClusterTimingsComeFromAProfileWithOverrides() throws {
+        let tls = "tls: {ca: a, cert: b, key: c}"
+        let wan = try #require(try load("cluster: {profile: wan, \(tls)}").cluster)
+        #expect(wan.profile == .wan && wan.probeTimeoutMs == nil)
+        let tuned = try #require(try load("cluster: {profile: wan, probe_interval: 8s, probe_timeout: 2s, suspicion_min: 30s, \(tls)}").cluster)
+        #expect(tuned.probeIntervalMs == 8_000 && tuned.probeTimeoutMs == 2_000 && tuned.suspicionMinMs == 30_000)
+        let bad = error("cluster: {profile: moon, \(tls)}")
+        #expect(bad?.key == "cluster.profile" && bad?.message == "expected lan or wan, got 'moon'")
+        // The WAN profile's 3 s direct wait does not fit in a 2 s interval.
+        let tight = error("cluster: {profile: wan, probe_interval: 2s, \(tls)}")
+        #expect(tight?.key == "cluster.probe_timeout" && tight?.message.contains("shorter than the probe interval") == true)
+        #expect(error("cluster: {probe_interval: 50ms, \(tls)}")?.key == "cluster.probe_interval")
     }
 
     @Test func theCacheInTheProductsShapeAndItsStore() throws {

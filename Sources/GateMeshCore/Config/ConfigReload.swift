@@ -28,6 +28,10 @@ extension GateMeshConfig {
             check("cluster.tls.key", a.keyFile, b.keyFile)
             check("cluster.max_frame_bytes", a.maxFrameBytes, b.maxFrameBytes)
             check("cluster.idle_timeout", a.idleTimeoutMs, b.idleTimeoutMs)
+            check("cluster.profile", a.profile, b.profile)
+            check("cluster.probe_interval", a.probeIntervalMs, b.probeIntervalMs)
+            check("cluster.probe_timeout", a.probeTimeoutMs, b.probeTimeoutMs)
+            check("cluster.suspicion_min", a.suspicionMinMs, b.suspicionMinMs)
         }
         check("upstream.http2", upstream.http2, new.upstream.http2)
         check("upstream.ca_file", upstream.caFile, new.upstream.caFile)

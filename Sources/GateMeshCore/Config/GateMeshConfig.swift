@@ -207,6 +207,16 @@ public struct ClusterConfig: Sendable, Equatable {
     /// An authenticated connection from a peer on which nothing arrives for this long is closed
     /// (the peer dials again when it next has something to send).
     public var idleTimeoutMs = 120_000
+    /// Failure-detection timings: `lan` (one network) or `wan` (across regions), memberlist's
+    /// profiles; the three overrides below replace the profile's figure when set.
+    public var profile: Profile = .lan
+    public var probeIntervalMs: Int64?
+    public var probeTimeoutMs: Int64?
+    public var suspicionMinMs: Int64?
+
+    public enum Profile: String, Sendable, Equatable, CaseIterable {
+        case lan, wan
+    }
 
     public init(listen: ListenAddress, seeds: [String], caFile: String, certFile: String, keyFile: String) {
         self.listen = listen

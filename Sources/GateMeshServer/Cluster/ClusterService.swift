@@ -87,7 +87,8 @@ final class ClusterService: Service, Sendable {
         me = Membership.Info(name: nodeName, address: config.advertised.description, region: region, id: nodeID,
                              configDigest: configDigest)
         // A restarted node comes back with a higher incarnation than any it used before.
-        membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, seed: UInt64.random(in: 0...UInt64.max),
+        membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, config: Self.membershipConfig(config),
+                                                  seed: UInt64.random(in: 0...UInt64.max),
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970)))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
@@ -139,6 +140,23 @@ final class ClusterService: Service, Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+    /// Milliseconds on the monotonic clock, for membership's timers: an NTP step of the wall
+    /// clock must not turn every suspect dead (or keep a dead member alive).
+    static func monotonicNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// The membership timings of the config's profile, with its overrides.
+    static func membershipConfig(_ c: ClusterConfig) -> Membership.Config {
+        var m: Membership.Config = c.profile == .wan ? .wan : .lan
+        if let v = c.probeIntervalMs { m.probeIntervalMs = v }
+        if let v = c.probeTimeoutMs { m.probeTimeoutMs = v }
+        if let v = c.suspicionMinMs { m.suspicionMinMs = v }
+        return m
+    }
+
     func run() async throws {
         let deliver: @Sendable (String, Frame) -> Void = { [weak self] peer, frame in self?.deliver(peer: peer, frame: frame) }
         let context = serverContext, logger = self.logger, maxFrame = config.maxFrameBytes, guardian = PeerConnectionGuard(logger: logger)
@@ -185,7 +203,7 @@ final class ClusterService: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(Replicator.Config().deltaIntervalMs + 10))
             tick()
         }
-        let now = Self.now()
+        let now = Self.monotonicNow()
         perform(membership.withLockedValue { $0.leave(now: now) })
         try? await Task.sleep(for: .milliseconds(200))
         connections.closeAll()
@@ -233,14 +251,16 @@ final class ClusterService: Service, Sendable {
 
     func tick() {
         let now = Self.now()
-        perform(membership.withLockedValue { $0.tick(now: now) })
+        let monotonic = Self.monotonicNow()
+        perform(membership.withLockedValue { $0.tick(now: monotonic) })
         expireLeases(now: now)
         if now >= nextStallCheck.withLockedValue({ $0 }) {
             nextStallCheck.withLockedValue { $0 = now + 1_000 }
             connections.closeStalled()
         }
         let (peers, owners) = membership.withLockedValue { m in
-            (m.live.map { ($0.info.name, $0.info.address) }, m.live.filter { $0.state == .alive }.map(\.info.name) + [me.name])
+            // Suspects keep their cache keys: keys move when a member is dead, not on a suspicion.
+            (m.live.map { ($0.info.name, $0.info.address) }, m.owners)
         }
         ownerNames.withLockedValue { if $0 != owners { $0 = owners } }
         let (liveIDs, seenIDs, leftIDs) = membership.withLockedValue { m in
@@ -257,7 +277,7 @@ final class ClusterService: Service, Sendable {
         // A peer alive for a second has sent whatever it holds (a full delta when it saw this node
         // alive): if it held nothing, there was nothing to catch up with.
         if !limits.catchUp.withLockedValue({ $0.done }),
-           membership.withLockedValue({ m in m.live.contains { $0.state == .alive && now - $0.changedAt >= 1_000 } }) {
+           membership.withLockedValue({ m in m.live.contains { $0.state == .alive && monotonic - $0.changedAt >= 1_000 } }) {
             limits.caughtUp("a peer has been alive for 1 s with nothing to send")
         }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
@@ -349,7 +369,7 @@ final class ClusterService: Service, Sendable {
                                    metadata: ["certificate": "\(peer)", "claimed": "\(envelope.from.name)"])
                     return
                 }
-                let now = Self.now()
+                let now = Self.monotonicNow()
                 // It reached this node: the way back works too, so a link to it that failed during
                 // a cut is dialled again now rather than after its backoff.
                 connections.heard(from: envelope.from.address)
@@ -578,7 +598,7 @@ final class ClusterService: Service, Sendable {
     /// stops owning `strict` counters, and what it held of their rights goes back to the pools
     /// once its lease has passed. Throws a 404 for an unknown name and a 409 for a live member.
     func forget(name: String) throws(GatewayError) -> String {
-        let result = membership.withLockedValue { $0.markLeft(name: name, now: Self.now()) }
+        let result = membership.withLockedValue { $0.markLeft(name: name, now: Self.monotonicNow()) }
         switch result {
         case .marked(let m):
             logger.warning("an operator marked a dead member as gone for good", metadata: ["member": "\(name)", "id": "\(m.info.id)"])
@@ -601,8 +621,8 @@ final class ClusterService: Service, Sendable {
     }
 
     /// Members as this node sees them, for `/cluster/status`.
-    var view: (me: Membership.Info, incarnation: UInt64, members: [Membership.Member]) {
-        membership.withLockedValue { m in (m.me, m.incarnation, m.members.values.sorted { $0.info.name < $1.info.name }) }
+    var view: (me: Membership.Info, incarnation: UInt64, healthScore: Int, members: [Membership.Member]) {
+        membership.withLockedValue { m in (m.me, m.incarnation, m.awareness, m.members.values.sorted { $0.info.name < $1.info.name }) }
     }
 }
 
