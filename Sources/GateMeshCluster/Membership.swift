@@ -427,7 +427,7 @@ public struct Membership: Sendable {
         // Hearing from a member directly proves it is alive at its incarnation.
         out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
         members[envelope.from.name]?.lastHeardAt = now
-        for update in envelope.updates { out += apply(update, now: now) }
+        for update in envelope.updates { out += apply(update, now: now, from: envelope.from.name) }
         switch envelope.message {
         case .ping(let s, let target):
             // A ping for another member (this node has an address that member had): not ours to
@@ -452,18 +452,19 @@ public struct Membership: Sendable {
             relayed[seq] = (envelope.from.name, s, target.name, now + config.probeTimeoutMs)
             out.append(send(to: target.address, .ping(seq: seq, target: target.name)))
         case .sync(let list, let reply):
-            for update in list { out += apply(update, now: now) }
+            for update in list { out += apply(update, now: now, from: envelope.from.name) }
             if !reply { out.append(send(to: envelope.from.address, .sync(members: snapshot(), reply: true))) }
         }
         return out
     }
 
-    /// Leaves gracefully: tells a few members, then stops taking part.
+    /// Leaves gracefully: tells every live member itself (a `left` is taken at its word only from
+    /// the node that left), then stops taking part.
     public mutating func leave(now: Int64) -> [Action] {
         incarnation += 1
         let update = Update(info: me, state: .left, incarnation: incarnation)
         var out: [Action] = []
-        for m in pick(max(config.indirectProbes, 3), excluding: []) {
+        for m in members.values where m.state == .alive || m.state == .suspect {
             out.append(.send(to: m.info.address, Envelope(from: me, incarnation: incarnation, message: .ping(seq: 0, target: m.info.name), updates: [update])))
         }
         leaving = true
@@ -502,7 +503,18 @@ public struct Membership: Sendable {
     /// Applies one update by SWIM's precedence: a higher incarnation wins; at the same incarnation
     /// suspect beats alive and dead beats both; departed is final. About this node, suspicion or
     /// death is refuted with a higher incarnation.
-    mutating func apply(_ u: Update, now: Int64, direct: Bool = false) -> [Action] {
+    ///
+    /// `from` is the member whose message carried the update (nil: this node's own decision). A
+    /// `left` is final, so it is taken at its word only from the member that left, or about a
+    /// member this node already holds dead; from anyone else about a live member it is a suspicion,
+    /// which the member refutes if it is alive (a peer cannot evict another), and which ends in
+    /// death if it really left.
+    mutating func apply(_ u: Update, now: Int64, direct: Bool = false, from: String? = nil) -> [Action] {
+        var u = u
+        if u.state == .left, let from, from != u.info.name, u.info.name != me.name,
+           let c = members[u.info.name], c.state == .alive || c.state == .suspect {
+            u = Update(info: u.info, state: .suspect, incarnation: u.incarnation, accuser: from)
+        }
         if !me.id.isEmpty, u.info.id == me.id, u.info.name != me.name {
             // Never a member: the later of the two stops; the earlier waits for that.
             guard u.state == .alive || u.state == .suspect else { return [] }
@@ -516,9 +528,11 @@ public struct Membership: Sendable {
                 // earlier run of this node had: a copy. Tell it directly (see `receive`).
                 return [send(to: u.info.address, .ping(seq: 0, target: ""))]
             }
-            guard u.state == .suspect || u.state == .dead, u.incarnation >= incarnation else { return [] }
-            // Having to refute is a sign this node is slow to answer (Lifeguard).
-            changeAwareness(by: 1)
+            // Suspected, declared dead, or said to have left (it has not: it is running this): refute.
+            guard u.state == .suspect || u.state == .dead || u.state == .left, u.incarnation >= incarnation else { return [] }
+            // Having to refute is a sign this node is slow to answer (Lifeguard), unless it is a
+            // claim that it left, which no probe of it made.
+            if u.state != .left { changeAwareness(by: 1) }
             incarnation = u.incarnation + 1
             queue(Update(info: me, state: .alive, incarnation: incarnation))
             return []

@@ -147,4 +147,34 @@ import Testing
         #expect(sim.nodes[0].members["n2"]?.state == .dead)
         #expect(!sim.nodes[0].owners.contains("n2") && sim.nodes[0].owners.sorted() == ["n0", "n1"])
     }
+
+    /// A member with a valid certificate cannot evict another by saying it left: a `left` about a
+    /// live member from anyone but that member is a suspicion, which the member refutes.
+    @Test func aPeerCannotEvictAnotherWithAForgedLeave() {
+        var sim = Simulation(count: 5)
+        sim.run(for: 5_000)
+        let victim = sim.nodes[3].me, forger = sim.nodes[1].me
+        let forged = Membership.Update(info: victim, state: .left, incarnation: sim.nodes[3].incarnation + 5)
+        for to in [0, 2, 4] {
+            sim.queue.push((sim.now + 10, to, .init(from: forger, incarnation: sim.nodes[1].incarnation, message: .ping(seq: 0, target: ""),
+                                                    updates: [forged])))
+        }
+        sim.run(for: 15_000)
+        #expect(sim.changes.filter { $0.2 == "n3" && ($0.3 == .left || $0.3 == .dead) }.isEmpty,
+                "\(sim.changes.filter { $0.2 == "n3" })")
+        #expect(sim.allSee(.alive, of: "n3", among: [0, 1, 2, 4]))
+        #expect(sim.nodes[3].incarnation > forged.incarnation, "n3 refuted above the forged incarnation")
+    }
+
+    /// The node that leaves tells every live member itself, so all see it as left, none as dead.
+    @Test func aGracefulLeaveReachesEveryMemberDirectly() {
+        var sim = Simulation(count: 8)
+        sim.run(for: 5_000)
+        let actions = sim.nodes[5].leave(now: sim.now)
+        #expect(actions.count == 7)
+        sim.handle(actions, from: 5)
+        sim.up[5] = false
+        sim.run(for: 3_000)
+        #expect(sim.allSee(.left, of: "n5", among: [0, 1, 2, 3, 4, 6, 7]))
+    }
 }
