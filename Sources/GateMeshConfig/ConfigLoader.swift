@@ -170,6 +170,15 @@ struct Reader {
     }
 
     /// A duration: `250ms`, `30s`, `5m`, `2h`, `1d`, or a bare number of seconds. Returns milliseconds.
+    /// One of an enum's spellings; anything else is an error listing them (`expected lan or wan, got 'moon'`).
+    func choice<E: RawRepresentable>(_ node: Node, key: String, expected: String) throws(ConfigError) -> E where E.RawValue == String {
+        let text = try string(node, key: key)
+        guard let value = E(rawValue: text) else {
+            throw ConfigError(key: key, line: node.mark?.line, message: "expected \(expected), got '\(text)'")
+        }
+        return value
+    }
+
     func durationMs(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let text = try string(node, key: key)
         guard let ms = Units.durationMs(text), range.contains(ms) else {
@@ -435,13 +444,10 @@ struct Reader {
         // Enforcement: how hard the limit holds in a cluster.
         var enforcement = LimitRule.Enforcement.defaultMode(for: window, kind: budget ? .budget : .rateLimit)
         if let e = m.value("enforcement") {
-            let text = try string(e, key: "\(key).enforcement")
-            guard let mode = LimitRule.Enforcement(rawValue: text) else {
-                throw ConfigError(key: "\(key).enforcement", line: e.mark?.line, message: "expected soft, bounded or strict, got '\(text)'")
-            }
+            let mode: LimitRule.Enforcement = try choice(e, key: "\(key).enforcement", expected: "soft, bounded or strict")
             guard mode == .soft || LimitRule.Enforcement.allowed(for: window) else {
                 throw ConfigError(key: "\(key).enforcement", line: e.mark?.line,
-                                  message: "\(text) needs a calendar or fixed window (its rights are kept per period); rolling and sliding windows are enforced soft")
+                                  message: "\(mode.rawValue) needs a calendar or fixed window (its rights are kept per period); rolling and sliding windows are enforced soft")
             }
             enforcement = mode
         }
@@ -488,13 +494,7 @@ struct Reader {
         c.advertise = try address("advertise", default: nil)
         if let v = m.value("max_frame_bytes") { c.maxFrameBytes = try bytes(v, key: "cluster.max_frame_bytes", range: 65_536...(256 << 20)) }
         if let v = m.value("idle_timeout") { c.idleTimeoutMs = try durationMs(v, key: "cluster.idle_timeout", range: 1_000...86_400_000) }
-        if let v = m.value("profile") {
-            let text = try string(v, key: "cluster.profile")
-            guard let p = ClusterConfig.Profile(rawValue: text) else {
-                throw ConfigError(key: "cluster.profile", line: v.mark?.line, message: "expected lan or wan, got '\(text)'")
-            }
-            c.profile = p
-        }
+        if let v = m.value("profile") { c.profile = try choice(v, key: "cluster.profile", expected: "lan or wan") }
         if let v = m.value("probe_interval") { c.probeIntervalMs = Int64(try durationMs(v, key: "cluster.probe_interval", range: 100...60_000)) }
         if let v = m.value("probe_timeout") { c.probeTimeoutMs = Int64(try durationMs(v, key: "cluster.probe_timeout", range: 10...60_000)) }
         if let v = m.value("suspicion_min") { c.suspicionMinMs = Int64(try durationMs(v, key: "cluster.suspicion_min", range: 500...600_000)) }
@@ -521,13 +521,7 @@ struct Reader {
             throw ConfigError(key: "\(key).name", line: n.mark?.line, message: "a route name is a model name: no spaces or quotes")
         }
         var route = ModelRoute(name: name, targets: [])
-        if let s = m.value("strategy") {
-            let text = try string(s, key: "\(key).strategy")
-            guard let strategy = ModelRoute.Strategy(rawValue: text) else {
-                throw ConfigError(key: "\(key).strategy", line: s.mark?.line, message: "expected fallback or weighted, got '\(text)'")
-            }
-            route.strategy = strategy
-        }
+        if let s = m.value("strategy") { route.strategy = try choice(s, key: "\(key).strategy", expected: "fallback or weighted") }
         if let c = m.value("cooldown") { route.cooldownMs = Int64(try durationMs(c, key: "\(key).cooldown", range: 0...86_400_000)) }
         if let f = m.value("failures") { route.failures = try int(f, key: "\(key).failures", range: 1...1000) }
         guard let t = m.value("targets") else { throw ConfigError(key: "\(key).targets", line: node.mark?.line, message: "a route needs targets") }
@@ -644,13 +638,7 @@ struct Reader {
             if let v = m.value("collect_log") { gateway.collectLog = try bool(v, key: "\(key).collect_log") }
             if let v = m.value("collect_log_payload") { gateway.collectLogPayload = try bool(v, key: "\(key).collect_log_payload") }
             if let v = m.value("allow_custom_cost") { gateway.allowCustomCost = try bool(v, key: "\(key).allow_custom_cost") }
-            if let v = m.value("virtual_keys") {
-                let text = try string(v, key: "\(key).virtual_keys")
-                guard let mode = VirtualKeysMode(rawValue: text) else {
-                    throw ConfigError(key: "\(key).virtual_keys", line: v.mark?.line, message: "expected required, optional or off, got '\(text)'")
-                }
-                gateway.virtualKeys = mode
-            }
+            if let v = m.value("virtual_keys") { gateway.virtualKeys = try choice(v, key: "\(key).virtual_keys", expected: "required, optional or off") }
             if let v = m.value("drop_unsupported_params") { gateway.dropUnsupportedParams = try bool(v, key: "\(key).drop_unsupported_params") }
             if let v = m.value("default_max_tokens") {
                 gateway.defaultMaxTokens = try int(v, key: "\(key).default_max_tokens", range: 1...1_000_000)
@@ -672,11 +660,7 @@ struct Reader {
                 }
                 if let v = rm.value("delay_ms") { gateway.retries.delayMs = try int(v, key: "\(key).retries.delay_ms", range: 0...RetryPolicy.maxDelayMs) }
                 if let v = rm.value("backoff") {
-                    let text = try string(v, key: "\(key).retries.backoff")
-                    guard let b = RetryPolicy.Backoff(rawValue: text) else {
-                        throw ConfigError(key: "\(key).retries.backoff", line: v.mark?.line, message: "expected constant, linear or exponential, got '\(text)'")
-                    }
-                    gateway.retries.backoff = b
+                    gateway.retries.backoff = try choice(v, key: "\(key).retries.backoff", expected: "constant, linear or exponential")
                 }
                 if let v = rm.value("jitter") { gateway.retries.jitter = try bool(v, key: "\(key).retries.jitter") }
             }
