@@ -314,6 +314,45 @@ def test_a_copy_of_a_node_running_under_its_name_and_certificate_refuses_to_run(
                lambda found: found == [(c.peer_address(0), "alive")], timeout=30, what="node-2 sees node-1 alive at its own address")
 
 
+def test_a_new_node_on_a_dead_nodes_peer_address_is_not_taken_for_it(cluster):
+    """node-3 is killed and node-4 (its own name and certificate) starts on node-3's peer address.
+    Pings name the member they are for and the dialled peer's certificate must name the member at
+    that address, so the others do not keep node-3 alive through node-4: node-3 is declared dead
+    and node-4 joins under its own name, at that address."""
+    import subprocess
+    c = cluster(3)
+    assert wait_until(lambda: all(sum(m["status"] == "alive" for m in status(c, i)["members"]) == 3 for i in range(3)), 10)
+    c.kill(2)
+    certs = os.path.join(c.run_dir, "certs")
+    subprocess.run([BIN, "certs", "issue", "node-4", "--host", "127.0.0.1", "--dir", certs], check=True, stdout=subprocess.DEVNULL)
+    node4 = os.path.join(c.run_dir, "node-4")
+    os.makedirs(node4)
+    with open(os.path.join(c.run_dir, "node-3", "gatemesh.yaml")) as f:
+        text = f.read()
+    http = free_port()
+    text = (text.replace("name: node-3", "name: node-4").replace(f'listen: "127.0.0.1:{c.base_port + 2}"', f'listen: "127.0.0.1:{http}"')
+            .replace("/node-3/data", "/node-4/data").replace("/node-3.pem", "/node-4.pem").replace("/node-3.key", "/node-4.key"))
+    config = os.path.join(node4, "gatemesh.yaml")
+    with open(config, "w") as f:
+        f.write(text)
+    log = open(os.path.join(node4, "node.log"), "a")
+    c.nodes.append(subprocess.Popen([BIN, "serve", "--config", config], stdout=log, stderr=subprocess.STDOUT))
+
+    def view(i):
+        return {m["name"]: (m["status"], m["peer_address"]) for m in status(c, i)["members"] if not m["self"]}
+
+    for i in (0, 1):
+        found = eventually(lambda: view(i), lambda v: v.get("node-3", ("dead",))[0] in ("dead", None) and v.get("node-4", ("",))[0] == "alive",
+                           timeout=30, what=f"node-{i + 1} sees node-3 dead and node-4 alive")
+        assert found["node-4"][1] == c.peer_address(2)
+        assert found.get("node-3", ("dead",))[0] == "dead", found
+    # Nothing made node-3 look alive after it was killed.
+    for i in (0, 1):
+        with open(os.path.join(c.run_dir, f"node-{i + 1}", "node.log")) as f:
+            lines = [line for line in f if "peer is alive" in line and "peer=node-3" in line]
+        assert len(lines) == 1, lines
+
+
 def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     import subprocess
     c = cluster(2, BUDGET)

@@ -263,6 +263,13 @@ final class ClusterService: Service, Sendable {
             (m.live.map { ($0.info.name, $0.info.address) }, m.owners)
         }
         ownerNames.withLockedValue { if $0 != owners { $0 = owners } }
+        // Each live member's address, for the transport to check whom it dials: an address two
+        // live members claim (one took over the other's, which is not dead yet) is not checked.
+        connections.expect(membership.withLockedValue { m in
+            var byAddress: [String: String?] = [:]
+            for member in m.live { byAddress[member.info.address] = byAddress[member.info.address] == nil ? member.info.name : .some(nil) }
+            return byAddress.compactMapValues { $0 }
+        })
         let (liveIDs, seenIDs, leftIDs) = membership.withLockedValue { m in
             (m.live.map(\.info.id).filter { !$0.isEmpty },
              m.members.values.filter { $0.state != .left && !$0.info.id.isEmpty }.map(\.info.id),

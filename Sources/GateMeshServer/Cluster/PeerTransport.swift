@@ -201,11 +201,13 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     let address: String
     var pending: [[UInt8]] = []
     var context: ChannelHandlerContext?
-    let onReady: @Sendable () -> Void
+    /// The handshake is done, with the name on the peer's certificate: false when that is not the
+    /// member this address belongs to (the connection is closed, nothing is sent on it).
+    let onReady: @Sendable (String?) -> Bool
     /// The handshake failed or the peer refused us: back off before dialling again.
     let onFailed: @Sendable () -> Void
 
-    init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable () -> Void,
+    init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable (String?) -> Bool,
          onFailed: @escaping @Sendable () -> Void = {}) {
         self.engine = engine
         self.address = address
@@ -241,10 +243,15 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
             let wasDone = engine.handshakeDone
             try engine.advanceHandshake()
             if engine.handshakeDone && !wasDone {
+                guard onReady(engine.peerName) else {
+                    pending = []
+                    onFailed()
+                    context.close(promise: nil)
+                    return
+                }
                 logger.debug("connected to peer", metadata: ["address": "\(address)", "peer": "\(engine.peerName ?? "?")"])
                 for bytes in pending { try engine.send(bytes) }
                 pending = []
-                onReady()
             }
             flushTLS(context)
         } catch {
@@ -292,6 +299,8 @@ final class PeerConnections: Sendable {
         var dialedAt: NIODeadline = .uptimeNanoseconds(0)
         /// A dial to this address has failed, or its link has closed, since it first came up.
         var everFailed = false
+        /// The name on the certificate the peer at this address presented.
+        var peerName: String?
     }
 
     /// The longest wait between two dials of a peer that cannot be reached.
@@ -301,6 +310,9 @@ final class PeerConnections: Sendable {
     let clientContext: TLSContext
     let logger: Logger
     private let links = NIOLockedValueBox<[String: Link]>([:])
+    /// Which member each address belongs to, as the membership knows it (`expect(_:)`): the
+    /// certificate of the peer dialled there must name that member.
+    private let expected = NIOLockedValueBox<[String: String]>([:])
     /// Told of each address whose link came up again after a failure: frames sent to it
     /// meanwhile were dropped, so what they carried must be sent again (the cluster resets that
     /// peer's replication).
@@ -310,6 +322,28 @@ final class PeerConnections: Sendable {
         self.group = group
         self.clientContext = clientContext
         self.logger = logger
+    }
+
+    /// The members' addresses (address → member name), from the membership. A link whose peer
+    /// presented another name than its address's member now is closed; later dials are checked.
+    func expect(_ names: [String: String]) {
+        let changed = expected.withLockedValue { current -> Bool in
+            guard current != names else { return false }
+            current = names
+            return true
+        }
+        guard changed else { return }
+        let wrong: [(String, String, any Channel)] = links.withLockedValue { links in
+            links.compactMap { address, link in
+                guard let want = names[address], let got = link.peerName, got != want, let channel = link.channel else { return nil }
+                return (address, got, channel)
+            }
+        }
+        for (address, got, channel) in wrong {
+            logger.warning("closing a peer connection: the address now belongs to another member",
+                           metadata: ["address": "\(address)", "certificate": "\(got)", "member": "\(names[address] ?? "?")"])
+            channel.close(promise: nil)
+        }
     }
 
     func send(_ frame: Frame, to address: String) {
@@ -385,8 +419,20 @@ final class PeerConnections: Sendable {
                 links[address] = link
             }
         }
-        let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: {
-            links.withLockedValue { $0[address]?.failures = 0 }
+        let expected = self.expected
+        let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: { name in
+            // The dialled peer must be the member the membership has at this address (a seed not
+            // yet known as a member may be anyone of the cluster).
+            if let want = expected.withLockedValue({ $0[address] }), want != name {
+                logger.warning("refusing a peer connection: the certificate names another member than the one at this address",
+                               metadata: ["address": "\(address)", "certificate": "\(name ?? "?")", "member": "\(want)"])
+                return false
+            }
+            links.withLockedValue {
+                $0[address]?.failures = 0
+                $0[address]?.peerName = name
+            }
+            return true
         }, onFailed: backoff)
         ClientBootstrap(group: group)
             .connectTimeout(.seconds(3))
