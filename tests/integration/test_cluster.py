@@ -353,6 +353,32 @@ def test_a_new_node_on_a_dead_nodes_peer_address_is_not_taken_for_it(cluster):
         assert len(lines) == 1, lines
 
 
+def test_peer_links_have_tcp_keepalive_both_ways(cluster):
+    """Every established peer connection, dialled or accepted, runs TCP's keepalive timer (so a
+    peer that vanished without a FIN is found in seconds): /proc/net/tcp shows timer 2 on them."""
+    c = cluster(2)
+    port = int(c.peer_address(0).rsplit(":", 1)[1])
+
+    def timers():
+        found = {"accepted": set(), "dialled": set()}
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            f = line.split()
+            local, remote, state, timer = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16), f[3], f[5].split(":")[0]
+            if state != "01":  # established
+                continue
+            if local == port:
+                found["accepted"].add(timer)
+            elif remote == port:
+                found["dialled"].add(timer)
+        return found
+
+    # Both directions exist once the nodes have pinged each other; idle between frames, each
+    # socket shows the keepalive timer (2) rather than none (0).
+    seen = eventually(timers, lambda t: "02" in t["accepted"] and "02" in t["dialled"], timeout=15,
+                      what="keepalive timers on node-1's peer connections")
+    assert "00" not in seen["accepted"] | seen["dialled"], seen
+
+
 def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     import subprocess
     c = cluster(2, BUDGET)

@@ -166,6 +166,10 @@ final class ClusterService: Service, Sendable {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                .childChannelOption(PeerKeepalive.idle, value: PeerKeepalive.idleSeconds)
+                .childChannelOption(PeerKeepalive.interval, value: PeerKeepalive.intervalSeconds)
+                .childChannelOption(PeerKeepalive.count, value: PeerKeepalive.probes)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let engine = try TLSEngine(context: context)

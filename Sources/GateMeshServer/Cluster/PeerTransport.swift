@@ -282,6 +282,18 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     }
 }
 
+/// TCP keepalive on peer links, both ways: a peer that vanished without a FIN or RST (a host
+/// powered off, a NAT that dropped the mapping) is found after 15 s of silence plus three unanswered
+/// probes 5 s apart, rather than after the kernel's default two hours.
+enum PeerKeepalive {
+    static let idleSeconds: SocketOptionValue = 15
+    static let intervalSeconds: SocketOptionValue = 5
+    static let probes: SocketOptionValue = 3
+    static let idle = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: TCP_KEEPIDLE))
+    static let interval = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: TCP_KEEPINTVL))
+    static let count = ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: TCP_KEEPCNT))
+}
+
 /// Outbound connections by peer address: connected on first use, kept, reconnected with backoff
 /// (100 ms doubling to 1 s) after a failure, and at once when the peer is heard from (a healed
 /// partition). Frames for a peer that is not connected are dropped beyond a small queue:
@@ -437,6 +449,10 @@ final class PeerConnections: Sendable {
         ClientBootstrap(group: group)
             .connectTimeout(.seconds(3))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelOption(PeerKeepalive.idle, value: PeerKeepalive.idleSeconds)
+            .channelOption(PeerKeepalive.interval, value: PeerKeepalive.intervalSeconds)
+            .channelOption(PeerKeepalive.count, value: PeerKeepalive.probes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
