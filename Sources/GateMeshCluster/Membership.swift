@@ -192,8 +192,15 @@ public struct Membership: Sendable {
         var nacks = 0
     }
     var probe: Probe?
-    /// Pings sent for others: our seq → (who asked, their seq, whom we pinged, when to nack).
-    var relayed: [UInt64: (origin: String, seq: UInt64, target: String, nackAt: Int64)] = [:]
+    /// Pings sent for others: our seq → (who asked, their seq, whom we pinged, when to nack if no
+    /// ack came, whether we did, when to stop waiting for an ack to pass on).
+    var relayed: [UInt64: (origin: String, seq: UInt64, target: String, nackAt: Int64, nacked: Bool, expires: Int64)] = [:]
+
+    /// How long a member asked to ping another waits for the ack before it sends a nack: 80 % of the
+    /// shorter of the probe timeout and what the prober's interval has left after it (so that the
+    /// nack reaches the prober before its probe ends; memberlist waits the whole probe timeout,
+    /// which with its LAN timings lands just after the prober has given up).
+    var nackDelay: Int64 { min(config.probeTimeoutMs, config.probeIntervalMs - config.probeTimeoutMs) * 8 / 10 }
     /// Local health (Lifeguard): 0 is healthy; the probe interval is multiplied by score + 1.
     public private(set) var awareness = 0
     /// A suspicion in progress: who confirmed it and how long it lasts now.
@@ -369,10 +376,15 @@ public struct Membership: Sendable {
                 forget(name)
             }
         }
-        // Pings for others that got no ack in time: tell who asked (Lifeguard's nack).
-        for (ours, r) in relayed where now >= r.nackAt {
-            relayed[ours] = nil
-            if let origin = members[r.origin] { out.append(send(to: origin.info.address, .nack(seq: r.seq))) }
+        // Pings for others that got no ack in time: tell who asked (Lifeguard's nack), and keep
+        // waiting for a late ack to pass on until the prober's interval is over.
+        for (ours, r) in relayed {
+            if now >= r.expires {
+                relayed[ours] = nil
+            } else if !r.nacked, now >= r.nackAt {
+                relayed[ours]?.nacked = true
+                if let origin = members[r.origin] { out.append(send(to: origin.info.address, .nack(seq: r.seq))) }
+            }
         }
         // Full-state sync with someone, to repair what gossip missed.
         if now >= nextSyncAt {
@@ -449,7 +461,7 @@ public struct Membership: Sendable {
             if let p = probe, p.seq == s { probe?.nacks = min(p.nacks + 1, p.expectedNacks) }
         case .pingRequest(let s, let target):
             seq += 1
-            relayed[seq] = (envelope.from.name, s, target.name, now + config.probeTimeoutMs)
+            relayed[seq] = (envelope.from.name, s, target.name, now + nackDelay, false, now + config.probeIntervalMs)
             out.append(send(to: target.address, .ping(seq: seq, target: target.name)))
         case .sync(let list, let reply):
             for update in list { out += apply(update, now: now, from: envelope.from.name) }

@@ -37,16 +37,17 @@ import Testing
         var sim = Simulation(count: 3)
         sim.run(for: 5_000)
         sim.up[2] = false
-        var nacks = 0
-        // Watch n1 answer n0's ping-reqs with nacks while n2 is down.
+        var nacks = 0, worst = 0
+        // Watch n1 answer n0's ping-reqs with nacks while n2 is down, and n0's score meanwhile:
+        // each nack arrives before n0's probe ends, so no failed probe counts against n0.
         let end = sim.now + 4_000
         while sim.now < end {
             sim.run(for: 50)
             nacks += sim.queue.items.filter { $0.1 == 0 && { if case .nack = $0.message { true } else { false } }($0.2) }.count
+            worst = max(worst, sim.nodes[0].awareness, sim.nodes[1].awareness)
         }
         #expect(nacks > 0, "no nack reached n0")
-        #expect(sim.nodes[0].awareness == 0 && sim.nodes[1].awareness == 0,
-                "health scores \(sim.nodes[0].awareness), \(sim.nodes[1].awareness)")
+        #expect(worst == 0, "a health score rose to \(worst)")
     }
 
     /// A node that hears nothing (its inbound traffic lost) fails every probe and gets no nack: its
