@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "GateMeshLimits", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
         // Pure: cluster membership (SWIM), peer frames, replication.
         .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
+        // The whole-cluster simulator (pure): many membership state machines on one seeded scheduler.
+        .target(name: "GateMeshSimulator", dependencies: ["GateMeshCluster"], swiftSettings: swiftSettings),
         // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
         .target(name: "GateMeshCache", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
         // Pure: translation between provider formats (OpenAI chat, Anthropic messages, Google generateContent).
@@ -144,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "gatemesh",
             dependencies: [
-                "GateMeshServer", "GateMeshMock", "GateMeshConfig", "GateMeshCore", "GateMeshPeer",
+                "GateMeshServer", "GateMeshMock", "GateMeshConfig", "GateMeshCore", "GateMeshPeer", "GateMeshSimulator", "GateMeshCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -160,6 +162,7 @@ let package = Package(
         .testTarget(name: "GateMeshFuzzTests", dependencies: ["GateMeshFuzzTargets"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshSimulatorTests", dependencies: ["GateMeshSimulator", "GateMeshCluster"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

@@ -358,14 +358,14 @@ public struct Membership: Sendable {
                 if target.state == .suspect, case .send(let to, var envelope) = ping,
                    !envelope.updates.contains(where: { $0.info.name == target.info.name }) {
                     envelope.updates.append(Update(info: target.info, state: .suspect, incarnation: target.incarnation,
-                                                   accuser: suspicions[target.info.name]?.confirmations.first ?? me.name))
+                                                   accuser: suspicions[target.info.name]?.confirmations.min() ?? me.name))
                     ping = .send(to: to, envelope)
                 }
                 out.append(ping)
             }
         }
         // Suspicion runs out; the long dead are forgotten.
-        for name in timed {
+        for name in timed.sorted() {
             guard let m = members[name] else {
                 timed.remove(name)
                 continue
@@ -378,7 +378,8 @@ public struct Membership: Sendable {
         }
         // Pings for others that got no ack in time: tell who asked (Lifeguard's nack), and keep
         // waiting for a late ack to pass on until the prober's interval is over.
-        for (ours, r) in relayed {
+        for ours in relayed.keys.sorted() {
+            guard let r = relayed[ours] else { continue }
             if now >= r.expires {
                 relayed[ours] = nil
             } else if !r.nacked, now >= r.nackAt {
@@ -404,7 +405,8 @@ public struct Membership: Sendable {
                 }
             }
             var candidates = seeds.filter { !liveSeeds.contains($0) }
-            candidates += timed.compactMap { members[$0] }.filter { $0.state == .dead }.map(\.info.address)
+            candidates += timed.compactMap { members[$0] }.filter { $0.state == .dead }.map(\.info.address).sorted()
+            // (Sorted before the shuffle: a set's order differs between runs, the seeded shuffle must not.)
             candidates.shuffle(using: &rng)
             var picked: [String] = []
             for address in candidates where picked.count < config.reconnectFanout && !picked.contains(address) { picked.append(address) }
@@ -434,7 +436,7 @@ public struct Membership: Sendable {
         // the answer), so it refutes in time even if the gossip about it ran out while it was away.
         if let m = members[envelope.from.name], m.state == .suspect, m.incarnation >= envelope.incarnation {
             queue(Update(info: m.info, state: .suspect, incarnation: m.incarnation,
-                         accuser: suspicions[m.info.name]?.confirmations.first ?? me.name))
+                         accuser: suspicions[m.info.name]?.confirmations.min() ?? me.name))
         }
         // Hearing from a member directly proves it is alive at its incarnation.
         out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
@@ -631,7 +633,12 @@ public struct Membership: Sendable {
     func snapshot() -> [Update] {
         var out = [Update(info: me, state: .alive, incarnation: incarnation)]
         out.reserveCapacity(members.count + 1)
-        for m in members.values { out.append(Update(info: m.info, state: m.state, incarnation: m.incarnation)) }
+        // In the roster's order, not the dictionary's: a dictionary's order differs between runs,
+        // and a simulation must replay exactly.
+        for name in roster {
+            guard let m = members[name] else { continue }
+            out.append(Update(info: m.info, state: m.state, incarnation: m.incarnation))
+        }
         return out
     }
 

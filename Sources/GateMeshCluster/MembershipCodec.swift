@@ -35,6 +35,31 @@ public enum MembershipCodec {
         return w.bytes
     }
 
+    /// The length of `encode(e)`, counted without building it (the simulator sums it for every
+    /// message it passes). `MembershipCodecSizeTests`-style equality with `encode` is checked by
+    /// the simulator's tests.
+    public static func size(of e: Membership.Envelope) -> Int {
+        func uint(_ v: UInt64) -> Int { v < 0x80 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
+        func string(_ t: String) -> Int { let n = t.utf8.count; return uint(UInt64(n)) + n }
+        func info(_ i: Membership.Info) -> Int {
+            string(i.name) + string(i.address) + string(i.region) + string(i.id) + string(i.configDigest)
+        }
+        func updates(_ list: [Membership.Update]) -> Int {
+            var n = uint(UInt64(list.count))
+            for u in list { n += info(u.info) + 1 + uint(u.incarnation) + string(u.accuser) }
+            return n
+        }
+        var n = info(e.from) + uint(e.incarnation) + 1
+        switch e.message {
+        case .ping(let seq, let target): n += uint(seq) + string(target)
+        case .ack(let seq, let of): n += uint(seq) + string(of)
+        case .nack(let seq): n += uint(seq)
+        case .pingRequest(let seq, let target): n += uint(seq) + info(target)
+        case .sync(let members, _): n += updates(members)
+        }
+        return n + updates(e.updates)
+    }
+
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> Membership.Envelope {
         var r = BinaryReader(bytes)
         let from = try info(&r)

@@ -12,7 +12,7 @@ struct GateMeshCommand: AsyncParsableCommand {
         commandName: "gatemesh",
         abstract: "A self-hosted AI gateway that runs as a cluster of peer nodes.",
         version: GateMeshVersion.current,
-        subcommands: [Serve.self, CheckConfig.self, ReloadCommand.self, KeysCommand.self, MockProviderCommand.self, CertsCommand.self, StatusCommand.self],
+        subcommands: [Serve.self, CheckConfig.self, ReloadCommand.self, KeysCommand.self, MockProviderCommand.self, CertsCommand.self, StatusCommand.self, SimulateCommand.self],
         defaultSubcommand: Serve.self
     )
 }
