@@ -1,4 +1,5 @@
 import GateMeshCluster
+import GateMeshCore
 
 /// A deterministic simulator of the cluster's membership: many `Membership` state machines driven
 /// by one seeded scheduler in virtual time, over links with delay, jitter, loss and FIFO order
@@ -91,7 +92,8 @@ public enum ClusterSimulator {
         var up: [Bool]
         var index: [String: Int] = [:]
         var rng: SplitMix64
-        var queue: [Event] = []
+        /// Events by (time, send order): equal times keep their send order.
+        var queue = MinHeap<Event> { a, b in a.at < b.at || (a.at == b.at && a.order < b.order) }
         var order: UInt64 = 0
         /// The time the last message on each link (from × n + to) is delivered: FIFO links.
         var linkClock: [Int: Int64] = [:]
@@ -142,7 +144,7 @@ public enum ClusterSimulator {
                     let at = max(now + o.delayMs + jitter, linkClock[link] ?? 0)
                     linkClock[link] = at
                     order += 1
-                    push(Event(at: at, order: order, to: to, envelope: envelope))
+                    queue.push(Event(at: at, order: order, to: to, envelope: envelope))
                 }
             }
         }
@@ -177,8 +179,7 @@ public enum ClusterSimulator {
                     killedAt = now
                     for i in max(0, o.nodes - kill.count)..<o.nodes { up[i] = false }
                 }
-                while let top = queue.first, top.at <= now {
-                    let event = pop()
+                while let next = queue.first, next.at <= now, let event = queue.pop() {
                     guard up[event.to], let from = index[event.envelope.from.address], !cut(from, event.to, at: event.at) else { continue }
                     let actions = nodes[event.to].receive(event.envelope, now: event.at)
                     let saved = now
@@ -205,35 +206,5 @@ public enum ClusterSimulator {
             }
             return report
         }
-
-        // A binary min-heap on (time, order): equal times keep their send order.
-        mutating func push(_ e: Event) {
-            queue.append(e)
-            var i = queue.count - 1
-            while i > 0 {
-                let parent = (i - 1) / 2
-                guard less(queue[i], queue[parent]) else { break }
-                queue.swapAt(i, parent)
-                i = parent
-            }
-        }
-
-        mutating func pop() -> Event {
-            queue.swapAt(0, queue.count - 1)
-            let top = queue.removeLast()
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < queue.count, less(queue[l], queue[m]) { m = l }
-                if r < queue.count, less(queue[r], queue[m]) { m = r }
-                if m == i { break }
-                queue.swapAt(i, m)
-                i = m
-            }
-            return top
-        }
-
-        func less(_ a: Event, _ b: Event) -> Bool { a.at < b.at || (a.at == b.at && a.order < b.order) }
     }
 }

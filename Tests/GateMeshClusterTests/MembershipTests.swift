@@ -1,4 +1,5 @@
 @testable import GateMeshCluster
+import GateMeshCore
 import Testing
 
 /// A deterministic network for membership state machines: virtual time, per-pair latency, random
@@ -13,7 +14,7 @@ struct Simulation {
     /// Nodes that receive nothing (their inbound traffic is lost) but still send.
     var deaf: Set<Int> = []
     var rng = SplitMix64(seed: 7)
-    var queue = Heap()
+    var queue = MinHeap<(Int64, Int, Membership.Envelope)> { $0.0 < $1.0 }
     var index: [String: Int] = [:]
     /// Every state change any node saw: (time, observer, member, state).
     var changes: [(Int64, Int, String, Membership.State)] = []
@@ -63,7 +64,7 @@ struct Simulation {
         let end = now + ms
         while now < end {
             now += step
-            while let top = queue.peek, top.0 <= now {
+            while let top = queue.first, top.0 <= now {
                 let (_, to, envelope) = queue.pop()!
                 guard up[to], !deaf.contains(to) else { continue }
                 if let p = partition, let from = index[envelope.from.address], p.contains(to) != p.contains(from) { continue }
@@ -81,36 +82,6 @@ struct Simulation {
     func view(_ i: Int) -> [String: Membership.State] { nodes[i].members.mapValues(\.state) }
     func allSee(_ state: Membership.State, of name: String, among: [Int]) -> Bool {
         among.allSatisfy { nodes[$0].members[name]?.state == state }
-    }
-}
-
-/// A binary min-heap of (time, node, envelope) by time, for the simulation's message queue.
-struct Heap {
-    var items: [(Int64, Int, Membership.Envelope)] = []
-    var peek: (Int64, Int, Membership.Envelope)? { items.first }
-    mutating func push(_ x: (Int64, Int, Membership.Envelope)) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0, items[(i - 1) / 2].0 > items[i].0 {
-            items.swapAt(i, (i - 1) / 2)
-            i = (i - 1) / 2
-        }
-    }
-    mutating func pop() -> (Int64, Int, Membership.Envelope)? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < items.count, items[l].0 < items[m].0 { m = l }
-            if r < items.count, items[r].0 < items[m].0 { m = r }
-            if m == i { break }
-            items.swapAt(i, m)
-            i = m
-        }
-        return top
     }
 }
 
