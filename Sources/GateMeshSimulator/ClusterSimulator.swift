@@ -46,8 +46,11 @@ public struct SimulationReport: Sendable {
     public var options: SimulationOptions
     /// When every node first held every other node as live (nil: never within the run).
     public var convergedAtMs: Int64?
-    /// Suspicions and deaths, in some node's view, of a node that was up and could reach it.
+    /// Suspicions of a node that was up and could reach the observer: distinct (member,
+    /// incarnation) suspicions raised, and the views they reached (each spreads to every node).
     public var falseSuspicions = 0
+    public var falseSuspicionViews = 0
+    /// Deaths, in some node's view, of a node that was up and could reach it.
     public var falseDeaths = 0
     /// The latest time, after the kill, at which a survivor saw the last killed node dead (nil:
     /// some survivor never did, or nothing was killed).
@@ -100,6 +103,7 @@ public enum ClusterSimulator {
         var now: Int64 = 0
         var report: SimulationReport
         var killedAt: Int64?
+        var suspected: Set<String> = []
 
         init(_ o: SimulationOptions) {
             self.o = o
@@ -127,7 +131,10 @@ public enum ClusterSimulator {
                 case .changed(let m):
                     guard let x = index[m.info.address], x != from else { continue }
                     let reachable = up[x] && !cut(from, x, at: now)
-                    if m.state == .suspect && reachable { report.falseSuspicions += 1 }
+                    if m.state == .suspect && reachable {
+                        report.falseSuspicionViews += 1
+                        if suspected.insert("\(m.info.name)@\(m.incarnation)").inserted { report.falseSuspicions += 1 }
+                    }
                     if m.state == .dead && reachable { report.falseDeaths += 1 }
                 case .duplicateID:
                     continue

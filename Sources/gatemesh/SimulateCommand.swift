@@ -57,7 +57,7 @@ struct SimulateCommand: ParsableCommand {
         if json {
             print("""
                 {"nodes":\(o.nodes),"duration_ms":\(o.durationMs),"seed":\(o.seed),"delay_ms":\(o.delayMs),"jitter_ms":\(o.jitterMs),\
-                "loss":\(o.loss),"profile":"\(profile)","converged_at_ms":\(opt(r.convergedAtMs)),"false_suspicions":\(r.falseSuspicions),\
+                "loss":\(o.loss),"profile":"\(profile)","converged_at_ms":\(opt(r.convergedAtMs)),"false_suspicions":\(r.falseSuspicions),"false_suspicion_views":\(r.falseSuspicionViews),\
                 "false_deaths":\(r.falseDeaths),"killed_seen_dead_after_ms":\(opt(r.killedSeenDeadAfterMs)),\
                 "agreed_after_heal_ms":\(opt(r.agreedAfterHealMs)),"messages":\(r.messages),"lost":\(r.lost),"bytes":\(r.bytes),\
                 "messages_per_node_per_second":\(String(format: "%.2f", r.messagesPerNodePerSecond)),\
@@ -67,7 +67,7 @@ struct SimulateCommand: ParsableCommand {
         } else {
             print("simulated \(o.nodes) nodes for \(o.durationMs / 1000) s, seed \(o.seed), \(profile), delay \(o.delayMs) ms + up to \(o.jitterMs) ms, loss \(o.loss)")
             print("  converged at:              \(r.convergedAtMs.map { "\($0) ms" } ?? "never")")
-            print("  false suspicions / deaths: \(r.falseSuspicions) / \(r.falseDeaths)")
+            print("  false suspicions / deaths: \(r.falseSuspicions) (reaching \(r.falseSuspicionViews) views) / \(r.falseDeaths)")
             if o.kill != nil { print("  killed nodes seen dead:    \(r.killedSeenDeadAfterMs.map { "after \($0) ms" } ?? "not by every survivor")") }
             if o.partition != nil { print("  agreed after the heal:     \(r.agreedAfterHealMs.map { "after \($0) ms" } ?? "no")") }
             print("  per node per second:       \(String(format: "%.1f", r.messagesPerNodePerSecond)) messages, \(String(format: "%.0f", r.bytesPerNodePerSecond)) bytes (\(r.lost) of \(r.messages) messages lost)")
