@@ -14,7 +14,7 @@ import GateMeshCore
 ///
 /// This first version drives membership only; replication, limits, rules and cache ownership
 /// are to join it (issue 17).
-public struct SimulationOptions: Sendable, Equatable {
+public struct SimulationOptions: Sendable {
     public var nodes = 5
     public var durationMs: Int64 = 60_000
     public var seed: UInt64 = 1
@@ -34,12 +34,6 @@ public struct SimulationOptions: Sendable, Equatable {
     public var tickMs: Int64 = 50
 
     public init() {}
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.nodes == b.nodes && a.durationMs == b.durationMs && a.seed == b.seed && a.delayMs == b.delayMs && a.jitterMs == b.jitterMs
-            && a.loss == b.loss && a.config == b.config && a.partition == b.partition && a.kill?.count == b.kill?.count
-            && a.kill?.atMs == b.kill?.atMs && a.seeds == b.seeds && a.tickMs == b.tickMs
-    }
 }
 
 public struct SimulationReport: Sendable {
@@ -141,7 +135,7 @@ public enum ClusterSimulator {
                 case .send(let address, let envelope):
                     guard let to = index[address] else { continue }
                     report.messages += 1
-                    report.bytes += MembershipCodec.size(of: envelope) + 9  // the frame header
+                    report.bytes += Frame.headerSize + MembershipCodec.size(of: envelope)
                     if o.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < o.loss {
                         report.lost += 1
                         continue
