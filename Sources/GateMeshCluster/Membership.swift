@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCore
 
 /// SWIM-style membership as a pure state machine: it takes events (a tick of the clock, a message
 /// from a peer, a request to leave) with the current time and returns actions (messages to send,
@@ -32,14 +33,14 @@ import Foundation
 /// monotonic clock (milliseconds): wall-clock steps must not turn suspects dead.
 public struct Membership: Sendable {
     public struct Config: Sendable, Equatable {
-        public var probeIntervalMs: Int64 = 1000
+        public var probeIntervalMs: Int64 = ClusterConfig.Profile.lan.probeIntervalMs
         /// Direct ack wait before asking others (an ack is one round trip); also how long a member
         /// asked to ping another waits before it answers with a nack.
-        public var probeTimeoutMs: Int64 = 500
+        public var probeTimeoutMs: Int64 = ClusterConfig.Profile.lan.probeTimeoutMs
         public var indirectProbes = 3
         /// A suspicion's minimum: max(suspicionMinMs, suspicionMultiplier × log10(n + 1) × probe
         /// interval). It starts at `suspicionMaxMultiplier` × that and shrinks with confirmations.
-        public var suspicionMinMs: Int64 = 5000
+        public var suspicionMinMs: Int64 = ClusterConfig.Profile.lan.suspicionMinMs
         public var suspicionMultiplier: Double = 4
         public var suspicionMaxMultiplier: Double = 6
         /// Local health: the probe interval is multiplied by (score + 1), the score below this.
@@ -66,10 +67,10 @@ public struct Membership: Sendable {
         /// the probe interval even when a packet must be sent again.
         public static let wan: Config = {
             var c = Config()
-            c.probeIntervalMs = 5_000
-            c.probeTimeoutMs = 3_000
+            c.probeIntervalMs = ClusterConfig.Profile.wan.probeIntervalMs
+            c.probeTimeoutMs = ClusterConfig.Profile.wan.probeTimeoutMs
             c.suspicionMultiplier = 6
-            c.suspicionMinMs = 15_000
+            c.suspicionMinMs = ClusterConfig.Profile.wan.suspicionMinMs
             c.syncIntervalMs = 30_000
             c.reconnectIntervalMs = 5_000
             c.forgetAfterMs = 600_000

@@ -498,8 +498,8 @@ struct Reader {
         if let v = m.value("probe_interval") { c.probeIntervalMs = Int64(try durationMs(v, key: "cluster.probe_interval", range: 100...60_000)) }
         if let v = m.value("probe_timeout") { c.probeTimeoutMs = Int64(try durationMs(v, key: "cluster.probe_timeout", range: 10...60_000)) }
         if let v = m.value("suspicion_min") { c.suspicionMinMs = Int64(try durationMs(v, key: "cluster.suspicion_min", range: 500...600_000)) }
-        let interval = c.probeIntervalMs ?? (c.profile == .wan ? 5_000 : 1_000)
-        let timeout = c.probeTimeoutMs ?? (c.profile == .wan ? 3_000 : 500)
+        let interval = c.probeIntervalMs ?? c.profile.probeIntervalMs
+        let timeout = c.probeTimeoutMs ?? c.profile.probeTimeoutMs
         if timeout >= interval {
             throw ConfigError(key: "cluster.probe_timeout", line: node.mark?.line,
                               message: "the probe timeout (\(timeout) ms) must be shorter than the probe interval (\(interval) ms): indirect probes need the rest of the interval")

@@ -216,6 +216,12 @@ public struct ClusterConfig: Sendable, Equatable {
 
     public enum Profile: String, Sendable, Equatable, CaseIterable {
         case lan, wan
+
+        /// The profile's probe interval, direct-ack wait and suspicion floor (`Membership.Config`
+        /// takes them from here, and the loader checks overrides against them).
+        public var probeIntervalMs: Int64 { self == .wan ? 5_000 : 1_000 }
+        public var probeTimeoutMs: Int64 { self == .wan ? 3_000 : 500 }
+        public var suspicionMinMs: Int64 { self == .wan ? 15_000 : 5_000 }
     }
 
     public init(listen: ListenAddress, seeds: [String], caFile: String, certFile: String, keyFile: String) {
