@@ -20,8 +20,8 @@ import GateMeshCore
 ///   probes fail without the nacks it expected, or when it must refute a suspicion of itself, and
 ///   falls with every probe answered; the probe interval is multiplied by score + 1. A node that is
 ///   slow itself (CPU starved, its links congested) probes less and suspects less.
-/// - **Nacks**: a member asked to ping another for us answers `nack` when it got no ack within
-///   `probeTimeoutMs`; a probe that fails with all the nacks it expected was a failure of the target,
+/// - **Nacks**: a member asked to ping another for us answers `nack` when it got no ack in time
+///   (`nackDelay`, before the prober's interval ends); a probe that fails with all the nacks it expected was a failure of the target,
 ///   one that misses nacks was at least partly ours (the score rises by the nacks missing).
 /// - **Dynamic suspicion**: a suspicion starts at `suspicionMaxMultiplier` × the minimum timeout and
 ///   shrinks toward the minimum (logarithmically) as independent members confirm it, so that a
@@ -34,8 +34,8 @@ import GateMeshCore
 public struct Membership: Sendable {
     public struct Config: Sendable, Equatable {
         public var probeIntervalMs: Int64 = ClusterConfig.Profile.lan.probeIntervalMs
-        /// Direct ack wait before asking others (an ack is one round trip); also how long a member
-        /// asked to ping another waits before it answers with a nack.
+        /// Direct ack wait before asking others (an ack is one round trip). It also bounds how long
+        /// a member asked to ping another waits before it answers with a nack (`nackDelay`).
         public var probeTimeoutMs: Int64 = ClusterConfig.Profile.lan.probeTimeoutMs
         public var indirectProbes = 3
         /// A suspicion's minimum: max(suspicionMinMs, suspicionMultiplier × log10(n + 1) × probe
