@@ -49,7 +49,7 @@ let package = Package(
         // Pure: cluster membership (SWIM), peer frames, replication.
         .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
         // The whole-cluster simulator (pure): many membership state machines on one seeded scheduler.
-        .target(name: "GateMeshSimulator", dependencies: ["GateMeshCluster", "GateMeshCore"], swiftSettings: swiftSettings),
+        .target(name: "GateMeshSimulator", dependencies: ["GateMeshCluster", "GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
         // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
         .target(name: "GateMeshCache", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
         // Pure: translation between provider formats (OpenAI chat, Anthropic messages, Google generateContent).

@@ -64,6 +64,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
     let alertsFired = CallbackSlot<[LimitsEngine.AlertKey], Void>()
     /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
+    private let askThrottle = NIOLockedValueBox(AskThrottle())
     let rightsAsk = CallbackSlot<(needs: [LimitsEngine.RightsNeed], holder: String), Void>()
     /// How long a request waits for rights before it is refused.
     let rightsWaitMs: Int64
@@ -258,7 +259,9 @@ final class LimitsService: Service, SpendSource, Sendable {
             // Ask again every 100 ms while waiting (an answer may be lost, or the owner may change).
             if now - (askedAt ?? 0) >= 100, let ask = rightsAsk.current {
                 askedAt = now
-                ask((needs.filter { $0.owner != node }, holder))
+                // One ask per counter every 100 ms from this node, however many requests wait.
+                let due = askThrottle.withLockedValue { $0.due(needs.filter { $0.owner != node }, now: now) }
+                if !due.isEmpty { ask((due, holder)) }
             }
             try? await Task.sleep(for: .milliseconds(5))
         }

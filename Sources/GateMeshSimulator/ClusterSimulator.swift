@@ -12,8 +12,11 @@ import GateMeshCore
 /// survivors took to see killed nodes dead, how long after a partition healed everyone agreed
 /// again, and the messages and bytes (`MembershipCodec`) each node sent per second.
 ///
-/// This first version drives membership only; replication, limits, rules and cache ownership
-/// are to join it (issue 17).
+/// With a `BudgetLoad`, each node also runs the budget's pure cores (`LimitsEngine`, `Replicator`,
+/// rights asks and grants, ownership from its membership view, a journal and a store that a
+/// restart reads back) and the report adds what the provider served against what the counters
+/// hold: overshoot against the mode's bound, spend lost, agreement after traffic stops, and
+/// reservations back at zero. Rule replication and cache ownership are not simulated yet.
 public struct SimulationOptions: Sendable {
     public var nodes = 5
     public var durationMs: Int64 = 60_000
@@ -26,8 +29,15 @@ public struct SimulationOptions: Sendable {
     public var config = Membership.Config.lan
     /// Nodes `0..<nodes/2` and the rest cannot reach each other from `start` until `end`.
     public var partition: ClosedRange<Int64>?
-    /// The last `count` nodes stop (as with SIGKILL) at `atMs`.
+    /// The last `count` nodes stop (as with SIGKILL) at `atMs`...
     public var kill: (count: Int, atMs: Int64)?
+    /// ...and start again this much later, with only what their journal and store hold.
+    public var restartAfterMs: Int64?
+    /// Traffic against a budget (nil: membership only).
+    public var budget: BudgetLoad?
+    /// A deliberate defect, to prove the properties catch one: counter frames are dropped
+    /// instead of merged.
+    public var brokenMerge = false
     /// How many of the first nodes are every node's seeds.
     public var seeds = 3
     /// How often each node's clock ticks.
@@ -54,6 +64,8 @@ public struct SimulationReport: Sendable {
     public var messages = 0
     public var bytes = 0
     public var lost = 0
+    /// The budget's figures (nil without a `BudgetLoad`).
+    public var budget: BudgetReport?
 
     public var messagesPerNodePerSecond: Double { Double(messages) / Double(options.nodes) / (Double(options.durationMs) / 1000) }
     public var bytesPerNodePerSecond: Double { Double(bytes) / Double(options.nodes) / (Double(options.durationMs) / 1000) }
@@ -64,11 +76,18 @@ public struct SimulationReport: Sendable {
         var out: [String] = []
         if options.partition == nil && falseDeaths > 0 { out.append("\(falseDeaths) false deaths") }
         if convergedAtMs == nil { out.append("the members never all saw each other alive") }
-        if options.kill != nil && killedSeenDeadAfterMs == nil { out.append("a survivor never saw a killed node dead") }
+        if options.kill != nil && options.restartAfterMs == nil && killedSeenDeadAfterMs == nil { out.append("a survivor never saw a killed node dead") }
         if options.partition != nil && agreedAfterHealMs == nil { out.append("the members did not agree again after the heal") }
+        if let b = budget {
+            if b.overshoot > b.overshootBound { out.append("the budget was overshot by \(b.overshoot), past the \(options.budget!.mode) bound of \(b.overshootBound)") }
+            if b.lostSpend > 0 { out.append("\(b.lostSpend) of served spend missing from some node's counters") }
+            if b.agreedAfterStopMs == nil { out.append("the nodes' spend did not agree after traffic stopped") }
+            if b.reservedAtEnd != 0 { out.append("\(b.reservedAtEnd) still reserved after traffic stopped") }
+        }
         return out
     }
 }
+
 
 public enum ClusterSimulator {
     public static func run(_ o: SimulationOptions) -> SimulationReport {
@@ -76,17 +95,29 @@ public enum ClusterSimulator {
         return sim.go()
     }
 
+    enum Payload {
+        case membership(Membership.Envelope)
+        case frame(Frame)
+    }
+
     struct Event {
         var at: Int64
         var order: UInt64
+        var from: Int
         var to: Int
-        var envelope: Membership.Envelope
+        /// The run of the receiver it was sent to: a message to a run that was killed is lost
+        /// with its connection.
+        var toEpoch: UInt64
+        var payload: Payload
     }
 
     struct Run {
         let o: SimulationOptions
         var nodes: [Membership] = []
+        var infos: [Membership.Info] = []
+        var seeds: [String] = []
         var up: [Bool]
+        var epochs: [UInt64]
         var index: [String: Int] = [:]
         var rng: SplitMix64
         /// Events by (time, send order): equal times keep their send order.
@@ -97,19 +128,54 @@ public enum ClusterSimulator {
         var now: Int64 = 0
         var report: SimulationReport
         var killedAt: Int64?
+        var restartedAt: Int64?
         var suspected: Set<String> = []
+        // The budget (empty without one).
+        var limits: [LimitsNode] = []
+        var skew: [Int64] = []
+        /// Whose membership changed since its ownership and peer list were last read.
+        var membershipChanged: [Bool] = []
+        var peerNames: [[String]] = []
+        var ends = MinHeap<(at: Int64, request: Request)> { $0.at < $1.at }
+        var arrivals: [Double] = []
+        var served: [Int64] = []
+        var inFlight: [Int64] = []
+        var extraBound: Int64 = 0
+        /// Requests admitted over the cluster in each tick (for `soft`'s bound).
+        var admittedPerTick: [Int] = []
+        var stoppedAt: Int64?
 
         init(_ o: SimulationOptions) {
             self.o = o
             up = Array(repeating: true, count: o.nodes)
+            epochs = Array(repeating: 1, count: o.nodes)
             rng = SplitMix64(seed: o.seed)
             report = SimulationReport(options: o)
             let addresses = (0..<o.nodes).map { "10.\($0 / 65_536).\($0 / 256 % 256).\($0 % 256):7946" }
-            let seeds = Array(addresses.prefix(max(1, o.seeds)))
+            seeds = Array(addresses.prefix(max(1, o.seeds)))
             for i in 0..<o.nodes {
-                nodes.append(Membership(me: .init(name: "n\(i)", address: addresses[i], region: "r\(i % 3)", id: "id\(i)"),
-                                        seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i)))
+                infos.append(.init(name: "n\(i)", address: addresses[i], region: "r\(i % 3)", id: "id\(i)"))
+                nodes.append(Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i)))
                 index[addresses[i]] = i
+            }
+            if let load = o.budget {
+                report.budget = BudgetReport()
+                for i in 0..<o.nodes {
+                    limits.append(ClusterSimulator.newLimitsNode(id: infos[i].id, load: load, epoch: 1, seed: o.seed &+ UInt64(i) &* 31))
+                    skew.append(load.skewMs > 0 ? Int64(rng.next() % UInt64(2 * load.skewMs + 1)) - load.skewMs : 0)
+                }
+                // A node with peers to hear from admits nothing, and grants nothing, until it has
+                // caught up with them (`ClusterService`): so does every node of a starting cluster.
+                for i in 0..<o.nodes where seeds.contains(where: { $0 != infos[i].address }) {
+                    limits[i].caughtUp = false
+                    limits[i].catchUpUntil = clock(i) + 2_000
+                    limits[i].engine.grantsFrom = clock(i) + 2_000
+                }
+                membershipChanged = Array(repeating: true, count: o.nodes)
+                peerNames = Array(repeating: [], count: o.nodes)
+                arrivals = Array(repeating: 0, count: o.nodes)
+                served = Array(repeating: 0, count: load.scopes)
+                inFlight = Array(repeating: 0, count: load.scopes)
             }
         }
 
@@ -118,11 +184,37 @@ public enum ClusterSimulator {
             guard let p = o.partition, p.contains(t) else { return false }
             return side(a) != side(b)
         }
+        /// Node `i`'s wall clock (the limits' time); membership runs on the monotonic `now`.
+        func clock(_ i: Int) -> Int64 { 1_800_000_000_000 + now + (skew.isEmpty ? 0 : skew[i]) }
+
+        /// Puts a message on the link `from` → `to`: lost at random, else delivered after the
+        /// link's delay and jitter, never before an earlier message on the same link.
+        mutating func enqueue(_ payload: Payload, size: Int, from: Int, to: Int) {
+            report.messages += 1
+            report.bytes += size
+            if o.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < o.loss {
+                report.lost += 1
+                return
+            }
+            let jitter = o.jitterMs > 0 ? Int64(rng.next() % UInt64(o.jitterMs + 1)) : 0
+            let link = from * o.nodes + to
+            let at = max(now + o.delayMs + jitter, linkClock[link] ?? 0)
+            linkClock[link] = at
+            order += 1
+            queue.push(Event(at: at, order: order, from: from, to: to, toEpoch: epochs[to], payload: payload))
+        }
+
+        mutating func send(_ frame: Frame, from: Int, to: Int) {
+            report.budget?.counterFrames += 1
+            report.budget?.counterBytes += Frame.headerSize + frame.payload.count
+            enqueue(.frame(frame), size: Frame.headerSize + frame.payload.count, from: from, to: to)
+        }
 
         mutating func send(_ actions: [Membership.Action], from: Int) {
             for action in actions {
                 switch action {
                 case .changed(let m):
+                    if !membershipChanged.isEmpty { membershipChanged[from] = true }
                     guard let x = index[m.info.address], x != from else { continue }
                     let reachable = up[x] && !cut(from, x, at: now)
                     if m.state == .suspect && reachable {
@@ -134,18 +226,7 @@ public enum ClusterSimulator {
                     continue
                 case .send(let address, let envelope):
                     guard let to = index[address] else { continue }
-                    report.messages += 1
-                    report.bytes += Frame.headerSize + MembershipCodec.size(of: envelope)
-                    if o.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < o.loss {
-                        report.lost += 1
-                        continue
-                    }
-                    let jitter = o.jitterMs > 0 ? Int64(rng.next() % UInt64(o.jitterMs + 1)) : 0
-                    let link = from * o.nodes + to
-                    let at = max(now + o.delayMs + jitter, linkClock[link] ?? 0)
-                    linkClock[link] = at
-                    order += 1
-                    queue.push(Event(at: at, order: order, to: to, envelope: envelope))
+                    enqueue(.membership(envelope), size: Frame.headerSize + MembershipCodec.size(of: envelope), from: from, to: to)
                 }
             }
         }
@@ -172,24 +253,44 @@ public enum ClusterSimulator {
             return true
         }
 
+        mutating func deliver(_ event: Event) {
+            guard up[event.to], epochs[event.to] == event.toEpoch, !cut(event.from, event.to, at: event.at) else { return }
+            switch event.payload {
+            case .membership(let envelope):
+                send(nodes[event.to].receive(envelope, now: now), from: event.to)
+            case .frame(let frame):
+                receive(frame, at: event.to, from: event.from)
+            }
+        }
+
         mutating func go() -> SimulationReport {
             var nextCheck: Int64 = 0
             while now < o.durationMs {
-                now += o.tickMs
+                let tickAt = now + o.tickMs
+                while let next = queue.first, next.at <= tickAt, let event = queue.pop() {
+                    now = event.at
+                    deliver(event)
+                }
+                now = tickAt
                 if let kill = o.kill, killedAt == nil, now >= kill.atMs {
                     killedAt = now
-                    for i in max(0, o.nodes - kill.count)..<o.nodes { up[i] = false }
+                    self.kill(max(0, o.nodes - kill.count)..<o.nodes)
                 }
-                while let next = queue.first, next.at <= now, let event = queue.pop() {
-                    guard up[event.to], let from = index[event.envelope.from.address], !cut(from, event.to, at: event.at) else { continue }
-                    let actions = nodes[event.to].receive(event.envelope, now: event.at)
-                    let saved = now
-                    now = event.at
-                    send(actions, from: event.to)
-                    now = saved
+                if let k = killedAt, let after = o.restartAfterMs, restartedAt == nil, now >= k + after, let kill = o.kill {
+                    restartedAt = now
+                    restart(max(0, o.nodes - kill.count)..<o.nodes)
+                }
+                if let p = o.partition, o.budget.map({ $0.mode != .strict }) ?? false, now - o.tickMs < p.lowerBound, now >= p.lowerBound {
+                    // Each side may spend what was left when the link went.
+                    extraBound += roomLeft()
+                }
+                if o.budget != nil {
+                    admittedPerTick.append(0)
+                    endRequests()
                 }
                 for i in nodes.indices where up[i] {
                     send(nodes[i].tick(now: now), from: i)
+                    if o.budget != nil { budgetTick(i) }
                 }
                 // The properties that are states, once a second (they walk every pair).
                 if now >= nextCheck {
@@ -197,15 +298,56 @@ public enum ClusterSimulator {
                     if report.convergedAtMs == nil, killedAt == nil, o.partition.map({ now < $0.lowerBound }) ?? true, agreed() {
                         report.convergedAtMs = now
                     }
-                    if let k = killedAt, report.killedSeenDeadAfterMs == nil, killedSeenDead() {
+                    if let k = killedAt, restartedAt == nil, report.killedSeenDeadAfterMs == nil, killedSeenDead() {
                         report.killedSeenDeadAfterMs = now - k
                     }
                     if let p = o.partition, now > p.upperBound, report.agreedAfterHealMs == nil, agreed() {
                         report.agreedAfterHealMs = now - p.upperBound
                     }
+                    if let stop = stoppedAt, report.budget?.agreedAfterStopMs == nil, spendAgrees() {
+                        report.budget?.agreedAfterStopMs = now - stop
+                    }
                 }
             }
+            if o.budget != nil { finishBudget() }
             return report
+        }
+
+        mutating func kill(_ range: Range<Int>) {
+            for i in range { up[i] = false }
+            guard o.budget != nil else { return }
+            // A bounded owner hands out again what a dead holder held once its lease has passed
+            // (whatever it used unheard is overshoot), and a dead owner's grants that reached their
+            // holder but not the next owner are handed out twice.
+            var bound: Int64 = 0
+            for scope in 0..<served.count {
+                let key = self.key(scope)
+                var most: Int64 = 0
+                for i in nodes.indices where up[i] {
+                    let rights = limits[i].engine.counters.rights(key)
+                    var held: Int64 = 0
+                    for k in range { held += rights.held(by: limits[k].engine.counters.holder) }
+                    for k in range {
+                        for (pair, v) in rights.granted where pair.from.hasPrefix(infos[k].id + "/") { held += v }
+                    }
+                    most = max(most, held)
+                }
+                bound = max(bound, most)
+            }
+            if o.budget?.mode == .bounded { extraBound += bound }
+        }
+
+        mutating func restart(_ range: Range<Int>) {
+            for i in range {
+                up[i] = true
+                epochs[i] += 1
+                nodes[i] = Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i) &+ epochs[i],
+                                      startIncarnation: UInt64(now))
+                if let load = o.budget {
+                    limits[i] = limits[i].restarted(load: load, now: clock(i), seed: o.seed &+ UInt64(i) &* 31 &+ epochs[i])
+                    membershipChanged[i] = true
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import GateMeshCluster
 import GateMeshConfig
+import GateMeshCore
 import GateMeshSimulator
 
 /// `gatemesh simulate`: runs the cluster simulator and prints its figures.
@@ -24,6 +25,13 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Membership timings: lan or wan.") var profile: String = "lan"
     @Option(help: "Cut the nodes into two halves from one time to another, e.g. 20s-40s.") var partition: String?
     @Option(help: "Stop the last N nodes at a time, e.g. 2@30s.") var kill: String?
+    @Option(help: "Start the killed nodes again this long after, with what their journal and store hold, e.g. 10s.") var restart: String?
+    @Option(help: "Send traffic against a budget in this mode: soft, bounded or strict.") var budget: String?
+    @Option(help: "The budget of each scope, in dollars.") var budgetLimit: Double = 1
+    @Option(help: "Requests a second over the whole cluster.") var rps: Double = 200
+    @Option(help: "How many scope values (users) the requests spread over.") var scopes: Int = 1
+    @Option(help: "Each request's estimate in dollars (it costs between half of it and all of it).") var cost: Double = 0.002
+    @Option(help: "Each node's clock is off by up to this much either way, e.g. 300ms.") var skew: String = "0ms"
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
@@ -52,6 +60,24 @@ struct SimulateCommand: ParsableCommand {
             }
             o.kill = (n, try Self.ms(parts[1], "--kill"))
         }
+        if let restart {
+            guard o.kill != nil else { throw ValidationError("--restart needs --kill") }
+            o.restartAfterMs = try Self.ms(restart, "--restart")
+        }
+        if let budget {
+            guard let mode = LimitRule.Enforcement(rawValue: budget) else { throw ValidationError("--budget must be soft, bounded or strict") }
+            guard budgetLimit > 0, cost > 0, rps > 0, (1...1_000_000).contains(scopes) else {
+                throw ValidationError("--budget-limit, --cost and --rps must be positive, --scopes 1 to 1000000")
+            }
+            var load = BudgetLoad()
+            load.mode = mode
+            load.limit = Int64((budgetLimit * 1e9).rounded())
+            load.cost = max(2, Int64((cost * 1e9).rounded()))
+            load.requestsPerSecond = rps
+            load.scopes = scopes
+            load.skewMs = try Self.ms(skew, "--skew")
+            o.budget = load
+        }
         let r = ClusterSimulator.run(o)
         func opt(_ v: Int64?) -> String { v.map(String.init) ?? "null" }
         if json {
@@ -61,7 +87,7 @@ struct SimulateCommand: ParsableCommand {
                 "false_deaths":\(r.falseDeaths),"killed_seen_dead_after_ms":\(opt(r.killedSeenDeadAfterMs)),\
                 "agreed_after_heal_ms":\(opt(r.agreedAfterHealMs)),"messages":\(r.messages),"lost":\(r.lost),"bytes":\(r.bytes),\
                 "messages_per_node_per_second":\(String(format: "%.2f", r.messagesPerNodePerSecond)),\
-                "bytes_per_node_per_second":\(String(format: "%.0f", r.bytesPerNodePerSecond)),\
+                "bytes_per_node_per_second":\(String(format: "%.0f", r.bytesPerNodePerSecond)),\(budgetJSON(r.budget))\
                 "violations":[\(r.violations.map { "\"\($0)\"" }.joined(separator: ","))]}
                 """)
         } else {
@@ -71,9 +97,31 @@ struct SimulateCommand: ParsableCommand {
             if o.kill != nil { print("  killed nodes seen dead:    \(r.killedSeenDeadAfterMs.map { "after \($0) ms" } ?? "not by every survivor")") }
             if o.partition != nil { print("  agreed after the heal:     \(r.agreedAfterHealMs.map { "after \($0) ms" } ?? "no")") }
             print("  per node per second:       \(String(format: "%.1f", r.messagesPerNodePerSecond)) messages, \(String(format: "%.0f", r.bytesPerNodePerSecond)) bytes (\(r.lost) of \(r.messages) messages lost)")
+            if let b = r.budget, let load = o.budget {
+                let limit = Double(load.limit) / 1e9
+                print("  budget (\(load.mode), $\(limit) × \(load.scopes) scopes, \(load.requestsPerSecond) req/s):")
+                print("    admitted / refused / waited for rights: \(b.admitted) / \(b.refused) / \(b.waited)")
+                print("    served $\(dollars(b.served)), overshoot $\(dollars(max(0, b.overshoot))) (bound $\(dollars(b.overshootBound)))")
+                print("    spend agreed:            \(b.agreedAfterStopMs.map { "\($0) ms after traffic stopped" } ?? "no")")
+                print("    lost / unheard from dead: $\(dollars(b.lostSpend)) / $\(dollars(b.unheardFromDead)); reserved at the end: \(b.reservedAtEnd)")
+                print("    counter frames:          \(String(format: "%.1f", Double(b.counterFrames) / Double(o.nodes) / (Double(o.durationMs) / 1000))) a node a second, \(String(format: "%.0f", Double(b.counterBytes) / Double(o.nodes) / (Double(o.durationMs) / 1000))) bytes")
+            }
             print(r.violations.isEmpty ? "  properties: hold" : "  properties FAILED: \(r.violations.joined(separator: "; ")) (reproduce with --seed \(o.seed))")
         }
         if !r.violations.isEmpty { throw ExitCode(1) }
+    }
+
+    func dollars(_ nanos: Int64) -> String { String(format: "%.6f", Double(nanos) / 1e9) }
+
+    func budgetJSON(_ b: BudgetReport?) -> String {
+        guard let b, let load = budget else { return "" }
+        func opt(_ v: Int64?) -> String { v.map(String.init) ?? "null" }
+        return """
+            "budget":{"mode":"\(load)","admitted":\(b.admitted),"refused":\(b.refused),"waited":\(b.waited),"served_nanos":\(b.served),\
+            "overshoot_nanos":\(b.overshoot),"overshoot_bound_nanos":\(b.overshootBound),"lost_nanos":\(b.lostSpend),\
+            "unheard_from_dead_nanos":\(b.unheardFromDead),"agreed_after_stop_ms":\(opt(b.agreedAfterStopMs)),"reserved_at_end":\(b.reservedAtEnd),\
+            "counter_frames":\(b.counterFrames),"counter_bytes":\(b.counterBytes)},
+            """
     }
 
     static func ms(_ text: String, _ flag: String) throws -> Int64 {
