@@ -86,11 +86,13 @@ public enum CountersCodec {
 
 /// When to send what to whom, for the replicated counters. Pure.
 ///
-/// Every `deltaIntervalMs` (50 ms) each peer gets the entries that changed since what it was last sent
-/// (all peers while there are at most `fullFanout`, otherwise that many at random, so the work
-/// per node stays flat as the cluster grows). Every `digestIntervalMs` one peer gets a digest; it
-/// answers with the entries of every rule whose hash differs, which repairs lost or reordered
-/// deltas. Merges are idempotent, so a duplicate or late frame is harmless.
+/// Every `deltaIntervalMs` (50 ms) each peer gets this node's own figures of the entries that
+/// changed since what it was last sent (all peers while there are at most `fullFanout`, otherwise
+/// that many at random, so the work per node stays flat as the cluster grows): a delta costs one
+/// node's figures, not every node's. Every `digestIntervalMs` one peer gets a digest; it answers
+/// with the whole entries of every rule whose hash differs, which repairs lost or reordered deltas
+/// and brings the figures of nodes that can no longer send their own. Merges are idempotent, so a
+/// duplicate or late frame is harmless.
 public struct Replicator: Sendable {
     public struct Config: Sendable {
         public var deltaIntervalMs: Int64 = 50
@@ -146,6 +148,7 @@ public struct Replicator: Sendable {
                 targets.shuffle(using: &rng)
                 targets = Array(targets.prefix(config.fullFanout))
             }
+            var own: [CounterMap.Key: CounterMap.Entry?] = [:]
             for peer in targets {
                 let since = sentVersion[peer] ?? 0
                 guard counters.version > since else { continue }
@@ -155,7 +158,10 @@ public struct Replicator: Sendable {
                     later.whole.append(peer)
                     continue
                 }
-                for frame in Self.frames(counters.entries(keys)) { out.append((peer, frame)) }
+                // Only this node's figures: every other live node sends its own, and the peer would
+                // not take them from this node (`FigureAuthority`); the whole table and digest
+                // answers bring the rest.
+                for frame in Self.frames(counters.ownEntries(keys, cache: &own)) { out.append((peer, frame)) }
             }
         }
         if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {

@@ -63,6 +63,7 @@ extension ClusterSimulator {
         var catchUpUntil: Int64 = 0
         var waiting: [Waiting] = []
         var throttle = AskThrottle()
+        var authority: FigureAuthority
         /// The ids ever seen, less those that left: among them a `strict` counter's owner is picked.
         var everSeen: Set<String> = []
         var lastVersion: UInt64 = .max
@@ -102,7 +103,7 @@ extension ClusterSimulator {
     static func newLimitsNode(id: String, load: BudgetLoad, epoch: UInt64, seed: UInt64) -> LimitsNode {
         let counters = CounterMap(node: id, startVersion: CounterMap.startVersion(epoch: epoch), epoch: epoch)
         return LimitsNode(engine: LimitsEngine(node: id, rules: [rule(load)], counters: counters, reservationTimeoutMs: 3_600_000),
-                          replicator: Replicator(seed: seed), epoch: epoch)
+                          replicator: Replicator(seed: seed), epoch: epoch, authority: FigureAuthority(me: id, myRun: counters.holder))
     }
 }
 
@@ -200,6 +201,7 @@ extension ClusterSimulator.Run {
             let me = infos[i].id
             let ownership = LimitsEngine.Ownership(live: (live.map(\.info.id) + [me]).sorted(), all: limits[i].everSeen.union([me]).sorted())
             if limits[i].engine.ownership != ownership { limits[i].engine.ownership = ownership }
+            limits[i].authority.live = Set(live.map(\.info.id))
         }
         if !limits[i].caughtUp {
             if clock >= limits[i].catchUpUntil || nodes[i].live.contains(where: { $0.state == .alive && now - $0.changedAt >= 1_000 }) {
@@ -291,7 +293,7 @@ extension ClusterSimulator.Run {
     mutating func ask(_ needs: [LimitsEngine.RightsNeed], from i: Int) {
         for (owner, asks) in Dictionary(grouping: needs, by: \.owner).sorted(by: { $0.key < $1.key }) {
             guard let to = Int(owner.dropFirst(2)), to != i else { continue }
-            for f in Replicator.frames(limits[i].engine.counters.entries(asks.map(\.key))) { send(f, from: i, to: to) }
+            for f in Replicator.frames(limits[i].engine.counters.ownEntries(asks.map(\.key))) { send(f, from: i, to: to) }
             send(RightsCodec.encode(holder: limits[i].engine.counters.holder,
                                     asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need, rate: $0.rate) }), from: i, to: to)
         }
@@ -304,7 +306,8 @@ extension ClusterSimulator.Run {
             switch frame.kind {
             case .counters:
                 if o.brokenMerge { return }
-                limits[i].engine.merge(try CountersCodec.decode(frame.payload))
+                let entries = try CountersCodec.decode(frame.payload)
+                limits[i].engine.merge(limits[i].authority.admit(entries, from: infos[from].id).entries)
                 limits[i].markCaughtUp(now: clock)
             case .digest:
                 let theirs = try CountersCodec.decodeDigest(frame.payload)
@@ -315,6 +318,7 @@ extension ClusterSimulator.Run {
                 for f in Replicator.frames(entries) { send(f, from: i, to: from) }
             case .rightsAsk:
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
+                guard RightsEntry.split(holder: holder).node == infos[from].id else { return }
                 var answer: [CounterMap.Key: CounterMap.Entry] = [:]
                 for a in asks {
                     _ = limits[i].engine.grant(a.key, to: holder, shortfall: a.shortfall, need: a.need, rate: a.rate, now: clock)

@@ -92,6 +92,7 @@ final class ClusterService: Service, Sendable {
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970)))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
+        authority = NIOLockedValueBox(FigureAuthority(me: nodeID, myRun: limits.holder))
         limits.ruleChanges.set { [weak self] records in self?.broadcastRules(records) }
         let owners = ownerNames, myName = nodeName
         // One node sends each budget alert: its owner by rendezvous hashing, as for cache keys.
@@ -128,7 +129,7 @@ final class ClusterService: Service, Sendable {
             // The asker's figures first, on the same connection: the owner merges them before the
             // ask, so it sees what this node used and gave back (rights whose lease lapsed) before
             // it grants again.
-            let entries = limits.withCounters { $0.entries(asks.map(\.key)) }
+            let entries = limits.withCounters { $0.ownEntries(asks.map(\.key)) }
             for f in Replicator.frames(entries) { connections.send(f, to: address) }
             connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need, rate: $0.rate) }), to: address)
         }
@@ -137,6 +138,10 @@ final class ClusterService: Service, Sendable {
     /// The live members and this node: who may own cache keys and alerts. Kept up to date by the
     /// tick, so the request path reads it without the membership lock.
     private let ownerNames: NIOLockedValueBox<[String]>
+
+    /// Which figures a peer's counters may bring (its own, and those of nodes not live here):
+    /// the live ids, kept up to date by the tick.
+    private let authority: NIOLockedValueBox<FigureAuthority>
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -285,6 +290,8 @@ final class ClusterService: Service, Sendable {
             return seen
         }
         limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
+        let live = Set(liveIDs)
+        authority.withLockedValue { if $0.live != live { $0.live = live } }
         // A peer alive for a second has sent whatever it holds (a full delta when it saw this node
         // alive): if it held nothing, there was nothing to catch up with.
         if !limits.catchUp.withLockedValue({ $0.done }),
@@ -386,7 +393,9 @@ final class ClusterService: Service, Sendable {
                 connections.heard(from: envelope.from.address)
                 perform(membership.withLockedValue { $0.receive(envelope, now: now) })
             case .counters:
-                limits.merge(try CountersCodec.decode(frame.payload))
+                let sender = membership.withLockedValue { $0.members[peer]?.info.id }
+                let entries = try CountersCodec.decode(frame.payload)
+                limits.merge(authority.withLockedValue { $0.admit(entries, from: sender) }.entries)
             case .digest:
                 let theirs = try CountersCodec.decodeDigest(frame.payload)
                 // Nil while a large table's digests are being computed: this round is skipped.
@@ -434,6 +443,12 @@ final class ClusterService: Service, Sendable {
                 limits.markFired(try AlertsCodec.decode(frame.payload))
             case .rightsAsk:
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
+                // Rights go to the asking node's own run: a peer cannot ask in another's name.
+                guard let sender = membership.withLockedValue({ $0.members[peer]?.info.id }), RightsEntry.split(holder: holder).node == sender else {
+                    logger.warning("dropped an ask for rights on behalf of another node",
+                                   metadata: ["peer": "\(peer)", "holder": "\(holder)"])
+                    return
+                }
                 var answer: [CounterMap.Key: CounterMap.Entry] = [:]
                 for ask in asks {
                     if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need, rate: ask.rate) { answer[ask.key] = entry }
