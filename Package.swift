@@ -179,7 +179,11 @@ let package = Package(
         ),
         .testTarget(
             name: "GateMeshServerTests",
-            dependencies: ["GateMeshServer", "GateMeshMock", "GateMeshStore", "GateMeshUpstream", "GateMeshConfig"],
+            dependencies: [
+                "GateMeshServer", "GateMeshMock", "GateMeshStore", "GateMeshUpstream", "GateMeshConfig", "GateMeshPeer", "GateMeshCluster",
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -130,8 +130,10 @@ final class ClusterService: Service, Sendable {
             // ask, so it sees what this node used and gave back (rights whose lease lapsed) before
             // it grants again.
             let entries = limits.withCounters { $0.ownEntries(asks.map(\.key)) }
-            for f in Replicator.frames(entries) { connections.send(f, to: address) }
-            connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need, rate: $0.rate) }), to: address)
+            // Requests wait on this round trip: urgent, ahead of bulk frames (in this order).
+            for f in Replicator.frames(entries) { connections.send(f, to: address, urgent: true) }
+            connections.send(RightsCodec.encode(holder: holder, asks.map { .init(key: $0.key, shortfall: $0.shortfall, need: $0.need, rate: $0.rate) }),
+                             to: address, urgent: true)
         }
     }
 
@@ -300,8 +302,11 @@ final class ClusterService: Service, Sendable {
         }
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         var later = Replicator.Later()
+        // A peer whose link has bulk frames waiting gets no delta now: its next one covers this
+        // one's changes too (coalesced, rather than piled up behind the socket).
+        let current = peers.filter { !connections.backlogged($0.1) }.map(\.0)
         let frames = limits.withCounters { counters in
-            replicator.withLockedValue { $0.tick(now: now, counters: &counters, peers: peers.map(\.0), later: &later) }
+            replicator.withLockedValue { $0.tick(now: now, counters: &counters, peers: current, later: &later) }
         }
         for (peer, frame) in frames {
             if let address = addresses[peer] { connections.send(frame, to: address) }
@@ -454,7 +459,7 @@ final class ClusterService: Service, Sendable {
                     if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need, rate: ask.rate) { answer[ask.key] = entry }
                 }
                 if !answer.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
-                    for f in Replicator.frames(answer) { connections.send(f, to: address) }
+                    for f in Replicator.frames(answer) { connections.send(f, to: address, urgent: true) }
                 }
             case .cacheRelease:
                 var r = BinaryReader(frame.payload)

@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A peer connection's handler: bytes on the socket are TLS records that its `engine` reads and
 /// writes.
@@ -199,13 +200,25 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     let engine: TLSEngine
     let logger: Logger
     let address: String
-    var pending: [[UInt8]] = []
+    /// Frames waiting for the handshake or for the socket to take more: urgent ones first.
+    var outbox = PeerOutbox()
     var context: ChannelHandlerContext?
+    /// Read off the event loop: whether bulk frames wait (the replicator then skips this peer,
+    /// and its next delta covers what it would have sent now), and since when (uptime ns, 0: not
+    /// stuck) the socket has taken nothing while frames wait.
+    let backlogged = Atomic<Bool>(false)
+    let stuckSince = Atomic<UInt64>(0)
     /// The handshake is done, with the name on the peer's certificate: false when that is not the
     /// member this address belongs to (the connection is closed, nothing is sent on it).
     let onReady: @Sendable (String?) -> Bool
     /// The handshake failed or the peer refused us: back off before dialling again.
     let onFailed: @Sendable () -> Void
+
+    /// A peer that accepts the TCP connection but does not finish the TLS handshake within this
+    /// (a stopped process: its kernel still accepts) is given up on, and dialled again later.
+    static let handshakeTimeout = TimeAmount.seconds(5)
+    /// Plaintext handed to TLS per write before writability is looked at again.
+    static let writeBatch = 64 * 1024
 
     init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable (String?) -> Bool,
          onFailed: @escaping @Sendable () -> Void = {}) {
@@ -217,10 +230,19 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        outbox.removeAll()
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         advance(context)
+        context.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [self] in
+            guard !engine.handshakeDone, let context = self.context else { return }
+            logger.warning("gave up on a dialled peer that did not finish the TLS handshake within 5 s", metadata: ["address": "\(address)"])
+            onFailed()
+            context.close(promise: nil)
+        }
         context.fireChannelActive()
     }
 
@@ -244,14 +266,15 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
             try engine.advanceHandshake()
             if engine.handshakeDone && !wasDone {
                 guard onReady(engine.peerName) else {
-                    pending = []
+                    outbox.removeAll()
                     onFailed()
                     context.close(promise: nil)
                     return
                 }
                 logger.debug("connected to peer", metadata: ["address": "\(address)", "peer": "\(engine.peerName ?? "?")"])
-                for bytes in pending { try engine.send(bytes) }
-                pending = []
+                flushTLS(context)
+                drain(context)
+                return
             }
             flushTLS(context)
         } catch {
@@ -262,19 +285,43 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
         }
     }
 
-    /// Sends (or queues until the handshake is done). On the event loop.
-    func send(_ bytes: [UInt8]) {
+    /// Sends (queued while the handshake runs or the socket is full). On the event loop.
+    func send(_ bytes: [UInt8], urgent: Bool) {
         guard let context else { return }
-        if engine.handshakeDone {
-            do {
-                try engine.send(bytes)
+        outbox.push(bytes, urgent: urgent)
+        if engine.handshakeDone { drain(context) } else { noteBacklog(context) }
+    }
+
+    /// Writes waiting frames while the channel is writable, a batch at a time: urgent frames
+    /// first, so what is left waiting when the socket is full is the bulk.
+    func drain(_ context: ChannelHandlerContext) {
+        do {
+            while context.channel.isWritable, !outbox.isEmpty {
+                var batch = 0
+                while batch < Self.writeBatch, let bytes = outbox.pop() {
+                    try engine.send(bytes)
+                    batch += bytes.count
+                }
                 flushTLS(context)
-            } catch {
-                context.close(promise: nil)
             }
-        } else if pending.count < 1024 {
-            pending.append(bytes)
+        } catch {
+            context.close(promise: nil)
         }
+        noteBacklog(context)
+    }
+
+    private func noteBacklog(_ context: ChannelHandlerContext) {
+        backlogged.store(!outbox.isEmpty, ordering: .relaxed)
+        if outbox.isEmpty || context.channel.isWritable {
+            stuckSince.store(0, ordering: .relaxed)
+        } else if stuckSince.load(ordering: .relaxed) == 0 {
+            stuckSince.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && engine.handshakeDone { drain(context) } else { noteBacklog(context) }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -305,7 +352,7 @@ final class PeerConnections: Sendable {
         var connecting = false
         var failures = 0
         var retryAt: NIODeadline = .uptimeNanoseconds(0)
-        var queued: [[UInt8]] = []
+        var queued: [(bytes: [UInt8], urgent: Bool)] = []
         /// Each dial's number: only the latest dial's outcome changes the link.
         var dial: UInt64 = 0
         var dialedAt: NIODeadline = .uptimeNanoseconds(0)
@@ -358,13 +405,16 @@ final class PeerConnections: Sendable {
         }
     }
 
-    func send(_ frame: Frame, to address: String) {
+    /// Sends a frame on the link to `address`. `urgent` (by default: membership frames) goes
+    /// ahead of bulk frames that wait for the socket (`PeerOutbox`).
+    func send(_ frame: Frame, to address: String, urgent: Bool? = nil) {
         let bytes = frame.encoded()
+        let urgent = urgent ?? (frame.kind == .membership)
         let action: (OutboundPeerHandler, any Channel)? = links.withLockedValue { links in
             var link = links[address] ?? Link()
             defer { links[address] = link }
             if let channel = link.channel, let handler = link.handler, channel.isActive { return (handler, channel) }
-            if link.queued.count < 256 { link.queued.append(bytes) }
+            if link.queued.count < 256 { link.queued.append((bytes, urgent)) }
             if !link.connecting, NIODeadline.now() >= link.retryAt {
                 link.connecting = true
                 link.channel = nil
@@ -376,9 +426,20 @@ final class PeerConnections: Sendable {
             return nil
         }
         if let (handler, channel) = action {
-            channel.eventLoop.execute { handler.send(bytes) }
+            channel.eventLoop.execute { handler.send(bytes, urgent: urgent) }
         }
     }
+
+    /// Whether bulk frames wait on the link to `address` (the socket takes them slower than they
+    /// come): the replicator sends that peer no delta until they are written, and then one that
+    /// covers the wait. A link that is down is not backlogged (its frames are dropped).
+    func backlogged(_ address: String) -> Bool {
+        links.withLockedValue { $0[address]?.handler }?.backlogged.load(ordering: .relaxed) ?? false
+    }
+
+    /// How long a link may take nothing while frames wait before it is closed (the peer stopped
+    /// reading: a stopped process, or a link so slow it is as good as cut).
+    static let writeTimeoutNs: UInt64 = 10_000_000_000
 
     /// The peer at `address` reached this node, so the way to it works: a link that is down is
     /// dialled again with the next frame instead of after its backoff, and a dial that has waited
@@ -460,7 +521,7 @@ final class PeerConnections: Sendable {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    let queued: [[UInt8]]? = links.withLockedValue { links in
+                    let queued: [(bytes: [UInt8], urgent: Bool)]? = links.withLockedValue { links in
                         var link = links[address] ?? Link()
                         // A later dial replaced this one (the peer was heard from meanwhile).
                         guard link.dial == dial else { return nil }
@@ -477,7 +538,7 @@ final class PeerConnections: Sendable {
                         channel.close(promise: nil)
                         return
                     }
-                    channel.eventLoop.execute { for bytes in queued { handler.send(bytes) } }
+                    channel.eventLoop.execute { for q in queued { handler.send(q.bytes, urgent: q.urgent) } }
                     if links.withLockedValue({ $0[address]?.everFailed ?? false }) { self.reconnected.current?(address) }
                     channel.closeFuture.whenComplete { _ in
                         links.withLockedValue { links in
@@ -512,6 +573,19 @@ final class PeerConnections: Sendable {
     /// connection the kernel times out reports the last route error, and a blackhole route's
     /// EINVAL stops SwiftNIO's read with a precondition failure.) Call every second or so.
     func closeStalled() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let stuck = links.withLockedValue { links in
+            links.compactMap { address, link -> (String, any Channel)? in
+                guard let channel = link.channel, let since = link.handler?.stuckSince.load(ordering: .relaxed), since > 0,
+                      now &- since > Self.writeTimeoutNs else { return nil }
+                return (address, channel)
+            }
+        }
+        for (address, channel) in stuck {
+            logger.warning("closing a peer connection that took nothing for 10 s while frames waited",
+                           metadata: ["address": "\(address)"])
+            channel.close(promise: nil)
+        }
         let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
         let suspects = self.suspects
         // Forget suspects whose link is gone (an identifier can be reused by a new channel).
