@@ -1,7 +1,8 @@
 """Issue 17: what a peer with a valid certificate may write. A frame brings its sender's own
 figures and those of nodes not live here: a peer cannot raise another live node's spend, grow a
 budget's pool by saying another node gave rights back, ask for rights in another's name, or evict
-another node by saying it left. The rogue peer here holds node-3's real certificate."""
+another node by saying it left, or store a cache entry the key's owner did not ask it to fetch.
+The rogue peer here holds node-3's real certificate."""
 import os
 import socket
 import ssl
@@ -40,7 +41,17 @@ def frame(kind, payload):
     return b"GM" + bytes([1, kind]) + struct.pack(">I", len(payload)) + payload
 
 
-COUNTERS, MEMBERSHIP = 2, 1
+COUNTERS, MEMBERSHIP, CACHE_PUT = 2, 1, 7
+
+
+def cache_put(key, body):
+    """A cached answer for `key` (CachedResponseCodec): gateway, provider, status, headers, body,
+    chunk ends, streamed, created, expires, cost, served model."""
+    now = int(time.time() * 1000)
+    p = string(key) + string("default") + string("openai") + uint(200)
+    p += uint(1) + string("content-type") + string("application/json")
+    p += uint(len(body)) + body + uint(0) + bytes([0]) + sint(now) + sint(now + 3_600_000) + bytes([0]) + sint(0) + string("")
+    return frame(CACHE_PUT, p)
 
 
 def counters(rule, bucket, spent, returned=()):
@@ -84,7 +95,7 @@ def by_node(c, i):
     return {b["name"]: int(b["spent"].replace(".", "")) for b in budgets[0]["by_node"]} if budgets else {}
 
 
-def test_a_peer_with_a_valid_certificate_cannot_write_another_nodes_figures_or_evict_it(cluster):
+def test_a_peer_with_a_valid_certificate_cannot_write_another_nodes_figures_plant_cache_entries_or_evict_it(cluster):
     c = cluster(3, BUDGET)
     eventually(lambda: [status(c, i)["cluster"]["size"] for i in range(3)], lambda s: s == [3, 3, 3], timeout=15,
                what="three nodes")
@@ -107,6 +118,16 @@ def test_a_peer_with_a_valid_certificate_cannot_write_another_nodes_figures_or_e
     assert seen["node-2"] == cost, seen
     assert budget_spent(c, 0) == cost + 7_000
     assert int(status(c, 0)["budgets"][0]["pool"].replace(".", "")) <= pool
+
+    # A cache entry for a key node-1 gave node-3 no lease for: not stored. The counter frame
+    # after it, on the same connection, shows when node-1 has read both.
+    cached = requests.get(c.node_url(0) + "/api/cache", headers=AUTH, timeout=5).json()
+    link.sendall(cache_put("planted-key", b'{"planted": true}'))
+    link.sendall(counters(rule, bucket, {node3["node_id"]: 8_000}))
+    eventually(lambda: by_node(c, 0), lambda b: b.get("node-3") == 8_000, what="the frame after the cache entry read")
+    after = requests.get(c.node_url(0) + "/api/cache", headers=AUTH, timeout=5).json()
+    assert after["memory"]["entries"] == cached["memory"]["entries"], (cached, after)
+    assert after["stored"] == cached["stored"], (cached, after)
 
     # "node-2 left", from node-3: node-1 does not take it (only a node says it leaves); at most it
     # suspects node-2, which refutes with a higher incarnation and stays alive.

@@ -429,8 +429,14 @@ final class ClusterService: Service, Sendable {
                 var r = BinaryReader(frame.payload)
                 let key = try r.string()
                 let entry = try CacheCodec.entry(&r)
+                // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
+                // it"): a peer cannot plant an answer for a key, nor one fetched after its lease ended.
+                guard let lease = leases.withLockedValue({ $0.removeValue(forKey: Lease(peer: peer, key: key)) }) else {
+                    logger.debug("dropped a cache entry from a peer that holds no lease for its key", metadata: ["peer": "\(peer)"])
+                    return
+                }
                 if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
-                leases.withLockedValue { $0.removeValue(forKey: Lease(peer: peer, key: key)) }?.ticket.complete(entry)
+                lease.ticket.complete(entry)
             case .rules:
                 let records = try RulesCodec.decode(frame.payload)
                 // SQLite: off the event loop. Merges commute, so their order does not matter.
