@@ -6,7 +6,10 @@ where `tc netem` is not available (the kernel lacks `sch_netem`).
 
 Each relay accepts on 127.0.0.1:LISTEN and connects to 127.0.0.1:TARGET; every byte is held for
 the delay before it is passed on, in order, in each direction, so a round trip through a relay
-takes twice the delay. Bytes are not dropped or reordered (no loss model: use netem for that).
+takes twice the delay. Bytes are never dropped or reordered. `--loss P` models what packet loss
+does to a TCP stream: with probability P a chunk read is held for a retransmission timeout more
+(max(200 ms, the round trip) + 50 ms, Linux's floor and about its estimate), and everything after
+it on that direction waits behind it, as TCP's in-order delivery makes it.
 
 `Relays` is importable: `Relays([(listen, target), ...], delay_ms).start()` runs them on a
 background thread until `stop()`. The benchmark `bench/cluster-overshoot.py` points every node's
@@ -15,12 +18,15 @@ delay each way.
 """
 import argparse
 import asyncio
+import random
 import threading
 import time
 
 
-async def _pump(reader, writer, delay):
+async def _pump(reader, writer, delay, loss=0.0, rng=None):
     queue = asyncio.Queue()
+    rto = max(0.2, 2 * delay) + 0.05
+    last_due = 0.0
 
     async def deliver():
         while True:
@@ -40,7 +46,12 @@ async def _pump(reader, writer, delay):
             data = await reader.read(65536)
             if not data:
                 break
-            queue.put_nowait((time.monotonic() + delay, data))
+            due = time.monotonic() + delay
+            if loss and rng.random() < loss:
+                due += rto
+            # In order: nothing overtakes a chunk that is being retransmitted.
+            last_due = max(last_due, due)
+            queue.put_nowait((last_due, data))
     except (ConnectionError, OSError):
         pass
     queue.put_nowait((0, None))
@@ -51,9 +62,11 @@ async def _pump(reader, writer, delay):
 
 
 class Relays:
-    def __init__(self, pairs, delay_ms, host="127.0.0.1"):
+    def __init__(self, pairs, delay_ms, host="127.0.0.1", loss=0.0, seed=1):
         self.pairs = pairs
         self.delay = delay_ms / 1000.0
+        self.loss = loss
+        self.rng = random.Random(seed)
         self.host = host
         self.loop = None
         self.thread = None
@@ -65,7 +78,8 @@ class Relays:
             except OSError:
                 client_writer.close()
                 return
-            await asyncio.gather(_pump(client_reader, up_writer, self.delay), _pump(up_reader, client_writer, self.delay),
+            await asyncio.gather(_pump(client_reader, up_writer, self.delay, self.loss, self.rng),
+                                 _pump(up_reader, client_writer, self.delay, self.loss, self.rng),
                                  return_exceptions=True)
         return handle
 
@@ -95,10 +109,11 @@ class Relays:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delay-ms", type=float, required=True)
+    parser.add_argument("--loss", type=float, default=0.0, help="chance (0 to 1) that a chunk waits a retransmission timeout")
     parser.add_argument("pairs", nargs="+", help="LISTEN:TARGET ports on 127.0.0.1")
     args = parser.parse_args()
     pairs = [tuple(int(p) for p in pair.split(":")) for pair in args.pairs]
-    Relays(pairs, args.delay_ms).start()
+    Relays(pairs, args.delay_ms, loss=args.loss).start()
     print(f"relaying {len(pairs)} link(s) with {args.delay_ms} ms each way; Ctrl-C stops")
     try:
         while True:

@@ -29,6 +29,9 @@ from launch import default_binary, provider_overrides, run_until_signalled, wait
 
 BRIDGE = "gmbr0"
 HOST_IP = "10.77.0.254"
+# Debian's faketime package (apt-get install faketime): steps a process's wall clock at run time.
+FAKETIME_LIB = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1") if os.path.exists(p)), None)
 
 
 def sh(*args, check=True):
@@ -52,6 +55,7 @@ class NetnsCluster:
         self.admin_token = admin_token
         self.openai_key = openai_key
         self.run_dir = tempfile.mkdtemp(prefix="gatemesh-netns-")
+        self.clock_dir = None
         self.procs = []
         self.mock = None
 
@@ -100,18 +104,63 @@ class NetnsCluster:
                 f.write(f'cluster:\n  listen: "{self.ip(i)}:7946"\n  seeds: [{seeds}]\n'
                         f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
                 f.write(self.extra_yaml)
-            log = open(os.path.join(d, "node.log"), "w")
-            proc = subprocess.Popen(["ip", "netns", "exec", f"gm-n{i + 1}", self.binary, "serve", "--config",
-                                     os.path.join(d, "gatemesh.yaml")], stdout=log, stderr=subprocess.STDOUT)
-            self.procs.append(proc)
+            self.procs.append(self.spawn(i))
         for i in range(self.count):
             wait_ready(self.node_url(i) + "/healthz", self.procs[i])
         return self
+
+    def spawn(self, i):
+        """Starts node i's process in its namespace (its log is appended to). With `clock_dir`
+        set and libfaketime installed, its wall clock (not its monotonic one) follows the offset
+        in `clock_dir/node-{i+1}` ("+0" at first; write "+5" to step it 5 s ahead)."""
+        name = f"node-{i + 1}"
+        d = os.path.join(self.run_dir, name)
+        env = dict(os.environ)
+        if self.clock_dir and FAKETIME_LIB:
+            offset = os.path.join(self.clock_dir, name)
+            if not os.path.exists(offset):
+                with open(offset, "w") as f:
+                    f.write("+0\n")
+            env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=offset, FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
+        log = open(os.path.join(d, "node.log"), "a")
+        return subprocess.Popen(["ip", "netns", "exec", f"gm-n{i + 1}", self.binary, "serve", "--config",
+                                 os.path.join(d, "gatemesh.yaml")], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def kill(self, i, sig=signal.SIGKILL):
+        self.procs[i].send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.procs[i].wait(30)
+
+    def restart(self, i):
+        """Starts a node that was stopped or killed again, with its data directory."""
+        if self.procs[i].poll() is None:
+            self.kill(i)
+        self.procs[i] = self.spawn(i)
+        wait_ready(self.node_url(i) + "/healthz", self.procs[i])
+
+    def cut(self, group_a, group_b, one_way=False):
+        """Cuts the links from group_a to group_b (and back, unless `one_way`): what a sends to b
+        is dropped, with one_way b still reaches a."""
+        for a in group_a:
+            for b in group_b:
+                sh("ip", "-n", f"gm-n{a + 1}", "route", "replace", "blackhole", f"{self.ip(b)}/32")
+                if not one_way:
+                    sh("ip", "-n", f"gm-n{b + 1}", "route", "replace", "blackhole", f"{self.ip(a)}/32")
+
+    def step_clock(self, i, seconds):
+        """Steps node i's wall clock by `seconds` from its current offset (needs `clock_dir`)."""
+        path = os.path.join(self.clock_dir, f"node-{i + 1}")
+        with open(path) as f:
+            current = float(f.read().strip() or 0)
+        with open(path, "w") as f:
+            f.write(f"{current + seconds:+g}\n")
 
     def shape(self, i):
         """Egress delay from node i toward each other node's region (and loss, if any)."""
         ns = f"gm-n{i + 1}"
         delays = sorted({self.one_way(i, j) for j in range(self.count) if j != i} | {0})
+        if not any(self.one_way(i, j) for j in range(self.count) if j != i) and not self.loss:
+            return
         sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "1")
         for k, ms in enumerate(delays):
             cls = f"1:{k + 1}"

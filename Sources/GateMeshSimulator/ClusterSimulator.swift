@@ -129,6 +129,8 @@ public enum ClusterSimulator {
         var report: SimulationReport
         var killedAt: Int64?
         var restartedAt: Int64?
+        /// The incarnation each node's current run started at.
+        var runStarts: [UInt64]
         var suspected: Set<String> = []
         // The budget (empty without one).
         var limits: [LimitsNode] = []
@@ -149,6 +151,7 @@ public enum ClusterSimulator {
             self.o = o
             up = Array(repeating: true, count: o.nodes)
             epochs = Array(repeating: 1, count: o.nodes)
+            runStarts = Array(repeating: 0, count: o.nodes)
             rng = SplitMix64(seed: o.seed)
             report = SimulationReport(options: o)
             let addresses = (0..<o.nodes).map { "10.\($0 / 65_536).\($0 / 256 % 256).\($0 % 256):7946" }
@@ -216,7 +219,9 @@ public enum ClusterSimulator {
                 case .changed(let m):
                     if !membershipChanged.isEmpty { membershipChanged[from] = true }
                     guard let x = index[m.info.address], x != from else { continue }
-                    let reachable = up[x] && !cut(from, x, at: now)
+                    // A suspicion or death of an earlier run of a restarted node is about the run
+                    // that was killed, not a false one.
+                    let reachable = up[x] && !cut(from, x, at: now) && m.incarnation >= runStarts[x]
                     if m.state == .suspect && reachable {
                         report.falseSuspicionViews += 1
                         if suspected.insert("\(m.info.name)@\(m.incarnation)").inserted { report.falseSuspicions += 1 }
@@ -341,11 +346,15 @@ public enum ClusterSimulator {
             for i in range {
                 up[i] = true
                 epochs[i] += 1
+                runStarts[i] = UInt64(now)
                 nodes[i] = Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i) &+ epochs[i],
-                                      startIncarnation: UInt64(now))
+                                      startIncarnation: runStarts[i])
                 if let load = o.budget {
                     limits[i] = limits[i].restarted(load: load, now: clock(i), seed: o.seed &+ UInt64(i) &* 31 &+ epochs[i])
                     membershipChanged[i] = true
+                    // Its peers' links to it broke with it: when they come up again, each peer
+                    // sends it everything (`PeerConnections.reconnected`, `Replicator.reset`).
+                    for j in nodes.indices where j != i && up[j] { limits[j].replicator.reset(peer: infos[i].name) }
                 }
             }
         }
