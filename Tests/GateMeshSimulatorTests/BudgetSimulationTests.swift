@@ -56,6 +56,9 @@ import Testing
                 let r = ClusterSimulator.run(Self.options(nodes: 5, seconds: 60, seed: seed, mode: mode) {
                     $0.kill = (2, 10_000)
                     $0.restartAfterMs = 10_000
+                    // And over lossy links, for two of the seeds.
+                    $0.loss = seed == 1 ? 0 : 0.05
+                    $0.jitterMs = 20
                 })
                 #expect(r.violations.isEmpty, "\(mode), seed \(seed): \(r.violations)")
                 let b = try #require(r.budget)
