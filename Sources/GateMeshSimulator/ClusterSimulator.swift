@@ -29,6 +29,12 @@ public struct SimulationOptions: Sendable {
     public var config = Membership.Config.lan
     /// Nodes `0..<nodes/2` and the rest cannot reach each other from `start` until `end`.
     public var partition: ClosedRange<Int64>?
+    /// The partition cuts one direction only: what the first half sends the second is lost, what
+    /// the second sends the first arrives.
+    public var oneWay = false
+    /// Node `node`'s wall clock steps by `byMs` at `atMs` (an NTP step; its monotonic clock, which
+    /// membership runs on, does not). Budgets only: their leases and windows read the wall clock.
+    public var clockStep: (node: Int, atMs: Int64, byMs: Int64)?
     /// The last `count` nodes stop (as with SIGKILL) at `atMs`...
     public var kill: (count: Int, atMs: Int64)?
     /// ...and start again this much later, with only what their journal and store hold.
@@ -183,9 +189,10 @@ public enum ClusterSimulator {
         }
 
         func side(_ i: Int) -> Int { i < o.nodes / 2 ? 0 : 1 }
+        /// Whether a message from `a` to `b` is lost to the partition at `t`.
         func cut(_ a: Int, _ b: Int, at t: Int64) -> Bool {
             guard let p = o.partition, p.contains(t) else { return false }
-            return side(a) != side(b)
+            return o.oneWay ? side(a) == 0 && side(b) == 1 : side(a) != side(b)
         }
         /// Node `i`'s wall clock (the limits' time); membership runs on the monotonic `now`.
         func clock(_ i: Int) -> Int64 { 1_800_000_000_000 + now + (skew.isEmpty ? 0 : skew[i]) }
@@ -221,7 +228,7 @@ public enum ClusterSimulator {
                     guard let x = index[m.info.address], x != from else { continue }
                     // A suspicion or death of an earlier run of a restarted node is about the run
                     // that was killed, not a false one.
-                    let reachable = up[x] && !cut(from, x, at: now) && m.incarnation >= runStarts[x]
+                    let reachable = up[x] && !cut(from, x, at: now) && !cut(x, from, at: now) && m.incarnation >= runStarts[x]
                     if m.state == .suspect && reachable {
                         report.falseSuspicionViews += 1
                         if suspected.insert("\(m.info.name)@\(m.incarnation)").inserted { report.falseSuspicions += 1 }
@@ -288,6 +295,9 @@ public enum ClusterSimulator {
                 if let p = o.partition, o.budget.map({ $0.mode != .strict }) ?? false, now - o.tickMs < p.lowerBound, now >= p.lowerBound {
                     // Each side may spend what was left when the link went.
                     extraBound += roomLeft()
+                }
+                if let step = o.clockStep, !skew.isEmpty, step.node < o.nodes, now - o.tickMs < step.atMs, now >= step.atMs {
+                    skew[step.node] += step.byMs
                 }
                 if o.budget != nil {
                     admittedPerTick.append(0)

@@ -24,6 +24,8 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "The chance that a message is lost, 0 to 1.") var loss: Double = 0
     @Option(help: "Membership timings: lan or wan.") var profile: String = "lan"
     @Option(help: "Cut the nodes into two halves from one time to another, e.g. 20s-40s.") var partition: String?
+    @Flag(help: "The partition cuts one direction only: the first half's messages to the second are lost.") var oneWay = false
+    @Option(help: "Step node N's wall clock at a time by an amount, e.g. 2@30s+5s or 2@30s-5s (budgets only).") var clockStep: String?
     @Option(help: "Stop the last N nodes at a time, e.g. 2@30s.") var kill: String?
     @Option(help: "Start the killed nodes again this long after, with what their journal and store hold, e.g. 10s.") var restart: String?
     @Option(help: "Send traffic against a budget in this mode: soft, bounded or strict.") var budget: String?
@@ -59,6 +61,17 @@ struct SimulateCommand: ParsableCommand {
                 throw ValidationError("--kill is N@TIME with N fewer than the nodes, e.g. 2@30s")
             }
             o.kill = (n, try Self.ms(parts[1], "--kill"))
+        }
+        o.oneWay = oneWay
+        if oneWay && o.partition == nil { throw ValidationError("--one-way needs --partition") }
+        if let clockStep {
+            let at = clockStep.split(separator: "@").map(String.init)
+            let sign: Int64 = at.count == 2 && at[1].contains("-") ? -1 : 1
+            let rest = at.count == 2 ? at[1].split(whereSeparator: { $0 == "+" || $0 == "-" }).map(String.init) : []
+            guard at.count == 2, let n = Int(at[0]), (0..<nodes).contains(n), rest.count == 2 else {
+                throw ValidationError("--clock-step is NODE@TIME+STEP or NODE@TIME-STEP, e.g. 2@30s+5s")
+            }
+            o.clockStep = (n, try Self.ms(rest[0], "--clock-step"), sign * (try Self.ms(rest[1], "--clock-step")))
         }
         if let restart {
             guard o.kill != nil else { throw ValidationError("--restart needs --kill") }

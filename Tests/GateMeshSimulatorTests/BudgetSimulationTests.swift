@@ -88,6 +88,23 @@ import Testing
         }
     }
 
+    /// A link that fails one way (the first half's messages to the second lost, the other way
+    /// through), and a node whose wall clock steps 5 s ahead, then one stepping 5 s back: every
+    /// mode keeps its bound and the spend agrees.
+    @Test func aOneWayCutAndClockStepsKeepEachModesBound() {
+        for mode in Self.modes {
+            let cut = ClusterSimulator.run(Self.options(nodes: 6, seconds: 70, seed: 2, mode: mode) {
+                $0.partition = 10_000...35_000
+                $0.oneWay = true
+            })
+            #expect(cut.violations.isEmpty, "\(mode), one way: \(cut.violations)")
+            for step in [5_000, -5_000] as [Int64] {
+                let r = ClusterSimulator.run(Self.options(nodes: 5, seconds: 60, seed: 3, mode: mode) { $0.clockStep = (2, 10_000, step) })
+                #expect(r.violations.isEmpty, "\(mode), clock step \(step): \(r.violations)")
+            }
+        }
+    }
+
     /// The same seed, the same run, budget included.
     @Test func aSeedReproducesABudgetRun() {
         let o = Self.options(nodes: 5, seconds: 40, seed: 9, mode: .bounded) { $0.loss = 0.05; $0.jitterMs = 30; $0.kill = (1, 10_000); $0.restartAfterMs = 5_000 }
