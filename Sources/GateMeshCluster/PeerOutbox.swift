@@ -4,9 +4,10 @@
 /// frame (counter deltas and whole tables, digests, cache entries, rules) that waits, so a probe
 /// never queues behind megabytes of replication, and a slow link does not look like a dead node.
 /// Both are bounded: past `maxUrgent` frames or `maxBulkBytes` a new frame is dropped (and
-/// counted), since membership and replication repair what is lost, and a counter delta that would
-/// wait is not made at all (the replicator skips a backlogged peer, whose next delta then covers
-/// both: coalesced, not piled up). Pure.
+/// counted; membership repairs itself, and the shell resets the peer's replication, so it is sent
+/// every entry once the link drains), and a counter delta that would wait is not made at all (the
+/// replicator skips a backlogged peer, whose next delta then covers both: coalesced, not piled
+/// up). Pure.
 public struct PeerOutbox: Sendable {
     public var maxUrgent: Int
     public var maxBulkBytes: Int

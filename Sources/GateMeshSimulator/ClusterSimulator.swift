@@ -3,7 +3,8 @@ import GateMeshCore
 
 /// A deterministic simulator of the cluster's membership: many `Membership` state machines driven
 /// by one seeded scheduler in virtual time, over links with delay, jitter, loss and FIFO order
-/// (head-of-line blocking: a message never overtakes an earlier one on its link), with a partition
+/// (head-of-line blocking: a message never overtakes an earlier one on its link; a lost
+/// membership message is gone, a lost frame of the budget comes a retransmission timeout late), with a partition
 /// into two halves and nodes killed at a time. Pure: no clock, no threads, no sockets; the same
 /// options and seed give the same report, so a failing seed is reproduced from its number.
 ///
@@ -202,11 +203,18 @@ public enum ClusterSimulator {
         mutating func enqueue(_ payload: Payload, size: Int, from: Int, to: Int) {
             report.messages += 1
             report.bytes += size
+            var retransmit: Int64 = 0
             if o.loss > 0, Double(rng.next() % 1_000_000) / 1_000_000 < o.loss {
                 report.lost += 1
-                return
+                // A membership message is lost (pessimistic: as over UDP, which SWIM is built
+                // for). A frame of the budget travels as on the TCP link it uses: its lost
+                // packet is sent again after a retransmission timeout, and the link's later
+                // frames wait behind it. (A frame is lost only with its connection, which makes
+                // the peer send everything again: `restart`, `Replicator.reset`.)
+                guard case .frame = payload else { return }
+                retransmit = max(200, 2 * o.delayMs) + 50
             }
-            let jitter = o.jitterMs > 0 ? Int64(rng.next() % UInt64(o.jitterMs + 1)) : 0
+            let jitter = (o.jitterMs > 0 ? Int64(rng.next() % UInt64(o.jitterMs + 1)) : 0) + retransmit
             let link = from * o.nodes + to
             let at = max(now + o.delayMs + jitter, linkClock[link] ?? 0)
             linkClock[link] = at

@@ -213,6 +213,9 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     let onReady: @Sendable (String?) -> Bool
     /// The handshake failed or the peer refused us: back off before dialling again.
     let onFailed: @Sendable () -> Void
+    /// A frame was dropped (the outbox was full): what it carried must be sent again (the
+    /// cluster resets the peer's replication, as after a reconnect).
+    let onDrop: @Sendable () -> Void
 
     /// A peer that accepts the TCP connection but does not finish the TLS handshake within this
     /// (a stopped process: its kernel still accepts) is given up on, and dialled again later.
@@ -221,12 +224,13 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     static let writeBatch = 64 * 1024
 
     init(engine: TLSEngine, address: String, logger: Logger, onReady: @escaping @Sendable (String?) -> Bool,
-         onFailed: @escaping @Sendable () -> Void = {}) {
+         onFailed: @escaping @Sendable () -> Void = {}, onDrop: @escaping @Sendable () -> Void = {}) {
         self.engine = engine
         self.address = address
         self.logger = logger
         self.onReady = onReady
         self.onFailed = onFailed
+        self.onDrop = onDrop
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -288,7 +292,7 @@ final class OutboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     /// Sends (queued while the handshake runs or the socket is full). On the event loop.
     func send(_ bytes: [UInt8], urgent: Bool) {
         guard let context else { return }
-        outbox.push(bytes, urgent: urgent)
+        if !outbox.push(bytes, urgent: urgent) { onDrop() }
         if engine.handshakeDone { drain(context) } else { noteBacklog(context) }
     }
 
@@ -372,9 +376,9 @@ final class PeerConnections: Sendable {
     /// Which member each address belongs to, as the membership knows it (`expect(_:)`): the
     /// certificate of the peer dialled there must name that member.
     private let expected = NIOLockedValueBox<[String: String]>([:])
-    /// Told of each address whose link came up again after a failure: frames sent to it
-    /// meanwhile were dropped, so what they carried must be sent again (the cluster resets that
-    /// peer's replication).
+    /// Told of each address whose link came up again after a failure, or whose outbox was full
+    /// and dropped a frame: what was dropped must be sent again (the cluster resets that peer's
+    /// replication, so the next delta it can take is every entry).
     let reconnected = CallbackSlot<String, Void>()
 
     init(group: any EventLoopGroup, clientContext: TLSContext, logger: Logger) {
@@ -414,7 +418,9 @@ final class PeerConnections: Sendable {
             var link = links[address] ?? Link()
             defer { links[address] = link }
             if let channel = link.channel, let handler = link.handler, channel.isActive { return (handler, channel) }
-            if link.queued.count < 256 { link.queued.append((bytes, urgent)) }
+            // Past 256 a frame is dropped: the link then counts as having failed, so that when it
+            // comes up the peer's replication starts over (what was dropped is sent again).
+            if link.queued.count < 256 { link.queued.append((bytes, urgent)) } else { link.everFailed = true }
             if !link.connecting, NIODeadline.now() >= link.retryAt {
                 link.connecting = true
                 link.channel = nil
@@ -506,7 +512,7 @@ final class PeerConnections: Sendable {
                 $0[address]?.peerName = name
             }
             return true
-        }, onFailed: backoff)
+        }, onFailed: backoff, onDrop: { [weak self] in self?.reconnected.current?(address) })
         ClientBootstrap(group: group)
             .connectTimeout(.seconds(3))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
