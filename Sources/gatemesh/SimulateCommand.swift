@@ -8,12 +8,16 @@ import GateMeshSimulator
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Simulate a cluster's membership in virtual time (deterministic: the seed reproduces a run).",
+        abstract: "Simulate a cluster's membership, and traffic against a budget, in virtual time (deterministic: the seed reproduces a run).",
         discussion: """
             Prints when the members first all saw each other alive, false suspicions and deaths, how long \
             survivors took to see killed nodes dead, agreement after a partition heals, and the messages and \
-            bytes each node sent per second. Exits 1 when a property fails (a false death without a partition, \
-            no convergence, a killed node never seen dead, no agreement after the heal).
+            bytes each node sent per second. With --budget, every node also admits requests against one budget \
+            (engines, rights, replication, journal and restart as the nodes run them) and it prints what the \
+            provider served against the limit, the mode's overshoot bound, spend lost, agreement after traffic \
+            stops and reservations left. Exits 1 when a property fails (a false death without a partition, no \
+            convergence, a killed node never seen dead, no agreement after the heal; overshoot past the bound, \
+            spend lost, no agreement on the spend, reservations left).
             """)
 
     @Option(help: "How many nodes.") var nodes: Int = 5
