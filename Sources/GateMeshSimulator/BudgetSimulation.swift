@@ -238,9 +238,15 @@ extension ClusterSimulator.Run {
             limits[i].flush()
         }
         var replicator = limits[i].replicator
-        let frames = limits[i].engine.withCounters { counters in replicator.tick(now: clock, counters: &counters, peers: peerNames[i]) }
+        var later = Replicator.Later()
+        let frames = limits[i].engine.withCounters { counters in replicator.tick(now: clock, counters: &counters, peers: peerNames[i], later: &later) }
         limits[i].replicator = replicator
         for (peer, frame) in frames { if let to = peerIndex(peer) { send(frame, from: i, to: to) } }
+        // A peer that needs every entry gets what it would take from this node (`sendAll`).
+        for peer in later.whole {
+            guard let to = peerIndex(peer) else { continue }
+            for f in Replicator.frames(limits[i].authority.forPeer(limits[i].engine.counters.entries, peer: infos[to].id)) { send(f, from: i, to: to) }
+        }
         if limits[i].replicator.needsDigests {
             limits[i].replicator.needsDigests = false
             limits[i].engine.withCounters { c in
@@ -315,7 +321,7 @@ extension ClusterSimulator.Run {
                 let differing = Replicator.differing(theirs: theirs, ours: ours)
                 guard !differing.isEmpty else { return }
                 let entries = limits[i].engine.counters.entries(limits[i].engine.counters.keys(ofRules: differing))
-                for f in Replicator.frames(entries) { send(f, from: i, to: from) }
+                for f in Replicator.frames(limits[i].authority.forPeer(entries, peer: infos[from].id)) { send(f, from: i, to: from) }
             case .rightsAsk:
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
                 guard RightsEntry.split(holder: holder).node == infos[from].id else { return }

@@ -60,3 +60,22 @@ import Testing
         #expect(e == entry().filtered { node, _ in node == "a" })
     }
 }
+
+extension FigureAuthorityTests {
+    /// A whole table or a digest's answer carries what the peer would take from this node: this
+    /// node's figures, the peer's own, and those of writers not live here.
+    @Test func whatIsSentToAPeerIsWhatItWouldTake() {
+        // This node is b (the sender of `entry()`); a is the peer; c is live here, d is not.
+        let sender = FigureAuthority(me: "b", myRun: "b/1", live: ["a", "c"])
+        let sent = sender.forPeer([key: entry()], peer: "a")
+        let e = try! #require(sent[key])
+        #expect(e.spent.slots == ["a": 1, "b": 2, "d": 4])
+        #expect(e.reserved.slots.keys.sorted() == ["b"])
+        #expect(e.rights.granted == [.init(from: "b/1", to: "a/2"): 10])
+        #expect(e.rights.used == ["a/2": 7, "a/1": 3] && e.rights.returned == ["a/2": 1_000, "d/4": 6])
+        #expect(e.rights.leases.isEmpty)
+        // The receiver takes all of it (its own current run's rights figures aside).
+        let receiver = FigureAuthority(me: "a", myRun: "a/3", live: ["b", "c"])
+        #expect(receiver.admit(sent, from: "b").dropped == 0)
+    }
+}

@@ -79,6 +79,22 @@ public struct FigureAuthority: Sendable {
         return !live.contains(String(node))
     }
 
+    /// `entries` as `peer` (its node id; nil when unknown) may take them from this node: this
+    /// node's figures, the peer's own (a restarted peer learns its earlier figures back), and those
+    /// of writers not live here (only others still have them). Every other live node sends the peer
+    /// its own, so a whole table or a digest's answer costs what this node wrote, not what the
+    /// cluster wrote: at 1,000 nodes, every node sending every newcomer every node's figures is a
+    /// cube of the cluster's size.
+    public func forPeer(_ entries: [CounterMap.Key: CounterMap.Entry], peer: String?) -> [CounterMap.Key: CounterMap.Entry] {
+        let keep = { (node: Substring, _: String?) -> Bool in node == self.me || (peer.map { node == $0 } ?? false) || !self.live.contains(String(node)) }
+        var out = entries
+        for (key, entry) in entries where !entry.all(keep) {
+            let kept = entry.filtered(keep)
+            out[key] = kept.isEmpty ? nil : kept
+        }
+        return out
+    }
+
     /// `entries` with only the figures `sender` may bring (entries left empty are dropped), and
     /// how many figures were dropped.
     public func admit(_ entries: [CounterMap.Key: CounterMap.Entry], from sender: String?) -> (entries: [CounterMap.Key: CounterMap.Entry], dropped: Int) {

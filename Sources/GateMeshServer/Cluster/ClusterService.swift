@@ -326,11 +326,14 @@ final class ClusterService: Service, Sendable {
     /// under the lock on its own, off the event loop: a rule with 200,000 scope values never holds
     /// admission up for long.
     func sendAll(ofRules rules: Set<String>?, to address: String) {
-        let limits = self.limits, connections = self.connections
+        let limits = self.limits, connections = self.connections, authority = self.authority
+        let peer = membership.withLockedValue { m in m.members.values.first { $0.info.address == address }?.info.id }
         Task.detached {
             await Self.walk(rules.map(Array.init) ?? limits.withCounters({ $0.rules })) { rule, start in
                 let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
-                if !entries.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(entries)), to: address) }
+                // Cut down outside the counters' lock: what the peer would take from this node.
+                let sent = authority.withLockedValue { $0 }.forPeer(entries, peer: peer)
+                if !sent.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(sent)), to: address) }
                 return next
             }
         }
