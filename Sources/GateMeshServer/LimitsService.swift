@@ -63,8 +63,9 @@ final class LimitsService: Service, SpendSource, Sendable {
     let alertOwnership = CallbackSlot<LimitsEngine.AlertKey, Bool>()
     /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
     let alertsFired = CallbackSlot<[LimitsEngine.AlertKey], Void>()
-    /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
+    /// One ask per counter every 100 ms from this node, however many requests wait on it.
     private let askThrottle = NIOLockedValueBox(AskThrottle())
+    /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
     let rightsAsk = CallbackSlot<(needs: [LimitsEngine.RightsNeed], holder: String), Void>()
     /// How long a request waits for rights before it is refused.
     let rightsWaitMs: Int64

@@ -40,18 +40,10 @@ extension CounterMap.Entry {
     /// The figures `node` wrote (in every run). Compares names, without splitting them: it runs
     /// for every changed entry of every delta.
     public func written(by node: String) -> CounterMap.Entry {
-        let prefix = node + "/"
-        let r = rights
         var spent = GCounter(), reserved = VersionedSlots()
         if let v = self.spent.slots[node] { spent = GCounter(slots: [node: v]) }
         if let slot = self.reserved.slots[node] { reserved = VersionedSlots(slots: [node: slot]) }
-        func mine(_ run: String) -> Bool { run.hasPrefix(prefix) }
-        return CounterMap.Entry(
-            spent: spent, reserved: reserved,
-            rights: r.isEmpty ? RightsEntry()
-                : RightsEntry(granted: r.granted.filter { mine($0.key.from) }, used: r.used.filter { mine($0.key) },
-                              refunded: r.refunded.filter { mine($0.key) }, returned: r.returned.filter { mine($0.key) },
-                              leases: r.leases.filter { mine($0.key.from) }))
+        return CounterMap.Entry(spent: spent, reserved: reserved, rights: rights.isEmpty ? RightsEntry() : rights.written(byPrefix: node + "/"))
     }
 
     public var isEmpty: Bool { spent.slots.isEmpty && reserved.slots.isEmpty && rights.isEmpty }
@@ -86,23 +78,22 @@ public struct FigureAuthority: Sendable {
     /// cluster wrote: at 1,000 nodes, every node sending every newcomer every node's figures is a
     /// cube of the cluster's size.
     public func forPeer(_ entries: [CounterMap.Key: CounterMap.Entry], peer: String?) -> [CounterMap.Key: CounterMap.Entry] {
-        let keep = { (node: Substring, _: String?) -> Bool in node == self.me || (peer.map { node == $0 } ?? false) || !self.live.contains(String(node)) }
-        var out = entries
-        for (key, entry) in entries where !entry.all(keep) {
-            let kept = entry.filtered(keep)
-            out[key] = kept.isEmpty ? nil : kept
-        }
-        return out
+        Self.keeping(entries) { node, _ in node == me || (peer.map { node == $0 } ?? false) || !live.contains(String(node)) }.entries
     }
 
     /// `entries` with only the figures `sender` may bring (entries left empty are dropped), and
     /// how many figures were dropped.
     public func admit(_ entries: [CounterMap.Key: CounterMap.Entry], from sender: String?) -> (entries: [CounterMap.Key: CounterMap.Entry], dropped: Int) {
+        Self.keeping(entries) { node, run in allows(node, run: run, from: sender) }
+    }
+
+    /// `entries` with only the figures whose writer passes `keep` (an entry that keeps all of them
+    /// is passed on as it is, one that keeps none is left out), and how many figures were dropped.
+    static func keeping(_ entries: [CounterMap.Key: CounterMap.Entry],
+                        _ keep: (_ node: Substring, _ run: String?) -> Bool) -> (entries: [CounterMap.Key: CounterMap.Entry], dropped: Int) {
         var out = entries
         var dropped = 0
-        for (key, entry) in entries {
-            let keep = { (node: Substring, run: String?) in self.allows(node, run: run, from: sender) }
-            guard !entry.all(keep) else { continue }
+        for (key, entry) in entries where !entry.all(keep) {
             let kept = entry.filtered(keep)
             dropped += entry.figureCount - kept.figureCount
             out[key] = kept.isEmpty ? nil : kept

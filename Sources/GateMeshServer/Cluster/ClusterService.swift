@@ -401,8 +401,8 @@ final class ClusterService: Service, Sendable {
                 connections.heard(from: envelope.from.address)
                 perform(membership.withLockedValue { $0.receive(envelope, now: now) })
             case .counters:
-                let sender = membership.withLockedValue { $0.members[peer]?.info.id }
                 let entries = try CountersCodec.decode(frame.payload)
+                let sender = id(of: peer)
                 limits.merge(authority.withLockedValue { $0.admit(entries, from: sender) }.entries)
             case .digest:
                 let theirs = try CountersCodec.decodeDigest(frame.payload)
@@ -458,7 +458,7 @@ final class ClusterService: Service, Sendable {
             case .rightsAsk:
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
                 // Rights go to the asking node's own run: a peer cannot ask in another's name.
-                guard let sender = membership.withLockedValue({ $0.members[peer]?.info.id }), RightsEntry.split(holder: holder).node == sender else {
+                guard let sender = id(of: peer), RightsEntry.split(holder: holder).node == sender else {
                     logger.warning("dropped an ask for rights on behalf of another node",
                                    metadata: ["peer": "\(peer)", "holder": "\(holder)"])
                     return
@@ -485,6 +485,9 @@ final class ClusterService: Service, Sendable {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
         }
     }
+
+    /// The node id of the member named `peer` (the name on its certificate), if it is known.
+    private func id(of peer: String) -> String? { membership.withLockedValue { $0.members[peer]?.info.id } }
 
     func perform(_ actions: [Membership.Action]) {
         for action in actions {
