@@ -66,7 +66,6 @@ extension ClusterSimulator {
         var authority: FigureAuthority
         /// The ids ever seen, less those that left: among them a `strict` counter's owner is picked.
         var everSeen: Set<String> = []
-        var lastVersion: UInt64 = .max
         var nextExpireAt: Int64 = 0
         var nextFlushAt: Int64 = 0
         var flushedVersion: UInt64 = 0
@@ -145,10 +144,16 @@ extension ClusterSimulator.LimitsNode {
         // What was restored is durable already.
         next.storedSpend = storedSpend
         next.flush()
-        next.caughtUp = false
-        next.catchUpUntil = now + 2_000
-        next.engine.grantsFrom = now + 2_000
+        next.expectCatchUp(until: now + 2_000)
         return next
+    }
+
+    /// As `LimitsService.expectCatchUp`: admit nothing, and grant nothing as an owner, until a
+    /// peer's counters are merged or `deadline` (this node's clock) has passed.
+    mutating func expectCatchUp(until deadline: Int64) {
+        caughtUp = false
+        catchUpUntil = deadline
+        engine.grantsFrom = deadline
     }
 
     mutating func markCaughtUp(now: Int64) {
@@ -210,7 +215,6 @@ extension ClusterSimulator.Run {
         }
         // New requests: round-robin DNS spreads them over the up nodes.
         if now < stopMs {
-            let upCount = up.count(where: { $0 })
             arrivals[i] += load.requestsPerSecond / Double(max(1, upCount)) * Double(o.tickMs) / 1000
             while arrivals[i] >= 1 {
                 arrivals[i] -= 1
@@ -249,11 +253,7 @@ extension ClusterSimulator.Run {
         }
         if limits[i].replicator.needsDigests {
             limits[i].replicator.needsDigests = false
-            limits[i].engine.withCounters { c in
-                let since = c.beginDigests()
-                for rule in c.rules { var at: Int? = 0; while let from = at { at = c.digestRule(rule, from: from, count: 500) } }
-                c.endDigests(since: since)
-            }
+            limits[i].engine.withCounters { $0.digestWholeTable() }
         }
     }
 

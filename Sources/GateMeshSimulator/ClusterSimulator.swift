@@ -123,7 +123,9 @@ public enum ClusterSimulator {
         var nodes: [Membership] = []
         var infos: [Membership.Info] = []
         var seeds: [String] = []
-        var up: [Bool]
+        var up: [Bool] { didSet { upCount = up.count(where: { $0 }) } }
+        /// How many nodes are up (kept with `up`: traffic is spread over them every tick).
+        var upCount: Int
         var epochs: [UInt64]
         var index: [String: Int] = [:]
         var rng: SplitMix64
@@ -157,6 +159,7 @@ public enum ClusterSimulator {
         init(_ o: SimulationOptions) {
             self.o = o
             up = Array(repeating: true, count: o.nodes)
+            upCount = o.nodes
             epochs = Array(repeating: 1, count: o.nodes)
             runStarts = Array(repeating: 0, count: o.nodes)
             rng = SplitMix64(seed: o.seed)
@@ -177,9 +180,7 @@ public enum ClusterSimulator {
                 // A node with peers to hear from admits nothing, and grants nothing, until it has
                 // caught up with them (`ClusterService`): so does every node of a starting cluster.
                 for i in 0..<o.nodes where seeds.contains(where: { $0 != infos[i].address }) {
-                    limits[i].caughtUp = false
-                    limits[i].catchUpUntil = clock(i) + 2_000
-                    limits[i].engine.grantsFrom = clock(i) + 2_000
+                    limits[i].expectCatchUp(until: clock(i) + 2_000)
                 }
                 membershipChanged = Array(repeating: true, count: o.nodes)
                 peerNames = Array(repeating: [], count: o.nodes)
@@ -198,8 +199,9 @@ public enum ClusterSimulator {
         /// Node `i`'s wall clock (the limits' time); membership runs on the monotonic `now`.
         func clock(_ i: Int) -> Int64 { 1_800_000_000_000 + now + (skew.isEmpty ? 0 : skew[i]) }
 
-        /// Puts a message on the link `from` → `to`: lost at random, else delivered after the
-        /// link's delay and jitter, never before an earlier message on the same link.
+        /// Puts a message on the link `from` → `to`, delivered after the link's delay and jitter,
+        /// never before an earlier message on the same link; with the chance `loss`, a membership
+        /// message is lost and a frame comes a retransmission timeout late.
         mutating func enqueue(_ payload: Payload, size: Int, from: Int, to: Int) {
             report.messages += 1
             report.bytes += size
@@ -338,7 +340,7 @@ public enum ClusterSimulator {
 
         mutating func kill(_ range: Range<Int>) {
             for i in range { up[i] = false }
-            guard o.budget != nil else { return }
+            guard o.budget?.mode == .bounded else { return }
             // A bounded owner hands out again what a dead holder held once its lease has passed
             // (whatever it used unheard is overshoot), and a dead owner's grants that reached their
             // holder but not the next owner are handed out twice.
@@ -357,7 +359,7 @@ public enum ClusterSimulator {
                 }
                 bound = max(bound, most)
             }
-            if o.budget?.mode == .bounded { extraBound += bound }
+            extraBound += bound
         }
 
         mutating func restart(_ range: Range<Int>) {

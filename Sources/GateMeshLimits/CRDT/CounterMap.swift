@@ -543,10 +543,7 @@ public struct CounterMap: Sendable {
         guard let since = digestedAt, let count = changeCount(since: since), count <= Self.digestInOneGo,
               let changed = changedKeys(since: since) else {
             guard table.count <= Self.digestInOneGo else { return nil }
-            let since = beginDigests()
-            for rule in rules { _ = digestRule(rule, from: 0, count: .max) }
-            endDigests(since: since)
-            return ruleDigests
+            return digestWholeTable()
         }
         for key in changed {
             guard var stored = table[key] else { continue }
@@ -560,6 +557,16 @@ public struct CounterMap: Sendable {
     }
 
     public static let digestInOneGo = 20_000
+
+    /// The digests computed over the whole table in one go, whatever its size (a caller that may
+    /// hold the table's lock that long; the shell walks a large table a frame at a time instead).
+    @discardableResult
+    public mutating func digestWholeTable() -> [String: UInt64] {
+        let since = beginDigests()
+        for rule in rules { _ = digestRule(rule, from: 0, count: .max) }
+        endDigests(since: since)
+        return ruleDigests
+    }
 
     /// Starts computing the digests over the whole table; returns the version to end with.
     public mutating func beginDigests() -> UInt64 {
