@@ -148,20 +148,20 @@ public struct Replicator: Sendable {
                 targets.shuffle(using: &rng)
                 targets = Array(targets.prefix(config.fullFanout))
             }
-            var own: [CounterMap.Key: CounterMap.Entry?] = [:]
             for peer in targets {
                 let since = sentVersion[peer] ?? 0
-                guard counters.version > since else { continue }
+                guard counters.lastOwnChange > since else { continue }
                 sentVersion[peer] = counters.version
-                // Many changes (a peer's whole state merged) cost as much as every entry: send them all.
-                guard let count = counters.changeCount(since: since), count <= Self.largeDelta, let keys = counters.changedKeys(since: since) else {
+                // Many changes (a peer that was away long) cost as much as every entry: send them all.
+                guard let count = counters.ownChangeCount(since: since), count <= Self.largeDelta,
+                      let keys = counters.ownChangedKeys(since: since) else {
                     later.whole.append(peer)
                     continue
                 }
                 // Only this node's figures: every other live node sends its own, and the peer would
                 // not take them from this node (`FigureAuthority`); the whole table and digest
-                // answers bring the rest.
-                for frame in Self.frames(counters.ownEntries(keys, cache: &own)) { out.append((peer, frame)) }
+                // answers bring the rest. Of its grants and leases, those changed since.
+                for frame in Self.frames(counters.ownEntries(keys, since: since)) { out.append((peer, frame)) }
             }
         }
         if now >= nextDigestAt, let peer = peers.randomElement(using: &rng) {

@@ -334,8 +334,9 @@ final class LimitsService: Service, SpendSource, Sendable {
         engine.withLockedValue { if $0.ownership != ownership { $0.ownership = ownership } }
     }
 
-    /// A peer asks this node, as `key`'s owner, for rights: the entry to send back (granted or
-    /// not, so the peer sees the pool), or nil when the key is not this node's or unknown.
+    /// A peer asks this node, as `key`'s owner, for rights: what to send back (this node's figures
+    /// with its grant and lease to the asker, granted this time or not), or nil when the key is
+    /// unknown or holds none of this node's figures.
     func grant(_ key: CounterMap.Key, to holder: String, shortfall: Int64, need: Int64, rate: Int64) -> CounterMap.Entry? {
         let now = Self.now()
         return engine.withLockedValue { engine in
@@ -343,7 +344,9 @@ final class LimitsService: Service, SpendSource, Sendable {
             // In the journal before any frame can carry the grant (under the lock the replicator
             // takes to read the counters), so a restarted owner knows what it handed out.
             journal.rights(engine.withCounters { $0.takeRightsChanges() })
-            return engine.counters.entry(key)
+            // The asker takes only this node's figures from it (`FigureAuthority`), and of the
+            // grants and leases (one per holder) needs its own; the rest travel in deltas.
+            return engine.counters.ownEntries([key], pairsTo: holder)[key]
         }
     }
 

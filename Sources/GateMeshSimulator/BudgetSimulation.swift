@@ -329,7 +329,7 @@ extension ClusterSimulator.Run {
                 for a in asks {
                     _ = limits[i].engine.grant(a.key, to: holder, shortfall: a.shortfall, need: a.need, rate: a.rate, now: clock)
                     limits[i].journalRightsChanges()
-                    if let entry = limits[i].engine.counters.entry(a.key) { answer[a.key] = entry }
+                    if let entry = limits[i].engine.counters.ownEntries([a.key], pairsTo: holder)[a.key] { answer[a.key] = entry }
                 }
                 for f in Replicator.frames(answer) { send(f, from: i, to: from) }
             default:

@@ -79,3 +79,48 @@ extension FigureAuthorityTests {
         #expect(receiver.admit(sent, from: "b").dropped == 0)
     }
 }
+
+extension FigureAuthorityTests {
+    /// A counter's owner writes a grant and a lease per holder; a delta carries only those that
+    /// changed since what the peer was sent, so a hot counter's owner does not resend one figure
+    /// per holder on every grant. Since 0 (a whole table) carries all of them.
+    @Test func anOwnersDeltaCarriesOnlyTheGrantsThatChanged() {
+        var owner = CounterMap(node: "o", epoch: 1)
+        for h in 0..<100 { _ = owner.grantRights(key, 10, to: "n\(h)/1", limit: 1_000_000, now: 0) }
+        let since = owner.version
+        _ = owner.grantRights(key, 5, to: "n7/1", limit: 1_000_000, now: 1)
+        _ = owner.takeRights(key, 0, now: 1)
+        let delta = try! #require(owner.ownEntries(owner.changedKeys(since: since)!, since: since)[key])
+        #expect(delta.rights.granted == [.init(from: "o/1", to: "n7/1"): 15])
+        #expect(delta.rights.leases.keys.map(\.to) == ["n7/1"])
+        let all = try! #require(owner.ownEntries([key])[key])
+        #expect(all.rights.granted.count == 100 && all.rights.leases.count == 100)
+        #expect(all == owner.entry(key)!.written(by: "o"))
+        // The answer to n7's ask: the owner's figures with its grant and lease to n7 only.
+        let answer = try! #require(owner.ownEntries([key], pairsTo: "n7/1")[key])
+        #expect(answer.rights.granted == [.init(from: "o/1", to: "n7/1"): 15] && answer.rights.leases.count == 1)
+        #expect(answer.rights.used == all.rights.used)
+        // Renewed leases travel too (with their grant), and only the renewed ones.
+        let before = owner.version
+        owner.renewRightsLeases(now: 6_000, live: ["n3"], owns: { _ in true })
+        let renewed = try! #require(owner.ownEntries([key], since: before)[key])
+        #expect(renewed.rights.leases.keys.map(\.to) == ["n3/1"] && renewed.rights.granted.keys.map(\.to) == ["n3/1"])
+    }
+
+    /// A restarted owner's grants of an earlier run, learnt back from a peer or its journal, are
+    /// its own figures: a whole table carries them, whatever path they came by.
+    @Test func earlierRunsGrantsLearntBackAreOwnFigures() {
+        var owner = CounterMap(node: "o", epoch: 2)
+        // Learnt from a peer: what run 1 granted p. From the journal: run 1 was granted 3 by q and
+        // used none of it (a holder by q's grant only).
+        owner.merge([key: CounterMap.Entry(rights: RightsEntry(granted: [.init(from: "o/1", to: "p/1"): 4],
+                                                                leases: [.init(from: "o/1", to: "p/1"): 9]))])
+        #expect(owner.ownEntries([key])[key] == owner.entry(key)!.written(by: "o"))
+        #expect(owner.ownEntries([key])[key]?.rights.granted.count == 1)
+        var restored = CounterMap(node: "o", epoch: 2)
+        restored.restoreRights(key, RightsEntry(granted: [.init(from: "q/1", to: "o/1"): 3]))
+        restored.returnEarlierRuns()
+        #expect(restored.ownEntries([key])[key] == restored.entry(key)!.written(by: "o"))
+        #expect(restored.ownEntries([key])[key]?.rights.returned == ["o/1": 3])
+    }
+}

@@ -108,29 +108,3 @@ extension CounterMap.Entry {
             + rights.returned.count + rights.leases.count
     }
 }
-
-extension CounterMap {
-    /// The entries of `keys` with only this node's figures (in every run), empty ones left out:
-    /// what a delta carries, since every other live node sends its own.
-    public func ownEntries(_ keys: some Sequence<Key>) -> [Key: Entry] {
-        var cache: [Key: Entry?] = [:]
-        return ownEntries(keys, cache: &cache)
-    }
-
-    /// As `ownEntries(_:)`, reusing and filling `cache` (one tick's deltas to several peers share
-    /// most keys: each entry is cut down once).
-    public func ownEntries(_ keys: some Sequence<Key>, cache: inout [Key: Entry?]) -> [Key: Entry] {
-        var out: [Key: Entry] = [:]
-        for key in keys {
-            let own: Entry?
-            if let cached = cache[key] {
-                own = cached
-            } else {
-                own = entry(key).map { $0.written(by: node) }.flatMap { $0.isEmpty ? nil : $0 }
-                cache[key] = .some(own)
-            }
-            if let own { out[key] = own }
-        }
-        return out
-    }
-}

@@ -50,6 +50,10 @@ public struct CounterMap: Sendable {
         var changedAt: UInt64 = 0
         var spentChangedAt: UInt64 = 0
         var hashed: UInt64 = 0
+        /// The version at which this node's grant or lease to each holder (any run of this node as
+        /// the owner) last changed: a delta carries only the pairs changed since what its peer was
+        /// last sent, so a hot counter's owner does not resend one figure per holder on every change.
+        var ownPairs: [RightsEntry.Pair: UInt64] = [:]
     }
 
     public let node: String
@@ -64,10 +68,14 @@ public struct CounterMap: Sendable {
     public private(set) var version: UInt64 = 0
     /// The version of the latest change to any spending (local or merged).
     public private(set) var lastSpendChange: UInt64 = 0
-    /// Every change after `changesFrom`, in version order: (version, key).
-    private var changes: [(version: UInt64, key: Key)] = []
-    /// The log holds every change made after this version (older ones were dropped).
-    private var changesFrom: UInt64
+    /// Every change (local or merged), for digests and what the store persists.
+    private var changes: ChangeLog
+    /// The changes to this node's own figures (local, or an earlier run's learnt back): what
+    /// deltas carry. Merges of other nodes' figures, most of the changes in a large cluster, are
+    /// not in it, so a delta costs what this node did.
+    private var ownChanges: ChangeLog
+    /// The version of the latest change to this node's own figures.
+    public private(set) var lastOwnChange: UInt64 = 0
     /// The per-rule digests, up to date as of `digestedAt` (nil: never computed).
     private var ruleDigests: [String: UInt64] = [:]
     private var digestedAt: UInt64?
@@ -123,9 +131,16 @@ public struct CounterMap: Sendable {
         self.node = node
         self.version = startVersion
         self.startVersion = startVersion
-        self.changesFrom = startVersion
+        self.changes = ChangeLog(from: startVersion)
+        self.ownChanges = ChangeLog(from: startVersion)
         self.holder = "\(node)/\(epoch)"
+        self.ownRuns = [holder]
     }
+
+    /// Every run of this node (holder names) that the table mentions: this one, and earlier ones
+    /// learnt from the journal or from peers. What `ownEntries` looks up instead of filtering every
+    /// holder's figures.
+    private var ownRuns: Set<String>
 
     /// This node in this run, as a holder of rights (`RightsEntry`).
     public let holder: String
@@ -146,7 +161,8 @@ public struct CounterMap: Sendable {
     // MARK: Changing an entry
 
     /// Applies `body` to `key`'s entry (created if new) as one change: a new version, logged.
-    private mutating func change(_ key: Key, spending: Bool = false, _ body: (inout Entry) -> Void) {
+    /// `own`: the change is to this node's own figures (every local change is).
+    private mutating func change(_ key: Key, spending: Bool = false, own: Bool = true, _ body: (inout Entry) -> Void) {
         version += 1
         let v = version
         // One hash lookup; the log keeps the table's own copy of the key, so a request's freshly
@@ -170,49 +186,72 @@ public struct CounterMap: Sendable {
             stored = key
         }
         if spending { lastSpendChange = v }
-        log(stored)
+        let bound = max(4096, 2 * table.count)
+        changes.append(v, stored, bound: bound)
+        if own {
+            ownChanges.append(v, stored, bound: bound)
+            lastOwnChange = v
+        }
     }
 
-    private mutating func log(_ key: Key) {
-        changes.append((version, key))
-        // Bounded: past twice the table (and a floor), the older half goes; a delta asked from
-        // before what is left is answered from the whole table.
-        if changes.count > max(4096, 2 * table.count) {
-            let cut = changes.count / 2
-            changesFrom = changes[cut - 1].version
-            changes.removeFirst(cut)
+    /// Changes in version order, bounded: past twice the table (and a floor), the older half goes;
+    /// a reader asking from before what is left reads the whole table instead.
+    struct ChangeLog: Sendable {
+        private var log: [(version: UInt64, key: Key)] = []
+        /// The log holds every change made after this version (older ones were dropped).
+        private(set) var from: UInt64
+
+        init(from: UInt64) { self.from = from }
+
+        mutating func append(_ version: UInt64, _ key: Key, bound: Int) {
+            log.append((version, key))
+            if log.count > bound {
+                let cut = log.count / 2
+                from = log[cut - 1].version
+                log.removeFirst(cut)
+            }
+        }
+
+        /// The position of the first change after `since` (versions in the log only grow).
+        private func first(after since: UInt64) -> Int {
+            var low = 0, high = log.count
+            while low < high {
+                let mid = (low + high) / 2
+                if log[mid].version > since { high = mid } else { low = mid + 1 }
+            }
+            return low
+        }
+
+        /// How many changes after `since` (a key changed twice counts twice; nil when the log no
+        /// longer reaches back there). Costs a binary search.
+        func count(since: UInt64) -> Int? { since >= from ? log.count - first(after: since) : nil }
+
+        /// The keys changed after `since`, each once (nil when the log no longer reaches back there).
+        func keys(since: UInt64) -> [Key]? {
+            guard since >= from else { return nil }
+            var seen: Set<Key> = []
+            var out: [Key] = []
+            for i in first(after: since)..<log.count where seen.insert(log[i].key).inserted { out.append(log[i].key) }
+            return out
         }
     }
 
     /// Whether the change log holds every change after `since` (then `delta(since:)` costs what
     /// changed; otherwise it reads the whole table).
-    public func logReaches(_ since: UInt64) -> Bool { since >= changesFrom }
-
-    /// The position in the log of the first change after `since` (versions in the log only grow).
-    private func firstChange(after since: UInt64) -> Int {
-        var low = 0, high = changes.count
-        while low < high {
-            let mid = (low + high) / 2
-            if changes[mid].version > since { high = mid } else { low = mid + 1 }
-        }
-        return low
-    }
+    public func logReaches(_ since: UInt64) -> Bool { since >= changes.from }
 
     /// How many changes the log holds after `since` (a key changed twice counts twice; nil when
     /// the log no longer reaches back there). Costs a binary search.
-    public func changeCount(since: UInt64) -> Int? {
-        since >= changesFrom ? changes.count - firstChange(after: since) : nil
-    }
+    public func changeCount(since: UInt64) -> Int? { changes.count(since: since) }
 
     /// The keys changed after `since`, each once (nil when the log no longer reaches back there).
-    public func changedKeys(since: UInt64) -> [Key]? {
-        guard since >= changesFrom else { return nil }
-        let low = firstChange(after: since)
-        var seen: Set<Key> = []
-        var out: [Key] = []
-        for i in low..<changes.count where seen.insert(changes[i].key).inserted { out.append(changes[i].key) }
-        return out
-    }
+    public func changedKeys(since: UInt64) -> [Key]? { changes.keys(since: since) }
+
+    /// As `changeCount(since:)`, for the changes to this node's own figures.
+    public func ownChangeCount(since: UInt64) -> Int? { ownChanges.count(since: since) }
+
+    /// As `changedKeys(since:)`, for the changes to this node's own figures.
+    public func ownChangedKeys(since: UInt64) -> [Key]? { ownChanges.keys(since: since) }
 
     // MARK: Rights
 
@@ -226,7 +265,7 @@ public struct CounterMap: Sendable {
         var rights = table[key]?.entry.rights ?? RightsEntry()
         let before = rights
         let result = body(&rights)
-        if rights != before { change(key) { $0.rights = rights } }
+        if rights != before { changeRights(key, to: rights, taking: rights, before: before) }
         return result
     }
 
@@ -291,6 +330,7 @@ public struct CounterMap: Sendable {
         var drawn: Int64 = 0
         let me = self.holder, lease = now + rightsLeaseMs
         change(key) { drawn = $0.rights.grant(amount, from: me, to: holder, limit: limit, leaseUntil: lease) }
+        if drawn > 0 { markOwnPairs(key, [RightsEntry.Pair(from: me, to: holder)]) }
         if holder == me { touchRights(key, now: now) }
         markRights(key)
         return drawn
@@ -353,6 +393,7 @@ public struct CounterMap: Sendable {
             }
             guard !due.isEmpty else { continue }
             change(key) { for h in due { $0.rights.renew(from: me, to: h, until: until) } }
+            markOwnPairs(key, due.map { RightsEntry.Pair(from: me, to: $0) })
             markRights(key)
             renewed += due.count
         }
@@ -370,6 +411,7 @@ public struct CounterMap: Sendable {
             let stale = rights.holders.filter { $0.value > 0 && $0.key != holder && $0.key.hasPrefix(prefix) }
             guard !stale.isEmpty else { continue }
             change(key) { for (h, held) in stale { $0.rights.giveBack(held, by: h) } }
+            ownRuns.formUnion(stale.keys)
             markRights(key)
         }
         earlierRunKeys = []
@@ -392,10 +434,51 @@ public struct CounterMap: Sendable {
         let before = merged
         merged.merge(rights)
         guard merged != before else { return }
-        change(key) { $0.rights = merged }
+        changeRights(key, to: merged, taking: rights, before: before)
         rightsKeys.insert(key)
         earlierRunKeys.insert(key)
         markRights(key)
+    }
+
+    /// Records that this node's grants or leases of `pairs` changed with the latest version.
+    private mutating func markOwnPairs(_ key: Key, _ pairs: [RightsEntry.Pair]) {
+        guard !pairs.isEmpty, let index = table.index(forKey: key) else { return }
+        let v = version
+        table.values[index].update { for pair in pairs { $0.ownPairs[pair] = v } }
+    }
+
+    /// What `incoming` rights (a merge, a restore, a change through `updateRights`) hold of this
+    /// node's own figures against `before`: the runs of this node they name, the pairs this node
+    /// wrote (as an owner) that grew, and whether any of its figures grew. Costs the incoming
+    /// figures, which are few but for a change made in tests or the journal's restore.
+    private func ownFigures(in incoming: RightsEntry, before: RightsEntry) -> (runs: Set<String>, pairs: [RightsEntry.Pair], grew: Bool) {
+        let prefix = node + "/"
+        var runs: Set<String> = [], pairs: [RightsEntry.Pair] = [], grew = false
+        func counts(_ incoming: [String: Int64], _ before: [String: Int64]) {
+            for (name, v) in incoming where name.hasPrefix(prefix) {
+                runs.insert(name)
+                if v > (before[name] ?? 0) { grew = true }
+            }
+        }
+        counts(incoming.used, before.used)
+        counts(incoming.refunded, before.refunded)
+        counts(incoming.returned, before.returned)
+        for (pair, v) in incoming.granted {
+            if pair.to.hasPrefix(prefix) { runs.insert(pair.to) }
+            guard pair.from.hasPrefix(prefix) else { continue }
+            runs.insert(pair.from)
+            if v > (before.granted[pair] ?? 0) { pairs.append(pair) }
+        }
+        for (pair, v) in incoming.leases where pair.from.hasPrefix(prefix) && v > (before.leases[pair] ?? 0) { pairs.append(pair) }
+        return (runs, pairs, grew || !pairs.isEmpty)
+    }
+
+    /// Changes `key`'s rights to `rights`, which took `incoming` (`before`: what they were).
+    private mutating func changeRights(_ key: Key, to rights: RightsEntry, taking incoming: RightsEntry, before: RightsEntry) {
+        let own = ownFigures(in: incoming, before: before)
+        change(key, own: own.grew) { $0.rights = rights }
+        ownRuns.formUnion(own.runs)
+        markOwnPairs(key, own.pairs)
     }
 
     private mutating func markRights(_ key: Key) {
@@ -519,6 +602,46 @@ public struct CounterMap: Sendable {
             for (key, stored) in table where stored.spentChangedAt > since { add(key, stored) }
         }
         return (out, version)
+    }
+
+    /// The entries of `keys` with only this node's figures (of every run), empty ones left out:
+    /// what a delta carries, since every other live node sends its own. Of the grants and leases
+    /// this node wrote as an owner (one per holder), only those changed after `since` (0: all).
+    /// Costs this node's figures, not the entries'. `pairsTo`: of those grants and leases, only the
+    /// ones to that holder (an owner's answer to its ask: the rest travel in deltas).
+    public func ownEntries(_ keys: some Sequence<Key>, since: UInt64 = 0, pairsTo: String? = nil) -> [Key: Entry] {
+        var out: [Key: Entry] = [:]
+        for key in keys {
+            guard let stored = table[key] else { continue }
+            let e = stored.entry
+            var own = Entry()
+            if let v = e.spent.slots[node] { own.spent = GCounter(slots: [node: v]) }
+            if let slot = e.reserved.slots[node] { own.reserved = VersionedSlots(slots: [node: slot]) }
+            if !e.rights.isEmpty {
+                let r = e.rights
+                var used: [String: Int64] = [:], refunded: [String: Int64] = [:], returned: [String: Int64] = [:]
+                for run in ownRuns {
+                    used[run] = r.used[run]
+                    refunded[run] = r.refunded[run]
+                    returned[run] = r.returned[run]
+                }
+                var granted: [RightsEntry.Pair: Int64] = [:], leases: [RightsEntry.Pair: Int64] = [:]
+                func add(_ pair: RightsEntry.Pair) {
+                    granted[pair] = r.granted[pair]
+                    leases[pair] = r.leases[pair]
+                }
+                if let pairsTo {
+                    for run in ownRuns where (stored.ownPairs[RightsEntry.Pair(from: run, to: pairsTo)] ?? 0) > since {
+                        add(RightsEntry.Pair(from: run, to: pairsTo))
+                    }
+                } else {
+                    for (pair, changed) in stored.ownPairs where changed > since { add(pair) }
+                }
+                own.rights = RightsEntry(granted: granted, used: used, refunded: refunded, returned: returned, leases: leases)
+            }
+            if !own.isEmpty { out[key] = own }
+        }
+        return out
     }
 
     /// Entries changed since `since`, for gossip.
@@ -670,7 +793,17 @@ public struct CounterMap: Sendable {
                 if incoming.rights.mentionsEarlierRun(of: node, current: holder) { earlierRunKeys.insert(key) }
             }
             let spending = merged.spent != before.spent
-            change(key, spending: spending) { $0 = merged }
+            // This node's own figures change in a merge only when an earlier run's come back (its
+            // reservation slot, set to zero above; its spend; its rights figures): then they go
+            // out in deltas like a local change.
+            let rights = incoming.rights.isEmpty ? nil : ownFigures(in: incoming.rights, before: before.rights)
+            let own = merged.spent.slots[node] != before.spent.slots[node] || merged.reserved.slots[node] != before.reserved.slots[node]
+                || rights?.grew == true
+            change(key, spending: spending, own: own) { $0 = merged }
+            if let rights {
+                ownRuns.formUnion(rights.runs)
+                markOwnPairs(key, rights.pairs)
+            }
             if spending { spentChanged.append(key) }
         }
         return spentChanged
