@@ -28,10 +28,12 @@ public struct SimulationOptions: Sendable {
     /// The chance that any one message is lost.
     public var loss: Double = 0
     public var config = Membership.Config.lan
-    /// Nodes `0..<nodes/2` and the rest cannot reach each other from `start` until `end`.
+    /// The nodes are cut apart (as `partitionShape` says) from `start` until `end`.
     public var partition: ClosedRange<Int64>?
-    /// The partition cuts one direction only: what the first half sends the second is lost, what
-    /// the second sends the first arrives.
+    /// Who the partition cuts from whom (halves by default).
+    public var partitionShape: PartitionShape = .halves
+    /// The partition cuts one direction only: what side 0 (the first half, or the isolated node)
+    /// sends side 1 is lost, what side 1 sends side 0 arrives.
     public var oneWay = false
     /// Node `node`'s wall clock steps by `byMs` at `atMs` (an NTP step; its monotonic clock, which
     /// membership runs on, does not). Budgets only: their leases and windows read the wall clock.
@@ -190,11 +192,19 @@ public enum ClusterSimulator {
             }
         }
 
-        func side(_ i: Int) -> Int { i < o.nodes / 2 ? 0 : 1 }
-        /// Whether a message from `a` to `b` is lost to the partition at `t`.
+        /// Node `i`'s side of the partition: 0 or 1, or nil for a bridge node, which reaches both.
+        func side(_ i: Int) -> Int? {
+            switch o.partitionShape {
+            case .halves: i < o.nodes / 2 ? 0 : 1
+            case .isolate: i == 0 ? 0 : 1
+            case .bridge: i == 0 ? nil : (i <= (o.nodes - 1) / 2 ? 0 : 1)
+            }
+        }
+        /// Whether a message from `a` to `b` is lost to the partition at `t`: between sides (one
+        /// way only, side 0 to side 1, with `oneWay`), never to or from a bridge node.
         func cut(_ a: Int, _ b: Int, at t: Int64) -> Bool {
-            guard let p = o.partition, p.contains(t) else { return false }
-            return o.oneWay ? side(a) == 0 && side(b) == 1 : side(a) != side(b)
+            guard let p = o.partition, p.contains(t), let sa = side(a), let sb = side(b) else { return false }
+            return o.oneWay ? sa == 0 && sb == 1 : sa != sb
         }
         /// Node `i`'s wall clock (the limits' time); membership runs on the monotonic `now`.
         func clock(_ i: Int) -> Int64 { 1_800_000_000_000 + now + (skew.isEmpty ? 0 : skew[i]) }
@@ -253,14 +263,12 @@ public enum ClusterSimulator {
             }
         }
 
-        /// Every up node holds as live (alive or suspect) exactly as many members as there are other
-        /// up nodes it can reach (counts, not pairs: a check of 1,000 nodes costs 1,000 reads).
+        /// Every up node holds as live (alive or suspect) every other up node (counts, not pairs: a
+        /// check of 1,000 nodes costs 1,000 reads). Checked outside a partition only.
         func agreed() -> Bool {
-            let partitioned = o.partition.map { $0.contains(now) } ?? false
-            var upBySide = [0, 0]
-            for i in nodes.indices where up[i] { upBySide[partitioned ? side(i) : 0] += 1 }
+            let upCount = up.count { $0 }
             for i in nodes.indices where up[i] {
-                guard nodes[i].aliveCount == upBySide[partitioned ? side(i) : 0] - 1 else { return false }
+                guard nodes[i].aliveCount == upCount - 1 else { return false }
             }
             return true
         }
@@ -379,4 +387,14 @@ public enum ClusterSimulator {
             }
         }
     }
+}
+
+/// Who a simulated partition cuts from whom.
+public enum PartitionShape: String, Sendable, CaseIterable {
+    /// The first half of the nodes from the second.
+    case halves
+    /// Node 0 (a seed) from all the others.
+    case isolate
+    /// Two groups from each other, with node 0 reaching both (and relaying between them).
+    case bridge
 }

@@ -27,8 +27,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Up to this much more delay per message, at random.") var jitter: String = "0ms"
     @Option(help: "The chance that a message is lost, 0 to 1.") var loss: Double = 0
     @Option(help: "Membership timings: lan or wan.") var profile: String = "lan"
-    @Option(help: "Cut the nodes into two halves from one time to another, e.g. 20s-40s.") var partition: String?
-    @Flag(help: "The partition cuts one direction only: the first half's messages to the second are lost.") var oneWay = false
+    @Option(help: "Cut the nodes apart from one time to another, e.g. 20s-40s.") var partition: String?
+    @Option(help: "Who the partition cuts: halves (the first half from the second), isolate (node 0 from the rest) or bridge (two groups from each other, node 0 reaching both).")
+    var partitionShape: String = "halves"
+    @Flag(help: "The partition cuts one direction only: the first half's (or the isolated node's) messages to the rest are lost.") var oneWay = false
     @Option(help: "Step node N's wall clock at a time by an amount, e.g. 2@30s+5s or 2@30s-5s (budgets only).") var clockStep: String?
     @Option(help: "Stop the last N nodes at a time, e.g. 2@30s.") var kill: String?
     @Option(help: "Start the killed nodes again this long after, with what their journal and store hold, e.g. 10s.") var restart: String?
@@ -68,6 +70,13 @@ struct SimulateCommand: ParsableCommand {
         }
         o.oneWay = oneWay
         if oneWay && o.partition == nil { throw ValidationError("--one-way needs --partition") }
+        guard let shape = PartitionShape(rawValue: partitionShape) else {
+            throw ValidationError("--partition-shape must be halves, isolate or bridge, got '\(partitionShape)'")
+        }
+        if shape != .halves && o.partition == nil { throw ValidationError("--partition-shape needs --partition") }
+        if shape == .bridge && oneWay { throw ValidationError("--one-way cuts halves or an isolated node, not a bridge") }
+        if shape == .bridge && nodes < 3 { throw ValidationError("--partition-shape bridge needs at least 3 nodes") }
+        o.partitionShape = shape
         if let clockStep {
             let at = clockStep.split(separator: "@").map(String.init)
             let sign: Int64 = at.count == 2 && at[1].contains("-") ? -1 : 1

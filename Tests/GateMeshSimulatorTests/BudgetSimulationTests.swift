@@ -88,6 +88,21 @@ import Testing
         }
     }
 
+    /// A seed cut off from the rest, one way and both, and two groups joined only through a bridge
+    /// node: every mode keeps its bound, no spend is lost, and the spend agrees after.
+    @Test(arguments: [(PartitionShape.isolate, false), (.isolate, true), (.bridge, false)])
+    func isolatedAndBridgedNodesKeepEachModesBound(shape: PartitionShape, oneWay: Bool) throws {
+        for mode in Self.modes {
+            let r = ClusterSimulator.run(Self.options(nodes: 5, seconds: 60, seed: 5, mode: mode) {
+                $0.partition = 10_000...30_000
+                $0.partitionShape = shape
+                $0.oneWay = oneWay
+            })
+            #expect(r.violations.isEmpty, "\(mode), \(shape), one way \(oneWay): \(r.violations)")
+            if mode == .strict { #expect(try #require(r.budget).overshoot <= 0) }
+        }
+    }
+
     /// A link that fails one way (the first half's messages to the second lost, the other way
     /// through), and a node whose wall clock steps 5 s ahead, then one stepping 5 s back: every
     /// mode keeps its bound and the spend agrees.

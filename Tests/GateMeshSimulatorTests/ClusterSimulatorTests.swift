@@ -40,6 +40,22 @@ import Testing
         }
     }
 
+    /// Every shape of partition, both ways and one way: the members agree again after the heal.
+    /// (A bridge node keeps the two groups alive to each other through indirect probes; the
+    /// isolated node is a seed.)
+    @Test(arguments: PartitionShape.allCases)
+    func everyShapeOfPartitionHeals(shape: PartitionShape) {
+        for oneWay in shape == .bridge ? [false] : [false, true] {
+            let r = ClusterSimulator.run(Self.options(nodes: 10, seconds: 90, seed: 4) {
+                $0.partition = 20_000...40_000
+                $0.partitionShape = shape
+                $0.oneWay = oneWay
+            })
+            #expect(r.violations.isEmpty, "\(shape), one way \(oneWay): \(r.violations)")
+            #expect((r.agreedAfterHealMs ?? .max) <= 20_000, "\(shape), one way \(oneWay): \(String(describing: r.agreedAfterHealMs))")
+        }
+    }
+
     /// The same seed, the same run.
     @Test func aSeedReproducesItsRun() {
         let o = Self.options(nodes: 20, seconds: 30, seed: 42) { $0.loss = 0.1; $0.jitterMs = 30 }
