@@ -44,8 +44,10 @@ public struct SimulationOptions: Sendable {
     public var restartAfterMs: Int64?
     /// Traffic against a budget (nil: membership only).
     public var budget: BudgetLoad?
-    /// A deliberate defect, to prove the properties catch one: counter frames are dropped
-    /// instead of merged.
+    /// Admin changes to rules and keys, replicated (nil: none).
+    public var rules: RuleLoad?
+    /// A deliberate defect, to prove the properties catch one: counter and rule frames are
+    /// dropped instead of merged.
     public var brokenMerge = false
     /// How many of the first nodes are every node's seeds.
     public var seeds = 3
@@ -75,6 +77,9 @@ public struct SimulationReport: Sendable {
     public var lost = 0
     /// The budget's figures (nil without a `BudgetLoad`).
     public var budget: BudgetReport?
+    /// The rules' figures (nil without a `RuleLoad`).
+    public var rules: RulesReport?
+    public var cacheOwnership = CacheOwnershipReport()
 
     public var messagesPerNodePerSecond: Double { Double(messages) / Double(options.nodes) / (Double(options.durationMs) / 1000) }
     public var bytesPerNodePerSecond: Double { Double(bytes) / Double(options.nodes) / (Double(options.durationMs) / 1000) }
@@ -87,6 +92,14 @@ public struct SimulationReport: Sendable {
         if convergedAtMs == nil { out.append("the members never all saw each other alive") }
         if options.kill != nil && options.restartAfterMs == nil && killedSeenDeadAfterMs == nil { out.append("a survivor never saw a killed node dead") }
         if options.partition != nil && agreedAfterHealMs == nil { out.append("the members did not agree again after the heal") }
+        if options.kill == nil && options.partition == nil && cacheOwnership.movesAfterConvergence > 0 {
+            out.append("\(cacheOwnership.movesAfterConvergence) cache keys moved with no member dead")
+        }
+        if cacheOwnership.ownersAgreeAtEnd == false { out.append("nodes that agree on the members place cache keys differently") }
+        if let r = rules {
+            if r.agreedAfterStopMs == nil { out.append("the nodes' rules did not agree after the writes stopped") }
+            if r.lostWrites > 0 { out.append("\(r.lostWrites) rule writes lost") }
+        }
         if let b = budget {
             if b.overshoot > b.overshootBound { out.append("the budget was overshot by \(b.overshoot), past the \(options.budget!.mode) bound of \(b.overshootBound)") }
             if b.lostSpend > 0 { out.append("\(b.lostSpend) of served spend missing from some node's counters") }
@@ -157,6 +170,16 @@ public enum ClusterSimulator {
         /// Requests admitted over the cluster in each tick (for `soft`'s bound).
         var admittedPerTick: [Int] = []
         var stoppedAt: Int64?
+        // Rules and keys (empty without them).
+        var rules: [ClusterSimulator.RulesNode] = []
+        var ruleArrivals: [Double] = []
+        var ruleWrites: [(node: Int, record: RuleRecord)] = []
+        var rulesStoppedAt: Int64?
+        // Cache ownership: each node's owner of each sample key, the owners it placed them among,
+        // and whether its membership changed since.
+        var cacheOwners: [[String]]
+        var ownerNames: [[String]]
+        var ownersChanged: [Bool]
 
         init(_ o: SimulationOptions) {
             self.o = o
@@ -166,6 +189,14 @@ public enum ClusterSimulator {
             runStarts = Array(repeating: 0, count: o.nodes)
             rng = SplitMix64(seed: o.seed)
             report = SimulationReport(options: o)
+            cacheOwners = Array(repeating: [], count: o.nodes)
+            ownersChanged = Array(repeating: true, count: o.nodes)
+            ownerNames = Array(repeating: [], count: o.nodes)
+            if o.rules != nil {
+                report.rules = RulesReport()
+                rules = Array(repeating: ClusterSimulator.RulesNode(), count: o.nodes)
+                ruleArrivals = Array(repeating: 0, count: o.nodes)
+            }
             let addresses = (0..<o.nodes).map { "10.\($0 / 65_536).\($0 / 256 % 256).\($0 % 256):7946" }
             seeds = Array(addresses.prefix(max(1, o.seeds)))
             for i in 0..<o.nodes {
@@ -245,6 +276,7 @@ public enum ClusterSimulator {
                 switch action {
                 case .changed(let m):
                     if !membershipChanged.isEmpty { membershipChanged[from] = true }
+                    ownersChanged[from] = true
                     guard let x = index[m.info.address], x != from else { continue }
                     // A suspicion or death of an earlier run of a restarted node is about the run
                     // that was killed, not a false one.
@@ -288,6 +320,8 @@ public enum ClusterSimulator {
             switch event.payload {
             case .membership(let envelope):
                 send(nodes[event.to].receive(envelope, now: now), from: event.to)
+            case .frame(let frame) where frame.kind == .rules || frame.kind == .rulesDigest:
+                receiveRules(frame, at: event.to, from: event.from)
             case .frame(let frame):
                 receive(frame, at: event.to, from: event.from)
             }
@@ -324,6 +358,8 @@ public enum ClusterSimulator {
                 for i in nodes.indices where up[i] {
                     send(nodes[i].tick(now: now), from: i)
                     if o.budget != nil { budgetTick(i) }
+                    if o.rules != nil { rulesTick(i) }
+                    cacheOwnershipTick(i)
                 }
                 // The properties that are states, once a second (they walk every pair).
                 if now >= nextCheck {
@@ -340,9 +376,14 @@ public enum ClusterSimulator {
                     if let stop = stoppedAt, report.budget?.agreedAfterStopMs == nil, spendAgrees() {
                         report.budget?.agreedAfterStopMs = now - stop
                     }
+                    if let stop = rulesStoppedAt, report.rules?.agreedAfterStopMs == nil, rulesAgree() {
+                        report.rules?.agreedAfterStopMs = now - stop
+                    }
                 }
             }
             if o.budget != nil { finishBudget() }
+            if o.rules != nil { finishRules() }
+            finishCacheOwnership()
             return report
         }
 
@@ -377,6 +418,11 @@ public enum ClusterSimulator {
                 runStarts[i] = UInt64(now)
                 nodes[i] = Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i) &+ epochs[i],
                                       startIncarnation: runStarts[i])
+                // A new run places keys afresh (not moves); its rules are in its store.
+                cacheOwners[i] = []
+                ownerNames[i] = []
+                ownersChanged[i] = true
+                if o.rules != nil { rules[i].nextDigestAt = now }
                 if let load = o.budget {
                     limits[i] = limits[i].restarted(load: load, now: clock(i), seed: o.seed &+ UInt64(i) &* 31 &+ epochs[i])
                     membershipChanged[i] = true

@@ -40,6 +40,8 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "How many scope values (users) the requests spread over.") var scopes: Int = 1
     @Option(help: "Each request's estimate in dollars (it costs between half of it and all of it).") var cost: Double = 0.002
     @Option(help: "Each node's clock is off by up to this much either way, e.g. 300ms.") var skew: String = "0ms"
+    @Option(help: "Admin changes to rules and keys a second over the cluster, replicated as the nodes do (0: none; they stop 20 s before the end).")
+    var ruleWrites: Double = 0
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
@@ -104,6 +106,13 @@ struct SimulateCommand: ParsableCommand {
             load.skewMs = try Self.ms(skew, "--skew")
             o.budget = load
         }
+        if ruleWrites != 0 {
+            guard ruleWrites > 0, ruleWrites <= 10_000 else { throw ValidationError("--rule-writes must be 0 to 10000") }
+            guard o.durationMs > 20_000 else { throw ValidationError("--rule-writes needs a --duration over 20s (writes stop 20 s before the end)") }
+            var load = RuleLoad()
+            load.writesPerSecond = ruleWrites
+            o.rules = load
+        }
         let r = ClusterSimulator.run(o)
         func opt(_ v: Int64?) -> String { v.map(String.init) ?? "null" }
         if json {
@@ -113,7 +122,9 @@ struct SimulateCommand: ParsableCommand {
                 "false_deaths":\(r.falseDeaths),"killed_seen_dead_after_ms":\(opt(r.killedSeenDeadAfterMs)),\
                 "agreed_after_heal_ms":\(opt(r.agreedAfterHealMs)),"messages":\(r.messages),"lost":\(r.lost),"bytes":\(r.bytes),\
                 "messages_per_node_per_second":\(String(format: "%.2f", r.messagesPerNodePerSecond)),\
-                "bytes_per_node_per_second":\(String(format: "%.0f", r.bytesPerNodePerSecond)),\(budgetJSON(r.budget))\
+                "bytes_per_node_per_second":\(String(format: "%.0f", r.bytesPerNodePerSecond)),\(budgetJSON(r.budget))\(rulesJSON(r.rules))\
+                "cache_owner_moves_after_convergence":\(r.cacheOwnership.movesAfterConvergence),\
+                "cache_owners_agree_at_end":\(r.cacheOwnership.ownersAgreeAtEnd.map { "\($0)" } ?? "null"),\
                 "violations":[\(r.violations.map { "\"\($0)\"" }.joined(separator: ","))]}
                 """)
         } else {
@@ -132,6 +143,10 @@ struct SimulateCommand: ParsableCommand {
                 print("    lost / unheard from dead: $\(dollars(b.lostSpend)) / $\(dollars(b.unheardFromDead)); reserved at the end: \(b.reservedAtEnd)")
                 print("    counter frames:          \(String(format: "%.1f", Double(b.counterFrames) / Double(o.nodes) / (Double(o.durationMs) / 1000))) a node a second, \(String(format: "%.0f", Double(b.counterBytes) / Double(o.nodes) / (Double(o.durationMs) / 1000))) bytes")
             }
+            if let rules = r.rules {
+                print("  rules and keys:            \(rules.writes) writes, \(rules.lostWrites) lost, agreed \(rules.agreedAfterStopMs.map { "\($0) ms after the writes stopped" } ?? "never"); \(String(format: "%.0f", Double(rules.bytes) / Double(o.nodes) / (Double(o.durationMs) / 1000))) bytes a node a second")
+            }
+            print("  cache keys:                \(r.cacheOwnership.movesAfterConvergence) moves after convergence (\(ClusterSimulator.cacheSampleKeys) sample keys per node); owners agree at the end: \(r.cacheOwnership.ownersAgreeAtEnd.map { $0 ? "yes" : "NO" } ?? "members did not agree")")
             print(r.violations.isEmpty ? "  properties: hold" : "  properties FAILED: \(r.violations.joined(separator: "; ")) (reproduce with --seed \(o.seed))")
         }
         if !r.violations.isEmpty { throw ExitCode(1) }
@@ -147,6 +162,14 @@ struct SimulateCommand: ParsableCommand {
             "overshoot_nanos":\(b.overshoot),"overshoot_bound_nanos":\(b.overshootBound),"lost_nanos":\(b.lostSpend),\
             "unheard_from_dead_nanos":\(b.unheardFromDead),"agreed_after_stop_ms":\(opt(b.agreedAfterStopMs)),"reserved_at_end":\(b.reservedAtEnd),\
             "counter_frames":\(b.counterFrames),"counter_bytes":\(b.counterBytes)},
+            """
+    }
+
+    func rulesJSON(_ r: RulesReport?) -> String {
+        guard let r else { return "" }
+        return """
+            "rules":{"writes":\(r.writes),"lost_writes":\(r.lostWrites),"agreed_after_stop_ms":\(r.agreedAfterStopMs.map(String.init) ?? "null"),\
+            "frames":\(r.frames),"bytes":\(r.bytes)},
             """
     }
 
