@@ -207,6 +207,8 @@ extension ClusterSimulator.Run {
             let ownership = LimitsEngine.Ownership(live: (live.map(\.info.id) + [me]).sorted(), all: limits[i].everSeen.union([me]).sorted())
             if limits[i].engine.ownership != ownership { limits[i].engine.ownership = ownership }
             limits[i].authority.live = Set(live.map(\.info.id))
+            limits[i].authority.gone = Set(m.members.values.filter { $0.state == .dead || $0.state == .left }.map(\.info.id))
+                .subtracting(limits[i].authority.live)
         }
         if !limits[i].caughtUp {
             if clock >= limits[i].catchUpUntil || nodes[i].live.contains(where: { $0.state == .alive && now - $0.changedAt >= 1_000 }) {
@@ -246,10 +248,12 @@ extension ClusterSimulator.Run {
         let frames = limits[i].engine.withCounters { counters in replicator.tick(now: clock, counters: &counters, peers: peerNames[i], later: &later) }
         limits[i].replicator = replicator
         for (peer, frame) in frames { if let to = peerIndex(peer) { send(frame, from: i, to: to) } }
-        // A peer that needs every entry gets what it would take from this node (`sendAll`).
+        // A peer that needs every entry gets this node's, and those of the gone (`sendAll`).
         for peer in later.whole {
             guard let to = peerIndex(peer) else { continue }
-            for f in Replicator.frames(limits[i].authority.forPeer(limits[i].engine.counters.entries, peer: infos[to].id)) { send(f, from: i, to: to) }
+            let counters = limits[i].engine.counters
+            let sent = limits[i].authority.forNewPeer(own: counters.ownEntries(counters.keys), entries: { counters.entries })
+            for f in Replicator.frames(sent) { send(f, from: i, to: to) }
         }
         if limits[i].replicator.needsDigests {
             limits[i].replicator.needsDigests = false

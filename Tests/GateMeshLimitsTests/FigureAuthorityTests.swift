@@ -124,3 +124,22 @@ extension FigureAuthorityTests {
         #expect(restored.ownEntries([key])[key]?.rights.returned == ["o/1": 3])
     }
 }
+
+extension FigureAuthorityTests {
+    /// A peer that needs every entry gets this node's figures, and those of members this node
+    /// holds as gone; not those of live writers, of writers not heard of yet, or its own.
+    @Test func aNewPeerGetsThisNodesFiguresAndTheGones() {
+        var counters = CounterMap(node: "b", epoch: 1)
+        counters.merge([key: entry()])
+        var sender = FigureAuthority(me: "b", myRun: "b/1", live: ["a", "c"])
+        let own = counters.ownEntries(counters.keys)
+        var read = false
+        #expect(sender.forNewPeer(own: own, entries: { read = true; return counters.entries }) == own)
+        #expect(!read, "the table was read with nobody gone")
+        sender.gone = ["d"]
+        let sent = try! #require(sender.forNewPeer(own: own, entries: { counters.entries })[key])
+        #expect(sent.spent.slots == ["b": 2, "d": 4])
+        #expect(sent.rights.returned == ["d/4": 6] && sent.rights.granted == [.init(from: "b/1", to: "a/2"): 10])
+        #expect(sent.rights.used.isEmpty)
+    }
+}

@@ -281,10 +281,11 @@ final class ClusterService: Service, Sendable {
             for member in m.live { byAddress[member.info.address] = byAddress[member.info.address] == nil ? member.info.name : .some(nil) }
             return byAddress.compactMapValues { $0 }
         })
-        let (liveIDs, seenIDs, leftIDs) = membership.withLockedValue { m in
+        let (liveIDs, seenIDs, leftIDs, goneIDs) = membership.withLockedValue { m in
             (m.live.map(\.info.id).filter { !$0.isEmpty },
              m.members.values.filter { $0.state != .left && !$0.info.id.isEmpty }.map(\.info.id),
-             m.members.values.filter { $0.state == .left }.map(\.info.id))
+             m.members.values.filter { $0.state == .left }.map(\.info.id),
+             m.members.values.filter { ($0.state == .dead || $0.state == .left) && !$0.info.id.isEmpty }.map(\.info.id))
         }
         let all = everSeen.withLockedValue { seen in
             seen.formUnion(seenIDs)
@@ -293,7 +294,11 @@ final class ClusterService: Service, Sendable {
         }
         limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
         let live = Set(liveIDs)
-        authority.withLockedValue { if $0.live != live { $0.live = live } }
+        let gone = Set(goneIDs).subtracting(live).subtracting([me.id])
+        authority.withLockedValue {
+            if $0.live != live { $0.live = live }
+            if $0.gone != gone { $0.gone = gone }
+        }
         // A peer alive for a second has sent whatever it holds (a full delta when it saw this node
         // alive): if it held nothing, there was nothing to catch up with.
         if !limits.catchUp.withLockedValue({ $0.done }),
@@ -322,17 +327,31 @@ final class ClusterService: Service, Sendable {
         }
     }
 
-    /// Sends the entries of `rules` (nil: of every rule) to `address` a frame at a time, each taken
-    /// under the lock on its own, off the event loop: a rule with 200,000 scope values never holds
-    /// admission up for long.
+    /// Sends the entries of `rules` to `address` as the peer would take them from this node (a
+    /// digest's answer: `FigureAuthority.forPeer`), or, with nil, this node's figures of every
+    /// entry and those of the gone (a peer that needs every entry: `forNewPeer`). A frame at a time,
+    /// each taken under the lock on its own, off the event loop: a rule with 200,000 scope values
+    /// never holds admission up for long.
     func sendAll(ofRules rules: Set<String>?, to address: String) {
         let limits = self.limits, connections = self.connections, authority = self.authority
         let peer = membership.withLockedValue { m in m.members.values.first { $0.info.address == address }?.info.id }
         Task.detached {
             await Self.walk(rules.map(Array.init) ?? limits.withCounters({ $0.rules })) { rule, start in
-                let (entries, next) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
-                // Cut down outside the counters' lock: what the peer would take from this node.
-                let sent = authority.withLockedValue { $0 }.forPeer(entries, peer: peer)
+                let authority = authority.withLockedValue { $0 }
+                let sent: [CounterMap.Key: CounterMap.Entry]
+                let next: Int?
+                if rules == nil {
+                    // A peer that needs every entry: this node's figures, and the gone's.
+                    let (own, entries, after) = limits.withCounters { c in
+                        let (entries, after) = c.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame)
+                        return (c.ownEntries(entries.keys), authority.gone.isEmpty ? [:] : entries, after)
+                    }
+                    (sent, next) = (authority.forNewPeer(own: own, entries: { entries }), after)
+                } else {
+                    let (entries, after) = limits.withCounters { $0.entries(ofRule: rule, from: start, count: Replicator.entriesPerFrame) }
+                    // Cut down outside the counters' lock: what the peer would take from this node.
+                    (sent, next) = (authority.forPeer(entries, peer: peer), after)
+                }
                 if !sent.isEmpty { connections.send(Frame(kind: .counters, payload: CountersCodec.encode(sent)), to: address) }
                 return next
             }
