@@ -88,8 +88,11 @@ public enum CountersCodec {
 ///
 /// Every `deltaIntervalMs` (50 ms) each peer gets this node's own figures of the entries that
 /// changed since what it was last sent (all peers while there are at most `fullFanout`, otherwise
-/// that many at random, so the work per node stays flat as the cluster grows): a delta costs one
-/// node's figures, not every node's. Every `digestIntervalMs` one peer gets a digest; it answers
+/// that many at random), and every `everyPeerMs` (200 ms) every peer that has not had the latest
+/// gets it: a peer forwards no other node's figures (`FigureAuthority`), so each change must reach
+/// each peer from its writer, and random picks alone would leave a pair unheard for (N − 1) / 8
+/// intervals on average (at 300 nodes, 20 s before the last pair agreed). A delta costs one node's
+/// figures, not every node's. Every `digestIntervalMs` one peer gets a digest; it answers
 /// with the whole entries of every rule whose hash differs, which repairs lost or reordered deltas
 /// and brings the figures of nodes that can no longer send their own. Merges are idempotent, so a
 /// duplicate or late frame is harmless.
@@ -98,6 +101,8 @@ public struct Replicator: Sendable {
         public var deltaIntervalMs: Int64 = 50
         public var digestIntervalMs: Int64 = 2000
         public var fullFanout = 8
+        /// With more peers than `fullFanout`: how often every peer behind gets a delta.
+        public var everyPeerMs: Int64 = 200
         public init() {}
     }
 
@@ -107,6 +112,10 @@ public struct Replicator: Sendable {
     /// table, a frame at a time (`CounterMap.beginDigests`); the caller does it and clears this.
     public var needsDigests = false
     var nextDeltaAt: Int64 = 0
+    /// When every peer behind next gets a delta, and what the last such sweep saw (the latest own
+    /// change and the number of peers): nothing new, no sweep.
+    var nextSweepAt: Int64 = 0
+    var swept: (ownChange: UInt64, peers: Int) = (0, 0)
     var nextDigestAt: Int64 = 0
     var rng: SplitMix64
 
@@ -145,8 +154,13 @@ public struct Replicator: Sendable {
             nextDeltaAt = now + config.deltaIntervalMs
             var targets = peers
             if targets.count > config.fullFanout {
-                targets.shuffle(using: &rng)
-                targets = Array(targets.prefix(config.fullFanout))
+                if now >= nextSweepAt && (counters.lastOwnChange > swept.ownChange || peers.count != swept.peers) {
+                    nextSweepAt = now + config.everyPeerMs
+                    swept = (counters.lastOwnChange, peers.count)
+                } else {
+                    targets.shuffle(using: &rng)
+                    targets = Array(targets.prefix(config.fullFanout))
+                }
             }
             for peer in targets {
                 let since = sentVersion[peer] ?? 0

@@ -387,7 +387,11 @@ extension ClusterSimulator.Run {
     /// partitions add to it (`kill`, `roomLeft`).
     func overshootBound() -> Int64 {
         guard load.mode == .soft else { return 0 }
-        let d = o.delayMs + o.jitterMs + 2 * 50 + o.tickMs + (o.loss > 0 ? 50 : 0)
+        // Every peer gets each change within a delta interval up to `fullFanout` peers, within
+        // `everyPeerMs` beyond.
+        let config = Replicator.Config()
+        let interval = o.nodes - 1 <= config.fullFanout ? config.deltaIntervalMs : config.everyPeerMs
+        let d = o.delayMs + o.jitterMs + interval + config.deltaIntervalMs + o.tickMs + (o.loss > 0 ? 50 : 0)
         let window = Int((d + o.tickMs - 1) / o.tickMs)
         var peak = 0, sum = 0
         for (t, n) in admittedPerTick.enumerated() {

@@ -175,3 +175,35 @@ import Testing
         #expect(total == spentBy.reduce(0, +))
     }
 }
+
+extension ReplicationTests {
+    /// With more peers than the fanout, a change still reaches every peer within `everyPeerMs`
+    /// (plus a delta interval): no peer forwards it, so random picks alone would leave some peer
+    /// unheard for seconds. With nothing new, the sweep sends nothing.
+    @Test func everyPeerHearsOfAChangeWithinTheSweepInterval() {
+        let config = Replicator.Config()
+        var replicator = Replicator(config: config, seed: 7)
+        var counters = CounterMap(node: "a")
+        let peers = (0..<300).map { "p\($0)" }
+        var heard: [String: Int64] = [:]
+        func run(from: Int64, to: Int64) {
+            for now in stride(from: from, through: to, by: 10) {
+                for (peer, _) in replicator.tick(now: now, counters: &counters, peers: peers) where heard[peer] == nil { heard[peer] = now }
+            }
+        }
+        counters.spend(CounterMap.Key(rule: "r", scope: "", bucket: 1), 5)
+        run(from: 0, to: 10_000)
+        #expect(heard.count == peers.count)
+        // A later change: every peer within a sweep and a delta interval of it.
+        heard = [:]
+        counters.spend(CounterMap.Key(rule: "r", scope: "", bucket: 1), 5)
+        run(from: 10_010, to: 10_010 + config.everyPeerMs + config.deltaIntervalMs)
+        #expect(heard.count == peers.count, "\(peers.count - heard.count) peers not reached")
+        // Nothing new: no frames at all, digests aside.
+        var sent = 0
+        for now in stride(from: Int64(11_000), through: 13_000, by: 10) {
+            sent += replicator.tick(now: now, counters: &counters, peers: peers).count { $0.1.kind == .counters }
+        }
+        #expect(sent == 0)
+    }
+}
