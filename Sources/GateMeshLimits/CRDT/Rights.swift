@@ -150,6 +150,13 @@ public struct RightsEntry: Sendable, Hashable {
         return amount
     }
 
+    /// Whether merging `other` would raise any figure.
+    public func isRaised(by other: RightsEntry) -> Bool {
+        other.granted.contains { $0.value > (granted[$0.key] ?? 0) } || other.used.contains { $0.value > (used[$0.key] ?? 0) }
+            || other.refunded.contains { $0.value > (refunded[$0.key] ?? 0) } || other.returned.contains { $0.value > (returned[$0.key] ?? 0) }
+            || other.leases.contains { $0.value > (leases[$0.key] ?? 0) }
+    }
+
     public mutating func merge(_ other: RightsEntry) {
         for (k, v) in other.granted where v > (granted[k] ?? 0) { granted[k] = v }
         for (k, v) in other.used where v > (used[k] ?? 0) { used[k] = v }
