@@ -64,7 +64,7 @@ public final class GatewayNode: Sendable {
         if let clusterConfig = config.cluster {
             self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,
                                               region: config.node.region, configDigest: state.loaded.sharedDigest, limits: limits,
-                                              cache: cache, logger: logger)
+                                              cache: cache, store: store, logger: logger)
             cache.cluster.withLockedValue { [cluster] in $0 = cluster }
         } else {
             self.cluster = nil

@@ -109,6 +109,12 @@ extension ClusterSimulator {
 extension ClusterSimulator.LimitsNode {
     /// The rights figures written since the last call go to the journal (before any frame can
     /// carry them, as in the shell).
+    /// Journals this node's figures of `keys`' rights as they are now.
+    mutating func journalRights(of keys: some Collection<CounterMap.Key>) {
+        guard !keys.isEmpty else { return }
+        for (key, rights) in engine.counters.writtenRights(keys) { journalRights[key, default: RightsEntry()].merge(rights) }
+    }
+
     mutating func journalRightsChanges() {
         for change in engine.withCounters({ $0.takeRightsChanges() }) { journalRights[change.key, default: RightsEntry()].merge(change.rights) }
     }
@@ -141,6 +147,10 @@ extension ClusterSimulator.LimitsNode {
         next.engine.withCounters { $0.returnEarlierRuns() }
         next.journalRights = journalRights
         next.journalRightsChanges()
+        // The members ever seen are in the store (`NodeStore.membersSeen`): a restarted node that
+        // forgot them would own, in `strict`, every key of a member it has not heard from yet, and
+        // grant its rights to itself.
+        next.everSeen = everSeen
         // What was restored is durable already.
         next.storedSpend = storedSpend
         next.flush()
@@ -236,6 +246,9 @@ extension ClusterSimulator.Run {
         }
         if clock >= limits[i].nextExpireAt {
             limits[i].nextExpireAt = clock + 1_000
+            // As `LimitsService.run`: the figures of the keys in use first (refunds since their
+            // last admission), then what expiring changed.
+            limits[i].journalRights(of: limits[i].engine.counters.rightsInUse)
             limits[i].engine.expire(now: clock)
             limits[i].journalRightsChanges()
         }
@@ -270,6 +283,10 @@ extension ClusterSimulator.Run {
         switch decision {
         case .admit(let reservation):
             limits[i].journalOpen[reservation.id] = reservation.entries.map { ($0.key, $0.amount) }
+            // The open record carries what this run has used of each counter's rights, this
+            // request included (`JournalRecord.Held.own`): a restart must not give back as unused
+            // the rights its last requests took.
+            limits[i].journalRights(of: reservation.entries.filter(\.fromRights).map(\.key))
             report.budget?.admitted += 1
             admittedPerTick[admittedPerTick.count - 1] += 1
             let scope = Int(w.request.user!.dropFirst())!

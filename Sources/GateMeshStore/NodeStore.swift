@@ -97,6 +97,33 @@ public final class NodeStore: Sendable {
         }
     }
 
+    // MARK: - Cluster members
+
+    /// The ids of the cluster members this node has ever seen and that have not departed: what a
+    /// `strict` budget's counters are owned among (a dead member keeps its keys until it returns).
+    /// Kept across restarts, so that a restarted node does not take itself for the owner of the
+    /// keys of members it has not heard from yet. Empty for a node that has never been in a cluster.
+    public func membersSeen() throws(StoreError) -> Set<String> {
+        do {
+            let text = try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM node_meta WHERE key = 'members_seen'") }
+            return Set((text ?? "").split(separator: "\n").map(String.init))
+        } catch {
+            throw StoreError(message: "cannot read the cluster members in '\(path)': \(error)")
+        }
+    }
+
+    /// Replaces the stored members (`membersSeen`).
+    public func saveMembersSeen(_ ids: Set<String>) throws(StoreError) {
+        do {
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO node_meta(key, value) VALUES ('members_seen', ?)",
+                               arguments: [ids.sorted().joined(separator: "\n")])
+            }
+        } catch {
+            throw StoreError(message: "cannot write the cluster members to '\(path)': \(error)")
+        }
+    }
+
     // MARK: - Rules made through the admin API
 
     /// Every stored rule and tombstone, oldest first.

@@ -4,6 +4,7 @@ import GateMeshCluster
 import GateMeshCore
 import GateMeshLimits
 import GateMeshPeer
+import GateMeshStore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -59,11 +60,15 @@ final class ClusterService: Service, Sendable {
     static let flightTimeoutMs: Int64 = 300_000
 
     init(config: ClusterConfig, nodeName: String, nodeID: String, region: String, configDigest: String = "", limits: LimitsService,
-         cache: ResponseCache, logger: Logger) throws {
+         cache: ResponseCache, store: NodeStore, logger: Logger) throws {
         self.config = config
         self.limits = limits
         self.cache = cache
+        self.store = store
         self.logger = logger
+        let seen = try store.membersSeen()
+        everSeen = NIOLockedValueBox(seen)
+        savedMembersSeen = NIOLockedValueBox(seen)
         func read(_ path: String, _ what: String) throws -> String {
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw ClusterError(message: "cannot read the cluster \(what) '\(path)': \(error.localizedDescription)")
@@ -116,7 +121,13 @@ final class ClusterService: Service, Sendable {
 
     /// Every member ever seen here that has not left (ids): the members among which a `strict`
     /// counter's owner is picked. A dead member stays: it may be alive behind a partition.
-    private let everSeen = NIOLockedValueBox<Set<String>>([])
+    /// Kept in the store (`NodeStore.membersSeen`): a restarted node that forgot them would take
+    /// itself for the owner of the keys of members it has not heard from yet, and grant itself
+    /// their rights (found by the simulator: `strict` overshot after a restart).
+    private let everSeen: NIOLockedValueBox<Set<String>>
+    /// What the store holds of `everSeen`, and the store.
+    private let savedMembersSeen: NIOLockedValueBox<Set<String>>
+    private let store: NodeStore
 
     /// Sends each owner the asks for the counters it owns.
     func askForRights(_ needs: [LimitsEngine.RightsNeed], holder: String) {
@@ -291,6 +302,16 @@ final class ClusterService: Service, Sendable {
             seen.formUnion(seenIDs)
             seen.subtract(leftIDs)
             return seen
+        }
+        if savedMembersSeen.withLockedValue({ $0 != all }) {
+            // In the tick (a task, not an event loop), in order; rare (the members changed), and
+            // a failed write is tried again at the next tick.
+            do {
+                try store.saveMembersSeen(all)
+                savedMembersSeen.withLockedValue { $0 = all }
+            } catch {
+                logger.error("could not keep the cluster's members", metadata: ["error": "\(error)"])
+            }
         }
         limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
         let live = Set(liveIDs)
