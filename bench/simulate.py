@@ -28,9 +28,8 @@ def command(binary, nodes, links, mode, seed, duration, faults):
     if mode != "none":
         cmd += ["--budget", mode, "--budget-limit", "1", "--rps", "200", "--scopes", "10", "--skew", "300ms"]
     if faults:
-        # A kill with a restart after the cluster has converged, then a partition.
-        third = duration // 3
-        cmd += ["--kill", f"1@{third}s", "--restart", "10s"]
+        # A kill with a restart once the cluster has converged (50 nodes across regions take 31 s).
+        cmd += ["--kill", f"1@{max(duration // 3, 60 if nodes >= 50 else 0)}s", "--restart", "10s"]
     return cmd
 
 
@@ -53,14 +52,14 @@ def main():
     ap.add_argument("--modes", nargs="+", default=["none", "soft", "bounded", "strict"],
                     choices=["none", "soft", "bounded", "strict"])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--duration", type=int, default=0, help="seconds per run (default: 90 for up to 50 nodes, else 120)")
+    ap.add_argument("--duration", type=int, default=0, help="seconds per run (default: 90 below 50 nodes, else 150)")
     ap.add_argument("--no-faults", action="store_true", help="no kill and restart")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
 
     rows = []
     for nodes in args.nodes:
-        duration = args.duration or (90 if nodes <= 50 else 120)
+        duration = args.duration or (90 if nodes < 50 else 150)
         for links in args.links:
             for mode in args.modes:
                 rows.append(((nodes, links, mode), [command(args.binary, nodes, links, mode, seed, duration, not args.no_faults)

@@ -23,6 +23,14 @@ import Testing
 
     static let modes: [LimitRule.Enforcement] = [.soft, .bounded, .strict]
 
+    /// Links across regions: 150 ms one way, 20 ms jitter, 5 % loss, the `wan` profile.
+    static func acrossRegions(_ o: inout SimulationOptions) {
+        o.config = .wan
+        o.delayMs = 150
+        o.jitterMs = 20
+        o.loss = 0.05
+    }
+
     /// Three and five nodes across regions (150 ms one way, jitter, 5 % loss): a budget spent in
     /// about 25 s holds in every mode, with clocks up to 400 ms apart, and several scopes.
     @Test(arguments: [3, 5])
@@ -30,10 +38,7 @@ import Testing
         for mode in Self.modes {
             for seed in UInt64(1)...UInt64(nodes == 3 ? 3 : 2) {
                 let r = ClusterSimulator.run(Self.options(nodes: nodes, seconds: 60, seed: seed, mode: mode) {
-                    $0.config = .wan
-                    $0.delayMs = 150
-                    $0.jitterMs = 20
-                    $0.loss = 0.05
+                    Self.acrossRegions(&$0)
                     $0.budget?.skewMs = 400
                     $0.budget?.scopes = 3
                     $0.budget?.requestsPerSecond = 90
@@ -111,10 +116,7 @@ import Testing
     @Test func strictHoldsThroughARestartOverManySeeds() throws {
         for seed in [10, 14, 22] as [UInt64] {
             let r = ClusterSimulator.run(Self.options(nodes: 5, seconds: 90, seed: seed, mode: .strict, rps: 200) {
-                $0.config = .wan
-                $0.delayMs = 150
-                $0.jitterMs = 20
-                $0.loss = 0.05
+                Self.acrossRegions(&$0)
                 $0.budget?.scopes = 10
                 $0.budget?.skewMs = 300
                 $0.kill = (1, 30_000)

@@ -7,10 +7,7 @@ import Testing
 @Suite struct ReplicatedStateTests {
     static func options(nodes: Int, seconds: Int64, seed: UInt64, _ change: (inout SimulationOptions) -> Void = { _ in }) -> SimulationOptions {
         var o = ClusterSimulatorTests.options(nodes: nodes, seconds: seconds, seed: seed) {
-            $0.config = .wan
-            $0.delayMs = 150
-            $0.jitterMs = 20
-            $0.loss = 0.05
+            BudgetSimulationTests.acrossRegions(&$0)
             var load = RuleLoad()
             load.writesPerSecond = 10
             $0.rules = load
