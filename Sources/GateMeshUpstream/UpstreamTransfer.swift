@@ -195,11 +195,6 @@ public final class UpstreamTransfer: @unchecked Sendable {
         if first { driver.submit(.cancel(self)) }
     }
 
-    /// True once every byte of the request body has been handed to curl.
-    public var requestBodySent: Bool {
-        lock.withLock { state.uploadFinished && state.uploadChunks.isEmpty }
-    }
-
     /// What the transfer holds right now (for tests and diagnostics).
     struct Snapshot {
         var receivePaused: Bool

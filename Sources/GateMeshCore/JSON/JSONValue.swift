@@ -42,7 +42,6 @@ public enum JSONValue: Sendable, Equatable {
     public var objectValue: JSONObject? { if case .object(let o) = self { return o }; return nil }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var isNull: Bool { if case .null = self { return true }; return false }
-    public var numberText: String? { if case .number(let n) = self { return n }; return nil }
     public var intValue: Int? {
         guard case .number(let n) = self else { return nil }
         if let i = Int(n) { return i }
