@@ -3,6 +3,9 @@ import GateMeshCore
 /// The admin-API rules as a last-writer-wins map of `RuleRecord`s (in GateMeshCore, which the
 /// store shares). Pure.
 public struct RuleRecords: Sendable {
+    /// How often each node sends its digest to one live peer (anti-entropy for the records).
+    public static let digestIntervalMs: Int64 = 2000
+
     public private(set) var byID: [String: RuleRecord] = [:]
     private var cachedDigest: UInt64?
 

@@ -107,16 +107,20 @@ extension ClusterSimulator {
 }
 
 extension ClusterSimulator.LimitsNode {
-    /// The rights figures written since the last call go to the journal (before any frame can
-    /// carry them, as in the shell).
     /// Journals this node's figures of `keys`' rights as they are now.
     mutating func journalRights(of keys: some Collection<CounterMap.Key>) {
         guard !keys.isEmpty else { return }
-        for (key, rights) in engine.counters.writtenRights(keys) { journalRights[key, default: RightsEntry()].merge(rights) }
+        journal(engine.counters.writtenRights(keys))
     }
 
+    /// The rights figures written since the last call go to the journal (before any frame can
+    /// carry them, as in the shell).
     mutating func journalRightsChanges() {
-        for change in engine.withCounters({ $0.takeRightsChanges() }) { journalRights[change.key, default: RightsEntry()].merge(change.rights) }
+        journal(engine.withCounters { $0.takeRightsChanges() })
+    }
+
+    private mutating func journal(_ figures: [(key: CounterMap.Key, rights: RightsEntry)]) {
+        for (key, rights) in figures { journalRights[key, default: RightsEntry()].merge(rights) }
     }
 
     /// The store's batch: settled spend is written, which closes those reservations in the journal.

@@ -298,7 +298,6 @@ public enum ClusterSimulator {
         /// Every up node holds as live (alive or suspect) every other up node (counts, not pairs: a
         /// check of 1,000 nodes costs 1,000 reads). Checked outside a partition only.
         func agreed() -> Bool {
-            let upCount = up.count { $0 }
             for i in nodes.indices where up[i] {
                 guard nodes[i].aliveCount == upCount - 1 else { return false }
             }

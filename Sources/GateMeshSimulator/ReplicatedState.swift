@@ -3,7 +3,7 @@ import GateMeshCore
 
 /// Admin writes (limit rules, and the orgs, teams and keys the admin API makes: all are
 /// `RuleRecord`s) made on random nodes, replicated as `ClusterService` does it: the node that
-/// made a change sends it to every member it holds as live; every `rulesDigestIntervalMs` each
+/// made a change sends it to every member it holds as live; every `RuleRecords.digestIntervalMs` each
 /// node sends its digest to one live peer, which answers a different digest with every record it
 /// holds and, unless the digest was itself an answer, with its own digest. Records are durable (the
 /// store): a restarted node keeps them.
@@ -68,7 +68,7 @@ extension ClusterSimulator.Run {
             rulesStoppedAt = now
         }
         if now >= rules[i].nextDigestAt, let peer = nodes[i].live.randomElement(using: &rng), let to = index[peer.info.address] {
-            rules[i].nextDigestAt = now + 2_000
+            rules[i].nextDigestAt = now + RuleRecords.digestIntervalMs
             sendRules(RulesCodec.digest(rules[i].records.digest(), count: rules[i].records.count, reply: false), from: i, to: to)
         }
     }

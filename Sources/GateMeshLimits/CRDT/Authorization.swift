@@ -37,8 +37,9 @@ extension CounterMap.Entry {
             && r.returned.keys.allSatisfy { keep(node($0), $0) }
     }
 
-    /// The figures `node` wrote (in every run). Compares names, without splitting them: it runs
-    /// for every changed entry of every delta.
+    /// The figures `node` wrote (in every run), cut out of the whole entry: what
+    /// `CounterMap.ownEntries` must give for this node, which it builds from its own figures
+    /// without reading the others' (the tests hold it to this).
     public func written(by node: String) -> CounterMap.Entry {
         var spent = GCounter(), reserved = VersionedSlots()
         if let v = self.spent.slots[node] { spent = GCounter(slots: [node: v]) }

@@ -236,10 +236,6 @@ public struct CounterMap: Sendable {
         }
     }
 
-    /// Whether the change log holds every change after `since` (then `delta(since:)` costs what
-    /// changed; otherwise it reads the whole table).
-    public func logReaches(_ since: UInt64) -> Bool { since >= changes.from }
-
     /// How many changes the log holds after `since` (a key changed twice counts twice; nil when
     /// the log no longer reaches back there). Costs a binary search.
     public func changeCount(since: UInt64) -> Int? { changes.count(since: since) }
@@ -447,11 +443,18 @@ public struct CounterMap: Sendable {
         table.values[index].update { for pair in pairs { $0.ownPairs[pair] = v } }
     }
 
+    /// What rights taken in hold of this node's own figures: the runs of this node they name, the
+    /// pairs this node wrote (as an owner) that grew, and whether any of its figures grew.
+    struct OwnFigures {
+        var runs: Set<String> = []
+        var pairs: [RightsEntry.Pair] = []
+        var grew = false
+    }
+
     /// What `incoming` rights (a merge, a restore, a change through `updateRights`) hold of this
-    /// node's own figures against `before`: the runs of this node they name, the pairs this node
-    /// wrote (as an owner) that grew, and whether any of its figures grew. Costs the incoming
-    /// figures, which are few but for a change made in tests or the journal's restore.
-    private func ownFigures(in incoming: RightsEntry, before: RightsEntry) -> (runs: Set<String>, pairs: [RightsEntry.Pair], grew: Bool) {
+    /// node's own figures against `before`. Costs the incoming figures, which are few but for a
+    /// change made in tests or the journal's restore.
+    private func ownFigures(in incoming: RightsEntry, before: RightsEntry) -> OwnFigures {
         let prefix = node + "/"
         var runs: Set<String> = [], pairs: [RightsEntry.Pair] = [], grew = false
         func counts(_ incoming: [String: Int64], _ before: [String: Int64]) {
@@ -470,15 +473,20 @@ public struct CounterMap: Sendable {
             if v > (before.granted[pair] ?? 0) { pairs.append(pair) }
         }
         for (pair, v) in incoming.leases where pair.from.hasPrefix(prefix) && v > (before.leases[pair] ?? 0) { pairs.append(pair) }
-        return (runs, pairs, grew || !pairs.isEmpty)
+        return OwnFigures(runs: runs, pairs: pairs, grew: grew || !pairs.isEmpty)
+    }
+
+    /// Notes, after `key` changed, the runs and pairs of this node's figures it took in.
+    private mutating func note(_ own: OwnFigures, of key: Key) {
+        ownRuns.formUnion(own.runs)
+        markOwnPairs(key, own.pairs)
     }
 
     /// Changes `key`'s rights to `rights`, which took `incoming` (`before`: what they were).
     private mutating func changeRights(_ key: Key, to rights: RightsEntry, taking incoming: RightsEntry, before: RightsEntry) {
         let own = ownFigures(in: incoming, before: before)
         change(key, own: own.grew) { $0.rights = rights }
-        ownRuns.formUnion(own.runs)
-        markOwnPairs(key, own.pairs)
+        note(own, of: key)
     }
 
     private mutating func markRights(_ key: Key) {
@@ -797,10 +805,7 @@ public struct CounterMap: Sendable {
                     }
                 }
             }
-            if let rights = effect.rights {
-                ownRuns.formUnion(rights.runs)
-                markOwnPairs(key, rights.pairs)
-            }
+            if let rights = effect.rights { note(rights, of: key) }
             if effect.spending { spentChanged.append(key) }
         }
         return spentChanged
@@ -811,8 +816,7 @@ public struct CounterMap: Sendable {
     /// (its reservation slot, which is then set to zero; its spend; its rights figures), and then
     /// go out in deltas like a local change; a figure of this node's current run from elsewhere is
     /// not taken. Costs the incoming figures (and reads the entry in place, without copying it).
-    private func effect(of incoming: Entry, on key: Key) -> (changes: Bool, spending: Bool, own: Bool,
-                                                              rights: (runs: Set<String>, pairs: [RightsEntry.Pair], grew: Bool)?) {
+    private func effect(of incoming: Entry, on key: Key) -> (changes: Bool, spending: Bool, own: Bool, rights: OwnFigures?) {
         let empty = Entry()
         return withEntry(key, or: empty) { current in
             var changes = false, spending = false, own = false
@@ -828,7 +832,7 @@ public struct CounterMap: Sendable {
                 }
                 changes = true
             }
-            var rights: (runs: Set<String>, pairs: [RightsEntry.Pair], grew: Bool)?
+            var rights: OwnFigures?
             if !incoming.rights.isEmpty {
                 if !changes && current.rights.isRaised(by: incoming.rights) { changes = true }
                 rights = ownFigures(in: incoming.rights, before: current.rights)

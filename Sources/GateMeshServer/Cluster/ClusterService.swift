@@ -31,7 +31,6 @@ final class ClusterService: Service, Sendable {
     /// How long a node that starts in a cluster waits at most to hear its peers' counters before it
     /// admits requests under a rule and hands out rights as an owner.
     static let catchUpMs: Int64 = 2_000
-    static let rulesDigestIntervalMs: Int64 = 2000
     private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
 
     let cache: ResponseCache
@@ -342,7 +341,7 @@ final class ClusterService: Service, Sendable {
         for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
         // Anti-entropy for rules: a digest to one live peer every 2 s.
         if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
-            nextRulesDigestAt.withLockedValue { $0 = now + Self.rulesDigestIntervalMs }
+            nextRulesDigestAt.withLockedValue { $0 = now + RuleRecords.digestIntervalMs }
             let mine = limits.ruleRecords
             connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: false), to: address)
         }
