@@ -32,6 +32,9 @@ public struct Frame: Sendable, Equatable {
         /// Rights: "grant me rights of this counter" (to its owner; answered with a `counters`
         /// frame holding the counter's entry).
         case rightsAsk = 12
+        /// Membership: a digest of the members this node has ever seen (`MemberAgreement`): a
+        /// `strict` owner grants only while every live peer holds the same.
+        case members = 13
     }
 
     public static let version: UInt8 = 1

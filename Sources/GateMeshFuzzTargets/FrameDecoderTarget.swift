@@ -64,6 +64,7 @@ extension FuzzTargets {
         case .rulesDigest: _ = try? RulesCodec.decodeDigest(frame.payload)
         case .alertsFired: _ = try? AlertsCodec.decode(frame.payload)
         case .rightsAsk: _ = try? RightsCodec.decode(frame.payload)
+        case .members: _ = try? MemberAgreement.decode(frame.payload)
         case .cacheGet, .cacheAnswer, .cachePut, .cacheRelease: cachePayload(frame.kind, frame.payload)
         case .hello: break
         }

@@ -330,8 +330,13 @@ final class LimitsService: Service, SpendSource, Sendable {
     var holder: String { engine.withLockedValue { $0.counters.holder } }
 
     /// Installs who owns which counter's rights (the cluster calls it when membership changes).
-    func setOwnership(_ ownership: LimitsEngine.Ownership) {
-        engine.withLockedValue { if $0.ownership != ownership { $0.ownership = ownership } }
+    /// Returns whether some rule is `strict` (the cluster then keeps the members' agreement).
+    @discardableResult
+    func setOwnership(_ ownership: LimitsEngine.Ownership) -> Bool {
+        engine.withLockedValue { e in
+            if e.ownership != ownership { e.ownership = ownership }
+            return e.hasStrict
+        }
     }
 
     /// A peer asks this node, as `key`'s owner, for rights: what to send back (this node's figures

@@ -66,6 +66,10 @@ extension ClusterSimulator {
         var authority: FigureAuthority
         /// The ids ever seen, less those that left: among them a `strict` counter's owner is picked.
         var everSeen: Set<String> = []
+        /// Whether the live peers hold the same `everSeen` (`strict` only, as in the shell).
+        var agreement: MemberAgreement
+        /// The live peers' ids.
+        var liveIDs: [String] = []
         var nextExpireAt: Int64 = 0
         var nextFlushAt: Int64 = 0
         var flushedVersion: UInt64 = 0
@@ -102,7 +106,8 @@ extension ClusterSimulator {
     static func newLimitsNode(id: String, load: BudgetLoad, epoch: UInt64, seed: UInt64) -> LimitsNode {
         let counters = CounterMap(node: id, startVersion: CounterMap.startVersion(epoch: epoch), epoch: epoch)
         return LimitsNode(engine: LimitsEngine(node: id, rules: [rule(load)], counters: counters, reservationTimeoutMs: 3_600_000),
-                          replicator: Replicator(seed: seed), epoch: epoch, authority: FigureAuthority(me: id, myRun: counters.holder))
+                          replicator: Replicator(seed: seed), epoch: epoch, authority: FigureAuthority(me: id, myRun: counters.holder),
+                          agreement: MemberAgreement(members: [id], alone: false))
     }
 }
 
@@ -155,6 +160,7 @@ extension ClusterSimulator.LimitsNode {
         // forgot them would own, in `strict`, every key of a member it has not heard from yet, and
         // grant its rights to itself.
         next.everSeen = everSeen
+        next.agreement.setMembers(everSeen.union([engine.node]))
         // What was restored is durable already.
         next.storedSpend = storedSpend
         next.flush()
@@ -218,11 +224,26 @@ extension ClusterSimulator.Run {
             limits[i].everSeen.formUnion(m.members.values.filter { $0.state != .left }.map(\.info.id))
             limits[i].everSeen.subtract(m.members.values.filter { $0.state == .left }.map(\.info.id))
             let me = infos[i].id
-            let ownership = LimitsEngine.Ownership(live: (live.map(\.info.id) + [me]).sorted(), all: limits[i].everSeen.union([me]).sorted())
+            limits[i].liveIDs = live.map(\.info.id)
+            var ownership = LimitsEngine.Ownership(live: (limits[i].liveIDs + [me]).sorted(), all: limits[i].everSeen.union([me]).sorted())
+            ownership.agreed = limits[i].engine.ownership.agreed
             if limits[i].engine.ownership != ownership { limits[i].engine.ownership = ownership }
             limits[i].authority.live = Set(live.map(\.info.id))
             limits[i].authority.gone = Set(m.members.values.filter { $0.state == .dead || $0.state == .left }.map(\.info.id))
                 .subtracting(limits[i].authority.live)
+            if load.mode == .strict {
+                limits[i].agreement.setMembers(ownership.all)
+                for gone in limits[i].authority.gone { limits[i].agreement.forget(gone) }
+            }
+        }
+        // As `ClusterService.tick`: `strict` owners grant only while the live peers hold the same
+        // members ever seen; this node's digest goes to those that need it (after the counters of
+        // this tick, below, on the same links).
+        var agreementDue: [String] = []
+        if load.mode == .strict {
+            let agreed = limits[i].agreement.agrees(live: limits[i].liveIDs, now: now)
+            if limits[i].engine.ownership.agreed != agreed { limits[i].engine.ownership.agreed = agreed }
+            agreementDue = limits[i].agreement.due(live: limits[i].liveIDs, now: now)
         }
         if !limits[i].caughtUp {
             if clock >= limits[i].catchUpUntil || nodes[i].live.contains(where: { $0.state == .alive && now - $0.changedAt >= 1_000 }) {
@@ -275,6 +296,9 @@ extension ClusterSimulator.Run {
         if limits[i].replicator.needsDigests {
             limits[i].replicator.needsDigests = false
             limits[i].engine.withCounters { $0.digestWholeTable() }
+        }
+        if !agreementDue.isEmpty {
+            for peer in agreementDue { if let to = Int(peer.dropFirst(2)) { send(limits[i].agreement.frame(to: peer), from: i, to: to) } }
         }
     }
 
@@ -347,6 +371,11 @@ extension ClusterSimulator.Run {
                 guard !differing.isEmpty else { return }
                 let entries = limits[i].engine.counters.entries(limits[i].engine.counters.keys(ofRules: differing))
                 for f in Replicator.frames(limits[i].authority.forPeer(entries, peer: infos[from].id)) { send(f, from: i, to: from) }
+            case .members:
+                let (digest, _, wantsReply) = try MemberAgreement.decode(frame.payload)
+                if limits[i].agreement.heard(digest, from: infos[from].id, wantsReply: wantsReply) {
+                    send(limits[i].agreement.frame(to: infos[from].id), from: i, to: from)
+                }
             case .rightsAsk:
                 let (holder, asks) = try RightsCodec.decode(frame.payload)
                 guard RightsEntry.split(holder: holder).node == infos[from].id else { return }

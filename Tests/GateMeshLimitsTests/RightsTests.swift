@@ -184,6 +184,36 @@ import Testing
         #expect(journaled.contains { $0.key == key && $0.rights.returned["a/1"] == heldByA })
     }
 
+    /// A `strict` owner hands out nothing while its live peers do not hold the same members
+    /// (`Ownership.agreed`): another node may take itself for the owner. `bounded` owners, whose
+    /// owners are picked among the live, are not held back.
+    @Test func aStrictOwnerGrantsOnlyWhileTheMembersAgree() {
+        let now = Self.now
+        for mode in [LimitRule.Enforcement.strict, .bounded] {
+            let budget = LimitRule(id: "budget", gateway: "g", measure: .usd, limit: 1_000, window: .fixed(lengthMs: Self.day), enforcement: mode)
+            let key = CounterMap.Key(rule: "budget", scope: "", bucket: budget.window.bucket(at: now))
+            var owner = LimitsEngine(node: "a", rules: [budget], counters: CounterMap(node: "a", epoch: 1))
+            owner.ownership = .init(live: ["a", "b"], all: ["a"], agreed: false)
+            // "a" owns every counter among ["a"]; "b" is live but not in `all` (strict picks there).
+            if mode == .strict {
+                let notAgreed = owner.grant(key, to: "b/1", shortfall: 10, need: 10, now: now)
+                #expect(!notAgreed, "strict, not agreed")
+                let d = owner.admit(LimitRequest(gateway: "g", provider: "p", model: nil), estimate: LimitAmounts(costNanos: 10, requests: 1), now: now)
+                guard case .short = d else {
+                    Issue.record("a strict owner not agreed drew rights for itself: \(d)")
+                    continue
+                }
+                owner.ownership.agreed = true
+                let agreed = owner.grant(key, to: "b/1", shortfall: 10, need: 10, now: now)
+                #expect(agreed, "strict, agreed")
+            } else {
+                owner.ownership = .init(live: ["a"], all: ["a"], agreed: false)
+                let granted = owner.grant(key, to: "b/1", shortfall: 10, need: 10, now: now)
+                #expect(granted, "bounded does not wait for agreement")
+            }
+        }
+    }
+
     /// Shares follow demand: a node that asks with a second's demand larger than an equal share
     /// gets that second's worth (up to half the pool), so busy nodes ask less often; an idle one
     /// gets the equal share, and never less than its shortfall.

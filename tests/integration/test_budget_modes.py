@@ -112,6 +112,10 @@ def test_64_clients_bursting_over_three_nodes_150_ms_apart_stay_within_the_mode_
     budget = next(b for b in status(c, 0)["budgets"] if b["rule"] == "burst")
     assert budget["enforcement"] == mode and budget["leased"] is True and "pool" in budget
     assert all("rights" in n for n in budget["by_node"])
+    # Strict owners granted, so every node's peers held the same members (null without a strict rule).
+    for i in range(3):
+        me = next(m for m in status(c, i)["members"] if m["self"])
+        assert me["members_agreed"] is (True if mode == "strict" else None), me
 
 
 @pytest.mark.skipif(not netns_available(), reason="needs root and network namespaces")

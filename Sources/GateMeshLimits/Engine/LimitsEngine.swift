@@ -54,9 +54,14 @@ public struct LimitsEngine: Sendable {
     public struct Ownership: Sendable, Hashable {
         public var live: [String]
         public var all: [String]
-        public init(live: [String], all: [String]) {
+        /// Every live peer holds the same `all` (`MemberAgreement`): only then does this node hand
+        /// out a `strict` counter's rights as its owner (two nodes that hold different sets can
+        /// each take themselves for its owner).
+        public var agreed: Bool
+        public init(live: [String], all: [String], agreed: Bool = true) {
             self.live = live
             self.all = all
+            self.agreed = agreed
         }
     }
 
@@ -76,6 +81,8 @@ public struct LimitsEngine: Sendable {
     public private(set) var rulesByID: [String: LimitRule] = [:]
     /// True when some rule has alert thresholds (settling skips the alert check otherwise).
     public private(set) var hasAlerts = false
+    /// True when some rule is `strict` (the cluster then keeps the members' agreement).
+    public private(set) var hasStrict = false
     private var byGateway: [String: RuleIndex] = [:]
     private var reservations: [UInt64: Reservation] = [:]
     /// Reservations that expired unsettled, kept for one more timeout so a long request that ends
@@ -115,6 +122,7 @@ public struct LimitsEngine: Sendable {
         rulesByID = Dictionary(rules.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         byGateway = Dictionary(grouping: rules, by: \.gateway).mapValues(RuleIndex.init)
         hasAlerts = rules.contains { !$0.alertPermille.isEmpty }
+        hasStrict = rules.contains { $0.enforcement == .strict }
         var dropped: Set<String> = []
         for (id, old) in before where rulesByID[id]?.window != old.window { dropped.insert(id) }
         if !dropped.isEmpty {
@@ -451,10 +459,11 @@ public struct LimitsEngine: Sendable {
     }
 
     /// The owner draws rights from `key`'s pool for `holder`: at least `shortfall`, or nothing
-    /// when the pool has less (or this node may not grant yet: see `grantsFrom`).
+    /// when the pool has less (or this node may not grant yet: see `grantsFrom`, and for `strict`
+    /// `Ownership.agreed`).
     private mutating func draw(_ key: CounterMap.Key, rule: LimitRule, for holder: String, shortfall: Int64, rate: Int64, now: Int64) -> Int64 {
         let pool = self.pool(key, rule: rule, now: now)
-        guard pool >= shortfall, now >= grantsFrom else { return 0 }
+        guard pool >= shortfall, now >= grantsFrom, rule.enforcement != .strict || ownership.agreed else { return 0 }
         // At most `pool` (the shortfall fits, and a share is half the pool at most).
         return counters.grantRights(key, grantSize(pool: pool, shortfall: shortfall, rate: rate), to: holder, limit: rule.limit, now: now)
     }

@@ -68,6 +68,8 @@ final class ClusterService: Service, Sendable {
         let seen = try store.membersSeen()
         everSeen = NIOLockedValueBox(seen)
         savedMembersSeen = NIOLockedValueBox(seen)
+        agreement = NIOLockedValueBox(MemberAgreement(members: seen.union([nodeID]),
+                                                      alone: !config.seeds.contains(where: { $0 != config.advertised.description })))
         func read(_ path: String, _ what: String) throws -> String {
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw ClusterError(message: "cannot read the cluster \(what) '\(path)': \(error.localizedDescription)")
@@ -124,6 +126,10 @@ final class ClusterService: Service, Sendable {
     /// itself for the owner of the keys of members it has not heard from yet, and grant itself
     /// their rights (found by the simulator: `strict` overshot after a restart).
     private let everSeen: NIOLockedValueBox<Set<String>>
+    /// Whether every live peer holds the same `everSeen` (`strict` owners grant only then).
+    private let agreement: NIOLockedValueBox<MemberAgreement>
+    /// What `agreement` said at the last tick (nil: no rule is `strict`), for the status.
+    let membersAgreed = NIOLockedValueBox<Bool?>(nil)
     /// What the store holds of `everSeen`, and the store.
     private let savedMembersSeen: NIOLockedValueBox<Set<String>>
     private let store: NodeStore
@@ -312,9 +318,22 @@ final class ClusterService: Service, Sendable {
                 logger.error("could not keep the cluster's members", metadata: ["error": "\(error)"])
             }
         }
-        limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: (all.union([me.id])).sorted()))
         let live = Set(liveIDs)
         let gone = Set(goneIDs).subtracting(live).subtracting([me.id])
+        // `strict` owners grant only while every live peer holds the same members ever seen; this
+        // node's digest goes to those that need it after this tick's counters (below).
+        let members = all.union([me.id]).sorted()
+        let (agreed, agreementDue) = agreement.withLockedValue { a -> (Bool, [String]) in
+            a.setMembers(members)
+            for id in gone { a.forget(id) }
+            return (a.agrees(live: liveIDs, now: monotonic), a.due(live: liveIDs, now: monotonic))
+        }
+        let strict = limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: members, agreed: agreed))
+        let shown: Bool? = strict ? agreed : nil
+        if membersAgreed.withLockedValue({ $0 != shown }) {
+            membersAgreed.withLockedValue { $0 = shown }
+            if strict { logger.info(agreed ? "every live peer holds the same members: strict owners grant" : "the peers' members differ: strict owners grant nothing until they agree") }
+        }
         authority.withLockedValue {
             if $0.live != live { $0.live = live }
             if $0.gone != gone { $0.gone = gone }
@@ -339,6 +358,12 @@ final class ClusterService: Service, Sendable {
         if replicator.withLockedValue({ r in defer { r.needsDigests = false }; return r.needsDigests }) { computeDigests() }
         // A peer that needs every entry (it joined, or came back) gets them a frame at a time.
         for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
+        if strict && !agreementDue.isEmpty {
+            let byID = membership.withLockedValue { m in Dictionary(m.live.map { ($0.info.id, $0.info.address) }, uniquingKeysWith: { a, _ in a }) }
+            for id in agreementDue {
+                if let address = byID[id] { connections.send(agreement.withLockedValue { $0.frame(to: id) }, to: address) }
+            }
+        }
         // Anti-entropy for rules: a digest to one live peer every 2 s.
         if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
             nextRulesDigestAt.withLockedValue { $0 = now + RuleRecords.digestIntervalMs }
@@ -451,6 +476,13 @@ final class ClusterService: Service, Sendable {
                 sendAll(ofRules: differing, to: address)
             case .hello:
                 break
+            case .members:
+                let (digest, _, wantsReply) = try MemberAgreement.decode(frame.payload)
+                guard let sender = id(of: peer) else { return }
+                if let reply = agreement.withLockedValue({ $0.heard(digest, from: sender, wantsReply: wantsReply) ? $0.frame(to: sender) : nil }),
+                   let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
+                    connections.send(reply, to: address)
+                }
             case .cacheGet:
                 var r = BinaryReader(frame.payload)
                 let id = try r.uint(), key = try r.string()
