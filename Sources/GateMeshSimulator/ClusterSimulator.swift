@@ -3,8 +3,9 @@ import GateMeshCore
 
 /// A deterministic simulator of the cluster's membership: many `Membership` state machines driven
 /// by one seeded scheduler in virtual time, over links with delay, jitter, loss and FIFO order
-/// (head-of-line blocking: a message never overtakes an earlier one on its link; a lost
-/// membership message is gone, a lost frame of the budget comes a retransmission timeout late), with a partition
+/// (head-of-line blocking: a message never overtakes an earlier one on its link; membership and
+/// frames on links of their own, as the node's two connections per peer; a lost membership
+/// message is gone, a lost frame of the budget comes a retransmission timeout late), with a partition
 /// into two halves and nodes killed at a time. Pure: no clock, no threads, no sockets; the same
 /// options and seed give the same report, so a failing seed is reproduced from its number.
 ///
@@ -147,7 +148,8 @@ public enum ClusterSimulator {
         /// Events by (time, send order): equal times keep their send order.
         var queue = MinHeap<Event> { a, b in a.at < b.at || (a.at == b.at && a.order < b.order) }
         var order: UInt64 = 0
-        /// The time the last message on each link (from × n + to) is delivered: FIFO links.
+        /// The time the last message on each link (from × n + to, plus n × n for membership's) is
+        /// delivered: FIFO links.
         var linkClock: [Int: Int64] = [:]
         var now: Int64 = 0
         var report: SimulationReport
@@ -240,9 +242,10 @@ public enum ClusterSimulator {
         /// Node `i`'s wall clock (the limits' time); membership runs on the monotonic `now`.
         func clock(_ i: Int) -> Int64 { 1_800_000_000_000 + now + (skew.isEmpty ? 0 : skew[i]) }
 
-        /// Puts a message on the link `from` → `to`, delivered after the link's delay and jitter,
-        /// never before an earlier message on the same link; with the chance `loss`, a membership
-        /// message is lost and a frame comes a retransmission timeout late.
+        /// Puts a message on the link `from` → `to` (membership's or the frames'), delivered after
+        /// the link's delay and jitter, never before an earlier message on the same link; with the
+        /// chance `loss`, a membership message is lost and a frame comes a retransmission timeout
+        /// late.
         mutating func enqueue(_ payload: Payload, size: Int, from: Int, to: Int) {
             report.messages += 1
             report.bytes += size
@@ -258,7 +261,10 @@ public enum ClusterSimulator {
                 retransmit = max(200, 2 * o.delayMs) + 50
             }
             let jitter = (o.jitterMs > 0 ? Int64(rng.next() % UInt64(o.jitterMs + 1)) : 0) + retransmit
-            let link = from * o.nodes + to
+            // Membership and the budget's frames on links of their own, as the shell's two
+            // connections per peer (`PeerConnections.Lane`): a probe never waits behind a frame.
+            var link = from * o.nodes + to
+            if case .membership = payload { link += o.nodes * o.nodes }
             let at = max(now + o.delayMs + jitter, linkClock[link] ?? 0)
             linkClock[link] = at
             order += 1
@@ -278,6 +284,14 @@ public enum ClusterSimulator {
                     if !membershipChanged.isEmpty { membershipChanged[from] = true }
                     ownersChanged[from] = true
                     guard let x = index[m.info.address], x != from else { continue }
+                    // As `ClusterService.perform`: a member alive (new, back, or cleared of a
+                    // suspicion) gets everything again, and this node's rules digest.
+                    if m.state == .alive {
+                        if !limits.isEmpty { limits[from].replicator.reset(peer: m.info.name) }
+                        if !rules.isEmpty {
+                            sendRules(RulesCodec.digest(rules[from].records.digest(), count: rules[from].records.count, reply: false), from: from, to: x)
+                        }
+                    }
                     // A suspicion or death of an earlier run of a restarted node is about the run
                     // that was killed, not a false one.
                     let reachable = up[x] && !cut(from, x, at: now) && !cut(x, from, at: now) && m.incarnation >= runStarts[x]

@@ -17,12 +17,13 @@ import Testing
     }
 
     /// Across regions with loss: every write reaches every node, and the cache keys never move
-    /// though members are suspected (the runs are chosen to have false suspicions).
+    /// though members are suspected (the runs are chosen to have false suspicions: 5 nodes, with
+    /// membership on links of its own, had none in 12 seeds at 5 % loss, so they run at 10 %).
     @Test(arguments: [5, 50])
     func rulesAgreeAndCacheKeysStayPutThroughSuspicions(nodes: Int) throws {
         var suspicions = 0
         for seed in UInt64(1)...3 {
-            let r = ClusterSimulator.run(Self.options(nodes: nodes, seconds: 90, seed: seed))
+            let r = ClusterSimulator.run(Self.options(nodes: nodes, seconds: 90, seed: seed) { $0.loss = nodes == 5 ? 0.1 : 0.05 })
             #expect(r.violations.isEmpty, "\(nodes) nodes, seed \(seed): \(r.violations)")
             let rules = try #require(r.rules)
             #expect(rules.writes > 500 && rules.lostWrites == 0)

@@ -379,6 +379,32 @@ def test_peer_links_have_tcp_keepalive_both_ways(cluster):
     assert "00" not in seen["accepted"] | seen["dialled"], seen
 
 
+def test_each_peer_gets_a_connection_for_membership_and_one_for_the_rest(cluster):
+    """Membership messages never wait behind counter, rule or cache frames in one TCP stream: each
+    node dials each peer twice (membership, and the rest), so node 1's peer port has exactly two
+    established connections from node 0, once rules and counters have flowed."""
+    c = cluster(2)
+    port = int(c.peer_address(1).rsplit(":", 1)[1])
+    # Something for the bulk link: a spend to replicate (the rules digest flows too).
+    requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT, timeout=10)
+
+    def dialled():
+        n = 0
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in open(path).read().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "01" and int(f[2].split(":")[1], 16) == port:
+                    n += 1
+        return n
+
+    eventually(dialled, lambda n: n == 2, timeout=15, what="two connections from node 0 to node 1's peer port")
+    # They stay two: no lane dials again while its connection is up.
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        assert dialled() == 2
+        time.sleep(0.1)
+
+
 def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     import subprocess
     c = cluster(2, BUDGET)
