@@ -12,7 +12,10 @@ does to a TCP stream: with probability P a chunk read is held for a retransmissi
 it on that direction waits behind it, as TCP's in-order delivery makes it.
 
 `Relays` is importable: `Relays([(listen, target), ...], delay_ms).start()` runs them on a
-background thread until `stop()`. The benchmark `bench/cluster-overshoot.py` points every node's
+background thread until `stop()`. `--host` listens and connects on another address than
+127.0.0.1 (`cluster/netns.py` runs a relay in each node's namespace, in front of its peer port,
+when the kernel has no netem), and `--by-source IP=MS,...` gives connections from those addresses
+their own delay (the region pair's), in both directions. The benchmark `bench/cluster-overshoot.py` points every node's
 advertised peer address at a relay in front of it, so every link between two nodes carries the
 delay each way.
 """
@@ -62,9 +65,11 @@ async def _pump(reader, writer, delay, loss=0.0, rng=None):
 
 
 class Relays:
-    def __init__(self, pairs, delay_ms, host="127.0.0.1", loss=0.0, seed=1):
+    def __init__(self, pairs, delay_ms, host="127.0.0.1", loss=0.0, seed=1, by_source=None):
         self.pairs = pairs
         self.delay = delay_ms / 1000.0
+        # Client address -> one-way delay in seconds (others get `delay`).
+        self.by_source = {ip: ms / 1000.0 for ip, ms in (by_source or {}).items()}
         self.loss = loss
         self.rng = random.Random(seed)
         self.host = host
@@ -73,13 +78,15 @@ class Relays:
 
     async def _serve(self, target):
         async def handle(client_reader, client_writer):
+            peer = client_writer.get_extra_info("peername")
+            delay = self.by_source.get(peer[0] if peer else None, self.delay)
             try:
                 up_reader, up_writer = await asyncio.open_connection(self.host, target)
             except OSError:
                 client_writer.close()
                 return
-            await asyncio.gather(_pump(client_reader, up_writer, self.delay, self.loss, self.rng),
-                                 _pump(up_reader, client_writer, self.delay, self.loss, self.rng),
+            await asyncio.gather(_pump(client_reader, up_writer, delay, self.loss, self.rng),
+                                 _pump(up_reader, client_writer, delay, self.loss, self.rng),
                                  return_exceptions=True)
         return handle
 
@@ -110,10 +117,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delay-ms", type=float, required=True)
     parser.add_argument("--loss", type=float, default=0.0, help="chance (0 to 1) that a chunk waits a retransmission timeout")
-    parser.add_argument("pairs", nargs="+", help="LISTEN:TARGET ports on 127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen and connect on")
+    parser.add_argument("--by-source", default="", help="IP=MS,...: the one-way delay of connections from these addresses")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("pairs", nargs="+", help="LISTEN:TARGET ports on the host")
     args = parser.parse_args()
     pairs = [tuple(int(p) for p in pair.split(":")) for pair in args.pairs]
-    Relays(pairs, args.delay_ms, loss=args.loss).start()
+    by_source = {ip: float(ms) for ip, ms in (x.split("=") for x in args.by_source.split(",") if x)}
+    Relays(pairs, args.delay_ms, host=args.host, loss=args.loss, seed=args.seed, by_source=by_source).start()
     print(f"relaying {len(pairs)} link(s) with {args.delay_ms} ms each way; Ctrl-C stops")
     try:
         while True:

@@ -14,8 +14,9 @@ Faults (each in its own window of the run, healed before the next):
   oneway   one node's packets to the others are dropped, theirs to it arrive, for 10 s
   bridge   two groups cut apart except through one node that reaches both, for 10 s
   clock    step one node's wall clock 5 s ahead (libfaketime; its monotonic clock runs on), then back
-Delay and loss come from tc netem where the kernel has it (`--latency`, `--loss`); without netem
-the run says so and goes on without them.
+Delay and loss (`--latency`, `--loss`) come from tc netem where the kernel has it, and from a delay
+relay in each node's namespace in front of its peer port where not (`netns.py`, `delay.py`: a
+lost packet there is a chunk held a retransmission timeout, as TCP makes it).
 
 The checker, once every fault is healed, every node is up and traffic has stopped:
   - no admitted spend lost: every node's spent ≥ what the mock served (each request's estimate is
@@ -227,6 +228,8 @@ def run(args, mode, faults, binary=None):
             failures.append(f"{len(undocumented)} undocumented 5xx answers, e.g. {undocumented[0]}")
         return {
             "mode": mode, "nodes": c.count, "faults": done, "seconds": round(time.time() - started),
+            "links": (f"{args.latency or 0} ms one way, {args.loss:g} % loss, " + ("delay relay" if c.relayed else "netem")
+                      if args.latency or args.loss else "loopback bridge"),
             "answers": {str(k): v for k, v in sorted(traffic.codes.items())}, "no_answer": traffic.errors,
             "limit_requests": args.budget_requests, "served_requests": served // per, "counted_requests": counted / per,
             "overshoot_requests": max(0, over) / per, "agreed_after_s": round(agreed_after, 1) if agreed else None,
@@ -244,8 +247,8 @@ def main():
     parser.add_argument("--matrix", action="store_true", help="every mode against all the faults, one row each")
     parser.add_argument("--rate", type=float, default=20, help="requests a second over the cluster")
     parser.add_argument("--budget-requests", type=int, default=600, help="the budget, in requests' worth")
-    parser.add_argument("--latency", default="", help="one-way ms between regions (needs netem)")
-    parser.add_argument("--loss", type=float, default=0.0, help="loss in percent on every link (needs netem)")
+    parser.add_argument("--latency", default="", help="one-way ms between regions (netem, or the delay relay)")
+    parser.add_argument("--loss", type=float, default=0.0, help="loss in percent on every link (netem, or the delay relay)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--binary")
     parser.add_argument("--json", action="store_true")
@@ -261,7 +264,7 @@ def main():
         if args.json:
             print(json.dumps(r))
         else:
-            print(f"{r['mode']:8} {r['nodes']} nodes, {r['seconds']} s: served {r['served_requests']} of {r['limit_requests']}, "
+            print(f"{r['mode']:8} {r['nodes']} nodes, {r['links']}, {r['seconds']} s: served {r['served_requests']} of {r['limit_requests']}, "
                   f"counted {r['counted_requests']:.0f}, over {r['overshoot_requests']:.0f}, agreed after {r['agreed_after_s']} s, "
                   f"answers {r['answers']}, no answer {r['no_answer']}")
             for f in r["faults"]:

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Starts N GateMesh nodes in Linux network namespaces grouped into regions, with tc netem latency
 (and optional loss) between regions, plus the mock provider in the root namespace. Needs root
-(ip netns, tc; latency and loss need the kernel's sch_netem). For tests, demonstrations and the
-cluster benchmark. `NetnsCluster.partition(a, b)` cuts the links between two groups of nodes
+(ip netns, tc). Latency and loss come from the kernel's sch_netem where it has it; where not, from
+a delay relay (`delay.py`) in each node's namespace in front of its peer port (the node listens on
+7946 and advertises the relay's 7947; the relay holds each byte for the region pair's one-way
+delay, both ways, and with the loss chance a chunk a retransmission timeout more, which is what
+loss does to a TCP stream). For tests, demonstrations and the cluster benchmark. `NetnsCluster.partition(a, b)` cuts the links between two groups of nodes
 (blackhole routes) while clients in the root namespace still reach all of them; `heal()` undoes it.
 
     sudo python3 cluster/netns.py --nodes 5 --regions 3 --latency 30,80,150 --loss 0
@@ -38,6 +41,19 @@ def sh(*args, check=True):
     return subprocess.run(list(args), check=check, capture_output=True, text=True)
 
 
+DELAY_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delay.py")
+
+
+def netem_available():
+    """Whether the kernel has sch_netem: a netem qdisc added in a scratch namespace."""
+    sh("ip", "netns", "add", "gm-probe", check=False)
+    try:
+        return sh("ip", "netns", "exec", "gm-probe", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+                  check=False).returncode == 0
+    finally:
+        sh("ip", "netns", "del", "gm-probe", check=False)
+
+
 class NetnsCluster:
     def __init__(self, nodes=3, regions=3, latency_ms=(30, 80, 150), loss_pct=0.0, binary=None, extra_yaml="",
                  admin_token="cluster-admin", openai_key=None):
@@ -58,6 +74,9 @@ class NetnsCluster:
         self.clock_dir = None
         self.procs = []
         self.mock = None
+        self.relays = []
+        # Relays instead of netem: decided at start, when there is latency or loss to add.
+        self.relayed = False
 
     def ip(self, i):
         return f"10.77.0.{i + 1}"
@@ -72,8 +91,14 @@ class NetnsCluster:
         ra, rb = sorted((self.region(a), self.region(b)))
         return 0 if ra == rb else self.latency[(ra, rb)]
 
+    def peer_port(self, i):
+        """The peer port the others dial: the relay's when the links are relayed."""
+        return 7947 if self.relayed else 7946
+
     def start(self):
         self.cleanup()
+        shaped = self.loss or any(self.one_way(a, b) for a in range(self.count) for b in range(self.count))
+        self.relayed = bool(shaped) and not netem_available()
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
@@ -86,12 +111,15 @@ class NetnsCluster:
             sh("ip", "-n", ns, "addr", "add", f"{self.ip(i)}/24", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-            self.shape(i)
+            if self.relayed:
+                self.relay(i)
+            else:
+                self.shape(i)
         self.mock = subprocess.Popen([self.binary, "mock-provider", "--listen", f"{HOST_IP}:9999"], stdout=subprocess.DEVNULL)
         wait_ready(f"http://{HOST_IP}:9999/_mock/healthz", self.mock)
         certs = os.path.join(self.run_dir, "certs")
         sh(self.binary, "certs", "init", "--dir", certs)
-        seeds = ", ".join(f'"{self.ip(i)}:7946"' for i in range(self.count))
+        seeds = ", ".join(f'"{self.ip(i)}:{self.peer_port(i)}"' for i in range(self.count))
         for i in range(self.count):
             name = f"node-{i + 1}"
             sh(self.binary, "certs", "issue", name, "--host", self.ip(i), "--dir", certs)
@@ -101,7 +129,7 @@ class NetnsCluster:
                 f.write(f'node: {{name: {name}, region: region-{self.region(i) + 1}, listen: "{self.ip(i)}:8787", data_dir: "{d}/data"}}\n')
                 f.write(f"admin: {{token: {self.admin_token}}}\n")
                 f.write(provider_overrides(f"http://{HOST_IP}:9999", self.openai_key))
-                f.write(f'cluster:\n  listen: "{self.ip(i)}:7946"\n  seeds: [{seeds}]\n'
+                f.write(f'cluster:\n  listen: "{self.ip(i)}:7946"\n  advertise: "{self.ip(i)}:{self.peer_port(i)}"\n  seeds: [{seeds}]\n'
                         f'  tls: {{ca: "{certs}/ca.pem", cert: "{certs}/{name}.pem", key: "{certs}/{name}.key"}}\n')
                 f.write(self.extra_yaml)
             self.procs.append(self.spawn(i))
@@ -175,6 +203,16 @@ class NetnsCluster:
                     sh("ip", "netns", "exec", ns, "tc", "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
                        "prio", "1", "u32", "match", "ip", "dst", f"{self.ip(j)}/32", "flowid", cls)
 
+    def relay(self, i):
+        """Starts the delay relay in node i's namespace: 7947 to its peer port 7946, each
+        connection held for the one-way delay of its source's region pair, with the loss."""
+        by_source = ",".join(f"{self.ip(j)}={self.one_way(i, j)}" for j in range(self.count) if j != i)
+        log = open(os.path.join(self.run_dir, f"relay-{i + 1}.log"), "a")
+        self.relays.append(subprocess.Popen(
+            ["ip", "netns", "exec", f"gm-n{i + 1}", sys.executable, DELAY_PY, "--host", self.ip(i), "--delay-ms", "0",
+             "--loss", str(self.loss / 100), "--seed", str(i + 1), "--by-source", by_source, "7947:7946"],
+            stdout=log, stderr=subprocess.STDOUT))
+
     def partition(self, group_a, group_b):
         """Cuts every link between the two groups of nodes (blackhole routes in each namespace);
         clients in the root namespace still reach every node."""
@@ -190,10 +228,10 @@ class NetnsCluster:
                     sh("ip", "-n", f"gm-n{i + 1}", "route", "del", "blackhole", f"{self.ip(j)}/32", check=False)
 
     def stop(self):
-        for p in self.procs + ([self.mock] if self.mock else []):
+        for p in self.procs + self.relays + ([self.mock] if self.mock else []):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in self.procs + ([self.mock] if self.mock else []):
+        for p in self.procs + self.relays + ([self.mock] if self.mock else []):
             try:
                 p.wait(15)
             except subprocess.TimeoutExpired:
