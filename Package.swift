@@ -122,6 +122,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The simulator's properties at 1,000 nodes, built in release by scripts/test (CI).
+        .executableTarget(
+            name: "gatemesh-scale",
+            dependencies: ["GateMeshSimulator", "GateMeshCluster", "GateMeshLimits"],
+            swiftSettings: swiftSettings
+        ),
         // The limits replication benchmark: admission latency while replication holds the lock.
         .executableTarget(
             name: "gatemesh-limits-bench",
