@@ -411,9 +411,13 @@ public struct Membership: Sendable {
             candidates.shuffle(using: &rng)
             var picked: [String] = []
             for address in candidates where picked.count < config.reconnectFanout && !picked.contains(address) { picked.append(address) }
+            // Only this node's own record, asking for the other's list back: an absent seed or a
+            // dead member that answers sends what it holds (from which this node learns who is
+            // there, and that it was held dead, which it refutes); one that does not answer cost a
+            // short message, not the whole list (50 KB a second per dead member at 1,000 nodes).
             if !picked.isEmpty {
-                let list = snapshot()
-                for address in picked { out.append(send(to: address, .sync(members: list, reply: false))) }
+                let mine = [Update(info: me, state: .alive, incarnation: incarnation)]
+                for address in picked { out.append(send(to: address, .sync(members: mine, reply: false))) }
             }
         }
         return out
