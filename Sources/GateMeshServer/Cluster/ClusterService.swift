@@ -323,12 +323,13 @@ final class ClusterService: Service, Sendable {
         // `strict` owners grant only while every live peer holds the same members ever seen; this
         // node's digest goes to those that need it after this tick's counters (below).
         let members = all.union([me.id]).sorted()
-        let (agreed, agreementDue) = agreement.withLockedValue { a -> (Bool, [String]) in
+        let agreed = agreement.withLockedValue { a in
             a.setMembers(members)
             for id in gone { a.forget(id) }
-            return (a.agrees(live: liveIDs, now: monotonic), a.due(live: liveIDs, now: monotonic))
+            return a.agrees(live: liveIDs, now: monotonic)
         }
         let strict = limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: members, agreed: agreed))
+        let agreementDue = strict ? agreement.withLockedValue { $0.due(live: liveIDs, now: monotonic) } : []
         let shown: Bool? = strict ? agreed : nil
         if membersAgreed.withLockedValue({ $0 != shown }) {
             membersAgreed.withLockedValue { $0 = shown }
@@ -358,7 +359,7 @@ final class ClusterService: Service, Sendable {
         if replicator.withLockedValue({ r in defer { r.needsDigests = false }; return r.needsDigests }) { computeDigests() }
         // A peer that needs every entry (it joined, or came back) gets them a frame at a time.
         for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
-        if strict && !agreementDue.isEmpty {
+        if !agreementDue.isEmpty {
             let byID = membership.withLockedValue { m in Dictionary(m.live.map { ($0.info.id, $0.info.address) }, uniquingKeysWith: { a, _ in a }) }
             for id in agreementDue {
                 if let address = byID[id] { connections.send(agreement.withLockedValue { $0.frame(to: id) }, to: address) }
