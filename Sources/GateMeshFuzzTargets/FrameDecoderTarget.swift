@@ -32,6 +32,7 @@ extension FuzzTargets {
                 [0] + AlertsCodec.encode(alertsSample).encoded() + RightsCodec.encode(holder: "n1", rightsSample).encoded(),
                 [0] + Frame(kind: .rules, payload: RulesCodec.encode(rulesSample)).encoded()
                     + RulesCodec.digest(42, count: 1, reply: true).encoded(),
+                [2, 3] + MemberAgreement(members: ["a", "b"], alone: false).frame(to: "b").encoded(),
                 [0] + Array("GM\u{2}\u{1}\0\0\0\0".utf8),
                 [0] + Array("GM\u{1}\u{63}\0\0\0\0".utf8),
                 [0] + Array("GM\u{1}\u{1}\u{7f}\u{ff}\u{ff}\u{ff}".utf8),
