@@ -44,15 +44,15 @@ public struct MemberAgreement: Sendable {
     }
 
     /// FNV-1a (64-bit) over the sorted ids, each followed by a unit separator: the same on every
-    /// node and every run (Swift's `Hasher` is seeded per process).
+    /// node and every run.
     public static func digest(of members: some Sequence<String>) -> (digest: UInt64, count: Int) {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var fnv = FNV1a()
         let sorted = Set(members).sorted()
         for id in sorted {
-            for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-            h = (h ^ 0x1F) &* 0x100_0000_01b3
+            fnv.add(id)
+            fnv.add(0x1F as UInt8)
         }
-        return (h, sorted.count)
+        return (fnv.value, sorted.count)
     }
 
     /// This node's members ever seen (itself included) are now `members`.

@@ -31,12 +31,13 @@ public struct RuleRecords: Sendable {
         if let d = cachedDigest { return d }
         var total: UInt64 = 0
         for r in byID.values {
-            var h: UInt64 = 0xcbf29ce484222325
-            for b in r.id.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-            h = (h ^ 0xff) &* 0x100000001b3
-            for b in r.origin.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-            for i in 0..<8 { h = (h ^ (UInt64(bitPattern: r.updatedTs) >> (8 * UInt64(i)) & 0xff)) &* 0x100000001b3 }
-            h = (h ^ (r.deleted ? 1 : 2)) &* 0x100000001b3
+            var fnv = FNV1a()
+            fnv.add(r.id)
+            fnv.add(0xff as UInt8)
+            fnv.add(r.origin)
+            fnv.add(UInt64(bitPattern: r.updatedTs))
+            fnv.add(UInt8(r.deleted ? 1 : 2))
+            var h = fnv.value
             // Order-independent: the sum of well-mixed per-record hashes.
             h ^= h >> 31
             h = h &* 0x7fb5d329728ea185

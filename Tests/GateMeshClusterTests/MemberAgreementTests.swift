@@ -7,6 +7,9 @@ import Testing
     @Test func theDigestIsTheSets() {
         #expect(MemberAgreement.digest(of: ["b", "a", "a"]) == MemberAgreement.digest(of: ["a", "b"]))
         #expect(MemberAgreement.digest(of: ["a", "b"]).count == 2)
+        // Pinned (FNV-1a over "id0", 0x1F, "id1", 0x1F, computed outside Swift): nodes of
+        // different versions compare digests.
+        #expect(MemberAgreement.digest(of: ["id1", "id0"]).digest == 0x983b_0bd6_2e80_748c)
         #expect(MemberAgreement.digest(of: ["a", "b"]).digest != MemberAgreement.digest(of: ["a", "b", "c"]).digest)
         // Ids are separated: "ab" is not "a" then "b".
         #expect(MemberAgreement.digest(of: ["ab"]).digest != MemberAgreement.digest(of: ["a", "b"]).digest)

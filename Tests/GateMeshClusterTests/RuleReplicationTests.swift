@@ -7,6 +7,14 @@ import Testing
         RuleRecord(id: id, gateway: "default", definition: deleted ? "" : def, createdTs: 1, updatedTs: ts, origin: origin, deleted: deleted)
     }
 
+    /// Nodes of different versions compare digests: the value is pinned (computed outside Swift,
+    /// from the FNV-1a bytes the digest is defined by).
+    @Test func theDigestIsPinned() {
+        var records = RuleRecords()
+        _ = records.merge([record("r1", 1_800_000_000_123, "node-1"), record("r2", 1_800_000_000_456, "node-2", deleted: true)])
+        #expect(records.digest() == 0xffb0_dc7c_5a64_dc9b)
+    }
+
     @Test func theLatestVersionWinsInAnyOrderAndDuplicatesChangeNothing() {
         let changes = [
             record("a", 10, "n1", def: "{\"v\":1}"), record("a", 20, "n2", def: "{\"v\":2}"), record("b", 5, "n1"),
