@@ -39,22 +39,16 @@ let cases: [Case] = [
     Case(name: "150 ms ± 20 ms, 5 % loss, wan, seed 1", options: options(seed: 1, seconds: 240, acrossRegions)),
 ]
 
-func monotonicMs() -> Int64 {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Int64(t.tv_sec) * 1_000 + Int64(t.tv_nsec) / 1_000_000
-}
-
 var failed = false
 for c in cases {
-    let started = monotonicMs()
+    let started = ContinuousClock.now
     let r = ClusterSimulator.run(c.options)
-    let wall = Double(monotonicMs() - started) / 1_000
+    let wall = ContinuousClock.now - started
     let converged = r.convergedAtMs.map { "\(Double($0) / 1_000) s" } ?? "never"
     let seenDead = r.killedSeenDeadAfterMs.map { "\(Double($0) / 1_000) s" } ?? "-"
     print("1,000 nodes, \(c.options.durationMs / 1_000) s, \(c.name): converged \(converged), false suspicions \(r.falseSuspicions), "
           + "false deaths \(r.falseDeaths), killed seen dead after \(seenDead), "
-          + "\(Int(r.bytesPerNodePerSecond)) bytes / node / s, wall \(wall) s: "
+          + "\(Int(r.bytesPerNodePerSecond)) bytes / node / s, wall \(wall): "
           + (r.violations.isEmpty ? "hold" : "FAILED: \(r.violations.joined(separator: "; "))"))
     if !r.violations.isEmpty { failed = true }
 }

@@ -68,8 +68,9 @@ final class ClusterService: Service, Sendable {
         let seen = try store.membersSeen()
         everSeen = NIOLockedValueBox(seen)
         savedMembersSeen = NIOLockedValueBox(seen)
-        agreement = NIOLockedValueBox(MemberAgreement(members: seen.union([nodeID]),
-                                                      alone: !config.seeds.contains(where: { $0 != config.advertised.description })))
+        // Peers to hear from: seeds other than this node's own address.
+        let hasPeers = config.seeds.contains { $0 != config.advertised.description }
+        agreement = NIOLockedValueBox(MemberAgreement(members: seen.union([nodeID]), alone: !hasPeers))
         func read(_ path: String, _ what: String) throws -> String {
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw ClusterError(message: "cannot read the cluster \(what) '\(path)': \(error.localizedDescription)")
@@ -112,7 +113,7 @@ final class ClusterService: Service, Sendable {
             self.replicator.withLockedValue { $0.reset(peer: peer) }
         }
         // With peers to hear from, admit nothing under a rule until caught up with them.
-        if config.seeds.contains(where: { $0 != config.advertised.description }) {
+        if hasPeers {
             limits.expectCatchUp(until: Self.now() + Self.catchUpMs)
         }
     }
@@ -331,9 +332,8 @@ final class ClusterService: Service, Sendable {
         let strict = limits.setOwnership(.init(live: (liveIDs + [me.id]).sorted(), all: members, agreed: agreed))
         let agreementDue = strict ? agreement.withLockedValue { $0.due(live: liveIDs, now: monotonic) } : []
         let shown: Bool? = strict ? agreed : nil
-        if membersAgreed.withLockedValue({ $0 != shown }) {
-            membersAgreed.withLockedValue { $0 = shown }
-            if strict { logger.info(agreed ? "every live peer holds the same members: strict owners grant" : "the peers' members differ: strict owners grant nothing until they agree") }
+        if membersAgreed.withLockedValue({ old in defer { old = shown }; return old != shown }), strict {
+            logger.info(agreed ? "every live peer holds the same members: strict owners grant" : "the peers' members differ: strict owners grant nothing until they agree")
         }
         authority.withLockedValue {
             if $0.live != live { $0.live = live }
