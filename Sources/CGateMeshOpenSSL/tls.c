@@ -142,3 +142,17 @@ int copenssl_tls_peer_name(copenssl_tls *t, char *buf, size_t cap) {
     X509_free(peer);
     return n;
 }
+
+int copenssl_tls_peer_certificate(copenssl_tls *t, unsigned char *out, size_t cap) {
+    X509 *peer = SSL_get1_peer_certificate(t->ssl);
+    if (peer == NULL) return -1;
+    int n = i2d_X509(peer, NULL);
+    if (n > 0 && (size_t)n <= cap) {
+        unsigned char *p = out;
+        n = i2d_X509(peer, &p);
+    } else {
+        n = -1;
+    }
+    X509_free(peer);
+    return n;
+}

@@ -35,9 +35,17 @@ public struct Frame: Sendable, Equatable {
         /// Membership: a digest of the members this node has ever seen (`MemberAgreement`): a
         /// `strict` owner grants only while every live peer holds the same.
         case members = 13
+        /// Membership: "send me the certificates of these members" (to the peer that passed on
+        /// records about them signed with keys this node does not hold).
+        case certificateAsk = 14
+        /// Membership: certificates (DER) of members, answering a `certificateAsk`.
+        case certificates = 15
     }
 
-    public static let version: UInt8 = 1
+    /// 2 since membership records are signed (`RecordSigner`): a node of an earlier build could not
+    /// read a membership message of this one, and is told so by the version, not by payloads that
+    /// do not decode.
+    public static let version: UInt8 = 2
     public static let headerSize = 8
 
     public var kind: Kind

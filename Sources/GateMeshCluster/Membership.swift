@@ -28,6 +28,9 @@ import GateMeshCore
 ///   member many see as failed is declared dead quickly and one suspected by a single slow node has
 ///   a long time to refute.
 ///
+/// Records are signed (`RecordSigner`): a member's record (address, id, incarnation…) passed on by
+/// another counts only with that member's signature, so a peer can relay records but not write them.
+///
 /// Pings name the member they are for and acks the member that answered: a node that now has a
 /// dead member's address refuses a ping for that member, so it is not mistaken for it. `now` is a
 /// monotonic clock (milliseconds): wall-clock steps must not turn suspects dead.
@@ -117,6 +120,9 @@ public struct Membership: Sendable {
         public var changedAt: Int64
         public var lastHeardAt: Int64?
         public var rttMs: Int64?
+        /// The member's signature of its record at this incarnation (`RecordSigner`), passed on
+        /// with every update about it.
+        public var signature: [UInt8] = []
     }
 
     /// One piece of gossip: a member's state at an incarnation. A suspicion names the member that
@@ -126,11 +132,14 @@ public struct Membership: Sendable {
         public var state: State
         public var incarnation: UInt64
         public var accuser: String
-        public init(info: Info, state: State, incarnation: UInt64, accuser: String = "") {
+        /// The member's signature of its record (`info` at `incarnation`); empty without signing.
+        public var signature: [UInt8]
+        public init(info: Info, state: State, incarnation: UInt64, accuser: String = "", signature: [UInt8] = []) {
             self.info = info
             self.state = state
             self.incarnation = incarnation
             self.accuser = accuser
+            self.signature = signature
         }
     }
 
@@ -153,11 +162,14 @@ public struct Membership: Sendable {
     public struct Envelope: Sendable, Equatable {
         public var from: Info
         public var incarnation: UInt64
+        /// The sender's signature of its own record, for the receiver to pass on with it.
+        public var signature: [UInt8]
         public var message: Message
         public var updates: [Update]
-        public init(from: Info, incarnation: UInt64, message: Message, updates: [Update]) {
+        public init(from: Info, incarnation: UInt64, signature: [UInt8] = [], message: Message, updates: [Update]) {
             self.from = from
             self.incarnation = incarnation
+            self.signature = signature
             self.message = message
             self.updates = updates
         }
@@ -171,6 +183,10 @@ public struct Membership: Sendable {
         /// counter slots. This node is the one to stop (it started later: its incarnation is
         /// higher, or equal with the higher name or address).
         case duplicateID(of: Info)
+        /// Records about these members came from the peer at `from` with signatures this node
+        /// holds no key for (or not the key that made them): ask that peer for their certificates,
+        /// and call `certificatesLearned` with the names of those that check out.
+        case askCertificates(names: [String], from: String)
     }
 
     public private(set) var me: Info
@@ -179,6 +195,23 @@ public struct Membership: Sendable {
     public private(set) var members: [String: Member] = [:]
     public private(set) var leaving = false
     public private(set) var seeds: [String]
+    /// Signs this node's record and checks others' (nil: records are not signed, as in tests of
+    /// the protocol alone).
+    let signer: (any RecordSigner)?
+    /// This node's signature of its record at its incarnation.
+    var mySignature: [UInt8] = []
+    /// Records waiting for their member's certificate, by member (the newest one), with the member
+    /// that passed them on (and whether it was counted as forged already); and when a certificate
+    /// was last asked for, by member.
+    var held: [String: (update: Update, from: String, counted: Bool)] = [:]
+    var askedAt: [String: Int64] = [:]
+    /// Members whose certificates to ask the sender of the message being read for.
+    var certificatesWanted: [String] = []
+    /// How many records are held at most, and how long before a certificate is asked for again.
+    static let maxHeld = 4096
+    static let askAgainMs: Int64 = 1000
+    /// Records dropped because their signature was not their member's.
+    public private(set) var forgedRecords = 0
     var rng: SplitMix64
     var seq: UInt64 = 0
     var probeOrder: [String] = []
@@ -232,15 +265,31 @@ public struct Membership: Sendable {
     var copiesTold: Set<String> = []
 
     /// `seeds` are addresses (the same list on every node, this node's own included, is fine).
-    public init(me: Info, seeds: [String], config: Config = Config(), seed: UInt64 = 0, startIncarnation: UInt64 = 0) {
+    public init(me: Info, seeds: [String], config: Config = Config(), seed: UInt64 = 0, startIncarnation: UInt64 = 0,
+                signer: (any RecordSigner)? = nil) {
         self.me = me
         self.incarnation = startIncarnation
         self.startIncarnation = startIncarnation
         self.config = config
         self.seeds = seeds.filter { $0 != me.address }
+        self.signer = signer
         var h: UInt64 = 1469598103934665603
         for b in me.name.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
         self.rng = SplitMix64(seed: seed ^ h)
+        resign()
+    }
+
+    /// Signs this node's record again (after its incarnation or its record changed).
+    mutating func resign() {
+        mySignature = signer?.sign(Self.record(me, incarnation: incarnation)) ?? []
+    }
+
+    /// This node's own record, signed.
+    var myUpdate: Update { Update(info: me, state: .alive, incarnation: incarnation, signature: mySignature) }
+
+    /// An update about a member this node holds, with the member's signature.
+    func update(_ m: Member, _ state: State, accuser: String = "") -> Update {
+        Update(info: m.info, state: state, incarnation: m.incarnation, accuser: accuser, signature: m.signature)
     }
 
     /// This node's config digest changed (a reload): a new incarnation carries its record, with
@@ -249,7 +298,8 @@ public struct Membership: Sendable {
         guard digest != me.configDigest else { return }
         me.configDigest = digest
         incarnation += 1
-        queue(Update(info: me, state: .alive, incarnation: incarnation))
+        resign()
+        queue(myUpdate)
     }
 
     /// Replaces the seeds (after their names were resolved again); this node's own address is dropped.
@@ -343,7 +393,7 @@ public struct Membership: Sendable {
                 changeAwareness(by: failed.expectedNacks > 0 ? failed.expectedNacks - failed.nacks : 1)
                 // Suspected, or (already suspect) one more independent confirmation.
                 if let m = members[failed.target], m.state == .alive || m.state == .suspect {
-                    out += apply(Update(info: m.info, state: .suspect, incarnation: m.incarnation, accuser: me.name), now: now)
+                    out += apply(update(m, .suspect, accuser: me.name), now: now)
                 }
             }
         }
@@ -358,8 +408,7 @@ public struct Membership: Sendable {
                 // A suspect is told so with the ping, so that it can refute at once.
                 if target.state == .suspect, case .send(let to, var envelope) = ping,
                    !envelope.updates.contains(where: { $0.info.name == target.info.name }) {
-                    envelope.updates.append(Update(info: target.info, state: .suspect, incarnation: target.incarnation,
-                                                   accuser: suspicions[target.info.name]?.confirmations.min() ?? me.name))
+                    envelope.updates.append(update(target, .suspect, accuser: suspicions[target.info.name]?.confirmations.min() ?? me.name))
                     ping = .send(to: to, envelope)
                 }
                 out.append(ping)
@@ -372,7 +421,7 @@ public struct Membership: Sendable {
                 continue
             }
             if m.state == .suspect, now >= m.changedAt + (suspicions[name]?.timeoutMs ?? suspicionMinTimeout) {
-                out += apply(Update(info: m.info, state: .dead, incarnation: m.incarnation), now: now)
+                out += apply(update(m, .dead), now: now)
             } else if m.state == .dead || m.state == .left, now >= m.changedAt + config.forgetAfterMs {
                 forget(name)
             }
@@ -416,7 +465,7 @@ public struct Membership: Sendable {
             // there, and that it was held dead, which it refutes); one that does not answer cost a
             // short message, not the whole list (50 KB a second per dead member at 1,000 nodes).
             if !picked.isEmpty {
-                let mine = [Update(info: me, state: .alive, incarnation: incarnation)]
+                let mine = [myUpdate]
                 for address in picked { out.append(send(to: address, .sync(members: mine, reply: false))) }
             }
         }
@@ -440,11 +489,12 @@ public struct Membership: Sendable {
         // A member this node suspects is talking to it: make sure it hears of the suspicion (on
         // the answer), so it refutes in time even if the gossip about it ran out while it was away.
         if let m = members[envelope.from.name], m.state == .suspect, m.incarnation >= envelope.incarnation {
-            queue(Update(info: m.info, state: .suspect, incarnation: m.incarnation,
-                         accuser: suspicions[m.info.name]?.confirmations.min() ?? me.name))
+            queue(update(m, .suspect, accuser: suspicions[m.info.name]?.confirmations.min() ?? me.name))
         }
-        // Hearing from a member directly proves it is alive at its incarnation.
-        out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation), now: now, direct: true)
+        // Hearing from a member directly proves it is alive at its incarnation (the connection's
+        // certificate names it: its record needs no signature checked here).
+        out += apply(Update(info: envelope.from, state: .alive, incarnation: envelope.incarnation, signature: envelope.signature),
+                     now: now, direct: true)
         members[envelope.from.name]?.lastHeardAt = now
         for update in envelope.updates { out += apply(update, now: now, from: envelope.from.name) }
         switch envelope.message {
@@ -474,6 +524,23 @@ public struct Membership: Sendable {
             for update in list { out += apply(update, now: now, from: envelope.from.name) }
             if !reply { out.append(send(to: envelope.from.address, .sync(members: snapshot(), reply: true))) }
         }
+        if !certificatesWanted.isEmpty {
+            out.append(.askCertificates(names: certificatesWanted, from: envelope.from.address))
+            certificatesWanted.removeAll()
+        }
+        return out
+    }
+
+    /// Certificates of these members arrived (and checked out): records held for them are applied,
+    /// or dropped if their signature is still not the member's.
+    public mutating func certificatesLearned(_ names: [String], now: Int64) -> [Action] {
+        guard !leaving else { return [] }
+        var out: [Action] = []
+        for name in names {
+            askedAt[name] = nil
+            guard let h = held.removeValue(forKey: name) else { continue }
+            out += apply(h.update, now: now, from: h.from, recheck: h.counted ? .counted : .uncounted)
+        }
         return out
     }
 
@@ -481,10 +548,12 @@ public struct Membership: Sendable {
     /// the node that left), then stops taking part.
     public mutating func leave(now: Int64) -> [Action] {
         incarnation += 1
-        let update = Update(info: me, state: .left, incarnation: incarnation)
+        resign()
+        let update = Update(info: me, state: .left, incarnation: incarnation, signature: mySignature)
         var out: [Action] = []
         for m in members.values where m.state == .alive || m.state == .suspect {
-            out.append(.send(to: m.info.address, Envelope(from: me, incarnation: incarnation, message: .ping(seq: 0, target: m.info.name), updates: [update])))
+            out.append(.send(to: m.info.address, Envelope(from: me, incarnation: incarnation, signature: mySignature,
+                                                          message: .ping(seq: 0, target: m.info.name), updates: [update])))
         }
         leaving = true
         return out
@@ -512,7 +581,7 @@ public struct Membership: Sendable {
         case .left: return .alreadyLeft
         case .alive, .suspect: return .live(m.state)
         case .dead:
-            _ = apply(Update(info: m.info, state: .left, incarnation: m.incarnation), now: now)
+            _ = apply(update(m, .left), now: now)
             return .marked(members[name] ?? m)
         }
     }
@@ -527,12 +596,15 @@ public struct Membership: Sendable {
     /// `left` is final, so it is taken at its word only from the member that left, or about a
     /// member this node already holds dead; from anyone else about a live member it is a suspicion,
     /// which the member refutes if it is alive (a peer cannot evict another), and which ends in
-    /// death if it really left.
-    mutating func apply(_ u: Update, now: Int64, direct: Bool = false, from: String? = nil) -> [Action] {
+    /// death if it really left. An update passed on by another member counts only with its
+    /// member's signature (`authentic`).
+    mutating func apply(_ u: Update, now: Int64, direct: Bool = false, from: String? = nil, recheck: Recheck? = nil) -> [Action] {
+        if let from, from != u.info.name, !authentic(u, from: from, now: now, recheck: recheck) { return [] }
         var u = u
         if u.state == .left, let from, from != u.info.name, u.info.name != me.name,
            let c = members[u.info.name], c.state == .alive || c.state == .suspect {
-            u = Update(info: u.info, state: .suspect, incarnation: u.incarnation, accuser: from)
+            u.state = .suspect
+            u.accuser = from
         }
         if !me.id.isEmpty, u.info.id == me.id, u.info.name != me.name {
             // Never a member: the later of the two stops; the earlier waits for that.
@@ -552,8 +624,10 @@ public struct Membership: Sendable {
             // Having to refute is a sign this node is slow to answer (Lifeguard), unless it is a
             // claim that it left, which no probe of it made.
             if u.state != .left { changeAwareness(by: 1) }
+            guard u.incarnation < UInt64.max else { return [] }
             incarnation = u.incarnation + 1
-            queue(Update(info: me, state: .alive, incarnation: incarnation))
+            resign()
+            queue(myUpdate)
             return []
         }
         let current = members[u.info.name]
@@ -574,8 +648,9 @@ public struct Membership: Sendable {
             accept = u.state == .alive || u.state == .suspect
         }
         guard accept else {
-            if current != nil && u.info.address != current!.info.address && u.incarnation >= current!.incarnation {
+            if let c = current, u.info.address != c.info.address, u.incarnation >= c.incarnation {
                 members[u.info.name]?.info = u.info
+                members[u.info.name]?.signature = u.signature
             }
             // The same suspicion from another member: it shortens, and is passed on for the rest.
             if u.state == .suspect, let c = current, c.state == .suspect, u.incarnation == c.incarnation,
@@ -585,7 +660,7 @@ public struct Membership: Sendable {
             return []
         }
         let member = Member(info: u.info, state: u.state, incarnation: u.incarnation, changedAt: now,
-                            lastHeardAt: current?.lastHeardAt, rttMs: current?.rttMs)
+                            lastHeardAt: current?.lastHeardAt, rttMs: current?.rttMs, signature: u.signature)
         members[u.info.name] = member
         let wasLive = current.map { $0.state == .alive || $0.state == .suspect } ?? false
         let isLive = u.state == .alive || u.state == .suspect
@@ -599,6 +674,44 @@ public struct Membership: Sendable {
         }
         queue(u)
         return current?.state == u.state ? [] : [.changed(member)]
+    }
+
+    /// A record applied again once its member's certificate came: whether it was counted as
+    /// forged the first time.
+    enum Recheck { case counted, uncounted }
+
+    /// Whether an update about `u.info.name`, passed on by the member `from`, carries its member's
+    /// signature of its record. Only a record this node does not hold is checked (one it holds was
+    /// checked when it came, or came from the member itself); one older than held would change
+    /// nothing and is dropped unchecked. Without the member's key (or with a key that does not
+    /// check it: the member may have a new certificate), the update is held and the member's
+    /// certificate asked of `from` (`askCertificates`, at most once a second per member).
+    mutating func authentic(_ u: Update, from: String, now: Int64, recheck: Recheck?) -> Bool {
+        guard let signer else { return true }
+        let name = u.info.name
+        let heldIncarnation: UInt64
+        if name == me.name {
+            if u.incarnation == incarnation, u.info == me, u.signature == mySignature { return true }
+            heldIncarnation = startIncarnation
+        } else if let c = members[name] {
+            if u.incarnation == c.incarnation, u.info == c.info, u.signature == c.signature { return true }
+            heldIncarnation = c.incarnation
+        } else {
+            heldIncarnation = 0
+        }
+        guard u.incarnation >= heldIncarnation else { return false }
+        let check = signer.check(Self.record(u.info, incarnation: u.incarnation), signature: u.signature, by: name)
+        if check == .valid { return true }
+        let counted = check == .invalid && recheck != .counted
+        if counted { forgedRecords += 1 }
+        guard recheck == nil else { return false }
+        if held.count >= Self.maxHeld, held[name] == nil { held.removeAll() }
+        if let h = held[name], h.update.incarnation > u.incarnation {} else { held[name] = (u, from, counted) }
+        if let t = askedAt[name], now - t < Self.askAgainMs { return false }
+        if askedAt.count >= Self.maxHeld { askedAt.removeAll() }
+        askedAt[name] = now
+        certificatesWanted.append(name)
+        return false
     }
 
     mutating func queue(_ u: Update) {
@@ -632,17 +745,17 @@ public struct Membership: Sendable {
     }
 
     mutating func send(to address: String, _ message: Message) -> Action {
-        .send(to: address, Envelope(from: me, incarnation: incarnation, message: message, updates: piggyback()))
+        .send(to: address, Envelope(from: me, incarnation: incarnation, signature: mySignature, message: message, updates: piggyback()))
     }
 
     func snapshot() -> [Update] {
-        var out = [Update(info: me, state: .alive, incarnation: incarnation)]
+        var out = [myUpdate]
         out.reserveCapacity(members.count + 1)
         // In the roster's order, not the dictionary's: a dictionary's order differs between runs,
         // and a simulation must replay exactly.
         for name in roster {
             guard let m = members[name] else { continue }
-            out.append(Update(info: m.info, state: m.state, incarnation: m.incarnation))
+            out.append(update(m, m.state))
         }
         return out
     }
@@ -677,6 +790,8 @@ public struct Membership: Sendable {
 
     mutating func forget(_ name: String) {
         members[name] = nil
+        held[name] = nil
+        askedAt[name] = nil
         suspicions[name] = nil
         gossip[name] = nil
         timed.remove(name)

@@ -6,11 +6,14 @@ import GateMeshCore
 public enum MembershipCodec {
     public static let maxUpdates = 100_000
     public static let maxString = 1024
+    /// A record's signature (ECDSA P-256 needs at most 72 bytes; RSA-4096, 512).
+    public static let maxSignature = 1024
 
     public static func encode(_ e: Membership.Envelope) -> [UInt8] {
         var w = BinaryWriter()
         info(e.from, &w)
         w.uint(e.incarnation)
+        w.blob(e.signature)
         switch e.message {
         case .ping(let seq, let target):
             w.byte(1)
@@ -41,15 +44,16 @@ public enum MembershipCodec {
     public static func size(of e: Membership.Envelope) -> Int {
         func uint(_ v: UInt64) -> Int { v < 0x80 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
         func string(_ t: String) -> Int { let n = t.utf8.count; return uint(UInt64(n)) + n }
+        func blob(_ b: [UInt8]) -> Int { uint(UInt64(b.count)) + b.count }
         func info(_ i: Membership.Info) -> Int {
             string(i.name) + string(i.address) + string(i.region) + string(i.id) + string(i.configDigest)
         }
         func updates(_ list: [Membership.Update]) -> Int {
             var n = uint(UInt64(list.count))
-            for u in list { n += info(u.info) + 1 + uint(u.incarnation) + string(u.accuser) }
+            for u in list { n += info(u.info) + 1 + uint(u.incarnation) + string(u.accuser) + blob(u.signature) }
             return n
         }
-        var n = info(e.from) + uint(e.incarnation) + 1
+        var n = info(e.from) + uint(e.incarnation) + blob(e.signature) + 1
         switch e.message {
         case .ping(let seq, let target): n += uint(seq) + string(target)
         case .ack(let seq, let of): n += uint(seq) + string(of)
@@ -64,6 +68,7 @@ public enum MembershipCodec {
         var r = BinaryReader(bytes)
         let from = try info(&r)
         let incarnation = try r.uint()
+        let signature = try r.blob(max: maxSignature)
         let message: Membership.Message
         switch try r.byte() {
         case 1: message = .ping(seq: try r.uint(), target: try r.string(max: maxString))
@@ -76,7 +81,7 @@ public enum MembershipCodec {
         }
         let piggyback = try updates(&r)
         guard r.atEnd else { throw DecodeError("trailing bytes after a membership message") }
-        return Membership.Envelope(from: from, incarnation: incarnation, message: message, updates: piggyback)
+        return Membership.Envelope(from: from, incarnation: incarnation, signature: signature, message: message, updates: piggyback)
     }
 
     static func info(_ i: Membership.Info, _ w: inout BinaryWriter) {
@@ -101,6 +106,7 @@ public enum MembershipCodec {
             w.byte(u.state.rawValue)
             w.uint(u.incarnation)
             w.string(u.accuser)
+            w.blob(u.signature)
         }
     }
 
@@ -112,7 +118,8 @@ public enum MembershipCodec {
             let i = try info(&r)
             guard let state = Membership.State(rawValue: try r.byte()) else { throw DecodeError("unknown member state") }
             let incarnation = try r.uint()
-            out.append(.init(info: i, state: state, incarnation: incarnation, accuser: try r.string(max: maxString)))
+            let accuser = try r.string(max: maxString)
+            out.append(.init(info: i, state: state, incarnation: incarnation, accuser: accuser, signature: try r.blob(max: maxSignature)))
         }
         return out
     }

@@ -66,6 +66,8 @@ extension FuzzTargets {
         case .alertsFired: _ = try? AlertsCodec.decode(frame.payload)
         case .rightsAsk: _ = try? RightsCodec.decode(frame.payload)
         case .members: _ = try? MemberAgreement.decode(frame.payload)
+        case .certificateAsk: _ = try? CertificatesCodec.decodeAsk(frame.payload)
+        case .certificates: _ = try? CertificatesCodec.decodeAnswer(frame.payload)
         case .cacheGet, .cacheAnswer, .cachePut, .cacheRelease: cachePayload(frame.kind, frame.payload)
         case .hello: break
         }

@@ -14,11 +14,11 @@ extension FuzzTargets {
         seeds: {
             let a = Membership.Info(name: "a", address: "10.0.0.1:7946", region: "eu", id: "a1")
             let b = Membership.Info(name: "b", address: "[::1]:7946")
-            let up = Membership.Update(info: b, state: .alive, incarnation: 3)
+            let up = Membership.Update(info: b, state: .alive, incarnation: 3, signature: Array(repeating: 0x30, count: 70))
             let messages: [Membership.Message] = [
                 .ping(seq: 1, target: "b"), .ping(seq: 0, target: ""), .ack(seq: 1 << 40, of: "b"), .nack(seq: 5), .pingRequest(seq: 9, target: b), .sync(members: [up], reply: false), .sync(members: [], reply: true),
             ]
-            return messages.map { MembershipCodec.encode(.init(from: a, incarnation: 1, message: $0, updates: [up])) }
+            return messages.map { MembershipCodec.encode(.init(from: a, incarnation: 1, signature: [1, 2, 3], message: $0, updates: [up])) }
                 + [MembershipCodec.encode(membershipSample)]
         }
     )

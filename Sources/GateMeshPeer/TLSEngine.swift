@@ -122,4 +122,12 @@ public final class TLSEngine {
         guard copenssl_tls_peer_name(raw, &buffer, buffer.count) >= 0 else { return nil }
         return String(cString: buffer)
     }
+
+    /// The peer's certificate (DER), once the handshake is done.
+    public var peerCertificate: [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: MemberKeys.maxCertificateBytes)
+        let n = copenssl_tls_peer_certificate(raw, &buffer, buffer.count)
+        guard n > 0 else { return nil }
+        return Array(buffer[0..<Int(n)])
+    }
 }

@@ -223,7 +223,7 @@ struct OperatorAPI: Sendable {
         let self_ = """
         {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
         "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
-        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"health_score":\(view?.healthScore ?? 0),\
+        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"health_score":\(view?.healthScore ?? 0),"forged_records":\(view?.forgedRecords ?? 0),\
         "members_agreed":\(cluster?.membersAgreed.withLockedValue { $0 }.map { "\($0)" } ?? "null"),"started_at":\(state.startedAtUnix),\
         "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
         "starts":\(state.identity.starts),"config_digest":"\(loaded.digest)","gateways_digest":"\(loaded.sharedDigest)",\

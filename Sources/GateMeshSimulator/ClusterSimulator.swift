@@ -203,7 +203,8 @@ public enum ClusterSimulator {
             seeds = Array(addresses.prefix(max(1, o.seeds)))
             for i in 0..<o.nodes {
                 infos.append(.init(name: "n\(i)", address: addresses[i], region: "r\(i % 3)", id: "id\(i)"))
-                nodes.append(Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i)))
+                nodes.append(Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i),
+                                        signer: StandInSigner(name: infos[i].name)))
                 index[addresses[i]] = i
             }
             if let load = o.budget {
@@ -300,7 +301,7 @@ public enum ClusterSimulator {
                         if suspected.insert("\(m.info.name)@\(m.incarnation)").inserted { report.falseSuspicions += 1 }
                     }
                     if m.state == .dead && reachable { report.falseDeaths += 1 }
-                case .duplicateID:
+                case .duplicateID, .askCertificates:
                     continue
                 case .send(let address, let envelope):
                     guard let to = index[address] else { continue }
@@ -430,7 +431,7 @@ public enum ClusterSimulator {
                 epochs[i] += 1
                 runStarts[i] = UInt64(now)
                 nodes[i] = Membership(me: infos[i], seeds: seeds, config: o.config, seed: o.seed &+ UInt64(i) &+ epochs[i],
-                                      startIncarnation: runStarts[i])
+                                      startIncarnation: runStarts[i], signer: StandInSigner(name: infos[i].name))
                 // A new run places keys afresh (not moves); its rules are in its store.
                 cacheOwners[i] = []
                 ownerNames[i] = []

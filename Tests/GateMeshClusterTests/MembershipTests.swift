@@ -48,7 +48,7 @@ struct Simulation {
         for action in actions {
             switch action {
             case .changed(let m): changes.append((now, from, m.info.name, m.state))
-            case .duplicateID: break
+            case .duplicateID, .askCertificates: break
             case .send(let address, let envelope):
                 switch envelope.message {
                 case .ping, .pingRequest: probesSent[from, default: 0] += 1

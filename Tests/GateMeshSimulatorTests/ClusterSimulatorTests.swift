@@ -89,10 +89,11 @@ import Testing
     @Test func theCountedSizeIsTheEncodedSize() {
         let a = Membership.Info(name: "node-1", address: "10.0.0.1:7946", region: "eu", id: "0123", configDigest: String(repeating: "f", count: 16))
         let b = Membership.Info(name: String(repeating: "n", count: 200), address: "[::1]:7946")
-        let ups = [Membership.Update(info: b, state: .suspect, incarnation: 1 << 40, accuser: "node-1"), .init(info: a, state: .alive, incarnation: 0)]
+        let ups = [Membership.Update(info: b, state: .suspect, incarnation: 1 << 40, accuser: "node-1", signature: Array(repeating: 7, count: 200)),
+                   .init(info: a, state: .alive, incarnation: 0)]
         for message in [Membership.Message.ping(seq: 0, target: ""), .ping(seq: 300, target: "b"), .ack(seq: .max, of: "node-1"), .nack(seq: 127),
                         .pingRequest(seq: 128, target: b), .sync(members: ups, reply: true), .sync(members: [], reply: false)] {
-            let e = Membership.Envelope(from: a, incarnation: 1_764_150_000, message: message, updates: ups)
+            let e = Membership.Envelope(from: a, incarnation: 1_764_150_000, signature: Array(repeating: 9, count: 72), message: message, updates: ups)
             #expect(MembershipCodec.size(of: e) == MembershipCodec.encode(e).count, "\(message)")
         }
     }

@@ -18,7 +18,7 @@ from test_cluster import AUTH, BUDGET, CHAT, budget_spent, cluster, status  # no
 
 # The peer wire format (Sources/GateMeshCore/Binary/BinaryCoding.swift, Sources/GateMeshCluster):
 # LEB128 unsigned numbers, zigzag signed ones, length-prefixed UTF-8 strings; frames are "GM",
-# version 1, a kind byte and a 4-byte big-endian length.
+# version 2, a kind byte and a 4-byte big-endian length.
 def uint(v):
     out = bytearray()
     while v >= 0x80:
@@ -38,7 +38,7 @@ def string(s):
 
 
 def frame(kind, payload):
-    return b"GM" + bytes([1, kind]) + struct.pack(">I", len(payload)) + payload
+    return b"GM" + bytes([2, kind]) + struct.pack(">I", len(payload)) + payload
 
 
 COUNTERS, MEMBERSHIP, CACHE_PUT = 2, 1, 7
@@ -72,10 +72,20 @@ def info(m):
         string(m.get("gateways_digest") or "")
 
 
-def forged_left(sender, victim, incarnation):
-    """A ping from `sender` carrying the update "`victim` left"."""
-    p = info(sender) + uint(sender["incarnation"]) + bytes([1]) + uint(0) + string("")
-    p += uint(1) + info(victim) + bytes([3]) + uint(incarnation) + string("")
+def blob(b):
+    return uint(len(b)) + b
+
+
+ALIVE, SUSPECT, DEAD, LEFT = 0, 1, 2, 3
+
+
+def forged(sender, about, state, incarnation, signature=b"\x30" * 70):
+    """A ping from `sender` (its own record unsigned: the connection's certificate vouches for it)
+    carrying the update "`about` is `state` at `incarnation`", with a signature that is not
+    `about`'s (MembershipCodec: envelope = sender's record, incarnation, signature, message,
+    updates; update = record, state, incarnation, accuser, signature)."""
+    p = info(sender) + uint(sender["incarnation"]) + blob(b"") + bytes([1]) + uint(0) + string("")
+    p += uint(1) + info(about) + bytes([state]) + uint(incarnation) + string(sender["name"]) + blob(signature)
     return frame(MEMBERSHIP, p)
 
 
@@ -129,17 +139,33 @@ def test_a_peer_with_a_valid_certificate_cannot_write_another_nodes_figures_plan
     assert after["memory"]["entries"] == cached["memory"]["entries"], (cached, after)
     assert after["stored"] == cached["stored"], (cached, after)
 
-    # "node-2 left", from node-3: node-1 does not take it (only a node says it leaves); at most it
-    # suspects node-2, which refutes with a higher incarnation and stays alive.
-    forged = node2["incarnation"] + 5
-    link.sendall(forged_left(node3, node2, forged))
-    alive = eventually(lambda: next(m for m in status(c, 0)["members"] if m["name"] == "node-2"),
-                       lambda m: m["incarnation"] > forged and m["status"] == "alive", timeout=15,
-                       what="node-2 refuting the forged departure")
-    assert alive["status"] == "alive"
-    assert all(m["status"] == "alive" for m in status(c, 0)["members"])
+    # Records about node-2 and node-1 that they did not sign: node-1 drops every one. "node-2
+    # left" (only a node says it leaves, and only in its own signed record), "node-2 is dead" at
+    # an incarnation it never had (which it could only refute past), "node-2 moved to the rogue's
+    # address", "node-1 is suspect" far ahead, and a made-up member with node-1's id (which would
+    # stop node-1 as a copy of it). The counter frame after them shows when they were read.
+    inc2 = node2["incarnation"]
+    moved = dict(node2, peer_address="127.0.0.1:1")
+    ghost = dict(node3, name="ghost", node_id=members["node-1"]["node_id"])
+    for f in [forged(node3, node2, LEFT, inc2 + 5), forged(node3, node2, DEAD, inc2 + 10**6), forged(node3, moved, ALIVE, inc2 + 1),
+              forged(node3, members["node-1"], SUSPECT, 10**12), forged(node3, ghost, ALIVE, 1)]:
+        link.sendall(f)
+    link.sendall(counters(rule, bucket, {node3["node_id"]: 9_000}))
+    eventually(lambda: by_node(c, 0), lambda b: b.get("node-3") == 9_000, what="the frame after the forged records read")
+    now = status(c, 0)
+    me = next(m for m in now["members"] if m.get("self"))
+    # Four: the made-up member is not counted, it waits for a certificate no peer holds.
+    assert me["forged_records"] == 4, me
+    assert me["incarnation"] < 10**12, me
+    seen2 = next(m for m in now["members"] if m["name"] == "node-2")
+    assert seen2["status"] == "alive" and seen2["incarnation"] == inc2 and seen2["peer_address"] == node2["peer_address"], seen2
+    assert "ghost" not in [m["name"] for m in now["members"]]
+    assert all(m["status"] == "alive" for m in now["members"])
+    assert requests.post(c.node_url(0) + "/openai/chat/completions", json=CHAT, timeout=10).status_code == 200
     with open(os.path.join(c.run_dir, "node-1", "node.log")) as f:
         log = f.read()
     assert "left" not in [m["status"] for m in status(c, 2)["members"]]
     link.close()
     assert "dropped a malformed peer frame" not in log, log[-2000:]
+    assert "refusing to run" not in log, log[-2000:]
+    assert "dropped membership records that their member did not sign" in log, log[-2000:]

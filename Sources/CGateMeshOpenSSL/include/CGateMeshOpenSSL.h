@@ -61,4 +61,27 @@ int copenssl_tls_close(copenssl_tls *t);
 /// The peer certificate's common name; its length, or -1 without one.
 int copenssl_tls_peer_name(copenssl_tls *t, char *buf, size_t cap);
 
+// MARK: Signed membership records (records.c)
+
+typedef struct copenssl_key copenssl_key;
+typedef struct copenssl_trust copenssl_trust;
+
+/// A private key from PEM (NULL when it is not one).
+copenssl_key *copenssl_key_private(const char *key_pem);
+void copenssl_key_free(copenssl_key *key);
+/// A signature of `data` (SHA-256) into `sig`: its length, or -1.
+int copenssl_key_sign(copenssl_key *key, const void *data, size_t len, unsigned char *sig, size_t cap);
+/// 1 when `sig` is the key's signature of `data`, else 0.
+int copenssl_key_verify(copenssl_key *key, const void *data, size_t len, const unsigned char *sig, size_t sig_len);
+/// A store that trusts only the CA in `ca_pem` (NULL when it is not a certificate).
+copenssl_trust *copenssl_trust_new(const char *ca_pem);
+void copenssl_trust_free(copenssl_trust *trust);
+/// The public key of a DER certificate that the CA signed and that is valid now, with its common
+/// name written to `name`; NULL when it is not one.
+copenssl_key *copenssl_trust_check(copenssl_trust *trust, const unsigned char *der, size_t len, char *name, size_t name_cap);
+/// The DER form of a PEM certificate into `out`: its length, or -1.
+int copenssl_cert_der(const char *cert_pem, unsigned char *out, size_t cap);
+/// The peer's certificate (DER) into `out`: its length, or -1.
+int copenssl_tls_peer_certificate(copenssl_tls *t, unsigned char *out, size_t cap);
+
 #endif

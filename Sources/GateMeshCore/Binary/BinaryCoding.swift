@@ -25,6 +25,12 @@ public struct BinaryWriter: Sendable {
     }
 
     public mutating func byte(_ b: UInt8) { bytes.append(b) }
+
+    /// Length-prefixed bytes.
+    public mutating func blob(_ b: [UInt8]) {
+        uint(UInt64(b.count))
+        bytes += b
+    }
 }
 
 public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -74,6 +80,14 @@ public struct BinaryReader: Sendable {
         guard bytes.count - index >= n else { throw DecodeError("truncated string") }
         defer { index += n }
         return String(decoding: bytes[index..<index + n], as: UTF8.self)
+    }
+
+    /// Length-prefixed bytes, at most `max` of them.
+    public mutating func blob(max: Int) throws(DecodeError) -> [UInt8] {
+        let n = try count(max: max)
+        guard bytes.count - index >= n else { throw DecodeError("truncated bytes") }
+        defer { index += n }
+        return Array(bytes[index..<index + n])
     }
 
     public mutating func byte() throws(DecodeError) -> UInt8 {

@@ -22,6 +22,8 @@ final class ClusterService: Service, Sendable {
     let serverContext: TLSContext
     let connections: PeerConnections
     private let membership: NIOLockedValueBox<Membership>
+    /// This node's signing key and the members' certificates (signed membership records).
+    let keys: MemberKeys
     private let replicator: NIOLockedValueBox<Replicator>
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
     /// Set when this node must stop (its data directory is another node's copy): the run loop
@@ -91,12 +93,18 @@ final class ClusterService: Service, Sendable {
         } catch {
             throw ClusterError(message: "cannot set up TLS for peers: \(error)")
         }
+        do {
+            keys = try MemberKeys(caPEM: ca, certificatePEM: cert, keyPEM: key)
+        } catch {
+            throw ClusterError(message: "cannot use the node certificate to sign membership records: \(error)")
+        }
         me = Membership.Info(name: nodeName, address: config.advertised.description, region: region, id: nodeID,
                              configDigest: configDigest)
         // A restarted node comes back with a higher incarnation than any it used before.
         membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, config: Self.membershipConfig(config),
                                                   seed: UInt64.random(in: 0...UInt64.max),
-                                                  startIncarnation: UInt64(Date().timeIntervalSince1970)))
+                                                  startIncarnation: UInt64(Date().timeIntervalSince1970),
+                                                  signer: SignedRecords(keys: keys)))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
         authority = NIOLockedValueBox(FigureAuthority(me: nodeID, myRun: limits.holder))
@@ -118,6 +126,8 @@ final class ClusterService: Service, Sendable {
         }
     }
 
+    /// The count of forged membership records already logged.
+    private let forgedLogged = NIOLockedValueBox(0)
     /// When the peer links are next checked for stalls (Unix ms).
     private let nextStallCheck = NIOLockedValueBox<Int64>(0)
 
@@ -183,6 +193,7 @@ final class ClusterService: Service, Sendable {
 
     func run() async throws {
         let deliver: @Sendable (String, Frame) -> Void = { [weak self] peer, frame in self?.deliver(peer: peer, frame: frame) }
+        let authenticated: @Sendable ([UInt8]) -> Void = { [weak self] certificate in self?.learnCertificates([certificate]) }
         let context = serverContext, logger = self.logger, maxFrame = config.maxFrameBytes, guardian = PeerConnectionGuard(logger: logger)
         let idleTimeout = TimeAmount.milliseconds(Int64(config.idleTimeoutMs))
         let channel: any Channel
@@ -200,7 +211,8 @@ final class ClusterService: Service, Sendable {
                         // A link on which nothing arrives is closed; the peer dials again when it has something to send.
                         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                         try channel.pipeline.syncOperations.addHandler(
-                            InboundPeerHandler(engine: engine, maxFrame: maxFrame, logger: logger, guardian: guardian, deliver: deliver))
+                            InboundPeerHandler(engine: engine, maxFrame: maxFrame, logger: logger, guardian: guardian,
+                                               authenticated: authenticated, deliver: deliver))
                     }
                 }
                 .bind(host: config.listen.host, port: config.listen.port).get()
@@ -280,7 +292,13 @@ final class ClusterService: Service, Sendable {
     func tick() {
         let now = Self.now()
         let monotonic = Self.monotonicNow()
-        perform(membership.withLockedValue { $0.tick(now: monotonic) })
+        let (actions, forged) = membership.withLockedValue { ($0.tick(now: monotonic), $0.forgedRecords) }
+        perform(actions)
+        let before = forgedLogged.withLockedValue { seen in defer { seen = forged }; return seen }
+        if forged > before {
+            logger.warning("dropped membership records that their member did not sign (a peer passed on a forged record)",
+                           metadata: ["count": "\(forged - before)", "total": "\(forged)"])
+        }
         expireLeases(now: now)
         if now >= nextStallCheck.withLockedValue({ $0 }) {
             nextStallCheck.withLockedValue { $0 = now + 1_000 }
@@ -465,6 +483,13 @@ final class ClusterService: Service, Sendable {
                 // a cut is dialled again now rather than after its backoff.
                 connections.heard(from: envelope.from.address)
                 perform(membership.withLockedValue { $0.receive(envelope, now: now) })
+            case .certificateAsk:
+                let names = try CertificatesCodec.decodeAsk(frame.payload)
+                let found = names.compactMap { keys.certificate(of: $0) }
+                guard !found.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
+                for f in CertificatesCodec.answers(found, budget: config.maxFrameBytes / 2) { connections.send(f, to: address) }
+            case .certificates:
+                learnCertificates(try CertificatesCodec.decodeAnswer(frame.payload))
             case .counters:
                 let entries = try CountersCodec.decode(frame.payload)
                 let sender = id(of: peer)
@@ -558,6 +583,19 @@ final class ClusterService: Service, Sendable {
         }
     }
 
+    /// Keeps the certificates the cluster CA signed, and applies the membership records that waited
+    /// for them.
+    func learnCertificates(_ certificates: [[UInt8]]) {
+        let names = certificates.compactMap { keys.learn($0) }
+        if names.count < certificates.count {
+            logger.warning("dropped certificates from a peer that the cluster CA did not sign or that are not valid now",
+                           metadata: ["count": "\(certificates.count - names.count)"])
+        }
+        guard !names.isEmpty else { return }
+        let now = Self.monotonicNow()
+        perform(membership.withLockedValue { $0.certificatesLearned(names, now: now) })
+    }
+
     /// The node id of the member named `peer` (the name on its certificate), if it is known.
     private func id(of peer: String) -> String? { membership.withLockedValue { $0.members[peer]?.info.id } }
 
@@ -566,6 +604,8 @@ final class ClusterService: Service, Sendable {
             switch action {
             case .send(let address, let envelope):
                 connections.send(Frame(kind: .membership, payload: MembershipCodec.encode(envelope)), to: address)
+            case .askCertificates(let names, let address):
+                for f in CertificatesCodec.asks(names) { connections.send(f, to: address) }
             case .duplicateID(let other):
                 let who = other.name == me.name ? "another node runs under this node's name '\(other.name)' at \(other.address)"
                     : "node '\(other.name)' at \(other.address) has this node's id \(me.id)"
@@ -736,12 +776,27 @@ final class ClusterService: Service, Sendable {
     }
 
     /// Members as this node sees them, for `/cluster/status`.
-    var view: (me: Membership.Info, incarnation: UInt64, healthScore: Int, members: [Membership.Member]) {
-        membership.withLockedValue { m in (m.me, m.incarnation, m.awareness, m.members.values.sorted { $0.info.name < $1.info.name }) }
+    var view: (me: Membership.Info, incarnation: UInt64, healthScore: Int, forgedRecords: Int, members: [Membership.Member]) {
+        membership.withLockedValue { m in
+            (m.me, m.incarnation, m.awareness, m.forgedRecords, m.members.values.sorted { $0.info.name < $1.info.name })
+        }
     }
 }
 
 struct ClusterError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
+}
+
+/// Membership records signed with this node's TLS key and checked with members' certificates.
+struct SignedRecords: RecordSigner {
+    let keys: MemberKeys
+    func sign(_ record: [UInt8]) -> [UInt8] { keys.sign(record) }
+    func check(_ record: [UInt8], signature: [UInt8], by member: String) -> RecordCheck {
+        switch keys.check(record, signature: signature, by: member) {
+        case .valid: return .valid
+        case .invalid: return .invalid
+        case .unknown: return .unknownSigner
+        }
+    }
 }

@@ -97,6 +97,8 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     let engine: TLSEngine
     var decoder: FrameDecoder
     let deliver: @Sendable (String, Frame) -> Void
+    /// Called with the peer's certificate (DER) once the handshake has checked it.
+    let authenticated: @Sendable ([UInt8]) -> Void
     let logger: Logger
     var peer: String?
     let guardian: PeerConnectionGuard
@@ -104,11 +106,13 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     var pendingHost: String?
     var handshakeTimer: Scheduled<Void>?
 
-    init(engine: TLSEngine, maxFrame: Int, logger: Logger, guardian: PeerConnectionGuard, deliver: @escaping @Sendable (String, Frame) -> Void) {
+    init(engine: TLSEngine, maxFrame: Int, logger: Logger, guardian: PeerConnectionGuard,
+         authenticated: @escaping @Sendable ([UInt8]) -> Void = { _ in }, deliver: @escaping @Sendable (String, Frame) -> Void) {
         self.engine = engine
         self.decoder = FrameDecoder(maxPayload: maxFrame)
         self.logger = logger
         self.guardian = guardian
+        self.authenticated = authenticated
         self.deliver = deliver
     }
 
@@ -153,6 +157,7 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
                 if engine.handshakeDone {
                     peer = engine.peerName
                     settle()
+                    if let certificate = engine.peerCertificate { authenticated(certificate) }
                     logger.debug("peer connected", metadata: ["peer": "\(peer ?? "?")", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
                 }
             }
