@@ -155,7 +155,12 @@ public struct Membership: Sendable {
         /// "Ping `target` for me and pass its ack on."
         case pingRequest(seq: UInt64, target: Info)
         /// Full state, asking for the receiver's in return (`reply` false) or answering (true).
+        /// Only the sender's own record in it is signed: a member's signature is 70 bytes, and a
+        /// list of 1,000 members every 10 s would triple what a node sends. A record in it that
+        /// the receiver does not hold is asked for signed (`recordsAsk`).
         case sync(members: [Update], reply: Bool)
+        /// "Send me these members' records, signed" (answered with a `sync` reply holding them).
+        case recordsAsk(names: [String])
     }
 
     /// What travels: the sender, its incarnation, the message and piggybacked updates.
@@ -205,8 +210,11 @@ public struct Membership: Sendable {
     /// was last asked for, by member.
     var held: [String: (update: Update, from: String, counted: Bool)] = [:]
     var askedAt: [String: Int64] = [:]
-    /// Members whose certificates to ask the sender of the message being read for.
+    /// Members whose certificates, and whose signed records, to ask the sender of the message
+    /// being read for; when a signed record was last asked for, by member.
     var certificatesWanted: [String] = []
+    var recordsWanted: [String] = []
+    var recordAskedAt: [String: Int64] = [:]
     /// How many records are held at most, and how long before a certificate is asked for again.
     static let maxHeld = 4096
     static let askAgainMs: Int64 = 1000
@@ -523,6 +531,16 @@ public struct Membership: Sendable {
         case .sync(let list, let reply):
             for update in list { out += apply(update, now: now, from: envelope.from.name) }
             if !reply { out.append(send(to: envelope.from.address, .sync(members: snapshot(), reply: true))) }
+        case .recordsAsk(let names):
+            var list: [Update] = []
+            for name in names {
+                if name == me.name { list.append(myUpdate) } else if let m = members[name] { list.append(update(m, m.state)) }
+            }
+            if !list.isEmpty { out.append(send(to: envelope.from.address, .sync(members: list, reply: true))) }
+        }
+        if !recordsWanted.isEmpty {
+            out.append(send(to: envelope.from.address, .recordsAsk(names: recordsWanted)))
+            recordsWanted.removeAll()
         }
         if !certificatesWanted.isEmpty {
             out.append(.askCertificates(names: certificatesWanted, from: envelope.from.address))
@@ -601,6 +619,14 @@ public struct Membership: Sendable {
     mutating func apply(_ u: Update, now: Int64, direct: Bool = false, from: String? = nil, recheck: Recheck? = nil) -> [Action] {
         if let from, from != u.info.name, !authentic(u, from: from, now: now, recheck: recheck) { return [] }
         var u = u
+        // An unsigned update about the record held (from a sync list) travels on with its signature.
+        if u.signature.isEmpty {
+            if u.info.name == me.name, u.incarnation == incarnation, u.info == me {
+                u.signature = mySignature
+            } else if let c = members[u.info.name], c.incarnation == u.incarnation, c.info == u.info {
+                u.signature = c.signature
+            }
+        }
         if u.state == .left, let from, from != u.info.name, u.info.name != me.name,
            let c = members[u.info.name], c.state == .alive || c.state == .suspect {
             u.state = .suspect
@@ -691,15 +717,20 @@ public struct Membership: Sendable {
         let name = u.info.name
         let heldIncarnation: UInt64
         if name == me.name {
-            if u.incarnation == incarnation, u.info == me, u.signature == mySignature { return true }
+            if u.incarnation == incarnation, u.info == me, u.signature.isEmpty || u.signature == mySignature { return true }
             heldIncarnation = startIncarnation
         } else if let c = members[name] {
-            if u.incarnation == c.incarnation, u.info == c.info, u.signature == c.signature { return true }
+            if u.incarnation == c.incarnation, u.info == c.info, u.signature.isEmpty || u.signature == c.signature { return true }
             heldIncarnation = c.incarnation
         } else {
             heldIncarnation = 0
         }
         guard u.incarnation >= heldIncarnation else { return false }
+        if u.signature.isEmpty {
+            // From a sync list, which signs only its sender's record: ask for this one signed.
+            if recheck == nil, Self.due(&recordAskedAt, name, now: now) { recordsWanted.append(name) }
+            return false
+        }
         let check = signer.check(Self.record(u.info, incarnation: u.incarnation), signature: u.signature, by: name)
         if check == .valid { return true }
         let counted = check == .invalid && recheck != .counted
@@ -707,11 +738,16 @@ public struct Membership: Sendable {
         guard recheck == nil else { return false }
         if held.count >= Self.maxHeld, held[name] == nil { held.removeAll() }
         if let h = held[name], h.update.incarnation > u.incarnation {} else { held[name] = (u, from, counted) }
-        if let t = askedAt[name], now - t < Self.askAgainMs { return false }
-        if askedAt.count >= Self.maxHeld { askedAt.removeAll() }
-        askedAt[name] = now
-        certificatesWanted.append(name)
+        if Self.due(&askedAt, name, now: now) { certificatesWanted.append(name) }
         return false
+    }
+
+    /// Whether to ask about `name` now (not within `askAgainMs` of the last time); notes it.
+    static func due(_ asked: inout [String: Int64], _ name: String, now: Int64) -> Bool {
+        if let t = asked[name], now - t < askAgainMs { return false }
+        if asked.count >= maxHeld { asked.removeAll() }
+        asked[name] = now
+        return true
     }
 
     mutating func queue(_ u: Update) {
@@ -748,6 +784,7 @@ public struct Membership: Sendable {
         .send(to: address, Envelope(from: me, incarnation: incarnation, signature: mySignature, message: message, updates: piggyback()))
     }
 
+    /// This node's record, signed, and every member's as held, unsigned (see `Message.sync`).
     func snapshot() -> [Update] {
         var out = [myUpdate]
         out.reserveCapacity(members.count + 1)
@@ -755,7 +792,7 @@ public struct Membership: Sendable {
         // and a simulation must replay exactly.
         for name in roster {
             guard let m = members[name] else { continue }
-            out.append(update(m, m.state))
+            out.append(Update(info: m.info, state: m.state, incarnation: m.incarnation))
         }
         return out
     }
@@ -792,6 +829,7 @@ public struct Membership: Sendable {
         members[name] = nil
         held[name] = nil
         askedAt[name] = nil
+        recordAskedAt[name] = nil
         suspicions[name] = nil
         gossip[name] = nil
         timed.remove(name)

@@ -33,6 +33,10 @@ public enum MembershipCodec {
         case .sync(let members, let reply):
             w.byte(reply ? 5 : 4)
             updates(members, &w)
+        case .recordsAsk(let names):
+            w.byte(7)
+            w.uint(UInt64(names.count))
+            for n in names { w.string(n) }
         }
         updates(e.updates, &w)
         return w.bytes
@@ -60,6 +64,7 @@ public enum MembershipCodec {
         case .nack(let seq): n += uint(seq)
         case .pingRequest(let seq, let target): n += uint(seq) + info(target)
         case .sync(let members, _): n += updates(members)
+        case .recordsAsk(let names): n += names.reduce(uint(UInt64(names.count))) { $0 + string($1) }
         }
         return n + updates(e.updates)
     }
@@ -77,6 +82,12 @@ public enum MembershipCodec {
         case 3: message = .pingRequest(seq: try r.uint(), target: try info(&r))
         case 4: message = .sync(members: try updates(&r), reply: false)
         case 5: message = .sync(members: try updates(&r), reply: true)
+        case 7:
+            let n = try r.count(max: maxUpdates)
+            var names: [String] = []
+            names.reserveCapacity(min(n, 1024))
+            for _ in 0..<n { names.append(try r.string(max: maxString)) }
+            message = .recordsAsk(names: names)
         case let k: throw DecodeError("unknown membership message \(k)")
         }
         let piggyback = try updates(&r)

@@ -16,7 +16,7 @@ extension FuzzTargets {
             let b = Membership.Info(name: "b", address: "[::1]:7946")
             let up = Membership.Update(info: b, state: .alive, incarnation: 3, signature: Array(repeating: 0x30, count: 70))
             let messages: [Membership.Message] = [
-                .ping(seq: 1, target: "b"), .ping(seq: 0, target: ""), .ack(seq: 1 << 40, of: "b"), .nack(seq: 5), .pingRequest(seq: 9, target: b), .sync(members: [up], reply: false), .sync(members: [], reply: true),
+                .ping(seq: 1, target: "b"), .ping(seq: 0, target: ""), .ack(seq: 1 << 40, of: "b"), .nack(seq: 5), .pingRequest(seq: 9, target: b), .sync(members: [up], reply: false), .sync(members: [], reply: true), .recordsAsk(names: ["b", "c"]),
             ]
             return messages.map { MembershipCodec.encode(.init(from: a, incarnation: 1, signature: [1, 2, 3], message: $0, updates: [up])) }
                 + [MembershipCodec.encode(membershipSample)]

@@ -41,7 +41,7 @@ import Testing
         let updates = [Membership.Update(info: b, state: .suspect, incarnation: 7, signature: Array(repeating: 0xA5, count: 71)),
                        .init(info: a, state: .alive, incarnation: 1 << 40)]
         for message in [Membership.Message.ping(seq: 1, target: "b"), .ack(seq: .max, of: "b"), .nack(seq: 7), .pingRequest(seq: 3, target: b),
-                        .sync(members: updates, reply: false), .sync(members: [], reply: true)] {
+                        .sync(members: updates, reply: false), .sync(members: [], reply: true), .recordsAsk(names: ["a", "b"])] {
             let e = Membership.Envelope(from: a, incarnation: 42, signature: [1, 2, 3], message: message, updates: updates)
             #expect(try MembershipCodec.decode(MembershipCodec.encode(e)) == e)
         }

@@ -92,7 +92,8 @@ import Testing
         let ups = [Membership.Update(info: b, state: .suspect, incarnation: 1 << 40, accuser: "node-1", signature: Array(repeating: 7, count: 200)),
                    .init(info: a, state: .alive, incarnation: 0)]
         for message in [Membership.Message.ping(seq: 0, target: ""), .ping(seq: 300, target: "b"), .ack(seq: .max, of: "node-1"), .nack(seq: 127),
-                        .pingRequest(seq: 128, target: b), .sync(members: ups, reply: true), .sync(members: [], reply: false)] {
+                        .pingRequest(seq: 128, target: b), .sync(members: ups, reply: true), .sync(members: [], reply: false),
+                        .recordsAsk(names: ["node-1", String(repeating: "n", count: 200)])] {
             let e = Membership.Envelope(from: a, incarnation: 1_764_150_000, signature: Array(repeating: 9, count: 72), message: message, updates: ups)
             #expect(MembershipCodec.size(of: e) == MembershipCodec.encode(e).count, "\(message)")
         }
