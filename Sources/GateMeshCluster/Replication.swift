@@ -158,8 +158,11 @@ public struct Replicator: Sendable {
                     nextSweepAt = now + config.everyPeerMs
                     swept = (counters.lastOwnChange, peers.count)
                 } else {
-                    targets.shuffle(using: &rng)
-                    targets = Array(targets.prefix(config.fullFanout))
+                    // `fullFanout` distinct peers at random, without shuffling all of them (a
+                    // node of 1,000 did that 20 times a second).
+                    var picked: Set<Int> = []
+                    while picked.count < config.fullFanout { picked.insert(Int.random(in: 0..<peers.count, using: &rng)) }
+                    targets = picked.sorted().map { peers[$0] }
                 }
             }
             for peer in targets {

@@ -246,7 +246,7 @@ extension ClusterSimulator.Run {
             agreementDue = limits[i].agreement.due(live: limits[i].liveIDs, now: now)
         }
         if !limits[i].caughtUp {
-            if clock >= limits[i].catchUpUntil || nodes[i].live.contains(where: { $0.state == .alive && now - $0.changedAt >= 1_000 }) {
+            if clock >= limits[i].catchUpUntil || nodes[i].members.values.contains(where: { $0.state == .alive && now - $0.changedAt >= 1_000 }) {
                 limits[i].markCaughtUp(now: clock)
             }
         }
