@@ -125,7 +125,7 @@ let package = Package(
         // The simulator's properties at 1,000 nodes, built in release by scripts/test (CI).
         .executableTarget(
             name: "gatemesh-scale",
-            dependencies: ["GateMeshSimulator", "GateMeshCluster", "GateMeshLimits"],
+            dependencies: ["GateMeshSimulator", "GateMeshCluster", "GateMeshLimits", "GateMeshCore"],
             swiftSettings: swiftSettings
         ),
         // The limits replication benchmark: admission latency while replication holds the lock.
