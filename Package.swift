@@ -77,7 +77,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Shell: the peer transport (cluster certificates, TLS 1.3 on memory BIOs).
-        .target(name: "GateMeshPeer", dependencies: ["CGateMeshOpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "GateMeshPeer", dependencies: ["CGateMeshOpenSSL", "GateMeshCluster"], swiftSettings: swiftSettings),
         .target(
             name: "GateMeshServer",
             dependencies: [
@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(name: "GateMeshTranslateTests", dependencies: ["GateMeshTranslate", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshFuzzTests", dependencies: ["GateMeshFuzzTargets"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer", "GateMeshCluster"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshSimulatorTests", dependencies: ["GateMeshSimulator", "GateMeshCluster"], swiftSettings: swiftSettings),
         .testTarget(

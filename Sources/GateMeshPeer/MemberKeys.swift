@@ -1,4 +1,5 @@
 import CGateMeshOpenSSL
+import GateMeshCluster
 import Synchronization
 
 /// This node's signing key and the certificates of the members it knows, for signed membership
@@ -10,17 +11,7 @@ import Synchronization
 /// Certificates are learned from TLS handshakes and from `certificates` frames, each checked here
 /// against the CA (and valid now); one per member name, the last learned. They are kept for as
 /// long as the node runs: only the cluster CA makes them, one per node it issued a name for.
-public final class MemberKeys: Sendable {
-    /// What `check` found.
-    public enum Check: Sendable, Equatable {
-        case valid
-        /// Not the signature of the certificate held for that member (or a signature of another
-        /// record): forged, or signed with a newer key than the certificate held.
-        case invalid
-        /// No certificate is held for that member.
-        case unknown
-    }
-
+public final class MemberKeys: RecordSigner {
     /// The largest certificate taken (a node certificate is about 600 bytes).
     public static let maxCertificateBytes = 16 * 1024
     /// The largest signature taken (ECDSA P-256: at most 72 bytes; RSA-4096: 512).
@@ -75,9 +66,11 @@ public final class MemberKeys: Sendable {
         return n > 0 ? Array(sig[0..<Int(n)]) : []
     }
 
-    /// Whether `signature` is `member`'s signature of `record`.
-    public func check(_ record: [UInt8], signature: [UInt8], by member: String) -> Check {
-        guard let key = known.withLock({ $0[member]?.key }) else { return .unknown }
+    /// Whether `signature` is `member`'s signature of `record`: `invalid` when it is not the
+    /// signature of the certificate held for that member (forged, or made with a newer key than
+    /// the certificate held), `unknownSigner` when none is held.
+    public func check(_ record: [UInt8], signature: [UInt8], by member: String) -> RecordCheck {
+        guard let key = known.withLock({ $0[member]?.key }) else { return .unknownSigner }
         guard !signature.isEmpty, signature.count <= Self.maxSignatureBytes else { return .invalid }
         let ok = record.withUnsafeBytes { r in
             signature.withUnsafeBytes { s in

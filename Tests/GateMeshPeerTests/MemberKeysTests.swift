@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCluster
 import GateMeshPeer
 import Testing
 
@@ -20,7 +21,7 @@ import Testing
         let signature = b.sign(record)
         #expect(!signature.isEmpty && signature.count <= MemberKeys.maxSignatureBytes)
         // a holds no certificate of b yet.
-        #expect(a.check(record, signature: signature, by: "b") == .unknown)
+        #expect(a.check(record, signature: signature, by: "b") == .unknownSigner)
         #expect(a.learn(b.certificate) == "b")
         #expect(a.learn(c.certificate) == "c")
         #expect(a.check(record, signature: signature, by: "b") == .valid)

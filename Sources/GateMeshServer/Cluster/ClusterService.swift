@@ -104,7 +104,7 @@ final class ClusterService: Service, Sendable {
         membership = NIOLockedValueBox(Membership(me: me, seeds: config.seeds, config: Self.membershipConfig(config),
                                                   seed: UInt64.random(in: 0...UInt64.max),
                                                   startIncarnation: UInt64(Date().timeIntervalSince1970),
-                                                  signer: SignedRecords(keys: keys)))
+                                                  signer: keys))
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
         authority = NIOLockedValueBox(FigureAuthority(me: nodeID, myRun: limits.holder))
@@ -786,17 +786,4 @@ final class ClusterService: Service, Sendable {
 struct ClusterError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
-}
-
-/// Membership records signed with this node's TLS key and checked with members' certificates.
-struct SignedRecords: RecordSigner {
-    let keys: MemberKeys
-    func sign(_ record: [UInt8]) -> [UInt8] { keys.sign(record) }
-    func check(_ record: [UInt8], signature: [UInt8], by member: String) -> RecordCheck {
-        switch keys.check(record, signature: signature, by: member) {
-        case .valid: return .valid
-        case .invalid: return .invalid
-        case .unknown: return .unknownSigner
-        }
-    }
 }
