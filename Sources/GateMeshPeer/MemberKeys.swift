@@ -11,12 +11,10 @@ import Synchronization
 /// Certificates are learned from TLS handshakes and from `certificates` frames, each checked here
 /// against the CA (and valid now); one per member name, the last learned. They are kept for as
 /// long as the node runs: only the cluster CA makes them, one per node it issued a name for.
+///
+/// Its bounds are the wire's: a certificate up to `CertificatesCodec.maxCertificateBytes` (a node
+/// certificate is about 600 bytes), a signature up to `MembershipCodec.maxSignature`.
 public final class MemberKeys: RecordSigner {
-    /// The largest certificate taken (a node certificate is about 600 bytes).
-    public static let maxCertificateBytes = 16 * 1024
-    /// The largest signature taken (ECDSA P-256: at most 72 bytes; RSA-4096: 512).
-    public static let maxSignatureBytes = 1024
-
     final class Key: @unchecked Sendable {
         let raw: OpaquePointer
         init(_ raw: OpaquePointer) { self.raw = raw }
@@ -42,7 +40,7 @@ public final class MemberKeys: RecordSigner {
         self.trust = Trust(trust)
         guard let key = copenssl_key_private(keyPEM) else { throw CertificateError(message: "cannot read the node key") }
         signingKey = Key(key)
-        var der = [UInt8](repeating: 0, count: Self.maxCertificateBytes)
+        var der = [UInt8](repeating: 0, count: CertificatesCodec.maxCertificateBytes)
         let n = copenssl_cert_der(certificatePEM, &der, der.count)
         guard n > 0 else { throw CertificateError(message: "cannot read the node certificate") }
         certificate = Array(der[0..<Int(n)])
@@ -61,7 +59,7 @@ public final class MemberKeys: RecordSigner {
 
     /// This node's signature of `record`.
     public func sign(_ record: [UInt8]) -> [UInt8] {
-        var sig = [UInt8](repeating: 0, count: 512)
+        var sig = [UInt8](repeating: 0, count: MembershipCodec.maxSignature)
         let n = record.withUnsafeBytes { copenssl_key_sign(signingKey.raw, $0.baseAddress, $0.count, &sig, sig.count) }
         return n > 0 ? Array(sig[0..<Int(n)]) : []
     }
@@ -71,7 +69,7 @@ public final class MemberKeys: RecordSigner {
     /// the certificate held), `unknownSigner` when none is held.
     public func check(_ record: [UInt8], signature: [UInt8], by member: String) -> RecordCheck {
         guard let key = known.withLock({ $0[member]?.key }) else { return .unknownSigner }
-        guard !signature.isEmpty, signature.count <= Self.maxSignatureBytes else { return .invalid }
+        guard !signature.isEmpty, signature.count <= MembershipCodec.maxSignature else { return .invalid }
         let ok = record.withUnsafeBytes { r in
             signature.withUnsafeBytes { s in
                 copenssl_key_verify(key.raw, r.baseAddress, r.count, s.baseAddress?.assumingMemoryBound(to: UInt8.self), s.count)
@@ -84,7 +82,7 @@ public final class MemberKeys: RecordSigner {
     /// when it is not one. A certificate for a name replaces the one held.
     @discardableResult
     public func learn(_ der: [UInt8]) -> String? {
-        guard der.count <= Self.maxCertificateBytes, let c = Self.checked(der, trust: trust) else { return nil }
+        guard der.count <= CertificatesCodec.maxCertificateBytes, let c = Self.checked(der, trust: trust) else { return nil }
         known.withLock { $0[c.name] = (der, c.key) }
         return c.name
     }

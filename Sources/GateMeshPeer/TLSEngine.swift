@@ -1,4 +1,5 @@
 import CGateMeshOpenSSL
+import GateMeshCluster
 
 /// A TLS 1.3 configuration for one side of peer connections: trusts only the cluster CA,
 /// presents this node's certificate, and requires the peer's.
@@ -125,7 +126,7 @@ public final class TLSEngine {
 
     /// The peer's certificate (DER), once the handshake is done.
     public var peerCertificate: [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: MemberKeys.maxCertificateBytes)
+        var buffer = [UInt8](repeating: 0, count: CertificatesCodec.maxCertificateBytes)
         let n = copenssl_tls_peer_certificate(raw, &buffer, buffer.count)
         guard n > 0 else { return nil }
         return Array(buffer[0..<Int(n)])

@@ -19,7 +19,7 @@ import Testing
         let (c, _) = try keys("c")
         let record: [UInt8] = Array("b at 10.0.0.2:7946, incarnation 7".utf8)
         let signature = b.sign(record)
-        #expect(!signature.isEmpty && signature.count <= MemberKeys.maxSignatureBytes)
+        #expect(!signature.isEmpty && signature.count <= MembershipCodec.maxSignature)
         // a holds no certificate of b yet.
         #expect(a.check(record, signature: signature, by: "b") == .unknownSigner)
         #expect(a.learn(b.certificate) == "b")
