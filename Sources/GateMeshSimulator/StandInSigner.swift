@@ -15,10 +15,10 @@ struct StandInSigner: RecordSigner {
     }
 
     static func signature(of record: [UInt8], by member: String) -> [UInt8] {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in member.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        for b in record { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        var rng = SplitMix64(seed: h)
+        var fnv = FNV1a()
+        fnv.add(member)
+        fnv.add(record)
+        var rng = SplitMix64(seed: fnv.value)
         var out: [UInt8] = []
         out.reserveCapacity(64)
         for _ in 0..<8 {

@@ -12,9 +12,11 @@ final class TestKeys: RecordSigner {
         self.known = Mutex(known)
     }
     static func signature(_ record: [UInt8], by member: String) -> [UInt8] {
-        var h: UInt64 = 14_695_981_039_346_656_037
-        for b in Array(member.utf8) + [0] + record { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
-        return (0..<8).map { UInt8(truncatingIfNeeded: h >> (8 * UInt64($0))) }
+        var fnv = FNV1a()
+        fnv.add(member)
+        fnv.add(0 as UInt8)
+        fnv.add(record)
+        return (0..<8).map { UInt8(truncatingIfNeeded: fnv.value >> (8 * UInt64($0))) }
     }
     func sign(_ record: [UInt8]) -> [UInt8] { Self.signature(record, by: name) }
     func check(_ record: [UInt8], signature: [UInt8], by member: String) -> RecordCheck {
