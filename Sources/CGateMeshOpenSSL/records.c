@@ -2,6 +2,7 @@
 // they are about, itself checked against the cluster CA (issue 17: a node writes only its own
 // membership record). ECDSA or whatever the key is, over SHA-256.
 #include "CGateMeshOpenSSL.h"
+#include "der.h"
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -71,13 +72,7 @@ int copenssl_cert_der(const char *cert_pem, unsigned char *out, size_t cap) {
     BIO *b = BIO_new_mem_buf(cert_pem, -1);
     X509 *cert = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     BIO_free(b);
-    int n = cert ? i2d_X509(cert, NULL) : -1;
-    if (n > 0 && (size_t)n <= cap) {
-        unsigned char *p = out;
-        n = i2d_X509(cert, &p);
-    } else if (n > 0) {
-        n = -1;
-    }
+    int n = copenssl_der_into(cert, out, cap);
     X509_free(cert);
     ERR_clear_error();
     return n;

@@ -2,6 +2,7 @@
 // engine, in tests). Both sides present certificates and verify the other's against the cluster
 // CA; nothing here touches a file descriptor.
 #include "CGateMeshOpenSSL.h"
+#include "der.h"
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -145,14 +146,7 @@ int copenssl_tls_peer_name(copenssl_tls *t, char *buf, size_t cap) {
 
 int copenssl_tls_peer_certificate(copenssl_tls *t, unsigned char *out, size_t cap) {
     X509 *peer = SSL_get1_peer_certificate(t->ssl);
-    if (peer == NULL) return -1;
-    int n = i2d_X509(peer, NULL);
-    if (n > 0 && (size_t)n <= cap) {
-        unsigned char *p = out;
-        n = i2d_X509(peer, &p);
-    } else {
-        n = -1;
-    }
+    int n = copenssl_der_into(peer, out, cap);
     X509_free(peer);
     return n;
 }
