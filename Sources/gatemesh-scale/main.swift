@@ -69,7 +69,8 @@ for c in cases {
           + "false deaths \(r.falseDeaths), killed seen dead after \(seenDead), "
           + "\(Int(r.bytesPerNodePerSecond)) bytes / node / s, "
           + (r.budget.map { b in
-              "budget: \(b.admitted) admitted, \(b.refused) refused, served $\(Double(b.served) / 1e9) of $1, overshoot "
+              "budget: \(b.admitted) admitted, \(b.refused) refused, served $\(Double(b.served) / 1e9) of "
+                  + "$\(Double(c.options.budget?.limit ?? 0) / 1e9), overshoot "
                   + "$\(Double(b.overshoot) / 1e9) (bound $\(Double(b.overshootBound) / 1e9)), spend lost $\(Double(b.lostSpend) / 1e9), "
                   + "reserved at the end \(b.reservedAtEnd), agreed \(b.agreedAfterStopMs.map { "\($0) ms" } ?? "never") after traffic stopped, "
           } ?? "")

@@ -107,7 +107,7 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
     var handshakeTimer: Scheduled<Void>?
 
     init(engine: TLSEngine, maxFrame: Int, logger: Logger, guardian: PeerConnectionGuard,
-         authenticated: @escaping @Sendable ([UInt8]) -> Void = { _ in }, deliver: @escaping @Sendable (String, Frame) -> Void) {
+         authenticated: @escaping @Sendable ([UInt8]) -> Void, deliver: @escaping @Sendable (String, Frame) -> Void) {
         self.engine = engine
         self.decoder = FrameDecoder(maxPayload: maxFrame)
         self.logger = logger
