@@ -316,6 +316,7 @@ final class ClusterService: Service, Sendable {
             for member in m.live { byAddress[member.info.address] = byAddress[member.info.address] == nil ? member.info.name : .some(nil) }
             return byAddress.compactMapValues { $0 }
         })
+        connections.redialFailed()
         let (liveIDs, seenIDs, leftIDs, goneIDs) = membership.withLockedValue { m in
             (m.live.map(\.info.id).filter { !$0.isEmpty },
              m.members.values.filter { $0.state != .left && !$0.info.id.isEmpty }.map(\.info.id),

@@ -351,8 +351,8 @@ enum PeerKeepalive {
 }
 
 /// Outbound connections by peer address, two per peer (`Lane`): connected on first use, kept,
-/// reconnected with backoff (100 ms doubling to 1 s) after a failure, and at once when the peer is
-/// heard from (a healed partition). Frames for a peer that is not connected are dropped beyond a
+/// reconnected after a failure with backoff (100 ms doubling to 1 s), whether or not a frame
+/// waits, and at once when the peer is heard from (a healed partition). Frames for a peer that is not connected are dropped beyond a
 /// small queue: membership and replication repair what is lost.
 final class PeerConnections: Sendable {
     /// Membership messages travel on a connection of their own, everything else on a second one.
@@ -386,6 +386,16 @@ final class PeerConnections: Sendable {
         var everFailed = false
         /// The name on the certificate the peer at this address presented.
         var peerName: String?
+
+        /// A new dial replaces whatever this link had; returns its number.
+        mutating func startDial() -> UInt64 {
+            connecting = true
+            channel = nil
+            handler = nil
+            dial += 1
+            dialedAt = .now()
+            return dial
+        }
     }
 
     /// The longest wait between two dials of a peer that cannot be reached.
@@ -395,6 +405,8 @@ final class PeerConnections: Sendable {
     let clientContext: TLSContext
     let logger: Logger
     private let links = NIOLockedValueBox<[LinkKey: Link]>([:])
+    /// Set by `closeAll()` (with the `links` lock held, and read with it held).
+    private let closed = Atomic(false)
     /// Which member each address belongs to, as the membership knows it (`expect(_:)`): the
     /// certificate of the peer dialled there must name that member.
     private let expected = NIOLockedValueBox<[String: String]>([:])
@@ -438,20 +450,14 @@ final class PeerConnections: Sendable {
         let urgent = urgent ?? (frame.kind == .membership)
         let key = LinkKey(address: address, lane: Lane(frame.kind))
         let action: (OutboundPeerHandler, any Channel)? = links.withLockedValue { links in
+            guard !closed.load(ordering: .relaxed) else { return nil }
             var link = links[key] ?? Link()
             defer { links[key] = link }
             if let channel = link.channel, let handler = link.handler, channel.isActive { return (handler, channel) }
             // Past 256 a frame is dropped: the link then counts as having failed, so that when it
             // comes up the peer's replication starts over (what was dropped is sent again).
             if link.queued.count < 256 { link.queued.append((bytes, urgent)) } else { link.everFailed = true }
-            if !link.connecting, NIODeadline.now() >= link.retryAt {
-                link.connecting = true
-                link.channel = nil
-                link.handler = nil
-                link.dial += 1
-                link.dialedAt = .now()
-                connect(key, dial: link.dial)
-            }
+            if !link.connecting, NIODeadline.now() >= link.retryAt { connect(key, dial: link.startDial()) }
             return nil
         }
         if let (handler, channel) = action {
@@ -470,26 +476,50 @@ final class PeerConnections: Sendable {
     /// reading: a stopped process, or a link so slow it is as good as cut).
     static let writeTimeoutNs: UInt64 = 10_000_000_000
 
-    /// The peer at `address` reached this node, so the way to it works: a link that is down is
-    /// dialled again with the next frame instead of after its backoff, and a dial that has waited
-    /// more than 2 s (a connect made during a cut, waiting for its timeout) is not waited for
-    /// (its outcome is ignored).
+    /// The peer at `address` reached this node, so the way to it works: a link to it that failed
+    /// and is down is dialled now, not after its backoff, and so is one whose dial has waited more
+    /// than 2 s (a connect made during a cut, waiting for its timeout; its outcome is ignored).
     func heard(from address: String) {
         links.withLockedValue { links in
+            guard !closed.load(ordering: .relaxed) else { return }
             for lane in [Lane.membership, .bulk] {
                 let key = LinkKey(address: address, lane: lane)
-                guard var link = links[key], link.failures > 0 || link.connecting else { continue }
+                guard var link = links[key], link.failures > 0 || link.everFailed || link.connecting else { continue }
                 if let channel = link.channel, channel.isActive { continue }
-                if link.connecting {
-                    guard NIODeadline.now() - link.dialedAt > .seconds(2) else { continue }
-                    link.connecting = false
-                    link.dial += 1
-                }
+                if link.connecting, NIODeadline.now() - link.dialedAt <= .seconds(2) { continue }
+                // What its failed dials dropped is still to be resent when it comes up.
+                link.everFailed = link.everFailed || link.failures > 0
                 link.failures = 0
                 link.retryAt = .uptimeNanoseconds(0)
+                connect(key, dial: link.startDial())
                 links[key] = link
             }
         }
+    }
+
+    /// Dials again, once its backoff has passed, each link to a live member (`expect(_:)`) that
+    /// failed and is down, rather than with its next frame: a bulk link with nothing new to carry
+    /// would otherwise stay down after a cut heals, and with it the resend of what it dropped
+    /// (`reconnected`), until the next counter change. Call every tick.
+    func redialFailed() {
+        let now = NIODeadline.now()
+        let live = expected.withLockedValue { $0 }
+        links.withLockedValue { links in
+            guard !closed.load(ordering: .relaxed) else { return }
+            let due = links.filter { key, link in
+                (link.failures > 0 || link.everFailed) && !link.connecting && link.channel == nil && now >= link.retryAt
+                    && live[key.address] != nil
+            }
+            for (key, var link) in due {
+                connect(key, dial: link.startDial())
+                links[key] = link
+            }
+        }
+    }
+
+    /// How many dials of the link to `address` have failed in a row (for tests).
+    func failures(to address: String, lane: Lane) -> Int {
+        links.withLockedValue { $0[LinkKey(address: address, lane: lane)]?.failures ?? 0 }
     }
 
     /// Called with the links lock held: only schedules work, never takes the lock itself.
@@ -559,8 +589,9 @@ final class PeerConnections: Sendable {
                 case .success(let channel):
                     let queued: [(bytes: [UInt8], urgent: Bool)]? = links.withLockedValue { links in
                         var link = links[key] ?? Link()
-                        // A later dial replaced this one (the peer was heard from meanwhile).
-                        guard link.dial == dial else { return nil }
+                        // A later dial replaced this one (the peer was heard from meanwhile), or
+                        // the links were closed for good while it connected.
+                        guard link.dial == dial, !self.closed.load(ordering: .relaxed) else { return nil }
                         link.channel = channel
                         link.handler = handler
                         link.connecting = false
@@ -650,8 +681,13 @@ final class PeerConnections: Sendable {
     /// Links that looked stalled at the last check.
     private let suspects = NIOLockedValueBox<Set<ObjectIdentifier>>([])
 
+    /// Closes every link, for good: nothing is dialled afterwards (a frame that still arrives
+    /// on an inbound link of a node that stops does not dial its peer again).
     func closeAll() {
-        let channels = links.withLockedValue { links in links.values.compactMap(\.channel) }
+        let channels = links.withLockedValue { links in
+            closed.store(true, ordering: .relaxed)
+            return links.values.compactMap(\.channel)
+        }
         for c in channels { c.close(promise: nil) }
     }
 }

@@ -1,0 +1,124 @@
+import GateMeshCluster
+import GateMeshPeer
+@testable import GateMeshServer
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Outbound peer links over real loopback sockets: a link whose dial failed comes back by itself
+/// once the peer listens again, with no frame to carry, and tells the cluster to resend what it
+/// dropped. (A cut that healed: the bulk link of a node with nothing new to send used to stay down
+/// until its next counter change, and its peers disagreed about the spend for seconds.)
+@Suite struct PeerConnectionsTests {
+    static let ca = try! ClusterCertificates.makeCA()
+    static let group = MultiThreadedEventLoopGroup.singleton
+
+    func context(_ name: String, server: Bool) throws -> TLSContext {
+        let cert = try ClusterCertificates.issue(name: name, hosts: ["127.0.0.1"], ca: Self.ca)
+        return try TLSContext(isServer: server, caPEM: Self.ca.certificatePEM, certificatePEM: cert.certificatePEM, keyPEM: cert.keyPEM)
+    }
+
+    /// A port nothing listens on (bound, then closed).
+    func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: Self.group).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+
+    /// Peer "b" listening on `port`, counting the frames it receives.
+    func listen(_ port: Int, frames: NIOLockedValueBox<Int>) async throws -> any Channel {
+        let context = try context("b", server: true)
+        let guardian = PeerConnectionGuard(logger: Logger(label: "test"))
+        return try await ServerBootstrap(group: Self.group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        InboundPeerHandler(engine: try TLSEngine(context: context), maxFrame: 1 << 20, logger: Logger(label: "test"),
+                                           guardian: guardian, authenticated: { _ in }, deliver: { _, _ in frames.withLockedValue { $0 += 1 } }))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+    }
+
+    /// Polls `done` every 10 ms, doing `step` before each look, until it holds, or until
+    /// `within` has passed and it has looked at least `polls` times (the suite runs beside
+    /// CPU-bound ones that can keep this task from running for seconds).
+    func eventually(within: Duration = .seconds(10), polls: Int = 300, _ step: () -> Void = {}, _ done: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + within
+        var looked = 0
+        while ContinuousClock.now < deadline || looked < polls {
+            step()
+            if done() { return true }
+            looked += 1
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    /// Node "a" whose bulk link to "b" at `address` has failed once (nothing listened).
+    func failedLink(to address: String) async throws -> (PeerConnections, NIOLockedValueBox<[String]>) {
+        let connections = PeerConnections(group: Self.group, clientContext: try context("a", server: false), logger: Logger(label: "test"))
+        connections.expect([address: "b"])
+        let reconnected = NIOLockedValueBox<[String]>([])
+        connections.reconnected.set { address in reconnected.withLockedValue { $0.append(address) } }
+        connections.send(Frame(kind: .counters, payload: [1]), to: address)
+        #expect(try await eventually { connections.failures(to: address, lane: .bulk) > 0 })
+        return (connections, reconnected)
+    }
+
+    @Test func aFailedLinkIsDialledAgainWithoutAFrameOnceItsBackoffHasPassed() async throws {
+        let port = try await freePort()
+        let address = "127.0.0.1:\(port)"
+        let (connections, reconnected) = try await failedLink(to: address)
+        let frames = NIOLockedValueBox(0)
+        let server = try await listen(port, frames: frames)
+        // The cluster's tick: no frame is sent meanwhile.
+        #expect(try await eventually({ connections.redialFailed() }) { reconnected.withLockedValue { $0 } == [address] })
+        #expect(connections.failures(to: address, lane: .bulk) == 0)
+        connections.closeAll()
+        try await server.close()
+    }
+
+    @Test func aFailedLinkIsDialledAtOnceWhenItsPeerIsHeardFrom() async throws {
+        let port = try await freePort()
+        let address = "127.0.0.1:\(port)"
+        let (connections, reconnected) = try await failedLink(to: address)
+        let frames = NIOLockedValueBox(0)
+        let server = try await listen(port, frames: frames)
+        // Heard from once, within the backoff, and no tick: the dial is the hearing's.
+        connections.heard(from: address)
+        #expect(try await eventually { reconnected.withLockedValue { $0 } == [address] })
+        connections.closeAll()
+        try await server.close()
+    }
+
+    @Test func aFailedLinkToAnAddressNoLiveMemberHoldsIsNotDialled() async throws {
+        let port = try await freePort()
+        let address = "127.0.0.1:\(port)"
+        let (connections, _) = try await failedLink(to: address)
+        connections.expect([:])
+        let before = connections.failures(to: address, lane: .bulk)
+        // Past the longest backoff (1 s), the tick dials nothing (a failed dial would count).
+        let dialled = try await eventually(within: .seconds(2), polls: 200, { connections.redialFailed() }) { connections.failures(to: address, lane: .bulk) != before }
+        #expect(!dialled)
+    }
+
+    /// A node that stops closes its links for good: a frame that still arrives on an inbound link
+    /// (the peer is heard from), a frame to send, or the tick dials nothing.
+    @Test func nothingIsDialledOnceTheLinksAreClosedForGood() async throws {
+        let address = "127.0.0.1:\(try await freePort())"
+        let (connections, _) = try await failedLink(to: address)
+        connections.closeAll()
+        let before = connections.failures(to: address, lane: .bulk)
+        connections.heard(from: address)
+        connections.send(Frame(kind: .counters, payload: [2]), to: address)
+        let dialled = try await eventually(within: .seconds(2), polls: 200, { connections.redialFailed() }) {
+            connections.failures(to: address, lane: .bulk) != before
+        }
+        #expect(!dialled)
+    }
+}
