@@ -4,6 +4,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+int copenssl_init_without_exit_cleanup(void) {
+    return OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL) == 1 ? 1 : 0;
+}
+
 const char *copenssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
 unsigned long copenssl_version_number(void) { return OpenSSL_version_num(); }
 int copenssl_supports_tls13(void) {

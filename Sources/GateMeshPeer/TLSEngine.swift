@@ -1,6 +1,17 @@
 import CGateMeshOpenSSL
 import GateMeshCluster
 
+/// OpenSSL for the whole process.
+public enum OpenSSLProcess {
+    /// Initializes OpenSSL without its cleanup at exit. A node exits (refusing to run, an error)
+    /// while event-loop threads may still be in a TLS handshake; the cleanup frees the locks they
+    /// take, and the process crashed (SIGSEGV) instead of exiting with its status. Call first in
+    /// `main`, before libcurl or anything else initializes OpenSSL: the first initialization decides.
+    public static func initialize() {
+        precondition(copenssl_init_without_exit_cleanup() == 1, "OpenSSL failed to initialize")
+    }
+}
+
 /// A TLS 1.3 configuration for one side of peer connections: trusts only the cluster CA,
 /// presents this node's certificate, and requires the peer's.
 public final class TLSContext: @unchecked Sendable {

@@ -3,6 +3,7 @@ import Foundation
 import GateMeshConfig
 import GateMeshCore
 import GateMeshMock
+import GateMeshPeer
 import GateMeshServer
 import Logging
 
@@ -15,6 +16,11 @@ struct GateMeshCommand: AsyncParsableCommand {
         subcommands: [Serve.self, CheckConfig.self, ReloadCommand.self, KeysCommand.self, MockProviderCommand.self, CertsCommand.self, StatusCommand.self, SimulateCommand.self],
         defaultSubcommand: Serve.self
     )
+
+    static func main() async {
+        OpenSSLProcess.initialize()
+        await main(nil)
+    }
 }
 
 /// Options shared by the commands that read a config.

@@ -9,6 +9,10 @@
 
 /// The OpenSSL version text, e.g. "OpenSSL 3.0.19 1 Jul 2025".
 const char *copenssl_version(void);
+/// Initializes OpenSSL without the cleanup it otherwise runs at exit (OPENSSL_INIT_NO_ATEXIT).
+/// Only the first initialization of the process decides, so call it before anything else uses
+/// OpenSSL (libcurl included). Returns 1 on success.
+int copenssl_init_without_exit_cleanup(void);
 /// The OpenSSL version number (OPENSSL_VERSION_NUMBER of the linked library).
 unsigned long copenssl_version_number(void);
 /// Non-zero when the linked OpenSSL can negotiate TLS 1.3, which the peer transport requires.
