@@ -59,6 +59,15 @@ import Testing
         #expect(!outcome.reported)
     }
 
+    /// A client that leaves as soon as it has the stream's end marker (the OpenAI SDK stops at
+    /// `[DONE]`) can close its connection before the transfer has ended: the exchange then ends
+    /// incomplete, but the provider had said its last word, and its figures are exact.
+    @Test func aStreamCutAfterItsEndMarkerKeepsTheProvidersFigures() {
+        let (_, outcome) = run(.openAIChat, contentType: "text/event-stream", Self.chatWithUsage, completed: false)
+        #expect(outcome.usage == TokenUsage(input: 176, output: 2, cacheRead: 1024))
+        #expect(outcome.reported)
+    }
+
     @Test func anUnterminatedLastEventStillReachesTheClientInStripMode() {
         var chunks = Self.chatWithUsage
         chunks[chunks.count - 1] = "data: [DONE]\n"  // no blank line after it

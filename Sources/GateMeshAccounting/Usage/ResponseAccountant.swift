@@ -201,7 +201,9 @@ public struct ResponseAccountant: Sendable {
         case .sse, .jsonArray:
             reported = streamedUsage()
         }
-        let expected = completed && (mode == .whole || sawEnd)
+        // A stream whose end marker came is whole even if its transfer was cut after it (a client
+        // that left as soon as it had the marker); a whole body must have arrived in full.
+        let expected = mode == .whole ? completed : sawEnd
         let estimatedOutput = (outputCharacters + 3) / 4
         if var usage = reported {
             if !expected {
