@@ -154,10 +154,13 @@ def test_the_cache_survives_a_restart_and_is_purged_by_key_gateway_or_all(start_
         r = requests.delete(node.url + "/api/cache/" + key, headers=AUTH)
         assert r.status_code == 200 and r.json() == {"purged": 1, "key": key}
         assert post(node).headers["x-gatemesh-cache-status"] == "MISS"
+        # An answer is stored just after it went out.
+        eventually(lambda: admin(node, "/api/cache")["memory"]["entries"], lambda n: n == 2, what="the answer stored again")
         assert requests.delete(node.url + "/api/cache?gateway=nope", headers=AUTH).status_code == 404
         assert requests.delete(node.url + "/api/cache/not-a-key", headers=AUTH).status_code == 400
         assert requests.delete(node.url + "/api/cache?gateway=default", headers=AUTH).json() == {"purged": 2, "gateway": "default"}
         assert post(node, CHAT.replace("cache me", "another")).headers["x-gatemesh-cache-key"] == other
+        eventually(lambda: admin(node, "/api/cache")["memory"]["entries"], lambda n: n == 1, what="the answer stored again")
         assert requests.delete(node.url + "/api/cache", headers=AUTH).json() == {"purged": 1}
         assert requests.delete(node.url + "/api/cache").status_code == 401
     finally:
