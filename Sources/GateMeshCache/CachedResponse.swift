@@ -1,3 +1,5 @@
+import GateMeshCore
+
 /// One cached answer: what the client was sent (status, the headers worth replaying, the body as
 /// the chunks it arrived in) and what it cost, so a hit can be replayed byte for byte (a stream as
 /// a stream) and logged with the cost it saved.
@@ -5,7 +7,7 @@ public struct CachedResponse: Sendable, Equatable {
     public var gateway: String
     public var provider: String
     public var status: Int
-    public var headers: [Header]
+    public var headers: [HeaderField]
     public var body: [UInt8]
     /// End offsets of the chunks the body arrived in; a replay writes the same chunks.
     public var chunkEnds: [Int]
@@ -16,16 +18,7 @@ public struct CachedResponse: Sendable, Equatable {
     public var costNanos: Int64?
     public var servedModel: String?
 
-    public struct Header: Sendable, Equatable {
-        public var name: String
-        public var value: String
-        public init(name: String, value: String) {
-            self.name = name
-            self.value = value
-        }
-    }
-
-    public init(gateway: String, provider: String, status: Int, headers: [Header], body: [UInt8], chunkEnds: [Int], streamed: Bool,
+    public init(gateway: String, provider: String, status: Int, headers: [HeaderField], body: [UInt8], chunkEnds: [Int], streamed: Bool,
                 createdAtMs: Int64, expiresAtMs: Int64, costNanos: Int64?, servedModel: String?) {
         self.gateway = gateway
         self.provider = provider
@@ -60,11 +53,11 @@ public struct CachedResponse: Sendable, Equatable {
     /// Response headers that describe the answer rather than one delivery of it: a hit replays
     /// these. Dropped: framing and connection headers, dates, request ids, rate-limit figures,
     /// cookies, timing, and the gateway's own headers (a hit gets fresh ones).
-    public static func storable(_ headers: [(name: String, value: String)]) -> [Header] {
+    public static func storable(_ headers: [(name: String, value: String)]) -> [HeaderField] {
         headers.compactMap { h in
             let n = h.name.lowercased()
             if dropped.contains(n) || droppedPrefixes.contains(where: { n.hasPrefix($0) }) { return nil }
-            return Header(name: n, value: h.value)
+            return HeaderField(n, h.value)
         }
     }
 

@@ -34,7 +34,7 @@ public enum CachedResponseCodec {
         let gateway = try r.string(), provider = try r.string()
         let status = try r.count(max: 999)
         guard status >= 100 else { throw DecodeError("cached answer with HTTP status \(status)") }
-        var headers: [CachedResponse.Header] = []
+        var headers: [HeaderField] = []
         for _ in 0..<(try r.count(max: maxHeaders)) { headers.append(.init(name: try r.string(), value: try r.string(max: 65_536))) }
         let n = try r.count(max: maxBodyBytes)
         // Checked before reserving, so a short payload cannot make the node allocate its maximum.

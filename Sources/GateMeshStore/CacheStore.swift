@@ -1,5 +1,6 @@
 import Foundation
 import GateMeshCache
+import GateMeshCore
 import GRDB
 
 /// The response cache on disk: one row per key in `response_cache`, so a restart keeps the cache.
@@ -115,14 +116,14 @@ public final class CacheStore: Sendable {
         }
     }
 
-    static func encode(_ headers: [CachedResponse.Header]) -> String {
+    static func encode(_ headers: [HeaderField]) -> String {
         // Header names and values never hold NUL or newline (HTTP forbids them): a safe separator.
         headers.map { "\($0.name)\u{0}\($0.value)" }.joined(separator: "\n")
     }
 
     static func decode(_ row: Row) -> CachedResponse {
         let headerText: String = row["headers"]
-        let headers = headerText.isEmpty ? [] : headerText.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line -> CachedResponse.Header? in
+        let headers = headerText.isEmpty ? [] : headerText.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line -> HeaderField? in
             let parts = line.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2 ? .init(name: String(parts[0]), value: String(parts[1])) : nil
         }

@@ -1,18 +1,9 @@
 /// Where and how one passthrough request goes upstream: the URL and the header list.
 public struct UpstreamTarget: Sendable, Equatable {
     public var url: String
-    public var headers: [Header]
+    public var headers: [HeaderField]
 
-    public struct Header: Sendable, Equatable {
-        public var name: String
-        public var value: String
-        public init(_ name: String, _ value: String) {
-            self.name = name
-            self.value = value
-        }
-    }
-
-    public init(url: String, headers: [Header]) {
+    public init(url: String, headers: [HeaderField]) {
         self.url = url
         self.headers = headers
     }
@@ -59,7 +50,7 @@ public struct UpstreamTarget: Sendable, Equatable {
         }
         if !effectiveQuery.isEmpty { url += "?" + effectiveQuery }
         let forwarded = HeaderPolicy.upstreamRequestHeaders(headers, storedCredential: storedCredential)
-        return UpstreamTarget(url: url, headers: forwarded.map { Header($0.name, $0.value) })
+        return UpstreamTarget(url: url, headers: forwarded.map { HeaderField($0.name, $0.value) })
     }
 
     /// Azure resource and deployment names: non-empty, at most 64 of `[A-Za-z0-9._-]`, so that they

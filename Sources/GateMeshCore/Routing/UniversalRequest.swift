@@ -14,23 +14,14 @@
 /// (a string) is accepted as the older shape of `headers.authorization`. `config` sets the step's
 /// request timeout (ms, to the first byte) and retries; each becomes the matching request header.
 public struct UniversalStep: Sendable, Equatable {
-    public struct Header: Sendable, Equatable {
-        public var name: String
-        public var value: String
-        public init(_ name: String, _ value: String) {
-            self.name = name
-            self.value = value
-        }
-    }
-
     public var provider: String
     public var endpoint: String
     /// The step's own headers (names lowercased), the `config` ones included.
-    public var headers: [Header]
+    public var headers: [HeaderField]
     /// The request body: `query`'s bytes as sent.
     public var body: [UInt8]
 
-    public init(provider: String, endpoint: String, headers: [Header], body: [UInt8]) {
+    public init(provider: String, endpoint: String, headers: [HeaderField], body: [UInt8]) {
         self.provider = provider
         self.endpoint = endpoint
         self.headers = headers
@@ -53,9 +44,9 @@ public enum UniversalRequest {
             guard let members = JSONSpans.object(element) else { throw bad("step \(i) must be a JSON object") }
             var provider: String?
             var endpoint: String?
-            var headers: [UniversalStep.Header] = []
+            var headers: [HeaderField] = []
             var body: [UInt8]?
-            var configHeaders: [UniversalStep.Header] = []
+            var configHeaders: [HeaderField] = []
             for (key, value) in members {
                 switch key {
                 case "provider":
@@ -90,9 +81,9 @@ public enum UniversalRequest {
         return steps
     }
 
-    static func config(_ value: ArraySlice<UInt8>, step i: Int) throws(GatewayError) -> [UniversalStep.Header] {
+    static func config(_ value: ArraySlice<UInt8>, step i: Int) throws(GatewayError) -> [HeaderField] {
         guard let members = JSONSpans.object(value) else { throw bad("step \(i): config must be an object") }
-        var out: [UniversalStep.Header] = []
+        var out: [HeaderField] = []
         for (key, v) in members {
             let header: String
             switch key {

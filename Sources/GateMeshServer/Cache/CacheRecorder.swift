@@ -1,4 +1,5 @@
 import GateMeshCache
+import GateMeshCore
 import NIOCore
 
 /// Records an answer on its way to the client, for the cache: only a complete 200 of at most
@@ -15,7 +16,7 @@ final class CacheRecorder: @unchecked Sendable {
     let provider: String
     let maxBytes: Int
     private var status = 0
-    private var headers: [CachedResponse.Header] = []
+    private var headers: [HeaderField] = []
     private var streamed = false
     private var body: [UInt8] = []
     private var ends: [Int] = []
@@ -31,7 +32,7 @@ final class CacheRecorder: @unchecked Sendable {
         self.maxBytes = maxBytes
     }
 
-    func start(status: Int, headers: [CachedResponse.Header], streamed: Bool) {
+    func start(status: Int, headers: [HeaderField], streamed: Bool) {
         self.status = status
         self.headers = headers
         self.streamed = streamed
