@@ -99,10 +99,11 @@ struct ProxyHandler: Sendable {
                            onFinish: onFinish),
             started: started)
         do {
-            return try await forward(route: route, request: request, gateway: gateway, provider: provider, caller: caller, format: format,
-                                     exchange: exchange, metadata: metadata, customPrice: customPrice,
-                                     collectPayload: collectPayload, eventID: eventID, logged: collectLog, fallsThrough: fallsThrough,
-                                     closeWatch: closeWatch)
+            var call = try ProxyCall(route: route, request: request, gateway: gateway, provider: provider, caller: caller, format: format,
+                                     exchange: exchange, metadata: metadata, customPrice: customPrice, collectPayload: collectPayload,
+                                     eventID: eventID, logged: collectLog, fallsThrough: fallsThrough, closeWatch: closeWatch,
+                                     timeouts: timeouts)
+            return try await forward(&call)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
             if collectLog { error.headers.append(("x-gatemesh-log-id", exchange.logID)) }
@@ -112,316 +113,6 @@ struct ProxyHandler: Sendable {
             exchange.finish(completed: false, status: 499, error: "the client went away: \(error)")
             throw error
         }
-    }
-
-    private func forward(
-        route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, caller: KeyDirectory.Caller?, format: APIFormat,
-        exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
-        collectPayload: Bool, eventID: String?, logged: Bool, fallsThrough: Bool = false, closeWatch: CloseWatch = .ownBody
-    ) async throws -> Response {
-        let target = try UpstreamTarget.make(route: route, provider: provider, query: request.uri.query ?? "",
-                                             headers: request.headers.lowercasedPairs)
-
-        var timeouts = self.timeouts
-        if let ms = try Self.requestTimeoutMs(request.headers) { timeouts.firstByteMs = ms }
-        // Most requests carry no control header: then the retry and cache directives are the
-        // gateway's, without building the header names they would be looked up by. (The cache
-        // also reads the standard `cache-control`.)
-        let hasControlHeaders = request.headers.contains {
-            $0.name.canonicalName.hasPrefix("x-gatemesh-") || $0.name.canonicalName.hasPrefix("cf-aig-")
-        }
-        let requestedPolicy = hasControlHeaders
-            ? try gateway.retries.applying { name in request.headers[HTTPField.Name(name)!] } : gateway.retries
-
-        // The body: none, whole, or streamed. A whole body is read for the facts that price it, and
-        // an OpenAI-format stream that did not ask for usage is asked for it (and the answer hidden).
-        let maxBody = config.limits.maxBodyBytes
-        let declaredLength = try Self.contentLength(request.headers)
-        if let declaredLength, declaredLength > maxBody { throw GatewayError.payloadTooLarge(limit: maxBody) }
-        let hasBody = declaredLength.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
-        var request = request
-        var body: UpstreamRequest.Body
-        var streamUpload = false
-        var facts = RequestFacts()
-        var injectsUsage = false
-        var downgradedBy: String?
-        /// The client's body as sent, when read whole (for the cache key and the limits).
-        var clientBytes: [UInt8]?
-        if !hasBody {
-            body = .none
-            clientBytes = []
-        } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
-            let buffer = try await Self.collect(&request, limit: maxBody)
-            body = .bytes(buffer)
-            let bytes = Array(buffer.readableBytesView)
-            clientBytes = bytes
-            if collectPayload { exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
-            if format != .other {
-                facts = RequestInspector.inspect(format: format, path: Substring(target.url), body: bytes)
-                exchange.setRequestedModel(facts.model)
-                exchange.nameUser(facts.user)
-            }
-        } else {
-            body = .streamed(length: declaredLength)
-            streamUpload = true
-        }
-        if let caller, let denial = KeyDirectory.denial(caller, gateway: gateway.id, provider: provider.spec.id, model: facts.model) {
-            throw GatewayError(status: 403, type: "permission_error", code: "model_not_allowed", message: denial)
-        }
-
-        // The cache: answer from it, wait for an identical request already fetching, or fetch
-        // and record the answer for it.
-        var cacheRecorder: CacheRecorder?
-        var cacheStatus: String?
-        if let cache {
-            let directives = hasControlHeaders || request.headers[.cacheControl] != nil
-                ? try CacheDirectives.parse { name in request.headers[HTTPField.Name(name)!] } : CacheDirectives()
-            let decision = CacheDecision.decide(gatewayTTL: gateway.cacheTTLSeconds, directives: directives,
-                                                method: request.method.rawValue, bodyKnown: clientBytes != nil)
-            switch decision {
-            case .off:
-                break
-            case .bypass:
-                cacheStatus = "BYPASS"
-            case .lookup(let ttl), .refresh(let ttl):
-                let headers = request.headers.lowercasedPairs
-                // Requests with virtual keys share answers within their team only.
-                let credential = caller.map { "team:" + $0.team.id } ?? Self.credentialDigest(headers: headers, url: target.url, provider: provider)
-                let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway.id, key: $0, credential: credential) }
-                    ?? CacheKeyMaterial.make(gateway: gateway.id, provider: provider.spec.id, method: request.method.rawValue,
-                                             path: Self.cacheURL(target.url, provider: provider), headers: headers,
-                                             body: clientBytes ?? [], credential: credential)
-                let key = ResponseCache.key(material)
-                let owner = cache.owner(of: key)
-                var ticket: CacheFlight.Ticket?
-                if case .lookup = decision {
-                    switch await owner.acquire(key, now: ResponseCache.now()) {
-                    case .hit(let hit):
-                        return try await serveHit(hit, key: key, request: request, gateway: gateway, provider: provider, format: format, facts: facts,
-                                            metadata: metadata, exchange: exchange, eventID: eventID, logged: logged)
-                    case .fetch(let t):
-                        ticket = t
-                    }
-                }
-                cacheStatus = "MISS"
-                cacheRecorder = CacheRecorder(key: key, owner: owner, ticket: ticket, ttlSeconds: ttl, gateway: gateway.id,
-                                         provider: provider.spec.id, maxBytes: cache.config.maxEntryBytes)
-            }
-        }
-        if let limits, !limits.isEmpty {
-            // A body read whole prices the estimate; otherwise (no body, an unread format, or one
-            // too large to read whole) the request still counts against request limits and
-            // settles its actual cost.
-            let readable = clientBytes != nil && !clientBytes!.isEmpty && format != .other
-            if let downgrade = try await reserve(limits, gateway: gateway, provider: provider, format: format, facts: facts,
-                                           metadata: metadata, customPrice: customPrice, body: readable ? clientBytes : nil,
-                                           exchange: exchange) {
-                // The cheaper model must be one the key may use too.
-                if let caller, let denial = KeyDirectory.denial(caller, gateway: gateway.id, provider: provider.spec.id, model: downgrade.model) {
-                    throw GatewayError(status: 403, type: "permission_error", code: "model_not_allowed",
-                                       message: "budget '\(downgrade.rule)' would downgrade this request to \(downgrade.model), but \(denial)")
-                }
-                facts.model = downgrade.model
-                downgradedBy = downgrade.rule
-                clientBytes = downgrade.body
-                body = .bytes(ByteBuffer(bytes: downgrade.body))
-                // The cheaper model's answer must not be stored under the original request's key.
-                if let recorder = cacheRecorder {
-                    recorder.abandon()
-                    cacheRecorder = nil
-                    cacheStatus = "BYPASS"
-                }
-            }
-        }
-        if let cacheStatus {
-            exchange.setCacheStatus(cacheStatus)
-            cache?.count(cacheStatus)
-        }
-        if let bytes = clientBytes, !bytes.isEmpty, format != .other, facts.stream, !facts.clientAskedForUsage,
-           provider.spec.acceptsStreamUsageOption, format == .openAIChat || format == .openAICompletions,
-           let amended = RequestInspector.addingUsageRequest(to: bytes) {
-            body = .bytes(ByteBuffer(bytes: amended))
-            injectsUsage = true
-        }
-
-        let upstreamRequest = UpstreamRequest(
-            method: request.method.rawValue, url: target.url,
-            headers: target.headers.map { ($0.name, $0.value) }, body: body, timeouts: timeouts)
-        // A body that streams up unread cannot be sent twice: one attempt only.
-        let policy = streamUpload ? RetryPolicy(maxAttempts: 1) : requestedPolicy
-
-        let overLimit = NIOLockedValueBox(false)
-        // The client's upload broke off (it closed its connection mid-body): a 499, not a 502.
-        let uploadBroke = NIOLockedValueBox(false)
-        var uploadTask: Task<Void, Never>?
-        var attempt = 1
-        var transfer: UpstreamTransfer
-        var head: UpstreamResponseHead
-        while true {
-            transfer = client.start(upstreamRequest)
-            if streamUpload {
-                let requestBody = request.body
-                let transfer = transfer
-                uploadTask = Task {
-                    var total = 0
-                    do {
-                        for try await chunk in requestBody {
-                            total += chunk.readableBytes
-                            if total > maxBody {
-                                overLimit.withLockedValue { $0 = true }
-                                transfer.cancel()
-                                return
-                            }
-                            try await transfer.writeBody(chunk)
-                        }
-                        transfer.finishBody()
-                    } catch {
-                        if !Task.isCancelled { uploadBroke.withLockedValue { $0 = true } }
-                        transfer.cancel()
-                    }
-                }
-            }
-            do {
-                head = try await transfer.responseHead()
-            } catch let error as UpstreamError {
-                // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
-                uploadTask?.cancel()
-                if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
-                if uploadBroke.withLockedValue({ $0 }) { throw GatewayError.clientClosedRequest() }
-                if error == .cancelled, Task.isCancelled { throw CancellationError() }
-                if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {
-                    logger.info("upstream failed; retrying", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)",
-                                                                       "attempt": "\(attempt)", "delay_ms": "\(wait)"])
-                    try await Task.sleep(for: .milliseconds(wait))
-                    attempt += 1
-                    continue
-                }
-                exchange.setAttempts(attempt)
-                logger.warning("upstream failed", metadata: ["provider": "\(provider.spec.id)", "error": "\(error)", "attempts": "\(attempt)"])
-                var failure = ErrorResponse.gatewayError(for: error, provider: provider.spec.id)
-                failure.headers.append(("x-gatemesh-attempts", String(attempt)))
-                throw failure
-            }
-            if RetryPolicy.isRetryable(status: head.status) {
-                // Retry-After counts on a 429 and on a 503 alike (RFC 9110 allows it on both).
-                let retryAfter = RetryPolicy.retryAfterMs(head.headers.first { $0.name == "retry-after" }?.value)
-                if let wait = policy.delay(beforeAttempt: attempt + 1, retryAfterMs: retryAfter, random: .random(in: 0..<1)) {
-                    transfer.cancel()
-                    logger.info("upstream answered \(head.status); retrying", metadata: ["provider": "\(provider.spec.id)",
-                                                                                        "attempt": "\(attempt)", "delay_ms": "\(wait)"])
-                    try await Task.sleep(for: .milliseconds(wait))
-                    attempt += 1
-                    continue
-                }
-            }
-            break
-        }
-        exchange.setAttempts(attempt)
-        if fallsThrough, head.status >= 400 {
-            transfer.cancel()
-            throw GatewayError(status: head.status, type: "upstream_error", code: "step_failed",
-                               message: "\(provider.spec.id) answered \(head.status); the universal endpoint tries the next step")
-        }
-
-        var headers = HTTPFields()
-        headers.reserveCapacity(head.headers.count + 4)
-        var contentLength: Int?
-        var contentType: String?
-        var encoded = false
-        for (name, value) in head.headers {
-            if name == "content-length" { contentLength = Int(value) }
-            if name == "content-type" { contentType = value }
-            if name == "content-encoding", value.lowercased() != "identity" { encoded = true }
-        }
-        // curl decoded a compressed body, so its length is no longer the provider's.
-        if encoded { contentLength = nil }
-        let isEventStream = contentType?.lowercased().hasPrefix("text/event-stream") ?? false
-        for (name, value) in HeaderPolicy.clientResponseHeaders(head.headers) {
-            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
-        }
-        headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
-        if let downgradedBy {
-            headers.append(HTTPField(name: Self.downgradedHeader, value: downgradedBy))
-            if let model = facts.model { headers.append(HTTPField(name: Self.modelHeader, value: model)) }
-        }
-        if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
-        if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
-        if let cacheStatus { headers.append(HTTPField(name: Self.cacheStatusHeader, value: cacheStatus)) }
-        headers.append(HTTPField(name: Self.attemptsHeader, value: String(attempt)))
-        if let key = cacheRecorder?.key { headers.append(HTTPField(name: Self.cacheKeyHeader, value: key)) }
-        cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(HeaderPolicy.clientResponseHeaders(head.headers)),
-                             streamed: isEventStream)
-        if request.method == .head, let contentLength {
-            // A HEAD answer has no body but says how long the GET body would be.
-            headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
-        }
-        if request.method == .head || head.status == 204 || head.status == 304 { contentLength = nil }
-        exchange.responseStarted(status: head.status, contentType: contentType, format: head.status < 300 ? format : .other,
-                                 facts: facts, stripsInjectedUsage: injectsUsage)
-        // Stripping the injected usage changes the length; the body is then sent chunked.
-        if injectsUsage { contentLength = nil }
-
-        // Watching for the client closing its connection needs the request body consumed first,
-        // which it is unless it is still streaming up.
-        // A request made here (a universal step, a route target, a translated request) has a body
-        // built from bytes, which cannot report the client leaving: watch the client's own body.
-        let watched: RequestBody?
-        switch closeWatch {
-        case .ownBody: watched = request.body
-        case .body(let b): watched = b
-        case .none: watched = nil
-        }
-        let watchClose = isEventStream && !streamUpload && watched != nil
-        // Watching takes the connection's inbound side, so the server closes the connection when
-        // this answer ends: say so, or a client reusing it would send its next request into a
-        // connection about to close (and see it fail).
-        if watchClose { headers.append(HTTPField(name: .connection, value: "close")) }
-        let requestBody = watched ?? request.body
-        let lease = TransferLease(transfer, exchange: exchange)
-        let recorder = cacheRecorder
-        let servedModel = facts.model
-        let responseBody = ResponseBody(contentLength: contentLength) { writer in
-            var completed = false
-            defer {
-                if !completed {
-                    lease.abandon()
-                    recorder?.abandon()
-                }
-            }
-            let pump: (inout any ResponseBodyWriter) async throws -> Void = { writer in
-                while let chunk = try await lease.transfer.nextChunk() {
-                    if let replaced = lease.exchange.observe(chunk) {
-                        if replaced.readableBytes > 0 {
-                            recorder?.append(replaced)
-                            try await writer.write(replaced)
-                        }
-                    } else {
-                        recorder?.append(chunk)
-                        try await writer.write(chunk)
-                    }
-                }
-                if let tail = lease.exchange.tail() {
-                    recorder?.append(tail)
-                    try await writer.write(tail)
-                }
-            }
-            if watchClose {
-                try await requestBody.consumeWithInboundCloseHandler { _ in
-                    try await pump(&writer)
-                } onInboundClosed: { [logger] in
-                    logger.debug("client closed its connection mid-stream; cancelling the upstream transfer")
-                    lease.transfer.cancel()
-                }
-            } else {
-                try await pump(&writer)
-            }
-            completed = true
-            try await Self.end(&writer) {
-                lease.exchange.finish(completed: true)
-                recorder?.finish(costNanos: lease.exchange.costNanos, model: lease.exchange.servedModel ?? servedModel)
-            }
-        }
-        return Response(status: .init(code: head.status), headers: headers, body: responseBody)
     }
 
     static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
@@ -453,12 +144,10 @@ struct ProxyHandler: Sendable {
     /// Answers from the cache: the stored status, headers and body (a stream replayed as the
     /// chunks it arrived in), logged at no cost with the cost it saved. It still counts as a
     /// request under the gateway's rate limits.
-    func serveHit(
-        _ hit: CachedResponse, key: String, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat,
-        facts: RequestFacts, metadata: RequestMetadata, exchange: ProxyExchange, eventID: String?, logged: Bool
-    ) async throws -> Response {
+    func serveHit(_ hit: CachedResponse, key: String, call: ProxyCall) async throws -> Response {
+        let exchange = call.exchange
         if let limits, !limits.isEmpty {
-            var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+            var request = LimitRequest(gateway: call.gateway.id, provider: call.provider.spec.id, model: call.facts.model, metadata: call.metadata)
             request.set(exchange.principal)
             let nothing = LimitAmounts(costNanos: 0, requests: 1, inputTokens: 0, outputTokens: 0)
             var skipping: Set<String> = []
@@ -483,11 +172,11 @@ struct ProxyHandler: Sendable {
         for h in hit.headers {
             if let name = HTTPField.Name(h.name) { headers.append(HTTPField(name: name, value: h.value)) }
         }
-        headers.append(HTTPField(name: Self.providerHeader, value: provider.spec.id))
+        headers.append(HTTPField(name: Self.providerHeader, value: call.provider.spec.id))
         headers.append(HTTPField(name: Self.cacheStatusHeader, value: "HIT"))
         headers.append(HTTPField(name: Self.cacheKeyHeader, value: key))
-        if logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
-        if let eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
+        if call.logged { headers.append(HTTPField(name: Self.logIDHeader, value: exchange.logID)) }
+        if let eventID = call.eventID { headers.append(HTTPField(name: Self.eventIDResponseHeader, value: eventID)) }
         let chunks = hit.chunks
         let body = ResponseBody(contentLength: hit.streamed ? nil : hit.body.count) { writer in
             for chunk in chunks { try await writer.write(ByteBuffer(bytes: chunk)) }
@@ -523,10 +212,8 @@ struct ProxyHandler: Sendable {
     /// Reserves the request's estimate under every matching limit, or refuses it with a 429 that
     /// names the rule. A downgrade rule that is exhausted rewrites the model and reserves again
     /// for the cheaper one (skipping that rule). Returns the downgrade, if one happened.
-    func reserve(
-        _ limits: LimitsService, gateway: GatewayConfig, provider: ResolvedProvider, format: APIFormat, facts: RequestFacts,
-        metadata: RequestMetadata, customPrice: ModelPrice?, body: [UInt8]?, exchange: ProxyExchange
-    ) async throws(GatewayError) -> Downgrade? {
+    func reserve(_ limits: LimitsService, _ call: ProxyCall, body: [UInt8]?) async throws(GatewayError) -> Downgrade? {
+        let (format, facts, provider, exchange, customPrice) = (call.format, call.facts, call.provider, call.exchange, call.customPrice)
         func estimate(model: String?) -> LimitAmounts {
             // Embeddings and unread formats produce no output tokens.
             let output = format == .other || format == .openAIEmbeddings ? 0 : facts.maxOutputTokens ?? config.reservations.defaultOutputTokens
@@ -535,7 +222,7 @@ struct ProxyHandler: Sendable {
             return LimitAmounts(costNanos: price?.cost(of: usage).nanos ?? 0, requests: 1,
                                 inputTokens: Int64(usage.input), outputTokens: Int64(usage.output))
         }
-        var request = LimitRequest(gateway: gateway.id, provider: provider.spec.id, model: facts.model, metadata: metadata)
+        var request = LimitRequest(gateway: call.gateway.id, provider: provider.spec.id, model: facts.model, metadata: call.metadata)
         request.set(exchange.principal)
         switch await limits.admit(request, estimate: estimate(model: facts.model)) {
         case .admit(let reservation):
