@@ -84,12 +84,7 @@ public struct CacheDirectives: Sendable, Equatable {
     /// a 400 that names the header and says what is expected.
     public static func parse(_ header: (String) -> String?) throws(GatewayError) -> CacheDirectives {
         var d = CacheDirectives()
-        func first(_ suffix: String) -> (name: String, value: String)? {
-            for name in ["x-gatemesh-\(suffix)", "cf-aig-\(suffix)"] {
-                if let v = header(name) { return (name, v.trimmingSpaces) }
-            }
-            return nil
-        }
+        func first(_ name: String) -> (name: String, value: String)? { ControlHeader.value(name, in: header) }
         if let (name, v) = first("skip-cache") {
             switch v.lowercased() {
             case "true", "1": d.skip = true

@@ -272,7 +272,7 @@ struct ProxyHandler: Sendable {
     }
     static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
     static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
-    static let eventIDHeaders = [HTTPField.Name("x-gatemesh-event-id")!, HTTPField.Name("cf-aig-event-id")!]
+    static let eventIDHeaders = controlHeader("event-id")
     /// The longest `event-id` a request may carry (it is stored with the row and echoed).
     static let maxEventIDBytes = 256
 
@@ -284,10 +284,13 @@ struct ProxyHandler: Sendable {
         }
         return value
     }
-    static let customCostHeaders = [HTTPField.Name("x-gatemesh-custom-cost")!, HTTPField.Name("cf-aig-custom-cost")!]
-    static let metadataHeaders = [HTTPField.Name("x-gatemesh-metadata")!, HTTPField.Name("cf-aig-metadata")!]
-    static let collectLogHeaders = [HTTPField.Name("x-gatemesh-collect-log")!, HTTPField.Name("cf-aig-collect-log")!]
-    static let collectPayloadHeaders = [HTTPField.Name("x-gatemesh-collect-log-payload")!, HTTPField.Name("cf-aig-collect-log-payload")!]
+    static let customCostHeaders = controlHeader("custom-cost")
+    static let metadataHeaders = controlHeader("metadata")
+    static let collectLogHeaders = controlHeader("collect-log")
+    static let collectPayloadHeaders = controlHeader("collect-log-payload")
+
+    /// Both spellings of a control header (`ControlHeader`), as field names.
+    static func controlHeader(_ name: String) -> [HTTPField.Name] { ControlHeader.names(name).map { HTTPField.Name($0)! } }
 
     static func first(_ headers: HTTPFields, _ names: [HTTPField.Name]) -> String? {
         for name in names { if let v = headers[name] { return v } }
@@ -320,7 +323,7 @@ struct ProxyHandler: Sendable {
     static func upstreamPath(route: PassthroughRoute, provider: ResolvedProvider) -> String {
         route.rest.isEmpty ? "/" : route.rest
     }
-    static let gatewayAuthHeaders = [HTTPField.Name("x-gatemesh-authorization")!, HTTPField.Name("cf-aig-authorization")!]
+    static let gatewayAuthHeaders = controlHeader("authorization")
 
     /// Checks the gateway token when the gateway requires one.
     static func authorize(_ gateway: GatewayConfig, headers: HTTPFields) throws(GatewayError) {
@@ -334,7 +337,7 @@ struct ProxyHandler: Sendable {
         }
     }
 
-    static let requestTimeoutHeaders = [HTTPField.Name("x-gatemesh-request-timeout")!, HTTPField.Name("cf-aig-request-timeout")!]
+    static let requestTimeoutHeaders = controlHeader("request-timeout")
     static let maxRequestTimeoutMs = 3_600_000
 
     /// `request-timeout`: milliseconds until the first byte of the provider's response.

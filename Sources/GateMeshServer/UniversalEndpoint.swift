@@ -46,8 +46,9 @@ extension GatewayResponder {
     /// (and the key never reaches a provider).
     static func carryVirtualKey(from outer: HTTPFields, into fields: inout HTTPFields) {
         guard let key = ProxyHandler.presentedKey(outer) else { return }
-        fields[HTTPField.Name("x-gatemesh-authorization")!] = "Bearer \(key)"
-        fields[HTTPField.Name("cf-aig-authorization")!] = nil
+        let (ours, cloudflares) = (ProxyHandler.gatewayAuthHeaders[0], ProxyHandler.gatewayAuthHeaders[1])
+        fields[ours] = "Bearer \(key)"
+        fields[cloudflares] = nil
     }
 
     func universal(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {

@@ -8,8 +8,8 @@ extension ProxyHandler {
     /// Where a client may present its key: the provider credential headers its SDK already
     /// sends (OpenAI's `Authorization: Bearer`, Anthropic's `x-api-key`, Google's
     /// `x-goog-api-key`), and the gateway's own authorization headers.
-    static let virtualKeyHeaders = [HTTPField.Name.authorization, HTTPField.Name("x-api-key")!, HTTPField.Name("x-goog-api-key")!,
-                                    HTTPField.Name("x-gatemesh-authorization")!, HTTPField.Name("cf-aig-authorization")!]
+    static let virtualKeyHeaders = [HTTPField.Name.authorization, HTTPField.Name("x-api-key")!, HTTPField.Name("x-goog-api-key")!]
+        + gatewayAuthHeaders
 
     /// The `gmk_` secret the request presents, bare or after `Bearer `.
     static func presentedKey(_ headers: HTTPFields) -> Substring? {

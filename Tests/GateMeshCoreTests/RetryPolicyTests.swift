@@ -59,3 +59,15 @@ import Testing
         }
     }
 }
+
+/// Both spellings of a control header, the gateway's own first.
+@Suite struct ControlHeaderTests {
+    @Test func theGatewaysSpellingWinsAndCloudflaresIsTheFallback() {
+        let both = ["x-gatemesh-max-attempts": "3", "cf-aig-max-attempts": "5"]
+        #expect(ControlHeader.value("max-attempts", in: { both[$0] })! == ("x-gatemesh-max-attempts", "3"))
+        let cloudflare = ["cf-aig-max-attempts": " 5\t"]
+        #expect(ControlHeader.value("max-attempts", in: { cloudflare[$0] })! == ("cf-aig-max-attempts", "5"))
+        #expect(ControlHeader.value("max-attempts", in: { _ in nil }) == nil)
+        #expect(ControlHeader.names("event-id") == ["x-gatemesh-event-id", "cf-aig-event-id"])
+    }
+}

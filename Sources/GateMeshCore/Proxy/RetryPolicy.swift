@@ -69,12 +69,7 @@ public struct RetryPolicy: Sendable, Equatable {
     /// and `backoff` headers (`x-gatemesh-…` or `cf-aig-…`). Bad values are a 400 naming the header.
     public func applying(headers header: (String) -> String?) throws(GatewayError) -> RetryPolicy {
         var p = self
-        func first(_ suffix: String) -> (name: String, value: String)? {
-            for name in ["x-gatemesh-\(suffix)", "cf-aig-\(suffix)"] {
-                if let v = header(name) { return (name, v.trimmingCharacters(in: " ")) }
-            }
-            return nil
-        }
+        func first(_ name: String) -> (name: String, value: String)? { ControlHeader.value(name, in: header) }
         if let (name, v) = first("max-attempts") {
             guard let n = Int(v), (1...Self.maxAttemptsLimit).contains(n) else {
                 throw GatewayError.badRequest("\(name) must be a whole number from 1 to \(Self.maxAttemptsLimit), got '\(v)'", code: "invalid_header")
