@@ -47,7 +47,7 @@ let package = Package(
 
         .target(name: "GateMeshLimits", dependencies: ["GateMeshCore"], swiftSettings: swiftSettings),
         // Pure: cluster membership (SWIM), peer frames, replication.
-        .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
+        .target(name: "GateMeshCluster", dependencies: ["GateMeshCore", "GateMeshLimits", "GateMeshCache"], swiftSettings: swiftSettings),
         // The whole-cluster simulator (pure): many membership state machines on one seeded scheduler.
         .target(name: "GateMeshSimulator", dependencies: ["GateMeshCluster", "GateMeshCore", "GateMeshLimits"], swiftSettings: swiftSettings),
         // Pure: the response cache's key, directives, byte-bounded LRU and cached-answer type.
@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshFuzzTests", dependencies: ["GateMeshFuzzTargets"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer", "GateMeshCluster"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore", "GateMeshCache"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshSimulatorTests", dependencies: ["GateMeshSimulator", "GateMeshCluster"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",

@@ -511,13 +511,11 @@ final class ClusterService: Service, Sendable {
                     connections.send(reply, to: address)
                 }
             case .cacheGet:
-                var r = BinaryReader(frame.payload)
-                let id = try r.uint(), key = try r.string()
+                let (id, key) = try CacheCodec.decodeGet(frame.payload)
                 guard let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
                 Task { await self.answerCacheGet(id: id, key: key, peer: peer, address: address) }
             case .cacheAnswer:
-                var r = BinaryReader(frame.payload)
-                let (id, answer) = try CacheCodec.answer(&r)
+                let (id, answer) = try CacheCodec.decodeAnswer(frame.payload)
                 let waiter: CheckedContinuation<CacheCodec.Answer, Never>? = lookups.withLockedValue { l in
                     if case .pending = answer {
                         l.waiting[id]?.pending = true
@@ -527,9 +525,7 @@ final class ClusterService: Service, Sendable {
                 }
                 waiter?.resume(returning: answer)
             case .cachePut:
-                var r = BinaryReader(frame.payload)
-                let key = try r.string()
-                let entry = try CacheCodec.entry(&r)
+                let (key, entry) = try CacheCodec.decodePut(frame.payload)
                 // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
                 // it"): a peer cannot plant an answer for a key, nor one fetched after its lease ended.
                 guard let lease = leases.withLockedValue({ $0.removeValue(forKey: Lease(peer: peer, key: key)) }) else {
@@ -569,8 +565,7 @@ final class ClusterService: Service, Sendable {
                     for f in Replicator.frames(answer) { connections.send(f, to: address, urgent: true) }
                 }
             case .cacheRelease:
-                var r = BinaryReader(frame.payload)
-                let key = try r.string()
+                let key = try CacheCodec.decodeRelease(frame.payload)
                 let lease = Lease(peer: peer, key: key), now = Self.now()
                 let held = leases.withLockedValue { leases -> CacheFlight.Ticket? in
                     if let held = leases.removeValue(forKey: lease) { return held.ticket }

@@ -1,23 +1,27 @@
 import GateMeshCore
 import GateMeshCache
-import GateMeshCluster
 
 /// Cache entries on the peer link (`cacheGet`, `cacheAnswer`, `cachePut` frames). Bounded like
 /// every peer payload; the entry itself is `CachedResponseCodec`'s.
-enum CacheCodec {
-    static func entry(_ r: CachedResponse, _ w: inout BinaryWriter) { CachedResponseCodec.encode(r, into: &w) }
+public enum CacheCodec {
+    private static func entry(_ r: CachedResponse, _ w: inout BinaryWriter) { CachedResponseCodec.encode(r, into: &w) }
 
-    static func entry(_ r: inout BinaryReader) throws(DecodeError) -> CachedResponse { try CachedResponseCodec.decode(from: &r) }
+    private static func entry(_ r: inout BinaryReader) throws(DecodeError) -> CachedResponse { try CachedResponseCodec.decode(from: &r) }
 
-    static func get(id: UInt64, key: String) -> Frame {
+    public static func get(id: UInt64, key: String) -> Frame {
         var w = BinaryWriter()
         w.uint(id)
         w.string(key)
         return Frame(kind: .cacheGet, payload: w.bytes)
     }
 
+    public static func decodeGet(_ payload: [UInt8]) throws(DecodeError) -> (id: UInt64, key: String) {
+        var r = BinaryReader(payload)
+        return (try r.uint(), try r.string())
+    }
+
     /// An owner's answer to `cacheGet`.
-    enum Answer {
+    public enum Answer: Sendable, Equatable {
         /// Not here, fetch it yourself (without the owner waiting for it).
         case miss
         case entry(CachedResponse)
@@ -27,7 +31,7 @@ enum CacheCodec {
         case pending
     }
 
-    static func answer(id: UInt64, _ a: Answer) -> Frame {
+    public static func answer(id: UInt64, _ a: Answer) -> Frame {
         var w = BinaryWriter()
         w.uint(id)
         switch a {
@@ -41,7 +45,8 @@ enum CacheCodec {
         return Frame(kind: .cacheAnswer, payload: w.bytes)
     }
 
-    static func answer(_ r: inout BinaryReader) throws(DecodeError) -> (id: UInt64, answer: Answer) {
+    public static func decodeAnswer(_ payload: [UInt8]) throws(DecodeError) -> (id: UInt64, answer: Answer) {
+        var r = BinaryReader(payload)
         let id = try r.uint()
         switch try r.byte() {
         case 0: return (id, .miss)
@@ -52,16 +57,26 @@ enum CacheCodec {
         }
     }
 
-    static func release(key: String) -> Frame {
+    public static func release(key: String) -> Frame {
         var w = BinaryWriter()
         w.string(key)
         return Frame(kind: .cacheRelease, payload: w.bytes)
     }
 
-    static func put(key: String, entry r: CachedResponse) -> Frame {
+    public static func decodeRelease(_ payload: [UInt8]) throws(DecodeError) -> String {
+        var r = BinaryReader(payload)
+        return try r.string()
+    }
+
+    public static func put(key: String, entry r: CachedResponse) -> Frame {
         var w = BinaryWriter()
         w.string(key)
         entry(r, &w)
         return Frame(kind: .cachePut, payload: w.bytes)
+    }
+
+    public static func decodePut(_ payload: [UInt8]) throws(DecodeError) -> (key: String, entry: CachedResponse) {
+        var r = BinaryReader(payload)
+        return (try r.string(), try entry(&r))
     }
 }
