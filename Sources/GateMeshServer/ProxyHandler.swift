@@ -84,8 +84,7 @@ struct ProxyHandler: Sendable {
             throw error
         }
         let upstreamPath = Self.upstreamPath(route: route, provider: provider)
-        let format = APIFormat.detect(providerOpenAICompatible: provider.spec.openAICompatible, providerID: provider.spec.id,
-                                      path: Substring(upstreamPath))
+        let format = APIFormat.detect(wire: provider.spec.wire, path: Substring(upstreamPath))
         let exchange = ProxyExchange(
             record: RequestRecord(
                 logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,

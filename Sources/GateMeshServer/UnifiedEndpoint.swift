@@ -20,6 +20,17 @@ extension GatewayResponder {
     /// The target formats the unified API can translate to.
     enum TargetFormat {
         case openAI, anthropic, google
+
+        /// The format the unified API sends a provider: nil for one it cannot translate to (a
+        /// format it does not read, or the OpenAI format under Azure's deployment paths).
+        init?(_ spec: ProviderSpec) {
+            switch spec.wire {
+            case .openAI where spec.pathStyle == .append: self = .openAI
+            case .anthropic: self = .anthropic
+            case .google: self = .google
+            case .openAI, .other: return nil
+            }
+        }
     }
 
     func unified(gateway: String, endpoint: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
@@ -62,15 +73,7 @@ extension GatewayResponder {
         let outerHead = request.head
         let clientKey = Self.clientKey(request.headers)
         // Which format each step speaks, for translating its answer (set as the step is made).
-        let formats = targets.map { t -> TargetFormat? in
-            guard let p = proxy.catalogue.provider(named: t.provider) else { return nil }
-            if p.spec.openAICompatible && p.spec.pathStyle == .append { return .openAI }
-            switch p.spec.id {
-            case "anthropic": return .anthropic
-            case "google-ai-studio": return .google
-            default: return nil
-            }
-        }
+        let formats = targets.map { t in proxy.catalogue.provider(named: t.provider).flatMap { TargetFormat($0.spec) } }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
                 guard let provider = proxy.catalogue.provider(named: target.provider) else {
@@ -216,9 +219,7 @@ extension GatewayResponder {
         guard request.method == .get || request.method == .head else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET") }
         var data: [JSONValue] = []
         for name in proxy.catalogue.names {
-            guard let p = proxy.catalogue.provider(named: name), p.spec.id == name,
-                  (p.spec.openAICompatible && p.spec.pathStyle == .append) || p.spec.id == "anthropic" || p.spec.id == "google-ai-studio"
-            else { continue }
+            guard let p = proxy.catalogue.provider(named: name), p.spec.id == name, TargetFormat(p.spec) != nil else { continue }
             for model in proxy.prices.models(provider: p.spec.id) {
                 data.append(.object(["id": .string("\(name)/\(model)"), "object": "model", "created": 0, "owned_by": .string(name)]))
             }
@@ -240,7 +241,7 @@ extension GatewayResponder {
         let base64 = body["encoding_format"]?.stringValue == "base64"
         let outerHead = request.head
         let clientKey = Self.clientKey(request.headers)
-        let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.id == "google-ai-studio" }
+        let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.wire == .google }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
                 guard let provider = proxy.catalogue.provider(named: target.provider) else {
@@ -255,7 +256,7 @@ extension GatewayResponder {
                                     rest: "/v1beta/models/\(try Self.googleModel(target.model)):batchEmbedContents", outer: outerHead,
                                     clientKey: clientKey, watch: watch)
                 }
-                guard provider.spec.openAICompatible && provider.spec.pathStyle == .append else {
+                guard TargetFormat(provider.spec) == .openAI else {
                     throw GatewayError.notImplemented("the unified embeddings API serves OpenAI-format providers and google-ai-studio, not \(provider.spec.id)")
                 }
                 var o = body.objectValue!

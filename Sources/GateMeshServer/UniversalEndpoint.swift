@@ -130,7 +130,7 @@ extension GatewayResponder {
         // Passthrough keeps the provider's wire format: only targets that speak it can serve.
         let usable = plan.filter { i in
             guard let p = proxy.catalogue.provider(named: modelRoute.targets[i].provider) else { return false }
-            return p.spec.id == asked.spec.id || (p.spec.openAICompatible && asked.spec.openAICompatible)
+            return p.spec.id == asked.spec.id || (p.spec.wire == .openAI && asked.spec.wire == .openAI)
         }
         guard !usable.isEmpty else {
             onFinish()

@@ -4,6 +4,11 @@ import Testing
 
 /// Wire samples follow the providers' published API references (OpenAI chat completions and
 /// Responses streaming, Anthropic Messages streaming, Gemini generateContent/streamGenerateContent).
+/// The format of `path` on the built-in provider `id`.
+private func detect(_ id: String, _ path: Substring) -> APIFormat {
+    APIFormat.detect(wire: ProviderSpec.builtIn.first { $0.id == id }!.wire, path: path)
+}
+
 @Suite struct UsageTests {
     func run(_ format: APIFormat, contentType: String, _ chunks: [String], completed: Bool = true,
              request: RequestFacts = RequestFacts(estimatedInputTokens: 10), strip: Bool = false) -> (String, ResponseAccountant.Outcome) {
@@ -248,12 +253,12 @@ import Testing
     }
 
     @Test func formatDetection() {
-        #expect(APIFormat.detect(providerOpenAICompatible: true, providerID: "openai", path: "/chat/completions") == .openAIChat)
-        #expect(APIFormat.detect(providerOpenAICompatible: true, providerID: "groq", path: "/completions") == .openAICompletions)
-        #expect(APIFormat.detect(providerOpenAICompatible: true, providerID: "openai", path: "/responses") == .openAIResponses)
-        #expect(APIFormat.detect(providerOpenAICompatible: false, providerID: "anthropic", path: "/v1/messages") == .anthropicMessages)
-        #expect(APIFormat.detect(providerOpenAICompatible: false, providerID: "google-ai-studio", path: "/v1beta/models/g:streamGenerateContent") == .googleStream)
-        #expect(APIFormat.detect(providerOpenAICompatible: true, providerID: "openai", path: "/models") == .other)
-        #expect(APIFormat.detect(providerOpenAICompatible: false, providerID: "cohere", path: "/v2/chat") == .other)
+        #expect(detect("openai", "/chat/completions") == .openAIChat)
+        #expect(detect("groq", "/completions") == .openAICompletions)
+        #expect(detect("openai", "/responses") == .openAIResponses)
+        #expect(detect("anthropic", "/v1/messages") == .anthropicMessages)
+        #expect(detect("google-ai-studio", "/v1beta/models/g:streamGenerateContent") == .googleStream)
+        #expect(detect("openai", "/models") == .other)
+        #expect(detect("cohere", "/v2/chat") == .other)
     }
 }

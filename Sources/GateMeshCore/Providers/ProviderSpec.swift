@@ -17,14 +17,27 @@ public struct ProviderSpec: Sendable, Equatable {
         case resourceAndDeployment
     }
 
+    /// The wire format a provider speaks: it decides where the usage of its answers is read
+    /// (`APIFormat.detect`) and whether the unified API can translate to it. The one place that
+    /// says which provider speaks which.
+    public enum WireFormat: Sendable, Equatable {
+        /// OpenAI's: chat completions, completions, embeddings, Responses.
+        case openAI
+        /// Anthropic's Messages.
+        case anthropic
+        /// Google's generateContent (Google AI Studio also serves an OpenAI-format chat endpoint).
+        case google
+        /// One GateMesh does not read: passed through, not priced by usage.
+        case other
+    }
+
     /// The canonical name, as in the URL: `openai`, `custom-ollama`.
     public var id: String
     /// The upstream base URL without a trailing slash.
     public var defaultBaseURL: String
     public var auth: Auth
     public var pathStyle: PathStyle
-    /// True when the provider speaks the OpenAI wire format.
-    public var openAICompatible: Bool
+    public var wire: WireFormat
     /// A query parameter that may carry the key instead of a header (Google's `key`).
     public var queryKeyParameter: String?
     /// True when the base URL already ends in the API version (`…/v1`) and a client path that
@@ -39,7 +52,7 @@ public struct ProviderSpec: Sendable, Equatable {
         defaultBaseURL: String,
         auth: Auth,
         pathStyle: PathStyle = .append,
-        openAICompatible: Bool,
+        wire: WireFormat,
         queryKeyParameter: String? = nil,
         dropsRepeatedVersion: Bool = false,
         acceptsStreamUsageOption: Bool = false
@@ -48,7 +61,7 @@ public struct ProviderSpec: Sendable, Equatable {
         self.defaultBaseURL = defaultBaseURL
         self.auth = auth
         self.pathStyle = pathStyle
-        self.openAICompatible = openAICompatible
+        self.wire = wire
         self.queryKeyParameter = queryKeyParameter
         self.dropsRepeatedVersion = dropsRepeatedVersion
         self.acceptsStreamUsageOption = acceptsStreamUsageOption
@@ -76,26 +89,26 @@ extension ProviderSpec {
     /// client built for `https://gateway.ai.cloudflare.com/v1/{account}/{gateway}/{provider}` moves by
     /// changing only the host; `docs/providers.md` tables them with their sources.
     public static let builtIn: [ProviderSpec] = [
-        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
-        ProviderSpec(id: "anthropic", defaultBaseURL: "https://api.anthropic.com", auth: .header("x-api-key"), openAICompatible: false),
+        ProviderSpec(id: "openai", defaultBaseURL: "https://api.openai.com/v1", auth: .bearer, wire: .openAI, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "anthropic", defaultBaseURL: "https://api.anthropic.com", auth: .header("x-api-key"), wire: .anthropic),
         ProviderSpec(
             id: "azure-openai",
             defaultBaseURL: "https://{resource}.openai.azure.com/openai/deployments/{deployment}",
-            auth: .header("api-key"), pathStyle: .resourceAndDeployment, openAICompatible: true,
+            auth: .header("api-key"), pathStyle: .resourceAndDeployment, wire: .openAI,
             acceptsStreamUsageOption: true
         ),
         ProviderSpec(
             id: "google-ai-studio", defaultBaseURL: "https://generativelanguage.googleapis.com",
-            auth: .header("x-goog-api-key"), openAICompatible: false, queryKeyParameter: "key"
+            auth: .header("x-goog-api-key"), wire: .google, queryKeyParameter: "key"
         ),
-        ProviderSpec(id: "mistral", defaultBaseURL: "https://api.mistral.ai", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
-        ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, openAICompatible: true,
+        ProviderSpec(id: "mistral", defaultBaseURL: "https://api.mistral.ai", auth: .bearer, wire: .openAI),
+        ProviderSpec(id: "groq", defaultBaseURL: "https://api.groq.com/openai/v1", auth: .bearer, wire: .openAI, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "deepseek", defaultBaseURL: "https://api.deepseek.com", auth: .bearer, wire: .openAI,
                      acceptsStreamUsageOption: true),
-        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
-        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, openAICompatible: true, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
-        ProviderSpec(id: "perplexity-ai", defaultBaseURL: "https://api.perplexity.ai", auth: .bearer, openAICompatible: true),
-        ProviderSpec(id: "cohere", defaultBaseURL: "https://api.cohere.ai", auth: .bearer, openAICompatible: false),
+        ProviderSpec(id: "xai", defaultBaseURL: "https://api.x.ai/v1", auth: .bearer, wire: .openAI, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "openrouter", defaultBaseURL: "https://openrouter.ai/api/v1", auth: .bearer, wire: .openAI, dropsRepeatedVersion: true, acceptsStreamUsageOption: true),
+        ProviderSpec(id: "perplexity-ai", defaultBaseURL: "https://api.perplexity.ai", auth: .bearer, wire: .openAI),
+        ProviderSpec(id: "cohere", defaultBaseURL: "https://api.cohere.ai", auth: .bearer, wire: .other),
     ]
 
     /// Other names accepted in the URL for a built-in provider.
@@ -103,7 +116,7 @@ extension ProviderSpec {
 
     /// The spec of a `custom-{name}` provider: an OpenAI-compatible server at `baseURL`.
     public static func custom(id: String, baseURL: String) -> ProviderSpec {
-        ProviderSpec(id: id, defaultBaseURL: baseURL, auth: .bearer, openAICompatible: true)
+        ProviderSpec(id: id, defaultBaseURL: baseURL, auth: .bearer, wire: .openAI)
     }
 
     /// Every header name any provider reads a credential from. A stored key replaces all of them.
