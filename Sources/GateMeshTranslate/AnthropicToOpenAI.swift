@@ -12,7 +12,7 @@ public enum AnthropicToOpenAI {
     public static func request(_ body: JSONValue, model: String, provider: String, options: TranslationOptions,
                                streamUsage: Bool = true, maxCompletionTokens: Bool = false) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where !Util.isNoOp(req[p]) && !options.dropUnsupported {
+        for p in unsupported where !RequestFields.isNoOp(req[p]) && !options.dropUnsupported {
             throw .unsupported(p, provider: provider)
         }
         var out = JSONObject()
@@ -25,7 +25,7 @@ public enum AnthropicToOpenAI {
             messages.append(.object(["role": "system", "content": .string(text)]))
         default: break
         }
-        guard let list = try Util.array(req["messages"], "messages"), !list.isEmpty else {
+        guard let list = try RequestFields.array(req["messages"], "messages"), !list.isEmpty else {
             throw TranslationError("'messages' must be a non-empty array", param: "messages")
         }
         for (i, m) in list.enumerated() {
@@ -146,10 +146,10 @@ public enum AnthropicToOpenAI {
         if let text = choice?["message"]?["content"]?.stringValue, !text.isEmpty { content.append(.object(["type": "text", "text": .string(text)])) }
         for call in choice?["message"]?["tool_calls"]?.arrayValue ?? [] {
             let args = call["function"]?["arguments"]?.stringValue ?? "{}"
-            content.append(.object(["type": "tool_use", "id": call["id"] ?? .string(Util.id("toolu_")), "name": call["function"]?["name"] ?? "",
+            content.append(.object(["type": "tool_use", "id": call["id"] ?? .string(StreamOut.id("toolu_")), "name": call["function"]?["name"] ?? "",
                                     "input": JSONValue.parse(args.isEmpty ? "{}" : args) ?? .object([:])]))
         }
-        let out: JSONObject = ["id": .string("msg_" + (v["id"]?.stringValue ?? Util.id(""))), "type": "message", "role": "assistant",
+        let out: JSONObject = ["id": .string("msg_" + (v["id"]?.stringValue ?? StreamOut.id(""))), "type": "message", "role": "assistant",
                                "model": v["model"] ?? "", "content": .array(content),
                                "stop_reason": stopReason(choice?["finish_reason"]?.stringValue), "stop_sequence": .null,
                                "usage": .object(usage(v["usage"]))]
@@ -174,19 +174,19 @@ public enum AnthropicToOpenAI {
         public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
             var scanner = self.scanner
             defer { self.scanner = scanner }
-            return Util.translate(bytes, &scanner) { translate($0) }
+            return StreamOut.translate(bytes, &scanner) { translate($0) }
         }
 
         static func event(_ type: String, _ body: JSONObject) -> [UInt8] {
             var o: JSONObject = ["type": .string(type)]
             for (k, v) in body.pairs { o[k] = v }
-            return Util.sse(JSONValue.object(o).text, event: type)
+            return StreamOut.sse(JSONValue.object(o).text, event: type)
         }
 
         mutating func start(_ v: JSONValue) -> [UInt8] {
             guard !started else { return [] }
             started = true
-            let message: JSONObject = ["id": .string("msg_" + (v["id"]?.stringValue ?? Util.id(""))), "type": "message", "role": "assistant",
+            let message: JSONObject = ["id": .string("msg_" + (v["id"]?.stringValue ?? StreamOut.id(""))), "type": "message", "role": "assistant",
                                        "model": v["model"] ?? "", "content": .array([]), "stop_reason": .null, "stop_sequence": .null,
                                        "usage": .object(["input_tokens": 0, "output_tokens": 0])]
             return Self.event("message_start", ["message": .object(message)])
@@ -226,7 +226,7 @@ public enum AnthropicToOpenAI {
                     open = (nextBlock, index)
                     nextBlock += 1
                     out += Self.event("content_block_start", ["index": .int(open!.block), "content_block": .object([
-                        "type": "tool_use", "id": call["id"] ?? .string(Util.id("toolu_")), "name": call["function"]?["name"] ?? "",
+                        "type": "tool_use", "id": call["id"] ?? .string(StreamOut.id("toolu_")), "name": call["function"]?["name"] ?? "",
                         "input": .object([:]),
                     ])])
                 }

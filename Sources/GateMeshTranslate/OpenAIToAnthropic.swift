@@ -14,7 +14,7 @@ public enum OpenAIToAnthropic {
 
     public static func request(_ body: JSONValue, model: String, options: TranslationOptions) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where !Util.isNoOp(req[p]) {
+        for p in unsupported where !RequestFields.isNoOp(req[p]) {
             // n: 1 asks for what Anthropic gives anyway.
             if p == "n", req[p]?.intValue == 1 { continue }
             if !options.dropUnsupported { throw .unsupported(p, provider: provider) }
@@ -24,9 +24,9 @@ public enum OpenAIToAnthropic {
         var system: [JSONValue] = []
         var messages: [JSONObject] = []
         // Anthropic alternates roles: consecutive turns of one role become one.
-        func append(role: String, _ blocks: [JSONValue]) { Util.appendTurn(&messages, role: role, key: "content", blocks) }
-        for (field, msg) in try Util.messages(req) {
-            let role = try Util.string(msg["role"], "\(field).role") ?? ""
+        func append(role: String, _ blocks: [JSONValue]) { Turns.append(&messages, role: role, key: "content", blocks) }
+        for (field, msg) in try RequestFields.messages(req) {
+            let role = try RequestFields.string(msg["role"], "\(field).role") ?? ""
             switch role {
             case "system", "developer":
                 for b in try textBlocks(msg["content"], "\(field).content") { system.append(b) }
@@ -34,22 +34,22 @@ public enum OpenAIToAnthropic {
                 append(role: "user", try contentBlocks(msg["content"], "\(field).content"))
             case "assistant":
                 var blocks = try textBlocks(msg["content"], "\(field).content", allowRefusal: true)
-                for (j, call) in (try Util.array(msg["tool_calls"], "\(field).tool_calls") ?? []).enumerated() {
+                for (j, call) in (try RequestFields.array(msg["tool_calls"], "\(field).tool_calls") ?? []).enumerated() {
                     let cf = "\(field).tool_calls[\(j)]"
-                    guard let c = try Util.object(call, cf), let f = try Util.object(c["function"], "\(cf).function"),
-                          let name = try Util.string(f["name"], "\(cf).function.name") else {
+                    guard let c = try RequestFields.object(call, cf), let f = try RequestFields.object(c["function"], "\(cf).function"),
+                          let name = try RequestFields.string(f["name"], "\(cf).function.name") else {
                         throw TranslationError("'\(cf)' must have a function with a name", param: cf)
                     }
-                    let args = try Util.string(f["arguments"], "\(cf).function.arguments") ?? "{}"
+                    let args = try RequestFields.string(f["arguments"], "\(cf).function.arguments") ?? "{}"
                     guard let input = JSONValue.parse(args.isEmpty ? "{}" : args), case .object = input else {
                         throw TranslationError("'\(cf).function.arguments' must be a JSON object in a string", param: "\(cf).function.arguments")
                     }
-                    blocks.append(.object(["type": "tool_use", "id": .string(try Util.string(c["id"], "\(cf).id") ?? Util.id("toolu_")),
+                    blocks.append(.object(["type": "tool_use", "id": .string(try RequestFields.string(c["id"], "\(cf).id") ?? StreamOut.id("toolu_")),
                                            "name": .string(name), "input": input]))
                 }
                 append(role: "assistant", blocks)
             case "tool":
-                guard let id = try Util.string(msg["tool_call_id"], "\(field).tool_call_id") else {
+                guard let id = try RequestFields.string(msg["tool_call_id"], "\(field).tool_call_id") else {
                     throw TranslationError("'\(field).tool_call_id' is required", param: "\(field).tool_call_id")
                 }
                 var result: JSONObject = ["type": "tool_result", "tool_use_id": .string(id)]
@@ -81,11 +81,11 @@ public enum OpenAIToAnthropic {
         case .array(let a)?: out["stop_sequences"] = .array(a)
         default: break
         }
-        if let tools = try Util.array(req["tools"], "tools") {
+        if let tools = try RequestFields.array(req["tools"], "tools") {
             out["tools"] = .array(try tools.enumerated().map { i, t throws(TranslationError) -> JSONValue in
                 let field = "tools[\(i)]"
-                guard let tool = try Util.object(t, field), let f = try Util.object(tool["function"], "\(field).function"),
-                      let name = try Util.string(f["name"], "\(field).function.name") else {
+                guard let tool = try RequestFields.object(t, field), let f = try RequestFields.object(tool["function"], "\(field).function"),
+                      let name = try RequestFields.string(f["name"], "\(field).function.name") else {
                     throw TranslationError("'\(field)' must be {type: function, function: {name, …}}", param: field)
                 }
                 if let type = tool["type"]?.stringValue, type != "function" { throw .cannotTranslate("\(field).type: \(type)", provider: provider) }
@@ -181,7 +181,7 @@ public enum OpenAIToAnthropic {
                 guard let url = p["image_url"]?["url"]?.stringValue ?? p["image_url"]?.stringValue else {
                     throw TranslationError("'\(pf).image_url.url' must be a string", param: pf)
                 }
-                if let d = Util.dataURL(url) {
+                if let d = Turns.dataURL(url) {
                     out.append(.object(["type": "image", "source": .object(["type": "base64", "media_type": .string(d.mediaType), "data": .string(d.data)])]))
                 } else {
                     out.append(.object(["type": "image", "source": .object(["type": "url", "url": .string(url)])]))
@@ -225,7 +225,7 @@ public enum OpenAIToAnthropic {
             case "tool_use" where jsonMode && block["name"]?.stringValue == jsonTool:
                 text += (block["input"] ?? .object([:])).text
             case "tool_use":
-                calls.append(.object(["id": block["id"] ?? .string(Util.id("call_")), "type": "function",
+                calls.append(.object(["id": block["id"] ?? .string(StreamOut.id("call_")), "type": "function",
                                       "function": .object(["name": block["name"] ?? "", "arguments": .string((block["input"] ?? .object([:])).text)])]))
             default: break  // thinking and other blocks have no place in a chat completion
             }
@@ -233,7 +233,7 @@ public enum OpenAIToAnthropic {
         var message: JSONObject = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
         if !calls.isEmpty { message["tool_calls"] = .array(calls) }
         let out: JSONObject = [
-            "id": .string("chatcmpl-" + (v["id"]?.stringValue ?? Util.id(""))), "object": "chat.completion", "created": .int(created),
+            "id": .string("chatcmpl-" + (v["id"]?.stringValue ?? StreamOut.id(""))), "object": "chat.completion", "created": .int(created),
             "model": v["model"] ?? "", "choices": .array([.object(["index": 0, "message": .object(message), "logprobs": .null,
                                                                    "finish_reason": jsonMode && v["stop_reason"]?.stringValue == "tool_use"
                                                                        ? "stop" : finishReason(v["stop_reason"]?.stringValue)])]),
@@ -247,7 +247,7 @@ public enum OpenAIToAnthropic {
         var scanner = SSEScanner(keepsRaw: false)
         let includeUsage: Bool
         let created: Int
-        var id = "chatcmpl-" + Util.id("")
+        var id = "chatcmpl-" + StreamOut.id("")
         var model: JSONValue = ""
         var usage: JSONObject = [:]
         /// Content block index → tool call index, for tool_use blocks.
@@ -267,13 +267,13 @@ public enum OpenAIToAnthropic {
         func chunk(_ delta: JSONObject, finish: JSONValue = .null) -> [UInt8] {
             let c: JSONObject = ["id": .string(id), "object": "chat.completion.chunk", "created": .int(created), "model": model,
                                  "choices": .array([.object(["index": 0, "delta": .object(delta), "logprobs": .null, "finish_reason": finish])])]
-            return Util.sse(JSONValue.object(c).text)
+            return StreamOut.sse(JSONValue.object(c).text)
         }
 
         public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
             var scanner = self.scanner
             defer { self.scanner = scanner }
-            return Util.translate(bytes, &scanner) { translate($0) }
+            return StreamOut.translate(bytes, &scanner) { translate($0) }
         }
 
         mutating func translate(_ e: SSEScanner.Event) -> [UInt8] {
@@ -297,7 +297,7 @@ public enum OpenAIToAnthropic {
                 case "tool_use":
                     let n = tools.count
                     tools[index] = n
-                    return chunk(["tool_calls": .array([.object(["index": .int(n), "id": block["id"] ?? .string(Util.id("call_")), "type": "function",
+                    return chunk(["tool_calls": .array([.object(["index": .int(n), "id": block["id"] ?? .string(StreamOut.id("call_")), "type": "function",
                                                                   "function": .object(["name": block["name"] ?? "", "arguments": ""])])])])
                 case "text":
                     let t = block["text"]?.stringValue ?? ""
@@ -328,12 +328,12 @@ public enum OpenAIToAnthropic {
                 if includeUsage {
                     let c: JSONObject = ["id": .string(id), "object": "chat.completion.chunk", "created": .int(created), "model": model,
                                          "choices": .array([]), "usage": OpenAIToAnthropic.usage(.object(usage))]
-                    out += Util.sse(JSONValue.object(c).text)
+                    out += StreamOut.sse(JSONValue.object(c).text)
                 }
-                return out + Util.sse("[DONE]")
+                return out + StreamOut.sse("[DONE]")
             case "error":
                 done = true
-                return Util.sse(JSONValue.parse(ErrorShapes.openAI(fromAnthropic: v, status: 500)).map(\.text) ?? "{}")
+                return StreamOut.sse(JSONValue.parse(ErrorShapes.openAI(fromAnthropic: v, status: 500)).map(\.text) ?? "{}")
             default:
                 return []  // ping
             }

@@ -11,7 +11,7 @@ public enum OpenAIToGoogle {
 
     public static func request(_ body: JSONValue, options: TranslationOptions) throws(TranslationError) -> JSONValue {
         guard case .object(let req) = body else { throw TranslationError("the request body must be a JSON object") }
-        for p in unsupported where !Util.isNoOp(req[p]) && !options.dropUnsupported {
+        for p in unsupported where !RequestFields.isNoOp(req[p]) && !options.dropUnsupported {
             throw .unsupported(p, provider: provider)
         }
         var out = JSONObject()
@@ -19,16 +19,16 @@ public enum OpenAIToGoogle {
         var contents: [JSONObject] = []
         /// Tool call id → function name, to name function responses (Google matches them by name).
         var names: [String: String] = [:]
-        func append(role: String, _ parts: [JSONValue]) { Util.appendTurn(&contents, role: role, key: "parts", parts) }
-        for (field, msg) in try Util.messages(req) {
-            switch try Util.string(msg["role"], "\(field).role") ?? "" {
+        func append(role: String, _ parts: [JSONValue]) { Turns.append(&contents, role: role, key: "parts", parts) }
+        for (field, msg) in try RequestFields.messages(req) {
+            switch try RequestFields.string(msg["role"], "\(field).role") ?? "" {
             case "system", "developer":
                 for b in try OpenAIToAnthropic.textBlocks(msg["content"], "\(field).content") { system.append(.object(["text": b["text"] ?? ""])) }
             case "user":
                 append(role: "user", try parts(msg["content"], "\(field).content", options: options))
             case "assistant":
                 var ps = try OpenAIToAnthropic.textBlocks(msg["content"], "\(field).content", allowRefusal: true).map { JSONValue.object(["text": $0["text"] ?? ""]) }
-                for (j, call) in (try Util.array(msg["tool_calls"], "\(field).tool_calls") ?? []).enumerated() {
+                for (j, call) in (try RequestFields.array(msg["tool_calls"], "\(field).tool_calls") ?? []).enumerated() {
                     let cf = "\(field).tool_calls[\(j)]"
                     guard let name = call["function"]?["name"]?.stringValue else { throw TranslationError("'\(cf).function.name' is required", param: cf) }
                     let args = call["function"]?["arguments"]?.stringValue ?? "{}"
@@ -40,7 +40,7 @@ public enum OpenAIToGoogle {
                 }
                 append(role: "model", ps)
             case "tool":
-                guard let id = try Util.string(msg["tool_call_id"], "\(field).tool_call_id") else {
+                guard let id = try RequestFields.string(msg["tool_call_id"], "\(field).tool_call_id") else {
                     throw TranslationError("'\(field).tool_call_id' is required", param: "\(field).tool_call_id")
                 }
                 guard let name = names[id] else {
@@ -58,7 +58,7 @@ public enum OpenAIToGoogle {
         guard !contents.isEmpty else { throw TranslationError("'messages' needs at least one user or assistant message", param: "messages") }
         out["contents"] = .array(contents.map { .object($0) })
         if !system.isEmpty { out["systemInstruction"] = .object(["parts": .array(system)]) }
-        if let tools = try Util.array(req["tools"], "tools") {
+        if let tools = try RequestFields.array(req["tools"], "tools") {
             let declarations = try tools.enumerated().map { i, t throws(TranslationError) -> JSONValue in
                 guard let f = t["function"], let name = f["name"]?.stringValue else {
                     throw TranslationError("'tools[\(i)]' must be {type: function, function: {name, …}}", param: "tools[\(i)]")
@@ -119,7 +119,7 @@ public enum OpenAIToGoogle {
             case "text": out.append(.object(["text": p["text"] ?? ""]))
             case "image_url":
                 let url = p["image_url"]?["url"]?.stringValue ?? ""
-                if let d = Util.dataURL(url) {
+                if let d = Turns.dataURL(url) {
                     out.append(.object(["inlineData": .object(["mimeType": .string(d.mediaType), "data": .string(d.data)])]))
                 } else if !options.dropUnsupported {
                     throw .unsupported("\(pf).image_url (a URL)", provider: provider, detail: "send the image as a base64 data: URL")
@@ -158,7 +158,7 @@ public enum OpenAIToGoogle {
             if p["thought"]?.boolValue == true { continue }
             if let t = p["text"]?.stringValue { text += t }
             if let call = p["functionCall"] {
-                calls.append(.object(["index": .int(callIndex), "id": call["id"] ?? .string(Util.id("call_")), "type": "function",
+                calls.append(.object(["index": .int(callIndex), "id": call["id"] ?? .string(StreamOut.id("call_")), "type": "function",
                                       "function": .object(["name": call["name"] ?? "", "arguments": .string((call["args"] ?? .object([:])).text)])]))
                 callIndex += 1
             }
@@ -184,7 +184,7 @@ public enum OpenAIToGoogle {
             choices.append(.object(["index": c["index"] ?? .int(i), "message": .object(msg), "logprobs": .null,
                                     "finish_reason": finishReason(c["finishReason"]?.stringValue, calledTools: !calls.isEmpty)]))
         }
-        let out: JSONObject = ["id": .string("chatcmpl-" + (v["responseId"]?.stringValue ?? Util.id(""))), "object": "chat.completion",
+        let out: JSONObject = ["id": .string("chatcmpl-" + (v["responseId"]?.stringValue ?? StreamOut.id(""))), "object": "chat.completion",
                                "created": .int(created), "model": v["modelVersion"] ?? .string(model), "choices": .array(choices),
                                "usage": usage(v["usageMetadata"])]
         return JSONValue.object(out).bytes
@@ -197,7 +197,7 @@ public enum OpenAIToGoogle {
         let includeUsage: Bool
         let created: Int
         let model: String
-        var id = "chatcmpl-" + Util.id("")
+        var id = "chatcmpl-" + StreamOut.id("")
         var started = false
         var done = false
         var calls: [Int: Int] = [:]  // candidate → tool calls so far
@@ -215,20 +215,20 @@ public enum OpenAIToGoogle {
             var c: JSONObject = ["id": .string(id), "object": "chat.completion.chunk", "created": .int(created),
                                  "model": servedModel ?? .string(model), "choices": .array(choices)]
             if let usage { c["usage"] = usage }
-            return Util.sse(JSONValue.object(c).text)
+            return StreamOut.sse(JSONValue.object(c).text)
         }
 
         public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
             var scanner = self.scanner
             defer { self.scanner = scanner }
-            return Util.translate(bytes, &scanner) { translate($0) }
+            return StreamOut.translate(bytes, &scanner) { translate($0) }
         }
 
         mutating func translate(_ e: SSEScanner.Event) -> [UInt8] {
             guard !done, let v = JSONValue.parse(e.data) else { return [] }
             if v["error"] != nil {
                 done = true
-                return Util.sse(JSONValue.parse(ErrorShapes.openAI(fromGoogle: e.data, status: 500))?.text ?? "{}")
+                return StreamOut.sse(JSONValue.parse(ErrorShapes.openAI(fromGoogle: e.data, status: 500))?.text ?? "{}")
             }
             if let rid = v["responseId"]?.stringValue, !started { id = "chatcmpl-" + rid }
             if let m = v["modelVersion"] { servedModel = m }
@@ -264,7 +264,7 @@ public enum OpenAIToGoogle {
                 out += chunk([.object(["index": .int(index), "delta": .object([:]), "logprobs": .null, "finish_reason": finishes[index]!])])
             }
             if includeUsage { out += chunk([], usage: OpenAIToGoogle.usage(usage)) }
-            return out + Util.sse("[DONE]")
+            return out + StreamOut.sse("[DONE]")
         }
     }
 }
