@@ -154,10 +154,14 @@ def test_rules_made_through_the_admin_api_reach_every_node(cluster):
     assert requests.post(c.node_url(0) + "/api/rules", headers=AUTH, json=rule).status_code == 201
     assert wait_until(lambda: all("red-hourly" in rule_ids(c, i) for i in range(3)), 1)
     assert rule_ids(c, 2)["red-hourly"]["changed_on"] == "node-1"
+    def counted(i):
+        rules = requests.get(c.node_url(i) + "/api/budgets", headers=AUTH, timeout=5).json()["rules"]
+        return sum(int(s["spent"]) for s in next(r for r in rules if r["id"] == "red-hourly")["scopes"])
     codes = []
     for k in range(6):
         codes.append(requests.post(c.node_url(k % 3) + "/openai/chat/completions", json=CHAT, headers=team).status_code)
-        time.sleep(0.15)  # counters travel every 50 ms
+        # Every node has counted it before the next request (counters travel every 50 ms).
+        eventually(lambda: [counted(i) for i in range(3)], lambda n: n == [codes.count(200)] * 3, what="every node's count")
     assert codes == [200, 200, 200, 200, 429, 429]
 
     # Changed on another: the change wins everywhere.

@@ -5,6 +5,7 @@ import time
 
 import requests
 
+from conftest import eventually
 from test_accounting import admin, cost_nanos
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "one two three four"}]}
@@ -132,8 +133,10 @@ def test_a_node_killed_mid_traffic_comes_back_with_the_spend_its_log_shows(start
     assert requests.post(node.url + "/openai/chat/completions", json=CHAT,
                          headers={"x-gatemesh-metadata": '{"team":"red"}', "x-gatemesh-collect-log": "false"}).status_code == 200
     rows = wait_rows(node, 6)
-    time.sleep(0.5)  # let the writer flush the opted-out request's charges too
-    before = admin(node, "/api/budgets")["rules"]
+    # The opted-out request's charges too: every reservation settled (written with its row).
+    before = eventually(lambda: admin(node, "/api/budgets")["rules"],
+                        lambda rules: all(s["reserved"] in (0, "0.000000000") for r in rules for s in r["scopes"]),
+                        what="every reservation settled")
     node.proc.send_signal(signal.SIGKILL)
     node.proc.wait(10)
     proc = subprocess.Popen([BIN, "serve", "--config", os.path.join(node.data_dir, "gatemesh.yaml")],
