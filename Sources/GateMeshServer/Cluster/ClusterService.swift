@@ -49,11 +49,7 @@ final class ClusterService: Service, Sendable {
         var waiting: [UInt64: Waiting] = [:]
     }
     /// Flights this node (as owner) holds for peers fetching a key it owns, by peer and key.
-    private let leases = NIOLockedValueBox<[Lease: (ticket: CacheFlight.Ticket, expiresAt: Int64)]>([:])
-    struct Lease: Hashable {
-        var peer: String
-        var key: String
-    }
+    private let leases = NIOLockedValueBox(CacheLeases<CacheFlight.Ticket>(leaseMs: flightTimeoutMs))
     /// How long a node waits for a key's owner to answer before it asks the provider itself.
     static let ownerTimeout: Duration = .milliseconds(300)
     /// How long requests wait for another node's fetch of a key at most (then they fetch on their
@@ -528,12 +524,12 @@ final class ClusterService: Service, Sendable {
                 let (key, entry) = try CacheCodec.decodePut(frame.payload)
                 // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
                 // it"): a peer cannot plant an answer for a key, nor one fetched after its lease ended.
-                guard let lease = leases.withLockedValue({ $0.removeValue(forKey: Lease(peer: peer, key: key)) }) else {
+                guard let flight = leases.withLockedValue({ $0.take(key, from: peer) }) else {
                     logger.debug("dropped a cache entry from a peer that holds no lease for its key", metadata: ["peer": "\(peer)"])
                     return
                 }
                 if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
-                lease.ticket.complete(entry)
+                flight.complete(entry)
             case .rules:
                 let records = try RulesCodec.decode(frame.payload)
                 // SQLite: off the event loop. Merges commute, so their order does not matter.
@@ -565,14 +561,8 @@ final class ClusterService: Service, Sendable {
                     for f in Replicator.frames(answer) { connections.send(f, to: address, urgent: true) }
                 }
             case .cacheRelease:
-                let key = try CacheCodec.decodeRelease(frame.payload)
-                let lease = Lease(peer: peer, key: key), now = Self.now()
-                let held = leases.withLockedValue { leases -> CacheFlight.Ticket? in
-                    if let held = leases.removeValue(forKey: lease) { return held.ticket }
-                    releasedEarly.withLockedValue { $0[lease] = now + 1_000 }
-                    return nil
-                }
-                held?.complete(nil)
+                let key = try CacheCodec.decodeRelease(frame.payload), now = Self.now()
+                leases.withLockedValue { $0.release(key, from: peer, now: now) }?.complete(nil)
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
@@ -674,18 +664,16 @@ final class ClusterService: Service, Sendable {
         case .hit(let entry):
             connections.send(answer(id: id, entry), to: address)
         case .leader(let ticket):
-            let lease = Lease(peer: peer, key: key)
             // The peer may have given up waiting and released already (its release is handled at
             // once, this answer in a task): then there is nobody to wait for.
-            let released = leases.withLockedValue { _ in releasedEarly.withLockedValue { $0.removeValue(forKey: lease) } } != nil
-            if released {
+            switch leases.withLockedValue({ $0.grant(key, to: peer, flight: ticket, now: now) }) {
+            case .alreadyReleased:
                 ticket.complete(nil)
                 connections.send(CacheCodec.answer(id: id, .miss), to: address)
-                return
+            case .granted(let replaced):
+                replaced?.complete(nil)
+                connections.send(CacheCodec.answer(id: id, .lead), to: address)
             }
-            let old = leases.withLockedValue { $0.updateValue((ticket, now + Self.flightTimeoutMs), forKey: lease) }
-            old?.ticket.complete(nil)
-            connections.send(CacheCodec.answer(id: id, .lead), to: address)
         case .follower(let flight):
             connections.send(CacheCodec.answer(id: id, .pending), to: address)
             let entry = await flight.wait()
@@ -698,18 +686,10 @@ final class ClusterService: Service, Sendable {
         entry.size < config.maxFrameBytes - 4096 ? CacheCodec.answer(id: id, .entry(entry)) : CacheCodec.answer(id: id, .miss)
     }
 
-    /// Releases that arrived before the flight they release was set up, for a moment.
-    private let releasedEarly = NIOLockedValueBox<[Lease: Int64]>([:])
-
     /// Flights held for a peer that is gone end without an answer (their waiters fetch on their
     /// own), and requests waiting on a gone owner stop waiting.
     private func cacheMemberGone(_ name: String) {
-        let ended = leases.withLockedValue { leases -> [CacheFlight.Ticket] in
-            let gone = leases.filter { $0.key.peer == name }
-            for k in gone.keys { leases[k] = nil }
-            return gone.values.map(\.ticket)
-        }
-        for t in ended { t.complete(nil) }
+        for flight in leases.withLockedValue({ $0.memberGone(name) }) { flight.complete(nil) }
         let waiting = lookups.withLockedValue { l -> [CheckedContinuation<CacheCodec.Answer, Never>] in
             let ids = l.waiting.filter { $0.value.owner == name }.map(\.key)
             return ids.compactMap { l.waiting.removeValue(forKey: $0)?.continuation }
@@ -719,13 +699,7 @@ final class ClusterService: Service, Sendable {
 
     /// Ends flights held for peers that never answered.
     private func expireLeases(now: Int64) {
-        releasedEarly.withLockedValue { early in if !early.isEmpty { early = early.filter { $0.value > now } } }
-        let ended = leases.withLockedValue { leases -> [CacheFlight.Ticket] in
-            let old = leases.filter { $0.value.expiresAt <= now }
-            for k in old.keys { leases[k] = nil }
-            return old.values.map(\.ticket)
-        }
-        for t in ended { t.complete(nil) }
+        for flight in leases.withLockedValue({ $0.expire(now: now) }) { flight.complete(nil) }
     }
 
     /// Hands an answer fetched after a miss to the key's owner, which stores it. One too large
