@@ -285,9 +285,22 @@ final class ClusterService: Service, Sendable {
         return out
     }
 
+    /// Once per `tickMs`: the membership's timers, then what follows from the members: links,
+    /// counter ownership, replication, and the agreement and rule digests.
     func tick() {
         let now = Self.now()
         let monotonic = Self.monotonicNow()
+        tickMembership(now: monotonic)
+        expireLeases(now: now)
+        let peers = tickLinks(now: now)
+        let agreementDue = tickOwnership(now: monotonic)
+        replicate(to: peers, now: now)
+        if !agreementDue.isEmpty { sendAgreement(to: agreementDue) }
+        sendRulesDigest(to: peers, now: now)
+    }
+
+    /// Probes, suspicion timeouts and gossip; logs the forged records dropped since the last tick.
+    private func tickMembership(now monotonic: Int64) {
         let (actions, forged) = membership.withLockedValue { ($0.tick(now: monotonic), $0.forgedRecords) }
         perform(actions)
         let before = forgedLogged.withLockedValue { seen in defer { seen = forged }; return seen }
@@ -295,7 +308,12 @@ final class ClusterService: Service, Sendable {
             logger.warning("dropped membership records that their member did not sign (a peer passed on a forged record)",
                            metadata: ["count": "\(forged - before)", "total": "\(forged)"])
         }
-        expireLeases(now: now)
+    }
+
+    /// The links: stalled ones closed (once a second), the members' addresses for the transport
+    /// to check whom it dials, failed links dialled again; and the cache keys' owners. Returns
+    /// the live members' names and addresses.
+    private func tickLinks(now: Int64) -> [(String, String)] {
         if now >= nextStallCheck.withLockedValue({ $0 }) {
             nextStallCheck.withLockedValue { $0 = now + 1_000 }
             connections.closeStalled()
@@ -313,6 +331,14 @@ final class ClusterService: Service, Sendable {
             return byAddress.compactMapValues { $0 }
         })
         connections.redialFailed()
+        return peers
+    }
+
+    /// Who owns which counters: the members ever seen (kept on disk), whether the live peers
+    /// agree on them (`strict` owners grant only then), whose figures this node takes, and
+    /// whether this node has caught up with its peers. Returns the members this node's members
+    /// digest is due to.
+    private func tickOwnership(now monotonic: Int64) -> [String] {
         let (liveIDs, seenIDs, leftIDs, goneIDs) = membership.withLockedValue { m in
             (m.live.map(\.info.id).filter { !$0.isEmpty },
              m.members.values.filter { $0.state != .left && !$0.info.id.isEmpty }.map(\.info.id),
@@ -360,6 +386,11 @@ final class ClusterService: Service, Sendable {
            membership.withLockedValue({ m in m.live.contains { $0.state == .alive && monotonic - $0.changedAt >= 1_000 } }) {
             limits.caughtUp("a peer has been alive for 1 s with nothing to send")
         }
+        return agreementDue
+    }
+
+    /// Counter deltas to the live peers (`Replicator`), and every entry to a peer that needs them.
+    private func replicate(to peers: [(String, String)], now: Int64) {
         let addresses = Dictionary(peers, uniquingKeysWith: { a, _ in a })
         var later = Replicator.Later()
         // A peer whose link has bulk frames waiting gets no delta now: its next one covers this
@@ -374,13 +405,18 @@ final class ClusterService: Service, Sendable {
         if replicator.withLockedValue({ r in defer { r.needsDigests = false }; return r.needsDigests }) { computeDigests() }
         // A peer that needs every entry (it joined, or came back) gets them a frame at a time.
         for peer in later.whole { if let address = addresses[peer] { sendAll(ofRules: nil, to: address) } }
-        if !agreementDue.isEmpty {
-            let byID = membership.withLockedValue { m in Dictionary(m.live.map { ($0.info.id, $0.info.address) }, uniquingKeysWith: { a, _ in a }) }
-            for id in agreementDue {
-                if let address = byID[id] { connections.send(agreement.withLockedValue { $0.frame(to: id) }, to: address) }
-            }
+    }
+
+    /// This node's members digest to the members it is due to (`strict` ownership).
+    private func sendAgreement(to agreementDue: [String]) {
+        let byID = membership.withLockedValue { m in Dictionary(m.live.map { ($0.info.id, $0.info.address) }, uniquingKeysWith: { a, _ in a }) }
+        for id in agreementDue {
+            if let address = byID[id] { connections.send(agreement.withLockedValue { $0.frame(to: id) }, to: address) }
         }
-        // Anti-entropy for rules: a digest to one live peer every 2 s.
+    }
+
+    /// Anti-entropy for rules: a digest to one live peer every 2 s.
+    private func sendRulesDigest(to peers: [(String, String)], now: Int64) {
         if now >= nextRulesDigestAt.withLockedValue({ $0 }), let (_, address) = peers.randomElement() {
             nextRulesDigestAt.withLockedValue { $0 = now + RuleRecords.digestIntervalMs }
             let mine = limits.ruleRecords
@@ -464,108 +500,140 @@ final class ClusterService: Service, Sendable {
     /// Rule frames stay well under the largest frame a peer accepts.
     var rulesFrameBudget: Int { min(RulesCodec.frameBudgetBytes, config.maxFrameBytes / 2) }
 
-    /// A frame from a peer (called on an event loop).
+    /// A frame from a peer (called on an event loop), to the handler of its protocol.
     func deliver(peer: String, frame: Frame) {
         do {
             switch frame.kind {
-            case .membership:
-                let envelope = try MembershipCodec.decode(frame.payload)
-                guard envelope.from.name == peer else {
-                    logger.warning("dropped a membership message whose sender differs from the peer's certificate",
-                                   metadata: ["certificate": "\(peer)", "claimed": "\(envelope.from.name)"])
-                    return
-                }
-                let now = Self.monotonicNow()
-                // It reached this node: the way back works too, so a link to it that failed during
-                // a cut is dialled again now rather than after its backoff.
-                connections.heard(from: envelope.from.address)
-                perform(membership.withLockedValue { $0.receive(envelope, now: now) })
-            case .certificateAsk:
-                let names = try CertificatesCodec.decodeAsk(frame.payload)
-                let found = names.compactMap { keys.certificate(of: $0) }
-                guard !found.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                for f in CertificatesCodec.answers(found, budget: config.maxFrameBytes / 2) { connections.send(f, to: address) }
-            case .certificates:
-                learnCertificates(try CertificatesCodec.decodeAnswer(frame.payload))
-            case .counters:
-                let entries = try CountersCodec.decode(frame.payload)
-                let sender = id(of: peer)
-                limits.merge(authority.withLockedValue { $0.admit(entries, from: sender) }.entries)
-            case .digest:
-                let theirs = try CountersCodec.decodeDigest(frame.payload)
-                // Nil while a large table's digests are being computed: this round is skipped.
-                let differing = limits.withCounters { c in c.digests().map { Replicator.differing(theirs: theirs, ours: $0) } } ?? []
-                guard !differing.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                sendAll(ofRules: differing, to: address)
             case .hello:
                 break
-            case .members:
-                let (digest, _, wantsReply) = try MemberAgreement.decode(frame.payload)
-                guard let sender = id(of: peer) else { return }
-                if let reply = agreement.withLockedValue({ $0.heard(digest, from: sender, wantsReply: wantsReply) ? $0.frame(to: sender) : nil }),
-                   let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
-                    connections.send(reply, to: address)
-                }
-            case .cacheGet:
-                let (id, key) = try CacheCodec.decodeGet(frame.payload)
-                guard let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                Task { await self.answerCacheGet(id: id, key: key, peer: peer, address: address) }
-            case .cacheAnswer:
-                let (id, answer) = try CacheCodec.decodeAnswer(frame.payload)
-                let waiter: CheckedContinuation<CacheCodec.Answer, Never>? = lookups.withLockedValue { l in
-                    if case .pending = answer {
-                        l.waiting[id]?.pending = true
-                        return nil
-                    }
-                    return l.waiting.removeValue(forKey: id)?.continuation
-                }
-                waiter?.resume(returning: answer)
-            case .cachePut:
-                let (key, entry) = try CacheCodec.decodePut(frame.payload)
-                // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
-                // it"): a peer cannot plant an answer for a key, nor one fetched after its lease ended.
-                guard let flight = leases.withLockedValue({ $0.take(key, from: peer) }) else {
-                    logger.debug("dropped a cache entry from a peer that holds no lease for its key", metadata: ["peer": "\(peer)"])
-                    return
-                }
-                if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
-                flight.complete(entry)
-            case .rules:
-                let records = try RulesCodec.decode(frame.payload)
-                // SQLite: off the event loop. Merges commute, so their order does not matter.
-                let limits = self.limits
-                Task.detached { limits.mergeRules(records) }
-            case .rulesDigest:
-                let theirs = try RulesCodec.decodeDigest(frame.payload)
-                let mine = limits.ruleRecords
-                guard theirs.digest != mine.digest, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) else { return }
-                // Send everything held (they keep what is newer), and, unless this is the answer to
-                // our own digest, our digest, so they send back what we lack.
-                for f in RulesCodec.frames(mine.records, budget: rulesFrameBudget) { connections.send(f, to: address) }
-                if !theirs.reply { connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: true), to: address) }
-            case .alertsFired:
-                limits.markFired(try AlertsCodec.decode(frame.payload))
-            case .rightsAsk:
-                let (holder, asks) = try RightsCodec.decode(frame.payload)
-                // Rights go to the asking node's own run: a peer cannot ask in another's name.
-                guard let sender = id(of: peer), RightsEntry.split(holder: holder).node == sender else {
-                    logger.warning("dropped an ask for rights on behalf of another node",
-                                   metadata: ["peer": "\(peer)", "holder": "\(holder)"])
-                    return
-                }
-                var answer: [CounterMap.Key: CounterMap.Entry] = [:]
-                for ask in asks {
-                    if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need, rate: ask.rate) { answer[ask.key] = entry }
-                }
-                if !answer.isEmpty, let address = membership.withLockedValue({ $0.members[peer]?.info.address }) {
-                    for f in Replicator.frames(answer) { connections.send(f, to: address, urgent: true) }
-                }
-            case .cacheRelease:
-                let key = try CacheCodec.decodeRelease(frame.payload), now = Self.now()
-                leases.withLockedValue { $0.release(key, from: peer, now: now) }?.complete(nil)
+            case .membership, .members, .certificateAsk, .certificates:
+                try onMembership(frame, from: peer)
+            case .counters, .digest, .rightsAsk, .rules, .rulesDigest, .alertsFired:
+                try onLimits(frame, from: peer)
+            case .cacheGet, .cacheAnswer, .cachePut, .cacheRelease:
+                try onCache(frame, from: peer)
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
+        }
+    }
+
+    /// Membership: SWIM messages, the members agreement of `strict` owners, and the certificates
+    /// that check signed membership records.
+    private func onMembership(_ frame: Frame, from peer: String) throws {
+        switch frame.kind {
+        case .membership:
+            let envelope = try MembershipCodec.decode(frame.payload)
+            guard envelope.from.name == peer else {
+                logger.warning("dropped a membership message whose sender differs from the peer's certificate",
+                               metadata: ["certificate": "\(peer)", "claimed": "\(envelope.from.name)"])
+                return
+            }
+            let now = Self.monotonicNow()
+            // It reached this node: the way back works too, so a link to it that failed during
+            // a cut is dialled again now rather than after its backoff.
+            connections.heard(from: envelope.from.address)
+            perform(membership.withLockedValue { $0.receive(envelope, now: now) })
+        case .members:
+            let (digest, _, wantsReply) = try MemberAgreement.decode(frame.payload)
+            guard let sender = id(of: peer) else { return }
+            if let reply = agreement.withLockedValue({ $0.heard(digest, from: sender, wantsReply: wantsReply) ? $0.frame(to: sender) : nil }),
+               let address = address(of: peer) {
+                connections.send(reply, to: address)
+            }
+        case .certificateAsk:
+            let names = try CertificatesCodec.decodeAsk(frame.payload)
+            let found = names.compactMap { keys.certificate(of: $0) }
+            guard !found.isEmpty, let address = address(of: peer) else { return }
+            for f in CertificatesCodec.answers(found, budget: config.maxFrameBytes / 2) { connections.send(f, to: address) }
+        case .certificates:
+            learnCertificates(try CertificatesCodec.decodeAnswer(frame.payload))
+        default:
+            break
+        }
+    }
+
+    /// The limits: counter deltas and digests, asks for rights, rule records and fired alerts.
+    private func onLimits(_ frame: Frame, from peer: String) throws {
+        switch frame.kind {
+        case .counters:
+            let entries = try CountersCodec.decode(frame.payload)
+            let sender = id(of: peer)
+            limits.merge(authority.withLockedValue { $0.admit(entries, from: sender) }.entries)
+        case .digest:
+            let theirs = try CountersCodec.decodeDigest(frame.payload)
+            // Nil while a large table's digests are being computed: this round is skipped.
+            let differing = limits.withCounters { c in c.digests().map { Replicator.differing(theirs: theirs, ours: $0) } } ?? []
+            guard !differing.isEmpty, let address = address(of: peer) else { return }
+            sendAll(ofRules: differing, to: address)
+        case .rightsAsk:
+            let (holder, asks) = try RightsCodec.decode(frame.payload)
+            // Rights go to the asking node's own run: a peer cannot ask in another's name.
+            guard let sender = id(of: peer), RightsEntry.split(holder: holder).node == sender else {
+                logger.warning("dropped an ask for rights on behalf of another node",
+                               metadata: ["peer": "\(peer)", "holder": "\(holder)"])
+                return
+            }
+            var answer: [CounterMap.Key: CounterMap.Entry] = [:]
+            for ask in asks {
+                if let entry = limits.grant(ask.key, to: holder, shortfall: ask.shortfall, need: ask.need, rate: ask.rate) { answer[ask.key] = entry }
+            }
+            if !answer.isEmpty, let address = address(of: peer) {
+                for f in Replicator.frames(answer) { connections.send(f, to: address, urgent: true) }
+            }
+        case .rules:
+            let records = try RulesCodec.decode(frame.payload)
+            // SQLite: off the event loop. Merges commute, so their order does not matter.
+            let limits = self.limits
+            Task.detached { limits.mergeRules(records) }
+        case .rulesDigest:
+            let theirs = try RulesCodec.decodeDigest(frame.payload)
+            let mine = limits.ruleRecords
+            guard theirs.digest != mine.digest, let address = address(of: peer) else { return }
+            // Send everything held (they keep what is newer), and, unless this is the answer to
+            // our own digest, our digest, so they send back what we lack.
+            for f in RulesCodec.frames(mine.records, budget: rulesFrameBudget) { connections.send(f, to: address) }
+            if !theirs.reply { connections.send(RulesCodec.digest(mine.digest, count: mine.records.count, reply: true), to: address) }
+        case .alertsFired:
+            limits.markFired(try AlertsCodec.decode(frame.payload))
+        default:
+            break
+        }
+    }
+
+    /// The cache across nodes: a key's owner answers lookups and keeps leases; the asker gets
+    /// answers.
+    private func onCache(_ frame: Frame, from peer: String) throws {
+        switch frame.kind {
+        case .cacheGet:
+            let (id, key) = try CacheCodec.decodeGet(frame.payload)
+            guard let address = address(of: peer) else { return }
+            Task { await self.answerCacheGet(id: id, key: key, peer: peer, address: address) }
+        case .cacheAnswer:
+            let (id, answer) = try CacheCodec.decodeAnswer(frame.payload)
+            let waiter: CheckedContinuation<CacheCodec.Answer, Never>? = lookups.withLockedValue { l in
+                if case .pending = answer {
+                    l.waiting[id]?.pending = true
+                    return nil
+                }
+                return l.waiting.removeValue(forKey: id)?.continuation
+            }
+            waiter?.resume(returning: answer)
+        case .cachePut:
+            let (key, entry) = try CacheCodec.decodePut(frame.payload)
+            // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
+            // it"): a peer cannot plant an answer for a key, nor one fetched after its lease ended.
+            guard let flight = leases.withLockedValue({ $0.take(key, from: peer) }) else {
+                logger.debug("dropped a cache entry from a peer that holds no lease for its key", metadata: ["peer": "\(peer)"])
+                return
+            }
+            if entry.expiresAtMs > Self.now() { cache.store(key, entry) }
+            flight.complete(entry)
+        case .cacheRelease:
+            let key = try CacheCodec.decodeRelease(frame.payload), now = Self.now()
+            leases.withLockedValue { $0.release(key, from: peer, now: now) }?.complete(nil)
+        default:
+            break
         }
     }
 
@@ -584,6 +652,8 @@ final class ClusterService: Service, Sendable {
 
     /// The node id of the member named `peer` (the name on its certificate), if it is known.
     private func id(of peer: String) -> String? { membership.withLockedValue { $0.members[peer]?.info.id } }
+    /// The address of the member named `name`, as the membership knows it.
+    private func address(of name: String) -> String? { membership.withLockedValue { $0.members[name]?.info.address } }
 
     func perform(_ actions: [Membership.Action]) {
         for action in actions {
@@ -629,7 +699,7 @@ final class ClusterService: Service, Sendable {
     /// Asks `owner` for its entry under `key`, or for the right to fetch it. `.miss` when the owner
     /// does not answer in time, or when the fetch it said to wait for ends without an answer.
     func remoteAcquire(_ key: String, owner: String) async -> CacheCodec.Answer {
-        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return .miss }
+        guard let address = address(of: owner) else { return .miss }
         let id = lookups.withLockedValue { l -> UInt64 in
             defer { l.next += 1 }
             return l.next
@@ -705,7 +775,7 @@ final class ClusterService: Service, Sendable {
     /// Hands an answer fetched after a miss to the key's owner, which stores it. One too large
     /// for a frame releases the owner's flight instead.
     func sendToOwner(_ key: String, _ entry: CachedResponse, owner: String) {
-        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
+        guard let address = address(of: owner) else { return }
         if entry.size < config.maxFrameBytes - 4096 {
             connections.send(CacheCodec.put(key: key, entry: entry), to: address)
         } else {
@@ -715,7 +785,7 @@ final class ClusterService: Service, Sendable {
 
     /// Tells the owner this node's fetch of `key` ended without a cacheable answer.
     func releaseToOwner(_ key: String, owner: String) {
-        guard let address = membership.withLockedValue({ $0.members[owner]?.info.address }) else { return }
+        guard let address = address(of: owner) else { return }
         connections.send(CacheCodec.release(key: key), to: address)
     }
 
