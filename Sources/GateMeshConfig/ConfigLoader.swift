@@ -2,21 +2,21 @@ import GateMeshAccounting
 import GateMeshCore
 import Yams
 
-/// Reads a YAML config into a validated `GateMeshConfig`. Pure: the caller reads the file and
+/// Reads a YAML config into a validated `Settings`. Pure: the caller reads the file and
 /// passes the environment, so every rule here is testable without I/O.
 ///
 /// Unknown keys are errors (a typo must not silently disable a setting), and so are keys of the
 /// product's config shape that this build does not enforce yet: a budget that is accepted but not
 /// enforced would be worse than a refusal.
 public enum ConfigLoader {
-    public static func parse(yaml: String, environment: [String: String]) throws(ConfigError) -> GateMeshConfig {
+    public static func parse(yaml: String, environment: [String: String]) throws(ConfigError) -> Settings {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
             throw ConfigError(key: "", line: nil, message: "not valid YAML: \(error)")
         }
-        var config = GateMeshConfig()
+        var config = Settings()
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")

@@ -5,9 +5,9 @@ import GateMeshCore
 /// `shared` covers the gateways with their tokens, rules, routes, retries and cache TTLs, which
 /// every node of a cluster should have alike. Gossiped with the node's membership record.
 enum ConfigDigest {
-    static func whole(_ config: GateMeshConfig) -> String { digest(CanonicalText.of(config)) }
+    static func whole(_ config: Settings) -> String { digest(CanonicalText.of(config)) }
 
-    static func shared(_ config: GateMeshConfig) -> String { digest(CanonicalText.of(config.gateways)) }
+    static func shared(_ config: Settings) -> String { digest(CanonicalText.of(config.gateways)) }
 
     static func digest(_ text: String) -> String {
         String(ResponseCache.key(Array(text.utf8)).prefix(16))

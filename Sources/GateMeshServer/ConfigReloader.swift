@@ -10,11 +10,11 @@ import UnixSignals
 /// Re-reads the config file and puts what can change in place in force, all of it or nothing:
 /// providers, gateways (tokens, rules, routes, retries, cache TTLs), the admin token, cache sizes,
 /// upstream timeouts and the body limits. A file that does not load, or that changes a setting
-/// read only at start (`GateMeshConfig.restartOnlyChanges`), leaves the running config as it is
+/// read only at start (`Settings.restartOnlyChanges`), leaves the running config as it is
 /// and says why. Triggered by SIGHUP and by `POST /api/config/reload` (`gatemesh reload`).
 final class ConfigReloader: Sendable {
     /// Reads and validates the config file (nil: the node runs on its embedded defaults).
-    let source: (@Sendable () throws -> GateMeshConfig)?
+    let source: (@Sendable () throws -> Settings)?
     let state: NodeState
     let limits: LimitsService
     let cache: ResponseCache
@@ -22,13 +22,13 @@ final class ConfigReloader: Sendable {
     let logger: Logger
     /// The responder in force, swapped whole so that each request sees one config.
     let responder = NIOLockedValueBox<GatewayResponder?>(nil)
-    typealias Factory = @Sendable (GateMeshConfig, PriceTable) -> GatewayResponder
+    typealias Factory = @Sendable (Settings, PriceTable) -> GatewayResponder
     /// Builds a responder for a config (its catalogue, router and proxy); set by `start`.
     private let factory = NIOLockedValueBox<Factory?>(nil)
     /// One reload at a time.
     private let running = NIOLock()
 
-    init(source: (@Sendable () throws -> GateMeshConfig)?, state: NodeState, limits: LimitsService, cache: ResponseCache,
+    init(source: (@Sendable () throws -> Settings)?, state: NodeState, limits: LimitsService, cache: ResponseCache,
          cluster: ClusterService?, logger: Logger) {
         self.source = source
         self.state = state
@@ -40,7 +40,7 @@ final class ConfigReloader: Sendable {
 
     /// Puts the first responder in force, and keeps `factory` to build those of reloaded configs.
     /// (The responder's operator API holds this reloader, so the factory comes after it.)
-    func start(config: GateMeshConfig, prices: PriceTable, factory: @escaping Factory) {
+    func start(config: Settings, prices: PriceTable, factory: @escaping Factory) {
         self.factory.withLockedValue { $0 = factory }
         responder.withLockedValue { $0 = factory(config, prices) }
     }
@@ -61,7 +61,7 @@ final class ConfigReloader: Sendable {
         running.lock()
         defer { running.unlock() }
         do throws(GatewayError) {
-            let new: GateMeshConfig
+            let new: Settings
             do { new = try source() } catch {
                 throw GatewayError.badRequest("the config file was not loaded, and the running config is unchanged: \(error)",
                                               code: "invalid_config")
@@ -74,7 +74,7 @@ final class ConfigReloader: Sendable {
     }
 
     /// Puts `new` in force, or throws (changing nothing) when it cannot be.
-    func apply(_ new: GateMeshConfig, trigger: String) throws(GatewayError) -> Outcome {
+    func apply(_ new: Settings, trigger: String) throws(GatewayError) -> Outcome {
         let old = state.config
         let restart = old.restartOnlyChanges(to: new)
         guard restart.isEmpty else {

@@ -12,7 +12,7 @@ import ServiceLifecycle
 /// `run()` serves until SIGTERM or SIGINT, then stops accepting connections, lets in-flight
 /// requests finish for up to `node.drain_timeout`, cancels what is left, and returns.
 public final class GatewayNode: Sendable {
-    public let config: GateMeshConfig
+    public let config: Settings
     let store: NodeStore
     let client: UpstreamClient
     let state: NodeState
@@ -30,7 +30,7 @@ public final class GatewayNode: Sendable {
     /// Opens the data directory and starts the upstream client. Throws `StoreError` when the data
     /// directory cannot be used. `source` reads the config file again for a reload (SIGHUP,
     /// `POST /api/config/reload`); without one, a reload is refused.
-    public init(config: GateMeshConfig, logger: Logger, source: (@Sendable () throws -> GateMeshConfig)? = nil) throws {
+    public init(config: Settings, logger: Logger, source: (@Sendable () throws -> Settings)? = nil) throws {
         self.config = config
         self.logger = logger
         self.store = try NodeStore(dataDir: config.node.dataDir)

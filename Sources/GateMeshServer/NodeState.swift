@@ -6,14 +6,14 @@ import Synchronization
 /// What the operator endpoints report about this node while it runs.
 final class NodeState: Sendable {
     /// The config in force: the one the node started with, or the last one reloaded.
-    var config: GateMeshConfig { current.withLockedValue { $0.config } }
+    var config: Settings { current.withLockedValue { $0.config } }
     /// When the config in force was loaded (Unix ms), and its digests.
     var loaded: (atMs: Int64, digest: String, sharedDigest: String) {
         current.withLockedValue { ($0.loadedAtMs, $0.digest, $0.sharedDigest) }
     }
     private let current: NIOLockedValueBox<Loaded>
     struct Loaded {
-        var config: GateMeshConfig
+        var config: Settings
         var loadedAtMs: Int64
         var digest: String
         var sharedDigest: String
@@ -25,7 +25,7 @@ final class NodeState: Sendable {
     private let boundPortValue = Atomic<Int>(0)
     private let servedCounter = Atomic<Int>(0)
 
-    init(config: GateMeshConfig, identity: NodeStore.Identity, startedAtUnix: Int) {
+    init(config: Settings, identity: NodeStore.Identity, startedAtUnix: Int) {
         self.current = NIOLockedValueBox(Loaded(config: config, loadedAtMs: Int64(startedAtUnix) * 1000,
                                                 digest: ConfigDigest.whole(config), sharedDigest: ConfigDigest.shared(config)))
         self.identity = identity
@@ -44,7 +44,7 @@ final class NodeState: Sendable {
     }
 
     /// A reloaded config is in force from now.
-    func reloaded(_ config: GateMeshConfig, atMs: Int64) {
+    func reloaded(_ config: Settings, atMs: Int64) {
         current.withLockedValue {
             $0 = Loaded(config: config, loadedAtMs: atMs, digest: ConfigDigest.whole(config), sharedDigest: ConfigDigest.shared(config))
         }

@@ -19,7 +19,7 @@ import NIOCore
 /// ones stream up with back-pressure. The response streams down chunk by chunk; a client that
 /// goes away cancels the upstream transfer.
 struct ProxyHandler: Sendable {
-    let config: GateMeshConfig
+    let config: Settings
     let catalogue: ProviderCatalogue
     let client: UpstreamClient
     let prices: PriceTable

@@ -35,10 +35,10 @@ struct ConfigOptions: ParsableArguments {
     var path: String? { config ?? ProcessInfo.processInfo.environment["GATEMESH_CONFIG"] }
 
     /// Loads and validates the config, or prints what is wrong and exits with status 2.
-    func load() throws -> GateMeshConfig {
+    func load() throws -> Settings {
         let environment = ProcessInfo.processInfo.environment
         guard let path else {
-            var defaults = GateMeshConfig()
+            var defaults = Settings()
             if let token = environment["GATEMESH_ADMIN_TOKEN"], !token.isEmpty { defaults.admin.token = token }
             return defaults
         }
@@ -51,7 +51,7 @@ struct ConfigOptions: ParsableArguments {
     }
 
     /// Reads and validates the config file at `path` (at start, and again for a reload).
-    static func read(_ path: String) throws(ConfigFileError) -> GateMeshConfig {
+    static func read(_ path: String) throws(ConfigFileError) -> Settings {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -111,12 +111,12 @@ struct Serve: AsyncParsableCommand {
         }
         let dataDir = self.dataDir
         // The command line's overrides hold for every reload too.
-        let overrides: @Sendable (inout GateMeshConfig) -> Void = { config in
+        let overrides: @Sendable (inout Settings) -> Void = { config in
             if let listenAddress { config.node.listen = listenAddress }
             if let dataDir { config.node.dataDir = dataDir }
         }
         overrides(&config)
-        var source: (@Sendable () throws -> GateMeshConfig)?
+        var source: (@Sendable () throws -> Settings)?
         if let path = options.path {
             source = {
                 var config = try ConfigOptions.read(path)

@@ -3,7 +3,7 @@ import GateMeshCore
 import Testing
 
 @Suite struct ConfigLoaderTests {
-    func load(_ yaml: String, env: [String: String] = [:]) throws(ConfigError) -> GateMeshConfig {
+    func load(_ yaml: String, env: [String: String] = [:]) throws(ConfigError) -> Settings {
         try ConfigLoader.parse(yaml: yaml, environment: env)
     }
 
@@ -18,7 +18,7 @@ import Testing
 
     @Test func emptyConfigIsTheEmbeddedDefault() throws {
         let c = try load("")
-        #expect(c == GateMeshConfig())
+        #expect(c == Settings())
         #expect(c.node.listen == ListenAddress(host: "127.0.0.1", port: 8787))
         #expect(c.node.dataDir == "./gatemesh-data")
         #expect(c.gateways.map(\.id) == ["default"])

@@ -19,7 +19,7 @@ import Testing
       tls: {ca: ca.pem, cert: eu-1.pem, key: eu-1.key}
     """
 
-    func load(_ yaml: String) throws -> GateMeshConfig { try ConfigLoader.parse(yaml: yaml, environment: [:]) }
+    func load(_ yaml: String) throws -> Settings { try ConfigLoader.parse(yaml: yaml, environment: [:]) }
 
     @Test func settingsReadOnlyAtStartAreNamedAndTheRestAreNot() throws {
         let old = try load(base)

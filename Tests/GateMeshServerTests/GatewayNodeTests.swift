@@ -13,7 +13,7 @@ import Testing
     static let timeouts = UpstreamTimeouts(connectMs: 2000, firstByteMs: 5000, totalMs: 30_000)
     let client = UpstreamClient()
 
-    func withNode(_ configure: (inout GateMeshConfig, Int) -> Void = { _, _ in },
+    func withNode(_ configure: (inout Settings, Int) -> Void = { _, _ in },
                   _ body: @Sendable (_ nodePort: Int, _ stats: MockStats) async throws -> Void) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -25,7 +25,7 @@ import Testing
         var it = mockPorts.makeAsyncIterator()
         let mockPort = await it.next()!
 
-        var config = GateMeshConfig()
+        var config = Settings()
         config.node.listen = ListenAddress(host: "127.0.0.1", port: 0)
         config.node.dataDir = NSTemporaryDirectory() + "gatemesh-node-test-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: config.node.dataDir) }

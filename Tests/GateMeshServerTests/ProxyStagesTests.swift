@@ -14,8 +14,8 @@ import Testing
     static let prices = try! PriceTable.shipped()
     static let client = UpstreamClient()
 
-    func handler(_ configure: (inout GateMeshConfig) -> Void = { _ in }) -> ProxyHandler {
-        var config = GateMeshConfig()
+    func handler(_ configure: (inout Settings) -> Void = { _ in }) -> ProxyHandler {
+        var config = Settings()
         configure(&config)
         return ProxyHandler(config: config, catalogue: ProviderCatalogue(), client: Self.client, prices: Self.prices, log: nil,
                             metrics: nil, limits: nil, cache: nil, logger: Logger(label: "test"))

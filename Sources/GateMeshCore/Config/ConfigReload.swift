@@ -6,9 +6,9 @@
 /// when the node starts (listeners, identity, the data directory, the peer transport, the HTTP
 /// server's header limits, the log writer, the alert sender): a reload that changes one of them is
 /// refused whole, naming them, and the node goes on with the config it has.
-extension GateMeshConfig {
+extension Settings {
     /// The config keys that differ between this config (in force) and `new` and take a restart.
-    public func restartOnlyChanges(to new: GateMeshConfig) -> [String] {
+    public func restartOnlyChanges(to new: Settings) -> [String] {
         var out: [String] = []
         func check<T: Equatable>(_ key: String, _ a: T, _ b: T) { if a != b { out.append(key) } }
         check("node.name", node.name, new.node.name)
@@ -51,7 +51,7 @@ extension GateMeshConfig {
 
     /// The top-level sections that differ between this config and `new` (for the reload's log
     /// line and answer).
-    public func changedSections(to new: GateMeshConfig) -> [String] {
+    public func changedSections(to new: Settings) -> [String] {
         var out: [String] = []
         func check<T: Equatable>(_ key: String, _ a: T, _ b: T) { if a != b { out.append(key) } }
         check("node", node, new.node)

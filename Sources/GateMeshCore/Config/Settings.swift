@@ -1,8 +1,8 @@
 /// The node's whole configuration, after `${ENV}` expansion and validation.
 ///
-/// `GateMeshConfig()` is the embedded default: one node on 127.0.0.1:8787 with its data in
+/// `Settings()` is the embedded default: one node on 127.0.0.1:8787 with its data in
 /// ./gatemesh-data, the `default` gateway open, every built-in provider at its public URL.
-public struct GateMeshConfig: Sendable, Equatable {
+public struct Settings: Sendable, Equatable {
     public var node = NodeConfig()
     public var admin = AdminConfig()
     public var limits = LimitsConfig()
