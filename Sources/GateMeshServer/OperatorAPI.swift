@@ -51,11 +51,51 @@ struct OperatorAPI: Sendable {
         return response
     }
 
-    /// Serves an operator endpoint for a caller whose role allows it.
+    /// Serves an operator endpoint for a caller whose role allows it, through the handler of its
+    /// `Resource`.
     func route(path: String, request: Request, op: Operator) async throws -> Response {
         var query = Query(request.uri)
         // A team_admin reads its own team's figures only.
         if op.role == .teamAdmin, let team = op.team { query = query.setting("team", team) }
+        guard let resource = Resource.of(path) else { throw Self.noEndpoint(path) }
+        switch resource {
+        case .tokens: return try await tokensAndAudit(path: path, request: request, op: op, query: query)
+        case .cluster: return try await clusterEndpoints(path: path, request: request, op: op, query: query)
+        case .entities: return try await entities(path: path, request: request, op: op, query: query)
+        case .config: return try await configEndpoints(path: path, request: request, op: op, query: query)
+        case .readings: return try await readings(path: path, request: request, op: op, query: query)
+        case .rules: return try await rules(path: path, request: request, op: op, query: query)
+        case .cache: return try await cacheEndpoints(path: path, request: request, op: op, query: query)
+        }
+    }
+
+    /// The operator API's resources, each with its handler, by the prefixes of their paths.
+    enum Resource: CaseIterable {
+        case tokens, cluster, entities, config, readings, rules, cache
+
+        var prefixes: [String] {
+            switch self {
+            case .tokens: ["/api/tokens", "/api/audit"]
+            case .cluster: ["/cluster/status", "/cluster/members"]
+            case .entities: ["/api/orgs", "/api/teams", "/api/keys"]
+            case .config: ["/api/config"]
+            case .readings: ["/metrics", "/api/logs", "/api/budgets", "/api/analytics"]
+            case .rules: ["/api/rules"]
+            case .cache: ["/api/cache"]
+            }
+        }
+
+        static func of(_ path: String) -> Resource? {
+            allCases.first { $0.prefixes.contains { path == $0 || path.hasPrefix($0 + "/") } }
+        }
+    }
+
+    static func noEndpoint(_ path: String) -> GatewayError {
+        GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
+    }
+
+    /// Admin tokens and the audit log.
+    private func tokensAndAudit(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
         switch path {
         case "/api/tokens", "/api/tokens/":
             switch request.method {
@@ -70,6 +110,14 @@ struct OperatorAPI: Sendable {
             try Self.requireGET(request)
             return json(limits.auditLog(limit: try query.int("limit", range: 1...1000) ?? 100, cursor: query["cursor"],
                                         team: op.role == .teamAdmin ? op.team : nil))
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// The cluster's status and forgetting a dead member.
+    private func clusterEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/cluster/status":
             try Self.requireGET(request)
             return json(clusterStatus())
@@ -79,6 +127,14 @@ struct OperatorAPI: Sendable {
             guard let cluster else { throw GatewayError.notFound("this node runs alone: there are no members to forget") }
             guard !name.isEmpty, !name.contains("/") else { throw GatewayError.badRequest("the path is /cluster/members/{name}/forget", code: "malformed_path") }
             return json(try cluster.forget(name: name))
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// Orgs, teams and virtual keys.
+    private func entities(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/api/orgs", "/api/orgs/", "/api/teams", "/api/teams/", "/api/keys", "/api/keys/":
             let kind: EntityKind = path.hasPrefix("/api/orgs") ? .org : path.hasPrefix("/api/teams") ? .team : .key
             switch request.method {
@@ -99,7 +155,7 @@ struct OperatorAPI: Sendable {
         case _ where path.hasPrefix("/api/orgs/") || path.hasPrefix("/api/teams/") || path.hasPrefix("/api/keys/"):
             let kind: EntityKind = path.hasPrefix("/api/orgs/") ? .org : path.hasPrefix("/api/teams/") ? .team : .key
             let id = String(path.drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst())
-            guard !id.isEmpty, !id.contains("/") else { throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md") }
+            guard !id.isEmpty, !id.contains("/") else { throw Self.noEndpoint(path) }
             if kind == .key { try requireTeam(op, key: id) }
             switch request.method {
             case .get, .head:
@@ -114,6 +170,14 @@ struct OperatorAPI: Sendable {
             default:
                 throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
             }
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// The config in force, and reloading it.
+    private func configEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/api/config", "/api/config/":
             try Self.requireGET(request)
             let loaded = state.loaded
@@ -124,6 +188,14 @@ struct OperatorAPI: Sendable {
             let outcome = try reloader.reload(trigger: "POST /api/config/reload")
             return json("{\"reloaded\":true,\"changed\":[\(outcome.changed.map(JSON.quoted).joined(separator: ","))],"
                         + "\"digest\":\"\(outcome.digest)\",\"gateways_digest\":\"\(outcome.sharedDigest)\"}")
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// What the node has seen: metrics, the request log, budgets and analytics.
+    private func readings(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/metrics":
             try Self.requireGET(request)
             var headers = HTTPFields()
@@ -143,6 +215,21 @@ struct OperatorAPI: Sendable {
         case "/api/analytics":
             try Self.requireGET(request)
             return json(try await logs.analytics(query))
+        case _ where path.hasPrefix("/api/logs/"):
+            try Self.requireGET(request)
+            let id = String(path.dropFirst("/api/logs/".count))
+            guard let body = try await logs.log(id: id, team: op.role == .teamAdmin ? op.team ?? "" : nil) else {
+                throw GatewayError.notFound("no log row with id '\(id)'")
+            }
+            return json(body)
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// Budgets and rate limits made through the admin API.
+    private func rules(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/api/rules", "/api/rules/":
             switch request.method {
             case .get, .head:
@@ -165,6 +252,14 @@ struct OperatorAPI: Sendable {
             default:
                 throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
             }
+        default:
+            throw Self.noEndpoint(path)
+        }
+    }
+
+    /// The response cache's figures, and purging it.
+    private func cacheEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
+        switch path {
         case "/api/cache", "/api/cache/":
             switch request.method {
             case .get, .head:
@@ -186,15 +281,8 @@ struct OperatorAPI: Sendable {
             }
             let purged = try await cache.purge(key: key)
             return json("{\"purged\":\(purged),\"key\":\(JSON.quoted(key))}")
-        case _ where path.hasPrefix("/api/logs/"):
-            try Self.requireGET(request)
-            let id = String(path.dropFirst("/api/logs/".count))
-            guard let body = try await logs.log(id: id, team: op.role == .teamAdmin ? op.team ?? "" : nil) else {
-                throw GatewayError.notFound("no log row with id '\(id)'")
-            }
-            return json(body)
         default:
-            throw GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
+            throw Self.noEndpoint(path)
         }
     }
 
