@@ -11,31 +11,9 @@ import NIOCore
 /// a log row, all on the provider's own wire format); the request is translated to the target's
 /// format before, and its answer back to the client's format after, event by event for streams.
 extension GatewayResponder {
-    enum ClientFormat {
-        case openAIChat, anthropicMessages
-
-        var name: String { self == .openAIChat ? "chat/completions" : "messages" }
-    }
-
-    /// The target formats the unified API can translate to.
-    enum TargetFormat {
-        case openAI, anthropic, google
-
-        /// The format the unified API sends a provider: nil for one it cannot translate to (a
-        /// format it does not read, or the OpenAI format under Azure's deployment paths).
-        init?(_ spec: ProviderSpec) {
-            switch spec.wire {
-            case .openAI where spec.pathStyle == .append: self = .openAI
-            case .anthropic: self = .anthropic
-            case .google: self = .google
-            case .openAI, .other: return nil
-            }
-        }
-    }
-
     func unified(gateway: String, endpoint: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let path = endpoint.hasPrefix("/") ? String(endpoint.dropFirst()) : endpoint
-        let client: ClientFormat
+        let client: ChatPlan.Client
         switch path {
         case "v1/chat/completions", "chat/completions": client = .openAIChat
         case "v1/messages", "messages": client = .anthropicMessages
@@ -63,7 +41,7 @@ extension GatewayResponder {
         }
     }
 
-    private func unifiedChat(gateway: String, client: ClientFormat, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+    private func unifiedChat(gateway: String, client: ChatPlan.Client, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let (g, body, watch, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
                                                                                example: "openai/gpt-4o-mini")
         let modelRoute = g.routes[model]
@@ -73,7 +51,7 @@ extension GatewayResponder {
         let outerHead = request.head
         let clientKey = Self.clientKey(request.headers)
         // Which format each step speaks, for translating its answer (set as the step is made).
-        let formats = targets.map { t in proxy.catalogue.provider(named: t.provider).flatMap { TargetFormat($0.spec) } }
+        let formats = targets.map { t in proxy.catalogue.provider(named: t.provider).flatMap { ChatPlan.Target($0.spec) } }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
                 guard let provider = proxy.catalogue.provider(named: target.provider) else {
@@ -85,28 +63,9 @@ extension GatewayResponder {
                 }
                 let translated: JSONValue
                 do {
-                    switch (client, format) {
-                    case (.openAIChat, .openAI):
-                        var o = body.objectValue!
-                        o["model"] = .string(target.model)
-                        translated = .object(o)
-                    case (.openAIChat, .anthropic):
-                        translated = try OpenAIToAnthropic.request(body, model: target.model, options: options)
-                    case (.anthropicMessages, .anthropic):
-                        var o = body.objectValue!
-                        o["model"] = .string(target.model)
-                        translated = .object(o)
-                    case (.anthropicMessages, .openAI):
-                        translated = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options,
-                                                                   streamUsage: provider.spec.acceptsStreamUsageOption,
-                                                                   maxCompletionTokens: provider.spec.id == "openai")
-                    case (.openAIChat, .google):
-                        translated = try OpenAIToGoogle.request(body, options: options)
-                    case (.anthropicMessages, .google):
-                        // Through the OpenAI format.
-                        let chat = try AnthropicToOpenAI.request(body, model: target.model, provider: provider.spec.id, options: options)
-                        translated = try OpenAIToGoogle.request(chat, options: options)
-                    }
+                    translated = try ChatPlan.request(body, from: client, to: format, model: target.model, provider: provider.spec.id,
+                                                      streamUsage: provider.spec.acceptsStreamUsageOption,
+                                                      maxCompletionTokens: provider.spec.id == "openai", options: options)
                 } catch let e as TranslationError {
                     throw Self.gatewayError(e)
                 }
@@ -128,29 +87,8 @@ extension GatewayResponder {
         guard let format = formats[step] else { return response }
         let status = Int(response.status.code)
         let created = Int(Date().timeIntervalSince1970)
-        let translator: (any ResponseTranslator)?
-        switch (client, format) {
-        case (.openAIChat, .openAI), (.anthropicMessages, .anthropic):
-            translator = nil
-        case (.openAIChat, .anthropic):
-            let jsonMode = body.objectValue.map { (try? OpenAIToAnthropic.jsonSchema($0)) != nil } ?? false
-            translator = stream && status < 400 ? OpenAIToAnthropic.Stream(includeUsage: includeUsage, created: created, jsonMode: jsonMode)
-                : WholeBodyTranslator { OpenAIToAnthropic.response($0, status: status, created: created, jsonMode: jsonMode) }
-        case (.anthropicMessages, .openAI):
-            translator = stream && status < 400 ? AnthropicToOpenAI.Stream() : WholeBodyTranslator { AnthropicToOpenAI.response($0, status: status) }
-        case (.openAIChat, .google):
-            let model = targets[step].model
-            translator = stream && status < 400 ? OpenAIToGoogle.Stream(includeUsage: includeUsage, model: model, created: created)
-                : WholeBodyTranslator { OpenAIToGoogle.response($0, status: status, model: model, created: created) }
-        case (.anthropicMessages, .google):
-            let model = targets[step].model
-            translator = stream && status < 400
-                ? ChainedTranslator(OpenAIToGoogle.Stream(includeUsage: true, model: model, created: created), AnthropicToOpenAI.Stream())
-                : WholeBodyTranslator {
-                    status >= 400 ? ErrorShapes.anthropic(from: $0, status: status)
-                        : AnthropicToOpenAI.response(OpenAIToGoogle.response($0, status: status, model: model, created: created), status: status)
-                }
-        }
+        let translator = ChatPlan.answer(from: format, to: client, request: body, status: status, stream: stream,
+                                         includeUsage: includeUsage, model: targets[step].model, created: created)
         if let translator {
             Self.translate(&response, with: translator, contentType: stream && status < 400 ? "text/event-stream" : "application/json")
         }
@@ -219,7 +157,7 @@ extension GatewayResponder {
         guard request.method == .get || request.method == .head else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET") }
         var data: [JSONValue] = []
         for name in proxy.catalogue.names {
-            guard let p = proxy.catalogue.provider(named: name), p.spec.id == name, TargetFormat(p.spec) != nil else { continue }
+            guard let p = proxy.catalogue.provider(named: name), p.spec.id == name, ChatPlan.Target(p.spec) != nil else { continue }
             for model in proxy.prices.models(provider: p.spec.id) {
                 data.append(.object(["id": .string("\(name)/\(model)"), "object": "model", "created": 0, "owned_by": .string(name)]))
             }
@@ -256,7 +194,7 @@ extension GatewayResponder {
                                     rest: "/v1beta/models/\(try Self.googleModel(target.model)):batchEmbedContents", outer: outerHead,
                                     clientKey: clientKey, watch: watch)
                 }
-                guard TargetFormat(provider.spec) == .openAI else {
+                guard ChatPlan.Target(provider.spec) == .openAI else {
                     throw GatewayError.notImplemented("the unified embeddings API serves OpenAI-format providers and google-ai-studio, not \(provider.spec.id)")
                 }
                 var o = body.objectValue!
