@@ -387,6 +387,13 @@ final class PeerConnections: Sendable {
         /// The name on the certificate the peer at this address presented.
         var peerName: String?
 
+        /// A dial failed: the next waits 100 ms, doubling with each failure in a row up to
+        /// `maxBackoffMs`.
+        mutating func failed() {
+            failures += 1
+            retryAt = .now() + .milliseconds(Int64(min(PeerConnections.maxBackoffMs, 100 << min(failures - 1, 6))))
+        }
+
         /// A new dial replaces whatever this link had; returns its number.
         mutating func startDial() -> UInt64 {
             connecting = true
@@ -550,14 +557,7 @@ final class PeerConnections: Sendable {
             group.any().execute { giveUp("cannot create a TLS connection: \(error)") }
             return
         }
-        let backoff: @Sendable () -> Void = {
-            links.withLockedValue { links in
-                var link = links[key] ?? Link()
-                link.failures += 1
-                link.retryAt = .now() + .milliseconds(Int64(min(Self.maxBackoffMs, 100 << min(link.failures - 1, 6))))
-                links[key] = link
-            }
-        }
+        let backoff: @Sendable () -> Void = { links.withLockedValue { $0[key, default: Link()].failed() } }
         let expected = self.expected
         let handler = OutboundPeerHandler(engine: engine, address: address, logger: logger, onReady: { name in
             // The dialled peer must be the member the membership has at this address (a seed not
@@ -586,50 +586,56 @@ final class PeerConnections: Sendable {
             .connect(host: target.host, port: target.port)
             .whenComplete { result in
                 switch result {
-                case .success(let channel):
-                    let queued: [(bytes: [UInt8], urgent: Bool)]? = links.withLockedValue { links in
-                        var link = links[key] ?? Link()
-                        // A later dial replaced this one (the peer was heard from meanwhile), or
-                        // the links were closed for good while it connected.
-                        guard link.dial == dial, !self.closed.load(ordering: .relaxed) else { return nil }
-                        link.channel = channel
-                        link.handler = handler
-                        link.connecting = false
-                        let q = link.queued
-                        link.queued = []
-                        link.everFailed = link.everFailed || link.failures > 0
-                        links[key] = link
-                        return q
-                    }
-                    guard let queued else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    channel.eventLoop.execute { for q in queued { handler.send(q.bytes, urgent: q.urgent) } }
-                    if replicates, links.withLockedValue({ $0[key]?.everFailed ?? false }) { self.reconnected.current?(address) }
-                    channel.closeFuture.whenComplete { _ in
-                        links.withLockedValue { links in
-                            if links[key]?.channel === channel {
-                                links[key]?.channel = nil
-                                links[key]?.handler = nil
-                                links[key]?.everFailed = true
-                            }
-                        }
-                    }
-                case .failure(let error):
-                    links.withLockedValue { links in
-                        var link = links[key] ?? Link()
-                        guard link.dial == dial else { return }
-                        link.connecting = false
-                        link.failures += 1
-                        let backoff = min(Self.maxBackoffMs, 100 << min(link.failures - 1, 6))
-                        link.retryAt = .now() + .milliseconds(Int64(backoff))
-                        link.queued = []
-                        links[key] = link
-                    }
-                    logger.debug("cannot connect to peer", metadata: ["address": "\(address)", "error": "\(error)"])
+                case .success(let channel): self.linkUp(key, dial: dial, channel: channel, handler: handler)
+                case .failure(let error): self.dialFailed(key, dial: dial, error: error)
                 }
             }
+    }
+
+    /// A dial connected: the link carries what was queued for it, and, when it had failed before,
+    /// the cluster resends what it dropped (`reconnected`). A dial replaced by a later one (the peer
+    /// was heard from meanwhile), or one that connected after `closeAll`, is closed.
+    private func linkUp(_ key: LinkKey, dial: UInt64, channel: any Channel, handler: OutboundPeerHandler) {
+        let queued: [(bytes: [UInt8], urgent: Bool)]? = links.withLockedValue { links in
+            var link = links[key] ?? Link()
+            guard link.dial == dial, !closed.load(ordering: .relaxed) else { return nil }
+            link.channel = channel
+            link.handler = handler
+            link.connecting = false
+            let q = link.queued
+            link.queued = []
+            link.everFailed = link.everFailed || link.failures > 0
+            links[key] = link
+            return q
+        }
+        guard let queued else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.eventLoop.execute { for q in queued { handler.send(q.bytes, urgent: q.urgent) } }
+        if key.lane == .bulk, links.withLockedValue({ $0[key]?.everFailed ?? false }) { reconnected.current?(key.address) }
+        let links = self.links
+        channel.closeFuture.whenComplete { _ in
+            links.withLockedValue { links in
+                if links[key]?.channel === channel {
+                    links[key]?.channel = nil
+                    links[key]?.handler = nil
+                    links[key]?.everFailed = true
+                }
+            }
+        }
+    }
+
+    /// A dial failed: its queue is dropped and the next waits for the backoff.
+    private func dialFailed(_ key: LinkKey, dial: UInt64, error: any Error) {
+        links.withLockedValue { links in
+            guard var link = links[key], link.dial == dial else { return }
+            link.connecting = false
+            link.failed()
+            link.queued = []
+            links[key] = link
+        }
+        logger.debug("cannot connect to peer", metadata: ["address": "\(key.address)", "error": "\(error)"])
     }
 
     /// Closes the links TCP has been failing to deliver on for a few seconds (read from the
