@@ -24,15 +24,15 @@ final class AlertDispatcher: Service, Sendable {
     let url: String
     let secret: String?
     let client: UpstreamClient
-    let log: RequestLog
+    let alerts: AlertStore
     let logger: Logger
     private let queue = AsyncStream<Pending>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
 
-    init(url: String, secret: String?, client: UpstreamClient, log: RequestLog, logger: Logger) {
+    init(url: String, secret: String?, client: UpstreamClient, alerts: AlertStore, logger: Logger) {
         self.url = url
         self.secret = secret
         self.client = client
-        self.log = log
+        self.alerts = alerts
         self.logger = logger
     }
 
@@ -40,17 +40,17 @@ final class AlertDispatcher: Service, Sendable {
     func fire(_ alert: LimitsEngine.Alert, node: String, now: Int64) {
         let body = Self.body(alert, node: node, now: now)
         let key = alert.key
-        let log = self.log
+        let alerts = self.alerts
         let continuation = queue.continuation
         Task {
-            try? await log.recordAlert(rule: key.rule, scope: key.scope, window: key.window, permille: key.permille, ts: now, body: body)
+            try? await alerts.record(rule: key.rule, scope: key.scope, window: key.window, permille: key.permille, ts: now, body: body)
             continuation.yield(Pending(key: key, body: body))
         }
     }
 
     /// Re-queues alerts that were recorded but never acknowledged (after a restart).
     func resumeUndelivered() {
-        guard let pending = try? log.undeliveredAlerts() else { return }
+        guard let pending = try? alerts.undelivered() else { return }
         for p in pending {
             queue.continuation.yield(Pending(key: .init(rule: p.rule, scope: p.scope, window: p.window, permille: p.permille), body: p.body))
         }
@@ -72,7 +72,7 @@ final class AlertDispatcher: Service, Sendable {
         var delay: Duration = .seconds(1)
         while !Task.isCancelled {
             if await send(pending.body) {
-                await log.markAlertDelivered(rule: pending.key.rule, scope: pending.key.scope, window: pending.key.window,
+                await alerts.markDelivered(rule: pending.key.rule, scope: pending.key.scope, window: pending.key.window,
                                              permille: pending.key.permille, ts: Int64(Date().timeIntervalSince1970 * 1000))
                 return
             }

@@ -49,7 +49,7 @@ public final class GatewayNode: Sendable {
         self.client = client
         let log = self.requestLog
         let alerts = config.alerts.webhook.map {
-            AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, log: log, logger: logger)
+            AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, alerts: log.alerts, logger: logger)
         }
         self.alerts = alerts
         self.cache = try ResponseCache(config: config.cache, store: store, logger: logger)

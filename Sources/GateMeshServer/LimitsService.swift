@@ -117,7 +117,7 @@ final class LimitsService: Service, SpendSource, Sendable {
                 _ = engine.restoreIfCurrent(.init(rule: c.rule, scope: c.scope, bucket: c.bucket), slotNode: c.node, spent: c.amount, now: now)
             }
             let lookback = (rules.map(\.window.maxLengthMs).max() ?? 0) + Int64(reservationTimeoutMs)
-            engine.markFired(try log.firedAlerts(sinceTs: now - lookback).map {
+            engine.markFired(try log.alerts.fired(sinceTs: now - lookback).map {
                 LimitsEngine.AlertKey(rule: $0.rule, scope: $0.scope, window: $0.window, permille: $0.permille)
             })
         }
@@ -391,7 +391,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         let log = self.log, now = Self.now()
         Task {
             for k in keys {
-                try? await log.recordAlert(rule: k.rule, scope: k.scope, window: k.window, permille: k.permille, ts: now, body: "",
+                try? await log.alerts.record(rule: k.rule, scope: k.scope, window: k.window, permille: k.permille, ts: now, body: "",
                                            deliveredTs: now)
             }
         }

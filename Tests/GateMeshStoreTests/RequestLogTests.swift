@@ -36,6 +36,19 @@ import Testing
             requestBody: i == 1 ? Array("{\"a\":1}".utf8) : nil)
     }
 
+    /// An alert is recorded once, listed until the webhook acknowledges it, and kept as fired.
+    @Test func firedAlertsAreKeptUntilDeliveredAndRecordedOnce() async throws {
+        let alerts = try makeLog().alerts
+        try await alerts.record(rule: "b", scope: "", window: 7, permille: 500, ts: 1_000, body: "{}")
+        try await alerts.record(rule: "b", scope: "", window: 7, permille: 500, ts: 2_000, body: "{}")
+        try await alerts.record(rule: "b", scope: "", window: 7, permille: 800, ts: 3_000, body: "{}", deliveredTs: 3_000)
+        #expect(try alerts.undelivered().map(\.permille) == [500])
+        await alerts.markDelivered(rule: "b", scope: "", window: 7, permille: 500, ts: 4_000)
+        #expect(try alerts.undelivered().isEmpty)
+        #expect(try alerts.fired(sinceTs: 0).map(\.permille).sorted() == [500, 800])
+        #expect(try alerts.fired(sinceTs: 2_500).map(\.permille) == [800])
+    }
+
     @Test func rowsAreWrittenInBatchesAndReadBackNewestFirst() async throws {
         let log = try makeLog()
         for i in 1...25 { #expect(log.append(record(i))) }
