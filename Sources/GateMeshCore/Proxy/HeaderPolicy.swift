@@ -17,7 +17,9 @@ public enum HeaderPolicy {
     static let responseOnlyUpstream: Set<String> = ["alt-svc", "content-length", "content-encoding"]
 
     /// True for the gateway's own control headers, which are consumed here and never forwarded.
-    @inline(__always)
+    /// Inlinable: called for every header of every request, from other modules too, where an
+    /// unspecialized `StringProtocol.hasPrefix` would compare characters one at a time.
+    @inlinable
     public static func isGatewayControl(_ lowercasedName: some StringProtocol) -> Bool {
         lowercasedName.hasPrefix("x-gatemesh-") || lowercasedName.hasPrefix("cf-aig-")
     }
