@@ -9,7 +9,6 @@ import Hummingbird
 /// the client asked for, and what each stage has decided so far for the stages after it.
 struct ProxyCall {
     // What `handle` found out before the stages: whose request it is and where it goes.
-    let route: PassthroughRoute
     var request: Request
     let gateway: GatewayConfig
     let provider: ResolvedProvider
@@ -55,7 +54,6 @@ struct ProxyCall {
     init(route: PassthroughRoute, request: Request, gateway: GatewayConfig, provider: ResolvedProvider, caller: KeyDirectory.Caller?,
          format: APIFormat, exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?, collectPayload: Bool,
          eventID: String?, logged: Bool, fallsThrough: Bool, closeWatch: CloseWatch, timeouts: UpstreamTimeouts) throws {
-        self.route = route
         self.request = request
         self.gateway = gateway
         self.provider = provider
