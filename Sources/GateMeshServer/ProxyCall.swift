@@ -28,7 +28,7 @@ struct ProxyCall {
     // The control headers (`init`).
     /// The provider's URL and the headers it gets.
     let target: UpstreamTarget
-    var timeouts: UpstreamTimeouts
+    let timeouts: UpstreamTimeouts
     /// Whether any `x-gatemesh-` or `cf-aig-` header came: most requests carry none, and then
     /// the retry and cache directives are the gateway's, without looking each header up.
     let hasControlHeaders: Bool

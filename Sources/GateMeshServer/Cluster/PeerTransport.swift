@@ -352,8 +352,9 @@ enum PeerKeepalive {
 
 /// Outbound connections by peer address, two per peer (`Lane`): connected on first use, kept,
 /// reconnected after a failure with backoff (100 ms doubling to 1 s), whether or not a frame
-/// waits, and at once when the peer is heard from (a healed partition). Frames for a peer that is not connected are dropped beyond a
-/// small queue: membership and replication repair what is lost.
+/// waits, and at once when the peer is heard from (a healed partition). Frames for a peer that
+/// is not connected are dropped beyond a small queue: membership and replication repair what is
+/// lost.
 final class PeerConnections: Sendable {
     /// Membership messages travel on a connection of their own, everything else on a second one.
     /// An outbox that puts urgent frames first (`PeerOutbox`) helps only until bytes reach the
@@ -386,6 +387,10 @@ final class PeerConnections: Sendable {
         var everFailed = false
         /// The name on the certificate the peer at this address presented.
         var peerName: String?
+
+        /// A dial failed since the last one that came up, or the link has failed at some time:
+        /// once it is down, it is dialled again without waiting for a frame.
+        var hasFailed: Bool { failures > 0 || everFailed }
 
         /// A dial failed: the next waits 100 ms, doubling with each failure in a row up to
         /// `maxBackoffMs`.
@@ -491,11 +496,11 @@ final class PeerConnections: Sendable {
             guard !closed.load(ordering: .relaxed) else { return }
             for lane in [Lane.membership, .bulk] {
                 let key = LinkKey(address: address, lane: lane)
-                guard var link = links[key], link.failures > 0 || link.everFailed || link.connecting else { continue }
+                guard var link = links[key], link.hasFailed || link.connecting else { continue }
                 if let channel = link.channel, channel.isActive { continue }
                 if link.connecting, NIODeadline.now() - link.dialedAt <= .seconds(2) { continue }
                 // What its failed dials dropped is still to be resent when it comes up.
-                link.everFailed = link.everFailed || link.failures > 0
+                link.everFailed = link.hasFailed
                 link.failures = 0
                 link.retryAt = .uptimeNanoseconds(0)
                 connect(key, dial: link.startDial())
@@ -514,7 +519,7 @@ final class PeerConnections: Sendable {
         links.withLockedValue { links in
             guard !closed.load(ordering: .relaxed) else { return }
             let due = links.filter { key, link in
-                (link.failures > 0 || link.everFailed) && !link.connecting && link.channel == nil && now >= link.retryAt
+                link.hasFailed && !link.connecting && link.channel == nil && now >= link.retryAt
                     && live[key.address] != nil
             }
             for (key, var link) in due {
@@ -604,7 +609,7 @@ final class PeerConnections: Sendable {
             link.connecting = false
             let q = link.queued
             link.queued = []
-            link.everFailed = link.everFailed || link.failures > 0
+            link.everFailed = link.hasFailed
             links[key] = link
             return q
         }
