@@ -63,61 +63,6 @@ public enum CacheKeyMaterial {
     public static let credentialHeaders = ProviderSpec.allCredentialHeaders.sorted()
 }
 
-/// The cache settings a request asks for, from its headers (`x-gatemesh-…`, or Cloudflare's
-/// `cf-aig-…` names) and `Cache-Control`.
-public struct CacheDirectives: Sendable, Equatable {
-    /// `skip-cache: true`, or `Cache-Control: no-store`: neither read nor write the cache.
-    public var skip = false
-    /// `Cache-Control: no-cache`: do not answer from the cache, but store the new answer.
-    public var refresh = false
-    /// `cache-ttl` in seconds: how long to keep this answer (turns the cache on for the request).
-    public var ttlSeconds: Int?
-    /// `cache-key`: the client's own key, instead of one computed from the request.
-    public var customKey: String?
-
-    public init() {}
-
-    public static let maxTTLSeconds = CacheLimits.maxTTLSeconds
-    public static let maxKeyLength = 1024
-
-    /// Reads the directives; `header` returns a header's value by lowercased name. A bad value is
-    /// a 400 that names the header and says what is expected.
-    public static func parse(_ header: (String) -> String?) throws(GatewayError) -> CacheDirectives {
-        var d = CacheDirectives()
-        func first(_ name: String) -> (name: String, value: String)? { ControlHeader.value(name, in: header) }
-        if let (name, v) = first("skip-cache") {
-            switch v.lowercased() {
-            case "true", "1": d.skip = true
-            case "false", "0": d.skip = false
-            default: throw GatewayError.badRequest("\(name) must be true or false, got '\(v)'", code: "invalid_header")
-            }
-        }
-        if let (name, v) = first("cache-ttl") {
-            guard let n = Int(v), (1...maxTTLSeconds).contains(n) else {
-                throw GatewayError.badRequest("\(name) must be a whole number of seconds from 1 to \(maxTTLSeconds) (30 days), got '\(v)'",
-                                              code: "invalid_header")
-            }
-            d.ttlSeconds = n
-        }
-        if let (name, v) = first("cache-key") {
-            guard !v.isEmpty, v.utf8.count <= maxKeyLength else {
-                throw GatewayError.badRequest("\(name) must be 1 to \(maxKeyLength) bytes long", code: "invalid_header")
-            }
-            d.customKey = v
-        }
-        if let cc = header("cache-control") {
-            for part in cc.split(separator: ",") {
-                switch part.trimmingSpaces.lowercased() {
-                case "no-store": d.skip = true
-                case "no-cache": d.refresh = true
-                default: continue
-                }
-            }
-        }
-        return d
-    }
-}
-
 /// What the cache does for one request.
 public enum CacheDecision: Sendable, Equatable {
     /// The cache is off for this request's gateway and the request did not ask for it: no
@@ -138,14 +83,5 @@ public enum CacheDecision: Sendable, Equatable {
         guard method == "POST" || method == "GET" else { return .bypass("method \(method)") }
         guard bodyKnown else { return .bypass("request body too large to key") }
         return d.refresh ? .refresh(ttlSeconds: ttl) : .lookup(ttlSeconds: ttl)
-    }
-}
-
-extension StringProtocol {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -37,40 +37,44 @@ struct ProxyHandler: Sendable {
                          totalMs: config.upstream.totalTimeoutMs)
     }
 
+    /// Proxies the client's own request: `handle(_:input:…)` with nothing decided for it yet.
+    func handle(_ route: PassthroughRoute, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+        try await handle(route, input: ProxyInput(request), onFinish: onFinish)
+    }
+
     /// Proxies one request. `onFinish` runs exactly once when the exchange is over (response body
     /// done or dropped unwritten, or an error answered), but only if this returns a response or
     /// throws a `GatewayError` after the request was accepted for a provider.
     ///
-    /// For the universal endpoint, `step` is the step's index (logged), and `fallsThrough` turns an
-    /// upstream answer of 400 or more into a thrown `GatewayError` (logged as the step's failure)
-    /// so that the next step is tried.
-    func handle(_ route: PassthroughRoute, request: Request, step: Int = 0, fallsThrough: Bool = false, apiKey: String? = nil,
-                closeWatch: CloseWatch = .ownBody, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
+    /// For the universal endpoint and routes, `step` is the step's index (logged), and
+    /// `fallsThrough` turns an upstream answer of 400 or more into a thrown `GatewayError` (logged
+    /// as the step's failure) so that the next step is tried. `apiKey` is a route target's own key.
+    func handle(_ route: PassthroughRoute, input: ProxyInput, step: Int = 0, fallsThrough: Bool = false, apiKey: String? = nil,
+                onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let started = ContinuousClock.now
         let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
         let gateway: GatewayConfig
         let provider: ResolvedProvider
+        let controls: ControlHeaders
         let metadata: RequestMetadata
-        let collectLog: Bool
-        let collectPayload: Bool
         let customPrice: ModelPrice?
-        let eventID: String?
         let caller: KeyDirectory.Caller?
         do {
             // Refusals before a provider is involved are not logged (no gateway or provider to file them under).
             guard let g = config.gateway(route.gateway) else { throw GatewayError.unknownGateway(route.gateway) }
             gateway = g
-            caller = try authenticate(gateway, headers: request.headers)
+            switch input.identity {
+            case .unchecked: caller = try authenticate(gateway, headers: input.headers)
+            case .checked(let c): caller = c
+            }
             guard var p = catalogue.provider(named: route.provider) else { throw GatewayError.unknownProvider(route.provider) }
             // A route target's own key replaces the provider's and the client's.
             if let apiKey { p.storedKey = apiKey }
             if caller != nil { try Self.requireStoredKey(p) }
             provider = p
-            let sent = try Self.metadata(request.headers)
-            metadata = caller.map { Self.merging(sent, with: $0) } ?? sent
-            collectLog = try Self.flag(request.headers, Self.collectLogHeaders) ?? gateway.collectLog
-            collectPayload = try Self.flag(request.headers, Self.collectPayloadHeaders) ?? gateway.collectLogPayload
-            customPrice = try Self.first(request.headers, Self.customCostHeaders).map { text throws(GatewayError) in
+            controls = try input.controls ?? Self.controls(input.headers, gateway: gateway)
+            metadata = caller.map { Self.merging(controls.metadata, with: $0) } ?? controls.metadata
+            customPrice = try controls.customCost.map { text throws(GatewayError) in
                 // A client's own price would let it spend past every budget: only where trusted.
                 // Or where the request's virtual key allows it.
                 guard gateway.allowCustomCost || caller?.key.policy.allowCustomCost == true else {
@@ -78,30 +82,31 @@ struct ProxyHandler: Sendable {
                 }
                 return try CustomCost.parse(text)
             }
-            eventID = try Self.eventID(request.headers)
         } catch {
             onFinish()
             throw error
         }
-        let upstreamPath = Self.upstreamPath(route: route, provider: provider)
+        let collectLog = controls.collectLog ?? gateway.collectLog
+        let collectPayload = controls.collectPayload ?? gateway.collectLogPayload
+        let eventID = controls.eventID
+        let upstreamPath = route.rest.isEmpty ? "/" : route.rest
         let format = APIFormat.detect(wire: provider.spec.wire, path: Substring(upstreamPath))
         let exchange = ProxyExchange(
             record: RequestRecord(
                 logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
-                provider: provider.spec.id, method: request.method.rawValue, path: upstreamPath, status: 0,
+                provider: provider.spec.id, method: input.method.rawValue, path: upstreamPath, status: 0,
                 startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata),
-            principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: request.headers[Self.userHeader]) }
-                ?? request.headers[Self.userHeader].map { Principal(user: $0) },
+            principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: controls.user) }
+                ?? controls.user.map { Principal(user: $0) },
             context: .init(log: log, writesRow: collectLog, prices: prices,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
                            customPrice: customPrice,
                            onFinish: onFinish),
             started: started)
         do {
-            var call = try ProxyCall(route: route, request: request, gateway: gateway, provider: provider, caller: caller, format: format,
-                                     exchange: exchange, metadata: metadata, customPrice: customPrice, collectPayload: collectPayload,
-                                     eventID: eventID, logged: collectLog, fallsThrough: fallsThrough, closeWatch: closeWatch,
-                                     timeouts: timeouts)
+            var call = try ProxyCall(route: route, input: input, controls: controls, gateway: gateway, provider: provider, caller: caller,
+                                     format: format, exchange: exchange, metadata: metadata, customPrice: customPrice,
+                                     collectPayload: collectPayload, logged: collectLog, fallsThrough: fallsThrough, timeouts: timeouts)
             return try await forward(&call)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
@@ -112,6 +117,12 @@ struct ProxyHandler: Sendable {
             exchange.finish(completed: false, status: 499, error: "the client went away: \(error)")
             throw error
         }
+    }
+
+    /// The request's control headers (`ControlHeaders.parse`), over the gateway's settings.
+    static func controls(_ headers: HTTPFields, gateway: GatewayConfig) throws(GatewayError) -> ControlHeaders {
+        let present = headers.contains { HeaderPolicy.isGatewayControl($0.name.canonicalName) }
+        return try ControlHeaders.parse({ name in headers[HTTPField.Name(name)!] }, present: present, retries: gateway.retries)
     }
 
     static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
@@ -271,57 +282,9 @@ struct ProxyHandler: Sendable {
     }
     static let logIDHeader = HTTPField.Name("x-gatemesh-log-id")!
     static let eventIDResponseHeader = HTTPField.Name("x-gatemesh-event-id")!
-    static let eventIDHeaders = controlHeader("event-id")
-    /// The longest `event-id` a request may carry (it is stored with the row and echoed).
-    static let maxEventIDBytes = 256
-
-    /// The request's `event-id`, if any; longer than `maxEventIDBytes` is a 400.
-    static func eventID(_ headers: HTTPFields) throws(GatewayError) -> String? {
-        guard let value = first(headers, eventIDHeaders) else { return nil }
-        guard value.utf8.count <= maxEventIDBytes else {
-            throw .badRequest("event-id is \(value.utf8.count) bytes long; at most \(maxEventIDBytes) are allowed", code: "invalid_header")
-        }
-        return value
-    }
-    static let customCostHeaders = controlHeader("custom-cost")
-    static let metadataHeaders = controlHeader("metadata")
-    static let collectLogHeaders = controlHeader("collect-log")
-    static let collectPayloadHeaders = controlHeader("collect-log-payload")
-
     /// Both spellings of a control header (`ControlHeader`), as field names.
     static func controlHeader(_ name: String) -> [HTTPField.Name] { ControlHeader.names(name).map { HTTPField.Name($0)! } }
 
-    static func first(_ headers: HTTPFields, _ names: [HTTPField.Name]) -> String? {
-        for name in names { if let v = headers[name] { return v } }
-        return nil
-    }
-
-    /// The `metadata` header (either name), parsed; a malformed one is a 400.
-    static func metadata(_ headers: HTTPFields) throws(GatewayError) -> RequestMetadata {
-        guard let name = metadataHeaders.first(where: { headers[$0] != nil }), let text = headers[name] else { return RequestMetadata() }
-        do {
-            return try RequestMetadata.parse(text)
-        } catch {
-            var e = error
-            e.message = e.message.replacing("x-gatemesh-metadata:", with: "\(name.canonicalName):")
-            throw e
-        }
-    }
-
-    /// A true/false request header; anything else is a 400 naming it.
-    static func flag(_ headers: HTTPFields, _ names: [HTTPField.Name]) throws(GatewayError) -> Bool? {
-        guard let name = names.first(where: { headers[$0] != nil }), let text = headers[name] else { return nil }
-        switch text.lowercased() {
-        case "true", "1": return true
-        case "false", "0": return false
-        default: throw .badRequest("\(name.canonicalName) must be true or false, got '\(text)'", code: "invalid_header")
-        }
-    }
-
-    /// The client's path after the provider segment, for the log and for format detection.
-    static func upstreamPath(route: PassthroughRoute, provider: ResolvedProvider) -> String {
-        route.rest.isEmpty ? "/" : route.rest
-    }
     static let gatewayAuthHeaders = controlHeader("authorization")
 
     /// Checks the gateway token when the gateway requires one.
@@ -334,19 +297,6 @@ struct ProxyHandler: Sendable {
         guard let token = TokenCheck.bearerToken(value), TokenCheck.matches(token, anyOf: gateway.authTokens) else {
             throw .unauthorized("wrong gateway token for gateway '\(gateway.id)'")
         }
-    }
-
-    static let requestTimeoutHeaders = controlHeader("request-timeout")
-    static let maxRequestTimeoutMs = 3_600_000
-
-    /// `request-timeout`: milliseconds until the first byte of the provider's response.
-    static func requestTimeoutMs(_ headers: HTTPFields) throws(GatewayError) -> Int? {
-        guard let name = requestTimeoutHeaders.first(where: { headers[$0] != nil }), let text = headers[name] else { return nil }
-        guard let ms = Int(text.trimmingCharacters(in: .whitespaces)), ms >= 1, ms <= maxRequestTimeoutMs else {
-            throw .badRequest("\(name.canonicalName) must be a whole number of milliseconds from 1 to \(maxRequestTimeoutMs), got '\(text)'",
-                              code: "invalid_request_timeout")
-        }
-        return ms
     }
 
     /// The declared body length; a malformed Content-Length is a 400.
@@ -366,16 +316,6 @@ struct ProxyHandler: Sendable {
             throw GatewayError.payloadTooLarge(limit: limit, setting: setting)
         }
     }
-}
-
-/// Which request body tells the proxy that the client closed its connection mid-stream.
-enum CloseWatch: Sendable {
-    /// The request's own (as received from the client).
-    case ownBody
-    /// Another: the client's, when the request passed on was built by the gateway.
-    case body(RequestBody)
-    /// None: the client's departure is noticed when writing to it fails.
-    case none
 }
 
 /// Owns a transfer and its exchange for the life of a response body: if the server drops the

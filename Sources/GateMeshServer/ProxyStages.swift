@@ -30,30 +30,46 @@ extension ProxyHandler {
         return relay(call, transfer: transfer, head: answerHead(call, head, attempts: attempts))
     }
 
-    /// The body: none, whole, or streamed. A body of known size up to `inlineBodyLimit` is read
-    /// whole, for the facts that price it (model, tokens, stream) and the cache key.
+    /// The body: none, whole, or streamed. A client's body of known size up to `inlineBodyLimit`
+    /// is read whole, for the facts that price it (model, tokens, stream) and the cache key; a
+    /// body an endpoint made is whole already.
     func readBody(_ call: inout ProxyCall) async throws {
         let maxBody = config.limits.maxBodyBytes
-        let declaredLength = try Self.contentLength(call.request.headers)
-        if let declaredLength, declaredLength > maxBody { throw GatewayError.payloadTooLarge(limit: maxBody) }
-        let hasBody = declaredLength.map { $0 > 0 } ?? (call.request.headers[.transferEncoding] != nil)
-        if !hasBody {
-            call.body = .none
-            call.clientBytes = []
-        } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
-            let buffer = try await Self.collect(&call.request, limit: maxBody)
-            call.body = .bytes(buffer)
-            let bytes = Array(buffer.readableBytesView)
-            call.clientBytes = bytes
-            if call.collectPayload { call.exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
-            if call.format != .other {
-                call.facts = RequestInspector.inspect(format: call.format, path: Substring(call.target.url), body: bytes)
-                call.exchange.setRequestedModel(call.facts.model)
-                call.exchange.nameUser(call.facts.user)
+        switch call.input.body {
+        case .made(let bytes):
+            guard bytes.count <= maxBody else { throw GatewayError.payloadTooLarge(limit: maxBody) }
+            call.body = bytes.isEmpty ? .none : .bytes(ByteBuffer(bytes: bytes))
+            readFacts(&call, bytes)
+        case .client(var request):
+            let declaredLength = try Self.contentLength(request.headers)
+            if let declaredLength, declaredLength > maxBody { throw GatewayError.payloadTooLarge(limit: maxBody) }
+            let hasBody = declaredLength.map { $0 > 0 } ?? (request.headers[.transferEncoding] != nil)
+            if !hasBody {
+                call.body = .none
+                call.clientBytes = []
+            } else if let declaredLength, declaredLength <= Self.inlineBodyLimit {
+                let buffer = try await Self.collect(&request, limit: maxBody)
+                // The collected request keeps the connection's own body, to watch for the client leaving.
+                call.input.body = .client(request)
+                call.body = .bytes(buffer)
+                readFacts(&call, Array(buffer.readableBytesView))
+            } else {
+                call.body = .streamed(length: declaredLength)
+                call.streamUpload = true
             }
-        } else {
-            call.body = .streamed(length: declaredLength)
-            call.streamUpload = true
+        }
+    }
+
+    /// A body read whole: logged when payloads are, and read for its facts in a format the
+    /// gateway knows.
+    private func readFacts(_ call: inout ProxyCall, _ bytes: [UInt8]) {
+        call.clientBytes = bytes
+        guard !bytes.isEmpty else { return }
+        if call.collectPayload { call.exchange.setRequestBody(Array(bytes.prefix(config.logging.maxPayloadBytes))) }
+        if call.format != .other {
+            call.facts = RequestInspector.inspect(format: call.format, path: Substring(call.target.url), body: bytes)
+            call.exchange.setRequestedModel(call.facts.model)
+            call.exchange.nameUser(call.facts.user)
         }
     }
 
@@ -70,11 +86,10 @@ extension ProxyHandler {
     /// identical request already fetching, or to fetch and record the answer for the next ones.
     func lookUpCache(_ call: inout ProxyCall) async throws -> Response? {
         guard let cache else { return nil }
-        let headers = call.request.headers
-        let directives = call.hasControlHeaders || headers[.cacheControl] != nil
-            ? try CacheDirectives.parse { name in headers[HTTPField.Name(name)!] } : CacheDirectives()
+        let headers = call.input.headers
+        let directives = call.controls.cache
         let decision = CacheDecision.decide(gatewayTTL: call.gateway.cacheTTLSeconds, directives: directives,
-                                            method: call.request.method.rawValue, bodyKnown: call.clientBytes != nil)
+                                            method: call.input.method.rawValue, bodyKnown: call.clientBytes != nil)
         let ttl: Int
         switch decision {
         case .off:
@@ -90,7 +105,7 @@ extension ProxyHandler {
         // Requests with virtual keys share answers within their team only.
         let credential = call.caller.map { "team:" + $0.team.id } ?? Self.credentialDigest(headers: pairs, url: call.target.url, provider: provider)
         let material = directives.customKey.map { CacheKeyMaterial.custom(gateway: gateway, key: $0, credential: credential) }
-            ?? CacheKeyMaterial.make(gateway: gateway, provider: provider.spec.id, method: call.request.method.rawValue,
+            ?? CacheKeyMaterial.make(gateway: gateway, provider: provider.spec.id, method: call.input.method.rawValue,
                                      path: Self.cacheURL(call.target.url, provider: provider), headers: pairs,
                                      body: call.clientBytes ?? [], credential: credential)
         let key = ResponseCache.key(material)
@@ -151,18 +166,20 @@ extension ProxyHandler {
         let maxBody = config.limits.maxBodyBytes
         let provider = call.provider.spec.id
         let upstreamRequest = UpstreamRequest(
-            method: call.request.method.rawValue, url: call.target.url,
+            method: call.input.method.rawValue, url: call.target.url,
             headers: call.target.headers.map { ($0.name, $0.value) }, body: call.body, timeouts: call.timeouts)
         // A body that streams up unread cannot be sent twice: one attempt only.
         let policy = call.streamUpload ? RetryPolicy(maxAttempts: 1) : call.retries
         let overLimit = NIOLockedValueBox(false)
         // The client's upload broke off (it closed its connection mid-body): a 499, not a 502.
         let uploadBroke = NIOLockedValueBox(false)
+        // Only the client's own body streams up.
+        var streamed: RequestBody?
+        if call.streamUpload, case .client(let request) = call.input.body { streamed = request.body }
         var attempt = 1
         while true {
             let transfer = client.start(upstreamRequest)
-            let uploadTask = call.streamUpload ? Self.upload(call.request.body, to: transfer, limit: maxBody, overLimit: overLimit,
-                                                             broke: uploadBroke) : nil
+            let uploadTask = streamed.map { Self.upload($0, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke) }
             let head: UpstreamResponseHead
             do {
                 head = try await transfer.responseHead()
@@ -266,7 +283,7 @@ extension ProxyHandler {
         headers.append(HTTPField(name: Self.attemptsHeader, value: String(attempts)))
         if let key = call.cacheRecorder?.key { headers.append(HTTPField(name: Self.cacheKeyHeader, value: key)) }
         call.cacheRecorder?.start(status: head.status, headers: CachedResponse.storable(passed), streamed: isEventStream)
-        let isHead = call.request.method == .head
+        let isHead = call.input.method == .head
         if isHead, let contentLength {
             // A HEAD answer has no body but says how long the GET body would be.
             headers.append(HTTPField(name: .contentLength, value: String(contentLength)))
@@ -284,22 +301,15 @@ extension ProxyHandler {
     /// the transfer. The exchange is finished, and the answer stored, once the body has ended.
     func relay(_ call: ProxyCall, transfer: UpstreamTransfer, head: AnswerHead) -> Response {
         // Watching for the client closing its connection needs the request body consumed first,
-        // which it is unless it is still streaming up.
-        // A request made here (a universal step, a route target, a translated request) has a body
-        // built from bytes, which cannot report the client leaving: watch the client's own body.
-        let watched: RequestBody?
-        switch call.closeWatch {
-        case .ownBody: watched = call.request.body
-        case .body(let b): watched = b
-        case .none: watched = nil
-        }
+        // which it is unless it is still streaming up. A request an endpoint made (a universal
+        // step, a route target, a translated request) watches the client's own body.
+        let watched = call.input.watchedBody
         let watchClose = head.isEventStream && !call.streamUpload && watched != nil
         var fields = head.fields
         // Watching takes the connection's inbound side, so the server closes the connection when
         // this answer ends: say so, or a client reusing it would send its next request into a
         // connection about to close (and see it fail).
         if watchClose { fields.append(HTTPField(name: .connection, value: "close")) }
-        let requestBody = watched ?? call.request.body
         let lease = TransferLease(transfer, exchange: call.exchange)
         let recorder = call.cacheRecorder
         let servedModel = call.facts.model
@@ -329,8 +339,8 @@ extension ProxyHandler {
                     try await writer.write(tail)
                 }
             }
-            if watchClose {
-                try await requestBody.consumeWithInboundCloseHandler { _ in
+            if watchClose, let watched {
+                try await watched.consumeWithInboundCloseHandler { _ in
                     try await pump(&writer)
                 } onInboundClosed: {
                     logger.debug("client closed its connection mid-stream; cancelling the upstream transfer")

@@ -42,14 +42,12 @@ extension GatewayResponder {
     }
 
     private func unifiedChat(gateway: String, client: ChatPlan.Client, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
-        let (g, body, watch, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
+        let (g, outer, body, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
                                                                                example: "openai/gpt-4o-mini")
         let modelRoute = g.routes[model]
         let stream = body["stream"]?.boolValue == true
         let includeUsage = body["stream_options"]?["include_usage"]?.boolValue == true
         let options = TranslationOptions(dropUnsupported: g.dropUnsupportedParams, defaultMaxTokens: g.defaultMaxTokens)
-        let outerHead = request.head
-        let clientKey = Self.clientKey(request.headers)
         // Which format each step speaks, for translating its answer (set as the step is made).
         let formats = targets.map { t in proxy.catalogue.provider(named: t.provider).flatMap { ChatPlan.Target($0.spec) } }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
@@ -71,15 +69,12 @@ extension GatewayResponder {
                 }
                 switch format {
                 case .anthropic:
-                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: "/v1/messages", outer: outerHead,
-                                    anthropicVersion: true, clientKey: clientKey, watch: watch)
+                    return outer.step(translated.bytes, target: target, provider: provider, rest: "/v1/messages", anthropicVersion: true)
                 case .openAI:
-                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: Self.chatPath(provider),
-                                    outer: outerHead, clientKey: clientKey, watch: watch)
+                    return outer.step(translated.bytes, target: target, provider: provider, rest: Self.chatPath(provider))
                 case .google:
                     let rest = "/v1beta/models/\(try Self.googleModel(target.model)):\(stream ? "streamGenerateContent" : "generateContent")"
-                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider, rest: rest, query: stream ? "?alt=sse" : "",
-                                    outer: outerHead, clientKey: clientKey, watch: watch)
+                    return outer.step(translated.bytes, target: target, provider: provider, rest: rest, query: stream ? "alt=sse" : "")
                 }
             }
         }
@@ -97,17 +92,18 @@ extension GatewayResponder {
 
     typealias Target = (provider: String, model: String, apiKey: String?)
 
-    /// The part every unified endpoint reads the same way: the gateway and its token, a POST with
-    /// a JSON object body, its `model`, and the targets that model names (a route's, in the order
-    /// its health gives, with their indices in the route; or the one provider/model). Ends the
-    /// request (`onFinish`) when it throws.
+    /// The part every unified endpoint reads the same way: the gateway and its client (token or
+    /// virtual key, and control headers), a POST with a JSON object body, its `model`, and the
+    /// targets that model names (a route's, in the order its health gives, with their indices in
+    /// the route; or the one provider/model). Ends the request (`onFinish`) when it throws.
     private func readUnified(gateway: String, request: Request, onFinish: @Sendable () -> Void, example: String) async throws
-        -> (GatewayConfig, JSONValue, CloseWatch, String, [Target], [Int])
+        -> (GatewayConfig, UnifiedClient, JSONValue, String, [Target], [Int])
     {
         do {
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            _ = try proxy.authenticate(g, headers: request.headers)
+            let caller = try proxy.authenticate(g, headers: request.headers)
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
+            let controls = try ProxyHandler.controls(request.headers, gateway: g)
             var request = request
             let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
             guard let body = JSONValue.parse(buffer.readableBytesView), case .object = body else {
@@ -116,16 +112,17 @@ extension GatewayResponder {
             guard let model = body["model"]?.stringValue, !model.isEmpty else {
                 throw GatewayError.badRequest("'model' is required: provider/model (\(example)) or the name of a route", code: "invalid_model")
             }
+            let client = UnifiedClient(gateway: g.id, headers: request.headers, controls: controls, caller: caller, body: request.body)
             if let route = g.routes[model] {
                 let plan = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
                 let targets = plan.map { i in (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey) }
-                return (g, body, .body(request.body), model, targets, plan)
+                return (g, client, body, model, targets, plan)
             }
             guard let slash = model.firstIndex(of: "/") else {
                 throw GatewayError.badRequest("model '\(model)' is neither provider/model (\(example)) nor a route of gateway '\(g.id)'",
                                               code: "invalid_model")
             }
-            return (g, body, .body(request.body), model, [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)], [])
+            return (g, client, body, model, [(String(model[..<slash]), String(model[model.index(after: slash)...]), nil)], [])
         } catch {
             onFinish()
             throw error
@@ -174,11 +171,9 @@ extension GatewayResponder {
     /// `POST /v1/embeddings` (OpenAI format): OpenAI-format providers as they are, Google AI Studio
     /// through batchEmbedContents. `model` is provider/model or a route.
     func embeddings(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
-        let (g, body, watch, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
+        let (g, outer, body, model, targets, routePlan) = try await readUnified(gateway: gateway, request: request, onFinish: onFinish,
                                                                                example: "openai/text-embedding-3-small")
         let base64 = body["encoding_format"]?.stringValue == "base64"
-        let outerHead = request.head
-        let clientKey = Self.clientKey(request.headers)
         let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.wire == .google }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
@@ -190,17 +185,15 @@ extension GatewayResponder {
                     do { translated = try GoogleEmbeddings.request(body, model: target.model) } catch let e as TranslationError {
                         throw Self.gatewayError(e)
                     }
-                    return jsonStep(translated.bytes, gateway: g.id, target: target, provider: provider,
-                                    rest: "/v1beta/models/\(try Self.googleModel(target.model)):batchEmbedContents", outer: outerHead,
-                                    clientKey: clientKey, watch: watch)
+                    return outer.step(translated.bytes, target: target, provider: provider,
+                                      rest: "/v1beta/models/\(try Self.googleModel(target.model)):batchEmbedContents")
                 }
                 guard ChatPlan.Target(provider.spec) == .openAI else {
                     throw GatewayError.notImplemented("the unified embeddings API serves OpenAI-format providers and google-ai-studio, not \(provider.spec.id)")
                 }
                 var o = body.objectValue!
                 o["model"] = .string(target.model)
-                return jsonStep(JSONValue.object(o).bytes, gateway: g.id, target: target, provider: provider,
-                                rest: Self.chatPath(provider, "embeddings"), outer: outerHead, clientKey: clientKey, watch: watch)
+                return outer.step(JSONValue.object(o).bytes, target: target, provider: provider, rest: Self.chatPath(provider, "embeddings"))
             }
         }
         var (response, step) = try await runTargets(made, gateway: g.id, model: model, route: g.routes[model], plan: routePlan, onFinish: onFinish)
@@ -212,14 +205,6 @@ extension GatewayResponder {
     }
 
     // MARK: - Shared by the unified endpoints
-
-    /// The client's key for the provider: its bearer token, or its `x-api-key`.
-    static func clientKey(_ headers: HTTPFields) -> String? {
-        // A request with a virtual key (in any header, bare or as a bearer) has no key of its own
-        // for the provider: the virtual key is the gateway's (it rides in `x-gatemesh-authorization`).
-        guard ProxyHandler.presentedKey(headers) == nil else { return nil }
-        return headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
-    }
 
     /// A Google model name, checked before it goes into the URL path.
     static func googleModel(_ model: String) throws(GatewayError) -> String {
@@ -235,25 +220,6 @@ extension GatewayResponder {
         return error
     }
 
-    /// The step that POSTs `bytes` as JSON to `rest` under the target's provider: the client's
-    /// headers less framing and credentials, the client's key in the provider's own header (unless
-    /// the target or the provider has a stored key), and `anthropic-version` when asked and absent.
-    private func jsonStep(_ bytes: [UInt8], gateway: String, target: Target, provider: ResolvedProvider, rest: String, query: String = "",
-                          outer: HTTPRequest, anthropicVersion: Bool = false, clientKey: String?, watch: CloseWatch) -> ProxyStep {
-        var fields = HTTPFields()
-        for field in outer.headerFields where !Self.notInherited.contains(field.name.canonicalName) { fields.append(field) }
-        Self.carryVirtualKey(from: outer.headerFields, into: &fields)
-        fields[.contentType] = "application/json"
-        fields[.contentLength] = String(bytes.count)
-        if anthropicVersion, fields[Self.anthropicVersionHeader] == nil { fields[Self.anthropicVersionHeader] = "2023-06-01" }
-        var head = outer
-        head.headerFields = fields
-        head.path = "/\(gateway)/\(target.provider)\(rest)\(query)"
-        return ProxyStep(route: PassthroughRoute(gateway: gateway, provider: target.provider, rest: rest, shape: .named),
-                         request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: bytes))),
-                         apiKey: target.apiKey ?? (provider.storedKey == nil ? clientKey : nil), model: target.model, closeWatch: watch)
-    }
-
     static let anthropicVersionHeader = HTTPField.Name("anthropic-version")!
 
     /// Runs the targets' steps (recording a route's health) and says which step answered. The
@@ -261,11 +227,10 @@ extension GatewayResponder {
     private func runTargets(_ made: [@Sendable () throws -> ProxyStep], gateway: String, model: String, route: ModelRoute?, plan: [Int],
                             onFinish: @escaping @Sendable () -> Void) async throws -> (Response, Int) {
         let health = routeHealth
-        let response = try await runSteps(made, onFinish: onFinish, routeName: route == nil ? nil : model) { step, outcome in
+        return try await runSteps(made, onFinish: onFinish, routeName: route == nil ? nil : model) { step, outcome in
             guard let route, let result = Self.routeOutcome(outcome) else { return }
             health.record(route, gateway: gateway, target: plan[step], outcome: result)
         }
-        return (response, Int(response.headers[Self.stepHeader] ?? "0") ?? 0)
     }
 
     /// Puts the answer's body through `translator` (its length is then unknown).
@@ -294,5 +259,38 @@ struct TranslatingWriter: ResponseBodyWriter {
         var parent = self.parent
         if !out.isEmpty { try await parent.write(ByteBuffer(bytes: out)) }
         try await parent.finish(trailingHeaders)
+    }
+}
+
+/// The unified API's client, read once: each target's request is made from it (`step`).
+struct UnifiedClient: Sendable {
+    let gateway: String
+    /// The client's headers: a step inherits them, less framing and credentials.
+    let headers: HTTPFields
+    let controls: ControlHeaders
+    let caller: KeyDirectory.Caller?
+    /// The client's own body, to notice it leaving mid-stream.
+    let body: RequestBody
+
+    /// The client's key for the provider: its bearer token, or its `x-api-key`. A request with a
+    /// virtual key has none of its own (the provider key is the gateway's).
+    var key: String? {
+        guard caller == nil, ProxyHandler.presentedKey(headers) == nil else { return nil }
+        return headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
+    }
+
+    /// The step that POSTs `bytes` as JSON to `rest` under the target's provider: the client's
+    /// headers less framing and credentials, the client's key as the target's (unless the target
+    /// or the provider has a stored key), and `anthropic-version` when asked and absent.
+    func step(_ bytes: [UInt8], target: GatewayResponder.Target, provider: ResolvedProvider, rest: String, query: String = "",
+              anthropicVersion: Bool = false) -> ProxyStep {
+        var fields = HTTPFields()
+        for field in headers where !GatewayResponder.notInherited.contains(field.name.canonicalName) { fields.append(field) }
+        fields[.contentType] = "application/json"
+        if anthropicVersion, fields[GatewayResponder.anthropicVersionHeader] == nil { fields[GatewayResponder.anthropicVersionHeader] = "2023-06-01" }
+        return ProxyStep(route: PassthroughRoute(gateway: gateway, provider: target.provider, rest: rest, shape: .named),
+                         input: ProxyInput(query: query, headers: fields, body: bytes, controls: controls, identity: .checked(caller),
+                                           clientBody: body),
+                         apiKey: target.apiKey ?? (provider.storedKey == nil ? key : nil), model: target.model)
     }
 }

@@ -10,13 +10,11 @@ import NIOCore
 /// target).
 struct ProxyStep: Sendable {
     var route: PassthroughRoute
-    var request: Request
+    var input: ProxyInput
     /// A route target's own key.
     var apiKey: String?
     /// The model a route target asks for.
     var model: String?
-    /// The client's own request body (collected), to notice the client leaving mid-stream.
-    var closeWatch: CloseWatch = .none
 }
 
 /// How one step went, for route health.
@@ -41,38 +39,27 @@ extension GatewayResponder {
         "content-length", "transfer-encoding", "content-type", "authorization", "x-api-key", "api-key", "x-goog-api-key", "host",
     ]
 
-    /// A request made here drops the client's credential headers; the virtual key the client
-    /// presented goes on in the gateway's own header, so each step is held to the key's limits
-    /// (and the key never reaches a provider).
-    static func carryVirtualKey(from outer: HTTPFields, into fields: inout HTTPFields) {
-        guard let key = ProxyHandler.presentedKey(outer) else { return }
-        let (ours, cloudflares) = (ProxyHandler.gatewayAuthHeaders[0], ProxyHandler.gatewayAuthHeaders[1])
-        fields[ours] = "Bearer \(key)"
-        fields[cloudflares] = nil
-    }
-
     func universal(gateway: String, request: Request, onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let steps: [UniversalStep]
-        var clientBody: RequestBody?
+        let caller: KeyDirectory.Caller?
+        var request = request
         do {
             guard let g = proxy.config.gateway(gateway) else { throw GatewayError.unknownGateway(gateway) }
-            _ = try proxy.authenticate(g, headers: request.headers)
+            caller = try proxy.authenticate(g, headers: request.headers)
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            var request = request
             let buffer = try await ProxyHandler.collect(&request, limit: proxy.config.limits.maxBodyBytes)
             steps = try UniversalRequest.parse(Array(buffer.readableBytesView))
-            clientBody = request.body
         } catch {
             onFinish()
             throw error
         }
-        let watch: CloseWatch = clientBody.map { .body($0) } ?? .none
+        let (outer, clientBody) = (request.headers, request.body)
         let made: [@Sendable () throws -> ProxyStep] = steps.enumerated().map { i, step in
             { () throws -> ProxyStep in
                 var endpoint = Substring(step.endpoint.hasPrefix("/") ? String(step.endpoint.dropFirst()) : step.endpoint)
                 var query = ""
                 if let q = endpoint.firstIndex(of: "?") {
-                    query = String(endpoint[q...])
+                    query = String(endpoint[endpoint.index(after: q)...])
                     endpoint = endpoint[..<q]
                 }
                 let path = "/\(gateway)/\(step.provider)/\(endpoint)"
@@ -80,23 +67,22 @@ extension GatewayResponder {
                     throw GatewayError.badRequest("universal endpoint: step \(i) does not name a provider and endpoint (\(path))",
                                                   code: "invalid_universal_request")
                 }
+                // The client's headers less its credentials, then the step's own (which may carry
+                // control headers of their own: they are read for the step).
                 var fields = HTTPFields()
-                for field in request.headers where !Self.notInherited.contains(field.name.canonicalName)
+                for field in outer where !Self.notInherited.contains(field.name.canonicalName)
                     && !step.headers.contains(where: { $0.name == field.name.canonicalName }) {
                     fields.append(field)
                 }
                 for h in step.headers {
                     if let name = HTTPField.Name(h.name) { fields.append(HTTPField(name: name, value: h.value)) }
                 }
-                Self.carryVirtualKey(from: request.headers, into: &fields)
                 fields[.contentType] = step.headers.first { $0.name == "content-type" }?.value ?? "application/json"
-                fields[.contentLength] = String(step.body.count)
-                let head = HTTPRequest(method: .post, scheme: nil, authority: request.head.authority, path: path + query, headerFields: fields)
-                return ProxyStep(route: route, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: step.body))),
-                                 closeWatch: watch)
+                return ProxyStep(route: route, input: ProxyInput(query: query, headers: fields, body: step.body, controls: nil,
+                                                                 identity: .checked(caller), clientBody: clientBody))
             }
         }
-        return try await runSteps(made, onFinish: onFinish)
+        return try await runSteps(made, onFinish: onFinish).response
     }
 
     /// A passthrough request on a gateway with routes: when its body's `model` names a route, the
@@ -117,13 +103,20 @@ extension GatewayResponder {
             onFinish()
             throw error
         }
-        let outerHead = request.head
-        let whole = Request(head: outerHead, body: RequestBody(buffer: buffer))
-        let watch = CloseWatch.body(request.body)
         let bytes = Array(buffer.readableBytesView)
         guard let model = JSONSpans.object(bytes[...])?.first(where: { $0.key == "model" }).flatMap({ JSONSpans.string($0.value) }),
               let modelRoute = gateway.routes[model], let asked = proxy.catalogue.provider(named: route.provider) else {
-            return try await proxy.handle(route, request: whole, closeWatch: watch, onFinish: onFinish)
+            return try await proxy.handle(route, request: request, onFinish: onFinish)
+        }
+        // The client and its control headers, once for every target.
+        let caller: KeyDirectory.Caller?
+        let controls: ControlHeaders
+        do {
+            caller = try proxy.authenticate(gateway, headers: request.headers)
+            controls = try ProxyHandler.controls(request.headers, gateway: gateway)
+        } catch {
+            onFinish()
+            throw error
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let plan = routeHealth.plan(modelRoute, gateway: gateway.id, now: now)
@@ -137,40 +130,30 @@ extension GatewayResponder {
             throw GatewayError.badRequest("route '\(model)' has no target that speaks \(asked.spec.id)'s format; see docs/routing.md",
                                           code: "no_route_target")
         }
+        let (outer, query, clientBody) = (request.headers, request.uri.query ?? "", request.body)
         let made: [@Sendable () throws -> ProxyStep] = usable.map { i in
             { () throws -> ProxyStep in
                 let target = modelRoute.targets[i]
                 guard let body = RequestInspector.replacingModel(in: bytes, with: target.model ?? model) else {
                     throw GatewayError.badRequest("the request's model cannot be replaced for route '\(model)'", code: "no_route_target")
                 }
-                var head = outerHead
-                head.headerFields[.contentLength] = String(body.count)
                 let stepRoute = PassthroughRoute(gateway: route.gateway, provider: target.provider, rest: route.rest, shape: route.shape)
-                return ProxyStep(route: stepRoute, request: Request(head: head, body: RequestBody(buffer: ByteBuffer(bytes: body))),
-                                 apiKey: target.apiKey, model: target.model, closeWatch: watch)
+                return ProxyStep(route: stepRoute, input: ProxyInput(query: query, headers: outer, body: body, controls: controls,
+                                                                     identity: .checked(caller), clientBody: clientBody),
+                                 apiKey: target.apiKey, model: target.model)
             }
         }
         let health = routeHealth
         return try await runSteps(made, onFinish: onFinish, routeName: model) { step, outcome in
-            let index = usable[step]
-            let result: RouteBalancer.Outcome?
-            switch outcome {
-            case .answered(let status): result = status == 429 ? .rateLimited : status >= 500 ? .failure : .success
-            case .failed(let error):
-                // Only what the provider did counts: not a refusal by this gateway's own limits.
-                if error.code == "step_failed" || error.code.hasPrefix("upstream") {
-                    result = error.status == 429 ? .rateLimited : .failure
-                } else {
-                    result = nil
-                }
-            }
-            if let result { health.record(modelRoute, gateway: gateway.id, target: index, outcome: result) }
-        }
+            guard let result = Self.routeOutcome(outcome) else { return }
+            health.record(modelRoute, gateway: gateway.id, target: usable[step], outcome: result)
+        }.response
     }
 
     /// Tries the steps in order; see the type's documentation.
+    /// Returns the answer and the index of the step that gave it.
     func runSteps(_ steps: [@Sendable () throws -> ProxyStep], onFinish: @escaping @Sendable () -> Void, routeName: String? = nil,
-                  observe: @Sendable (Int, StepOutcome) -> Void = { _, _ in }) async throws -> Response {
+                  observe: @Sendable (Int, StepOutcome) -> Void = { _, _ in }) async throws -> (response: Response, step: Int) {
         for (i, make) in steps.enumerated() {
             let last = i == steps.count - 1
             let relay = FinishRelay(onFinish)
@@ -183,15 +166,15 @@ extension GatewayResponder {
                     relay.fire()
                     throw error
                 }
-                var response = try await proxy.handle(step.route, request: step.request, step: i, fallsThrough: !last, apiKey: step.apiKey,
-                                                      closeWatch: step.closeWatch, onFinish: relay.fire)
+                var response = try await proxy.handle(step.route, input: step.input, step: i, fallsThrough: !last, apiKey: step.apiKey,
+                                                      onFinish: relay.fire)
                 observe(i, .answered(Int(response.status.code)))
                 response.headers[Self.stepHeader] = String(i)
                 if let routeName { response.headers[Self.routeHeader] = routeName }
                 // A budget downgrade already named the model that served.
                 if let model = step.model, response.headers[ProxyHandler.modelHeader] == nil { response.headers[ProxyHandler.modelHeader] = model }
                 relay.keep()
-                return response
+                return (response, i)
             } catch var error as GatewayError {
                 observe(i, .failed(error))
                 guard last else { continue }

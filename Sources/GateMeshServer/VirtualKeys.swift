@@ -54,9 +54,6 @@ extension ProxyHandler {
                                + "set providers.\(provider.spec.id).api_key in the config")
     }
 
-    /// The end user a request names: `x-gatemesh-user`, else nil (the body's `user` is read with the facts).
-    static let userHeader = HTTPField.Name("x-gatemesh-user")!
-
     /// The caller's metadata over the client's: the key's (then its team's, then its org's) win
     /// for the same name, so a client cannot claim another team's metadata.
     static func merging(_ metadata: RequestMetadata, with caller: KeyDirectory.Caller) -> RequestMetadata {

@@ -23,12 +23,13 @@ import Testing
 
     /// A call to `provider` at `rest`; `body`, when given, is sent with its Content-Length.
     func call(_ handler: ProxyHandler, provider: String = "openai", rest: String = "/chat/completions",
-              method: HTTPRequest.Method = .post, headers: HTTPFields = [:], body: String? = nil) throws -> ProxyCall {
+              method: HTTPRequest.Method = .post, headers: HTTPFields = [:], body: String? = nil, input made: ProxyInput? = nil) throws -> ProxyCall {
         var fields = headers
         if let body { fields[.contentLength] = String(body.utf8.count) }
         let request = Request(head: HTTPRequest(method: method, scheme: "http", authority: "node", path: "/\(provider)\(rest)", headerFields: fields),
                               body: RequestBody(buffer: ByteBuffer(string: body ?? "")))
         let resolved = try #require(handler.catalogue.provider(named: provider))
+        let gateway = try #require(handler.config.gateway("default"))
         let exchange = ProxyExchange(
             record: RequestRecord(logID: "log", node: "node", gateway: "default", provider: provider, method: method.rawValue, path: rest,
                                   status: 0, startedAtMs: 0, durationMs: 0),
@@ -36,11 +37,10 @@ import Testing
                            customPrice: nil, onFinish: {}),
             started: .now)
         return try ProxyCall(
-            route: PassthroughRoute(gateway: "default", provider: provider, rest: rest, shape: .direct), request: request,
-            gateway: try #require(handler.config.gateway("default")), provider: resolved, caller: nil,
+            route: PassthroughRoute(gateway: "default", provider: provider, rest: rest, shape: .direct), input: made ?? ProxyInput(request),
+            controls: made?.controls ?? ProxyHandler.controls(fields, gateway: gateway), gateway: gateway, provider: resolved, caller: nil,
             format: APIFormat.detect(wire: resolved.spec.wire, path: Substring(rest)), exchange: exchange, metadata: RequestMetadata(),
-            customPrice: nil, collectPayload: false, eventID: nil, logged: true, fallsThrough: false, closeWatch: .none,
-            timeouts: handler.timeouts)
+            customPrice: nil, collectPayload: false, logged: true, fallsThrough: false, timeouts: handler.timeouts)
     }
 
     static let chat = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}"#
@@ -49,12 +49,11 @@ import Testing
     @Test func theControlHeadersShapeTheCallAndABadOneIsA400() throws {
         let proxy = handler()
         let plain = try call(proxy, body: Self.chat)
-        #expect(!plain.hasControlHeaders)
         #expect(plain.retries == plain.gateway.retries && plain.timeouts.firstByteMs == proxy.timeouts.firstByteMs)
         #expect(plain.target.url == "https://api.openai.com/v1/chat/completions")
         let shaped = try call(proxy, headers: [HTTPField.Name("cf-aig-request-timeout")!: "1234",
                                                HTTPField.Name("x-gatemesh-max-attempts")!: "3"], body: Self.chat)
-        #expect(shaped.hasControlHeaders && shaped.timeouts.firstByteMs == 1234 && shaped.retries.maxAttempts == 3)
+        #expect(shaped.timeouts.firstByteMs == 1234 && shaped.retries.maxAttempts == 3)
         #expect(!shaped.target.headers.contains { $0.name.hasPrefix("x-gatemesh-") || $0.name.hasPrefix("cf-aig-") })
         let error = #expect(throws: GatewayError.self) {
             try call(proxy, headers: [HTTPField.Name("x-gatemesh-request-timeout")!: "soon"], body: Self.chat)
@@ -80,6 +79,28 @@ import Testing
         var large = try call(proxy, body: String(repeating: "x", count: 201))
         let error = await #expect(throws: GatewayError.self) { try await proxy.readBody(&large) }
         #expect(error?.status == 413)
+    }
+
+    @Test func aRequestAnEndpointMadeKeepsItsControlsAndIsSentWhole() async throws {
+        let proxy = handler { $0.limits.maxBodyBytes = 8 << 20 }
+        var controls = ControlHeaders(retries: RetryPolicy(maxAttempts: 4))
+        controls.requestTimeoutMs = 777
+        // The headers are not read again: the endpoint that made the request read the client's.
+        let headers: HTTPFields = [HTTPField.Name("x-gatemesh-request-timeout")!: "soon"]
+        var made = try call(proxy, input: ProxyInput(headers: headers, body: Array(Self.streamedChat.utf8), controls: controls,
+                                                     identity: .checked(nil), clientBody: nil))
+        #expect(made.timeouts.firstByteMs == 777 && made.retries.maxAttempts == 4)
+        try await proxy.readBody(&made)
+        #expect(made.clientBytes == Array(Self.streamedChat.utf8) && made.facts.stream && made.facts.model == "gpt-4o-mini")
+        #expect(!made.streamUpload && made.input.watchedBody == nil)
+
+        // Larger than a client's body read whole, and still whole (it can be retried and priced).
+        let large = Array(#"{"model":"gpt-4o-mini","input":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: ProxyHandler.inlineBodyLimit)
+            + Array(#""}"#.utf8)
+        var big = try call(proxy, rest: "/embeddings", input: ProxyInput(headers: [:], body: large, controls: controls,
+                                                                         identity: .checked(nil), clientBody: nil))
+        try await proxy.readBody(&big)
+        #expect(!big.streamUpload && big.clientBytes?.count == large.count)
     }
 
     @Test func anOpenAIStreamIsAskedForItsUsageAndNothingElseIs() async throws {
