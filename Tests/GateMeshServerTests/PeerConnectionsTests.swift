@@ -77,7 +77,9 @@ import Testing
         let frames = NIOLockedValueBox(0)
         let server = try await listen(port, frames: frames)
         // The cluster's tick: no frame is sent meanwhile.
-        #expect(try await eventually({ connections.redialFailed() }) { reconnected.withLockedValue { $0 } == [address] })
+        // (Once at least: on a starved machine the server may time the handshake out, and the link
+        // then comes back, and says so, again.)
+        #expect(try await eventually({ connections.redialFailed() }) { reconnected.withLockedValue { $0 }.first == address })
         #expect(connections.failures(to: address, lane: .bulk) == 0)
         connections.closeAll()
         try await server.close()
@@ -91,7 +93,7 @@ import Testing
         let server = try await listen(port, frames: frames)
         // Heard from once, within the backoff, and no tick: the dial is the hearing's.
         connections.heard(from: address)
-        #expect(try await eventually { reconnected.withLockedValue { $0 } == [address] })
+        #expect(try await eventually { reconnected.withLockedValue { $0 }.first == address })
         connections.closeAll()
         try await server.close()
     }
