@@ -187,6 +187,7 @@ let package = Package(
             name: "GateMeshServerTests",
             dependencies: [
                 "GateMeshServer", "GateMeshMock", "GateMeshStore", "GateMeshUpstream", "GateMeshConfig", "GateMeshPeer", "GateMeshCluster",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
