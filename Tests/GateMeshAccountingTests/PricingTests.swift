@@ -66,9 +66,16 @@ import Testing
     }
 
     @Test func malformedTableIsRefusedWithTheEntryNamed() {
-        #expect(throws: PriceTable.FormatError.self) {
-            try PriceTable.parse(json: Array(#"{"compiled":"2026-01-01","models":[{"provider":"p","model":"m","input":0.5,"output":"1"}]}"#.utf8))
+        func refusal(_ json: String) -> String? {
+            let error = #expect(throws: PriceTable.FormatError.self) { try PriceTable.parse(json: Array(json.utf8)) }
+            return error?.message
         }
+        #expect(refusal(#"{"compiled":"2026-01-01","models":[{"provider":"p","model":"m","input":0.5,"output":"1"}]}"#)?
+            .hasPrefix("prices.json: models[0].input must be a string") == true)
+        #expect(refusal(#"{"compiled":"2026-01-01","models":[{"provider":"p","model":"m","input":"0.5"}]}"#) == "prices.json: models[0].output is missing")
+        #expect(refusal(#"{"compiled":"2026-01-01","models":[{"provider":"p","model":"m","input":"0.1234567","output":"1"}]}"#)
+            == "prices.json: p/m.input must be a decimal string with at most six decimals")
+        #expect(refusal(#"{"models":[]}"#) == "prices.json: compiled is missing")
     }
 }
 

@@ -103,33 +103,64 @@ public struct PriceTable: Sendable {
         public var description: String { message }
     }
 
+    /// `prices.json` as it is written: prices are decimal strings, read exactly by `TokenPrice`.
+    struct File: Decodable {
+        struct Model: Decodable {
+            var provider: String
+            var model: String
+            var aliases: [String]?
+            var input: String
+            var output: String
+            var cacheRead: String?
+            var cacheWrite: String?
+
+            enum CodingKeys: String, CodingKey {
+                case provider, model, aliases, input, output
+                case cacheRead = "cache_read", cacheWrite = "cache_write"
+            }
+        }
+
+        var compiled: String
+        var models: [Model]
+    }
+
     /// Parses the `prices.json` format (see the file's header).
     public static func parse(json bytes: [UInt8]) throws -> PriceTable {
-        guard let root = JSONValue.parse(bytes)?.objectValue?.anyDictionary, let compiled = root["compiled"] as? String,
-              let models = root["models"] as? [[String: Any]] else {
-            throw FormatError(message: "prices.json: expected an object with 'compiled' and 'models'")
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw FormatError(message: "prices.json: \(Self.describe(error))")
         }
         var entries: [Entry] = []
         var aliases: [(String, String, String)] = []
-        for (i, m) in models.enumerated() {
-            guard let provider = m["provider"] as? String, let model = m["model"] as? String else {
-                throw FormatError(message: "prices.json: models[\(i)] needs 'provider' and 'model'")
-            }
-            func price(_ key: String) throws -> TokenPrice? {
-                guard let text = m[key] else { return nil }
-                guard let s = text as? String, let p = TokenPrice(dollarsPerMillion: s) else {
-                    throw FormatError(message: "prices.json: \(provider)/\(model).\(key) must be a decimal string with at most six decimals")
+        for m in file.models {
+            func price(_ key: String, _ text: String?) throws -> TokenPrice? {
+                guard let text else { return nil }
+                guard let p = TokenPrice(dollarsPerMillion: text) else {
+                    throw FormatError(message: "prices.json: \(m.provider)/\(m.model).\(key) must be a decimal string with at most six decimals")
                 }
                 return p
             }
-            guard let input = try price("input"), let output = try price("output") else {
-                throw FormatError(message: "prices.json: \(provider)/\(model) needs 'input' and 'output'")
-            }
-            entries.append(Entry(provider: provider, model: model,
-                                 price: ModelPrice(input: input, output: output, cacheRead: try price("cache_read"),
-                                                   cacheWrite: try price("cache_write"))))
-            for alias in (m["aliases"] as? [String]) ?? [] { aliases.append((provider, alias, model)) }
+            guard let input = try price("input", m.input), let output = try price("output", m.output) else { continue }
+            entries.append(Entry(provider: m.provider, model: m.model,
+                                 price: ModelPrice(input: input, output: output, cacheRead: try price("cache_read", m.cacheRead),
+                                                   cacheWrite: try price("cache_write", m.cacheWrite))))
+            for alias in m.aliases ?? [] { aliases.append((m.provider, alias, m.model)) }
         }
-        return PriceTable(compiled: compiled, entries: entries, aliases: aliases)
+        return PriceTable(compiled: file.compiled, entries: entries, aliases: aliases)
+    }
+
+    /// Where a decoding error is (`models[3].input`) and what was wrong there.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
+        }
+        switch error {
+        case .keyNotFound(let key, let c): return "\(path(c.codingPath + [key])) is missing"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c): return "\(path(c.codingPath)) must be a string (\(c.debugDescription))"
+        case .dataCorrupted(let c): return "\(path(c.codingPath)): \(c.debugDescription)"
+        @unknown default: return "\(error)"
+        }
     }
 }

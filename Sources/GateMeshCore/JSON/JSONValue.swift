@@ -175,30 +175,6 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 }
 
 extension JSONValue {
-    /// The value as Foundation-style `Any` (`[String: Any]`, `[Any]`, `String`, `Int` or
-    /// `Double`, `Bool`, `NSNull`-free: null is left out of objects and is `Optional.none` in arrays).
-    public var anyValue: Any? {
-        switch self {
-        case .null: return nil
-        case .bool(let b): return b
-        case .number(let n): return Int(n) ?? Double(n)
-        case .string(let s): return s
-        case .array(let a): return a.map { $0.anyValue as Any }
-        case .object(let o): return o.anyDictionary
-        }
-    }
-}
-
-extension JSONObject {
-    public var anyDictionary: [String: Any] {
-        var d: [String: Any] = [:]
-        d.reserveCapacity(pairs.count)
-        for (k, v) in pairs { if let a = v.anyValue { d[k] = a } }
-        return d
-    }
-}
-
-extension JSONValue {
     /// Only the members named in `keys` of a top-level object, each parsed; the others are
     /// skipped without being built. Nil when the bytes are not one JSON object.
     public static func members(of bytes: [UInt8], keys: Set<String>) -> JSONObject? {
