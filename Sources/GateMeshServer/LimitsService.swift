@@ -59,18 +59,16 @@ final class LimitsService: Service, SpendSource, Sendable {
     }
     /// The directory as of the last change, for the request path (read without the admin lock).
     let directory = NIOLockedValueBox(KeyDirectory())
-    /// In a cluster: whether this node is the one to send an alert (nil: alone, always).
-    let alertOwnership = CallbackSlot<LimitsEngine.AlertKey, Bool>()
-    /// Told of the alerts this node fired (the cluster tells the peers, so none sends them again).
-    let alertsFired = CallbackSlot<[LimitsEngine.AlertKey], Void>()
+    /// The cluster, once it has joined (`join`); nil on a node alone. Held weakly: the cluster
+    /// holds the limits.
+    private let peersRef = NIOLockedValueBox(PeersRef())
+    private struct PeersRef { weak var peers: (any LimitsPeers)? }
+    var peers: (any LimitsPeers)? { peersRef.withLockedValue { $0.peers } }
+    func join(_ peers: any LimitsPeers) { peersRef.withLockedValue { $0.peers = peers } }
     /// One ask per counter every 100 ms from this node, however many requests wait on it.
     private let askThrottle = NIOLockedValueBox(AskThrottle())
-    /// Asks the owners for rights (the cluster sends the asks): the needs and this node's holder name.
-    let rightsAsk = CallbackSlot<(needs: [LimitsEngine.RightsNeed], holder: String), Void>()
     /// How long a request waits for rights before it is refused.
     let rightsWaitMs: Int64
-    /// Told of every rule change this node makes (the cluster sends it to the peers).
-    let ruleChanges = CallbackSlot<[RuleRecord], Void>()
 
     /// Loads the stored rules and restores this node's own counters from the spend persisted with
     /// its log rows, so a node killed and restarted comes back with the spend its log shows and
@@ -258,11 +256,11 @@ final class LimitsService: Service, SpendSource, Sendable {
                 return .block(refusal)
             }
             // Ask again every 100 ms while waiting (an answer may be lost, or the owner may change).
-            if now - (askedAt ?? 0) >= 100, let ask = rightsAsk.current {
+            if now - (askedAt ?? 0) >= 100, let peers {
                 askedAt = now
                 // One ask per counter every 100 ms from this node, however many requests wait.
                 let due = askThrottle.withLockedValue { $0.due(needs.filter { $0.owner != node }, now: now) }
-                if !due.isEmpty { ask((due, holder)) }
+                if !due.isEmpty { peers.askForRights(due, holder: holder) }
             }
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -365,7 +363,7 @@ final class LimitsService: Service, SpendSource, Sendable {
 
     private func apply(_ id: UInt64, actual: LimitAmounts) {
         let now = Self.now()
-        let owns = alertOwnership.current
+        let peers = self.peers
         // What settling changes of the rights (a refund, or more used) reaches the journal once
         // for the whole batch (`commit`), or with the next admission or tick: a refund lost in a
         // kill only leaves rights unused, and what a request used beyond its reservation is in
@@ -373,7 +371,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         let due = engine.withLockedValue { engine in
             let charged = engine.settle(id, actual: actual)
             guard engine.hasAlerts && !charged.isEmpty else { return [LimitsEngine.Alert]() }
-            return engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: owns ?? { _ in true })
+            return engine.dueAlerts(for: charged.lazy.map(\.key), now: now, owns: { peers?.ownsAlert($0) ?? true })
         }
         fire(due, now: now)
     }
@@ -381,7 +379,7 @@ final class LimitsService: Service, SpendSource, Sendable {
     private func fire(_ due: [LimitsEngine.Alert], now: Int64) {
         guard !due.isEmpty, let alerts else { return }
         for alert in due { alerts.fire(alert, node: nodeName, now: now) }
-        alertsFired.current?(due.map(\.key))
+        peers?.alertsFired(due.map(\.key))
     }
 
     /// Alerts a peer fired: not to be sent again from here, even after a restart (recorded as
@@ -490,10 +488,10 @@ final class LimitsService: Service, SpendSource, Sendable {
         guard !delta.isEmpty else { return }
         defer { if !catchUp.withLockedValue({ $0.done }) { caughtUp("merged a peer's counters") } }
         let now = Self.now()
-        let owns = alertOwnership.current
+        let peers = self.peers
         let due = engine.withLockedValue { engine in
             let changed = engine.merge(delta)
-            return engine.hasAlerts && !changed.isEmpty ? engine.dueAlerts(for: changed, now: now, owns: owns ?? { _ in true }) : []
+            return engine.hasAlerts && !changed.isEmpty ? engine.dueAlerts(for: changed, now: now, owns: { peers?.ownsAlert($0) ?? true }) : []
         }
         fire(due, now: now)
     }
@@ -540,56 +538,65 @@ final class LimitsService: Service, SpendSource, Sendable {
     static func nodeID(ofHolder holder: String) -> String { String(RightsEntry.split(holder: holder).node) }
 
     /// Every rule and scope value with its figures, for `/api/budgets`.
-    /// With `only`, just the rules it accepts (a `team_admin`'s team and its keys).
-    func report(only: ((LimitRule) -> Bool)? = nil) -> String {
+    /// With `only`, just the rules it accepts (a `team_admin`'s team and its keys). The engine's
+    /// lock, which admission takes, is held only to copy the figures: the answer is written after.
+    func report(only: ((LimitRule) -> Bool)? = nil) -> BudgetReport {
         let now = Self.now()
-        return engine.withLockedValue { engine in
-            var out = "{\"time\":\(LogAPI.iso(now)),\"rules\":["
+        typealias Rights = (owner: String, pool: Int64, holders: [(String, Int64)])
+        let taken = engine.withLockedValue { engine in
             let seen = engine.scopesByRule(now: now)
-            var first = true
-            for rule in engine.rules where only?(rule) ?? true {
-                if !first { out += "," }
-                first = false
-                let span = rule.window.span(at: now)
-                let resets = rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)
-                out += "{\"id\":\(JSON.quoted(rule.id)),\"source\":\"\(configIDs.contains(rule.id) ? "config" : "api")\",\"gateway\":\(JSON.quoted(rule.gateway)),\"measure\":\(JSON.quoted(rule.measure.rawValue)),"
-                out += "\"limit\":\(Self.amount(rule.limit, rule.measure)),\"window\":\(JSON.quoted(rule.window.description)),"
-                out += "\"window_start\":\(LogAPI.iso(span.start)),\"window_end\":\(LogAPI.iso(span.end)),\"resets_at\":\(LogAPI.iso(resets)),"
-                out += "\"action\":" + (rule.action == .block ? "\"block\"" : {
-                    if case .downgrade(_, let model) = rule.action { return "{\"downgrade\":\(JSON.quoted(model))}" }
-                    return "null"
-                }())
-                out += ",\"enforcement\":\"\(rule.enforcement.rawValue)\",\"leased\":\(rule.enforcement != .soft)"
-                out += ",\"scopes\":["
+            return engine.rules.filter { only?($0) ?? true }.map { rule in
                 var scopes = seen[rule.id] ?? []
                 if scopes.isEmpty && !rule.scope.contains(where: { if case .split = $0 { return true } else { return false } }) { scopes = [""] }
-                for (j, scope) in scopes.enumerated() {
-                    if j > 0 { out += "," }
-                    let f = engine.figures(rule: rule, scope: scope, now: now)
-                    let remaining = max(0, rule.limit - f.spent - f.reserved)
-                    let state = f.spent + f.reserved >= rule.limit ? "exhausted" : (f.spent + f.reserved) * 1000 >= rule.limit * 800 ? "warning" : "ok"
-                    out += "{\"scope\":\(JSON.quoted(scope)),\"spent\":\(Self.amount(f.spent, rule.measure)),\"reserved\":\(Self.amount(f.reserved, rule.measure)),"
-                    out += "\"remaining\":\(Self.amount(remaining, rule.measure)),\"state\":\"\(state)\""
-                    if rule.enforcement != .soft {
-                        // The rights of the current period: what the owner can still hand out, and who holds what.
-                        let key = CounterMap.Key(rule: rule.id, scope: scope, bucket: rule.window.activeBuckets(at: now).upperBound)
-                        let rights = engine.counters.rights(key)
-                        let holders = rights.holders.filter { $0.value != 0 }.sorted { $0.key < $1.key }.map {
-                            "{\"holder\":\(JSON.quoted($0.key)),\"node_id\":\(JSON.quoted(Self.nodeID(ofHolder: $0.key))),\"rights\":\(Self.amount($0.value, rule.measure))}"
-                        }
-                        out += ",\"rights\":{\"owner\":\(JSON.quoted(engine.owner(of: key, rule: rule))),\"pool\":\(Self.amount(engine.pool(key, rule: rule, now: now), rule.measure)),"
-                        out += "\"holders\":[\(holders.joined(separator: ","))]}"
-                    }
-                    out += "}"
-                }
-                out += "]}"
+                return (rule, scopes.map { scope -> (String, (spent: Int64, reserved: Int64), Rights?) in
+                    let figures = engine.figures(rule: rule, scope: scope, now: now)
+                    guard rule.enforcement != .soft else { return (scope, figures, nil) }
+                    // The rights of the current period: what the owner can still hand out, and who holds what.
+                    let key = CounterMap.Key(rule: rule.id, scope: scope, bucket: rule.window.activeBuckets(at: now).upperBound)
+                    let holders = engine.counters.rights(key).holders.filter { $0.value != 0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                    return (scope, figures, (engine.owner(of: key, rule: rule), engine.pool(key, rule: rule, now: now), holders))
+                })
             }
-            return out + "]}"
         }
+        return BudgetReport(time: LogAPI.isoText(now), rules: taken.map { rule, scopes in
+            let span = rule.window.span(at: now)
+            let measure = rule.measure
+            return BudgetReport.Rule(
+                id: rule.id, source: configIDs.contains(rule.id) ? "config" : "api", gateway: rule.gateway, measure: measure.rawValue,
+                limit: Amount(rule.limit, measure), window: rule.window.description, windowStart: LogAPI.isoText(span.start),
+                windowEnd: LogAPI.isoText(span.end),
+                resetsAt: LogAPI.isoText(rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)),
+                action: BudgetReport.Action(rule.action), enforcement: rule.enforcement.rawValue, leased: rule.enforcement != .soft,
+                scopes: scopes.map { scope, f, rights in
+                    let used = f.spent + f.reserved
+                    return BudgetReport.Scope(
+                        scope: scope, spent: Amount(f.spent, measure), reserved: Amount(f.reserved, measure),
+                        remaining: Amount(max(0, rule.limit - used), measure),
+                        state: used >= rule.limit ? "exhausted" : used * 1000 >= rule.limit * 800 ? "warning" : "ok",
+                        rights: rights.map { r in
+                            BudgetReport.Rights(owner: r.owner, pool: Amount(r.pool, measure), holders: r.holders.map { holder, held in
+                                .init(holder: holder, nodeID: Self.nodeID(ofHolder: holder), rights: Amount(held, measure))
+                            })
+                        })
+                })
+        })
     }
 
     /// An amount as JSON: dollars as a decimal string for money, a number otherwise.
     static func amount(_ v: Int64, _ measure: LimitRule.Measure) -> String {
         measure == .usd ? JSON.quoted(Money(nanos: v).dollars) : String(v)
     }
+}
+
+/// What the limits ask of the cluster (`ClusterService`, which `join`s them once built).
+protocol LimitsPeers: AnyObject, Sendable {
+    /// Whether this node is the one to send the alert: the key's owner by rendezvous hashing, as
+    /// for cache keys. Called with the engine's lock held.
+    func ownsAlert(_ key: LimitsEngine.AlertKey) -> Bool
+    /// Tells the peers of the alerts this node fired, so that none sends them again.
+    func alertsFired(_ keys: [LimitsEngine.AlertKey])
+    /// Asks the counters' owners for rights, as `holder` (this run of this node).
+    func askForRights(_ needs: [LimitsEngine.RightsNeed], holder: String)
+    /// Sends the rule changes this node made to the peers.
+    func broadcastRules(_ records: [RuleRecord])
 }

@@ -78,9 +78,12 @@ struct LogAPI: Sendable {
 
     // MARK: - JSON
 
-    static func iso(_ ms: Int64) -> String {
+    static func iso(_ ms: Int64) -> String { JSON.quoted(isoText(ms)) }
+
+    /// Unix milliseconds as ISO 8601 in UTC with milliseconds (`2026-11-26T09:40:00.000Z`).
+    static func isoText(_ ms: Int64) -> String {
         let date = Date(timeIntervalSince1970: Double(ms) / 1000)
-        return JSON.quoted(date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)))
+        return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
     static func append(_ f: AnalyticsFigures, to out: inout String) {

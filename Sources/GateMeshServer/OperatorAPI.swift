@@ -287,93 +287,81 @@ struct OperatorAPI: Sendable {
     }
 
     /// The cache's figures since start and its size in memory and on disk.
-    func cacheReport() -> String {
+    func cacheReport() -> ClusterStatus.Cache {
         let f = cache.figures
         let m = cache.memoryFigures
         let d = (try? cache.disk.stats()) ?? (0, 0)
         let lookups = f.hits + f.misses
-        let ratio = lookups == 0 ? "null" : String(Double(f.hits) / Double(lookups))
-        return """
-        {"hits":\(f.hits),"misses":\(f.misses),"bypasses":\(f.bypasses),"hit_ratio":\(ratio),"stored":\(f.stored),\
-        "coalesced":\(f.coalesced),"memory":{"entries":\(m.entries),"bytes":\(m.bytes),"limit_bytes":\(cache.config.memoryBytes),\
-        "evictions":\(m.evictions)},"disk":{"entries":\(d.0),"bytes":\(d.1),"limit_bytes":\(cache.config.diskBytes)}}
-        """
+        return ClusterStatus.Cache(
+            hits: f.hits, misses: f.misses, bypasses: f.bypasses, hitRatio: OrNull(lookups == 0 ? nil : Double(f.hits) / Double(lookups)),
+            stored: f.stored, coalesced: f.coalesced,
+            memory: .init(entries: m.entries, bytes: m.bytes, limitBytes: cache.config.memoryBytes, evictions: m.evictions),
+            disk: .init(entries: d.0, bytes: d.1, limitBytes: cache.config.diskBytes))
     }
 
     /// The cluster as this node sees it: itself, every member, every budget's cluster-wide spend
     /// with each node's contribution, and cache figures.
-    func clusterStatus() -> String {
+    func clusterStatus() -> ClusterStatus {
         let c = state.config
-        let loaded = state.loaded
-        let uptime = ContinuousClock.now - state.startedAt
         // One snapshot of the membership for the whole answer (each read takes its lock and sorts).
         let view = cluster?.view
-        let self_ = """
-        {"name":\(JSON.quoted(c.node.name)),"node_id":\(JSON.quoted(state.identity.nodeID)),"region":\(JSON.quoted(c.node.region)),\
-        "address":\(JSON.quoted(state.address.description)),"peer_address":\(cluster.map { JSON.quoted($0.me.address) } ?? "null"),\
-        "status":"alive","self":true,"incarnation":\(view?.incarnation ?? 0),"health_score":\(view?.healthScore ?? 0),"forged_records":\(view?.forgedRecords ?? 0),\
-        "members_agreed":\(cluster?.membersAgreed.withLockedValue { $0 }.map { "\($0)" } ?? "null"),"started_at":\(state.startedAtUnix),\
-        "uptime_seconds":\(uptime.components.seconds),"in_flight":\(state.inFlight),"requests_served":\(state.served),\
-        "starts":\(state.identity.starts),"config_digest":"\(loaded.digest)","gateways_digest":"\(loaded.sharedDigest)",\
-        "config_loaded_at":\(LogAPI.iso(loaded.atMs))}
-        """
-        var members = [self_]
+        let live = view?.members.filter { $0.state == .alive || $0.state == .suspect } ?? []
+        // Each live member's share of the cache key space (rendezvous hashing over them all,
+        // suspects included: keys move when a member is dead), to four places.
+        let shares = Rendezvous.shares(among: live.map(\.info.name) + [c.node.name])
+        func share(_ name: String) -> Double { ((shares[name] ?? 0) * 10_000).rounded() / 10_000 }
+        var members = [selfRecord(view: view, share: share(c.node.name))]
         var names = [state.identity.nodeID: c.node.name]
         // Membership keeps time on the monotonic clock: ages are taken there, and a change's wall
         // time is now minus its age.
         let now = ClusterService.monotonicNow(), wallNow = ClusterService.now()
-        // Each live member's share of the cache key space (rendezvous hashing over them all,
-        // suspects included: keys move when a member is dead).
-        let shares = view.map { v in
-            Rendezvous.shares(among: v.members.filter { $0.state == .alive || $0.state == .suspect }.map(\.info.name) + [c.node.name])
-        } ?? [c.node.name: 1.0]
-        func share(_ name: String) -> String { shares[name].map { String(format: "%.4f", $0) } ?? "0" }
-        members[0] = String(members[0].dropLast()) + ",\"key_space_share\":\(share(c.node.name))}"
-        if let view {
-            for m in view.members {
-                names[m.info.id] = m.info.name
-                members.append("""
-                    {"name":\(JSON.quoted(m.info.name)),"node_id":\(JSON.quoted(m.info.id)),"region":\(JSON.quoted(m.info.region)),\
-                    "peer_address":\(JSON.quoted(m.info.address)),"status":"\(m.state)","self":false,"incarnation":\(m.incarnation),\
-                    "last_heard_ms_ago":\(m.lastHeardAt.map { String(now - $0) } ?? "null"),"rtt_ms":\(m.rttMs.map(String.init) ?? "null"),\
-                    "state_since":\(LogAPI.iso(wallNow - (now - m.changedAt))),"key_space_share":\(share(m.info.name)),\
-                    "gateways_digest":\(m.info.configDigest.isEmpty ? "null" : JSON.quoted(m.info.configDigest))}
-                    """)
-            }
+        for m in view?.members ?? [] {
+            names[m.info.id] = m.info.name
+            members.append(ClusterStatus.Member(
+                name: m.info.name, nodeID: m.info.id, region: m.info.region, peerAddress: OrNull(m.info.address), status: "\(m.state)",
+                isSelf: false, incarnation: m.incarnation, lastHeardMsAgo: OrNull(m.lastHeardAt.map { now - $0 }), rttMs: OrNull(m.rttMs),
+                stateSince: LogAPI.isoText(wallNow - (now - m.changedAt)), keySpaceShare: share(m.info.name),
+                gatewaysDigest: OrNull(m.info.configDigest.isEmpty ? nil : m.info.configDigest)))
         }
-        let agreement = Self.configAgreement(mine: (c.node.name, loaded.sharedDigest),
-                                             members: view?.members.filter { $0.state == .alive || $0.state == .suspect }
-                                                 .map { ($0.info.name, $0.info.configDigest) } ?? [])
-        let live = 1 + (view?.members.filter { $0.state == .alive || $0.state == .suspect }.count ?? 0)
         let budgets = limits.contributions().map { item in
+            let measure = item.rule.measure
             let total = item.byNode.values.reduce((spent: Int64(0), reserved: Int64(0))) { ($0.spent + $1.spent, $0.reserved + $1.reserved) }
             let leased = item.rule.enforcement != .soft
-            let nodes = item.byNode.sorted { $0.key < $1.key }.map { id, v in
-                "{\"node_id\":\(JSON.quoted(id)),\"name\":\(names[id].map(JSON.quoted) ?? "null"),\"spent\":\(LimitsService.amount(v.spent, item.rule.measure)),"
-                    + "\"reserved\":\(LimitsService.amount(v.reserved, item.rule.measure))"
-                    + (leased ? ",\"rights\":\(LimitsService.amount(v.rights, item.rule.measure))}" : "}")
-            }.joined(separator: ",")
-            return "{\"rule\":\(JSON.quoted(item.rule.id)),\"gateway\":\(JSON.quoted(item.rule.gateway)),\"scope\":\(JSON.quoted(item.scope)),"
-                + "\"enforcement\":\"\(item.rule.enforcement.rawValue)\",\"leased\":\(leased),"
-                + (item.pool.map { "\"pool\":\(LimitsService.amount($0, item.rule.measure))," } ?? "")
-                + "\"limit\":\(LimitsService.amount(item.rule.limit, item.rule.measure)),\"spent\":\(LimitsService.amount(total.spent, item.rule.measure)),"
-                + "\"reserved\":\(LimitsService.amount(total.reserved, item.rule.measure)),\"by_node\":[\(nodes)]}"
-        }.joined(separator: ",")
-        let gateways = c.gateways.map { g in
-            "{\"id\":\(JSON.quoted(g.id)),\"authenticated\":\(!g.authTokens.isEmpty)}"
-        }.joined(separator: ",")
-        return """
-        {"cluster":{"size":\(live),"mode":"\(cluster == nil ? "single-node" : "cluster")"},"members":[\(members.joined(separator: ","))],\
-        "budgets":[\(budgets)],"cache":\(cacheReport()),"gateways":[\(gateways)],"config":\(agreement),\
-        "versions":{"gatemesh":\(JSON.quoted(GateMeshVersion.current)),"libcurl":\(JSON.quoted(UpstreamClient.libcurlVersion)),\
-        "libcurl_http2":\(UpstreamClient.libcurlHasHTTP2),"openssl":\(JSON.quoted(String(cString: copenssl_version())))}}
-        """
+            return ClusterStatus.Budget(
+                rule: item.rule.id, gateway: item.rule.gateway, scope: item.scope, enforcement: item.rule.enforcement.rawValue, leased: leased,
+                pool: item.pool.map { Amount($0, measure) }, limit: Amount(item.rule.limit, measure), spent: Amount(total.spent, measure),
+                reserved: Amount(total.reserved, measure),
+                byNode: item.byNode.sorted { $0.key < $1.key }.map { id, v in
+                    .init(nodeID: id, name: OrNull(names[id]), spent: Amount(v.spent, measure), reserved: Amount(v.reserved, measure),
+                          rights: leased ? Amount(v.rights, measure) : nil)
+                })
+        }
+        return ClusterStatus(
+            cluster: .init(size: 1 + live.count, mode: cluster == nil ? "single-node" : "cluster"), members: members, budgets: budgets,
+            cache: cacheReport(), gateways: c.gateways.map { .init(id: $0.id, authenticated: !$0.authTokens.isEmpty) },
+            config: Self.configAgreement(mine: (c.node.name, state.loaded.sharedDigest), members: live.map { ($0.info.name, $0.info.configDigest) }),
+            versions: .init(gatemesh: GateMeshVersion.current, libcurl: UpstreamClient.libcurlVersion, libcurlHTTP2: UpstreamClient.libcurlHasHTTP2,
+                            openssl: String(cString: copenssl_version())))
+    }
+
+    /// This node's own record in the status: what only it knows about itself.
+    private func selfRecord(view: ClusterService.View?, share: Double) -> ClusterStatus.Member {
+        let c = state.config
+        let loaded = state.loaded
+        return ClusterStatus.Member(
+            name: c.node.name, nodeID: state.identity.nodeID, region: c.node.region, address: state.address.description,
+            peerAddress: OrNull(cluster?.me.address), status: "alive", isSelf: true, incarnation: view?.incarnation ?? 0,
+            healthScore: view?.healthScore ?? 0, forgedRecords: view?.forgedRecords ?? 0,
+            membersAgreed: OrNull(cluster?.membersAgreed.withLockedValue { $0 }), startedAt: state.startedAtUnix,
+            uptimeSeconds: (ContinuousClock.now - state.startedAt).components.seconds, inFlight: state.inFlight,
+            requestsServed: state.served, starts: state.identity.starts, configDigest: loaded.digest,
+            configLoadedAt: LogAPI.isoText(loaded.atMs), keySpaceShare: share, gatewaysDigest: OrNull(loaded.sharedDigest))
     }
 
     /// Whether the live nodes have the same gateway settings: the digest most of them have (ties
     /// go to this node's), and the nodes whose digest differs from it. Members of builds that do
     /// not send a digest are left out.
-    static func configAgreement(mine: (name: String, digest: String), members: [(name: String, digest: String)]) -> String {
+    static func configAgreement(mine: (name: String, digest: String), members: [(name: String, digest: String)]) -> ClusterStatus.ConfigAgreement {
         let all = [mine] + members.filter { !$0.digest.isEmpty }
         var counts: [String: Int] = [:]
         for m in all { counts[m.digest, default: 0] += 1 }
@@ -381,8 +369,7 @@ struct OperatorAPI: Sendable {
             a.value != b.value ? a.value < b.value : b.key == mine.digest || (a.key != mine.digest && a.key > b.key)
         } ?? (mine.digest, 1)
         let differing = all.filter { $0.digest != common.key }.map(\.name).sorted()
-        return "{\"gateways_agree\":\(differing.isEmpty),\"gateways_digest\":\"\(common.key)\","
-            + "\"differing\":[\(differing.map(JSON.quoted).joined(separator: ","))]}"
+        return .init(gatewaysAgree: differing.isEmpty, gatewaysDigest: common.key, differing: differing)
     }
 
     /// The current document of what a change at `path` is about (for the audit log's "before").
@@ -440,6 +427,11 @@ struct OperatorAPI: Sendable {
         guard request.method == .get || request.method == .head else {
             throw .methodNotAllowed(request.method.rawValue, allowed: "GET")
         }
+    }
+
+    /// An answer of the admin API's `Codable` types.
+    func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        json(AdminJSON.encode(value), status: status)
     }
 
     func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {

@@ -221,7 +221,7 @@ extension LimitsService {
             }
         }
         let (value, changed) = try result.get()
-        if broadcast, !changed.isEmpty, let tell = ruleChanges.current { tell(changed) }
+        if broadcast, !changed.isEmpty, let peers { peers.broadcastRules(changed) }
         return value
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GateMeshCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -31,22 +32,24 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "The whole key document as JSON (instead of the options above).") var json: String?
 
         func run() async throws {
-            var document: [String: Any] = ["team": team]
+            var document = JSONObject()
             if let json {
-                guard let data = json.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                    throw ValidationError("--json must be a JSON object")
-                }
-                document = object.merging(["team": team]) { a, _ in a }
+                guard case .object(let object)? = JSONValue.parse(json) else { throw ValidationError("--json must be a JSON object") }
+                document = object
             }
-            if let name { document["name"] = name }
-            if let dailyUSD { document["budgets"] = [["id": "daily", "usd": dailyUSD, "window": ["calendar": "day"]]] }
-            if !model.isEmpty { document["models"] = model }
-            if let expiresAt { document["expires_at"] = expiresAt }
-            let body = try JSONSerialization.data(withJSONObject: document)
-            let (_, root) = try await AdminCall.send(node: node.node, path: "api/keys", method: "POST", token: node.token, body: body, accept: [201])
-            print("id:     \(root["id"] as? String ?? "?")")
-            print("team:   \(root["team"] as? String ?? "?")")
-            print("secret: \(root["key"] as? String ?? "?")")
+            // The document's own team wins over --team (as it always has).
+            if document["team"] == nil { document["team"] = .string(team) }
+            if let name { document["name"] = .string(name) }
+            if let dailyUSD {
+                document["budgets"] = .array([.object(["id": "daily", "usd": .string(dailyUSD), "window": .object(["calendar": "day"])])])
+            }
+            if !model.isEmpty { document["models"] = .array(model.map(JSONValue.string)) }
+            if let expiresAt { document["expires_at"] = .string(expiresAt) }
+            let (_, root) = try await AdminCall.send(node: node.node, path: "api/keys", method: "POST", token: node.token,
+                                                     body: Data(JSONValue.object(document).bytes), accept: [201])
+            print("id:     \(root["id"]?.stringValue ?? "?")")
+            print("team:   \(root["team"]?.stringValue ?? "?")")
+            print("secret: \(root["key"]?.stringValue ?? "?")")
             print("(the secret is shown this once: store it now)")
         }
     }
@@ -59,11 +62,10 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             let path = team.map { "api/keys?team=\($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0)" } ?? "api/keys"
             let (_, root) = try await AdminCall.send(node: node.node, path: path, method: "GET", token: node.token)
-            let keys = root["keys"] as? [[String: Any]] ?? []
+            let keys = root["keys"]?.arrayValue ?? []
             StatusCommand.table(["ID", "TEAM", "NAME", "HINT", "CREATED", "STATE"], keys.map { k in
-                let state = k["revoked_at"] is String ? "revoked" : (k["disabled"] as? Bool) == true ? "disabled" : "active"
-                return [StatusCommand.s(k["id"]), StatusCommand.s(k["team"]), StatusCommand.s(k["name"]), StatusCommand.s(k["hint"]),
-                        StatusCommand.s(k["created_at"]), state]
+                let state = k["revoked_at"]?.stringValue != nil ? "revoked" : k["disabled"]?.boolValue == true ? "disabled" : "active"
+                return ["id", "team", "name", "hint", "created_at"].map { k[$0]?.stringValue ?? "" } + [state]
             })
         }
     }
@@ -86,10 +88,10 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "How long the current secret keeps working, e.g. 1h (default: 0, it stops at once).") var grace: String = "0s"
 
         func run() async throws {
-            let body = try JSONSerialization.data(withJSONObject: ["grace": grace])
+            let body = Data(JSONValue.object(["grace": .string(grace)]).bytes)
             let (_, root) = try await AdminCall.send(node: node.node, path: "api/keys/\(id)/rotate", method: "POST", token: node.token, body: body)
-            print("secret: \(root["key"] as? String ?? "?")")
-            if let until = root["previous_secret_valid_until"] as? String { print("the previous secret works until \(until)") }
+            print("secret: \(root["key"]?.stringValue ?? "?")")
+            if let until = root["previous_secret_valid_until"]?.stringValue { print("the previous secret works until \(until)") }
             print("(the secret is shown this once: store it now)")
         }
     }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GateMeshCore
+import GateMeshServer
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -19,53 +21,43 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (data, root) = try await AdminCall.send(node: node, path: "cluster/status", method: "GET", token: token)
+        let (data, _) = try await AdminCall.send(node: node, path: "cluster/status", method: "GET", token: token)
         if json {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        let cluster = root["cluster"] as? [String: Any] ?? [:]
-        print("cluster: \(cluster["mode"] ?? "?"), \(cluster["size"] ?? "?") live member(s)\n")
-        let members = root["members"] as? [[String: Any]] ?? []
-        let agreement = root["config"] as? [String: Any] ?? [:]
-        let differing = Set(agreement["differing"] as? [String] ?? [])
-        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT", "KEYS", "GATEWAYS"], members.map { m in
-            [Self.s(m["name"]) + ((m["self"] as? Bool) == true ? " (self)" : ""), Self.s(m["region"]), Self.s(m["peer_address"]),
-             Self.s(m["status"]), Self.s(m["incarnation"]),
-             (m["self"] as? Bool) == true ? "-" : (m["last_heard_ms_ago"] as? Int).map { "\($0) ms ago" } ?? "never",
-             (m["rtt_ms"] as? Int).map { "\($0) ms" } ?? "-",
-             (m["key_space_share"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-",
-             (m["gateways_digest"] as? String).map { String($0.prefix(8)) + (differing.contains(Self.s(m["name"])) ? " (differs)" : "") } ?? "-"]
+        let status: ClusterStatus
+        do {
+            status = try AdminJSON.decode(ClusterStatus.self, from: data)
+        } catch {
+            FileHandle.standardError.write(Data("gatemesh: \(node)/cluster/status is not a status this build reads: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        print("cluster: \(status.cluster.mode), \(status.cluster.size) live member(s)\n")
+        let differing = Set(status.config.differing)
+        Self.table(["NAME", "REGION", "PEER ADDRESS", "STATUS", "INCARNATION", "LAST HEARD", "RTT", "KEYS", "GATEWAYS"], status.members.map { m in
+            [m.name + (m.isSelf ? " (self)" : ""), m.region, m.peerAddress.value ?? "", m.status, String(m.incarnation),
+             m.isSelf ? "-" : (m.lastHeardMsAgo?.value).map { "\($0) ms ago" } ?? "never",
+             (m.rttMs?.value).map { "\($0) ms" } ?? "-",
+             String(format: "%.0f%%", m.keySpaceShare * 100),
+             m.gatewaysDigest.value.map { String($0.prefix(8)) + (differing.contains(m.name) ? " (differs)" : "") } ?? "-"]
         })
         if !differing.isEmpty {
             print("\nwarning: the gateway settings of \(differing.sorted().joined(separator: ", ")) differ from the other nodes' "
                   + "(compare their config files, then run gatemesh reload on the nodes to change)")
         }
-        let budgets = root["budgets"] as? [[String: Any]] ?? []
-        if !budgets.isEmpty {
+        if !status.budgets.isEmpty {
             print("")
             var rows: [[String]] = []
-            for b in budgets {
-                rows.append([Self.s(b["rule"]), Self.s(b["scope"]).isEmpty ? "(all)" : Self.s(b["scope"]), Self.s(b["limit"]),
-                             Self.s(b["spent"]), Self.s(b["reserved"]), ""])
-                for n in b["by_node"] as? [[String: Any]] ?? [] {
-                    rows.append(["", "", "", Self.s(n["spent"]), Self.s(n["reserved"]), "  " + (n["name"] as? String ?? Self.s(n["node_id"]))])
+            for b in status.budgets {
+                rows.append([b.rule, b.scope.isEmpty ? "(all)" : b.scope, "\(b.limit)", "\(b.spent)", "\(b.reserved)", ""])
+                for n in b.byNode {
+                    rows.append(["", "", "", "\(n.spent)", "\(n.reserved)", "  " + (n.name.value ?? n.nodeID)])
                 }
             }
             Self.table(["RULE", "SCOPE", "LIMIT", "SPENT", "RESERVED", "NODE"], rows)
         }
-        if let cache = root["cache"] as? [String: Any] {
-            let memory = cache["memory"] as? [String: Any] ?? [:]
-            print("\ncache: \(Self.s(cache["hits"])) hits, \(Self.s(cache["misses"])) misses, \(Self.s(memory["entries"])) entries in memory")
-        }
-    }
-
-    static func s(_ v: Any?) -> String {
-        switch v {
-        case nil, is NSNull: return ""
-        case let s as String: return s
-        default: return "\(v!)"
-        }
+        print("\ncache: \(status.cache.hits) hits, \(status.cache.misses) misses, \(status.cache.memory.entries) entries in memory")
     }
 
     static func table(_ header: [String], _ rows: [[String]]) {
@@ -84,7 +76,7 @@ enum AdminCall {
     /// Sends the request and returns the body and its JSON object; prints the node's error and
     /// exits with status 1 on anything but a 200.
     static func send(node: String, path: String, method: String, token: String?, body: Data? = nil,
-                     accept: Set<Int> = [200]) async throws -> (Data, [String: Any]) {
+                     accept: Set<Int> = [200]) async throws -> (Data, JSONValue) {
         guard let url = URL(string: node.hasSuffix("/") ? node + path : node + "/" + path),
               url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--node must be an http:// or https:// URL")
@@ -106,9 +98,9 @@ enum AdminCall {
             throw ExitCode(1)
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard accept.contains(status), let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            let message = (object?["error"] as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
+        let object = JSONValue.parse(data)
+        guard accept.contains(status), let root = object, case .object = root else {
+            let message = object?["error"]?["message"]?.stringValue ?? String(decoding: data, as: UTF8.self)
             FileHandle.standardError.write(Data("gatemesh: \(url) answered \(status): \(message)\n".utf8))
             throw ExitCode(1)
         }
@@ -127,8 +119,8 @@ struct ReloadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (_, root) = try await AdminCall.send(node: node.node, path: "api/config/reload", method: "POST", token: node.token)
-        let changed = root["changed"] as? [String] ?? []
+        let changed = root["changed"]?.arrayValue?.compactMap(\.stringValue) ?? []
         print(changed.isEmpty ? "reloaded: nothing changed" : "reloaded: \(changed.joined(separator: ", ")) changed")
-        print("config digest \(root["digest"] as? String ?? "?"), gateways digest \(root["gateways_digest"] as? String ?? "?")")
+        print("config digest \(root["digest"]?.stringValue ?? "?"), gateways digest \(root["gateways_digest"]?.stringValue ?? "?")")
     }
 }

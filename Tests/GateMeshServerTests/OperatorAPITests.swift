@@ -144,6 +144,29 @@ import Testing
         }
     }
 
+    @Test func theBudgetsReportEveryRuleWithItsFiguresAndRights() async throws {
+        try await withNode { client in
+            let rules = #"[{"id":"daily","gateway":"default","usd":"2.5","window":{"calendar":"day"},"enforcement":"bounded"},"#
+                + #"{"id":"rpm","gateway":"default","requests":60,"window":{"fixed":"1m"},"action":"block"}]"#
+            let made = try await client.execute(uri: "/api/rules", method: .post, headers: Self.admin, body: ByteBuffer(string: rules))
+            #expect(made.status == .created)
+            let report = try object(try await client.execute(uri: "/api/budgets", method: .get, headers: Self.admin))
+            #expect((report["time"] as? String)?.hasSuffix("Z") == true)
+            let listed = try #require(report["rules"] as? [[String: Any]])
+            #expect(listed.map { $0["id"] as? String } == ["daily", "rpm"])
+            let daily = listed[0], rpm = listed[1]
+            // Dollars as decimal strings, counts as numbers.
+            #expect(daily["limit"] as? String == "2.500000000" && rpm["limit"] as? Int == 60)
+            #expect(daily["action"] as? String == "block" && daily["source"] as? String == "api" && daily["leased"] as? Bool == true)
+            let scope = try #require((daily["scopes"] as? [[String: Any]])?.first)
+            #expect(scope["scope"] as? String == "" && scope["spent"] as? String == "0.000000000" && scope["state"] as? String == "ok")
+            let rights = try #require(scope["rights"] as? [String: Any])
+            #expect(rights["pool"] as? String == "2.500000000" && (rights["holders"] as? [Any])?.isEmpty == true)
+            // A soft rule has no rights.
+            #expect((rpm["scopes"] as? [[String: Any]])?.first?["rights"] == nil && rpm["enforcement"] as? String == "soft")
+        }
+    }
+
     @Test func theMetricsAreThePrometheusText() async throws {
         try await withNode { client in
             let metrics = try await client.execute(uri: "/metrics", method: .get, headers: Self.admin)

@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// The node's part in the cluster: runs the pure `Membership` and `Replicator` against the clock,
 /// moves their frames over the peer transport, and merges the counters peers send into the
 /// limits. Enforcement never waits on any of this: it reads whatever has been merged so far.
-final class ClusterService: Service, Sendable {
+final class ClusterService: Service, LimitsPeers, Sendable {
     let config: ClusterConfig
     let me: Membership.Info
     let limits: LimitsService
@@ -104,12 +104,7 @@ final class ClusterService: Service, Sendable {
         replicator = NIOLockedValueBox(Replicator(seed: UInt64.random(in: 0...UInt64.max)))
         ownerNames = NIOLockedValueBox([nodeName])
         authority = NIOLockedValueBox(FigureAuthority(me: nodeID, myRun: limits.holder))
-        limits.ruleChanges.set { [weak self] records in self?.broadcastRules(records) }
-        let owners = ownerNames, myName = nodeName
-        // One node sends each budget alert: its owner by rendezvous hashing, as for cache keys.
-        limits.alertOwnership.set { key in Rendezvous.owner(of: key.ownerKey, among: owners.withLockedValue { $0 }) == myName }
-        limits.alertsFired.set { [weak self] keys in self?.broadcast(AlertsCodec.encode(keys)) }
-        limits.rightsAsk.set { [weak self] ask in self?.askForRights(ask.needs, holder: ask.holder) }
+        limits.join(self)
         // Frames to a peer whose link was down were dropped: send it everything again.
         connections.reconnected.set { [weak self] address in
             guard let self, let peer = self.membership.withLockedValue({ m in m.members.values.first { $0.info.address == address }?.info.name })
@@ -140,6 +135,14 @@ final class ClusterService: Service, Sendable {
     /// What the store holds of `everSeen`, and the store.
     private let savedMembersSeen: NIOLockedValueBox<Set<String>>
     private let store: NodeStore
+
+    func ownsAlert(_ key: LimitsEngine.AlertKey) -> Bool {
+        Rendezvous.owner(of: key.ownerKey, among: ownerNames.withLockedValue { $0 }) == me.name
+    }
+
+    func alertsFired(_ keys: [LimitsEngine.AlertKey]) {
+        broadcast(AlertsCodec.encode(keys))
+    }
 
     /// Sends each owner the asks for the counters it owns.
     func askForRights(_ needs: [LimitsEngine.RightsNeed], holder: String) {
@@ -816,7 +819,8 @@ final class ClusterService: Service, Sendable {
     }
 
     /// Members as this node sees them, for `/cluster/status`.
-    var view: (me: Membership.Info, incarnation: UInt64, healthScore: Int, forgedRecords: Int, members: [Membership.Member]) {
+    typealias View = (me: Membership.Info, incarnation: UInt64, healthScore: Int, forgedRecords: Int, members: [Membership.Member])
+    var view: View {
         membership.withLockedValue { m in
             (m.me, m.incarnation, m.awareness, m.forgedRecords, m.members.values.sorted { $0.info.name < $1.info.name })
         }
