@@ -1,4 +1,5 @@
 import Foundation
+import GateMeshCore
 import HTTPTypes
 import Hummingbird
 import NIOConcurrencyHelpers
@@ -103,9 +104,9 @@ struct MockResponder: HTTPResponder {
             return response
         }
 
-        var json: [String: Any] = [:]
+        var json = JSONValue.object(JSONObject())
         if request.method == .post {
-            guard let parsed = (try? JSONSerialization.jsonObject(with: bodyBytes)) as? [String: Any] else {
+            guard let parsed = JSONValue.parse(bodyBytes), case .object = parsed else {
                 return error(400, "the request body is not a JSON object")
             }
             json = parsed
@@ -128,14 +129,14 @@ struct MockResponder: HTTPResponder {
         func toolCalls(_ format: MockTools.Format) throws(MockError) -> [MockToolCall]? {
             try MockTools.calls(format, json: json, body: bodyBytes, count: controls.toolCalls, sequence: n)
         }
-        let stream = json["stream"] as? Bool ?? false
-        let includeUsage = (json["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
-        let model = json["model"] as? String ?? "mock-model"
+        let stream = json["stream"]?.boolValue ?? false
+        let includeUsage = json["stream_options"]?["include_usage"]?.boolValue ?? false
+        let model = json["model"]?.stringValue ?? "mock-model"
 
         switch dialect {
         case .openAIChat:
-            guard json["messages"] is [Any] else { return error(400, "'messages' is required") }
-            let maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
+            guard json["messages"]?.arrayValue != nil else { return error(400, "'messages' is required") }
+            let maxTokens = json["max_completion_tokens"]?.intValue ?? json["max_tokens"]?.intValue
             let o = output(model: model, id: "chatcmpl-mock\(n)", maxTokens: maxTokens)
             let calls: [MockToolCall]?
             do { calls = try toolCalls(.openAI) } catch let e { return error(e.status, e.message) }
@@ -148,26 +149,32 @@ struct MockResponder: HTTPResponder {
             return Self.json(200, MockFormats.openAIChat(o))
         case .openAICompletion:
             guard json["prompt"] != nil else { return error(400, "'prompt' is required") }
-            let o = output(model: model, id: "cmpl-mock\(n)", maxTokens: json["max_tokens"] as? Int)
+            let o = output(model: model, id: "cmpl-mock\(n)", maxTokens: json["max_tokens"]?.intValue)
             if stream { return streamed(MockFormats.openAICompletionStream(o, includeUsage: includeUsage), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.openAICompletion(o))
         case .openAIEmbeddings:
             let inputs: [String]
-            if let s = json["input"] as? String { inputs = [s] } else if let a = json["input"] as? [String] { inputs = a } else {
+            if let s = json["input"]?.stringValue {
+                inputs = [s]
+            } else if let a = json["input"]?.arrayValue, a.allSatisfy({ $0.stringValue != nil }) {
+                inputs = a.compactMap(\.stringValue)
+            } else {
                 return error(400, "'input' must be a string or an array of strings")
             }
-            let dimensions = min(max(json["dimensions"] as? Int ?? 8, 1), 4096)
+            let dimensions = min(max(json["dimensions"]?.intValue ?? 8, 1), 4096)
             return Self.json(200, MockFormats.openAIEmbeddings(model: model, inputs: inputs, dimensions: dimensions))
         case .googleEmbed(_, let batch):
             // ai.google.dev/api/embeddings: embedContent {content, outputDimensionality} → {embedding: {values}};
             // batchEmbedContents {requests: [EmbedContentRequest]} → {embeddings: [{values}]}.
-            let requests = batch ? (json["requests"] as? [[String: Any]]) : [json]
-            guard let requests, !requests.isEmpty else { return error(400, "'requests' must be a non-empty array") }
+            let requests = batch ? json["requests"]?.arrayValue : [json]
+            guard let requests, !requests.isEmpty, requests.allSatisfy({ $0.objectValue != nil }) else {
+                return error(400, "'requests' must be a non-empty array")
+            }
             var vectors: [String] = []
             for r in requests {
-                let parts = (r["content"] as? [String: Any])?["parts"] as? [[String: Any]] ?? []
-                let text = parts.compactMap { $0["text"] as? String }.joined(separator: " ")
-                let dimensions = min(max(r["outputDimensionality"] as? Int ?? 8, 1), 4096)
+                let parts = r["content"]?["parts"]?.arrayValue ?? []
+                let text = parts.compactMap { $0["text"]?.stringValue }.joined(separator: " ")
+                let dimensions = min(max(r["outputDimensionality"]?.intValue ?? 8, 1), 4096)
                 let values = MockText.embedding(text, dimensions: dimensions).map { String(format: "%.6f", $0) }.joined(separator: ",")
                 vectors.append("{\"values\":[\(values)]}")
             }
@@ -177,8 +184,8 @@ struct MockResponder: HTTPResponder {
         case .openAIModel(let id):
             return Self.json(200, MockFormats.openAIModel(id))
         case .anthropicMessages:
-            guard json["messages"] is [Any] else { return error(400, "messages: field required") }
-            guard let maxTokens = json["max_tokens"] as? Int else { return error(400, "max_tokens: field required") }
+            guard json["messages"]?.arrayValue != nil else { return error(400, "messages: field required") }
+            guard let maxTokens = json["max_tokens"]?.intValue else { return error(400, "max_tokens: field required") }
             let o = output(model: model, id: "msg_mock\(n)", maxTokens: maxTokens)
             let calls: [MockToolCall]?
             do { calls = try toolCalls(.anthropic) } catch let e { return error(e.status, e.message) }
@@ -191,8 +198,8 @@ struct MockResponder: HTTPResponder {
             if stream { return streamed(MockFormats.anthropicStream(o), controls: controls, sse: true, request: request) }
             return Self.json(200, MockFormats.anthropicMessage(o))
         case .google(let model, let isStream):
-            guard json["contents"] is [Any] else { return error(400, "contents is required") }
-            let maxTokens = (json["generationConfig"] as? [String: Any])?["maxOutputTokens"] as? Int
+            guard json["contents"]?.arrayValue != nil else { return error(400, "contents is required") }
+            let maxTokens = json["generationConfig"]?["maxOutputTokens"]?.intValue
             let o = output(model: model, id: "mock-response-\(n)", maxTokens: maxTokens)
             let calls: [MockToolCall]?
             do { calls = try toolCalls(.google) } catch let e { return error(e.status, e.message) }
@@ -276,18 +283,17 @@ struct MockResponder: HTTPResponder {
 
     /// Returns what arrived, so tests can check that the gateway forwarded it untouched.
     static func echo(request: Request, body: Data) -> Response {
-        let headers: [[String]] = request.headers.map { [$0.name.canonicalName, $0.value] }
-        let object: [String: Any] = [
-            "method": request.method.rawValue,
-            "path": request.uri.path,
-            "query": request.uri.query ?? "",
-            "headers": headers,
-            "body": String(decoding: body, as: UTF8.self),
-            "body_bytes": body.count,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        // Keys in sorted order, as they always were.
+        let object = JSONValue.object([
+            "body": .string(String(decoding: body, as: UTF8.self)),
+            "body_bytes": .int(body.count),
+            "headers": .array(request.headers.map { .array([.string($0.name.canonicalName), .string($0.value)]) }),
+            "method": .string(request.method.rawValue),
+            "path": .string(request.uri.path),
+            "query": .string(request.uri.query ?? ""),
+        ])
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
-        return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: object.bytes)))
     }
 }

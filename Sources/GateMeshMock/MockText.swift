@@ -1,3 +1,4 @@
+import GateMeshCore
 import Foundation
 
 /// Deterministic text and token counts, so that costs computed from the mock's usage can be checked.
@@ -25,13 +26,13 @@ enum MockText {
     }
 
     /// Words in every string found under the keys that carry text in any of the three formats.
-    static func inputTokens(_ value: Any?) -> Int {
+    static func inputTokens(_ value: JSONValue?) -> Int {
         switch value {
-        case let s as String:
+        case .string(let s)?:
             return wordCount(s)
-        case let array as [Any]:
+        case .array(let array)?:
             return array.reduce(0) { $0 + inputTokens($1) }
-        case let object as [String: Any]:
+        case .object(let object)?:
             var total = 0
             for key in ["content", "text", "system", "prompt", "input", "messages", "contents", "parts", "systemInstruction"] {
                 if let v = object[key] { total += inputTokens(v) }

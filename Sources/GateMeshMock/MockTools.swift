@@ -42,16 +42,15 @@ enum MockTools {
     }
 
     /// The calls to answer with, or nil to answer with text as usual.
-    static func calls(_ format: Format, json: [String: Any], body: Data, count: Int, sequence: Int) throws(MockError) -> [MockToolCall]? {
+    static func calls(_ format: Format, json: JSONValue, body: Data, count: Int, sequence: Int) throws(MockError) -> [MockToolCall]? {
         guard count > 0 else { return nil }
         switch format {
         case .openAI:
-            guard let tools = json["tools"] as? [Any], !tools.isEmpty else { return nil }
-            guard let last = (json["messages"] as? [Any])?.last as? [String: Any], last["role"] as? String == "user" else { return nil }
+            guard let tools = json["tools"]?.arrayValue, !tools.isEmpty else { return nil }
+            guard let last = json["messages"]?.arrayValue?.last, last["role"]?.stringValue == "user" else { return nil }
             var forced: [String]?
-            if let choice = json["tool_choice"] as? String, choice == "none" { return nil }
-            if let choice = json["tool_choice"] as? [String: Any], choice["type"] as? String == "function",
-               let name = (choice["function"] as? [String: Any])?["name"] as? String {
+            if json["tool_choice"]?.stringValue == "none" { return nil }
+            if let choice = json["tool_choice"], choice["type"]?.stringValue == "function", let name = choice["function"]?["name"]?.stringValue {
                 forced = [name]
             }
             let declared = openAITools(body)
@@ -61,17 +60,16 @@ enum MockTools {
                 "Invalid value for 'tool_choice': no function named '\(name)' was specified in the 'tools' parameter."
             }
         case .anthropic:
-            guard let tools = json["tools"] as? [Any], !tools.isEmpty else { return nil }
-            guard let last = (json["messages"] as? [Any])?.last as? [String: Any], last["role"] as? String == "user" else { return nil }
-            if let blocks = last["content"] as? [Any],
-               blocks.contains(where: { ($0 as? [String: Any])?["type"] as? String == "tool_result" }) {
+            guard let tools = json["tools"]?.arrayValue, !tools.isEmpty else { return nil }
+            guard let last = json["messages"]?.arrayValue?.last, last["role"]?.stringValue == "user" else { return nil }
+            if let blocks = last["content"]?.arrayValue, blocks.contains(where: { $0["type"]?.stringValue == "tool_result" }) {
                 return nil
             }
             var forced: [String]?
-            if let choice = json["tool_choice"] as? [String: Any] {
-                switch choice["type"] as? String {
+            if let choice = json["tool_choice"], case .object = choice {
+                switch choice["type"]?.stringValue {
                 case "none": return nil
-                case "tool": if let name = choice["name"] as? String { forced = [name] }
+                case "tool": if let name = choice["name"]?.stringValue { forced = [name] }
                 default: break
                 }
             }
@@ -82,22 +80,20 @@ enum MockTools {
                 "tool_choice.name: tool '\(name)' not found in the provided tools"
             }
         case .google:
-            guard let tools = json["tools"] as? [Any], !tools.isEmpty else { return nil }
-            guard let last = (json["contents"] as? [Any])?.last as? [String: Any] else { return nil }
-            let role = last["role"] as? String
+            guard let tools = json["tools"]?.arrayValue, !tools.isEmpty else { return nil }
+            guard let last = json["contents"]?.arrayValue?.last, case .object = last else { return nil }
+            let role = last["role"]?.stringValue
             guard role == nil || role == "user" || role == "" else { return nil }
-            if let parts = last["parts"] as? [Any],
-               parts.contains(where: { part in
-                   guard let p = part as? [String: Any] else { return false }
-                   return p["functionResponse"] != nil || p["function_response"] != nil
-               }) {
+            if let parts = last["parts"]?.arrayValue,
+               parts.contains(where: { $0["functionResponse"] != nil || $0["function_response"] != nil }) {
                 return nil
             }
-            let toolConfig = (json["toolConfig"] ?? json["tool_config"]) as? [String: Any]
-            let calling = (toolConfig?["functionCallingConfig"] ?? toolConfig?["function_calling_config"]) as? [String: Any]
-            if (calling?["mode"] as? String)?.uppercased() == "NONE" { return nil }
+            let toolConfig = json["toolConfig"] ?? json["tool_config"]
+            let calling = toolConfig?["functionCallingConfig"] ?? toolConfig?["function_calling_config"]
+            if calling?["mode"]?.stringValue?.uppercased() == "NONE" { return nil }
             var forced: [String]?
-            if let names = (calling?["allowedFunctionNames"] ?? calling?["allowed_function_names"]) as? [String], !names.isEmpty {
+            if let names = (calling?["allowedFunctionNames"] ?? calling?["allowed_function_names"])?.arrayValue?.compactMap(\.stringValue),
+               !names.isEmpty {
                 forced = names
             }
             let declared = googleTools(body)
