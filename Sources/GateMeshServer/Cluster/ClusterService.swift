@@ -36,22 +36,14 @@ final class ClusterService: Service, LimitsPeers, Sendable {
     private let nextRulesDigestAt = NIOLockedValueBox<Int64>(0)
 
     let cache: ResponseCache
-    /// Cache requests sent to owners, waiting for their answers.
-    private let lookups = NIOLockedValueBox(Lookups())
-    struct Lookups {
-        struct Waiting {
-            var continuation: CheckedContinuation<CacheCodec.Answer, Never>
-            var owner: String
-            /// The owner said another node is fetching the key: wait longer.
-            var pending = false
-        }
-        var next: UInt64 = 1
-        var waiting: [UInt64: Waiting] = [:]
-    }
+    /// Cache requests sent to owners, waiting for their answers (on the monotonic clock).
+    private let lookups = NIOLockedValueBox(CacheLookups<CheckedContinuation<CacheCodec.Answer, Never>>(
+        ownerTimeoutMs: ownerTimeoutMs, pendingMs: flightTimeoutMs))
     /// Flights this node (as owner) holds for peers fetching a key it owns, by peer and key.
     private let leases = NIOLockedValueBox(CacheLeases<CacheFlight.Ticket>(leaseMs: flightTimeoutMs))
-    /// How long a node waits for a key's owner to answer before it asks the provider itself.
-    static let ownerTimeout: Duration = .milliseconds(300)
+    /// How long a node waits for a key's owner to answer before it asks the provider itself (and
+    /// up to a tick more: lookups expire on the tick).
+    static let ownerTimeoutMs: Int64 = 300
     /// How long requests wait for another node's fetch of a key at most (then they fetch on their
     /// own); the owner drops a peer's flight after as long.
     static let flightTimeoutMs: Int64 = 300_000
@@ -295,6 +287,7 @@ final class ClusterService: Service, LimitsPeers, Sendable {
         let monotonic = Self.monotonicNow()
         tickMembership(now: monotonic)
         expireLeases(now: now)
+        expireLookups(now: monotonic)
         let peers = tickLinks(now: now)
         let agreementDue = tickOwnership(now: monotonic)
         replicate(to: peers, now: now)
@@ -614,14 +607,10 @@ final class ClusterService: Service, LimitsPeers, Sendable {
             Task { await self.answerCacheGet(id: id, key: key, peer: peer, address: address) }
         case .cacheAnswer:
             let (id, answer) = try CacheCodec.decodeAnswer(frame.payload)
-            let waiter: CheckedContinuation<CacheCodec.Answer, Never>? = lookups.withLockedValue { l in
-                if case .pending = answer {
-                    l.waiting[id]?.pending = true
-                    return nil
-                }
-                return l.waiting.removeValue(forKey: id)?.continuation
-            }
-            waiter?.resume(returning: answer)
+            var pending = false
+            if case .pending = answer { pending = true }
+            let now = Self.monotonicNow()
+            lookups.withLockedValue { $0.answer(id, pending: pending, now: now) }?.resume(returning: answer)
         case .cachePut:
             let (key, entry) = try CacheCodec.decodePut(frame.payload)
             // Stored only under the lease this node, the key's owner, gave that peer ("you fetch
@@ -703,24 +692,14 @@ final class ClusterService: Service, LimitsPeers, Sendable {
     /// does not answer in time, or when the fetch it said to wait for ends without an answer.
     func remoteAcquire(_ key: String, owner: String) async -> CacheCodec.Answer {
         guard let address = address(of: owner) else { return .miss }
-        let id = lookups.withLockedValue { l -> UInt64 in
-            defer { l.next += 1 }
-            return l.next
-        }
         let lookups = self.lookups
-        let end: @Sendable () -> Void = { lookups.withLockedValue { $0.waiting.removeValue(forKey: id) }?.continuation.resume(returning: .miss) }
-        let timeout = Task {
-            try? await Task.sleep(for: Self.ownerTimeout)
-            // Answered "wait": give the other node's fetch its time.
-            if lookups.withLockedValue({ $0.waiting[id]?.pending == true }) {
-                try? await Task.sleep(for: .milliseconds(Self.flightTimeoutMs))
-            }
-            end()
-        }
-        defer { timeout.cancel() }
+        let id = lookups.withLockedValue { $0.nextID() }
+        let end: @Sendable () -> Void = { lookups.withLockedValue { $0.cancel(id) }?.resume(returning: .miss) }
+        // No timer per lookup: the tick ends those past their deadline (`expireLookups`).
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                lookups.withLockedValue { $0.waiting[id] = .init(continuation: continuation, owner: owner) }
+                let now = Self.monotonicNow()
+                lookups.withLockedValue { $0.start(id, owner: owner, waiter: continuation, now: now) }
                 if Task.isCancelled { end() } else { connections.send(CacheCodec.get(id: id, key: key), to: address) }
             }
         } onCancel: {
@@ -763,16 +742,18 @@ final class ClusterService: Service, LimitsPeers, Sendable {
     /// own), and requests waiting on a gone owner stop waiting.
     private func cacheMemberGone(_ name: String) {
         for flight in leases.withLockedValue({ $0.memberGone(name) }) { flight.complete(nil) }
-        let waiting = lookups.withLockedValue { l -> [CheckedContinuation<CacheCodec.Answer, Never>] in
-            let ids = l.waiting.filter { $0.value.owner == name }.map(\.key)
-            return ids.compactMap { l.waiting.removeValue(forKey: $0)?.continuation }
-        }
-        for w in waiting { w.resume(returning: .miss) }
+        for w in lookups.withLockedValue({ $0.ownerGone(name) }) { w.resume(returning: .miss) }
     }
 
     /// Ends flights held for peers that never answered.
     private func expireLeases(now: Int64) {
         for flight in leases.withLockedValue({ $0.expire(now: now) }) { flight.complete(nil) }
+    }
+
+    /// Lookups whose owner did not answer in time, or whose wait for another node's fetch ran
+    /// out, end as misses: their requests fetch on their own.
+    private func expireLookups(now monotonic: Int64) {
+        for w in lookups.withLockedValue({ $0.expire(now: monotonic) }) { w.resume(returning: .miss) }
     }
 
     /// Hands an answer fetched after a miss to the key's owner, which stores it. One too large
