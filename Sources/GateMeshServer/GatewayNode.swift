@@ -65,7 +65,6 @@ public final class GatewayNode: Sendable {
             self.cluster = try ClusterService(config: clusterConfig, nodeName: config.node.name, nodeID: identity.nodeID,
                                               region: config.node.region, configDigest: state.loaded.sharedDigest, limits: limits,
                                               cache: cache, store: store, logger: logger)
-            cache.cluster.withLockedValue { [cluster] in $0 = cluster }
         } else {
             self.cluster = nil
         }

@@ -1,6 +1,7 @@
 import CGateMeshOpenSSL
 import Foundation
 import GateMeshCache
+import GateMeshCluster
 import GateMeshCore
 import GateMeshStore
 import Logging
@@ -71,14 +72,17 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// The cluster, once it runs (set by the node at start).
-    let cluster = NIOLockedValueBox<ClusterService?>(nil)
+    /// The cluster, once it has joined (`join`); nil on a node alone. Held weakly: the cluster
+    /// holds the cache.
+    private let peersRef = NIOLockedValueBox(PeersRef())
+    private struct PeersRef { weak var peers: (any CachePeers)? }
+    func join(_ peers: any CachePeers) { peersRef.withLockedValue { $0.peers = peers } }
 
     /// The owner of `key`: this node, or in a cluster the live member rendezvous hashing picks.
     func owner(of key: String) -> any CacheOwner {
-        guard let cluster = cluster.withLockedValue({ $0 }) else { return self }
-        let name = cluster.cacheOwner(of: key)
-        return name == cluster.me.name ? self : RemoteCacheOwner(cluster: cluster, name: name, local: self)
+        guard let peers = peersRef.withLockedValue({ $0.peers }) else { return self }
+        let name = peers.cacheOwner(of: key)
+        return name == peers.me.name ? self : RemoteCacheOwner(peers: peers, name: name, local: self)
     }
 
     func lookup(_ key: String, now: Int64) async -> CachedResponse? {
@@ -213,7 +217,7 @@ final class ResponseCache: CacheOwner, Service, Sendable {
 /// the owner, which stores it and hands it to the requests waiting there; a fetch that ends without
 /// a cacheable answer releases the owner's flight, so nobody waits for it.
 struct RemoteCacheOwner: CacheOwner {
-    let cluster: ClusterService
+    let peers: any CachePeers
     let name: String
     let local: ResponseCache
 
@@ -223,22 +227,36 @@ struct RemoteCacheOwner: CacheOwner {
             if let answer = await flight.wait() { return .hit(answer) }
             return .fetch(nil)
         case .leader(let ticket):
-            let answer = await cluster.remoteAcquire(key, owner: name)
+            let answer = await peers.remoteAcquire(key, owner: name)
             if case .entry(let entry) = answer {
                 ticket.complete(entry)
                 return .hit(entry)
             }
             // Told to fetch, or the owner was too slow to answer (it may still let this node lead
             // after the wait gave up): a fetch without a cacheable answer releases the owner.
-            let cluster = self.cluster, owner = name
+            let peers = self.peers, owner = name
             ticket.onEnd { response in
-                if response == nil { cluster.releaseToOwner(key, owner: owner) }
+                if response == nil { peers.releaseToOwner(key, owner: owner) }
             }
             return .fetch(ticket)
         }
     }
 
-    func store(_ key: String, _ response: CachedResponse) { cluster.sendToOwner(key, response, owner: name) }
+    func store(_ key: String, _ response: CachedResponse) { peers.sendToOwner(key, response, owner: name) }
+}
+
+/// What the cache asks of the cluster (`ClusterService`, which `join`s it once built): who owns
+/// a key, and the owner protocol's messages.
+protocol CachePeers: AnyObject, Sendable {
+    var me: Membership.Info { get }
+    /// The owner of `key` among the live members and this node (rendezvous hashing).
+    func cacheOwner(of key: String) -> String
+    /// Asks `owner` for its entry under `key`, or for the right to fetch it.
+    func remoteAcquire(_ key: String, owner: String) async -> CacheCodec.Answer
+    /// Hands an answer fetched after a miss to the key's owner.
+    func sendToOwner(_ key: String, _ entry: CachedResponse, owner: String)
+    /// Tells the owner this node's fetch of `key` ended without a cacheable answer.
+    func releaseToOwner(_ key: String, owner: String)
 }
 
 /// One fetch of one key that other requests for the same key wait on.

@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// The node's part in the cluster: runs the pure `Membership` and `Replicator` against the clock,
 /// moves their frames over the peer transport, and merges the counters peers send into the
 /// limits. Enforcement never waits on any of this: it reads whatever has been merged so far.
-final class ClusterService: Service, LimitsPeers, Sendable {
+final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
     let config: ClusterConfig
     let me: Membership.Info
     let limits: LimitsService
@@ -97,6 +97,7 @@ final class ClusterService: Service, LimitsPeers, Sendable {
         ownerNames = NIOLockedValueBox([nodeName])
         authority = NIOLockedValueBox(FigureAuthority(me: nodeID, myRun: limits.holder))
         limits.join(self)
+        cache.join(self)
         // Frames to a peer whose link was down were dropped: send it everything again.
         connections.reconnected.set { [weak self] address in
             guard let self, let peer = self.membership.withLockedValue({ m in m.members.values.first { $0.info.address == address }?.info.name })
