@@ -162,3 +162,80 @@ public struct BudgetReport: Codable, Sendable {
     public var time: String
     public var rules: [Rule]
 }
+
+/// The operator API's small answers.
+enum AdminAnswer {
+    /// `/healthz`.
+    struct Health: Encodable {
+        var status = "ok"
+        var node: String
+    }
+
+    /// `GET /api/config`.
+    struct Config: Encodable {
+        var digest: String
+        var gatewaysDigest: String
+        var loadedAt: String
+        var reloadable: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case digest, reloadable
+            case gatewaysDigest = "gateways_digest", loadedAt = "loaded_at"
+        }
+    }
+
+    /// `POST /api/config/reload`.
+    struct Reload: Encodable {
+        var reloaded = true
+        var changed: [String]
+        var digest: String
+        var gatewaysDigest: String
+
+        enum CodingKeys: String, CodingKey {
+            case reloaded, changed, digest
+            case gatewaysDigest = "gateways_digest"
+        }
+    }
+
+    /// `DELETE /api/cache…`: how many entries went, and which gateway's or which key.
+    struct Purged: Encodable {
+        var purged: Int
+        var gateway: String?
+        var key: String?
+    }
+
+    /// `DELETE` of a rule or an entity.
+    struct Deleted: Encodable {
+        var deleted: String
+    }
+
+    /// `POST /cluster/members/{name}/forget`.
+    struct Forgotten: Encodable {
+        var name: String
+        /// Nil when it had left already.
+        var id: String?
+        var state = "left"
+    }
+}
+
+/// The budget alert webhook's body (docs/budgets.md#alerts).
+struct AlertPayload: Encodable {
+    var type = "budget.threshold"
+    var id: String
+    var gateway: String
+    var rule: String
+    var scope: String
+    var threshold: Double
+    var measure: String
+    var limit: Amount
+    var spent: Amount
+    var windowStart: String
+    var windowEnd: String
+    var node: String
+    var time: String
+
+    enum CodingKeys: String, CodingKey {
+        case type, id, gateway, rule, scope, threshold, measure, limit, spent, node, time
+        case windowStart = "window_start", windowEnd = "window_end"
+    }
+}

@@ -112,12 +112,10 @@ final class AlertDispatcher: Service, Sendable {
     }
 
     static func body(_ a: LimitsEngine.Alert, node: String, now: Int64) -> String {
-        let amount = { (v: Int64) in LimitsService.amount(v, a.rule.measure) }
-        return "{\"type\":\"budget.threshold\",\"id\":\(JSON.quoted("\(a.rule.id)/\(a.scope)/\(a.window)/\(a.permille)")),"
-            + "\"gateway\":\(JSON.quoted(a.rule.gateway)),\"rule\":\(JSON.quoted(a.rule.id)),\"scope\":\(JSON.quoted(a.scope)),"
-            + "\"threshold\":\(Double(a.permille) / 1000),\"measure\":\(JSON.quoted(a.rule.measure.rawValue)),"
-            + "\"limit\":\(amount(a.rule.limit)),\"spent\":\(amount(a.spent)),"
-            + "\"window_start\":\(LogAPI.iso(a.windowStart)),\"window_end\":\(LogAPI.iso(a.windowEnd)),"
-            + "\"node\":\(JSON.quoted(node)),\"time\":\(LogAPI.iso(now))}"
+        AdminJSON.encode(AlertPayload(
+            id: "\(a.rule.id)/\(a.scope)/\(a.window)/\(a.permille)", gateway: a.rule.gateway, rule: a.rule.id, scope: a.scope,
+            threshold: Double(a.permille) / 1000, measure: a.rule.measure.rawValue, limit: Amount(a.rule.limit, a.rule.measure),
+            spent: Amount(a.spent, a.rule.measure), windowStart: LogAPI.isoText(a.windowStart), windowEnd: LogAPI.isoText(a.windowEnd),
+            node: node, time: LogAPI.isoText(now)))
     }
 }

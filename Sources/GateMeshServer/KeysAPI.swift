@@ -148,7 +148,7 @@ extension LimitsService {
             let tombstone = RuleRecord(id: recordID, gateway: "", definition: "", createdTs: ts, updatedTs: ts, origin: nodeName, deleted: true)
             try save([tombstone], forgetSpend: [], into: &a)
             a.directory.remove(kind, id: id)
-            return "{\"deleted\":\(JSON.quoted(id))}"
+            return AdminJSON.encode(AdminAnswer.Deleted(deleted: id))
         }
     }
 

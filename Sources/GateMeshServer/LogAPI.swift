@@ -15,21 +15,16 @@ struct LogAPI: Sendable {
         let filter = try query.filter()
         let limit = try query.int("limit", range: 1...Self.maxLimit) ?? 100
         let page = try await log.page(filter, cursor: query["cursor"], limit: limit)
-        var out = "{\"data\":["
-        for (i, record) in page.records.enumerated() {
-            if i > 0 { out += "," }
-            Self.append(record, bodies: false, to: &out)
-        }
-        out += "],\"next_cursor\":" + (page.nextCursor.map(JSON.quoted) ?? "null") + "}"
-        return out
+        return JSONValue.object(JSONObject([
+            ("data", .array(page.records.map { Self.row($0, bodies: false) })),
+            ("next_cursor", Self.orNull(page.nextCursor)),
+        ])).text
     }
 
     /// One row; with `team`, only a row of that team.
     func log(id: String, team: String? = nil) async throws -> String? {
         guard let record = try await log.record(id: id), team == nil || record.principal?.team == team else { return nil }
-        var out = ""
-        Self.append(record, bodies: true, to: &out)
-        return out
+        return Self.row(record, bodies: true).text
     }
 
     func analytics(_ query: Query) async throws -> String {
@@ -57,23 +52,21 @@ struct LogAPI: Sendable {
             throw GatewayError.badRequest("group_by must be provider, model, gateway, key, team, org, user or metadata.<key>, got '\(g)'", code: "invalid_query")
         }
         let result = try await log.analytics(filter, groupBy: grouping, stepMs: stepMs)
-        var out = "{\"from\":\(Self.iso(filter.fromMs!)),\"to\":\(Self.iso(filter.toMs!)),\"step_ms\":\(stepMs),\"totals\":"
-        Self.append(result.totals, to: &out)
-        out += ",\"groups\":["
-        for (i, group) in result.groups.enumerated() {
-            if i > 0 { out += "," }
-            out += "{\"key\":" + (group.key.map(JSON.quoted) ?? "null") + ",\"totals\":"
-            Self.append(group.totals, to: &out)
-            out += ",\"series\":["
-            for (j, point) in group.series.enumerated() {
-                if j > 0 { out += "," }
-                out += "{\"start\":\(Self.iso(point.startMs)),\"start_ms\":\(point.startMs),\"figures\":"
-                Self.append(point.figures, to: &out)
-                out += "}"
-            }
-            out += "]}"
-        }
-        return out + "]}"
+        return JSONValue.object(JSONObject([
+            ("from", .string(Self.isoText(filter.fromMs!))), ("to", .string(Self.isoText(filter.toMs!))), ("step_ms", .number(String(stepMs))),
+            ("totals", Self.figures(result.totals)),
+            ("groups", .array(result.groups.map { group in
+                .object(JSONObject([
+                    ("key", Self.orNull(group.key)), ("totals", Self.figures(group.totals)),
+                    ("series", .array(group.series.map { point in
+                        .object(JSONObject([
+                            ("start", .string(Self.isoText(point.startMs))), ("start_ms", .number(String(point.startMs))),
+                            ("figures", Self.figures(point.figures)),
+                        ]))
+                    })),
+                ]))
+            })),
+        ])).text
     }
 
     // MARK: - JSON
@@ -86,41 +79,61 @@ struct LogAPI: Sendable {
         return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
-    static func append(_ f: AnalyticsFigures, to out: inout String) {
-        out += "{\"requests\":\(f.requests),\"errors\":\(f.errors),\"input_tokens\":\(f.inputTokens),\"output_tokens\":\(f.outputTokens),"
-        out += "\"cache_read_tokens\":\(f.cacheReadTokens),\"cache_write_tokens\":\(f.cacheWriteTokens),"
-        out += "\"cost\":\(JSON.quoted(f.cost.dollars)),\"cost_nanos\":\(f.cost.nanos),"
-        out += "\"saved_cost\":\(JSON.quoted(f.savedCost.dollars)),\"saved_nanos\":\(f.savedCost.nanos),"
-        out += "\"cache_hit_ratio\":" + (f.cacheHitRatio.map { String($0) } ?? "null") + ","
-        out += "\"latency_p50_ms\":" + (f.latencyP50Ms.map(String.init) ?? "null") + ","
-        out += "\"latency_p95_ms\":" + (f.latencyP95Ms.map(String.init) ?? "null") + "}"
+    static func orNull(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
+    static func number(_ n: some BinaryInteger) -> JSONValue { .number(String(n)) }
+    static func dollars(_ m: Money) -> JSONValue { .string(m.dollars) }
+
+    static func figures(_ f: AnalyticsFigures) -> JSONValue {
+        .object(JSONObject([
+            ("requests", number(f.requests)), ("errors", number(f.errors)), ("input_tokens", number(f.inputTokens)),
+            ("output_tokens", number(f.outputTokens)), ("cache_read_tokens", number(f.cacheReadTokens)),
+            ("cache_write_tokens", number(f.cacheWriteTokens)), ("cost", dollars(f.cost)), ("cost_nanos", number(f.cost.nanos)),
+            ("saved_cost", dollars(f.savedCost)), ("saved_nanos", number(f.savedCost.nanos)),
+            ("cache_hit_ratio", f.cacheHitRatio.map { .number(String($0)) } ?? .null),
+            ("latency_p50_ms", f.latencyP50Ms.map(number) ?? .null), ("latency_p95_ms", f.latencyP95Ms.map(number) ?? .null),
+        ]))
     }
 
-    static func append(_ r: RequestRecord, bodies: Bool, to out: inout String) {
-        func opt(_ s: String?) -> String { s.map(JSON.quoted) ?? "null" }
-        out += "{\"log_id\":\(JSON.quoted(r.logID)),\"event_id\":\(opt(r.eventID)),\"time\":\(iso(r.startedAtMs)),\"ts_ms\":\(r.startedAtMs),"
-        out += "\"node\":\(JSON.quoted(r.node)),\"gateway\":\(JSON.quoted(r.gateway)),\"provider\":\(JSON.quoted(r.provider)),"
-        out += "\"requested_model\":\(opt(r.requestedModel)),\"served_model\":\(opt(r.servedModel)),\"priced_as\":\(opt(r.pricedAs)),"
-        out += "\"method\":\(JSON.quoted(r.method)),\"path\":\(JSON.quoted(r.path)),\"status\":\(r.status),"
-        out += "\"duration_ms\":\(r.durationMs),\"ttfb_ms\":" + (r.ttfbMs.map(String.init) ?? "null") + ",\"streamed\":\(r.streamed),"
-        out += "\"tokens\":{\"input\":\(r.usage.input),\"output\":\(r.usage.output),\"cache_read\":\(r.usage.cacheRead),\"cache_write\":\(r.usage.cacheWrite)},"
-        out += "\"usage_estimated\":\(r.usage.estimated),"
-        out += "\"cost\":" + (r.cost.map { JSON.quoted($0.dollars) } ?? "null") + ",\"cost_nanos\":" + (r.cost.map { String($0.nanos) } ?? "null") + ","
-        out += "\"saved_cost\":\(JSON.quoted(Money(nanos: r.savedNanos).dollars)),\"saved_nanos\":\(r.savedNanos),"
-        out += "\"cache_status\":\(opt(r.cacheStatus)),\"attempts\":\(r.attempts),\"step\":\(r.step),"
-        out += "\"key\":\(opt(r.principal?.key)),\"team\":\(opt(r.principal?.team)),\"org\":\(opt(r.principal?.org)),\"user\":\(opt(r.principal?.user)),"
-        out += "\"metadata\":\(r.metadata.json),\"error\":\(opt(r.error))"
+    /// A log row as `/api/logs` shows it; with `bodies`, the stored request and response bodies.
+    static func row(_ r: RequestRecord, bodies: Bool) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("log_id", .string(r.logID)), ("event_id", orNull(r.eventID)), ("time", .string(isoText(r.startedAtMs))),
+            ("ts_ms", number(r.startedAtMs)), ("node", .string(r.node)), ("gateway", .string(r.gateway)), ("provider", .string(r.provider)),
+            ("requested_model", orNull(r.requestedModel)), ("served_model", orNull(r.servedModel)), ("priced_as", orNull(r.pricedAs)),
+            ("method", .string(r.method)), ("path", .string(r.path)), ("status", number(r.status)), ("duration_ms", number(r.durationMs)),
+            ("ttfb_ms", r.ttfbMs.map(number) ?? .null), ("streamed", .bool(r.streamed)),
+            ("tokens", .object(JSONObject([
+                ("input", number(r.usage.input)), ("output", number(r.usage.output)), ("cache_read", number(r.usage.cacheRead)),
+                ("cache_write", number(r.usage.cacheWrite)),
+            ]))),
+            ("usage_estimated", .bool(r.usage.estimated)),
+            ("cost", r.cost.map(dollars) ?? .null), ("cost_nanos", r.cost.map { number($0.nanos) } ?? .null),
+            ("saved_cost", dollars(Money(nanos: r.savedNanos))), ("saved_nanos", number(r.savedNanos)),
+            ("cache_status", orNull(r.cacheStatus)), ("attempts", number(r.attempts)), ("step", number(r.step)),
+            ("key", orNull(r.principal?.key)), ("team", orNull(r.principal?.team)), ("org", orNull(r.principal?.org)),
+            ("user", orNull(r.principal?.user)),
+            ("metadata", .object(JSONObject(r.metadata.entries.map { key, value in
+                switch value {
+                // A number keeps the text it was sent with.
+                case .number(let text): (key, .number(text))
+                case .string(let s): (key, .string(s))
+                case .bool(let b): (key, .bool(b))
+                }
+            }))),
+            ("error", orNull(r.error)),
+        ]
         if bodies {
-            out += ",\"request_body\":" + body(r.requestBody) + ",\"response_body\":" + body(r.responseBody)
+            pairs.append(("request_body", body(r.requestBody)))
+            pairs.append(("response_body", body(r.responseBody)))
         }
-        out += "}"
+        return .object(JSONObject(pairs))
     }
 
     /// A stored body as text when it is UTF-8, else as `{"base64": …}`; null when not stored.
-    static func body(_ bytes: [UInt8]?) -> String {
-        guard let bytes else { return "null" }
-        if let text = String(validating: bytes, as: UTF8.self) { return JSON.quoted(text) }
-        return "{\"base64\":\(JSON.quoted(Data(bytes).base64EncodedString()))}"
+    static func body(_ bytes: [UInt8]?) -> JSONValue {
+        guard let bytes else { return .null }
+        if let text = String(validating: bytes, as: UTF8.self) { return .string(text) }
+        return .object(["base64": .string(Data(bytes).base64EncodedString())])
     }
 }
 

@@ -20,7 +20,7 @@ struct OperatorAPI: Sendable {
     let reloader: ConfigReloader
 
     func health() -> Response {
-        json("{\"status\":\"ok\",\"node\":\(JSON.quoted(state.config.node.name))}")
+        json(AdminAnswer.Health(node: state.config.node.name))
     }
 
     /// Checks `Authorization: Bearer <admin token>`, then serves the endpoint. The dashboard page
@@ -181,13 +181,12 @@ struct OperatorAPI: Sendable {
         case "/api/config", "/api/config/":
             try Self.requireGET(request)
             let loaded = state.loaded
-            return json("{\"digest\":\"\(loaded.digest)\",\"gateways_digest\":\"\(loaded.sharedDigest)\",\"loaded_at\":\(LogAPI.iso(loaded.atMs)),"
-                        + "\"reloadable\":\(reloader.source != nil)}")
+            return json(AdminAnswer.Config(digest: loaded.digest, gatewaysDigest: loaded.sharedDigest, loadedAt: LogAPI.isoText(loaded.atMs),
+                                           reloadable: reloader.source != nil))
         case "/api/config/reload":
             guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
             let outcome = try reloader.reload(trigger: "POST /api/config/reload")
-            return json("{\"reloaded\":true,\"changed\":[\(outcome.changed.map(JSON.quoted).joined(separator: ","))],"
-                        + "\"digest\":\"\(outcome.digest)\",\"gateways_digest\":\"\(outcome.sharedDigest)\"}")
+            return json(AdminAnswer.Reload(changed: outcome.changed, digest: outcome.digest, gatewaysDigest: outcome.sharedDigest))
         default:
             throw Self.noEndpoint(path)
         }
@@ -269,7 +268,7 @@ struct OperatorAPI: Sendable {
                 let gateway = query["gateway"]
                 if let gateway, state.config.gateway(gateway) == nil { throw GatewayError.unknownGateway(gateway) }
                 let purged = try await cache.purge(gateway: gateway)
-                return json("{\"purged\":\(purged)" + (gateway.map { ",\"gateway\":\(JSON.quoted($0))" } ?? "") + "}")
+                return json(AdminAnswer.Purged(purged: purged, gateway: gateway))
             default:
                 throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, DELETE")
             }
@@ -280,7 +279,7 @@ struct OperatorAPI: Sendable {
                 throw GatewayError.badRequest("a cache key is 64 lowercase hex digits (the x-gatemesh-cache-key response header)", code: "invalid_cache_key")
             }
             let purged = try await cache.purge(key: key)
-            return json("{\"purged\":\(purged),\"key\":\(JSON.quoted(key))}")
+            return json(AdminAnswer.Purged(purged: purged, key: key))
         default:
             throw Self.noEndpoint(path)
         }

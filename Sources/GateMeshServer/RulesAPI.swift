@@ -106,7 +106,7 @@ extension LimitsService {
             try save([tombstone], forgetSpend: [id], into: &a)
             if let active { a.rules.remove(at: active) }
             if let inactive { a.inactive.remove(at: inactive) }
-            return "{\"deleted\":\(JSON.quoted(id))}"
+            return AdminJSON.encode(AdminAnswer.Deleted(deleted: id))
         }
     }
 

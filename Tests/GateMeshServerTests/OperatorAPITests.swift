@@ -167,6 +167,33 @@ import Testing
         }
     }
 
+    @Test func theLogTheConfigAndTheCacheAnswerInTheirShapes() async throws {
+        try await withNode { client in
+            let logs = try object(try await client.execute(uri: "/api/logs", method: .get, headers: Self.admin))
+            #expect((logs["data"] as? [Any])?.isEmpty == true && logs["next_cursor"] is NSNull)
+            let analytics = try object(try await client.execute(uri: "/api/analytics?group_by=provider", method: .get, headers: Self.admin))
+            let totals = try #require(analytics["totals"] as? [String: Any])
+            #expect(totals["requests"] as? Int == 0 && totals["cost"] as? String == "0.000000000" && totals["latency_p50_ms"] is NSNull)
+            #expect((analytics["groups"] as? [Any])?.isEmpty == true && analytics["step_ms"] as? Int == 3_600_000)
+            let badQuery = try await client.execute(uri: "/api/logs?status=9xx", method: .get, headers: Self.admin)
+            let badCode = try error(badQuery).code
+            #expect(badQuery.status == .badRequest && badCode == "invalid_query")
+            let missing = try await client.execute(uri: "/api/logs/nope", method: .get, headers: Self.admin)
+            #expect(missing.status == .notFound)
+
+            let config = try object(try await client.execute(uri: "/api/config", method: .get, headers: Self.admin))
+            #expect(config["reloadable"] as? Bool == false && (config["digest"] as? String)?.isEmpty == false)
+            #expect((config["loaded_at"] as? String)?.hasSuffix("Z") == true)
+
+            let purged = try object(try await client.execute(uri: "/api/cache", method: .delete, headers: Self.admin))
+            #expect(purged["purged"] as? Int == 0 && purged["gateway"] == nil)
+            let byGateway = try object(try await client.execute(uri: "/api/cache?gateway=default", method: .delete, headers: Self.admin))
+            #expect(byGateway["gateway"] as? String == "default")
+            let cache = try object(try await client.execute(uri: "/api/cache", method: .get, headers: Self.admin))
+            #expect(cache["hit_ratio"] is NSNull && (cache["memory"] as? [String: Any])?["entries"] as? Int == 0)
+        }
+    }
+
     @Test func theMetricsAreThePrometheusText() async throws {
         try await withNode { client in
             let metrics = try await client.execute(uri: "/metrics", method: .get, headers: Self.admin)

@@ -782,9 +782,9 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
         switch result {
         case .marked(let m):
             logger.warning("an operator marked a dead member as gone for good", metadata: ["member": "\(name)", "id": "\(m.info.id)"])
-            return "{\"name\":\(JSON.quoted(name)),\"id\":\(JSON.quoted(m.info.id)),\"state\":\"left\"}"
+            return AdminJSON.encode(AdminAnswer.Forgotten(name: name, id: m.info.id))
         case .alreadyLeft:
-            return "{\"name\":\(JSON.quoted(name)),\"state\":\"left\"}"
+            return AdminJSON.encode(AdminAnswer.Forgotten(name: name))
         case .unknown:
             throw GatewayError.notFound("no member named '\(name)' (see GET /cluster/status)")
         case .isMe:
