@@ -266,45 +266,26 @@ final class CacheFlight: Sendable {
         case follower(CacheFlight)
     }
 
-    private let state = NIOLockedValueBox(State())
-    struct State {
-        var done = false
-        var result: CachedResponse?
-        var nextID = 0
-        var waiters: [Int: CheckedContinuation<CachedResponse?, Never>] = [:]
-    }
+    private let state = NIOLockedValueBox(FlightState<CheckedContinuation<CachedResponse?, Never>, CachedResponse>())
 
     /// The leader's answer when it is cacheable, or nil (the follower then fetches on its own, or
     /// gives up when its own task was cancelled: its client went away).
     func wait() async -> CachedResponse? {
-        let id = state.withLockedValue { s -> Int in
-            s.nextID += 1
-            return s.nextID
-        }
+        let id = state.withLockedValue { $0.newWaiter() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let ready: CachedResponse?? = state.withLockedValue { s in
-                    if s.done { return .some(s.result) }
-                    if Task.isCancelled { return .some(nil) }
-                    s.waiters[id] = continuation
-                    return .none
+                let cancelled = Task.isCancelled
+                if case .now(let answer) = state.withLockedValue({ $0.wait(id, continuation, cancelled: cancelled) }) {
+                    continuation.resume(returning: answer)
                 }
-                if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
-            state.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+            state.withLockedValue { $0.cancel(id) }?.resume(returning: nil)
         }
     }
 
     fileprivate func complete(_ response: CachedResponse?) {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<CachedResponse?, Never>] in
-            guard !s.done else { return [] }
-            s.done = true
-            s.result = response
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values)
-        }
-        for w in waiters { w.resume(returning: response) }
+        for w in state.withLockedValue({ $0.complete(response) }) { w.resume(returning: response) }
     }
 
     /// Held by the leader; completing it (or dropping it, which completes it with nil) wakes the
