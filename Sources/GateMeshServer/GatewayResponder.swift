@@ -24,7 +24,7 @@ struct GatewayResponder: HTTPResponder {
             case .health:
                 return operatorAPI.health()
             case .operatorEndpoint(let path):
-                return try await operatorAPI.respond(path: path, request: request)
+                return try await operatorAPI.respond(path: path, request: request, context: context)
             case .passthrough(let route):
                 // The exchange outlives this call; it ends the request's count when it is over.
                 handedOff = true

@@ -139,7 +139,9 @@ struct LogAPI: Sendable {
 
 /// The query string of an operator request, with typed readers that answer 400 on bad values.
 struct Query: Sendable {
-    private(set) var items: [String: String]
+    private(set) var items: [String: String] = [:]
+
+    init() {}
 
     /// The same query with `key` set to `value` (a `team_admin` sees its own team only).
     func setting(_ key: String, _ value: String) -> Query {

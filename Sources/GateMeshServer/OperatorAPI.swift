@@ -27,7 +27,7 @@ struct OperatorAPI: Sendable {
     /// itself is a static shell with no data, served without the token: a browser cannot send a
     /// bearer header when it navigates, so the page asks for the token and sends it on every
     /// `/api/…` call it makes.
-    func respond(path: String, request: Request) async throws -> Response {
+    func respond(path: String, request: Request, context: BasicRequestContext) async throws -> Response {
         if path == "/dashboard" || path == "/dashboard/" {
             try Self.requireGET(request)
             return Self.dashboard()
@@ -35,12 +35,12 @@ struct OperatorAPI: Sendable {
         let op = try identify(request)
         try authorize(op, path: path, method: request.method)
         guard request.method != .get, request.method != .head, path.hasPrefix("/api/") || path.hasPrefix("/cluster/members/") else {
-            return try await route(path: path, request: request, op: op)
+            return try await route(request: request, context: context, op: op)
         }
         // A change: it goes into the audit log with the documents before and after.
         let before = snapshot(path)
         let capture = AuditCapture()
-        let response = try await AuditCapture.$current.withValue(capture) { try await route(path: path, request: request, op: op) }
+        let response = try await AuditCapture.$current.withValue(capture) { try await route(request: request, context: context, op: op) }
         if (200..<300).contains(response.status.code) {
             let after = Self.withoutSecrets(capture.body)
             let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -49,240 +49,6 @@ struct OperatorAPI: Sendable {
                                     team: Self.team(of: path, before: before, after: after)))
         }
         return response
-    }
-
-    /// Serves an operator endpoint for a caller whose role allows it, through the handler of its
-    /// `Resource`.
-    func route(path: String, request: Request, op: Operator) async throws -> Response {
-        var query = Query(request.uri)
-        // A team_admin reads its own team's figures only.
-        if op.role == .teamAdmin, let team = op.team { query = query.setting("team", team) }
-        guard let resource = Resource.of(path) else { throw Self.noEndpoint(path) }
-        switch resource {
-        case .tokens: return try await tokensAndAudit(path: path, request: request, op: op, query: query)
-        case .cluster: return try await clusterEndpoints(path: path, request: request, op: op, query: query)
-        case .entities: return try await entities(path: path, request: request, op: op, query: query)
-        case .config: return try await configEndpoints(path: path, request: request, op: op, query: query)
-        case .readings: return try await readings(path: path, request: request, op: op, query: query)
-        case .rules: return try await rules(path: path, request: request, op: op, query: query)
-        case .cache: return try await cacheEndpoints(path: path, request: request, op: op, query: query)
-        }
-    }
-
-    /// The operator API's resources, each with its handler, by the prefixes of their paths.
-    enum Resource: CaseIterable {
-        case tokens, cluster, entities, config, readings, rules, cache
-
-        var prefixes: [String] {
-            switch self {
-            case .tokens: ["/api/tokens", "/api/audit"]
-            case .cluster: ["/cluster/status", "/cluster/members"]
-            case .entities: ["/api/orgs", "/api/teams", "/api/keys"]
-            case .config: ["/api/config"]
-            case .readings: ["/metrics", "/api/logs", "/api/budgets", "/api/analytics"]
-            case .rules: ["/api/rules"]
-            case .cache: ["/api/cache"]
-            }
-        }
-
-        static func of(_ path: String) -> Resource? {
-            allCases.first { $0.prefixes.contains { path == $0 || path.hasPrefix($0 + "/") } }
-        }
-    }
-
-    static func noEndpoint(_ path: String) -> GatewayError {
-        GatewayError.notFound("no operator endpoint at \(path); see docs/http-api.md")
-    }
-
-    /// Admin tokens and the audit log.
-    private func tokensAndAudit(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/api/tokens", "/api/tokens/":
-            switch request.method {
-            case .get, .head: return json(limits.tokenList())
-            case .post: return json(try limits.createToken(try await Self.text(request, what: "token")), status: .created)
-            default: throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
-            }
-        case _ where path.hasPrefix("/api/tokens/"):
-            guard request.method == .delete else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "DELETE") }
-            return json(try limits.revokeToken(id: String(path.dropFirst("/api/tokens/".count))))
-        case "/api/audit", "/api/audit/":
-            try Self.requireGET(request)
-            return json(limits.auditLog(limit: try query.int("limit", range: 1...1000) ?? 100, cursor: query["cursor"],
-                                        team: op.role == .teamAdmin ? op.team : nil))
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// The cluster's status and forgetting a dead member.
-    private func clusterEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/cluster/status":
-            try Self.requireGET(request)
-            return json(clusterStatus())
-        case _ where path.hasPrefix("/cluster/members/") && path.hasSuffix("/forget"):
-            let name = String(path.dropFirst("/cluster/members/".count).dropLast("/forget".count))
-            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            guard let cluster else { throw GatewayError.notFound("this node runs alone: there are no members to forget") }
-            guard !name.isEmpty, !name.contains("/") else { throw GatewayError.badRequest("the path is /cluster/members/{name}/forget", code: "malformed_path") }
-            return json(try cluster.forget(name: name))
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// Orgs, teams and virtual keys.
-    private func entities(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/api/orgs", "/api/orgs/", "/api/teams", "/api/teams/", "/api/keys", "/api/keys/":
-            let kind: EntityKind = path.hasPrefix("/api/orgs") ? .org : path.hasPrefix("/api/teams") ? .team : .key
-            switch request.method {
-            case .get, .head:
-                return json(limits.entityList(kind, team: kind == .key ? query["team"] : nil))
-            case .post:
-                let text = try await Self.text(request, what: kind.rawValue)
-                let team = op.role == .teamAdmin ? op.team ?? "" : nil
-                return json(kind == .key ? try limits.createKey(text, teamAdminOf: team) : try limits.createEntity(kind, text), status: .created)
-            default:
-                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
-            }
-        case _ where path.hasPrefix("/api/keys/") && path.hasSuffix("/rotate"):
-            let id = String(path.dropFirst("/api/keys/".count).dropLast("/rotate".count))
-            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            try requireTeam(op, key: id)
-            return json(try limits.rotateKey(id: id, graceMs: try await Self.grace(request)))
-        case _ where path.hasPrefix("/api/orgs/") || path.hasPrefix("/api/teams/") || path.hasPrefix("/api/keys/"):
-            let kind: EntityKind = path.hasPrefix("/api/orgs/") ? .org : path.hasPrefix("/api/teams/") ? .team : .key
-            let id = String(path.drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst().drop { $0 != "/" }.dropFirst())
-            guard !id.isEmpty, !id.contains("/") else { throw Self.noEndpoint(path) }
-            if kind == .key { try requireTeam(op, key: id) }
-            switch request.method {
-            case .get, .head:
-                return json(try limits.entityDocument(kind, id: id))
-            case .put:
-                let text = try await Self.text(request, what: kind.rawValue)
-                if kind == .key { return json(try limits.putKey(id: id, text, teamAdminOf: op.role == .teamAdmin ? op.team ?? "" : nil)) }
-                let (created, body) = try limits.putEntity(kind, id: id, text)
-                return json(body, status: created ? .created : .ok)
-            case .delete:
-                return json(kind == .key ? try limits.revokeKey(id: id) : try limits.deleteEntity(kind, id: id))
-            default:
-                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
-            }
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// The config in force, and reloading it.
-    private func configEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/api/config", "/api/config/":
-            try Self.requireGET(request)
-            let loaded = state.loaded
-            return json(AdminAnswer.Config(digest: loaded.digest, gatewaysDigest: loaded.sharedDigest, loadedAt: LogAPI.isoText(loaded.atMs),
-                                           reloadable: reloader.source != nil))
-        case "/api/config/reload":
-            guard request.method == .post else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "POST") }
-            let outcome = try reloader.reload(trigger: "POST /api/config/reload")
-            return json(AdminAnswer.Reload(changed: outcome.changed, digest: outcome.digest, gatewaysDigest: outcome.sharedDigest))
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// What the node has seen: metrics, the request log, budgets and analytics.
-    private func readings(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/metrics":
-            try Self.requireGET(request)
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            let text = metrics.exposition(log: logs.log, inFlight: state.inFlight, client: client, limits: limits)
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
-        case "/api/logs":
-            try Self.requireGET(request)
-            return json(try await logs.logs(query))
-        case "/api/budgets":
-            try Self.requireGET(request)
-            guard op.role == .teamAdmin, let team = op.team else { return json(limits.report()) }
-            let keys = limits.directory.withLockedValue { d in Set(d.keys.values.filter { $0.team == team }.map(\.id)) }
-            return json(limits.report(only: { rule in
-                rule.id.hasPrefix("team:\(team):") || (rule.id.hasPrefix("key:") && keys.contains(String(rule.id.dropFirst(4).prefix { $0 != ":" })))
-            }))
-        case "/api/analytics":
-            try Self.requireGET(request)
-            return json(try await logs.analytics(query))
-        case _ where path.hasPrefix("/api/logs/"):
-            try Self.requireGET(request)
-            let id = String(path.dropFirst("/api/logs/".count))
-            guard let body = try await logs.log(id: id, team: op.role == .teamAdmin ? op.team ?? "" : nil) else {
-                throw GatewayError.notFound("no log row with id '\(id)'")
-            }
-            return json(body)
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// Budgets and rate limits made through the admin API.
-    private func rules(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/api/rules", "/api/rules/":
-            switch request.method {
-            case .get, .head:
-                return json(limits.listRules(gateway: query["gateway"]))
-            case .post:
-                return json(try limits.createRules(try await Self.text(request)), status: .created)
-            default:
-                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, POST")
-            }
-        case _ where path.hasPrefix("/api/rules/"):
-            let id = String(path.dropFirst("/api/rules/".count))
-            switch request.method {
-            case .get, .head:
-                return json(try limits.ruleDocument(id: id))
-            case .put:
-                let (created, body) = try limits.putRule(id: id, try await Self.text(request))
-                return json(body, status: created ? .created : .ok)
-            case .delete:
-                return json(try limits.deleteRule(id: id))
-            default:
-                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, PUT, DELETE")
-            }
-        default:
-            throw Self.noEndpoint(path)
-        }
-    }
-
-    /// The response cache's figures, and purging it.
-    private func cacheEndpoints(path: String, request: Request, op: Operator, query: Query) async throws -> Response {
-        switch path {
-        case "/api/cache", "/api/cache/":
-            switch request.method {
-            case .get, .head:
-                return json(cacheReport())
-            case .delete:
-                // Everything, or one gateway's entries with ?gateway=ID.
-                let gateway = query["gateway"]
-                if let gateway, state.config.gateway(gateway) == nil { throw GatewayError.unknownGateway(gateway) }
-                let purged = try await cache.purge(gateway: gateway)
-                return json(AdminAnswer.Purged(purged: purged, gateway: gateway))
-            default:
-                throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "GET, DELETE")
-            }
-        case _ where path.hasPrefix("/api/cache/"):
-            let key = String(path.dropFirst("/api/cache/".count))
-            guard request.method == .delete else { throw GatewayError.methodNotAllowed(request.method.rawValue, allowed: "DELETE") }
-            guard key.utf8.count == 64, key.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-                throw GatewayError.badRequest("a cache key is 64 lowercase hex digits (the x-gatemesh-cache-key response header)", code: "invalid_cache_key")
-            }
-            let purged = try await cache.purge(key: key)
-            return json(AdminAnswer.Purged(purged: purged, key: key))
-        default:
-            throw Self.noEndpoint(path)
-        }
     }
 
     /// The cache's figures since start and its size in memory and on disk.

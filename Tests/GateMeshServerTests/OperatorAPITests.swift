@@ -78,9 +78,16 @@ import Testing
             #expect(members.count == 1 && members[0]["name"] as? String == "op-1" && members[0]["self"] as? Bool == true)
             let gateways = try #require(status["gateways"] as? [[String: Any]])
             #expect(gateways.map { $0["id"] as? String } == ["default"])
-            // A method the endpoint does not take.
+            // A method the endpoint does not take: 405 naming those it does.
             let post = try await client.execute(uri: "/cluster/status", method: .post, headers: Self.admin)
             #expect(post.status == .methodNotAllowed && post.headers[.allow] == "GET")
+            let patch = try await client.execute(uri: "/api/rules", method: .patch, headers: Self.admin)
+            #expect(patch.status == .methodNotAllowed && patch.headers[.allow] == "GET, POST")
+            let get = try await client.execute(uri: "/api/rules/some-id/", method: .post, headers: Self.admin)
+            #expect(get.status == .methodNotAllowed && get.headers[.allow] == "GET, PUT, DELETE")
+            // A trailing slash is the same path; HEAD is answered as GET (the server leaves the body out).
+            #expect(try await client.execute(uri: "/api/rules/", method: .get, headers: Self.admin).status == .ok)
+            #expect(try await client.execute(uri: "/cluster/status", method: .head, headers: Self.admin).status == .ok)
         }
     }
 
