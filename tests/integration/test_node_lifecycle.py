@@ -99,6 +99,7 @@ def test_restart_keeps_the_node_identity(start_node):
 def test_sigterm_drains_in_flight_requests(start_node, mock):
     node = start_node()
     result = {}
+    started = threading.Event()
 
     def stream():
         conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=20)
@@ -108,11 +109,13 @@ def test_sigterm_drains_in_flight_requests(start_node, mock):
                               "x-mock-token-delay-ms": "400"})
         resp = conn.getresponse()
         result["status"] = resp.status
+        started.set()
         result["body"] = resp.read()
 
     t = threading.Thread(target=stream)
     t.start()
-    time.sleep(0.5)  # the stream is under way
+    # The stream is under way (its head has arrived; its four tokens take 1.6 s) before the signal.
+    assert started.wait(20), "the stream never started"
     node.proc.send_signal(signal.SIGTERM)
     t.join(20)
     assert result["status"] == 200
