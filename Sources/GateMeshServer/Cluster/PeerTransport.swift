@@ -578,7 +578,7 @@ final class PeerConnections: Sendable {
             }
             return true
         }, onFailed: backoff, onDrop: { [weak self] in if replicates { self?.reconnected.current?(address) } })
-        ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(3))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
@@ -588,8 +588,17 @@ final class PeerConnections: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
-            .connect(host: target.host, port: target.port)
-            .whenComplete { result in
+        // A member's address is an IP: connect to it as it is. `connect(host:port:)` resolves even
+        // an IP with getaddrinfo on Dispatch's global queue, whose threads CPU-bound work can hold
+        // for as long as it runs; the dial then ran out of its 3 s and the link stayed down (a test
+        // beside the simulator's took 80 s to see its link back).
+        let connected: EventLoopFuture<any Channel>
+        if Seeds.isAddress(target.host), let ip = try? SocketAddress(ipAddress: target.host, port: target.port) {
+            connected = bootstrap.connect(to: ip)
+        } else {
+            connected = bootstrap.connect(host: target.host, port: target.port)
+        }
+        connected.whenComplete { result in
                 switch result {
                 case .success(let channel): self.linkUp(key, dial: dial, channel: channel, handler: handler)
                 case .failure(let error): self.dialFailed(key, dial: dial, error: error)
