@@ -88,6 +88,27 @@ import Testing
         try await server.close()
     }
 
+    /// A peer is heard from on an event loop (an inbound frame), and the dial that follows may run
+    /// on that same loop and fail at once (no route, in a partition): its failure must not be
+    /// handled with the links lock still held (a node crashed on that, EDEADLK). One loop, so the
+    /// dial is on the hearing's loop; a TCP connect to 224.0.0.1 fails at once (ENETUNREACH).
+    @Test func aDialThatFailsAtOnceOnTheHearingsOwnLoopIsHandledAfterTheLock() async throws {
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connections = PeerConnections(group: loop, clientContext: try context("a", server: false), logger: Logger(label: "test"))
+        let address = "224.0.0.1:7946"
+        connections.expect([address: "b"])
+        connections.send(Frame(kind: .counters, payload: [1]), to: address)
+        #expect(try await eventually { connections.failures(to: address, lane: .bulk) > 0 })
+        for _ in 0..<5 {
+            let before = connections.failures(to: address, lane: .bulk)
+            try await loop.next().submit { connections.heard(from: address) }.get()
+            // The hearing reset the count and dialled; that dial fails again (nothing listens).
+            #expect(try await eventually { connections.failures(to: address, lane: .bulk) >= 1 && before >= 1 })
+        }
+        connections.closeAll()
+        try await loop.shutdownGracefully()
+    }
+
     @Test func aFailedLinkIsDialledAtOnceWhenItsPeerIsHeardFrom() async throws {
         let port = try await freePort()
         let address = "127.0.0.1:\(port)"

@@ -592,18 +592,24 @@ final class PeerConnections: Sendable {
         // an IP with getaddrinfo on Dispatch's global queue, whose threads CPU-bound work can hold
         // for as long as it runs; the dial then ran out of its 3 s and the link stayed down (a test
         // beside the simulator's took 80 s to see its link back).
-        let connected: EventLoopFuture<any Channel>
-        if Seeds.isAddress(target.host), let ip = try? SocketAddress(ipAddress: target.host, port: target.port) {
-            connected = bootstrap.connect(to: ip)
-        } else {
-            connected = bootstrap.connect(host: target.host, port: target.port)
-        }
-        connected.whenComplete { result in
+        //
+        // Started from a task of an event loop, never here: this runs with the links lock held, and a
+        // dial to an IP can fail at once (no route, in a partition), which would run `dialFailed`,
+        // which takes the lock, right here (a node crashed on that: EDEADLK).
+        group.any().execute {
+            let connected: EventLoopFuture<any Channel>
+            if Seeds.isAddress(target.host), let ip = try? SocketAddress(ipAddress: target.host, port: target.port) {
+                connected = bootstrap.connect(to: ip)
+            } else {
+                connected = bootstrap.connect(host: target.host, port: target.port)
+            }
+            connected.whenComplete { result in
                 switch result {
                 case .success(let channel): self.linkUp(key, dial: dial, channel: channel, handler: handler)
                 case .failure(let error): self.dialFailed(key, dial: dial, error: error)
                 }
             }
+        }
     }
 
     /// A dial connected: the link carries what was queued for it, and, when it had failed before,
