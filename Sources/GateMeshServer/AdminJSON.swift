@@ -5,10 +5,12 @@ import GateMeshCore
 /// The admin API's answers as `Codable` values, encoded here: the node writes them and the
 /// `gatemesh` commands read them with the same types.
 public enum AdminJSON {
-    /// Keys in the order the types declare them; `/` unescaped (paths and URLs read as written).
+    /// Keys sorted: Foundation's encoder on Linux keeps an object's keys in a dictionary, so their
+    /// order would change from one run of the node to the next. `/` unescaped (paths and URLs read
+    /// as written).
     public static func encode(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         // The answers' types hold nothing that fails to encode (no non-finite Double: shares and
         // ratios are quotients of counts that are checked for zero).
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
