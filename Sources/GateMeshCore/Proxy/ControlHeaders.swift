@@ -119,13 +119,7 @@ public struct CacheDirectives: Sendable, Equatable {
     public static func parse(_ header: (String) -> String?) throws(GatewayError) -> CacheDirectives {
         var d = CacheDirectives()
         func first(_ name: String) -> (name: String, value: String)? { ControlHeader.value(name, in: header) }
-        if let (name, v) = first("skip-cache") {
-            switch v.lowercased() {
-            case "true", "1": d.skip = true
-            case "false", "0": d.skip = false
-            default: throw GatewayError.badRequest("\(name) must be true or false, got '\(v)'", code: "invalid_header")
-            }
-        }
+        if let skip = try ControlHeaders.flag(first("skip-cache")) { d.skip = skip }
         if let (name, v) = first("cache-ttl") {
             guard let n = Int(v), (1...maxTTLSeconds).contains(n) else {
                 throw GatewayError.badRequest("\(name) must be a whole number of seconds from 1 to \(maxTTLSeconds) (30 days), got '\(v)'",
