@@ -273,9 +273,10 @@ struct UnifiedClient: Sendable {
     let body: RequestBody
 
     /// The client's key for the provider: its bearer token, or its `x-api-key`. A request with a
-    /// virtual key has none of its own (the provider key is the gateway's).
+    /// virtual key has none of its own (the provider key is the gateway's); `authenticate` gave
+    /// such a request a caller or refused it, so no caller means no virtual key was presented.
     var key: String? {
-        guard caller == nil, ProxyHandler.presentedKey(headers) == nil else { return nil }
+        guard caller == nil else { return nil }
         return headers[.authorization].flatMap { TokenCheck.bearerToken($0).map(String.init) } ?? headers[HTTPField.Name("x-api-key")!]
     }
 
