@@ -115,7 +115,7 @@ final class AlertDispatcher: Service, Sendable {
         AdminJSON.encode(AlertPayload(
             id: "\(a.rule.id)/\(a.scope)/\(a.window)/\(a.permille)", gateway: a.rule.gateway, rule: a.rule.id, scope: a.scope,
             threshold: Double(a.permille) / 1000, measure: a.rule.measure.rawValue, limit: Amount(a.rule.limit, a.rule.measure),
-            spent: Amount(a.spent, a.rule.measure), windowStart: LogAPI.isoText(a.windowStart), windowEnd: LogAPI.isoText(a.windowEnd),
-            node: node, time: LogAPI.isoText(now)))
+            spent: Amount(a.spent, a.rule.measure), windowStart: Timestamps.iso(a.windowStart), windowEnd: Timestamps.iso(a.windowEnd),
+            node: node, time: Timestamps.iso(now)))
     }
 }

@@ -558,14 +558,14 @@ final class LimitsService: Service, SpendSource, Sendable {
                 })
             }
         }
-        return BudgetReport(time: LogAPI.isoText(now), rules: taken.map { rule, scopes in
+        return BudgetReport(time: Timestamps.iso(now), rules: taken.map { rule, scopes in
             let span = rule.window.span(at: now)
             let measure = rule.measure
             return BudgetReport.Rule(
                 id: rule.id, source: configIDs.contains(rule.id) ? "config" : "api", gateway: rule.gateway, measure: measure.rawValue,
-                limit: Amount(rule.limit, measure), window: rule.window.description, windowStart: LogAPI.isoText(span.start),
-                windowEnd: LogAPI.isoText(span.end),
-                resetsAt: LogAPI.isoText(rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)),
+                limit: Amount(rule.limit, measure), window: rule.window.description, windowStart: Timestamps.iso(span.start),
+                windowEnd: Timestamps.iso(span.end),
+                resetsAt: Timestamps.iso(rule.window.bucketLeavesAt(rule.window.activeBuckets(at: now).lowerBound)),
                 action: BudgetReport.Action(rule.action), enforcement: rule.enforcement.rawValue, leased: rule.enforcement != .soft,
                 scopes: scopes.map { scope, f, rights in
                     let used = f.spent + f.reserved

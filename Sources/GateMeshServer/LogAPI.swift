@@ -53,14 +53,14 @@ struct LogAPI: Sendable {
         }
         let result = try await log.analytics(filter, groupBy: grouping, stepMs: stepMs)
         return JSONValue.object(JSONObject([
-            ("from", .string(Self.isoText(filter.fromMs!))), ("to", .string(Self.isoText(filter.toMs!))), ("step_ms", .number(String(stepMs))),
+            ("from", .string(Timestamps.iso(filter.fromMs!))), ("to", .string(Timestamps.iso(filter.toMs!))), ("step_ms", .number(String(stepMs))),
             ("totals", Self.figures(result.totals)),
             ("groups", .array(result.groups.map { group in
                 .object(JSONObject([
                     ("key", Self.orNull(group.key)), ("totals", Self.figures(group.totals)),
                     ("series", .array(group.series.map { point in
                         .object(JSONObject([
-                            ("start", .string(Self.isoText(point.startMs))), ("start_ms", .number(String(point.startMs))),
+                            ("start", .string(Timestamps.iso(point.startMs))), ("start_ms", .number(String(point.startMs))),
                             ("figures", Self.figures(point.figures)),
                         ]))
                     })),
@@ -71,13 +71,9 @@ struct LogAPI: Sendable {
 
     // MARK: - JSON
 
-    static func iso(_ ms: Int64) -> String { JSON.quoted(isoText(ms)) }
-
-    /// Unix milliseconds as ISO 8601 in UTC with milliseconds (`2026-11-26T09:40:00.000Z`).
-    static func isoText(_ ms: Int64) -> String {
-        let date = Date(timeIntervalSince1970: Double(ms) / 1000)
-        return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
+    /// Unix milliseconds as a quoted ISO 8601 time in UTC with milliseconds (`Timestamps.iso`,
+    /// exact: Foundation's formatter, used here before, showed some times a millisecond early).
+    static func iso(_ ms: Int64) -> String { JSON.quoted(Timestamps.iso(ms)) }
 
     static func orNull(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
     static func number(_ n: some BinaryInteger) -> JSONValue { .number(String(n)) }
@@ -97,7 +93,7 @@ struct LogAPI: Sendable {
     /// A log row as `/api/logs` shows it; with `bodies`, the stored request and response bodies.
     static func row(_ r: RequestRecord, bodies: Bool) -> JSONValue {
         var pairs: [(String, JSONValue)] = [
-            ("log_id", .string(r.logID)), ("event_id", orNull(r.eventID)), ("time", .string(isoText(r.startedAtMs))),
+            ("log_id", .string(r.logID)), ("event_id", orNull(r.eventID)), ("time", .string(Timestamps.iso(r.startedAtMs))),
             ("ts_ms", number(r.startedAtMs)), ("node", .string(r.node)), ("gateway", .string(r.gateway)), ("provider", .string(r.provider)),
             ("requested_model", orNull(r.requestedModel)), ("served_model", orNull(r.servedModel)), ("priced_as", orNull(r.pricedAs)),
             ("method", .string(r.method)), ("path", .string(r.path)), ("status", number(r.status)), ("duration_ms", number(r.durationMs)),

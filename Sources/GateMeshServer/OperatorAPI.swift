@@ -85,7 +85,7 @@ struct OperatorAPI: Sendable {
             members.append(ClusterStatus.Member(
                 name: m.info.name, nodeID: m.info.id, region: m.info.region, peerAddress: OrNull(m.info.address), status: "\(m.state)",
                 isSelf: false, incarnation: m.incarnation, lastHeardMsAgo: OrNull(m.lastHeardAt.map { now - $0 }), rttMs: OrNull(m.rttMs),
-                stateSince: LogAPI.isoText(wallNow - (now - m.changedAt)), keySpaceShare: share(m.info.name),
+                stateSince: Timestamps.iso(wallNow - (now - m.changedAt)), keySpaceShare: share(m.info.name),
                 gatewaysDigest: OrNull(m.info.configDigest.isEmpty ? nil : m.info.configDigest)))
         }
         let budgets = limits.contributions().map { item in
@@ -120,7 +120,7 @@ struct OperatorAPI: Sendable {
             membersAgreed: OrNull(cluster?.membersAgreed.withLockedValue { $0 }), startedAt: state.startedAtUnix,
             uptimeSeconds: (ContinuousClock.now - state.startedAt).components.seconds, inFlight: state.inFlight,
             requestsServed: state.served, starts: state.identity.starts, configDigest: loaded.digest,
-            configLoadedAt: LogAPI.isoText(loaded.atMs), keySpaceShare: share, gatewaysDigest: OrNull(loaded.sharedDigest))
+            configLoadedAt: Timestamps.iso(loaded.atMs), keySpaceShare: share, gatewaysDigest: OrNull(loaded.sharedDigest))
     }
 
     /// Whether the live nodes have the same gateway settings: the digest most of them have (ties

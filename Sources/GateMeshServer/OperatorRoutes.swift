@@ -85,7 +85,7 @@ extension OperatorAPI {
         // The config.
         on("/api/config", get: { _, c in
             let loaded = c.served.state.loaded
-            return c.served.json(AdminAnswer.Config(digest: loaded.digest, gatewaysDigest: loaded.sharedDigest, loadedAt: LogAPI.isoText(loaded.atMs),
+            return c.served.json(AdminAnswer.Config(digest: loaded.digest, gatewaysDigest: loaded.sharedDigest, loadedAt: Timestamps.iso(loaded.atMs),
                                                     reloadable: c.served.reloader.source != nil))
         })
         on("/api/config/reload", post: { _, c in
