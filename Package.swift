@@ -160,15 +160,17 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What several test targets share (not a test target itself: those cannot be imported).
+        .target(name: "GateMeshTestSupport", path: "Tests/GateMeshTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCoreTests", dependencies: ["GateMeshCore", "GateMeshConfig", "GateMeshAccounting"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshAccountingTests", dependencies: ["GateMeshAccounting"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshLimitsTests", dependencies: ["GateMeshLimits", "GateMeshCore", "GateMeshTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshTranslateTests", dependencies: ["GateMeshTranslate", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshCacheTests", dependencies: ["GateMeshCache", "GateMeshCore"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshFuzzTests", dependencies: ["GateMeshFuzzTargets"], swiftSettings: swiftSettings),
         .testTarget(name: "GateMeshPeerTests", dependencies: ["GateMeshPeer", "GateMeshCluster"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore", "GateMeshCache"], swiftSettings: swiftSettings),
-        .testTarget(name: "GateMeshSimulatorTests", dependencies: ["GateMeshSimulator", "GateMeshCluster"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshClusterTests", dependencies: ["GateMeshCluster", "GateMeshLimits", "GateMeshCore", "GateMeshCache", "GateMeshTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "GateMeshSimulatorTests", dependencies: ["GateMeshSimulator", "GateMeshCluster", "GateMeshTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GateMeshStoreTests",
             dependencies: [

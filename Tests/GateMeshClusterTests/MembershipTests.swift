@@ -1,5 +1,6 @@
 @testable import GateMeshCluster
 import GateMeshCore
+import GateMeshTestSupport
 import Testing
 
 /// A deterministic network for membership state machines: virtual time, per-pair latency, random
@@ -286,7 +287,7 @@ struct Simulation {
         #expect((agreedAt ?? .max) - healedAt <= 10_000)
     }
 
-    @Test func aThousandNodesConvergeFromThreeSeeds() {
+    @Test(.onOwnThread) func aThousandNodesConvergeFromThreeSeeds() {
         var config = Membership.Config()
         config.syncIntervalMs = 5000
         var sim = Simulation(count: 1000, seeds: 3, config: config)

@@ -1,5 +1,6 @@
 import GateMeshCore
 @testable import GateMeshLimits
+import GateMeshTestSupport
 import Testing
 
 @Suite struct LimitsEngineTests {
@@ -210,7 +211,7 @@ import Testing
                   window: .fixed(lengthMs: 3_600_000))
     }
 
-    @Test func aThousandFilteredRulesCostOneLookupEachRequestAndMatchOnlyTheirOwn() {
+    @Test(.onOwnThread) func aThousandFilteredRulesCostOneLookupEachRequestAndMatchOnlyTheirOwn() {
         var engine = LimitsEngine(node: "a", rules: (0..<1000).map { perTeam($0) })
         guard case .admit(let r) = engine.admit(request([("team", "t417")]), estimate: LimitAmounts(), now: now) else {
             Issue.record("expected admission")
@@ -333,7 +334,7 @@ import Testing
 @Suite struct CounterTurnoverTests {
     /// Counters of passed buckets go: a per-user sliding limit over an hour of simulated traffic
     /// (each request a new user, so nearly every request makes a counter) keeps only the window's.
-    @Test func countersOfPassedBucketsAreDropped() {
+    @Test(.onOwnThread) func countersOfPassedBucketsAreDropped() {
         let rule = LimitRule(id: "per-user", gateway: "default", scope: [.split(.metadata("user"))], measure: .requests, limit: 5,
                              window: .sliding(lengthMs: 10_000, bucketMs: 100))
         var engine = LimitsEngine(node: "a", rules: [rule], reservationTimeoutMs: 3_000)

@@ -1,5 +1,6 @@
 import GateMeshCore
 @testable import GateMeshLimits
+import GateMeshTestSupport
 import Testing
 
 @Suite struct RightsTests {
@@ -350,7 +351,7 @@ import Testing
         #expect(r.admitted <= 202 && r.admitted >= 194, "got \(r.admitted)")
     }
 
-    @Test func strictHoldsAcrossAPartition() {
+    @Test(.onOwnThread) func strictHoldsAcrossAPartition() {
         // One node cut off from the start, or after 150 ms of the burst (rights handed out on
         // both sides): each side spends only what it holds, and what its owner can grant.
         for cut in [[0], [2]] as [[Int]] {

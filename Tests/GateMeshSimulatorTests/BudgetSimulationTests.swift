@@ -1,10 +1,11 @@
 import GateMeshCore
 import GateMeshSimulator
+import GateMeshTestSupport
 import Testing
 
 /// The budget's properties in the whole-cluster simulator (membership, replication, rights,
 /// journal and restart together), over seeds and modes, and proof that the check can fail.
-@Suite struct BudgetSimulationTests {
+@Suite(.onOwnThread) struct BudgetSimulationTests {
     static func options(nodes: Int, seconds: Int64, seed: UInt64, mode: LimitRule.Enforcement, limit: Int64 = 1_000_000_000, rps: Double = 20,
                         _ change: (inout SimulationOptions) -> Void = { _ in }) -> SimulationOptions {
         var o = SimulationOptions()

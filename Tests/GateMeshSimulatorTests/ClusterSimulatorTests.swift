@@ -1,9 +1,10 @@
 import GateMeshCluster
 import GateMeshSimulator
+import GateMeshTestSupport
 import Testing
 
 /// The simulator's properties over many seeds, and proof that it can fail.
-@Suite struct ClusterSimulatorTests {
+@Suite(.onOwnThread) struct ClusterSimulatorTests {
     static func options(nodes: Int, seconds: Int64, seed: UInt64, _ change: (inout SimulationOptions) -> Void = { _ in }) -> SimulationOptions {
         var o = SimulationOptions()
         o.nodes = nodes

@@ -1,10 +1,11 @@
 import GateMeshCluster
 import GateMeshSimulator
+import GateMeshTestSupport
 import Testing
 
 /// Rules and keys replicated beside the membership, and the cache keys' owners, under the same
 /// faults as the budget; and proof that the rules' check can fail.
-@Suite struct ReplicatedStateTests {
+@Suite(.onOwnThread) struct ReplicatedStateTests {
     static func options(nodes: Int, seconds: Int64, seed: UInt64, _ change: (inout SimulationOptions) -> Void = { _ in }) -> SimulationOptions {
         var o = ClusterSimulatorTests.options(nodes: nodes, seconds: seconds, seed: seed) {
             BudgetSimulationTests.acrossRegions(&$0)
