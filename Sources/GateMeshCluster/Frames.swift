@@ -40,6 +40,10 @@ public struct Frame: Sendable, Equatable {
         case certificateAsk = 14
         /// Membership: certificates (DER) of members, answering a `certificateAsk`.
         case certificates = 15
+        /// Reads: "send me your part of this read of the request log" (`ReadCodec`).
+        case readAsk = 16
+        /// Reads: a node's part, answering a `readAsk`.
+        case readAnswer = 17
     }
 
     /// 2 since membership records are signed (`RecordSigner`): a node of an earlier build could not

@@ -69,6 +69,8 @@ extension FuzzTargets {
         case .certificateAsk: _ = try? CertificatesCodec.decodeAsk(frame.payload)
         case .certificates: _ = try? CertificatesCodec.decodeAnswer(frame.payload)
         case .cacheGet, .cacheAnswer, .cachePut, .cacheRelease: cachePayload(frame.kind, frame.payload)
+        case .readAsk: _ = try? ReadCodec.decodeAsk(frame.payload)
+        case .readAnswer: _ = try? ReadCodec.decodeAnswer(frame.payload, max: 1 << 20)
         case .hello: break
         }
     }

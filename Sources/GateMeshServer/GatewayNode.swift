@@ -70,7 +70,7 @@ public final class GatewayNode: Sendable {
         }
         self.reloader = ConfigReloader(source: source, state: state, limits: limits, cache: cache, cluster: cluster, logger: logger)
         let reloader = self.reloader
-        let operatorAPI = OperatorAPI(state: state, logs: LogAPI(log: requestLog), metrics: metrics, client: client, limits: limits,
+        let operatorAPI = OperatorAPI(state: state, reads: ClusterReads(local: LogAPI(log: requestLog), cluster: cluster, nodeName: config.node.name), metrics: metrics, client: client, limits: limits,
                                       cache: cache, cluster: cluster, reloader: reloader)
         let routeHealth = RouteHealth()
         let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger)

@@ -1,5 +1,6 @@
 import Foundation
 import GateMeshAccounting
+import GateMeshCluster
 import GateMeshCore
 import GateMeshStore
 import Hummingbird
@@ -11,49 +12,76 @@ struct LogAPI: Sendable {
 
     static let maxLimit = 1000
 
-    func logs(_ query: Query) async throws -> String {
+    /// A page of this node's rows (`limit`, below `cursor`), newest first, and whether more follow.
+    func page(_ query: Query) async throws -> LogPageMerge.Page<JSONValue> {
         let filter = try query.filter()
-        let limit = try query.int("limit", range: 1...Self.maxLimit) ?? 100
-        let page = try await log.page(filter, cursor: query["cursor"], limit: limit)
-        return JSONValue.object(JSONObject([
-            ("data", .array(page.records.map { Self.row($0, bodies: false) })),
-            ("next_cursor", Self.orNull(page.nextCursor)),
-        ])).text
+        let page = try await log.page(filter, cursor: query["cursor"], limit: try Self.limit(query))
+        return LogPageMerge.Page(rows: page.records.map { ($0.logID, Self.row($0, bodies: false)) }, more: page.nextCursor != nil)
     }
 
-    /// One row; with `team`, only a row of that team.
-    func log(id: String, team: String? = nil) async throws -> String? {
+    static func limit(_ query: Query) throws(GatewayError) -> Int { try query.int("limit", range: 1...maxLimit) ?? 100 }
+
+    /// This node's row with `id`, with its bodies; with `team`, only a row of that team.
+    func row(id: String, team: String? = nil) async throws -> JSONValue? {
         guard let record = try await log.record(id: id), team == nil || record.principal?.team == team else { return nil }
-        return Self.row(record, bodies: true).text
+        return Self.row(record, bodies: true)
     }
 
-    func analytics(_ query: Query) async throws -> String {
-        var filter = try query.filter()
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        if filter.toMs == nil { filter.toMs = now + 1 }
-        if filter.fromMs == nil { filter.fromMs = filter.toMs! - 86_400_000 }
-        let stepMs = try query.duration("step") ?? 3_600_000
-        guard stepMs >= 1000 else { throw GatewayError.badRequest("step must be at least 1s", code: "invalid_query") }
-        guard (filter.toMs! - filter.fromMs!) / stepMs <= 10_000 else {
-            throw GatewayError.badRequest("the range holds more than 10000 steps; choose a larger step", code: "invalid_query")
+    /// What `/api/analytics` asks, read from its query: the time range defaults to the day before
+    /// `nowMs`, the step to an hour.
+    struct AnalyticsAsk: Sendable {
+        var filter: LogFilter
+        var grouping: AnalyticsGrouping
+        var stepMs: Int64
+
+        var fromMs: Int64 { filter.fromMs! }
+        var toMs: Int64 { filter.toMs! }
+
+        init(_ query: Query, nowMs: Int64) throws(GatewayError) {
+            filter = try query.filter()
+            if filter.toMs == nil { filter.toMs = nowMs + 1 }
+            if filter.fromMs == nil { filter.fromMs = filter.toMs! - 86_400_000 }
+            stepMs = try query.duration("step") ?? 3_600_000
+            guard stepMs >= 1000 else { throw GatewayError.badRequest("step must be at least 1s", code: "invalid_query") }
+            guard (filter.toMs! - filter.fromMs!) / stepMs <= 10_000 else {
+                throw GatewayError.badRequest("the range holds more than 10000 steps; choose a larger step", code: "invalid_query")
+            }
+            switch query["group_by"] {
+            case nil, "": grouping = .none
+            case "provider": grouping = .provider
+            case "model": grouping = .model
+            case "gateway": grouping = .gateway
+            case "key": grouping = .key
+            case "team": grouping = .team
+            case "org": grouping = .org
+            case "user": grouping = .user
+            case "node": grouping = .node
+            case let g? where g.hasPrefix("metadata.") && g.count > 9: grouping = .metadata(String(g.dropFirst(9)))
+            case let g?:
+                throw GatewayError.badRequest("group_by must be provider, model, gateway, key, team, org, user, node or metadata.<key>, got '\(g)'",
+                                              code: "invalid_query")
+            }
         }
-        let grouping: AnalyticsGrouping
-        switch query["group_by"] {
-        case nil, "": grouping = .none
-        case "provider": grouping = .provider
-        case "model": grouping = .model
-        case "gateway": grouping = .gateway
-        case "key": grouping = .key
-        case "team": grouping = .team
-        case "org": grouping = .org
-        case "user": grouping = .user
-        case let g? where g.hasPrefix("metadata.") && g.count > 9: grouping = .metadata(String(g.dropFirst(9)))
-        case let g?:
-            throw GatewayError.badRequest("group_by must be provider, model, gateway, key, team, org, user or metadata.<key>, got '\(g)'", code: "invalid_query")
+
+        /// The query a peer is sent: the same, with the range and the step this node resolved (a
+        /// peer's clock must not move the range).
+        func forPeers(_ query: Query) -> [String: String] {
+            var items = query.items
+            items["from"] = String(fromMs)
+            items["to"] = String(toMs)
+            items["step"] = String(stepMs)
+            return items
         }
-        let result = try await log.analytics(filter, groupBy: grouping, stepMs: stepMs)
-        return JSONValue.object(JSONObject([
-            ("from", .string(Timestamps.iso(filter.fromMs!))), ("to", .string(Timestamps.iso(filter.toMs!))), ("step_ms", .number(String(stepMs))),
+    }
+
+    func partial(_ ask: AnalyticsAsk) async throws -> AnalyticsPartial {
+        try await log.analyticsPartial(ask.filter, groupBy: ask.grouping, stepMs: ask.stepMs)
+    }
+
+    /// The `/api/analytics` answer, with `extra` members (which nodes answered) at the end.
+    static func analytics(_ result: AnalyticsResult, _ ask: AnalyticsAsk, extra: [(String, JSONValue)]) -> String {
+        JSONValue.object(JSONObject([
+            ("from", .string(Timestamps.iso(ask.fromMs))), ("to", .string(Timestamps.iso(ask.toMs))), ("step_ms", .number(String(ask.stepMs))),
             ("totals", Self.figures(result.totals)),
             ("groups", .array(result.groups.map { group in
                 .object(JSONObject([
@@ -66,7 +94,7 @@ struct LogAPI: Sendable {
                     })),
                 ]))
             })),
-        ])).text
+        ] + extra)).text
     }
 
     // MARK: - JSON
@@ -138,6 +166,16 @@ struct Query: Sendable {
     private(set) var items: [String: String] = [:]
 
     init() {}
+
+    /// A query as a peer sent it (`ReadCodec`).
+    init(items: [String: String]) { self.items = items }
+
+    /// The same query without `keys`.
+    func removing(_ keys: String...) -> Query {
+        var q = self
+        for key in keys { q.items[key] = nil }
+        return q
+    }
 
     /// The same query with `key` set to `value` (a `team_admin` sees its own team only).
     func setting(_ key: String, _ value: String) -> Query {

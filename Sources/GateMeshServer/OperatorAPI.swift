@@ -11,7 +11,7 @@ import NIOConcurrencyHelpers
 /// `/healthz` and the admin-token-guarded operator endpoints.
 struct OperatorAPI: Sendable {
     let state: NodeState
-    let logs: LogAPI
+    let reads: ClusterReads
     let metrics: NodeMetrics
     let client: UpstreamClient
     let limits: LimitsService

@@ -94,15 +94,12 @@ extension OperatorAPI {
         })
         // What the node has seen.
         on("/metrics", get: { _, c in c.served.metricsText() })
-        on("/api/logs", get: { _, c in c.served.json(try await c.served.logs.logs(c.query)) })
+        // The request log: the whole cluster's, or one node's (`?node=`).
+        on("/api/logs", get: { _, c in c.served.json(try await c.served.reads.logs(c.query)) })
         on("/api/logs/:id", get: { _, c in
-            let id = c.parameter("id")
-            guard let body = try await c.served.logs.log(id: id, team: c.op.role == .teamAdmin ? c.op.team ?? "" : nil) else {
-                throw GatewayError.notFound("no log row with id '\(id)'")
-            }
-            return c.served.json(body)
+            c.served.json(try await c.served.reads.log(id: c.parameter("id"), team: c.op.role == .teamAdmin ? c.op.team ?? "" : nil, query: c.query))
         })
-        on("/api/analytics", get: { _, c in c.served.json(try await c.served.logs.analytics(c.query)) })
+        on("/api/analytics", get: { _, c in c.served.json(try await c.served.reads.analytics(c.query)) })
         on("/api/budgets", get: { _, c in c.served.budgets(c) })
         // Rules.
         on("/api/rules", get: { _, c in c.served.json(c.served.limits.listRules(gateway: c.query["gateway"])) },
@@ -171,7 +168,7 @@ extension OperatorAPI {
     private func metricsText() -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-        let text = metrics.exposition(log: logs.log, inFlight: state.inFlight, client: client, limits: limits)
+        let text = metrics.exposition(log: reads.local.log, inFlight: state.inFlight, client: client, limits: limits)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 

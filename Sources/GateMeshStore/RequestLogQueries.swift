@@ -122,46 +122,23 @@ extension RequestLog {
 
 // MARK: - Analytics
 
-/// What `/api/analytics` reports for one group or one time bucket.
-public struct AnalyticsFigures: Sendable, Equatable {
-    public var requests = 0
-    public var errors = 0
-    public var inputTokens = 0
-    public var outputTokens = 0
-    public var cacheReadTokens = 0
-    public var cacheWriteTokens = 0
-    public var cost = Money.zero
-    public var savedCost = Money.zero
-    public var cacheHits = 0
-    public var cacheLookups = 0
-    public var latencyP50Ms: Int?
-    public var latencyP95Ms: Int?
-
-    public var cacheHitRatio: Double? { cacheLookups == 0 ? nil : Double(cacheHits) / Double(cacheLookups) }
-}
-
-public struct AnalyticsResult: Sendable {
-    public struct Group: Sendable {
-        /// The group's value (a provider, model, gateway or metadata value); nil for "none".
-        public var key: String?
-        public var totals: AnalyticsFigures
-        /// One entry per step that had traffic, keyed by the bucket's start (Unix ms).
-        public var series: [(startMs: Int64, figures: AnalyticsFigures)]
-    }
-
-    public var totals: AnalyticsFigures
-    public var groups: [Group]
-}
-
 public enum AnalyticsGrouping: Sendable, Equatable {
     case none, provider, model, gateway, metadata(String)
     case key, team, org, user
+    /// The node that served the request (the row's `node`).
+    case node
 }
 
 extension RequestLog {
     /// Totals and a time series at `stepMs`, optionally grouped. Latency percentiles come from
-    /// the matching rows' durations (nearest-rank).
+    /// the matching rows' durations (nearest-rank, `LatencyHistogram`).
     public func analytics(_ filter: LogFilter, groupBy: AnalyticsGrouping, stepMs: Int64) async throws -> AnalyticsResult {
+        try await analyticsPartial(filter, groupBy: groupBy, stepMs: stepMs).result
+    }
+
+    /// The sums behind `analytics`, before percentiles are read: what a node answers a peer that
+    /// adds up the cluster's.
+    public func analyticsPartial(_ filter: LogFilter, groupBy: AnalyticsGrouping, stepMs: Int64) async throws -> AnalyticsPartial {
         var clauses: [String] = []
         var arguments = StatementArguments()
         filter.sql(into: &clauses, arguments: &arguments)
@@ -176,6 +153,7 @@ extension RequestLog {
         case .team: groupSQL = "team"
         case .org: groupSQL = "org"
         case .user: groupSQL = "end_user"
+        case .node: groupSQL = "node"
         case .metadata(let key):
             groupSQL = LogFilter.metadataText
             let path = "$." + LogFilter.jsonPathKey(key)
@@ -189,56 +167,18 @@ extension RequestLog {
             """
         // Summed row by row inside the read: on the store's reader queue (async), not on one of
         // the request path's threads, and without holding every matching row in memory.
-        let (totals, groups) = try await pool.read { [arguments] db in
-            var totals = Accumulator()
-            var groups: [String?: (Accumulator, [Int64: Accumulator])] = [:]
+        return try await pool.read { [arguments] db in
+            var partial = AnalyticsPartial()
             let rows = try Row.fetchCursor(db, sql: sql, arguments: arguments)
             while let row = try rows.next() {
-                let key: String? = row["grp"]
-                let bucket: Int64 = row["bucket"]
-                totals.add(row)
-                var entry = groups[key] ?? (Accumulator(), [:])
-                entry.0.add(row)
-                entry.1[bucket, default: Accumulator()].add(row)
-                groups[key] = entry
+                partial.add(group: row["grp"], bucket: row["bucket"]) { cell in
+                    cell.add(status: row["status"], inputTokens: row["input_tokens"], outputTokens: row["output_tokens"],
+                             cacheReadTokens: row["cache_read_tokens"], cacheWriteTokens: row["cache_write_tokens"],
+                             cost: Money(nanos: (row["cost_nanos"] as Int64?) ?? 0), saved: Money(nanos: row["saved_nanos"]),
+                             cacheStatus: row["cache_status"], durationMs: row["duration_ms"])
+                }
             }
-            return (totals, groups)
-        }
-        let result = groups.map { key, value in
-            AnalyticsResult.Group(key: key, totals: value.0.figuresWithLatency,
-                                  series: value.1.keys.sorted().map { ($0, value.1[$0]!.figuresWithLatency) })
-        }.sorted { ($0.totals.cost, $0.totals.requests) > ($1.totals.cost, $1.totals.requests) }
-        return AnalyticsResult(totals: totals.figuresWithLatency, groups: result)
-    }
-
-    struct Accumulator {
-        var figures = AnalyticsFigures()
-        var durations: [Int] = []
-
-        mutating func add(_ row: Row) {
-            figures.requests += 1
-            let status: Int = row["status"]
-            if status >= 400 { figures.errors += 1 }
-            figures.inputTokens += row["input_tokens"] as Int
-            figures.outputTokens += row["output_tokens"] as Int
-            figures.cacheReadTokens += row["cache_read_tokens"] as Int
-            figures.cacheWriteTokens += row["cache_write_tokens"] as Int
-            figures.cost += Money(nanos: (row["cost_nanos"] as Int64?) ?? 0)
-            figures.savedCost += Money(nanos: row["saved_nanos"] as Int64)
-            let cache: String? = row["cache_status"]
-            if cache == "HIT" || cache == "MISS" { figures.cacheLookups += 1 }
-            if cache == "HIT" { figures.cacheHits += 1 }
-            durations.append(row["duration_ms"])
-        }
-
-        var figuresWithLatency: AnalyticsFigures {
-            var f = figures
-            let sorted = durations.sorted()
-            if !sorted.isEmpty {
-                f.latencyP50Ms = sorted[max(0, Int((Double(sorted.count) * 0.50).rounded(.up)) - 1)]
-                f.latencyP95Ms = sorted[max(0, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
-            }
-            return f
+            return partial
         }
     }
 }

@@ -39,6 +39,10 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
     /// Cache requests sent to owners, waiting for their answers (on the monotonic clock).
     private let lookups = NIOLockedValueBox(CacheLookups<CheckedContinuation<CacheCodec.Answer, Never>>(
         ownerTimeoutMs: ownerTimeoutMs, pendingMs: flightTimeoutMs))
+    /// Reads of the request log sent to peers, waiting for their parts (`PeerReads.swift`).
+    let asks = NIOLockedValueBox(PeerAsks<CheckedContinuation<ReadCodec.Answer?, Never>>())
+    /// What answers the peers' reads of this node's request log (`serveReads`).
+    let readerRef = NIOLockedValueBox(ReaderRef())
     /// Flights this node (as owner) holds for peers fetching a key it owns, by peer and key.
     private let leases = NIOLockedValueBox(CacheLeases<CacheFlight.Ticket>(leaseMs: flightTimeoutMs))
     /// How long a node waits for a key's owner to answer before it asks the provider itself (and
@@ -289,6 +293,7 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
         tickMembership(now: monotonic)
         expireLeases(now: now)
         expireLookups(now: monotonic)
+        expireAsks(now: monotonic)
         let peers = tickLinks(now: now)
         let agreementDue = tickOwnership(now: monotonic)
         replicate(to: peers, now: now)
@@ -509,6 +514,8 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
                 try onLimits(frame, from: peer)
             case .cacheGet, .cacheAnswer, .cachePut, .cacheRelease:
                 try onCache(frame, from: peer)
+            case .readAsk, .readAnswer:
+                try onRead(frame, from: peer)
             }
         } catch {
             logger.warning("dropped a malformed peer frame", metadata: ["peer": "\(peer)", "kind": "\(frame.kind)", "error": "\(error)"])
@@ -644,9 +651,9 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
     }
 
     /// The node id of the member named `peer` (the name on its certificate), if it is known.
-    private func id(of peer: String) -> String? { membership.withLockedValue { $0.members[peer]?.info.id } }
+    func id(of peer: String) -> String? { membership.withLockedValue { $0.members[peer]?.info.id } }
     /// The address of the member named `name`, as the membership knows it.
-    private func address(of name: String) -> String? { membership.withLockedValue { $0.members[name]?.info.address } }
+    func address(of name: String) -> String? { membership.withLockedValue { $0.members[name]?.info.address } }
 
     func perform(_ actions: [Membership.Action]) {
         for action in actions {
@@ -677,7 +684,10 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
                 }
                 // A dead node's reservations stop counting when their lease runs out (`CounterMap`):
                 // no node writes another's figures.
-                if member.state == .dead || member.state == .left { cacheMemberGone(member.info.name) }
+                if member.state == .dead || member.state == .left {
+                    cacheMemberGone(member.info.name)
+                    for w in asks.withLockedValue({ $0.memberGone(member.info.name) }) { w.resume(returning: nil) }
+                }
             }
         }
     }
