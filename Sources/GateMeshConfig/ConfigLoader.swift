@@ -20,7 +20,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts", "cache"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts", "cache", "storage"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -43,6 +43,28 @@ public enum ConfigLoader {
             if let v = m.value("purge_interval") {
                 config.cache.purgeIntervalMs = try reader.durationMs(v, key: "cache.purge_interval", range: 1000...86_400_000)
             }
+        }
+        if let st = top.value("storage") {
+            let m = try reader.mapping(st, key: "storage")
+            try reader.checkKeys(m, key: "storage", allowed: ["max_bytes"])
+            if let v = m.value("max_bytes") {
+                config.storage.maxBytes = try reader.bytes(v, key: "storage.max_bytes", range: 0...(1 << 50))
+                guard config.storage.maxBytes == 0 || config.storage.maxBytes >= 1 << 20 else {
+                    throw ConfigError(key: "storage.max_bytes", line: v.mark?.line,
+                                      message: "must be 0 (no cap) or at least 1MiB, got \(config.storage.maxBytes) bytes")
+                }
+            }
+        }
+        // The cache's copy on disk is in the same file: it may take at most half of the cap, so
+        // that the request log keeps room (beyond the cap it is the log that gives way).
+        // A cache entry is written in one transaction, through the WAL, which holds a tenth of the cap.
+        if config.storage.maxBytes > 0, config.cache.maxEntryBytes > config.storage.maxBytes / 20 {
+            throw ConfigError(key: "cache.max_entry", line: nil,
+                              message: "is \(config.cache.maxEntryBytes) bytes, more than a twentieth of storage.max_bytes (\(config.storage.maxBytes)): an entry goes through the WAL, which holds a tenth of the cap; set cache.max_entry to at most \(config.storage.maxBytes / 20)")
+        }
+        if config.storage.maxBytes > 0, config.cache.diskBytes > config.storage.maxBytes / 2 {
+            throw ConfigError(key: "cache.disk", line: nil,
+                              message: "is \(config.cache.diskBytes) bytes, more than half of storage.max_bytes (\(config.storage.maxBytes)): the cache's copy on disk is in the same database file; set cache.disk to at most \(config.storage.maxBytes / 2)")
         }
         if let a = top.value("alerts") {
             let m = try reader.mapping(a, key: "alerts")

@@ -112,6 +112,31 @@ public struct ClusterStatus: Codable, Sendable {
         }
     }
 
+    /// This node's database on disk (`storage.max_bytes`) and how its request log fares with it.
+    public struct Storage: Codable, Sendable {
+        public var fileBytes: Int
+        public var walBytes: Int
+        /// Free pages inside the file, not yet given back.
+        public var freeBytes: Int
+        /// Null without a cap.
+        public var maxBytes: OrNull<Int>
+        /// Old log rows deleted to stay under the cap, since start.
+        public var rowsDeletedForSpace: Int
+        /// Log rows not written: they would not fit under the cap with the log emptied.
+        public var rowsDroppedForSpace: Int
+        /// Log rows lost to write errors (a full disk), since start.
+        public var rowsFailedToWrite: Int
+        /// The last write error, when it is less than a minute old: the node is serving without
+        /// logging what it serves.
+        public var writeError: OrNull<String>
+
+        enum CodingKeys: String, CodingKey {
+            case fileBytes = "file_bytes", walBytes = "wal_bytes", freeBytes = "free_bytes", maxBytes = "max_bytes"
+            case rowsDeletedForSpace = "rows_deleted_for_space", rowsDroppedForSpace = "rows_dropped_for_space"
+            case rowsFailedToWrite = "rows_failed_to_write", writeError = "write_error"
+        }
+    }
+
     public struct Gateway: Codable, Sendable {
         public var id: String
         public var authenticated: Bool
@@ -147,6 +172,8 @@ public struct ClusterStatus: Codable, Sendable {
     public var members: [Member]
     public var budgets: [Budget]
     public var cache: Cache
+    /// Optional: a node of an earlier build does not report it.
+    public var storage: Storage?
     public var gateways: [Gateway]
     public var config: ConfigAgreement
     public var versions: Versions

@@ -39,7 +39,21 @@ public final class GatewayNode: Sendable {
         logConfig.queueCapacity = config.logging.queueSize
         logConfig.retention = config.logging.retentionMs == 0 ? nil : .milliseconds(config.logging.retentionMs)
         logConfig.maxRows = config.logging.maxRows == 0 ? nil : config.logging.maxRows
+        if config.storage.maxBytes > 0 {
+            logConfig.maxBytes = config.storage.maxBytes
+            // A cap needs freed pages to go back to the file system: a file made before this build
+            // is rewritten once (VACUUM) to allow it.
+            if try !store.canReclaim() {
+                logger.notice("rewriting the database once so that storage.max_bytes can give freed space back (VACUUM)",
+                              metadata: ["path": "\(store.path)"])
+                try store.enableReclaim()
+            }
+        }
         self.requestLog = try RequestLog(store: store, configuration: logConfig)
+        requestLog.warnOnWriteErrors { [logger] error, rows in
+            logger.warning("cannot write request log rows: the node serves on without logging them",
+                           metadata: ["error": "\(error)", "rows_lost": "\(rows)"])
+        }
         self.prices = try PriceTable.shipped().applying(config.providers.mapValues(\.models))
         self.state = NodeState(config: config, identity: identity, startedAtUnix: Int(Date().timeIntervalSince1970))
         let client = UpstreamClient(

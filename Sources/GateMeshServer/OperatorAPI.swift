@@ -64,6 +64,19 @@ struct OperatorAPI: Sendable {
             disk: .init(entries: d.0, bytes: d.1, limitBytes: cache.config.diskBytes))
     }
 
+    /// The database's size on disk, and what the request log lost to the cap or to the disk.
+    func storageReport() -> ClusterStatus.Storage {
+        let size = (try? reads.local.log.store.size()) ?? .init()
+        let d = reads.local.log.diskFigures
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let recent = d.lastWriteError.flatMap { now - $0.atMs < 60_000 ? "\($0.message) (\(Timestamps.iso($0.atMs)))" : nil }
+        return ClusterStatus.Storage(
+            fileBytes: size.fileBytes, walBytes: size.walBytes, freeBytes: size.freeBytes,
+            maxBytes: OrNull(state.config.storage.maxBytes == 0 ? nil : state.config.storage.maxBytes),
+            rowsDeletedForSpace: d.deletedForSpace, rowsDroppedForSpace: d.droppedForSpace, rowsFailedToWrite: d.failedWrites,
+            writeError: OrNull(recent))
+    }
+
     /// The cluster as this node sees it: itself, every member, every budget's cluster-wide spend
     /// with each node's contribution, and cache figures.
     func clusterStatus() -> ClusterStatus {
@@ -103,7 +116,7 @@ struct OperatorAPI: Sendable {
         }
         return ClusterStatus(
             cluster: .init(size: 1 + live.count, mode: cluster == nil ? "single-node" : "cluster"), members: members, budgets: budgets,
-            cache: cacheReport(), gateways: c.gateways.map { .init(id: $0.id, authenticated: !$0.authTokens.isEmpty) },
+            cache: cacheReport(), storage: storageReport(), gateways: c.gateways.map { .init(id: $0.id, authenticated: !$0.authTokens.isEmpty) },
             config: Self.configAgreement(mine: (c.node.name, state.loaded.sharedDigest), members: live.map { ($0.info.name, $0.info.configDigest) }),
             versions: .init(gatemesh: GateMeshVersion.current, libcurl: UpstreamClient.libcurlVersion, libcurlHTTP2: UpstreamClient.libcurlHasHTTP2,
                             openssl: String(cString: copenssl_version())))

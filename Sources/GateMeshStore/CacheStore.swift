@@ -91,17 +91,24 @@ public final class CacheStore: Sendable {
 
     /// Deletes expired entries, then the oldest until the total size is within `maxBytes`.
     /// Returns how many went.
+    /// An entry's bytes on disk, in SQL, from its `size` (headers and body): an entry larger
+    /// than a quarter of a 4 KiB page spills to overflow pages and takes them whole; a smaller one
+    /// shares a page, and takes its bytes and a row's overhead.
+    static let onDiskSQL = "(CASE WHEN size > 1024 THEN ((size + 4091) / 4092) * 4096 + 64 ELSE size + 64 END)"
+
+    /// Deletes expired entries, then the oldest until the entries' bytes on disk (`onDiskSQL`)
+    /// are within `maxBytes`. Returns how many went.
     public func purge(now: Int64, maxBytes: Int) async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: "DELETE FROM response_cache WHERE expires_ms <= ?", arguments: [now])
             var removed = db.changesCount
-            var total = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(size), 0) FROM response_cache") ?? 0
+            var total = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(\(Self.onDiskSQL)), 0) FROM response_cache") ?? 0
             while total > maxBytes {
-                let oldest = try Row.fetchAll(db, sql: "SELECT key, size FROM response_cache ORDER BY created_ms LIMIT 100")
+                let oldest = try Row.fetchAll(db, sql: "SELECT key, \(Self.onDiskSQL) AS bytes FROM response_cache ORDER BY created_ms LIMIT 100")
                 if oldest.isEmpty { break }
                 for row in oldest where total > maxBytes {
                     try db.execute(sql: "DELETE FROM response_cache WHERE key = ?", arguments: [row["key"] as String])
-                    total -= row["size"] as Int
+                    total -= row["bytes"] as Int
                     removed += 1
                 }
             }
@@ -109,9 +116,10 @@ public final class CacheStore: Sendable {
         }
     }
 
+    /// The entries and their bytes on disk.
     public func stats() throws -> (entries: Int, bytes: Int) {
         try pool.read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM response_cache")
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(\(Self.onDiskSQL)), 0) AS b FROM response_cache")
             return (row?["n"] ?? 0, row?["b"] ?? 0)
         }
     }

@@ -43,13 +43,90 @@ public final class NodeStore: Sendable {
         // SQLite never shrinks the WAL file on its own: it would keep the size of the largest
         // burst (a minute's log trim while readers hold snapshots). Past a checkpoint it is cut
         // back to this, so the file on disk says what the WAL holds (found by bench/soak.py).
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_size_limit = \(Self.walSizeLimit)") }
+        //
+        // secure_delete FAST, whatever the distribution's default (Debian's is ON): a delete
+        // zeroes what it leaves in the b-tree pages it writes anyway, but does not write every
+        // freed overflow page (a log row's bodies) a second time through the WAL. Under
+        // `storage.max_bytes` a delete of old rows must not itself grow the WAL by what it frees;
+        // freed pages are written over when the next rows take them.
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_size_limit = \(Self.walSizeLimit)")
+            try db.execute(sql: "PRAGMA secure_delete = FAST")
+        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // Pages freed by deletes go back to the file system on request (`reclaim`), which a
+            // size cap needs (`storage.max_bytes`). SQLite takes this only with a VACUUM once the
+            // file has its WAL header: cheap on a new, empty file; an older file is converted
+            // once by `enableReclaim`.
+            try pool.writeWithoutTransaction { db in
+                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master") == 0 {
+                    try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+                    try db.execute(sql: "VACUUM")
+                }
+            }
             try Self.migrator.migrate(pool)
         } catch {
             throw StoreError(message: "cannot open the database '\(path)': \(error)")
         }
+    }
+
+    // MARK: - Size on disk
+
+    /// The database's bytes on disk: the file, the part of it that holds nothing (free pages,
+    /// given back by `reclaim`), and the WAL file.
+    public struct Size: Sendable, Equatable {
+        public var fileBytes = 0
+        public var freeBytes = 0
+        public var walBytes = 0
+
+        public init(fileBytes: Int = 0, freeBytes: Int = 0, walBytes: Int = 0) {
+            self.fileBytes = fileBytes
+            self.freeBytes = freeBytes
+            self.walBytes = walBytes
+        }
+
+        /// What the file and its WAL take on disk.
+        public var onDisk: Int { fileBytes + walBytes }
+        /// What is in use: on disk less the free pages.
+        public var used: Int { fileBytes - freeBytes + walBytes }
+    }
+
+    public func size() throws -> Size {
+        let (pages, free, pageSize) = try pool.read { db in
+            (try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0, try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0,
+             try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096)
+        }
+        let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+        return Size(fileBytes: pages * pageSize, freeBytes: free * pageSize, walBytes: wal)
+    }
+
+    /// Whether freed pages can be given back (`PRAGMA auto_vacuum` is incremental).
+    public func canReclaim() throws -> Bool {
+        try pool.read { db in try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") == 2 }
+    }
+
+    /// Turns incremental vacuum on for a file made before this build: one `VACUUM`, which
+    /// rewrites the file (it needs as much free disk again, and holds writes meanwhile).
+    public func enableReclaim() throws {
+        guard try !canReclaim() else { return }
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+            try db.execute(sql: "VACUUM")
+        }
+    }
+
+    /// Gives up to `pages` free pages back to the file system (moving pages from the file's end
+    /// into free ones, through the WAL), then checkpoints.
+    public func reclaim(pages: Int) async throws {
+        try await pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA incremental_vacuum(\(max(1, pages)))") }
+        try await checkpoint()
+    }
+
+    /// Writes the WAL into the file and cuts it back to nothing (it cannot while a read holds an
+    /// older snapshot: then at the next call).
+    public func checkpoint() async throws {
+        try await pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     static var migrator: DatabaseMigrator {

@@ -13,7 +13,8 @@ import ServiceLifecycle
 /// as soon as `batchSize` are waiting. When the queue is full, new rows are dropped and counted
 /// (`droppedRows`), never buffered without bound. On graceful shutdown every queued row is
 /// written before `run` returns. Retention deletes rows past `retention` or beyond `maxRows`,
-/// a thousand at a time.
+/// a thousand at a time. With `maxBytes`, the writer makes room before each batch: the database
+/// file and its WAL stay under it (`StorageCap`).
 public final class RequestLog: Service, Sendable {
     public struct Configuration: Sendable, Equatable {
         public var queueCapacity = 10_000
@@ -24,13 +25,24 @@ public final class RequestLog: Service, Sendable {
         /// At most this many rows are kept; nil for no limit.
         public var maxRows: Int? = 1_000_000
         public var retentionInterval: Duration = .seconds(60)
+        /// The cap on the database's bytes on disk (`storage.max_bytes`); nil for none.
+        public var maxBytes: Int?
         public init() {}
     }
 
     let pool: DatabasePool
-    let configuration: Configuration
+    public let store: NodeStore
+    public let configuration: Configuration
     private let queue = NIOLockedValueBox(Queue())
     private let spendSource = NIOLockedValueBox<(any SpendSource)?>(nil)
+    /// Told of failed writes (`warnOnWriteErrors`), at most every 10 s; the last time it was.
+    private let writeErrorWarning = NIOLockedValueBox<(call: (@Sendable (String, Int) -> Void)?, lastMs: Int64, unreported: Int)>((nil, 0, 0))
+
+    /// `warn` is called with the error and the rows lost since its last call, at most every 10 s,
+    /// when batches fail to write (a full disk): the node serves on and the operator hears of it.
+    public func warnOnWriteErrors(_ warn: @escaping @Sendable (String, Int) -> Void) {
+        writeErrorWarning.withLockedValue { $0.call = warn }
+    }
 
     /// Where the writer gets the node's own limit spend to persist with each batch.
     public func persistSpend(from source: any SpendSource) {
@@ -42,10 +54,18 @@ public final class RequestLog: Service, Sendable {
         var rows: [RequestRecord] = []
         var dropped = 0
         var written = 0
+        /// Rows not written because the disk (or the file system) refused the batch.
+        var failedWrites = 0
+        var lastWriteError: (atMs: Int64, message: String)?
+        /// Rows not written because they would not fit under the cap with the log emptied.
+        var droppedForSpace = 0
+        /// Old rows deleted to keep the file under the cap.
+        var deletedForSpace = 0
     }
 
     public init(store: NodeStore, configuration: Configuration = .init()) throws(StoreError) {
         self.pool = store.pool
+        self.store = store
         self.configuration = configuration
         do {
             try Self.migrator.migrate(pool)
@@ -140,6 +160,20 @@ public final class RequestLog: Service, Sendable {
     }
 
     public var droppedRows: Int { queue.withLockedValue { $0.dropped } }
+
+    /// How the log fares with the disk: rows lost to write errors (a full disk) and the last
+    /// error, rows dropped and deleted to keep under the cap.
+    public struct DiskFigures: Sendable {
+        public var failedWrites: Int
+        public var lastWriteError: (atMs: Int64, message: String)?
+        public var droppedForSpace: Int
+        public var deletedForSpace: Int
+    }
+
+    public var diskFigures: DiskFigures {
+        queue.withLockedValue { DiskFigures(failedWrites: $0.failedWrites, lastWriteError: $0.lastWriteError,
+                                            droppedForSpace: $0.droppedForSpace, deletedForSpace: $0.deletedForSpace) }
+    }
     public var writtenRows: Int { queue.withLockedValue { $0.written } }
     public var queuedRows: Int { queue.withLockedValue { $0.rows.count } }
 
@@ -195,7 +229,29 @@ public final class RequestLog: Service, Sendable {
         }
     }
 
-    private func write(_ batch: [RequestRecord]) async {
+    private func write(_ taken: [RequestRecord]) async {
+        guard let cap = configuration.maxBytes else { return await commit(taken) }
+        // Under a cap: in transactions that fit the WAL budget, each after making room in the
+        // file and followed by a checkpoint (`StorageCap`).
+        var rows = taken
+        var bytes = rows.map { $0.logged ? StorageCap.estimatedBytes($0) : 0 }
+        let (ranges, tooLarge) = StorageCap.transactions(bytes, cap: cap)
+        for i in tooLarge {
+            rows[i].logged = false
+            bytes[i] = 0
+        }
+        if !tooLarge.isEmpty { queue.withLockedValue { $0.droppedForSpace += tooLarge.count } }
+        if ranges.isEmpty { return await commit(rows) }
+        for range in ranges {
+            var part = Array(rows[range])
+            await makeRoom(for: &part, incoming: range.reduce(0) { $0 + bytes[$1] }, cap: cap)
+            await commit(part)
+            try? await store.checkpoint()
+        }
+    }
+
+    /// Writes a batch's rows and the spend in one transaction.
+    private func commit(_ batch: [RequestRecord]) async {
         // The batch's settlements are priced into the slot values written with the rows, and
         // applied to the live counters only once the transaction committed: a request's spend
         // counts (here and, through gossip, on peers) exactly when its row is durable.
@@ -222,8 +278,70 @@ public final class RequestLog: Service, Sendable {
             queue.withLockedValue { $0.written += batch.count }
         } catch {
             // The rows are lost; the spend still counts (in memory), as the requests did happen.
+            // A full disk: the node keeps serving, and says so (`diskFigures`, /cluster/status).
             source?.commit(settlements, version: nil, mark: nil)
-            queue.withLockedValue { $0.dropped += batch.count }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            queue.withLockedValue {
+                $0.dropped += batch.count
+                $0.failedWrites += batch.count
+                $0.lastWriteError = (now, "\(error)")
+            }
+            let warn = writeErrorWarning.withLockedValue { w -> (@Sendable (String, Int) -> Void, Int)? in
+                w.unreported += batch.count
+                guard let call = w.call, now - w.lastMs >= 10_000 else { return nil }
+                defer { w.lastMs = now; w.unreported = 0 }
+                return (call, w.unreported)
+            }
+            if let (call, rows) = warn { call("\(error)", rows) }
+        }
+    }
+
+    // MARK: - The size cap
+
+    /// Before a transaction of `incoming` bytes under a cap: when it would grow the file past its
+    /// ceiling, the oldest rows are deleted (their estimated bytes, down to `StorageCap.target`),
+    /// their pages left free for the new rows; a file past its ceiling is shrunk a step at a time.
+    /// Rows that still would not fit, with the log empty, are not written (their spend still is).
+    private func makeRoom(for part: inout [RequestRecord], incoming: Int, cap: Int) async {
+        for _ in 0..<10_000 {
+            guard let size = try? store.size() else { return }
+            if StorageCap.mustShrink(size: size, cap: cap), size.freeBytes > 0 {
+                try? await store.reclaim(pages: StorageCap.shrinkPages(cap))
+                continue
+            }
+            guard StorageCap.mustMakeRoom(size: size, incoming: incoming, cap: cap) || StorageCap.mustShrink(size: size, cap: cap) else { return }
+            let deleted = (try? await deleteOldest(bytes: max(1, StorageCap.bytesToDelete(size: size, incoming: incoming, cap: cap)))) ?? 0
+            queue.withLockedValue { $0.deletedForSpace += deleted }
+            try? await store.checkpoint()
+            if deleted == 0 {
+                // Nothing left to delete: what does not fit is not written.
+                var dropped = 0
+                for i in part.indices where part[i].logged {
+                    part[i].logged = false
+                    dropped += 1
+                }
+                queue.withLockedValue { $0.droppedForSpace += dropped }
+                return
+            }
+        }
+    }
+
+    /// Deletes the oldest rows until their estimated bytes reach `bytes`; returns how many.
+    private func deleteOldest(bytes: Int) async throws -> Int {
+        try await pool.write { db in
+            var freed = 0, count = 0
+            let select = try db.cachedStatement(sql: "SELECT log_id, \(StorageCap.rowBytesSQL) AS bytes FROM request_log ORDER BY log_id LIMIT 200")
+            let delete = try db.cachedStatement(sql: "DELETE FROM request_log WHERE log_id = ?")
+            while freed < bytes {
+                let rows = try Row.fetchAll(select)
+                if rows.isEmpty { break }
+                for row in rows where freed < bytes {
+                    try delete.execute(arguments: [row["log_id"] as String])
+                    freed += row["bytes"] as Int
+                    count += 1
+                }
+            }
+            return count
         }
     }
 

@@ -127,6 +127,10 @@ struct Serve: AsyncParsableCommand {
         let logger = options.makeLogger("gatemesh")
         for warning in config.exposureWarnings { logger.warning("\(warning)") }
         Self.raiseOpenFileLimit()
+        // A file-size limit (ulimit -f, systemd's LimitFSIZE) reached by the database must fail
+        // that write (EFBIG, as a full disk would: the log drops the rows, counts them and says
+        // so), not kill the node with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         let node: GatewayNode
         do {
             node = try GatewayNode(config: config, logger: logger, source: source)

@@ -145,6 +145,18 @@ import Testing
         #expect(error("cache: {memory: lots}\n")?.key == "cache.memory")
     }
 
+    /// `storage.max_bytes`: none by default; at least 1 MiB; the cache's copy on disk, in the same
+    /// file, at most half of it.
+    @Test func aStorageCapLeavesTheLogAtLeastHalf() throws {
+        #expect(try load("").storage.maxBytes == 0)
+        #expect(try load("storage: {max_bytes: 8GiB}\n").storage.maxBytes == 8 << 30)
+        #expect(try load("storage: {max_bytes: 64MiB}\ncache: {disk: 32MiB, max_entry: 3MiB}\n").storage.maxBytes == 64 << 20)
+        #expect(error("storage: {max_bytes: 64MiB}\ncache: {disk: 32MiB}\n")?.key == "cache.max_entry")
+        #expect(error("storage: {max_bytes: 1KiB}\n")?.key == "storage.max_bytes")
+        #expect(error("storage: {max_bytes: 1GiB}\n")?.message.contains("set cache.disk to at most 536870912") == true)
+        #expect(error("storage: {size: 1GiB}\n")?.key == "storage.size")
+    }
+
     @Test func budgetsAndRateLimitsInTheProductsShape() throws {
         let c = try load("""
             alerts: {webhook: "https://hooks.example/budget"}

@@ -42,6 +42,7 @@ extension Settings {
         check("logging.retention", logging.retentionMs, new.logging.retentionMs)
         check("logging.max_rows", logging.maxRows, new.logging.maxRows)
         check("logging.queue_size", logging.queueSize, new.logging.queueSize)
+        check("storage.max_bytes", storage.maxBytes, new.storage.maxBytes)
         check("reservations.timeout", reservations.timeoutMs, new.reservations.timeoutMs)
         check("reservations.rights_wait", reservations.rightsWaitMs, new.reservations.rightsWaitMs)
         check("alerts.webhook", alerts.webhook, new.alerts.webhook)

@@ -13,6 +13,7 @@ public struct Settings: Sendable, Equatable {
     public var reservations = ReservationConfig()
     public var alerts = AlertsConfig()
     public var cache = CacheStoreConfig()
+    public var storage = StorageConfig()
     /// Peers (`cluster`); nil runs a single node.
     public var cluster: ClusterConfig?
 
@@ -251,6 +252,14 @@ public struct CacheStoreConfig: Sendable, Equatable {
     public var maxEntryBytes = 8 << 20
     /// How often expired entries are purged.
     public var purgeIntervalMs = 60_000
+    public init() {}
+}
+
+/// The node's database file (`storage`).
+public struct StorageConfig: Sendable, Equatable {
+    /// The most bytes the database file and its WAL may take on disk; 0 for no cap. Beyond it
+    /// the oldest log rows are deleted and their pages given back to the file system.
+    public var maxBytes = 0
     public init() {}
 }
 

@@ -123,6 +123,29 @@ final class NodeMetrics: Sendable {
         queuedRows.record(log.queuedRows)
         inFlight.record(requests)
         upstreamConnections.record(client.connectionsOpened)
+        if let size = try? log.store.size() {
+            gauge("gatemesh_storage_file_bytes").record(size.fileBytes)
+            gauge("gatemesh_storage_wal_bytes").record(size.walBytes)
+            gauge("gatemesh_storage_free_bytes").record(size.freeBytes)
+        }
+        gauge("gatemesh_storage_max_bytes").record(log.configuration.maxBytes ?? 0)
+        let d = log.diskFigures
+        gauge("gatemesh_log_rows_deleted_for_space").record(d.deletedForSpace)
+        gauge("gatemesh_log_rows_dropped_for_space").record(d.droppedForSpace)
+        gauge("gatemesh_log_rows_failed_writes").record(d.failedWrites)
         return registry.emitToString()
+    }
+
+    /// Gauges read at scrape time, by label and dimensions, made on first use and kept.
+    private let scraped = NIOLockedValueBox<[String: CoreMetrics.Gauge]>([:])
+
+    func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> CoreMetrics.Gauge {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return scraped.withLockedValue { made in
+            if let g = made[key] { return g }
+            let g = CoreMetrics.Gauge(label: label, dimensions: dimensions, factory: factory)
+            made[key] = g
+            return g
+        }
     }
 }
