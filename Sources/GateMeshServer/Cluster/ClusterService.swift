@@ -39,6 +39,9 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
     /// Cache requests sent to owners, waiting for their answers (on the monotonic clock).
     private let lookups = NIOLockedValueBox(CacheLookups<CheckedContinuation<CacheCodec.Answer, Never>>(
         ownerTimeoutMs: ownerTimeoutMs, pendingMs: flightTimeoutMs))
+    /// Frames and bytes received from each peer, and when its last counter delta came
+    /// (`ClusterMetrics.swift`).
+    let received = NIOLockedValueBox<[String: PeerReceived]>([:])
     /// Reads of the request log sent to peers, waiting for their parts (`PeerReads.swift`).
     let asks = NIOLockedValueBox(PeerAsks<CheckedContinuation<ReadCodec.Answer?, Never>>())
     /// What answers the peers' reads of this node's request log (`serveReads`).
@@ -504,6 +507,7 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
 
     /// A frame from a peer (called on an event loop), to the handler of its protocol.
     func deliver(peer: String, frame: Frame) {
+        count(frame, from: peer)
         do {
             switch frame.kind {
             case .hello:

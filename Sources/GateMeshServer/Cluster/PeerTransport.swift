@@ -387,6 +387,9 @@ final class PeerConnections: Sendable {
         var everFailed = false
         /// The name on the certificate the peer at this address presented.
         var peerName: String?
+        /// Frames and bytes handed to this link since start (sent, queued or dropped).
+        var framesSent = 0
+        var bytesSent = 0
 
         /// A dial failed since the last one that came up, or the link has failed at some time:
         /// once it is down, it is dialled again without waiting for a frame.
@@ -465,6 +468,8 @@ final class PeerConnections: Sendable {
             guard !closed.load(ordering: .relaxed) else { return nil }
             var link = links[key] ?? Link()
             defer { links[key] = link }
+            link.framesSent += 1
+            link.bytesSent += bytes.count
             if let channel = link.channel, let handler = link.handler, channel.isActive { return (handler, channel) }
             // Past 256 a frame is dropped: the link then counts as having failed, so that when it
             // comes up the peer's replication starts over (what was dropped is sent again).
@@ -526,6 +531,18 @@ final class PeerConnections: Sendable {
                 connect(key, dial: link.startDial())
                 links[key] = link
             }
+        }
+    }
+
+    /// Frames and bytes handed to the links to each address since start, both lanes together.
+    var sentByAddress: [String: (frames: Int, bytes: Int)] {
+        links.withLockedValue { links in
+            var out: [String: (frames: Int, bytes: Int)] = [:]
+            for (key, link) in links {
+                out[key.address, default: (0, 0)].frames += link.framesSent
+                out[key.address, default: (0, 0)].bytes += link.bytesSent
+            }
+            return out
         }
     }
 

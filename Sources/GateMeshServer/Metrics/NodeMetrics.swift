@@ -1,5 +1,7 @@
 import CoreMetrics
 import GateMeshAccounting
+import GateMeshCluster
+import GateMeshCore
 import GateMeshStore
 import GateMeshUpstream
 import NIOConcurrencyHelpers
@@ -114,7 +116,10 @@ final class NodeMetrics: Sendable {
     }
 
     /// The Prometheus text exposition, with the gauges read at scrape time.
-    func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil) -> String {
+    func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil,
+                    cluster: ClusterService? = nil) -> String {
+        if let cluster { recordCluster(cluster) }
+        if let limits { recordRules(limits, peers: cluster.map { 1 + $0.readPeers.ask.count } ?? 1) }
         if let limits {
             journalOpen.record(limits.journal.openCount)
             counters.record(limits.engine.withLockedValue { $0.counters.count })
@@ -134,6 +139,49 @@ final class NodeMetrics: Sendable {
         gauge("gatemesh_log_rows_dropped_for_space").record(d.droppedForSpace)
         gauge("gatemesh_log_rows_failed_writes").record(d.failedWrites)
         return registry.emitToString()
+    }
+
+    /// Each peer: its state (1 for the one it is in, 0 for the others), round trip, traffic since
+    /// start both ways, and the age of its last counter delta (the gossip lag).
+    private func recordCluster(_ cluster: ClusterService) {
+        for p in cluster.peerFigures {
+            let peer = [("peer", p.name)]
+            for state in [Membership.State.alive, .suspect, .dead, .left] {
+                gauge("gatemesh_cluster_peer_state", peer + [("state", state.description)]).record(p.state == state ? 1 : 0)
+            }
+            if let rtt = p.rttMs { gauge("gatemesh_cluster_peer_rtt_seconds", peer).record(Double(rtt) / 1000) }
+            if let age = p.deltaAgeSeconds { gauge("gatemesh_cluster_peer_delta_age_seconds", peer).record(age) }
+            gauge("gatemesh_cluster_peer_frames_received", peer).record(p.framesReceived)
+            gauge("gatemesh_cluster_peer_bytes_received", peer).record(p.bytesReceived)
+            gauge("gatemesh_cluster_peer_frames_sent", peer).record(p.framesSent)
+            gauge("gatemesh_cluster_peer_bytes_sent", peer).record(p.bytesSent)
+        }
+    }
+
+    /// Each rule: its mode, the rights leased to the nodes now (summed over its scope values, in
+    /// its measure: nano-dollars, requests or tokens), and how far the cluster can go over it
+    /// now: `strict` never; `bounded` by the rights the nodes hold (what a node cut off may still
+    /// use unheard); `soft` by what the nodes admit within the gossip delay, which depends on the
+    /// traffic (docs/budgets.md) and is not exported (-1).
+    private func recordRules(_ limits: LimitsService, peers: Int) {
+        var leased: [String: (rule: LimitRule, rights: Int64)] = [:]
+        for c in limits.contributions() {
+            leased[c.rule.id, default: (c.rule, 0)].rights += c.byNode.values.reduce(0) { $0 + $1.rights }
+        }
+        for rule in limits.engine.withLockedValue({ $0.rules }) {
+            let labels = [("rule", rule.id)]
+            for mode in [LimitRule.Enforcement.soft, .bounded, .strict] {
+                gauge("gatemesh_limit_rule_mode", labels + [("mode", mode.rawValue)]).record(rule.enforcement == mode ? 1 : 0)
+            }
+            let rights = leased[rule.id]?.rights ?? 0
+            gauge("gatemesh_limit_leased_rights", labels).record(rule.enforcement == .soft ? 0 : rights)
+            let bound: Int64 = switch rule.enforcement {
+            case .strict: 0
+            case .bounded: peers > 1 ? rights : 0
+            case .soft: peers > 1 ? -1 : 0
+            }
+            gauge("gatemesh_limit_overshoot_bound", labels).record(bound)
+        }
     }
 
     /// Gauges read at scrape time, by label and dimensions, made on first use and kept.
