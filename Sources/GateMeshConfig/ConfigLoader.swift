@@ -270,11 +270,40 @@ struct Reader {
 
     func readLogging(_ node: Node, into out: inout LoggingConfig) throws(ConfigError) {
         let m = try mapping(node, key: "logging")
-        try checkKeys(m, key: "logging", allowed: ["retention", "max_rows", "queue_size", "max_payload_bytes"])
+        try checkKeys(m, key: "logging", allowed: ["retention", "max_rows", "queue_size", "max_payload_bytes", "redact"])
         if let v = m.value("retention") { out.retentionMs = try durationMs(v, key: "logging.retention", range: 0...(3650 * 86_400_000)) }
         if let v = m.value("max_rows") { out.maxRows = try int(v, key: "logging.max_rows", range: 0...1_000_000_000) }
         if let v = m.value("queue_size") { out.queueSize = try int(v, key: "logging.queue_size", range: 1...10_000_000) }
         if let v = m.value("max_payload_bytes") { out.maxPayloadBytes = try bytes(v, key: "logging.max_payload_bytes", range: 0...(16 << 20)) }
+        if let v = m.value("redact") { out.redact = try redactRules(v) }
+    }
+
+    /// `logging.redact`: a list of built-in rule names and `{pattern, replace}` mappings.
+    func redactRules(_ node: Node) throws(ConfigError) -> [RedactRule] {
+        var out: [RedactRule] = []
+        for (i, item) in try sequence(node, key: "logging.redact").enumerated() {
+            let key = "logging.redact[\(i)]"
+            if let name = item.string, item.mapping == nil {
+                guard Redactor.builtIn(name) != nil else {
+                    throw ConfigError(key: key, line: item.mark?.line,
+                                      message: "unknown rule '\(name)': the built-in ones are \(Redactor.builtInNames.joined(separator: ", ")); or give {pattern, replace}")
+                }
+                out.append(RedactRule(name: name))
+                continue
+            }
+            let m = try mapping(item, key: key)
+            try checkKeys(m, key: key, allowed: ["pattern", "replace"])
+            guard let p = m.value("pattern") else { throw ConfigError(key: key, line: item.mark?.line, message: "needs a pattern") }
+            let pattern = try string(p, key: "\(key).pattern")
+            let replace = try m.value("replace").map { n throws(ConfigError) in try string(n, key: "\(key).replace", allowEmpty: true) } ?? "[REDACTED]"
+            do {
+                _ = try Redactor.rule("pattern", pattern: pattern, replace: replace)
+            } catch {
+                throw ConfigError(key: "\(key).pattern", line: p.mark?.line, message: "not a valid regular expression: \(error)")
+            }
+            out.append(RedactRule(name: "pattern \(i)", pattern: pattern, replace: replace))
+        }
+        return out
     }
 
     func readProviders(_ node: Node) throws(ConfigError) -> [String: ProviderConfig] {

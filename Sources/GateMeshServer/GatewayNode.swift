@@ -89,6 +89,8 @@ public final class GatewayNode: Sendable {
         let routeHealth = RouteHealth()
         let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger)
         reloader.start(config: config, prices: prices) { config, prices in
+            // At start and at every reload: the redaction rules apply from the next batch of rows.
+            parts.log.redact(with: GatewayNode.redactor(config.logging.redact))
             let catalogue = ProviderCatalogue(overrides: config.providers)
             return GatewayResponder(
                 router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
@@ -142,5 +144,15 @@ public final class GatewayNode: Sendable {
     /// Stops the upstream client (for tests that run the application themselves).
     public func shutdown() {
         client.shutdown()
+    }
+}
+
+extension GatewayNode {
+    /// `logging.redact` as rules (the config loader has checked every name and pattern).
+    static func redactor(_ rules: [RedactRule]) -> Redactor {
+        Redactor(rules: rules.compactMap { r in
+            if let pattern = r.pattern { return try? Redactor.rule(r.name, pattern: pattern, replace: r.replace ?? "[REDACTED]") }
+            return Redactor.builtIn(r.name)
+        })
     }
 }

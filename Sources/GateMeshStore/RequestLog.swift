@@ -38,6 +38,12 @@ public final class RequestLog: Service, Sendable {
     /// Told of failed writes (`warnOnWriteErrors`), at most every 10 s; the last time it was.
     private let writeErrorWarning = NIOLockedValueBox<(call: (@Sendable (String, Int) -> Void)?, lastMs: Int64, unreported: Int)>((nil, 0, 0))
 
+    /// What rewrites stored payloads before they are written (`logging.redact`).
+    private let redactor = NIOLockedValueBox(Redactor(rules: []))
+
+    /// Payloads are written through `redactor` from the next batch on.
+    public func redact(with redactor: Redactor) { self.redactor.withLockedValue { $0 = redactor } }
+
     /// `warn` is called with the error and the rows lost since its last call, at most every 10 s,
     /// when batches fail to write (a full disk): the node serves on and the operator hears of it.
     public func warnOnWriteErrors(_ warn: @escaping @Sendable (String, Int) -> Void) {
@@ -230,10 +236,18 @@ public final class RequestLog: Service, Sendable {
     }
 
     private func write(_ taken: [RequestRecord]) async {
-        guard let cap = configuration.maxBytes else { return await commit(taken) }
+        var rows = taken
+        // Payloads are redacted here, on the writer, off the request path, before they are stored.
+        let redactor = self.redactor.withLockedValue { $0 }
+        if !redactor.isEmpty {
+            for i in rows.indices where rows[i].logged && (rows[i].requestBody != nil || rows[i].responseBody != nil) {
+                rows[i].requestBody = rows[i].requestBody.map(redactor.redact(body:))
+                rows[i].responseBody = rows[i].responseBody.map(redactor.redact(body:))
+            }
+        }
+        guard let cap = configuration.maxBytes else { return await commit(rows) }
         // Under a cap: in transactions that fit the WAL budget, each after making room in the
         // file and followed by a checkpoint (`StorageCap`).
-        var rows = taken
         var bytes = rows.map { $0.logged ? StorageCap.estimatedBytes($0) : 0 }
         let (ranges, tooLarge) = StorageCap.transactions(bytes, cap: cap)
         for i in tooLarge {

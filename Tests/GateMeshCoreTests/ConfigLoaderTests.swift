@@ -145,6 +145,18 @@ import Testing
         #expect(error("cache: {memory: lots}\n")?.key == "cache.memory")
     }
 
+    /// `logging.redact`: API keys by default; built-in names and patterns; bad ones refused.
+    @Test func redactionRulesByNameAndPattern() throws {
+        #expect(try load("").logging.redact == [RedactRule(name: "api_keys")])
+        let c = try load("logging:\n  redact: [emails, card_numbers, {pattern: 'acct-[0-9]+', replace: '[ACCOUNT]'}]\n")
+        #expect(c.logging.redact == [RedactRule(name: "emails"), RedactRule(name: "card_numbers"),
+                                     RedactRule(name: "pattern 2", pattern: "acct-[0-9]+", replace: "[ACCOUNT]")])
+        #expect(try load("logging: {redact: []}\n").logging.redact.isEmpty)
+        #expect(error("logging: {redact: [phone_numbers]}\n")?.key == "logging.redact[0]")
+        #expect(error("logging: {redact: [{pattern: '(unclosed'}]}\n")?.key == "logging.redact[0].pattern")
+        #expect(error("logging: {redact: [{replace: x}]}\n")?.key == "logging.redact[0]")
+    }
+
     /// `storage.max_bytes`: none by default; at least 1 MiB; the cache's copy on disk, in the same
     /// file, at most half of it.
     @Test func aStorageCapLeavesTheLogAtLeastHalf() throws {

@@ -74,3 +74,29 @@ def test_a_node_whose_disk_is_full_keeps_serving_and_says_so(start_node):
     assert requests.get(node.url + "/healthz", timeout=5).status_code == 200
     metrics = requests.get(node.url + "/metrics", headers=AUTH, timeout=5).text
     assert "gatemesh_log_rows_failed_writes " in metrics and "gatemesh_log_rows_failed_writes 0" not in metrics
+
+
+def test_payloads_are_redacted_before_they_are_stored(start_node):
+    node = start_node(extra_yaml="""logging:
+  redact: [api_keys, emails, card_numbers, {pattern: "acct-[0-9]{6}", replace: "[ACCOUNT]"}]
+gateways:
+  - id: default
+    collect_log_payload: true
+""")
+    secret = "my key is sk-proj-AbCdEfGhIjKlMnOpQrStUv, mail jane@example.com, card 4111 1111 1111 1111, acct-123456"
+    assert chat(node, secret).status_code == 200
+    rows = eventually(lambda: requests.get(node.url + "/api/logs", headers=AUTH, timeout=5).json()["data"], ok=lambda d: len(d) == 1,
+                      what="the row written")
+    row = requests.get(node.url + f"/api/logs/{rows[0]['log_id']}", headers=AUTH, timeout=5).json()
+    stored = row["request_body"]
+    assert "[REDACTED:api_key]" in stored and "[REDACTED:email]" in stored and "[REDACTED:card_number]" in stored and "[ACCOUNT]" in stored
+    for leaked in ("AbCdEfGhIj", "jane@example.com", "4111 1111", "acct-123456"):
+        assert leaked not in stored and leaked not in (row["response_body"] or "")
+    # The database file itself holds none of it.
+    with open(os.path.join(node.data_dir, "gatemesh.sqlite"), "rb") as f:
+        data = f.read()
+    wal = os.path.join(node.data_dir, "gatemesh.sqlite-wal")
+    if os.path.exists(wal):
+        with open(wal, "rb") as f:
+            data += f.read()
+    assert b"jane@example.com" not in data and b"AbCdEfGhIjKlMnOp" not in data

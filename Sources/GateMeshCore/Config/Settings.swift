@@ -294,5 +294,21 @@ public struct LoggingConfig: Sendable, Equatable {
     public var queueSize = 10_000
     /// Bytes of each request and response body stored when payloads are collected.
     public var maxPayloadBytes = 64 * 1024
+    /// What is rewritten in payloads before they are stored (`logging.redact`).
+    public var redact: [RedactRule] = [RedactRule(name: "api_keys")]
     public init() {}
+}
+
+/// One rule of `logging.redact`: a built-in one by name, or a regular expression (`pattern`) and
+/// what its matches become.
+public struct RedactRule: Sendable, Equatable {
+    public var name: String
+    public var pattern: String?
+    public var replace: String?
+
+    public init(name: String, pattern: String? = nil, replace: String? = nil) {
+        self.name = name
+        self.pattern = pattern
+        self.replace = replace
+    }
 }
