@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "CGateMeshCurl", dependencies: ["CCurl"]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "CGateMeshOpenSSL", dependencies: ["COpenSSL"]),
+        // gzip for the request log's export.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Pure core
         .target(name: "GateMeshCore", swiftSettings: swiftSettings),
@@ -82,7 +84,7 @@ let package = Package(
             name: "GateMeshServer",
             dependencies: [
                 "GateMeshCore", "GateMeshConfig", "GateMeshUpstream", "GateMeshStore", "GateMeshAccounting", "GateMeshLimits", "GateMeshCache",
-                "GateMeshCluster", "GateMeshPeer", "GateMeshTranslate", "CGateMeshOpenSSL",
+                "GateMeshCluster", "GateMeshPeer", "GateMeshTranslate", "CGateMeshOpenSSL", "CZlib",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -270,12 +270,40 @@ struct Reader {
 
     func readLogging(_ node: Node, into out: inout LoggingConfig) throws(ConfigError) {
         let m = try mapping(node, key: "logging")
-        try checkKeys(m, key: "logging", allowed: ["retention", "max_rows", "queue_size", "max_payload_bytes", "redact"])
+        try checkKeys(m, key: "logging", allowed: ["retention", "max_rows", "queue_size", "max_payload_bytes", "redact", "export"])
         if let v = m.value("retention") { out.retentionMs = try durationMs(v, key: "logging.retention", range: 0...(3650 * 86_400_000)) }
         if let v = m.value("max_rows") { out.maxRows = try int(v, key: "logging.max_rows", range: 0...1_000_000_000) }
         if let v = m.value("queue_size") { out.queueSize = try int(v, key: "logging.queue_size", range: 1...10_000_000) }
         if let v = m.value("max_payload_bytes") { out.maxPayloadBytes = try bytes(v, key: "logging.max_payload_bytes", range: 0...(16 << 20)) }
         if let v = m.value("redact") { out.redact = try redactRules(v) }
+        if let v = m.value("export") { out.export = try logExport(v) }
+    }
+
+    /// `logging.export: {url, headers, batch_rows, interval}`.
+    func logExport(_ node: Node) throws(ConfigError) -> LogExportConfig {
+        let m = try mapping(node, key: "logging.export")
+        try checkKeys(m, key: "logging.export", allowed: ["url", "headers", "batch_rows", "interval"])
+        guard let u = m.value("url") else { throw ConfigError(key: "logging.export", line: node.mark?.line, message: "needs a url") }
+        let url = try string(u, key: "logging.export.url")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigError(key: "logging.export.url", line: u.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
+        }
+        var out = LogExportConfig(url: url)
+        if let h = m.value("headers") {
+            for (k, v) in try mapping(h, key: "logging.export.headers") {
+                guard let name = k.string, !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+                    throw ConfigError(key: "logging.export.headers", line: k.mark?.line, message: "header names are letters, digits and '-'")
+                }
+                let value = try string(v, key: "logging.export.headers.\(name)", allowEmpty: true)
+                guard !value.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                    throw ConfigError(key: "logging.export.headers.\(name)", line: v.mark?.line, message: "a header value cannot hold a line break")
+                }
+                out.headers[name] = value
+            }
+        }
+        if let v = m.value("batch_rows") { out.batchRows = try int(v, key: "logging.export.batch_rows", range: 1...10_000) }
+        if let v = m.value("interval") { out.intervalMs = try durationMs(v, key: "logging.export.interval", range: 100...3_600_000) }
+        return out
     }
 
     /// `logging.redact`: a list of built-in rule names and `{pattern, replace}` mappings.

@@ -23,6 +23,7 @@ public final class GatewayNode: Sendable {
     let metrics = NodeMetrics()
     let limits: LimitsService
     let alerts: AlertDispatcher?
+    let exporter: LogExporter?
     let cache: ResponseCache
     let cluster: ClusterService?
     let reloader: ConfigReloader
@@ -66,6 +67,9 @@ public final class GatewayNode: Sendable {
             AlertDispatcher(url: $0, secret: config.alerts.secret, client: client, alerts: log.alerts, logger: logger)
         }
         self.alerts = alerts
+        self.exporter = config.logging.export.map {
+            LogExporter(config: $0, log: log, client: client, node: config.node.name, logger: logger)
+        }
         self.cache = try ResponseCache(config: config.cache, store: store, logger: logger)
         // Each start is a new epoch of the journal: what earlier runs left open is charged now.
         let journal = try ReservationJournal(directory: (config.node.dataDir as NSString).appendingPathComponent("journal"),
@@ -85,7 +89,7 @@ public final class GatewayNode: Sendable {
         self.reloader = ConfigReloader(source: source, state: state, limits: limits, cache: cache, cluster: cluster, logger: logger)
         let reloader = self.reloader
         let operatorAPI = OperatorAPI(state: state, reads: ClusterReads(local: LogAPI(log: requestLog), cluster: cluster, nodeName: config.node.name), metrics: metrics, client: client, limits: limits,
-                                      cache: cache, cluster: cluster, reloader: reloader)
+                                      cache: cache, cluster: cluster, reloader: reloader, exporter: exporter)
         let routeHealth = RouteHealth()
         let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger)
         reloader.start(config: config, prices: prices) { config, prices in
@@ -128,9 +132,12 @@ public final class GatewayNode: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = application(onRunning: onRunning)
         // Shut down in reverse: the server drains first, then the log writes what is still queued.
-        var groupConfig = ServiceGroupConfiguration(services: [requestLog, limits, cache] + (cluster.map { [$0] } ?? [])
-                                                      + (alerts.map { [$0] } ?? []) + [ReloadOnHangup(reloader: reloader), app],
-                                                    logger: logger)
+        var services: [any Service] = [requestLog, limits, cache]
+        if let cluster { services.append(cluster) }
+        if let alerts { services.append(alerts) }
+        if let exporter { services.append(exporter) }
+        services += [ReloadOnHangup(reloader: reloader), app]
+        var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(config.node.drainTimeoutMs)
         // After the drain timeout, cancelled services get this long to finish (the log writes what

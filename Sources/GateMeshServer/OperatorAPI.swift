@@ -18,6 +18,7 @@ struct OperatorAPI: Sendable {
     let cache: ResponseCache
     let cluster: ClusterService?
     let reloader: ConfigReloader
+    let exporter: LogExporter?
 
     func health() -> Response {
         json(AdminAnswer.Health(node: state.config.node.name))

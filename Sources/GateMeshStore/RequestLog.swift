@@ -35,6 +35,8 @@ public final class RequestLog: Service, Sendable {
     public let configuration: Configuration
     private let queue = NIOLockedValueBox(Queue())
     private let spendSource = NIOLockedValueBox<(any SpendSource)?>(nil)
+    /// The `seq` of the next row written.
+    private let nextSeq = NIOLockedValueBox<Int64>(1)
     /// Told of failed writes (`warnOnWriteErrors`), at most every 10 s; the last time it was.
     private let writeErrorWarning = NIOLockedValueBox<(call: (@Sendable (String, Int) -> Void)?, lastMs: Int64, unreported: Int)>((nil, 0, 0))
 
@@ -72,6 +74,10 @@ public final class RequestLog: Service, Sendable {
     public init(store: NodeStore, configuration: Configuration = .init()) throws(StoreError) {
         self.pool = store.pool
         self.store = store
+        defer {
+            let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM request_log") }) ?? nil
+            nextSeq.withLockedValue { $0 = (last ?? 0) + 1 }
+        }
         self.configuration = configuration
         do {
             try Self.migrator.migrate(pool)
@@ -133,6 +139,15 @@ public final class RequestLog: Service, Sendable {
                     ts INTEGER NOT NULL, delivered_ts INTEGER, body TEXT NOT NULL,
                     PRIMARY KEY (rule, scope, window, permille)
                 ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("v6-log-seq") { db in
+            // The order in which rows were written (log ids order them by start: a long stream's
+            // row is written after later ones): what the export's cursor follows.
+            try db.execute(sql: """
+                ALTER TABLE request_log ADD COLUMN seq INTEGER;
+                UPDATE request_log SET seq = (SELECT n FROM (SELECT log_id AS id, ROW_NUMBER() OVER (ORDER BY log_id) AS n FROM request_log) WHERE id = request_log.log_id);
+                CREATE INDEX request_log_seq ON request_log(seq);
                 """)
         }
         migrator.registerMigration("v5-principal") { db in
@@ -275,13 +290,21 @@ public final class RequestLog: Service, Sendable {
         guard !batch.isEmpty || !(spend?.slots.isEmpty ?? true) || spend?.mark != nil else { return }
         do {
             // Detached: a shutdown that cancels the writer must not cancel rows already taken.
-            let pool = self.pool
+            let pool = self.pool, nextSeq = self.nextSeq
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             try await Task.detached {
                 try await pool.write { db in
                     var row = RowBinder()
                     let statement = try Self.insertStatement(db)
-                    for i in batch.indices { try Self.insert(batch[i], statement: statement, row: &row, db: db) }
+                    let logged = batch.reduce(0) { $0 + ($1.logged ? 1 : 0) }
+                    var seq = nextSeq.withLockedValue { s in
+                        defer { s += Int64(logged) }
+                        return s
+                    }
+                    for i in batch.indices where batch[i].logged {
+                        try Self.insert(batch[i], seq: seq, statement: statement, row: &row, db: db)
+                        seq += 1
+                    }
                     if let spend { try Self.upsertSpend(spend.slots, db: db, now: now) }
                     // The reservation journal's batch: its reservations' charges are durable
                     // exactly when this mark is (see `ReservationJournal.settling`).
@@ -366,12 +389,12 @@ public final class RequestLog: Service, Sendable {
             INSERT OR REPLACE INTO request_log (log_id, ts, event_id, node, gateway, provider, requested_model, served_model,
               priced_as, method, path, status, duration_ms, ttfb_ms, streamed, input_tokens, output_tokens, cache_read_tokens,
               cache_write_tokens, usage_estimated, cost_nanos, cache_status, attempts, step, metadata, error, request_body, response_body,
-              saved_nanos, key_id, team, org, end_user)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              saved_nanos, key_id, team, org, end_user, seq)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
     }
 
-    static func insert(_ r: RequestRecord, statement: Statement, row: inout RowBinder, db: Database) throws {
+    static func insert(_ r: RequestRecord, seq: Int64, statement: Statement, row: inout RowBinder, db: Database) throws {
         guard r.logged else { return }
         // Bound in place (GRDB's arguments copy each of the 29 values, each string into an array).
         row.start()
@@ -382,6 +405,7 @@ public final class RequestLog: Service, Sendable {
         row.int(r.usage.estimated ? 1 : 0); row.int(r.cost?.nanos); row.text(r.cacheStatus); row.int(r.attempts); row.int(r.step)
         row.text(r.metadata.json); row.text(r.error); row.blob(r.requestBody); row.blob(r.responseBody); row.int(r.savedNanos)
         row.text(r.principal?.key); row.text(r.principal?.team); row.text(r.principal?.org); row.text(r.principal?.user)
+        row.int(seq)
         try row.execute(statement, db: db)
     }
 

@@ -182,3 +182,36 @@ extension RequestLog {
         }
     }
 }
+
+// MARK: - Export
+
+extension RequestLog {
+    static let exportCursorKey = "export_cursor"
+
+    /// Up to `limit` rows written after `seq` (in the order they were written), with their bodies.
+    public func rowsWritten(after seq: Int64, limit: Int) async throws -> [(seq: Int64, record: RequestRecord)] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT \(Self.columns), seq, request_body, response_body FROM request_log WHERE seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [seq, limit]).map { row in
+                (row["seq"], Self.record(from: row, bodies: (row["request_body"], row["response_body"])))
+            }
+        }
+    }
+
+    /// The `seq` of the last row written; 0 for none.
+    public func lastSeq() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM request_log") } ?? 0
+    }
+
+    /// The export's cursor: the `seq` of the last row the sink acknowledged (0: none yet).
+    public func exportCursor() throws -> Int64 {
+        try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM node_meta WHERE key = ?", arguments: [Self.exportCursorKey]).flatMap { Int64($0) }
+        } ?? 0
+    }
+
+    public func saveExportCursor(_ seq: Int64) async throws {
+        try await pool.write { db in try Self.setMeta(db, Self.exportCursorKey, String(seq)) }
+    }
+}

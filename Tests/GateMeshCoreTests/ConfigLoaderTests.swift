@@ -145,6 +145,18 @@ import Testing
         #expect(error("cache: {memory: lots}\n")?.key == "cache.memory")
     }
 
+    /// `logging.export`: a URL, headers, a batch size and an interval; bad ones refused.
+    @Test func theLogExportsSink() throws {
+        #expect(try load("").logging.export == nil)
+        let e = try load("logging:\n  export: {url: 'https://logs.example/in', headers: {authorization: 'Bearer x'}, batch_rows: 200, interval: 2s}\n").logging.export
+        #expect(e?.url == "https://logs.example/in" && e?.headers == ["authorization": "Bearer x"] && e?.batchRows == 200 && e?.intervalMs == 2000)
+        #expect(try load("logging: {export: {url: 'http://127.0.0.1:9/x'}}\n").logging.export?.batchRows == 1000)
+        #expect(error("logging: {export: {url: 'ftp://x'}}\n")?.key == "logging.export.url")
+        #expect(error("logging: {export: {headers: {a: b}}}\n")?.key == "logging.export")
+        #expect(error("logging: {export: {url: 'http://x', batch_rows: 0}}\n")?.key == "logging.export.batch_rows")
+        #expect(error("logging: {export: {url: 'http://x', headers: {'bad name': v}}}\n")?.key == "logging.export.headers")
+    }
+
     /// `logging.redact`: API keys by default; built-in names and patterns; bad ones refused.
     @Test func redactionRulesByNameAndPattern() throws {
         #expect(try load("").logging.redact == [RedactRule(name: "api_keys")])

@@ -296,7 +296,22 @@ public struct LoggingConfig: Sendable, Equatable {
     public var maxPayloadBytes = 64 * 1024
     /// What is rewritten in payloads before they are stored (`logging.redact`).
     public var redact: [RedactRule] = [RedactRule(name: "api_keys")]
+    /// Where the log is sent as it is written (`logging.export`); nil for nowhere.
+    public var export: LogExportConfig?
     public init() {}
+}
+
+/// `logging.export`: an HTTP sink that receives the request log as gzip-compressed NDJSON.
+public struct LogExportConfig: Sendable, Equatable {
+    public var url: String
+    /// Sent with every batch (an `authorization` header, say).
+    public var headers: [String: String] = [:]
+    /// Rows per batch.
+    public var batchRows = 1000
+    /// How often the log is looked at for new rows when the last batch was not full (ms).
+    public var intervalMs = 5000
+
+    public init(url: String) { self.url = url }
 }
 
 /// One rule of `logging.redact`: a built-in one by name, or a regular expression (`pattern`) and

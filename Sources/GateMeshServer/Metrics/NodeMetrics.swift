@@ -117,7 +117,14 @@ final class NodeMetrics: Sendable {
 
     /// The Prometheus text exposition, with the gauges read at scrape time.
     func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil,
-                    cluster: ClusterService? = nil) -> String {
+                    cluster: ClusterService? = nil, exporter: LogExporter? = nil) -> String {
+        if let exporter {
+            let f = exporter.figures.withLockedValue { $0 }
+            gauge("gatemesh_log_export_rows").record(f.exported)
+            gauge("gatemesh_log_export_failures").record(f.failures)
+            gauge("gatemesh_log_export_skipped_rows").record(f.skipped)
+            if let last = try? log.lastSeq() { gauge("gatemesh_log_export_lag_rows").record(max(0, last - f.cursor)) }
+        }
         if let cluster { recordCluster(cluster) }
         if let limits { recordRules(limits, peers: cluster.map { 1 + $0.readPeers.ask.count } ?? 1) }
         if let limits {
