@@ -20,7 +20,7 @@ public enum ConfigLoader {
         guard let root else { return config }
         let reader = Reader(environment: environment)
         let top = try reader.mapping(root, key: "")
-        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts", "cache", "storage"])
+        try reader.checkKeys(top, key: "", allowed: ["node", "admin", "limits", "upstream", "providers", "gateways", "cluster", "logging", "reservations", "alerts", "cache", "storage", "telemetry"])
 
         if let node = top.value("node") { try reader.readNode(node, into: &config.node) }
         if let admin = top.value("admin") {
@@ -43,6 +43,11 @@ public enum ConfigLoader {
             if let v = m.value("purge_interval") {
                 config.cache.purgeIntervalMs = try reader.durationMs(v, key: "cache.purge_interval", range: 1000...86_400_000)
             }
+        }
+        if let t = top.value("telemetry") {
+            let m = try reader.mapping(t, key: "telemetry")
+            try reader.checkKeys(m, key: "telemetry", allowed: ["otlp"])
+            if let o = m.value("otlp") { config.otlp = try reader.otlp(o) }
         }
         if let st = top.value("storage") {
             let m = try reader.mapping(st, key: "storage")
@@ -279,6 +284,43 @@ struct Reader {
         if let v = m.value("export") { out.export = try logExport(v) }
     }
 
+    /// `telemetry.otlp: {endpoint, headers, sample_ratio, queue_size}`.
+    func otlp(_ node: Node) throws(ConfigError) -> OTLPConfig {
+        let m = try mapping(node, key: "telemetry.otlp")
+        try checkKeys(m, key: "telemetry.otlp", allowed: ["endpoint", "headers", "sample_ratio", "queue_size"])
+        guard let e = m.value("endpoint") else { throw ConfigError(key: "telemetry.otlp", line: node.mark?.line, message: "needs an endpoint (the collector's /v1/traces URL)") }
+        let url = try string(e, key: "telemetry.otlp.endpoint")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigError(key: "telemetry.otlp.endpoint", line: e.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
+        }
+        var out = OTLPConfig(endpoint: url)
+        if let h = m.value("headers") { out.headers = try headerMap(h, key: "telemetry.otlp.headers") }
+        if let v = m.value("sample_ratio") {
+            guard let text = v.string, let ratio = Double(text), (0...1).contains(ratio) else {
+                throw ConfigError(key: "telemetry.otlp.sample_ratio", line: v.mark?.line, message: "expected a number from 0 to 1")
+            }
+            out.sampleRatio = ratio
+        }
+        if let v = m.value("queue_size") { out.queueSize = try int(v, key: "telemetry.otlp.queue_size", range: 1...1_000_000) }
+        return out
+    }
+
+    /// Header names (letters, digits, '-') to values without line breaks.
+    func headerMap(_ node: Node, key: String) throws(ConfigError) -> [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in try mapping(node, key: key) {
+            guard let name = k.string, !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+                throw ConfigError(key: key, line: k.mark?.line, message: "header names are letters, digits and '-'")
+            }
+            let value = try string(v, key: "\(key).\(name)", allowEmpty: true)
+            guard !value.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                throw ConfigError(key: "\(key).\(name)", line: v.mark?.line, message: "a header value cannot hold a line break")
+            }
+            out[name] = value
+        }
+        return out
+    }
+
     /// `logging.export: {url, headers, batch_rows, interval}`.
     func logExport(_ node: Node) throws(ConfigError) -> LogExportConfig {
         let m = try mapping(node, key: "logging.export")
@@ -289,18 +331,7 @@ struct Reader {
             throw ConfigError(key: "logging.export.url", line: u.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
         }
         var out = LogExportConfig(url: url)
-        if let h = m.value("headers") {
-            for (k, v) in try mapping(h, key: "logging.export.headers") {
-                guard let name = k.string, !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
-                    throw ConfigError(key: "logging.export.headers", line: k.mark?.line, message: "header names are letters, digits and '-'")
-                }
-                let value = try string(v, key: "logging.export.headers.\(name)", allowEmpty: true)
-                guard !value.contains(where: { $0 == "\r" || $0 == "\n" }) else {
-                    throw ConfigError(key: "logging.export.headers.\(name)", line: v.mark?.line, message: "a header value cannot hold a line break")
-                }
-                out.headers[name] = value
-            }
-        }
+        if let h = m.value("headers") { out.headers = try headerMap(h, key: "logging.export.headers") }
         if let v = m.value("batch_rows") { out.batchRows = try int(v, key: "logging.export.batch_rows", range: 1...10_000) }
         if let v = m.value("interval") { out.intervalMs = try durationMs(v, key: "logging.export.interval", range: 100...3_600_000) }
         return out

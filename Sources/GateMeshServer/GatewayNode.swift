@@ -24,6 +24,7 @@ public final class GatewayNode: Sendable {
     let limits: LimitsService
     let alerts: AlertDispatcher?
     let exporter: LogExporter?
+    let traces: TraceExporter?
     let cache: ResponseCache
     let cluster: ClusterService?
     let reloader: ConfigReloader
@@ -70,6 +71,7 @@ public final class GatewayNode: Sendable {
         self.exporter = config.logging.export.map {
             LogExporter(config: $0, log: log, client: client, node: config.node.name, logger: logger)
         }
+        self.traces = config.otlp.map { TraceExporter(config: $0, client: client, node: config.node.name, logger: logger) }
         self.cache = try ResponseCache(config: config.cache, store: store, logger: logger)
         // Each start is a new epoch of the journal: what earlier runs left open is charged now.
         let journal = try ReservationJournal(directory: (config.node.dataDir as NSString).appendingPathComponent("journal"),
@@ -89,9 +91,10 @@ public final class GatewayNode: Sendable {
         self.reloader = ConfigReloader(source: source, state: state, limits: limits, cache: cache, cluster: cluster, logger: logger)
         let reloader = self.reloader
         let operatorAPI = OperatorAPI(state: state, reads: ClusterReads(local: LogAPI(log: requestLog), cluster: cluster, nodeName: config.node.name), metrics: metrics, client: client, limits: limits,
-                                      cache: cache, cluster: cluster, reloader: reloader, exporter: exporter)
+                                      cache: cache, cluster: cluster, reloader: reloader, exporter: exporter, traces: traces)
         let routeHealth = RouteHealth()
-        let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger)
+        let parts = (client: client, log: requestLog, metrics: metrics, limits: limits, cache: cache, state: state, logger: logger,
+                     traces: traces)
         reloader.start(config: config, prices: prices) { config, prices in
             // At start and at every reload: the redaction rules apply from the next batch of rows.
             parts.log.redact(with: GatewayNode.redactor(config.logging.redact))
@@ -99,7 +102,8 @@ public final class GatewayNode: Sendable {
             return GatewayResponder(
                 router: PathRouter(catalogue: catalogue, gateways: Set(config.gateways.map(\.id))),
                 proxy: ProxyHandler(config: config, catalogue: catalogue, client: parts.client, prices: prices, log: parts.log,
-                                    metrics: parts.metrics, limits: parts.limits, cache: parts.cache, logger: parts.logger),
+                                    metrics: parts.metrics, limits: parts.limits, cache: parts.cache, logger: parts.logger,
+                                    traces: parts.traces),
                 operatorAPI: operatorAPI, state: parts.state, routeHealth: routeHealth, logger: parts.logger)
         }
     }
@@ -136,6 +140,7 @@ public final class GatewayNode: Sendable {
         if let cluster { services.append(cluster) }
         if let alerts { services.append(alerts) }
         if let exporter { services.append(exporter) }
+        if let traces { services.append(traces) }
         services += [ReloadOnHangup(reloader: reloader), app]
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]

@@ -19,6 +19,7 @@ struct OperatorAPI: Sendable {
     let cluster: ClusterService?
     let reloader: ConfigReloader
     let exporter: LogExporter?
+    let traces: TraceExporter?
 
     func health() -> Response {
         json(AdminAnswer.Health(node: state.config.node.name))

@@ -168,7 +168,7 @@ extension OperatorAPI {
     private func metricsText() -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-        let text = metrics.exposition(log: reads.local.log, inFlight: state.inFlight, client: client, limits: limits, cluster: cluster, exporter: exporter)
+        let text = metrics.exposition(log: reads.local.log, inFlight: state.inFlight, client: client, limits: limits, cluster: cluster, exporter: exporter, traces: traces)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -109,7 +109,7 @@ struct ProxyCall {
     /// Where the call goes and its timeouts, from the route and the control headers.
     init(route: PassthroughRoute, input: ProxyInput, controls: ControlHeaders, gateway: GatewayConfig, provider: ResolvedProvider,
          caller: KeyDirectory.Caller?, format: APIFormat, exchange: ProxyExchange, metadata: RequestMetadata, customPrice: ModelPrice?,
-         collectPayload: Bool, logged: Bool, fallsThrough: Bool, timeouts: UpstreamTimeouts) throws {
+         collectPayload: Bool, logged: Bool, fallsThrough: Bool, timeouts: UpstreamTimeouts, trace: TraceContext? = nil) throws {
         self.input = input
         self.controls = controls
         self.gateway = gateway
@@ -122,7 +122,10 @@ struct ProxyCall {
         self.collectPayload = collectPayload
         self.logged = logged
         self.fallsThrough = fallsThrough
-        target = try UpstreamTarget.make(route: route, provider: provider, query: input.query, headers: input.headers.lowercasedPairs)
+        var target = try UpstreamTarget.make(route: route, provider: provider, query: input.query, headers: input.headers.lowercasedPairs)
+        // The provider sees the gateway's span as its parent (W3C Trace Context).
+        if let trace { target.propagate(trace) }
+        self.target = target
         var timeouts = timeouts
         if let ms = controls.requestTimeoutMs { timeouts.firstByteMs = ms }
         self.timeouts = timeouts

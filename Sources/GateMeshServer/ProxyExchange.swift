@@ -23,6 +23,8 @@ final class ProxyExchange: @unchecked Sendable {
         var metrics: NodeMetrics?
         /// Prices from the request's `custom-cost` header, which win over the table.
         var customPrice: ModelPrice?
+        /// Where the request's span goes (`telemetry.otlp`).
+        var traces: TraceExporter?
         var onFinish: @Sendable () -> Void
     }
 
@@ -189,6 +191,7 @@ final class ProxyExchange: @unchecked Sendable {
         }
         if row.logged && !queued { context.log?.append(row) }
         context.metrics?.record(row)
+        context.traces?.record(row)
         context.onFinish()
     }
 

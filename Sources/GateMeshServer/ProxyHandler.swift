@@ -28,6 +28,8 @@ struct ProxyHandler: Sendable {
     let limits: LimitsService?
     let cache: ResponseCache?
     let logger: Logger
+    /// Where each request's span goes (`telemetry.otlp`); nil: no traces.
+    var traces: TraceExporter? = nil
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
     static let inlineBodyLimit = 4 << 20
@@ -91,22 +93,25 @@ struct ProxyHandler: Sendable {
         let eventID = controls.eventID
         let upstreamPath = route.rest.isEmpty ? "/" : route.rest
         let format = APIFormat.detect(wire: provider.spec.wire, path: Substring(upstreamPath))
+        var record = RequestRecord(
+            logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
+            provider: provider.spec.id, method: input.method.rawValue, path: upstreamPath, status: 0,
+            startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata)
+        record.trace = traces?.trace(traceparent: input.headers[Self.traceparentHeader], tracestate: input.headers[Self.tracestateHeader])
         let exchange = ProxyExchange(
-            record: RequestRecord(
-                logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
-                provider: provider.spec.id, method: input.method.rawValue, path: upstreamPath, status: 0,
-                startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata),
+            record: record,
             principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: controls.user) }
                 ?? controls.user.map { Principal(user: $0) },
             context: .init(log: log, writesRow: collectLog, prices: prices,
                            maxPayloadBytes: config.logging.maxPayloadBytes, collectPayload: collectPayload, metrics: metrics,
-                           customPrice: customPrice,
+                           customPrice: customPrice, traces: traces,
                            onFinish: onFinish),
             started: started)
         do {
             var call = try ProxyCall(route: route, input: input, controls: controls, gateway: gateway, provider: provider, caller: caller,
                                      format: format, exchange: exchange, metadata: metadata, customPrice: customPrice,
-                                     collectPayload: collectPayload, logged: collectLog, fallsThrough: fallsThrough, timeouts: timeouts)
+                                     collectPayload: collectPayload, logged: collectLog, fallsThrough: fallsThrough, timeouts: timeouts,
+                                     trace: record.trace)
             return try await forward(&call)
         } catch var error as GatewayError {
             exchange.finish(completed: false, status: error.status, error: error.message)
@@ -125,6 +130,8 @@ struct ProxyHandler: Sendable {
         return try ControlHeaders.parse({ name in headers[HTTPField.Name(name)!] }, present: present, retries: gateway.retries)
     }
 
+    static let traceparentHeader = HTTPField.Name("traceparent")!
+    static let tracestateHeader = HTTPField.Name("tracestate")!
     static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
     static let attemptsHeader = HTTPField.Name("x-gatemesh-attempts")!
     static let cacheKeyHeader = HTTPField.Name("x-gatemesh-cache-key")!

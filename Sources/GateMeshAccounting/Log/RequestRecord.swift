@@ -38,6 +38,8 @@ public struct RequestRecord: Sendable, Equatable {
     public var savedNanos: Int64 = 0
     /// False when the request opted out of the log (`collect-log: false`): no row is written.
     public var logged = true
+    /// The request's place in a distributed trace, when traces are exported (`telemetry.otlp`).
+    public var trace: TraceContext?
     /// The limits reservation this request settles when its row is written (so its spend counts,
     /// locally and for peers, only once it is on disk with the row).
     public var settlement: PendingSettlement?

@@ -44,6 +44,7 @@ extension Settings {
         check("logging.queue_size", logging.queueSize, new.logging.queueSize)
         check("storage.max_bytes", storage.maxBytes, new.storage.maxBytes)
         check("logging.export", logging.export, new.logging.export)
+        check("telemetry.otlp", otlp, new.otlp)
         check("reservations.timeout", reservations.timeoutMs, new.reservations.timeoutMs)
         check("reservations.rights_wait", reservations.rightsWaitMs, new.reservations.rightsWaitMs)
         check("alerts.webhook", alerts.webhook, new.alerts.webhook)

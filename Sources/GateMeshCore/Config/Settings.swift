@@ -14,6 +14,8 @@ public struct Settings: Sendable, Equatable {
     public var alerts = AlertsConfig()
     public var cache = CacheStoreConfig()
     public var storage = StorageConfig()
+    /// Where request spans go (`telemetry.otlp`); nil for nowhere.
+    public var otlp: OTLPConfig?
     /// Peers (`cluster`); nil runs a single node.
     public var cluster: ClusterConfig?
 
@@ -253,6 +255,20 @@ public struct CacheStoreConfig: Sendable, Equatable {
     /// How often expired entries are purged.
     public var purgeIntervalMs = 60_000
     public init() {}
+}
+
+/// `telemetry.otlp`: an OpenTelemetry collector that receives a span per request over OTLP/HTTP.
+public struct OTLPConfig: Sendable, Equatable {
+    /// The traces URL (`…/v1/traces`).
+    public var endpoint: String
+    public var headers: [String: String] = [:]
+    /// The share of traces that start here that are recorded (a client's `traceparent` decides
+    /// for its own).
+    public var sampleRatio = 1.0
+    /// Spans waiting to be sent; past this they are dropped and counted.
+    public var queueSize = 2048
+
+    public init(endpoint: String) { self.endpoint = endpoint }
 }
 
 /// The node's database file (`storage`).

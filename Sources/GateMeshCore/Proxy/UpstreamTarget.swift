@@ -80,3 +80,13 @@ public struct UpstreamTarget: Sendable, Equatable {
             .joined(separator: "&")
     }
 }
+
+extension UpstreamTarget {
+    /// Sends `trace` upstream: the client's `traceparent` is replaced by one whose parent is the
+    /// gateway's span, and its `tracestate` goes on as it was.
+    public mutating func propagate(_ trace: TraceContext) {
+        headers.removeAll { $0.name.lowercased() == "traceparent" || $0.name.lowercased() == "tracestate" }
+        headers.append(HeaderField(name: "traceparent", value: trace.traceparent))
+        if let state = trace.traceState { headers.append(HeaderField(name: "tracestate", value: state)) }
+    }
+}

@@ -117,7 +117,13 @@ final class NodeMetrics: Sendable {
 
     /// The Prometheus text exposition, with the gauges read at scrape time.
     func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil,
-                    cluster: ClusterService? = nil, exporter: LogExporter? = nil) -> String {
+                    cluster: ClusterService? = nil, exporter: LogExporter? = nil, traces: TraceExporter? = nil) -> String {
+        if let traces {
+            let s = traces.state.withLockedValue { ($0.exported, $0.dropped, $0.queue.count) }
+            gauge("gatemesh_trace_spans_exported").record(s.0)
+            gauge("gatemesh_trace_spans_dropped").record(s.1)
+            gauge("gatemesh_trace_spans_queued").record(s.2)
+        }
         if let exporter {
             let f = exporter.figures.withLockedValue { $0 }
             gauge("gatemesh_log_export_rows").record(f.exported)

@@ -1,0 +1,158 @@
+/// Request spans as OTLP/HTTP protobuf (`ExportTraceServiceRequest`), one span per request,
+/// following OpenTelemetry's GenAI semantic conventions, plus GateMesh's own attributes. Pure.
+///
+/// Field numbers are those of opentelemetry-proto (`opentelemetry/proto/collector/trace/v1`,
+/// `trace/v1`, `common/v1`, `resource/v1`), checked against the `opentelemetry-proto` Python
+/// package's descriptors, which the integration test decodes with.
+public enum OTLPTraces {
+    /// The `gen_ai.system` of a provider (the semantic conventions' values where they name it).
+    public static func system(_ provider: String) -> String {
+        switch provider {
+        case "google-ai-studio": "gcp.gemini"
+        case "google-vertex-ai": "gcp.vertex_ai"
+        case "aws-bedrock": "aws.bedrock"
+        case "azure-openai": "az.ai.openai"
+        case "mistral": "mistral_ai"
+        case "perplexity-ai": "perplexity"
+        default: provider
+        }
+    }
+
+    /// The `gen_ai.operation.name` of an upstream path.
+    public static func operation(_ path: String) -> String {
+        if path.contains("chat/completions") || path.hasSuffix("/messages") || path.contains("generateContent") || path.hasSuffix("/chat") { return "chat" }
+        if path.contains("embeddings") || path.contains("embedContent") { return "embeddings" }
+        if path.hasSuffix("/responses") { return "chat" }
+        if path.hasSuffix("/completions") { return "text_completion" }
+        return "other"
+    }
+
+    /// The request body of an OTLP/HTTP export of `records` (those with a sampled trace).
+    public static func export(_ records: [RequestRecord], serviceName: String, node: String, version: String) -> [UInt8] {
+        var scope = Protobuf()
+        var name = Protobuf()
+        name.string(1, "gatemesh")
+        name.string(2, version)
+        scope.message(1, name)
+        for r in records { if let span = span(r) { scope.message(2, span) } }
+        var resource = Protobuf()
+        resource.message(1, attribute("service.name", .string(serviceName)))
+        resource.message(1, attribute("service.instance.id", .string(node)))
+        var resourceSpans = Protobuf()
+        resourceSpans.message(1, resource)
+        resourceSpans.message(2, scope)
+        var request = Protobuf()
+        request.message(1, resourceSpans)
+        return request.bytes
+    }
+
+    enum Value {
+        case string(String), int(Int64), double(Double), bool(Bool)
+    }
+
+    static func attribute(_ key: String, _ value: Value) -> Protobuf {
+        var any = Protobuf()
+        switch value {
+        case .string(let s): any.string(1, s)
+        case .bool(let b): any.varint(2, b ? 1 : 0)
+        case .int(let n): any.varint(3, UInt64(bitPattern: n))
+        case .double(let d): any.fixed64(4, d.bitPattern)
+        }
+        var kv = Protobuf()
+        kv.string(1, key)
+        kv.message(2, any)
+        return kv
+    }
+
+    /// One request's span; nil without a trace.
+    static func span(_ r: RequestRecord) -> Protobuf? {
+        guard let trace = r.trace else { return nil }
+        var s = Protobuf()
+        s.bytes(1, trace.traceID)
+        s.bytes(2, trace.spanID)
+        if let state = trace.traceState { s.string(3, state) }
+        if let parent = trace.parentSpanID { s.bytes(4, parent) }
+        let operation = operation(r.path)
+        s.string(5, [operation, r.requestedModel ?? r.servedModel].compactMap { $0 }.joined(separator: " "))
+        s.varint(6, 2)  // SPAN_KIND_SERVER
+        let start = UInt64(max(0, r.startedAtMs)) * 1_000_000
+        s.fixed64(7, start)
+        s.fixed64(8, start + UInt64(max(0, r.durationMs)) * 1_000_000)
+        var attributes: [(String, Value)] = [
+            ("gen_ai.system", .string(system(r.provider))), ("gen_ai.operation.name", .string(operation)),
+            ("gen_ai.usage.input_tokens", .int(Int64(r.usage.totalInput))), ("gen_ai.usage.output_tokens", .int(Int64(r.usage.output))),
+            ("http.request.method", .string(r.method)), ("http.response.status_code", .int(Int64(r.status))),
+            ("gatemesh.log_id", .string(r.logID)), ("gatemesh.node", .string(r.node)), ("gatemesh.gateway", .string(r.gateway)),
+            ("gatemesh.provider", .string(r.provider)), ("gatemesh.path", .string(r.path)), ("gatemesh.attempts", .int(Int64(r.attempts))),
+            ("gatemesh.step", .int(Int64(r.step))), ("gatemesh.streamed", .bool(r.streamed)), ("gatemesh.usage_estimated", .bool(r.usage.estimated)),
+        ]
+        if let m = r.requestedModel { attributes.append(("gen_ai.request.model", .string(m))) }
+        if let m = r.servedModel { attributes.append(("gen_ai.response.model", .string(m))) }
+        if r.usage.cacheRead > 0 { attributes.append(("gen_ai.usage.cache_read_input_tokens", .int(Int64(r.usage.cacheRead)))) }
+        if let cost = r.cost {
+            attributes.append(("gatemesh.cost_usd", .double(Double(cost.nanos) / 1e9)))
+            attributes.append(("gatemesh.cost_nanos", .int(cost.nanos)))
+        }
+        if let p = r.pricedAs { attributes.append(("gatemesh.priced_as", .string(p))) }
+        if let c = r.cacheStatus { attributes.append(("gatemesh.cache_status", .string(c))) }
+        if let k = r.principal?.key { attributes.append(("gatemesh.key", .string(k))) }
+        if let t = r.principal?.team { attributes.append(("gatemesh.team", .string(t))) }
+        if let o = r.principal?.org { attributes.append(("gatemesh.org", .string(o))) }
+        if let u = r.principal?.user { attributes.append(("gatemesh.user", .string(u))) }
+        if let e = r.eventID { attributes.append(("gatemesh.event_id", .string(e))) }
+        if let t = r.ttfbMs { attributes.append(("gatemesh.ttfb_ms", .int(Int64(t)))) }
+        if r.error != nil || r.status >= 500 { attributes.append(("error.type", .string(r.status >= 400 ? String(r.status) : "incomplete"))) }
+        for (key, value) in attributes { s.message(9, attribute(key, value)) }
+        var status = Protobuf()
+        if r.status >= 500 || r.error != nil {
+            if let e = r.error { status.string(2, e) }
+            status.varint(3, 2)  // STATUS_CODE_ERROR
+        } else {
+            status.varint(3, 0)  // UNSET: fine by the server span conventions, 4xx included
+        }
+        s.message(15, status)
+        s.fixed32(16, trace.sampled ? 1 : 0)  // flags: the W3C trace flags
+        return s
+    }
+}
+
+/// Protocol Buffers' wire format, enough for OTLP: varints, fixed64, fixed32, length-delimited.
+struct Protobuf {
+    private(set) var bytes: [UInt8] = []
+
+    private mutating func tag(_ field: Int, _ wire: UInt64) { raw(UInt64(field) << 3 | wire) }
+
+    private mutating func raw(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func varint(_ field: Int, _ v: UInt64) {
+        tag(field, 0)
+        raw(v)
+    }
+
+    mutating func fixed64(_ field: Int, _ v: UInt64) {
+        tag(field, 1)
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
+
+    mutating func fixed32(_ field: Int, _ v: UInt32) {
+        tag(field, 5)
+        for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+    }
+
+    mutating func bytes(_ field: Int, _ b: [UInt8]) {
+        tag(field, 2)
+        raw(UInt64(b.count))
+        bytes += b
+    }
+
+    mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
+
+    mutating func message(_ field: Int, _ m: Protobuf) { bytes(field, m.bytes) }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import GateMeshAccounting
+import GateMeshCore
+import GateMeshUpstream
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+/// Sends a span per request to an OpenTelemetry collector (`telemetry.otlp`) over OTLP/HTTP
+/// (protobuf, `OTLPTraces`), off the request path: a finished request only appends its row to a
+/// bounded queue (`queueSize`; past it the span is dropped and counted); the service sends what
+/// waits every second, or at once when 512 wait, 512 spans a request. A batch the collector
+/// refuses or does not answer is tried three times (1 s, then 2 s apart) and then dropped and
+/// counted: traces are best effort, the request log is the record.
+final class TraceExporter: Service, Sendable {
+    let config: OTLPConfig
+    let client: UpstreamClient
+    let node: String
+    let logger: Logger
+
+    static let batchSpans = 512
+
+    struct State {
+        var queue: [RequestRecord] = []
+        var exported = 0
+        var dropped = 0
+        var failedBatches = 0
+    }
+
+    let state = NIOLockedValueBox(State())
+    private let wake = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+
+    init(config: OTLPConfig, client: UpstreamClient, node: String, logger: Logger) {
+        self.config = config
+        self.client = client
+        self.node = node
+        self.logger = logger
+    }
+
+    /// The trace a request belongs to: the client's (`traceparent`, which also decides whether it
+    /// is sampled), continued with a span of the gateway's, or a new one.
+    func trace(traceparent: String?, tracestate: String?) -> TraceContext {
+        var rng = SystemRandomNumberGenerator()
+        return TraceContext.continuing(traceparent, traceState: tracestate, using: &rng)
+            ?? TraceContext.start(sampleRatio: config.sampleRatio, using: &rng)
+    }
+
+    /// A finished request (called on the request path: never waits).
+    func record(_ r: RequestRecord) {
+        guard r.trace?.sampled == true else { return }
+        let full = state.withLockedValue { s -> Bool in
+            guard s.queue.count < config.queueSize else {
+                s.dropped += 1
+                return false
+            }
+            s.queue.append(r)
+            return s.queue.count >= Self.batchSpans
+        }
+        if full { wake.continuation.yield() }
+    }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [wake] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        wake.continuation.yield()
+                    }
+                }
+                for await _ in wake.stream { await flush() }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: { [wake] in
+            wake.continuation.finish()
+        }
+        await flush()
+    }
+
+    /// Sends everything queued.
+    func flush() async {
+        let taken = state.withLockedValue { s -> [RequestRecord] in
+            var all: [RequestRecord] = []
+            swap(&all, &s.queue)
+            return all
+        }
+        var start = 0
+        while start < taken.count {
+            let batch = Array(taken[start..<min(taken.count, start + Self.batchSpans)])
+            start += batch.count
+            let body = OTLPTraces.export(batch, serviceName: "gatemesh", node: node, version: GateMeshVersion.current)
+            var sent = false
+            for attempt in 0..<3 {
+                if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
+                if let failure = await send(body) {
+                    if attempt == 2 { logger.warning("the OTLP collector refused a batch of spans; dropped", metadata: ["error": "\(failure)", "spans": "\(batch.count)"]) }
+                    continue
+                }
+                sent = true
+                break
+            }
+            state.withLockedValue { s in
+                if sent { s.exported += batch.count } else {
+                    s.dropped += batch.count
+                    s.failedBatches += 1
+                }
+            }
+        }
+    }
+
+    private func send(_ body: [UInt8]) async -> String? {
+        var headers: [(name: String, value: String)] = [("content-type", "application/x-protobuf"), ("user-agent", "gatemesh-otlp")]
+        for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        var buffer = ByteBuffer()
+        buffer.writeBytes(body)
+        let transfer = client.start(UpstreamRequest(method: "POST", url: config.endpoint, headers: headers, body: .bytes(buffer),
+                                                    timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000)))
+        do {
+            let head = try await transfer.responseHead()
+            while try await transfer.nextChunk() != nil {}
+            return (200..<300).contains(head.status) ? nil : "the collector answered \(head.status)"
+        } catch {
+            return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,92 @@
+"""OpenTelemetry: a span per request over OTLP/HTTP protobuf, decoded with the official opentelemetry-proto package."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from conftest import eventually
+
+AUTH = {"authorization": "Bearer admin-secret"}
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+class Collector:
+    """An OTLP/HTTP receiver: keeps every span it is sent, by trace id."""
+
+    def __init__(self):
+        self.spans, self.resources, self.headers = [], [], []
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                me.headers.append(dict(self.headers))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for rs in request.resource_spans:
+                    me.resources.append({a.key: a.value.string_value for a in rs.resource.attributes})
+                    for ss in rs.scope_spans:
+                        me.spans += list(ss.spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def attributes(span):
+    out = {}
+    for a in span.attributes:
+        v = a.value
+        out[a.key] = {"string_value": v.string_value, "int_value": v.int_value, "double_value": v.double_value,
+                      "bool_value": v.bool_value}[v.WhichOneof("value")]
+    return out
+
+
+def test_a_span_per_request_with_the_genai_attributes_and_the_clients_trace(start_node):
+    collector = Collector()
+    node = start_node(extra_yaml=f"""telemetry:
+  otlp: {{endpoint: "{collector.url}", headers: {{x-collector-token: t0k}}, sample_ratio: 0}}
+""")
+    # The client's trace: continued, and sampled as it says (sample_ratio 0 is for traces that start here).
+    r = requests.post(node.url + "/openai/v1/chat/completions", timeout=10,
+                      headers={"authorization": "Bearer sk-test", "traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "vendor=1"},
+                      json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "one two three four"}]})
+    assert r.status_code == 200
+    log_id = r.headers["x-gatemesh-log-id"]
+    # A request without a traceparent starts a trace, which sample_ratio 0 does not record.
+    assert requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test"},
+                         json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}).status_code == 200
+    spans = eventually(lambda: collector.spans, ok=lambda s: len(s) >= 1, timeout=15, what="a span at the collector")
+    assert len(spans) == 1
+    span = spans[0]
+    assert span.trace_id.hex() == TRACE and span.parent_span_id.hex() == PARENT and len(span.span_id) == 8
+    assert span.trace_state == "vendor=1" and span.kind == 2 and span.name == "chat gpt-4o-mini"
+    assert span.end_time_unix_nano >= span.start_time_unix_nano > 0
+    a = attributes(span)
+    assert a["gen_ai.system"] == "openai" and a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == "gpt-4o-mini" and a["gen_ai.response.model"].startswith("gpt-4o-mini")
+    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    row = requests.get(node.url + f"/api/logs/{log_id}", headers=AUTH, timeout=5).json()
+    assert a["gatemesh.log_id"] == log_id and a["gatemesh.cost_nanos"] == row["cost_nanos"] and a["gatemesh.cost_usd"] > 0
+    assert a["gatemesh.gateway"] == "default" and a["gatemesh.attempts"] == 1 and a["http.response.status_code"] == 200
+    assert collector.resources[0] == {"service.name": "gatemesh", "service.instance.id": "test-node"}
+    assert collector.headers[0]["x-collector-token"] == "t0k" and collector.headers[0]["content-type"] == "application/x-protobuf"
+
+    # The provider is sent the trace with the gateway's span as the parent.
+    echoed = requests.post(node.url + "/custom-echo/echo-me", timeout=10,
+                           headers={"authorization": "Bearer sk-test", "traceparent": f"00-{TRACE}-{PARENT}-01"}, json={}).json()
+    sent = dict(echoed["headers"])["traceparent"]
+    assert sent.startswith(f"00-{TRACE}-") and sent.endswith("-01") and PARENT not in sent
+    span = eventually(lambda: [s for s in collector.spans if attributes(s).get("gatemesh.provider") == "custom-echo"], ok=bool,
+                      timeout=15, what="the echo's span")[0]
+    assert sent == f"00-{TRACE}-{span.span_id.hex()}-01"
+    metrics = requests.get(node.url + "/metrics", headers=AUTH, timeout=5).text
+    assert "gatemesh_trace_spans_exported 2" in metrics.replace(".0", "")
