@@ -288,12 +288,7 @@ struct Reader {
     func otlp(_ node: Node) throws(ConfigError) -> OTLPConfig {
         let m = try mapping(node, key: "telemetry.otlp")
         try checkKeys(m, key: "telemetry.otlp", allowed: ["endpoint", "headers", "sample_ratio", "queue_size"])
-        guard let e = m.value("endpoint") else { throw ConfigError(key: "telemetry.otlp", line: node.mark?.line, message: "needs an endpoint (the collector's /v1/traces URL)") }
-        let url = try string(e, key: "telemetry.otlp.endpoint")
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ConfigError(key: "telemetry.otlp.endpoint", line: e.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
-        }
-        var out = OTLPConfig(endpoint: url)
+        var out = OTLPConfig(endpoint: try httpURL(m, "endpoint", of: "telemetry.otlp", node, what: "an endpoint (the collector's /v1/traces URL)"))
         if let h = m.value("headers") { out.headers = try headerMap(h, key: "telemetry.otlp.headers") }
         if let v = m.value("sample_ratio") {
             guard let text = v.string, let ratio = Double(text), (0...1).contains(ratio) else {
@@ -303,6 +298,16 @@ struct Reader {
         }
         if let v = m.value("queue_size") { out.queueSize = try int(v, key: "telemetry.otlp.queue_size", range: 1...1_000_000) }
         return out
+    }
+
+    /// The required `http://` or `https://` URL under `field` of the mapping `m` at `key`.
+    func httpURL(_ m: Node.Mapping, _ field: String, of key: String, _ node: Node, what: String) throws(ConfigError) -> String {
+        guard let u = m.value(field) else { throw ConfigError(key: key, line: node.mark?.line, message: "needs \(what)") }
+        let url = try string(u, key: "\(key).\(field)")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigError(key: "\(key).\(field)", line: u.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
+        }
+        return url
     }
 
     /// Header names (letters, digits, '-') to values without line breaks.
@@ -325,12 +330,7 @@ struct Reader {
     func logExport(_ node: Node) throws(ConfigError) -> LogExportConfig {
         let m = try mapping(node, key: "logging.export")
         try checkKeys(m, key: "logging.export", allowed: ["url", "headers", "batch_rows", "interval"])
-        guard let u = m.value("url") else { throw ConfigError(key: "logging.export", line: node.mark?.line, message: "needs a url") }
-        let url = try string(u, key: "logging.export.url")
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ConfigError(key: "logging.export.url", line: u.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
-        }
-        var out = LogExportConfig(url: url)
+        var out = LogExportConfig(url: try httpURL(m, "url", of: "logging.export", node, what: "a url"))
         if let h = m.value("headers") { out.headers = try headerMap(h, key: "logging.export.headers") }
         if let v = m.value("batch_rows") { out.batchRows = try int(v, key: "logging.export.batch_rows", range: 1...10_000) }
         if let v = m.value("interval") { out.intervalMs = try durationMs(v, key: "logging.export.interval", range: 100...3_600_000) }

@@ -89,17 +89,9 @@ final class AlertDispatcher: Service, Sendable {
     private func send(_ body: String) async -> Bool {
         var headers: [(name: String, value: String)] = [("content-type", "application/json"), ("user-agent", "gatemesh-alerts")]
         if let secret { headers.append(("x-gatemesh-signature", "sha256=" + Self.hmacHex(key: secret, body: body))) }
-        let transfer = client.start(UpstreamRequest(
-            method: "POST", url: url, headers: headers, body: .bytes(ByteBuffer(string: body)),
-            timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000)))
-        do {
-            let head = try await transfer.responseHead()
-            while try await transfer.nextChunk() != nil {}
-            if (200..<300).contains(head.status) { return true }
-            logger.warning("budget alert webhook answered \(head.status)")
-        } catch {
-            logger.warning("budget alert webhook failed", metadata: ["error": "\(error)"])
-        }
+        guard let failure = await client.post(url, headers: headers, body: Array(body.utf8),
+                                              timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000)) else { return true }
+        logger.warning("budget alert webhook failed", metadata: ["error": "\(failure)"])
         return false
     }
 

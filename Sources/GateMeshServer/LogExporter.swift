@@ -117,17 +117,8 @@ final class LogExporter: Service, Sendable {
             ("x-gatemesh-last-seq", String(last)),
         ]
         for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        var buffer = ByteBuffer()
-        buffer.writeBytes(body)
-        let transfer = client.start(UpstreamRequest(method: "POST", url: config.url, headers: headers, body: .bytes(buffer),
-                                                    timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 30_000, totalMs: 60_000)))
-        do {
-            let head = try await transfer.responseHead()
-            while try await transfer.nextChunk() != nil {}
-            return (200..<300).contains(head.status) ? nil : "the sink answered \(head.status)"
-        } catch {
-            return "\(error)"
-        }
+        return await client.post(config.url, headers: headers, body: body,
+                                 timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 30_000, totalMs: 60_000))
     }
 
     /// The rows as NDJSON: each as `GET /api/logs/{id}` shows it, one a line.

@@ -112,16 +112,7 @@ final class TraceExporter: Service, Sendable {
     private func send(_ body: [UInt8]) async -> String? {
         var headers: [(name: String, value: String)] = [("content-type", "application/x-protobuf"), ("user-agent", "gatemesh-otlp")]
         for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        var buffer = ByteBuffer()
-        buffer.writeBytes(body)
-        let transfer = client.start(UpstreamRequest(method: "POST", url: config.endpoint, headers: headers, body: .bytes(buffer),
-                                                    timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000)))
-        do {
-            let head = try await transfer.responseHead()
-            while try await transfer.nextChunk() != nil {}
-            return (200..<300).contains(head.status) ? nil : "the collector answered \(head.status)"
-        } catch {
-            return "\(error)"
-        }
+        return await client.post(config.endpoint, headers: headers, body: body,
+                                 timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000))
     }
 }
