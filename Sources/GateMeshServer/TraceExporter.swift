@@ -75,11 +75,12 @@ final class TraceExporter: Service, Sendable {
         } onGracefulShutdown: { [wake] in
             wake.continuation.finish()
         }
-        await flush()
+        // What is left, once: a collector that is down must not hold the node's shutdown.
+        await flush(attempts: 1)
     }
 
-    /// Sends everything queued.
-    func flush() async {
+    /// Sends everything queued, each batch tried up to `attempts` times.
+    func flush(attempts: Int = 3) async {
         let taken = state.withLockedValue { s -> [RequestRecord] in
             var all: [RequestRecord] = []
             swap(&all, &s.queue)
@@ -91,10 +92,10 @@ final class TraceExporter: Service, Sendable {
             start += batch.count
             let body = OTLPTraces.export(batch, serviceName: "gatemesh", node: node, version: GateMeshVersion.current)
             var sent = false
-            for attempt in 0..<3 {
+            for attempt in 0..<attempts {
                 if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
                 if let failure = await send(body) {
-                    if attempt == 2 { logger.warning("the OTLP collector refused a batch of spans; dropped", metadata: ["error": "\(failure)", "spans": "\(batch.count)"]) }
+                    if attempt == attempts - 1 { logger.warning("the OTLP collector refused a batch of spans; dropped", metadata: ["error": "\(failure)", "spans": "\(batch.count)"]) }
                     continue
                 }
                 sent = true

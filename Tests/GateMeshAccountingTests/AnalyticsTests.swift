@@ -67,6 +67,8 @@ import Testing
     @Test func aHostileHistogramIsRefused() {
         let bad = Data(#"{"t":[1,0,0,0,0,0,0,0,0,0,5,-3],"g":[]}"#.utf8)
         #expect(throws: (any Error).self) { try JSONDecoder().decode(AnalyticsPartial.self, from: bad) }
+        let huge = Data(#"{"t":[9223372036854775807,0,0,0,0,0,0,0,0,0],"g":[]}"#.utf8)
+        #expect(throws: (any Error).self) { try JSONDecoder().decode(AnalyticsPartial.self, from: huge) }
         let cut = Data(#"{"t":[1,0,0],"g":[]}"#.utf8)
         #expect(throws: (any Error).self) { try JSONDecoder().decode(AnalyticsPartial.self, from: cut) }
     }

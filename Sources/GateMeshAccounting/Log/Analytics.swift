@@ -189,24 +189,33 @@ extension AnalyticsCell: Codable {
         }
     }
 
+    /// The largest figure a peer's part may hold: sums of up to 128 nodes' parts stay far from
+    /// 64-bit overflow (a merge must never trap on what a peer sent).
+    static let maxFigure = 1 << 56
+
     public init(from decoder: any Decoder) throws {
         var c = try decoder.unkeyedContainer()
-        self.init()
-        figures.requests = try c.decode(Int.self)
-        figures.errors = try c.decode(Int.self)
-        figures.inputTokens = try c.decode(Int.self)
-        figures.outputTokens = try c.decode(Int.self)
-        figures.cacheReadTokens = try c.decode(Int.self)
-        figures.cacheWriteTokens = try c.decode(Int.self)
-        figures.cost = Money(nanos: try c.decode(Int64.self))
-        figures.savedCost = Money(nanos: try c.decode(Int64.self))
-        figures.cacheHits = try c.decode(Int.self)
-        figures.cacheLookups = try c.decode(Int.self)
-        while !c.isAtEnd {
-            let value = try c.decode(Int.self), count = try c.decode(Int.self)
-            guard value >= 0, count > 0 else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "a latency count must be positive, of a value of 0 or more")
+        func figure() throws -> Int {
+            let n = try c.decode(Int.self)
+            guard (0...AnalyticsCell.maxFigure).contains(n) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "a figure must be from 0 to 2^56, got \(n)")
             }
+            return n
+        }
+        self.init()
+        figures.requests = try figure()
+        figures.errors = try figure()
+        figures.inputTokens = try figure()
+        figures.outputTokens = try figure()
+        figures.cacheReadTokens = try figure()
+        figures.cacheWriteTokens = try figure()
+        figures.cost = Money(nanos: Int64(try figure()))
+        figures.savedCost = Money(nanos: Int64(try figure()))
+        figures.cacheHits = try figure()
+        figures.cacheLookups = try figure()
+        while !c.isAtEnd {
+            let value = try figure(), count = try figure()
+            guard count > 0 else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "a latency count must be positive") }
             latency.add(value, count: count)
         }
     }
