@@ -102,6 +102,8 @@ struct ProxyCall {
     var downgradedBy: String?
     /// The gateway asked an OpenAI-format stream for its usage; the answer hides it again.
     var injectsUsage = false
+    /// The request is in a sampled trace: its upstream attempts are noted as child spans.
+    let traced: Bool
 
     var eventID: String? { controls.eventID }
     var retries: RetryPolicy { controls.retries }
@@ -125,6 +127,7 @@ struct ProxyCall {
         var target = try UpstreamTarget.make(route: route, provider: provider, query: input.query, headers: input.headers.lowercasedPairs)
         // The provider sees the gateway's span as its parent (W3C Trace Context).
         if let trace { target.propagate(trace) }
+        traced = trace?.sampled == true
         self.target = target
         var timeouts = timeouts
         if let ms = controls.requestTimeoutMs { timeouts.firstByteMs = ms }

@@ -113,6 +113,9 @@ final class ProxyExchange: @unchecked Sendable {
     /// How many upstream attempts the request took (retries included).
     func setAttempts(_ n: Int) { lock.withLock { record.attempts = n } }
 
+    /// An upstream attempt of a traced request, for its child span.
+    func noteAttempt(_ attempt: UpstreamAttempt) { lock.withLock { record.attemptSpans.append(attempt) } }
+
     /// Records the request's `cache-status` (HIT, MISS, BYPASS) for its log row.
     func setCacheStatus(_ status: String) { lock.withLock { record.cacheStatus = status } }
 

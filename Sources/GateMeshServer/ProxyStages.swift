@@ -1,3 +1,4 @@
+import Foundation
 import GateMeshAccounting
 import GateMeshCache
 import GateMeshCore
@@ -177,7 +178,14 @@ extension ProxyHandler {
         var streamed: RequestBody?
         if call.streamUpload, case .client(let request) = call.input.body { streamed = request.body }
         var attempt = 1
+        // A traced request's attempts become child spans (wall-clock times, as spans carry).
+        func note(since start: Int64, status: Int?, error: String?) {
+            guard call.traced else { return }
+            call.exchange.noteAttempt(UpstreamAttempt(startedAtMs: start, endedAtMs: Int64(Date().timeIntervalSince1970 * 1000),
+                                                      status: status, error: error))
+        }
         while true {
+            let attemptStart = call.traced ? Int64(Date().timeIntervalSince1970 * 1000) : 0
             let transfer = client.start(upstreamRequest)
             let uploadTask = streamed.map { Self.upload($0, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke) }
             let head: UpstreamResponseHead
@@ -189,6 +197,7 @@ extension ProxyHandler {
                 if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
                 if uploadBroke.withLockedValue({ $0 }) { throw GatewayError.clientClosedRequest() }
                 if error == .cancelled, Task.isCancelled { throw CancellationError() }
+                note(since: attemptStart, status: nil, error: "\(error)")
                 if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {
                     logger.info("upstream failed; retrying", metadata: ["provider": "\(provider)", "error": "\(error)",
                                                                        "attempt": "\(attempt)", "delay_ms": "\(wait)"])
@@ -207,6 +216,7 @@ extension ProxyHandler {
                 let retryAfter = RetryPolicy.retryAfterMs(head.headers.first { $0.name == "retry-after" }?.value)
                 if let wait = policy.delay(beforeAttempt: attempt + 1, retryAfterMs: retryAfter, random: .random(in: 0..<1)) {
                     transfer.cancel()
+                    note(since: attemptStart, status: head.status, error: "answered \(head.status); retried")
                     logger.info("upstream answered \(head.status); retrying", metadata: ["provider": "\(provider)",
                                                                                         "attempt": "\(attempt)", "delay_ms": "\(wait)"])
                     try await Task.sleep(for: .milliseconds(wait))
@@ -214,6 +224,7 @@ extension ProxyHandler {
                     continue
                 }
             }
+            note(since: attemptStart, status: head.status, error: nil)
             call.exchange.setAttempts(attempt)
             return (transfer, head, attempt)
         }

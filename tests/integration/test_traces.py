@@ -64,9 +64,11 @@ def test_a_span_per_request_with_the_genai_attributes_and_the_clients_trace(star
     # A request without a traceparent starts a trace, which sample_ratio 0 does not record.
     assert requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test"},
                          json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}).status_code == 200
-    spans = eventually(lambda: collector.spans, ok=lambda s: len(s) >= 1, timeout=15, what="a span at the collector")
-    assert len(spans) == 1
-    span = spans[0]
+    # The request's span (SERVER) and its one upstream attempt (CLIENT), its child.
+    spans = eventually(lambda: collector.spans, ok=lambda s: len(s) >= 2, timeout=15, what="the spans at the collector")
+    assert sorted(s.kind for s in spans) == [2, 3]
+    span = next(s for s in spans if s.kind == 2)
+    assert next(s for s in spans if s.kind == 3).parent_span_id == span.span_id
     assert span.trace_id.hex() == TRACE and span.parent_span_id.hex() == PARENT and len(span.span_id) == 8
     assert span.trace_state == "vendor=1" and span.kind == 2 and span.name == "chat gpt-4o-mini"
     assert span.end_time_unix_nano >= span.start_time_unix_nano > 0
@@ -85,8 +87,33 @@ def test_a_span_per_request_with_the_genai_attributes_and_the_clients_trace(star
                            headers={"authorization": "Bearer sk-test", "traceparent": f"00-{TRACE}-{PARENT}-01"}, json={}).json()
     sent = dict(echoed["headers"])["traceparent"]
     assert sent.startswith(f"00-{TRACE}-") and sent.endswith("-01") and PARENT not in sent
-    span = eventually(lambda: [s for s in collector.spans if attributes(s).get("gatemesh.provider") == "custom-echo"], ok=bool,
+    span = eventually(lambda: [s for s in collector.spans if s.kind == 2 and attributes(s).get("gatemesh.provider") == "custom-echo"], ok=bool,
                       timeout=15, what="the echo's span")[0]
     assert sent == f"00-{TRACE}-{span.span_id.hex()}-01"
     metrics = requests.get(node.url + "/metrics", headers=AUTH, timeout=5).text
-    assert "gatemesh_trace_spans_exported 2" in metrics.replace(".0", "")
+    assert "gatemesh_trace_spans_exported 2" in metrics.replace(".0", "")  # requests: each with its attempt
+
+
+def test_each_upstream_attempt_is_a_child_span(start_node):
+    import uuid
+    collector = Collector()
+    node = start_node(extra_yaml=f"""telemetry:
+  otlp: {{endpoint: "{collector.url}"}}
+gateways:
+  - id: default
+    retries: {{max_attempts: 3, delay_ms: 10, backoff: constant}}
+""")
+    r = requests.post(node.url + "/openai/v1/chat/completions", timeout=10,
+                      headers={"authorization": "Bearer sk-test", "x-mock-fail-first": "2", "x-mock-fail-key": uuid.uuid4().hex},
+                      json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and r.headers["x-gatemesh-attempts"] == "3"
+    spans = eventually(lambda: collector.spans, ok=lambda s: len(s) == 4, timeout=15, what="the request's span and three attempts")
+    request = next(s for s in spans if s.kind == 2)
+    attempts = sorted((s for s in spans if s.kind == 3), key=lambda s: s.start_time_unix_nano)
+    assert [attributes(s)["gatemesh.attempt"] for s in attempts] == [1, 2, 3]
+    assert all(s.trace_id == request.trace_id and s.parent_span_id == request.span_id for s in attempts)
+    assert len({s.span_id for s in spans}) == 4
+    assert [attributes(s)["http.response.status_code"] for s in attempts] == [503, 503, 200]
+    assert [s.status.code for s in attempts] == [2, 2, 0]
+    assert request.start_time_unix_nano <= attempts[0].start_time_unix_nano <= attempts[2].end_time_unix_nano <= request.end_time_unix_nano
+    assert attributes(request)["gatemesh.attempts"] == 3

@@ -34,7 +34,10 @@ public enum OTLPTraces {
         name.string(1, "gatemesh")
         name.string(2, version)
         scope.message(1, name)
-        for r in records { if let span = span(r) { scope.message(2, span) } }
+        for r in records {
+            if let span = span(r) { scope.message(2, span) }
+            for (i, a) in r.attemptSpans.enumerated() { if let span = attemptSpan(r, a, number: i + 1) { scope.message(2, span) } }
+        }
         var resource = Protobuf()
         resource.message(1, attribute("service.name", .string(serviceName)))
         resource.message(1, attribute("service.instance.id", .string(node)))
@@ -112,6 +115,45 @@ public enum OTLPTraces {
         }
         s.message(15, status)
         s.fixed32(16, trace.sampled ? 1 : 0)  // flags: the W3C trace flags
+        return s
+    }
+}
+
+extension OTLPTraces {
+    /// An attempt's span id: derived from the request's span and the attempt's number (FNV-1a),
+    /// so the same record always encodes the same spans.
+    static func attemptSpanID(_ parent: [UInt8], number: Int) -> [UInt8] {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in parent + [UInt8(truncatingIfNeeded: number), UInt8(truncatingIfNeeded: number >> 8), 0xA7] {
+            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3
+        }
+        if h == 0 { h = 1 }
+        return (0..<8).map { UInt8(truncatingIfNeeded: h >> (8 * UInt64($0))) }
+    }
+
+    /// A child span (kind `CLIENT`) of the request's, for one attempt at the provider.
+    static func attemptSpan(_ r: RequestRecord, _ a: UpstreamAttempt, number: Int) -> Protobuf? {
+        guard let trace = r.trace else { return nil }
+        var s = Protobuf()
+        s.bytes(1, trace.traceID)
+        s.bytes(2, attemptSpanID(trace.spanID, number: number))
+        if let state = trace.traceState { s.string(3, state) }
+        s.bytes(4, trace.spanID)
+        s.string(5, "\(r.method) \(r.provider) attempt \(number)")
+        s.varint(6, 3)  // SPAN_KIND_CLIENT
+        s.fixed64(7, UInt64(max(0, a.startedAtMs)) * 1_000_000)
+        s.fixed64(8, UInt64(max(a.startedAtMs, a.endedAtMs)) * 1_000_000)
+        var attributes: [(String, Value)] = [("gatemesh.attempt", .int(Int64(number))), ("gen_ai.system", .string(system(r.provider)))]
+        if let status = a.status { attributes.append(("http.response.status_code", .int(Int64(status)))) }
+        if let e = a.error { attributes.append(("error.type", .string(a.status.map(String.init) ?? e))) }
+        for (key, value) in attributes { s.message(9, attribute(key, value)) }
+        var status = Protobuf()
+        if let e = a.error {
+            status.string(2, e)
+            status.varint(3, 2)
+        }
+        s.message(15, status)
+        s.fixed32(16, trace.sampled ? 1 : 0)
         return s
     }
 }

@@ -40,6 +40,8 @@ public struct RequestRecord: Sendable, Equatable {
     public var logged = true
     /// The request's place in a distributed trace, when traces are exported (`telemetry.otlp`).
     public var trace: TraceContext?
+    /// Each upstream attempt, when the trace is sampled: a child span each.
+    public var attemptSpans: [UpstreamAttempt] = []
     /// The limits reservation this request settles when its row is written (so its spend counts,
     /// locally and for peers, only once it is on disk with the row).
     public var settlement: PendingSettlement?
@@ -104,5 +106,22 @@ public struct PendingSettlement: Sendable, Equatable {
     public init(reservation: UInt64, actual: LimitAmounts) {
         self.reservation = reservation
         self.actual = actual
+    }
+}
+
+/// One attempt at the provider, as a traced request's child span shows it.
+public struct UpstreamAttempt: Sendable, Equatable {
+    public var startedAtMs: Int64
+    public var endedAtMs: Int64
+    /// The provider's status; nil when no answer came.
+    public var status: Int?
+    /// Why it failed or was retried; nil for the attempt whose answer was kept.
+    public var error: String?
+
+    public init(startedAtMs: Int64, endedAtMs: Int64, status: Int?, error: String?) {
+        self.startedAtMs = startedAtMs
+        self.endedAtMs = endedAtMs
+        self.status = status
+        self.error = error
     }
 }
