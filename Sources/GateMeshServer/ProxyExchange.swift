@@ -113,6 +113,9 @@ final class ProxyExchange: @unchecked Sendable {
     /// How many upstream attempts the request took (retries included).
     func setAttempts(_ n: Int) { lock.withLock { record.attempts = n } }
 
+    /// A rule refused the request or made it use a cheaper model.
+    func setRuleDecision(_ decision: String, rule: String) { lock.withLock { record.ruleDecision = RuleDecision(decision, rule: rule) } }
+
     /// An upstream attempt of a traced request, for its child span.
     func noteAttempt(_ attempt: UpstreamAttempt) { lock.withLock { record.attemptSpans.append(attempt) } }
 

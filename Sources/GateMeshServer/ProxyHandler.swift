@@ -246,20 +246,24 @@ struct ProxyHandler: Sendable {
             exchange.hold(reservation.id, in: limits)
             return nil
         case .block(let refusal), .short(let refusal, _):
+            exchange.setRuleDecision("refused", rule: refusal.rule.id)
             throw Self.refusalError(refusal)
         case .downgrade(let refusal, let toProvider, let model):
             // Only the model in an OpenAI- or Anthropic-format body can be swapped in place.
             guard toProvider == nil || toProvider == provider.spec.id, let body,
                   format != .googleGenerate && format != .googleStream,
                   let rewritten = RequestInspector.replacingModel(in: body, with: model) else {
+                exchange.setRuleDecision("refused", rule: refusal.rule.id)
                 throw Self.refusalError(refusal)
             }
             request.model = model
             switch await limits.admit(request, estimate: estimate(model: model), skipping: [refusal.rule.id]) {
             case .admit(let reservation):
                 exchange.hold(reservation.id, in: limits)
+                exchange.setRuleDecision("downgraded", rule: refusal.rule.id)
                 return Downgrade(rule: refusal.rule.id, model: model, body: rewritten)
             case .block(let second), .downgrade(let second, _, _), .short(let second, _):
+                exchange.setRuleDecision("refused", rule: second.rule.id)
                 throw Self.refusalError(second)
             }
         }

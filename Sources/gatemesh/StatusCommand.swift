@@ -58,6 +58,18 @@ struct StatusCommand: AsyncParsableCommand {
             Self.table(["RULE", "SCOPE", "LIMIT", "SPENT", "RESERVED", "NODE"], rows)
         }
         print("\ncache: \(status.cache.hits) hits, \(status.cache.misses) misses, \(status.cache.memory.entries) entries in memory")
+        if let st = status.storage {
+            let cap = st.maxBytes.value.map { " of a \(Self.mib($0)) cap" } ?? ""
+            print("storage: \(Self.mib(st.fileBytes + st.walBytes)) on disk\(cap), \(st.rowsDeletedForSpace) old log rows deleted for space, "
+                  + "\(st.rowsFailedToWrite) lost to write errors")
+            if let error = st.writeError.value { print("warning: the request log cannot be written: \(error)") }
+        }
+    }
+
+    /// Bytes as MiB with one decimal.
+    static func mib(_ bytes: Int) -> String {
+        let tenths = (bytes * 10 + (1 << 19)) >> 20
+        return "\(tenths / 10).\(tenths % 10) MiB"
     }
 
     static func table(_ header: [String], _ rows: [[String]]) {

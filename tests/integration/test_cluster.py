@@ -1,5 +1,6 @@
 """A real cluster on loopback: 3 nodes with certificates from a fresh CA, gossiping over mutual TLS."""
 import json
+import re
 import signal
 import os
 import sys
@@ -421,6 +422,7 @@ def test_gatemesh_status_prints_members_and_budgets_as_tables(cluster):
     assert "cluster: cluster, 2 live member(s)" in out.stdout
     assert "node-1 (self)" in out.stdout and "node-2" in out.stdout and "alive" in out.stdout and "KEYS" in out.stdout
     assert "daily" in out.stdout and "node-2" in out.stdout.split("RULE")[1]
+    assert re.search(r"storage: \d+\.\d MiB on disk, 0 old log rows deleted for space, 0 lost to write errors", out.stdout), out.stdout
     bad = subprocess.run([BIN, "status", "--node", c.node_url(0)], capture_output=True, text=True, timeout=30,
                          env={k: v for k, v in os.environ.items() if k != "GATEMESH_ADMIN_TOKEN"})
     assert bad.returncode == 1 and "401" in bad.stderr

@@ -117,3 +117,23 @@ gateways:
     assert [s.status.code for s in attempts] == [2, 2, 0]
     assert request.start_time_unix_nano <= attempts[0].start_time_unix_nano <= attempts[2].end_time_unix_nano <= request.end_time_unix_nano
     assert attributes(request)["gatemesh.attempts"] == 3
+
+
+def test_a_refusal_by_a_rule_is_on_the_span(start_node):
+    collector = Collector()
+    node = start_node(extra_yaml=f"""telemetry:
+  otlp: {{endpoint: "{collector.url}"}}
+gateways:
+  - id: default
+    rate_limits: [{{id: one-a-minute, requests: 1, window: {{sliding: 1m}}}}]
+""")
+    codes = [requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test"},
+                           json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}).status_code
+             for _ in range(2)]
+    assert codes == [200, 429]
+    spans = eventually(lambda: [s for s in collector.spans if s.kind == 2], ok=lambda s: len(s) == 2, timeout=15, what="two request spans")
+    refused = next(s for s in spans if attributes(s)["http.response.status_code"] == 429)
+    a = attributes(refused)
+    assert a["gatemesh.rule_decision"] == "refused" and a["gatemesh.rule"] == "one-a-minute"
+    served = next(s for s in spans if attributes(s)["http.response.status_code"] == 200)
+    assert "gatemesh.rule_decision" not in attributes(served)

@@ -103,6 +103,10 @@ public enum OTLPTraces {
         if let o = r.principal?.org { attributes.append(("gatemesh.org", .string(o))) }
         if let u = r.principal?.user { attributes.append(("gatemesh.user", .string(u))) }
         if let e = r.eventID { attributes.append(("gatemesh.event_id", .string(e))) }
+        if let d = r.ruleDecision {
+            attributes.append(("gatemesh.rule_decision", .string(d.decision)))
+            attributes.append(("gatemesh.rule", .string(d.rule)))
+        }
         if let t = r.ttfbMs { attributes.append(("gatemesh.ttfb_ms", .int(Int64(t)))) }
         if r.error != nil || r.status >= 500 { attributes.append(("error.type", .string(r.status >= 400 ? String(r.status) : "incomplete"))) }
         for (key, value) in attributes { s.message(9, attribute(key, value)) }

@@ -40,6 +40,9 @@ public struct RequestRecord: Sendable, Equatable {
     public var logged = true
     /// The request's place in a distributed trace, when traces are exported (`telemetry.otlp`).
     public var trace: TraceContext?
+    /// What the limits decided about the request when a rule changed its course: `refused` or
+    /// `downgraded`, and the rule (for its span; the row's `error` says it in words).
+    public var ruleDecision: RuleDecision?
     /// Each upstream attempt, when the trace is sampled: a child span each.
     public var attemptSpans: [UpstreamAttempt] = []
     /// The limits reservation this request settles when its row is written (so its spend counts,
@@ -123,5 +126,16 @@ public struct UpstreamAttempt: Sendable, Equatable {
         self.endedAtMs = endedAtMs
         self.status = status
         self.error = error
+    }
+}
+
+/// A rule that changed a request's course: it was `refused`, or `downgraded` to a cheaper model.
+public struct RuleDecision: Sendable, Equatable {
+    public var decision: String
+    public var rule: String
+
+    public init(_ decision: String, rule: String) {
+        self.decision = decision
+        self.rule = rule
     }
 }
