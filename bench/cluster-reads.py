@@ -17,8 +17,18 @@ base = free_block(6)
 c = Cluster(nodes=3, base_port=base, peer_base_port=base + 3, binary="/tmp/gm-measure", mock=m, run_dir=tempfile.mkdtemp())
 c.start()
 AUTH = {"authorization": "Bearer cluster-admin"}
+def until(check, what, timeout=60):
+    """Polls `check` every 50 ms until it holds (never a fixed wait for the cluster or the log)."""
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise SystemExit(f"{what} did not happen within {timeout} s")
+        time.sleep(0.05)
+
+
 try:
-    time.sleep(3)
+    until(lambda: requests.get(c.node_url(0) + "/cluster/status", headers=AUTH, timeout=5).json()["cluster"]["size"] == 3,
+          "three live members")
     N = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
     def worker(k):
         s = requests.Session()
@@ -27,7 +37,9 @@ try:
                    json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": f"q {k} {i}"}]})
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
     [t.start() for t in ts]; [t.join() for t in ts]
-    time.sleep(1)
+    sent = 6 * (N // 6)
+    until(lambda: requests.get(c.node_url(0) + "/api/analytics", headers=AUTH, timeout=30).json()["totals"]["requests"] == sent,
+          "every row written on every node")
     def timeit(path, **params):
         out = []
         for _ in range(20):

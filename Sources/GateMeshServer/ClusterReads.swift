@@ -33,18 +33,13 @@ final class ClusterReads: PeerReader {
         let ask = try LogAPI.AnalyticsAsk(query, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
         let reach = try self.reach(query)
         var total = reach.me ? try await local.partial(ask) : AnalyticsPartial()
-        var missing = reach.missing
-        for (node, part) in await askPeers(.analytics, ask.forPeers(reach.query), reach) {
-            switch part {
-            case .part(let bytes):
-                guard let theirs = try? JSONDecoder().decode(AnalyticsPartial.self, from: Data(bytes)) else {
-                    missing.append((node, "its answer did not decode"))
-                    continue
-                }
-                total.merge(theirs)
-            case .failed(let why): missing.append((node, why))
-            case nil: missing.append((node, reach.silence))
+        var (parts, missing) = await gather(.analytics, ask.forPeers(reach.query), reach)
+        for (node, bytes) in parts {
+            guard let theirs = try? JSONDecoder().decode(AnalyticsPartial.self, from: Data(bytes)) else {
+                missing.append((node, Self.undecodable))
+                continue
             }
+            total.merge(theirs)
         }
         return LogAPI.analytics(total.result, ask, extra: nodes(reach, missing: missing))
     }
@@ -53,18 +48,13 @@ final class ClusterReads: PeerReader {
         let reach = try self.reach(query)
         let limit = try LogAPI.limit(query)
         var pages = reach.me ? [try await local.page(reach.query)] : []
-        var missing = reach.missing
-        for (node, part) in await askPeers(.logs, reach.query.items, reach) {
-            switch part {
-            case .part(let bytes):
-                guard let page = Self.page(bytes) else {
-                    missing.append((node, "its answer did not decode"))
-                    continue
-                }
-                pages.append(page)
-            case .failed(let why): missing.append((node, why))
-            case nil: missing.append((node, reach.silence))
+        var (parts, missing) = await gather(.logs, reach.query.items, reach)
+        for (node, bytes) in parts {
+            guard let page = Self.page(bytes) else {
+                missing.append((node, Self.undecodable))
+                continue
             }
+            pages.append(page)
         }
         let merged = LogPageMerge.merge(pages, limit: limit)
         return JSONValue.object(JSONObject([
@@ -79,14 +69,9 @@ final class ClusterReads: PeerReader {
         var items = reach.query.items
         items["id"] = id
         if let team { items["team"] = team }
-        var missing = reach.missing
-        for (node, part) in await askPeers(.log, items, reach) {
-            switch part {
-            case .part(let bytes):
-                if let row = JSONValue.parse(bytes), !row.isNull { return row.text }
-            case .failed(let why): missing.append((node, why))
-            case nil: missing.append((node, reach.silence))
-            }
+        let (parts, missing) = await gather(.log, items, reach)
+        for (_, bytes) in parts {
+            if let row = JSONValue.parse(bytes), !row.isNull { return row.text }
         }
         let unseen = missing.isEmpty ? "" : "; not asked or not answering: " + missing.map(\.node).sorted().joined(separator: ", ")
         throw GatewayError.notFound("no log row with id '\(id)'\(unseen)")
@@ -124,17 +109,27 @@ final class ClusterReads: PeerReader {
                      timeoutMs: timeoutMs, query: stripped)
     }
 
-    /// Asks every peer of `reach` at once; each answer, or nil for a peer that did not answer.
-    private func askPeers(_ read: ReadCodec.Read, _ items: [String: String], _ reach: Reach) async -> [(String, ReadCodec.Answer?)] {
-        guard let cluster, !reach.peers.isEmpty else { return [] }
-        return await withTaskGroup(of: (String, ReadCodec.Answer?).self) { group in
+    static let undecodable = "its answer did not decode"
+
+    /// Asks every peer of `reach` at once: the parts that came, and the nodes missing (those of
+    /// `reach`, then the peers that failed or did not answer in time, and why).
+    private func gather(_ read: ReadCodec.Read, _ items: [String: String], _ reach: Reach)
+        async -> (parts: [(node: String, bytes: [UInt8])], missing: [(node: String, why: String)]) {
+        var parts: [(node: String, bytes: [UInt8])] = [], missing = reach.missing
+        guard let cluster, !reach.peers.isEmpty else { return (parts, missing) }
+        await withTaskGroup(of: (String, ReadCodec.Answer?).self) { group in
             for peer in reach.peers {
                 group.addTask { (peer, await cluster.read(read, query: items, from: peer, timeoutMs: reach.timeoutMs)) }
             }
-            var out: [(String, ReadCodec.Answer?)] = []
-            for await answer in group { out.append(answer) }
-            return out
+            for await (node, answer) in group {
+                switch answer {
+                case .part(let bytes)?: parts.append((node, bytes))
+                case .failed(let why)?: missing.append((node, why))
+                case nil: missing.append((node, reach.silence))
+                }
+            }
         }
+        return (parts, missing)
     }
 
     /// `nodes` (those whose rows the answer holds) and `missing_nodes` (those it lacks, and why).

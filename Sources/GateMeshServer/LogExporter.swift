@@ -111,13 +111,12 @@ final class LogExporter: Service, Sendable {
 
     /// One POST; nil when the sink answered 2xx, else what went wrong.
     private func send(_ body: [UInt8], rows: Int, first: Int64, last: Int64) async -> String? {
-        var headers: [(name: String, value: String)] = [
+        let headers: [(name: String, value: String)] = [
             ("content-type", "application/x-ndjson"), ("content-encoding", "gzip"), ("user-agent", "gatemesh-log-export"),
             ("x-gatemesh-node", node), ("x-gatemesh-rows", String(rows)), ("x-gatemesh-first-seq", String(first)),
             ("x-gatemesh-last-seq", String(last)),
         ]
-        for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        return await client.post(config.url, headers: headers, body: body,
+        return await client.post(config.url, headers: headers, configured: config.headers, body: body,
                                  timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 30_000, totalMs: 60_000))
     }
 

@@ -111,9 +111,8 @@ final class TraceExporter: Service, Sendable {
     }
 
     private func send(_ body: [UInt8]) async -> String? {
-        var headers: [(name: String, value: String)] = [("content-type", "application/x-protobuf"), ("user-agent", "gatemesh-otlp")]
-        for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        return await client.post(config.endpoint, headers: headers, body: body,
+        await client.post(config.endpoint, headers: [("content-type", "application/x-protobuf"), ("user-agent", "gatemesh-otlp")],
+                          configured: config.headers, body: body,
                                  timeouts: UpstreamTimeouts(connectMs: 5000, firstByteMs: 10_000, totalMs: 30_000))
     }
 }

@@ -93,8 +93,8 @@ public final class CacheStore: Sendable {
     /// Returns how many went.
     /// An entry's bytes on disk, in SQL, from its `size` (headers and body): an entry larger
     /// than a quarter of a 4 KiB page spills to overflow pages and takes them whole; a smaller one
-    /// shares a page, and takes its bytes and a row's overhead.
-    static let onDiskSQL = "(CASE WHEN size > 1024 THEN ((size + 4091) / 4092) * 4096 + 64 ELSE size + 64 END)"
+    /// shares a page, and takes its bytes (`StorageCap.stored`); each with a row's overhead.
+    static let onDiskSQL = "(\(StorageCap.storedSQL("size")) + 64)"
 
     /// Deletes expired entries, then the oldest until the entries' bytes on disk (`onDiskSQL`)
     /// are within `maxBytes`. Returns how many went.

@@ -88,8 +88,6 @@ public final class NodeStore: Sendable {
 
         /// What the file and its WAL take on disk.
         public var onDisk: Int { fileBytes + walBytes }
-        /// What is in use: on disk less the free pages.
-        public var used: Int { fileBytes - freeBytes + walBytes }
     }
 
     public func size() throws -> Size {

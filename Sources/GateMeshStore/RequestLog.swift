@@ -75,8 +75,8 @@ public final class RequestLog: Service, Sendable {
         self.pool = store.pool
         self.store = store
         defer {
-            let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM request_log") }) ?? nil
-            nextSeq.withLockedValue { $0 = (last ?? 0) + 1 }
+            let last = (try? lastSeq()) ?? 0
+            nextSeq.withLockedValue { $0 = last + 1 }
         }
         self.configuration = configuration
         do {
@@ -394,8 +394,8 @@ public final class RequestLog: Service, Sendable {
             """)
     }
 
+    /// One logged row (the caller skips the others: they take no `seq`).
     static func insert(_ r: RequestRecord, seq: Int64, statement: Statement, row: inout RowBinder, db: Database) throws {
-        guard r.logged else { return }
         // Bound in place (GRDB's arguments copy each of the 29 values, each string into an array).
         row.start()
         row.text(r.logID); row.int(r.startedAtMs); row.text(r.eventID); row.text(r.node); row.text(r.gateway)

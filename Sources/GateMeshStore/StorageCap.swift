@@ -24,12 +24,13 @@ public enum StorageCap {
             + (r.error?.utf8.count ?? 0) + r.path.utf8.count
     }
 
-    /// The same estimate, in SQL, for the rows already written.
-    static func storedSQL(_ column: String) -> String {
-        "(CASE WHEN COALESCE(LENGTH(\(column)), 0) > 1024 THEN (LENGTH(\(column)) + 4091) / 4092 * 4096 ELSE COALESCE(LENGTH(\(column)), 0) END)"
+    /// `stored`, in SQL, of `bytes` (an SQL expression of a number of bytes).
+    static func storedSQL(_ bytes: String) -> String {
+        "(CASE WHEN \(bytes) > 1024 THEN (\(bytes) + 4091) / 4092 * 4096 ELSE \(bytes) END)"
     }
 
-    static let rowBytesSQL = "\(rowOverhead) + \(storedSQL("request_body")) + \(storedSQL("response_body")) + LENGTH(metadata) + COALESCE(LENGTH(error), 0) + LENGTH(path)"
+    /// The row estimate, in SQL, for the rows already written.
+    static let rowBytesSQL = "\(rowOverhead) + \(storedSQL("COALESCE(LENGTH(request_body), 0)")) + \(storedSQL("COALESCE(LENGTH(response_body), 0)")) + LENGTH(metadata) + COALESCE(LENGTH(error), 0) + LENGTH(path)"
 
     /// The most the WAL holds under `cap`.
     public static func walBudget(_ cap: Int) -> Int { cap / 10 }

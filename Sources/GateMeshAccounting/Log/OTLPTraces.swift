@@ -1,3 +1,5 @@
+import GateMeshCore
+
 /// Request spans as OTLP/HTTP protobuf (`ExportTraceServiceRequest`), one span per request,
 /// following OpenTelemetry's GenAI semantic conventions, plus GateMesh's own attributes. Pure.
 ///
@@ -162,40 +164,33 @@ extension OTLPTraces {
     }
 }
 
-/// Protocol Buffers' wire format, enough for OTLP: varints, fixed64, fixed32, length-delimited.
+/// Protocol Buffers' wire format, enough for OTLP: tags and varints (LEB128, `BinaryWriter.uint`),
+/// length-delimited fields (`BinaryWriter.blob`: a varint length, then the bytes), fixed64, fixed32.
 struct Protobuf {
-    private(set) var bytes: [UInt8] = []
+    private var w = BinaryWriter()
 
-    private mutating func tag(_ field: Int, _ wire: UInt64) { raw(UInt64(field) << 3 | wire) }
+    var bytes: [UInt8] { w.bytes }
 
-    private mutating func raw(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 {
-            bytes.append(UInt8(v & 0x7F) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    private mutating func tag(_ field: Int, _ wire: UInt64) { w.uint(UInt64(field) << 3 | wire) }
 
     mutating func varint(_ field: Int, _ v: UInt64) {
         tag(field, 0)
-        raw(v)
+        w.uint(v)
     }
 
     mutating func fixed64(_ field: Int, _ v: UInt64) {
         tag(field, 1)
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+        for i in 0..<8 { w.byte(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
     }
 
     mutating func fixed32(_ field: Int, _ v: UInt32) {
         tag(field, 5)
-        for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+        for i in 0..<4 { w.byte(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
     }
 
     mutating func bytes(_ field: Int, _ b: [UInt8]) {
         tag(field, 2)
-        raw(UInt64(b.count))
-        bytes += b
+        w.blob(b)
     }
 
     mutating func string(_ field: Int, _ s: String) { bytes(field, Array(s.utf8)) }
