@@ -34,6 +34,9 @@ struct ProxyInput: Sendable {
     /// The client's own request body, to notice the client closing its connection mid-stream
     /// when `body` is made (a body made from bytes cannot report it).
     var clientBody: RequestBody?
+    /// The span a fallback chain made for this step (a child of the chain's); nil: the request's
+    /// span is made from its `traceparent`.
+    var trace: TraceContext?
 
     /// The client's request, as it came.
     init(_ request: Request) {

@@ -97,7 +97,7 @@ struct ProxyHandler: Sendable {
             logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
             provider: provider.spec.id, method: input.method.rawValue, path: upstreamPath, status: 0,
             startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata)
-        record.trace = traces?.trace(traceparent: input.headers[Self.traceparentHeader], tracestate: input.headers[Self.tracestateHeader])
+        record.trace = traces == nil ? nil : input.trace ?? traces?.trace(input.headers)
         let exchange = ProxyExchange(
             record: record,
             principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: controls.user) }
@@ -130,8 +130,6 @@ struct ProxyHandler: Sendable {
         return try ControlHeaders.parse({ name in headers[HTTPField.Name(name)!] }, present: present, retries: gateway.retries)
     }
 
-    static let traceparentHeader = HTTPField.Name("traceparent")!
-    static let tracestateHeader = HTTPField.Name("tracestate")!
     static let cacheStatusHeader = HTTPField.Name("x-gatemesh-cache-status")!
     static let attemptsHeader = HTTPField.Name("x-gatemesh-attempts")!
     static let cacheKeyHeader = HTTPField.Name("x-gatemesh-cache-key")!

@@ -2,6 +2,7 @@ import Foundation
 import GateMeshAccounting
 import GateMeshCore
 import GateMeshUpstream
+import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -23,6 +24,8 @@ final class TraceExporter: Service, Sendable {
 
     struct State {
         var queue: [RequestRecord] = []
+        /// Fallback chains' spans, sent with the first batch after them (the queue's bound counts them).
+        var chains: [ChainSpan] = []
         var exported = 0
         var dropped = 0
         var failedBatches = 0
@@ -40,22 +43,35 @@ final class TraceExporter: Service, Sendable {
 
     /// The trace a request belongs to: the client's (`traceparent`, which also decides whether it
     /// is sampled), continued with a span of the gateway's, or a new one.
-    func trace(traceparent: String?, tracestate: String?) -> TraceContext {
+    func trace(_ headers: HTTPFields) -> TraceContext {
         var rng = SystemRandomNumberGenerator()
-        return TraceContext.continuing(traceparent, traceState: tracestate, using: &rng)
+        return TraceContext.continuing(headers[Self.traceparent], traceState: headers[Self.tracestate], using: &rng)
             ?? TraceContext.start(sampleRatio: config.sampleRatio, using: &rng)
     }
+
+    static let traceparent = HTTPField.Name("traceparent")!
+    static let tracestate = HTTPField.Name("tracestate")!
 
     /// A finished request (called on the request path: never waits).
     func record(_ r: RequestRecord) {
         guard r.trace?.sampled == true else { return }
+        enqueue { $0.queue.append(r) }
+    }
+
+    /// A fallback chain's span, once its answer is chosen (on the request path: never waits).
+    func record(_ c: ChainSpan) {
+        guard c.trace.sampled else { return }
+        enqueue { $0.chains.append(c) }
+    }
+
+    private func enqueue(_ add: (inout State) -> Void) {
         let full = state.withLockedValue { s -> Bool in
-            guard s.queue.count < config.queueSize else {
+            guard s.queue.count + s.chains.count < config.queueSize else {
                 s.dropped += 1
                 return false
             }
-            s.queue.append(r)
-            return s.queue.count >= Self.batchSpans
+            add(&s)
+            return s.queue.count + s.chains.count >= Self.batchSpans
         }
         if full { wake.continuation.yield() }
     }
@@ -81,16 +97,18 @@ final class TraceExporter: Service, Sendable {
 
     /// Sends everything queued, each batch tried up to `attempts` times.
     func flush(attempts: Int = 3) async {
-        let taken = state.withLockedValue { s -> [RequestRecord] in
-            var all: [RequestRecord] = []
-            swap(&all, &s.queue)
-            return all
+        let (taken, chains) = state.withLockedValue { s -> ([RequestRecord], [ChainSpan]) in
+            defer { (s.queue, s.chains) = ([], []) }
+            return (s.queue, s.chains)
         }
         var start = 0
-        while start < taken.count {
+        var first = true
+        while start < taken.count || first && !chains.isEmpty {
             let batch = Array(taken[start..<min(taken.count, start + Self.batchSpans)])
             start += batch.count
-            let body = OTLPTraces.export(batch, serviceName: "gatemesh", node: node, version: GateMeshVersion.current)
+            let batchChains = first ? chains : []
+            first = false
+            let body = OTLPTraces.export(batch, chains: batchChains, serviceName: "gatemesh", node: node, version: GateMeshVersion.current)
             var sent = false
             for attempt in 0..<attempts {
                 if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
@@ -102,8 +120,8 @@ final class TraceExporter: Service, Sendable {
                 break
             }
             state.withLockedValue { s in
-                if sent { s.exported += batch.count } else {
-                    s.dropped += batch.count
+                if sent { s.exported += batch.count + batchChains.count } else {
+                    s.dropped += batch.count + batchChains.count
                     s.failedBatches += 1
                 }
             }

@@ -154,11 +154,19 @@ extension GatewayResponder {
     /// Returns the answer and the index of the step that gave it.
     func runSteps(_ steps: [@Sendable () throws -> ProxyStep], onFinish: @escaping @Sendable () -> Void, routeName: String? = nil,
                   observe: @Sendable (Int, StepOutcome) -> Void = { _, _ in }) async throws -> (response: Response, step: Int) {
+        // Several steps are one trace: a span for the whole request, each step's span its child.
+        var chain: (trace: TraceContext, gateway: String, startedAtMs: Int64)?
+        func endChain(step: Int, status: Int, error: String?) {
+            guard let chain, let traces = proxy.traces else { return }
+            traces.record(ChainSpan(trace: chain.trace, gateway: chain.gateway, route: routeName, startedAtMs: chain.startedAtMs,
+                                    endedAtMs: Int64(Date().timeIntervalSince1970 * 1000), stepsTried: step + 1, answeredStep: step,
+                                    status: status, error: error))
+        }
         for (i, make) in steps.enumerated() {
             let last = i == steps.count - 1
             let relay = FinishRelay(onFinish)
             do {
-                let step: ProxyStep
+                var step: ProxyStep
                 do {
                     step = try make()
                 } catch {
@@ -166,8 +174,16 @@ extension GatewayResponder {
                     relay.fire()
                     throw error
                 }
+                if steps.count > 1, let traces = proxy.traces {
+                    if chain == nil {
+                        chain = (traces.trace(step.input.headers), step.route.gateway, Int64(Date().timeIntervalSince1970 * 1000))
+                    }
+                    var rng = SystemRandomNumberGenerator()
+                    step.input.trace = chain?.trace.child(using: &rng)
+                }
                 var response = try await proxy.handle(step.route, input: step.input, step: i, fallsThrough: !last, apiKey: step.apiKey,
                                                       onFinish: relay.fire)
+                endChain(step: i, status: Int(response.status.code), error: nil)
                 observe(i, .answered(Int(response.status.code)))
                 response.headers[Self.stepHeader] = String(i)
                 if let routeName { response.headers[Self.routeHeader] = routeName }
@@ -178,11 +194,13 @@ extension GatewayResponder {
             } catch var error as GatewayError {
                 observe(i, .failed(error))
                 guard last else { continue }
+                endChain(step: i, status: error.status, error: error.message)
                 relay.keep()
                 error.headers.append(("x-gatemesh-step", String(i)))
                 if let routeName { error.headers.append(("x-gatemesh-route", routeName)) }
                 throw error
             } catch {
+                endChain(step: i, status: 499, error: "\(error)")
                 relay.keep()
                 throw error
             }

@@ -36,4 +36,13 @@ import Testing
         let t = TraceContext.start(sampleRatio: 1, using: &rng)
         #expect(t.parentSpanID == nil && t.traceID.count == 16 && t.traceID.contains { $0 != 0 })
     }
+
+    @Test func aStepOfAChainIsAChildOfTheChainsSpanInTheSameTrace() {
+        var rng = SystemRandomNumberGenerator()
+        var chain = TraceContext.start(sampleRatio: 1, using: &rng)
+        chain.traceState = "a=1"
+        let step = chain.child(using: &rng)
+        #expect(step.traceID == chain.traceID && step.parentSpanID == chain.spanID && step.spanID != chain.spanID)
+        #expect(step.parentInGateway && !chain.parentInGateway && step.sampled && step.traceState == "a=1")
+    }
 }

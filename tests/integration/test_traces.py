@@ -137,3 +137,29 @@ gateways:
     assert a["gatemesh.rule_decision"] == "refused" and a["gatemesh.rule"] == "one-a-minute"
     served = next(s for s in spans if attributes(s)["http.response.status_code"] == 200)
     assert "gatemesh.rule_decision" not in attributes(served)
+
+
+def test_a_fallback_is_one_trace_without_a_client_traceparent(start_node):
+    collector = Collector()
+    node = start_node(extra_yaml=f"""telemetry:
+  otlp: {{endpoint: "{collector.url}"}}
+""")
+    chat = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "which step?"}]}
+    steps = [{"provider": "openai", "endpoint": "chat/completions", "query": chat,
+              "headers": {"authorization": "Bearer sk-test", "x-mock-status": "503"}},
+             {"provider": "openai", "endpoint": "chat/completions", "query": chat, "headers": {"authorization": "Bearer sk-test"}}]
+    r = requests.post(node.url + "/default", json=steps, timeout=10)
+    assert r.status_code == 200 and r.headers["x-gatemesh-step"] == "1"
+    # The request's span (SERVER, a root), its two steps (INTERNAL, its children), each step's attempt (CLIENT).
+    spans = eventually(lambda: collector.spans, ok=lambda s: len(s) == 5, timeout=15, what="the chain, two steps and two attempts")
+    assert len({s.trace_id for s in spans}) == 1
+    root = next(s for s in spans if s.kind == 2)
+    assert root.parent_span_id == b"" and root.name == "universal"
+    a = attributes(root)
+    assert a["gatemesh.steps_tried"] == 2 and a["gatemesh.step"] == 1 and a["http.response.status_code"] == 200
+    steps_spans = sorted((s for s in spans if s.kind == 1), key=lambda s: attributes(s)["gatemesh.step"])
+    assert [attributes(s)["http.response.status_code"] for s in steps_spans] == [503, 200]
+    assert all(s.parent_span_id == root.span_id for s in steps_spans)
+    attempts = [s for s in spans if s.kind == 3]
+    assert sorted(s.parent_span_id for s in attempts) == sorted(s.span_id for s in steps_spans)
+    assert root.start_time_unix_nano <= steps_spans[0].start_time_unix_nano

@@ -29,8 +29,9 @@ public enum OTLPTraces {
         return "other"
     }
 
-    /// The request body of an OTLP/HTTP export of `records` (those with a sampled trace).
-    public static func export(_ records: [RequestRecord], serviceName: String, node: String, version: String) -> [UInt8] {
+    /// The request body of an OTLP/HTTP export of `records` (those with a sampled trace) and of
+    /// fallback chains' spans.
+    public static func export(_ records: [RequestRecord], chains: [ChainSpan] = [], serviceName: String, node: String, version: String) -> [UInt8] {
         var scope = Protobuf()
         var name = Protobuf()
         name.string(1, "gatemesh")
@@ -40,6 +41,7 @@ public enum OTLPTraces {
             if let span = span(r) { scope.message(2, span) }
             for (i, a) in r.attemptSpans.enumerated() { if let span = attemptSpan(r, a, number: i + 1) { scope.message(2, span) } }
         }
+        for c in chains { scope.message(2, span(c)) }
         var resource = Protobuf()
         resource.message(1, attribute("service.name", .string(serviceName)))
         resource.message(1, attribute("service.instance.id", .string(node)))
@@ -79,7 +81,7 @@ public enum OTLPTraces {
         if let parent = trace.parentSpanID { s.bytes(4, parent) }
         let operation = operation(r.path)
         s.string(5, [operation, r.requestedModel ?? r.servedModel].compactMap { $0 }.joined(separator: " "))
-        s.varint(6, 2)  // SPAN_KIND_SERVER
+        s.varint(6, trace.parentInGateway ? 1 : 2)  // SPAN_KIND_INTERNAL under a chain's span, else SERVER
         let start = UInt64(max(0, r.startedAtMs)) * 1_000_000
         s.fixed64(7, start)
         s.fixed64(8, start + UInt64(max(0, r.durationMs)) * 1_000_000)
@@ -160,6 +162,69 @@ extension OTLPTraces {
         }
         s.message(15, status)
         s.fixed32(16, trace.sampled ? 1 : 0)
+        return s
+    }
+}
+
+/// The span of a request tried as a chain of steps (a universal-endpoint request, a route's
+/// targets): the request's `SERVER` span, whose children are its steps' spans (`INTERNAL`, each
+/// with its attempts under it), so that a fallback is one trace whether or not the client sent a
+/// `traceparent`.
+public struct ChainSpan: Sendable, Equatable {
+    public var trace: TraceContext
+    public var gateway: String
+    /// The model route tried; nil for the universal endpoint.
+    public var route: String?
+    public var startedAtMs: Int64
+    /// When the answer's head was chosen (a streamed step's span may end later).
+    public var endedAtMs: Int64
+    public var stepsTried: Int
+    /// The step whose answer (or, for the last one, error) went to the client.
+    public var answeredStep: Int
+    public var status: Int
+    public var error: String?
+
+    public init(trace: TraceContext, gateway: String, route: String?, startedAtMs: Int64, endedAtMs: Int64, stepsTried: Int,
+                answeredStep: Int, status: Int, error: String?) {
+        self.trace = trace
+        self.gateway = gateway
+        self.route = route
+        self.startedAtMs = startedAtMs
+        self.endedAtMs = endedAtMs
+        self.stepsTried = stepsTried
+        self.answeredStep = answeredStep
+        self.status = status
+        self.error = error
+    }
+}
+
+extension OTLPTraces {
+    static func span(_ c: ChainSpan) -> Protobuf {
+        var s = Protobuf()
+        s.bytes(1, c.trace.traceID)
+        s.bytes(2, c.trace.spanID)
+        if let state = c.trace.traceState { s.string(3, state) }
+        if let parent = c.trace.parentSpanID { s.bytes(4, parent) }
+        s.string(5, c.route.map { "route \($0)" } ?? "universal")
+        s.varint(6, 2)  // SPAN_KIND_SERVER
+        s.fixed64(7, UInt64(max(0, c.startedAtMs)) * 1_000_000)
+        s.fixed64(8, UInt64(max(c.startedAtMs, c.endedAtMs)) * 1_000_000)
+        var attributes: [(String, Value)] = [
+            ("gatemesh.gateway", .string(c.gateway)), ("gatemesh.steps_tried", .int(Int64(c.stepsTried))),
+            ("gatemesh.step", .int(Int64(c.answeredStep))), ("http.response.status_code", .int(Int64(c.status))),
+        ]
+        if let r = c.route { attributes.append(("gatemesh.route", .string(r))) }
+        if c.error != nil || c.status >= 500 { attributes.append(("error.type", .string(String(c.status)))) }
+        for (key, value) in attributes { s.message(9, attribute(key, value)) }
+        var status = Protobuf()
+        if c.status >= 500 || c.error != nil {
+            if let e = c.error { status.string(2, e) }
+            status.varint(3, 2)
+        } else {
+            status.varint(3, 0)
+        }
+        s.message(15, status)
+        s.fixed32(16, c.trace.sampled ? 1 : 0)
         return s
     }
 }

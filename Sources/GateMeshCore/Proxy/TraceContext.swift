@@ -10,6 +10,9 @@ public struct TraceContext: Sendable, Equatable {
     public var sampled: Bool
     /// The client's `tracestate`, passed on unchanged.
     public var traceState: String?
+    /// The parent is a span of the gateway's own (a fallback chain's), not the client's: this
+    /// span is then `INTERNAL`, not `SERVER`.
+    public var parentInGateway = false
 
     public init(traceID: [UInt8], spanID: [UInt8], parentSpanID: [UInt8]?, sampled: Bool, traceState: String? = nil) {
         self.traceID = traceID
@@ -45,6 +48,13 @@ public struct TraceContext: Sendable, Equatable {
         var id = [UInt8](repeating: 0, count: 8)
         repeat { for i in id.indices { id[i] = UInt8.random(in: 0...255, using: &rng) } } while id.allSatisfy { $0 == 0 }
         return id
+    }
+
+    /// A span of this trace whose parent is this one (a fallback chain's step).
+    public func child(using rng: inout some RandomNumberGenerator) -> TraceContext {
+        var c = TraceContext(traceID: traceID, spanID: Self.newSpanID(using: &rng), parentSpanID: spanID, sampled: sampled, traceState: traceState)
+        c.parentInGateway = true
+        return c
     }
 
     /// The `traceparent` to send upstream: this trace, with the gateway's span as the parent.
