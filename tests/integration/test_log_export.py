@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -88,27 +89,47 @@ gateways:
     assert row["node"] == "test-node" and row["request_body"].startswith('{"model"')
     assert "[REDACTED:api_key]" in row["request_body"] and "AbCdEf" not in json.dumps(sink.rows)
 
-    # The sink is down: rows wait, failures are counted, nothing is lost when it is back.
+    # The sink is down for 30 s, and the node crashes (SIGKILL) in the middle of it: rows wait in
+    # the database, failures are counted, and nothing is lost once the sink is back.
     sink.down = True
+    outage = time.monotonic()
     for i in range(8):
         chat(node.url, f"during the outage {i}")
     eventually(lambda: metric(node.url, "gatemesh_log_export_failures"), ok=lambda n: n and n >= 2, timeout=20, what="failed sends")
     assert metric(node.url, "gatemesh_log_export_lag_rows") >= 1
-    sink.down = False
-    eventually(lambda: len(sink.ids()) == 20, timeout=30, what="20 rows at the sink after the outage")
-
-    # A restart resumes after the last acknowledged batch: new rows arrive, old ones are not sent again.
-    assert node.stop() == 0
-    sent_before = len(sink.rows)
-    config = os.path.join(node.data_dir, "gatemesh.yaml")
-    proc = subprocess.Popen([BIN, "serve", "--config", config, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    node.proc = proc
+    eventually(lambda: len(logged_ids(node.url)), ok=lambda n: n == 20, timeout=20, what="20 rows in the node's log")
+    node.proc.kill()
+    node.proc.wait()
+    restart(node)
     try:
-        wait_http(node.url + "/healthz", proc=proc)
+        for i in range(5):
+            chat(node.url, f"after the crash {i}")
+        eventually(lambda: metric(node.url, "gatemesh_log_export_failures"), ok=lambda n: n and n >= 1, timeout=20,
+                   what="failed sends after the crash")
+        time.sleep(max(0.0, 30 - (time.monotonic() - outage)))  # the outage itself, not a wait for the node
+        assert len(sink.ids()) == 12
+        sink.down = False
+        # Backoff after 30 s of failures is at most ~19 s: the rows arrive within a minute.
+        eventually(lambda: logged_ids(node.url) <= sink.ids() and len(sink.ids()) == 25, timeout=60,
+                   what="25 rows at the sink after the outage")
+        assert len(sink.rows) == 25, "nothing was acknowledged during the outage, so nothing is sent twice"
+
+        # A graceful restart resumes after the last acknowledged batch: new rows arrive, old ones are not sent again.
+        assert node.stop() == 0
+        restart(node)
         for i in range(5):
             chat(node.url, f"after the restart {i}")
-        eventually(lambda: logged_ids(node.url) <= sink.ids() and len(sink.ids()) == 25, timeout=20, what="25 rows at the sink")
-        assert len(sink.rows) - sent_before <= 5 + 5, "at most one batch sent again"
+        eventually(lambda: logged_ids(node.url) <= sink.ids() and len(sink.ids()) == 30, timeout=20, what="30 rows at the sink")
+        assert len(sink.rows) - 25 <= 5 + 5, "at most one batch sent again"
         assert sink.bad == []
     finally:
         node.stop()
+
+
+def restart(node):
+    config = os.path.join(node.data_dir, "gatemesh.yaml")
+    node.proc = subprocess.Popen([BIN, "serve", "--config", config, "--log-level", "warning"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    wait_http(node.url + "/healthz", proc=node.proc)
+
+
