@@ -2,8 +2,10 @@ import GateMeshCore
 
 /// Peer frames: `G` `M`, a version byte, a type byte, a 4-byte big-endian payload length, then
 /// the payload. A decoder takes bytes as they arrive and yields whole frames; a frame with a wrong
-/// magic, another version, an unknown type or a length above the maximum is an error that closes
-/// that one connection (never the node). Pure.
+/// magic, another version or a length above the maximum is an error that closes that one
+/// connection (never the node). A frame of a type this build does not know (a newer node's) is
+/// skipped whole and counted, the connection kept: a new type can be added without a new version,
+/// and a newer node's ask that is skipped goes unanswered (its asker's deadline ends it). Pure.
 public struct Frame: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
         /// Membership: a SWIM message (ping, ack, ping-req, with piggybacked updates).
@@ -72,14 +74,12 @@ public struct Frame: Sendable, Equatable {
 public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
     case badMagic
     case unsupportedVersion(UInt8)
-    case unknownKind(UInt8)
     case tooLarge(Int, max: Int)
 
     public var description: String {
         switch self {
         case .badMagic: return "not a GateMesh peer frame (bad magic)"
         case .unsupportedVersion(let v): return "peer frame version \(v) is not supported (this node speaks \(Frame.version))"
-        case .unknownKind(let k): return "unknown peer frame type \(k)"
         case .tooLarge(let n, let max): return "peer frame of \(n) bytes is over the maximum of \(max)"
         }
     }
@@ -89,6 +89,10 @@ public struct FrameDecoder: Sendable {
     public let maxPayload: Int
     private var buffer: [UInt8] = []
     private var start = 0
+
+    /// Frames of a type this build does not know, skipped; and the last such type.
+    public private(set) var skippedUnknown = 0
+    public private(set) var lastUnknownKind: UInt8?
 
     public init(maxPayload: Int = 4 << 20) {
         self.maxPayload = maxPayload
@@ -100,23 +104,29 @@ public struct FrameDecoder: Sendable {
 
     /// The next whole frame, nil when more bytes are needed. After an error the decoder is spent.
     public mutating func next() throws(FrameError) -> Frame? {
-        let available = buffer.count - start
-        guard available >= 2 else { return nil }
-        guard buffer[start] == UInt8(ascii: "G"), buffer[start + 1] == UInt8(ascii: "M") else { throw .badMagic }
-        guard available >= Frame.headerSize else { return nil }
-        guard buffer[start + 2] == Frame.version else { throw .unsupportedVersion(buffer[start + 2]) }
-        guard let kind = Frame.Kind(rawValue: buffer[start + 3]) else { throw .unknownKind(buffer[start + 3]) }
-        let length = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
-        guard length <= maxPayload else { throw .tooLarge(length, max: maxPayload) }
-        guard available >= Frame.headerSize + length else { return nil }
-        let payloadStart = start + Frame.headerSize
-        let frame = Frame(kind: kind, payload: Array(buffer[payloadStart..<payloadStart + length]))
-        start = payloadStart + length
-        if start > 64 * 1024 || start == buffer.count {
-            buffer.removeFirst(start)
-            start = 0
+        while true {
+            let available = buffer.count - start
+            guard available >= 2 else { return nil }
+            guard buffer[start] == UInt8(ascii: "G"), buffer[start + 1] == UInt8(ascii: "M") else { throw .badMagic }
+            guard available >= Frame.headerSize else { return nil }
+            guard buffer[start + 2] == Frame.version else { throw .unsupportedVersion(buffer[start + 2]) }
+            let length = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
+            guard length <= maxPayload else { throw .tooLarge(length, max: maxPayload) }
+            guard available >= Frame.headerSize + length else { return nil }
+            let payloadStart = start + Frame.headerSize
+            let kind = Frame.Kind(rawValue: buffer[start + 3])
+            let frame = kind.map { Frame(kind: $0, payload: Array(buffer[payloadStart..<payloadStart + length])) }
+            if kind == nil {
+                skippedUnknown += 1
+                lastUnknownKind = buffer[start + 3]
+            }
+            start = payloadStart + length
+            if start > 64 * 1024 || start == buffer.count {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            if let frame { return frame }
         }
-        return frame
     }
 
     /// Bytes held waiting for the rest of a frame.

@@ -30,9 +30,24 @@ import Testing
         #expect(first(Array("GET / HTTP/1.1\r\n".utf8)) == .badMagic)
         #expect(first([0x47, 0x4D, 9, 1, 0, 0, 0, 0]) == .unsupportedVersion(9))
         #expect(first([0x47, 0x4D, 1, 1, 0, 0, 0, 0]) == .unsupportedVersion(1), "an earlier build's frames")
-        #expect(first([0x47, 0x4D, Frame.version, 99, 0, 0, 0, 0]) == .unknownKind(99))
         #expect(first([0x47, 0x4D, Frame.version, 1, 0xFF, 0xFF, 0xFF, 0xFF]) == .tooLarge(0xFFFF_FFFF, max: 1024))
         #expect(first([0x47, 0x4D, Frame.version]) == nil, "incomplete header: wait for more")
+    }
+
+    @Test func aFrameOfAnUnknownTypeIsSkippedWholeAndTheNextOneRead() throws {
+        var d = FrameDecoder(maxPayload: 1024)
+        let known = Frame(kind: .counters, payload: [7, 8])
+        let unknown: [UInt8] = [0x47, 0x4D, Frame.version, 99, 0, 0, 0, 3, 1, 2, 3]
+        for b in unknown + known.encoded() + unknown {
+            d.feed([b])
+            if let f = try d.next() { #expect(f == known) }
+        }
+        #expect(try d.next() == nil)
+        #expect(d.skippedUnknown == 2 && d.lastUnknownKind == 99 && d.buffered == 0)
+        // Its length is still bounded.
+        var big = FrameDecoder(maxPayload: 4)
+        big.feed([0x47, 0x4D, Frame.version, 99, 0, 0, 0, 5])
+        #expect(throws: FrameError.tooLarge(5, max: 4)) { try big.next() }
     }
 
     @Test func membershipEnvelopesRoundTripAndHostilePayloadsFailCleanly() throws {

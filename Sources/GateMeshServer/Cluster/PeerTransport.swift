@@ -166,7 +166,14 @@ final class InboundPeerHandler: TLSPeerHandler, @unchecked Sendable {
             switch try engine.readPlaintext() {
             case .data(let bytes):
                 decoder.feed(bytes)
+                let skipped = decoder.skippedUnknown
                 while let frame = try decoder.next() { deliver(peer, frame) }
+                if skipped == 0, decoder.skippedUnknown > 0 {
+                    // Once a connection: a newer peer's frame type (see `Frame`).
+                    logger.notice("skipped a peer frame of a type this build does not know (a newer node's?)", metadata: [
+                        "peer": "\(peer)", "type": "\(decoder.lastUnknownKind ?? 0)",
+                    ])
+                }
             case .closed:
                 context.close(promise: nil)
             case .wantMore:
