@@ -108,3 +108,76 @@ def test_a_streamed_answer_says_the_connection_closes_after_it(node):
                  headers={"content-type": "application/json"})
     assert conn.getresponse().status == 200
     conn.close()
+
+
+VOCABULARY = ["The", "gateway", "answered", "this", "request", "with", "a", "deterministic", "reply", "so",
+              "tests", "can", "check", "every", "token", "count"]
+
+
+def mock_text(n):
+    """What the mock provider streams for `n` output tokens (MockText.output)."""
+    return " ".join(VOCABULARY[i % len(VOCABULARY)] for i in range(n))
+
+
+def test_200_concurrent_streams_each_get_every_byte_in_order_and_slow_readers_do_not_stall_fast_ones(node):
+    """160 clients read as fast as they can, 40 read 4 KiB every 100 ms through a 16 KiB receive buffer (so
+    that the node's writes to them wait); every stream arrives whole, and the fast ones are all over before
+    the first slow one."""
+    import threading
+    fast, slow = 160, 40
+    results, errors = {}, []
+
+    def one(i, slow_reader):
+        tokens = 1000 + i if slow_reader else 300 + i
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=120)
+            if slow_reader:
+                conn.sock = socket.socket()
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                conn.sock.settimeout(120)
+                conn.sock.connect(("127.0.0.1", node.port))
+            conn.request("POST", "/openai/chat/completions", body=CHAT, headers={
+                "content-type": "application/json", "authorization": "Bearer sk", "x-mock-output-tokens": str(tokens)})
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.status
+            raw = b""
+            while True:
+                piece = resp.read1(4096) if slow_reader else resp.read1(65536)
+                if not piece:
+                    break
+                raw += piece
+                if slow_reader:
+                    time.sleep(0.1)
+            conn.close()
+            text, done = "", False
+            for event in raw.decode().split("\n\n"):
+                if not event:
+                    continue
+                assert event.startswith("data: "), event[:80]
+                data = event[len("data: "):]
+                if data == "[DONE]":
+                    done = True
+                    continue
+                assert not done, "an event after [DONE]"
+                for choice in json.loads(data).get("choices", []):
+                    text += choice.get("delta", {}).get("content") or ""
+            assert done, "no [DONE]"
+            assert text == mock_text(tokens), f"stream {i}: {len(text)} characters, not the {len(mock_text(tokens))} sent"
+            results[i] = (slow_reader, time.monotonic(), len(raw))
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"stream {i}: {e!r}")
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i, i % 5 == 0)) for i in range(fast + slow)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert errors == []
+    assert len(results) == fast + slow
+    fast_done = max(at for s, at, _ in results.values() if not s)
+    slow_done = min(at for s, at, _ in results.values() if s)
+    slow_bytes = min(n for s, _, n in results.values() if s)
+    # A slow stream needs at least its size / (4 KiB per 100 ms); the fast ones are all over before the first slow one.
+    assert slow_done - started >= slow_bytes / 4096 * 0.1 * 0.9
+    assert fast_done < slow_done, f"the fast readers finished {fast_done - started:.1f} s in, the first slow one {slow_done - started:.1f} s"
