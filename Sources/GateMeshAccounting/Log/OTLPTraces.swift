@@ -84,7 +84,10 @@ public enum OTLPTraces {
         s.varint(6, trace.parentInGateway ? 1 : 2)  // SPAN_KIND_INTERNAL under a chain's span, else SERVER
         let start = UInt64(max(0, r.startedAtMs)) * 1_000_000
         s.fixed64(7, start)
-        s.fixed64(8, start + UInt64(max(0, r.durationMs)) * 1_000_000)
+        // The duration is monotonic and the attempts' times are wall-clock, each rounded to the
+        // millisecond: the request's span ends no earlier than its last attempt.
+        let lastAttempt = r.attemptSpans.map { UInt64(max(0, $0.endedAtMs)) * 1_000_000 }.max() ?? 0
+        s.fixed64(8, max(start + UInt64(max(0, r.durationMs)) * 1_000_000, lastAttempt))
         var attributes: [(String, Value)] = [
             ("gen_ai.system", .string(system(r.provider))), ("gen_ai.operation.name", .string(operation)),
             ("gen_ai.usage.input_tokens", .int(Int64(r.usage.totalInput))), ("gen_ai.usage.output_tokens", .int(Int64(r.usage.output))),
