@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The proxy benchmark (issue 7): GateMesh side by side with nginx on this machine.
 
-    python3 bench/proxy.py [--seconds 10] [--binary PATH] [--skip-cluster] [--enforcement soft|bounded|strict]
+    python3 bench/proxy.py [--seconds 10] [--binary PATH] [--skip-cluster] [--skip-floor] [--enforcement soft|bounded|strict]
+                           [--streams 2000] [--stream-seconds 30] [--litellm PATH]
 
 Starts, all on loopback:
 - the upstream: nginx answering every request with a fixed OpenAI chat completion (the mock
@@ -12,6 +13,15 @@ Starts, all on loopback:
   on, for cache hits;
 - the mock provider, for the streamed time-to-first-byte rows;
 - a 3-node GateMesh cluster (fresh certificates, gossip running) for the cluster row;
+- an HTTPS upstream: the same fixed answer from nginx over TLS with a self-signed CA (made at
+  start with the openssl command), which nginx-as-proxy (`proxy_pass https://`, upstream
+  keep-alive, the certificate verified) and the node (`upstream.ca_file`) both trust;
+- `--streams` concurrent streamed completions from the mock provider at 20 tokens a second for
+  `--stream-seconds`, straight to the mock and through the node (`gatemesh-floor streams`, one
+  event loop timing every event): time to the first event and the gaps between events, p50 and
+  p99, the node's CPU per stream and its resident memory per open stream;
+- LiteLLM's proxy (`--litellm PATH`, or `litellm` on the PATH: one worker, its own config
+  pointing at the same upstream), the row users compare us with;
 - the floor of the stack (`gatemesh-floor`, built beside the node): SwiftNIO's HTTP/1 handlers
   answering a fixed body, a Hummingbird 2 route answering the same, and a Hummingbird route that
   proxies through GateMeshUpstream (libcurl) with nothing of the gateway on top. What these cost
@@ -152,11 +162,49 @@ def ttfb(url, headers, n=20):
     return statistics.median(times)
 
 
+def make_tls(work):
+    """A CA and a certificate for localhost / 127.0.0.1 signed by it (the openssl command)."""
+    def run(*cmd):
+        subprocess.run(["openssl", *cmd], cwd=work, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", "/CN=bench CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "tls.key", "-out", "tls.csr")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.ext", "-out", "tls.pem")
+    return os.path.join(work, "ca.pem"), os.path.join(work, "tls.pem"), os.path.join(work, "tls.key")
+
+
+def stream_load(floor_binary, url, streams, seconds, pid=None):
+    """`gatemesh-floor streams`: `streams` streams of 20 tokens a second for `seconds`; with `pid`, that
+    process's CPU over the run and its peak resident memory while the streams are open."""
+    before = cpu_seconds(pid) if pid else None
+    started = time.time()
+    load = subprocess.Popen([floor_binary, "streams", url, str(streams), str(seconds * 20), "50"], stdout=subprocess.PIPE, text=True)
+    peak = 0
+    while load.poll() is None:
+        if pid:
+            peak = max(peak, rss(pid)[0])
+        time.sleep(0.5)
+    out = json.loads(load.stdout.read())
+    out["wall_s"] = time.time() - started
+    if pid:
+        out["cpu_s"] = cpu_seconds(pid) - before
+        out["peak_rss_mb"] = peak
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--binary")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true", help="leave out the floor rows")
+    parser.add_argument("--streams", type=int, default=2000, help="concurrent streams for the streaming row (0: none)")
+    parser.add_argument("--stream-seconds", type=int, default=30)
+    parser.add_argument("--litellm", default=shutil.which("litellm"), help="LiteLLM's `litellm` executable, for its row")
     parser.add_argument("--keys", type=int, default=0,
                         help="with --node-only: also measure requests made with a virtual key among this many (issue 15)")
     parser.add_argument("--node-only", action="store_true",
@@ -175,7 +223,7 @@ def main():
         binary = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, capture_output=True,
                                              text=True, check=True).stdout.strip(), "gatemesh")
     floor_binary = os.path.join(os.path.dirname(binary), "gatemesh-floor")
-    if not os.path.exists(floor_binary) and not args.node_only:
+    if not os.path.exists(floor_binary) and not (args.node_only or args.skip_floor and not args.streams):
         sys.exit(f"needs {floor_binary}: swift build -c release --product gatemesh-floor")
     work = tempfile.mkdtemp(prefix="gatemesh-proxy-bench-")
     script = os.path.join(work, "chat.lua")
@@ -192,6 +240,8 @@ def main():
         answer = urllib.request.urlopen(req).read().decode()
 
         upstream, proxy = port(), port()
+        upstream_tls, proxy_tls = port(), port()
+        ca, cert, key = make_tls(work)
         conf = os.path.join(work, "nginx.conf")
         quoted = answer.replace("'", "\\'")
         with open(conf, "w") as f:
@@ -220,11 +270,34 @@ http {{
       proxy_set_header Connection "";
     }}
   }}
+  upstream provider_tls {{ server 127.0.0.1:{upstream_tls}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{upstream_tls} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:tls:10m;
+    location / {{ default_type application/json; return 200 '{quoted}'; }}
+  }}
+  server {{
+    listen 127.0.0.1:{proxy_tls};
+    location / {{
+      proxy_pass https://provider_tls;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_trusted_certificate {ca};
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+    }}
+  }}
 }}
 """)
         start([nginx, "-p", work, "-c", conf, "-g", "daemon off;"])
         wait(f"http://127.0.0.1:{upstream}/")
         wait(f"http://127.0.0.1:{proxy}/")
+        wait(f"http://127.0.0.1:{proxy_tls}/")
 
         node_port = port()
         rules = "\n".join(
@@ -236,9 +309,11 @@ http {{
         with open(config, "w") as f:
             f.write(f"""node: {{name: bench, listen: "127.0.0.1:{node_port}", data_dir: "{work}/node-data"}}
 admin: {{token: bench-admin}}
+upstream: {{ca_file: "{ca}"}}
 providers:
   openai: {{base_url: "http://127.0.0.1:{upstream}/v1"{', api_key: sk-bench' if args.keys else ''}}}
   custom-mock: {{base_url: "http://127.0.0.1:{mock_port}/v1"}}
+  custom-tls: {{base_url: "https://127.0.0.1:{upstream_tls}/v1"}}
 gateways:
   - id: default
     budgets:
@@ -257,13 +332,16 @@ gateways:
             "direct (upstream)": f"http://127.0.0.1:{upstream}/v1/chat/completions",
             "nginx proxy_pass": f"http://127.0.0.1:{proxy}/v1/chat/completions",
             "GateMesh node": f"http://127.0.0.1:{node_port}/openai/chat/completions",
+            "direct (upstream), HTTPS": f"https://127.0.0.1:{upstream_tls}/v1/chat/completions",
+            "nginx proxy_pass https://": f"http://127.0.0.1:{proxy_tls}/v1/chat/completions",
+            "GateMesh node, HTTPS upstream": f"http://127.0.0.1:{node_port}/custom-tls/chat/completions",
         }
         if args.node_only:
             targets = {"GateMesh node": targets["GateMesh node"]}
         results = {}
         for name, url in targets.items():
             wrk(url, 4, 2, script)  # warm-up
-            pid = node.pid if name == "GateMesh node" else None
+            pid = node.pid if name.startswith("GateMesh node") else None
             results[name] = {c: wrk(url, c, args.seconds, script, pid=pid) for c in (1, 32)}
         _, peak_rss = rss(node.pid)
         if args.node_only:
@@ -287,7 +365,7 @@ gateways:
 
         # The floor: each one alone on the machine beside the upstream, stopped before the next.
         floors = {}
-        for name, mode, extra in (("floor: SwiftNIO HTTP/1 handler, fixed answer", "nio-hello", []),
+        for name, mode, extra in () if args.skip_floor else (("floor: SwiftNIO HTTP/1 handler, fixed answer", "nio-hello", []),
                                   ("floor: Hummingbird route, fixed answer", "hummingbird-hello", []),
                                   ("floor: Hummingbird route + GateMeshUpstream, bare proxy", "hummingbird-proxy",
                                    [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
@@ -317,6 +395,40 @@ gateways:
         direct_ttfb = ttfb(f"http://127.0.0.1:{mock_port}/v1/chat/completions", delay)
         node_ttfb = ttfb(f"http://127.0.0.1:{node_port}/custom-mock/chat/completions", delay)
 
+        # Many streams at once, at 20 tokens a second: straight to the mock, then through the node.
+        streams = None
+        if args.streams:
+            direct_streams = stream_load(floor_binary, f"http://127.0.0.1:{mock_port}/v1/chat/completions", args.streams,
+                                         args.stream_seconds)
+            time.sleep(2)
+            before_rss, _ = rss(node.pid)
+            node_streams = stream_load(floor_binary, f"http://127.0.0.1:{node_port}/custom-mock/chat/completions", args.streams,
+                                       args.stream_seconds, pid=node.pid)
+            streams = (direct_streams, node_streams, before_rss)
+
+        # LiteLLM's proxy, one worker, in front of the same upstream.
+        litellm_row = None
+        if args.litellm:
+            litellm_port = port()
+            litellm_conf = os.path.join(work, "litellm.yaml")
+            with open(litellm_conf, "w") as f:
+                f.write(f"""model_list:
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{upstream}/v1", api_key: sk-bench}}
+""")
+            # No master key, like the GateMesh gateway measured (its newest versions refuse to start without one unless told).
+            env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", NO_DOCS="True",
+                       LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true")
+            litellm = start([args.litellm, "--config", litellm_conf, "--host", "127.0.0.1", "--port", str(litellm_port),
+                             "--num_workers", "1"], env=env)
+            url = f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+            try:
+                wait_post(url, timeout=120)
+                wrk(url, 4, 2, script)
+                litellm_row = {c: wrk(url, c, args.seconds, script, pid=litellm.pid) for c in (1, 32)}
+            except Exception as e:  # noqa: BLE001
+                print(f"LiteLLM did not run: {e}", file=sys.stderr)
+
         cluster_row = None
         if not args.skip_cluster:
             base = free_block(6)
@@ -344,7 +456,8 @@ gateways:
     d, n, g = results["direct (upstream)"], results["nginx proxy_pass"], results["GateMesh node"]
     print(f"| target | 1 conn req/s | p50 ms | p99 ms | 32 conns req/s | p50 ms | p99 ms | CPU µs/req at 32 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)] + list(floors.items()):
+    extra_rows = [("LiteLLM proxy, 1 worker", litellm_row)] if litellm_row else []
+    for name, r in list(results.items()) + [("GateMesh node, cache hits", cached)] + extra_rows + list(floors.items()):
         cpu = f"{r[32]['cpu_us']:.0f}" if r[32]["cpu_us"] is not None else ""
         print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[1]['p99']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | "
               f"{r[32]['p99']:.3f} | {cpu} |")
@@ -357,6 +470,31 @@ gateways:
           f"GateMesh {gm_added * 1000:.0f} µs: {gm_added / nginx_added:.1f}× nginx's (target: within 5×)")
     print(f"- throughput at 32 connections: GateMesh {g[32]['rps'] / n[32]['rps'] * 100:.0f} % of nginx's (target: at least 50 %); "
           f"nginx {n[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct, GateMesh {g[32]['rps'] / d[32]['rps'] * 100:.0f} % of direct")
+    dt, nt, gt = results["direct (upstream), HTTPS"], results["nginx proxy_pass https://"], results["GateMesh node, HTTPS upstream"]
+    nginx_tls_added = nt[1]["p50"] - dt[1]["p50"]
+    gm_tls_added = gt[1]["p50"] - dt[1]["p50"]
+    print(f"- HTTPS upstream: added latency per sequential request nginx {nginx_tls_added * 1000:.0f} µs, GateMesh {gm_tls_added * 1000:.0f} µs "
+          f"({gm_tls_added / nginx_tls_added:.1f}× nginx's); throughput at 32 connections GateMesh {gt[32]['rps'] / nt[32]['rps'] * 100:.0f} % "
+          f"of nginx's")
+    if litellm_row:
+        print(f"- LiteLLM (1 worker): adds {(litellm_row[1]['p50'] - d[1]['p50']) * 1000:.0f} µs per sequential request, "
+              f"{litellm_row[32]['rps']:,.0f} req/s at 32 connections; GateMesh serves {g[32]['rps'] / litellm_row[32]['rps']:.0f}× its throughput")
+    if streams:
+        ds, ns, before_rss = streams
+        n_open = args.streams
+        print(f"- {n_open:,} streams at 20 tokens/s for {args.stream_seconds} s: direct {ds['completed']:,} whole, {ds['failed']} failed; "
+              f"through the node {ns['completed']:,} whole, {ns['failed']} failed {ns['errors'] or ''}")
+        print(f"  - time to first event p50/p99: direct {ds['first_event_ms']['p50']:.1f} / {ds['first_event_ms']['p99']:.1f} ms, "
+              f"through the node {ns['first_event_ms']['p50']:.1f} / {ns['first_event_ms']['p99']:.1f} ms")
+        print(f"  - gap between events p50/p99/max: direct {ds['gap_ms']['p50']:.1f} / {ds['gap_ms']['p99']:.1f} / {ds['gap_ms']['max']:.0f} ms, "
+              f"through the node {ns['gap_ms']['p50']:.1f} / {ns['gap_ms']['p99']:.1f} / {ns['gap_ms']['max']:.0f} ms "
+              f"(added at p99: {ns['gap_ms']['p99'] - ds['gap_ms']['p99']:.1f} ms)")
+        print(f"  - the node: {ns['cpu_s'] / ns['wall_s'] * 100:.0f} % of a core for {n_open:,} streams "
+              f"({ns['cpu_s'] / ns['wall_s'] / n_open * 1e6:.0f} µs of CPU per stream-second), resident memory {before_rss} MB before, "
+              f"{ns['peak_rss_mb']} MB with the streams open: {(ns['peak_rss_mb'] - before_rss) * 1024 / n_open:.1f} KiB per open stream")
+    if not floors:
+        print(f"- non-2xx answers during the runs: {sum(r[c]['non2xx'] for r in list(results.values()) + [cached] for c in (1, 32))}")
+        return
     bare = floors["floor: Hummingbird route + GateMeshUpstream, bare proxy"]
     hello = floors["floor: Hummingbird route, fixed answer"]
     nio = floors["floor: SwiftNIO HTTP/1 handler, fixed answer"]

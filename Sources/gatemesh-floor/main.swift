@@ -200,8 +200,12 @@ func serveHTTP1(port: Int, handler: @escaping @Sendable () -> any ChannelHandler
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "streams" {
+    try await StreamLoad.run(Array(arguments.dropFirst()))
+    exit(0)
+}
 guard arguments.count >= 2, let port = Int(arguments[1]) else {
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL]")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
     exit(2)
 }
 
@@ -243,6 +247,6 @@ case "hummingbird-proxy" where arguments.count == 3:
     }
     try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port))).runService()
 default:
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL]")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
     exit(2)
 }
