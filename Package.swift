@@ -184,7 +184,11 @@ let package = Package(
         ),
         .testTarget(
             name: "GateMeshUpstreamTests",
-            dependencies: ["GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                "GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import CGateMeshCurl
 import Foundation
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import Synchronization
 
@@ -32,6 +33,9 @@ final class CurlDriver: @unchecked Sendable {
     private var active: [UnsafeMutableRawPointer: UpstreamTransfer] = [:]
     private var idleHandles: [UnsafeMutableRawPointer] = []
     private var shuttingDown = false
+    /// Transfers delivering to a sink that have events to hand over after this pass.
+    private var flushes: [UpstreamTransfer] = []
+    private var driverThread: pthread_t?
 
     init(configuration: UpstreamClient.Configuration, logger: Logger, index: Int) {
         self.configuration = configuration
@@ -71,7 +75,31 @@ final class CurlDriver: @unchecked Sendable {
 
     // MARK: - The driver loop
 
+    /// Takes a transfer whose events go to a sink, to be handed over with the others of this pass
+    /// (one `execute` per event loop); false when not called on the driver thread.
+    func batchFlush(_ transfer: UpstreamTransfer) -> Bool {
+        guard let driverThread, pthread_equal(driverThread, pthread_self()) != 0 else { return false }
+        flushes.append(transfer)
+        return true
+    }
+
+    /// Hands each event loop its transfers' events, in one `execute` per loop.
+    private func deliverFlushes() {
+        guard !flushes.isEmpty else { return }
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, transfers: [UpstreamTransfer])] = [:]
+        for transfer in flushes {
+            guard let loop = transfer.delivery?.loop else { continue }
+            byLoop[ObjectIdentifier(loop as AnyObject), default: (loop, [])].transfers.append(transfer)
+        }
+        flushes.removeAll(keepingCapacity: true)
+        for (_, group) in byLoop {
+            let transfers = group.transfers
+            group.loop.execute { for transfer in transfers { transfer.flushToSink() } }
+        }
+    }
+
     private func run() {
+        driverThread = pthread_self()
         var running: Int32 = 0
         while true {
             let commands: [Command] = lock.withLock {
@@ -82,11 +110,13 @@ final class CurlDriver: @unchecked Sendable {
             for command in commands { handle(command) }
             if shuttingDown {
                 for (easy, transfer) in active { finish(easy: easy, transfer: transfer, error: .shutdown) }
+                deliverFlushes()
                 break
             }
             curl_multi_perform(multi, &running)
             drainMessages()
             let waitMs = expireDeadlines()
+            deliverFlushes()
             curl_multi_poll(multi, nil, 0, Int32(waitMs), nil)
         }
         for easy in idleHandles { curl_easy_cleanup(easy) }

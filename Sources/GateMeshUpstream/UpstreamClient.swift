@@ -56,6 +56,24 @@ public final class UpstreamClient: Sendable {
 
     /// Starts a transfer. The request is sent at once; read the head with `responseHead()`.
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
+        let driver = pickDriver()
+        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes)
+        driver.submit(.add(transfer))
+        return transfer
+    }
+
+    /// Starts a transfer whose answer goes to `sink` on `loop` (call from `loop`): no task and no
+    /// continuation per event; the driver hands each loop all its transfers' events of one pass
+    /// in one `execute`. The sink keeps the transfer to `release` what it wrote and to `cancel`.
+    public func start(_ request: UpstreamRequest, on loop: any EventLoop, sink: any UpstreamSink) -> UpstreamTransfer {
+        let driver = pickDriver()
+        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes,
+                                        delivery: (loop, NIOLoopBound(sink, eventLoop: loop)))
+        driver.submit(.add(transfer))
+        return transfer
+    }
+
+    private func pickDriver() -> CurlDriver {
         let driver: CurlDriver
         if drivers.count == 1 {
             driver = drivers[0]
@@ -66,9 +84,7 @@ public final class UpstreamClient: Sendable {
             }
             driver = drivers[i]
         }
-        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes)
-        driver.submit(.add(transfer))
-        return transfer
+        return driver
     }
 
     /// New upstream connections opened since start; requests that reused a connection add nothing.

@@ -2,7 +2,23 @@ import CGateMeshCurl
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// One exchange with a provider, bridging a libcurl easy handle to async Swift.
+/// What receives a transfer's answer on an event loop (`UpstreamClient.start(_:on:sink:)`):
+/// every call comes on that loop, in order, head first (unless the transfer failed before one),
+/// then the body's chunks, then the end; `upstreamDelivered` closes each batch of calls (one
+/// `execute` on the loop carries every event the driver saw for the loop's transfers in one pass).
+/// Chunks count against the transfer's buffer until the sink gives them back with
+/// `UpstreamTransfer.release(_:)`, so a sink that cannot write pauses the provider.
+public protocol UpstreamSink: AnyObject {
+    func upstreamHead(_ head: UpstreamResponseHead)
+    func upstreamBody(_ chunk: ByteBuffer)
+    /// The end: nil for a clean one.
+    func upstreamEnd(_ error: UpstreamError?)
+    /// The end of one batch of calls: the moment to flush what was written.
+    func upstreamDelivered()
+}
+
+/// One exchange with a provider, bridging a libcurl easy handle to async Swift, or to an event
+/// loop (`UpstreamSink`).
 ///
 /// Contract: the curl driver thread calls the `driver…` methods; any task may call the public ones.
 /// The response body is delivered through `nextChunk()` with back-pressure: once `highWater` bytes
@@ -17,6 +33,8 @@ public final class UpstreamTransfer: @unchecked Sendable {
     private let driver: CurlDriver
     private let lock = NIOLock()
     private var state = State()
+    /// Set when the answer goes to a sink on an event loop rather than to awaiting tasks.
+    let delivery: (loop: any EventLoop, sink: NIOLoopBound<any UpstreamSink>)?
 
     // MARK: Driver-thread-only state
     var easy: UnsafeMutableRawPointer?
@@ -44,11 +62,17 @@ public final class UpstreamTransfer: @unchecked Sendable {
         var uploadFinished = false
         var sendPaused = false
         var uploadWaiter: CheckedContinuation<Void, any Error>?
+        // delivery to a sink
+        var flushScheduled = false
+        var headHanded = false
+        var endHanded = false
     }
 
-    init(request: UpstreamRequest, driver: CurlDriver, bufferBytes: Int) {
+    init(request: UpstreamRequest, driver: CurlDriver, bufferBytes: Int,
+         delivery: (loop: any EventLoop, sink: NIOLoopBound<any UpstreamSink>)? = nil) {
         self.request = request
         self.driver = driver
+        self.delivery = delivery
         self.highWater = bufferBytes
         self.lowWater = bufferBytes / 4
         switch request.body {
@@ -195,6 +219,59 @@ public final class UpstreamTransfer: @unchecked Sendable {
         if first { driver.submit(.cancel(self)) }
     }
 
+    /// A sink gives back `bytes` of chunks it was handed, once written (or dropped): the provider
+    /// is resumed when what is held falls to the low-water mark.
+    public func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        let unpause: Bool = lock.withLock {
+            state.bufferedBytes = max(0, state.bufferedBytes - bytes)
+            let unpause = state.receivePaused && state.bufferedBytes <= lowWater
+            if unpause { state.receivePaused = false }
+            return unpause
+        }
+        if unpause { driver.submit(.unpause(self)) }
+    }
+
+    /// Asks for this transfer's events to be handed to its sink: batched by the driver when called
+    /// on its thread, else at once on the sink's loop.
+    func scheduleFlush() {
+        guard let delivery else { return }
+        let first: Bool = lock.withLock {
+            if state.flushScheduled { return false }
+            state.flushScheduled = true
+            return true
+        }
+        guard first else { return }
+        if !driver.batchFlush(self) { delivery.loop.execute { self.flushToSink() } }
+    }
+
+    /// Hands the sink what happened since the last flush (on the sink's loop).
+    func flushToSink() {
+        guard let delivery else { return }
+        let (head, chunks, end): (UpstreamResponseHead?, CircularBuffer<ByteBuffer>, UpstreamError??) = lock.withLock {
+            state.flushScheduled = false
+            var head: UpstreamResponseHead?
+            if !state.headHanded, case .success(let h)? = state.head {
+                head = h
+                state.headHanded = true
+            }
+            var chunks = CircularBuffer<ByteBuffer>()
+            if state.headHanded && !state.chunks.isEmpty { swap(&chunks, &state.chunks) }
+            var end: UpstreamError?? = nil
+            if state.finished && !state.endHanded && state.chunks.isEmpty {
+                state.endHanded = true
+                end = .some(state.failure)
+            }
+            return (head, chunks, end)
+        }
+        guard head != nil || !chunks.isEmpty || end != nil else { return }
+        let sink = delivery.sink.value
+        if let head { sink.upstreamHead(head) }
+        for chunk in chunks { sink.upstreamBody(chunk) }
+        if let end { sink.upstreamEnd(end) }
+        sink.upstreamDelivered()
+    }
+
     /// What the transfer holds right now (for tests and diagnostics).
     struct Snapshot {
         var receivePaused: Bool
@@ -286,6 +363,7 @@ public final class UpstreamTransfer: @unchecked Sendable {
             return nil
         }
         waiter?.resume(returning: buffer)
+        scheduleFlush()
         return data.count
     }
 
@@ -370,6 +448,7 @@ public final class UpstreamTransfer: @unchecked Sendable {
             return w
         }
         waiter?.resume(returning: head)
+        scheduleFlush()
     }
 
     /// Marks the transfer over, with `error` nil for a clean end, and wakes every waiter.
@@ -398,6 +477,7 @@ public final class UpstreamTransfer: @unchecked Sendable {
         if let u {
             if let effective { u.resume(throwing: effective) } else { u.resume() }
         }
+        scheduleFlush()
     }
 }
 

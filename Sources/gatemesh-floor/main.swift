@@ -9,6 +9,9 @@
 //   gatemesh-floor nio-proxy PORT URL        the same exchange from SwiftNIO's channel handlers: a
 //                                            task per request drives the transfer, the answer is
 //                                            written from the event loop
+//   gatemesh-floor nio-loop-proxy PORT URL   the same from SwiftNIO's channel handlers with the
+//                                            transfer's answer delivered to the handler on its event
+//                                            loop (`UpstreamSink`): no task, one `execute` per batch
 //   gatemesh-floor nio-nio-proxy PORT URL    SwiftNIO's handlers on both sides: each client connection
 //                                            gets its own upstream connection on the same event loop,
 //                                            and response parts are passed through as they come (no
@@ -82,6 +85,71 @@ final class CurlProxy: ChannelInboundHandler {
             }
         }
     }
+}
+
+/// `nio-loop-proxy`: the answer is passed through as the driver hands it over, on the
+/// connection's event loop; chunks are given back to the transfer once written.
+final class LoopCurlProxy: ChannelInboundHandler, UpstreamSink {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let client: UpstreamClient
+    let url: String
+    var body = ByteBuffer()
+    var context: ChannelHandlerContext?
+    var transfer: UpstreamTransfer?
+    var headSent = false
+
+    init(client: UpstreamClient, url: String) {
+        self.client = client
+        self.url = url
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard collect(unwrapInboundIn(data), into: &body) else { return }
+        self.context = context
+        headSent = false
+        transfer = client.start(UpstreamRequest(
+            method: "POST", url: url, headers: [("content-type", "application/json"), ("authorization", "Bearer floor")],
+            body: .bytes(body), timeouts: .init(connectMs: 2000, firstByteMs: 30000, totalMs: 0)), on: context.eventLoop, sink: self)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        transfer?.cancel()
+        transfer = nil
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func upstreamHead(_ head: UpstreamResponseHead) {
+        guard let context else { return }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: head.headers.first { $0.name == "content-type" }?.value ?? "application/json")
+        if let length = head.headers.first(where: { $0.name == "content-length" })?.value { headers.add(name: "content-length", value: length) }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: head.status), headers: headers))),
+                      promise: nil)
+        headSent = true
+    }
+
+    func upstreamBody(_ chunk: ByteBuffer) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+        transfer?.release(chunk.readableBytes)
+    }
+
+    func upstreamEnd(_ error: UpstreamError?) {
+        guard let context else { return }
+        if !headSent {
+            let answer = ByteBuffer(string: #"{"error":"upstream"}"#)
+            let headers = HTTPHeaders([("content-type", "application/json"), ("content-length", String(answer.readableBytes))])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badGateway, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(answer))), promise: nil)
+        }
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        transfer = nil
+    }
+
+    func upstreamDelivered() { context?.flush() }
 }
 
 /// The client side of `nio-nio-proxy`: one upstream connection per client connection, on the
@@ -205,7 +273,7 @@ if arguments.first == "streams" {
     exit(0)
 }
 guard arguments.count >= 2, let port = Int(arguments[1]) else {
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-loop-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
     exit(2)
 }
 
@@ -216,6 +284,10 @@ case "nio-proxy" where arguments.count == 3:
     let client = UpstreamClient(configuration: .init(http2: false))
     let url = arguments[2]
     try await serveHTTP1(port: port) { CurlProxy(client: client, url: url) }
+case "nio-loop-proxy" where arguments.count == 3:
+    let client = UpstreamClient(configuration: .init(http2: false))
+    let url = arguments[2]
+    try await serveHTTP1(port: port) { LoopCurlProxy(client: client, url: url) }
 case "nio-nio-proxy" where arguments.count == 3:
     // http://HOST:PORT/PATH, as bench/proxy.py passes it.
     let parts = arguments[2].dropFirst("http://".count).split(separator: "/", maxSplits: 1)
@@ -247,6 +319,6 @@ case "hummingbird-proxy" where arguments.count == 3:
     }
     try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port))).runService()
 default:
-    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
+    print("usage: gatemesh-floor nio-hello|hummingbird-hello|hummingbird-proxy|nio-proxy|nio-loop-proxy|nio-nio-proxy PORT [URL] | streams URL STREAMS TOKENS DELAY_MS")
     exit(2)
 }
