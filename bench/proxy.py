@@ -202,6 +202,8 @@ def main():
     parser.add_argument("--binary")
     parser.add_argument("--skip-cluster", action="store_true")
     parser.add_argument("--skip-floor", action="store_true", help="leave out the floor rows")
+    parser.add_argument("--floor-only", action="store_true", help="only direct, nginx and the floor rows")
+    parser.add_argument("--streams-only", action="store_true", help="only the streams row, through the node and direct")
     parser.add_argument("--streams", type=int, default=2000, help="concurrent streams for the streaming row (0: none)")
     parser.add_argument("--stream-seconds", type=int, default=30)
     parser.add_argument("--litellm", default=shutil.which("litellm"), help="LiteLLM's `litellm` executable, for its row")
@@ -328,7 +330,19 @@ gateways:
         time.sleep(1)
         idle_rss, _ = rss(node.pid)
 
-        targets = {
+        if args.streams_only:
+            idle, _ = rss(node.pid)
+            direct_streams = stream_load(floor_binary, f"http://127.0.0.1:{mock_port}/v1/chat/completions", args.streams, args.stream_seconds)
+            node_streams = stream_load(floor_binary, f"http://127.0.0.1:{node_port}/custom-mock/chat/completions", args.streams,
+                                       args.stream_seconds, pid=node.pid)
+            print(json.dumps({"direct": direct_streams, "node": node_streams, "node_rss_before_mb": idle,
+                              "kib_per_stream": (node_streams["peak_rss_mb"] - idle) * 1024 / args.streams}, indent=1))
+            return
+        if args.floor_only:
+            targets = {"direct (upstream)": f"http://127.0.0.1:{upstream}/v1/chat/completions",
+                       "nginx proxy_pass": f"http://127.0.0.1:{proxy}/v1/chat/completions"}
+            args.node_only = False
+        targets = targets if args.floor_only else {
             "direct (upstream)": f"http://127.0.0.1:{upstream}/v1/chat/completions",
             "nginx proxy_pass": f"http://127.0.0.1:{proxy}/v1/chat/completions",
             "GateMesh node": f"http://127.0.0.1:{node_port}/openai/chat/completions",
@@ -371,6 +385,8 @@ gateways:
                                    [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
                                   ("floor: SwiftNIO handlers + GateMeshUpstream, bare proxy", "nio-proxy",
                                    [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
+                                  ("floor: SwiftNIO handlers + GateMeshUpstream delivering on the event loop", "nio-loop-proxy",
+                                   [f"http://127.0.0.1:{upstream}/v1/chat/completions"]),
                                   ("floor: SwiftNIO handlers on both sides, bare proxy", "nio-nio-proxy",
                                    [f"http://127.0.0.1:{upstream}/v1/chat/completions"])):
             floor_port = port()
@@ -384,6 +400,16 @@ gateways:
             finally:
                 floor.terminate()
                 floor.wait(10)
+        if args.floor_only:
+            d, n = results["direct (upstream)"], results["nginx proxy_pass"]
+            print("| target | 1 conn req/s | p50 ms | 32 conns req/s | p50 ms | p99 ms | CPU µs/req at 32 | added µs (× nginx's) | % of nginx's req/s |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for name, r in list(results.items()) + list(floors.items()):
+                cpu = f"{r[32]['cpu_us']:.0f}" if r[32]["cpu_us"] is not None else ""
+                added = (r[1]["p50"] - d[1]["p50"]) * 1000
+                print(f"| {name} | {r[1]['rps']:,.0f} | {r[1]['p50']:.3f} | {r[32]['rps']:,.0f} | {r[32]['p50']:.3f} | {r[32]['p99']:.3f} | {cpu} "
+                      f"| {added:.0f} ({added / ((n[1]['p50'] - d[1]['p50']) * 1000):.1f}×) | {r[32]['rps'] / n[32]['rps'] * 100:.0f} % |")
+            return
         cached_url = f"http://127.0.0.1:{node_port}/cached/openai/chat/completions"
         wrk(cached_url, 4, 2, script)
         cached = {c: wrk(cached_url, c, args.seconds, script, pid=node.pid) for c in (1, 32)}
