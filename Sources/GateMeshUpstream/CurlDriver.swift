@@ -197,10 +197,6 @@ final class CurlDriver: @unchecked Sendable {
         _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        // libcurl's smallest upload buffer (16 KiB, not its default 64): it is allocated for every
-        // transfer with a body and held while the transfer runs, so with thousands of streams open
-        // it was the largest part of the node's memory per stream (heaptrack: 64 of ~150 KiB).
-        _ = ccurl_easy_setopt_long(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16 * 1024)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
