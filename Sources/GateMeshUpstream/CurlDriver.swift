@@ -35,7 +35,8 @@ final class CurlDriver: @unchecked Sendable {
     private var shuttingDown = false
     /// Transfers delivering to a sink that have events to hand over after this pass.
     private var flushes: [UpstreamTransfer] = []
-    private var driverThread: pthread_t?
+    /// The driver thread's `pthread_t`, once it runs (0 before): read from any thread.
+    private let driverThread = Atomic<UInt>(0)
 
     init(configuration: UpstreamClient.Configuration, logger: Logger, index: Int) {
         self.configuration = configuration
@@ -78,7 +79,8 @@ final class CurlDriver: @unchecked Sendable {
     /// Takes a transfer whose events go to a sink, to be handed over with the others of this pass
     /// (one `execute` per event loop); false when not called on the driver thread.
     func batchFlush(_ transfer: UpstreamTransfer) -> Bool {
-        guard let driverThread, pthread_equal(driverThread, pthread_self()) != 0 else { return false }
+        let driver = driverThread.load(ordering: .acquiring)
+        guard driver != 0, pthread_equal(pthread_t(driver), pthread_self()) != 0 else { return false }
         flushes.append(transfer)
         return true
     }
@@ -99,7 +101,7 @@ final class CurlDriver: @unchecked Sendable {
     }
 
     private func run() {
-        driverThread = pthread_self()
+        driverThread.store(UInt(pthread_self()), ordering: .releasing)
         var running: Int32 = 0
         while true {
             let commands: [Command] = lock.withLock {
