@@ -97,7 +97,7 @@ struct ProxyHandler: Sendable {
             logID: UUIDv7.make(unixMillis: UInt64(startedAtMs)), eventID: eventID, node: config.node.name, gateway: gateway.id,
             provider: provider.spec.id, method: input.method.rawValue, path: upstreamPath, status: 0,
             startedAtMs: startedAtMs, durationMs: 0, step: step, metadata: metadata)
-        record.trace = traces == nil ? nil : input.trace ?? traces?.trace(input.headers)
+        record.trace = traces.map { input.trace ?? $0.trace(input.headers) }
         let exchange = ProxyExchange(
             record: record,
             principal: caller.map { Principal(key: $0.key.id, team: $0.team.id, org: $0.org.id, user: controls.user) }
