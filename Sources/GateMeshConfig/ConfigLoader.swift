@@ -74,13 +74,7 @@ public enum ConfigLoader {
         if let a = top.value("alerts") {
             let m = try reader.mapping(a, key: "alerts")
             try reader.checkKeys(m, key: "alerts", allowed: ["webhook", "secret"])
-            if let w = m.value("webhook") {
-                let url = try reader.string(w, key: "alerts.webhook")
-                guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-                    throw ConfigError(key: "alerts.webhook", line: w.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
-                }
-                config.alerts.webhook = url
-            }
+            if let w = m.value("webhook") { config.alerts.webhook = try reader.httpURL(w, key: "alerts.webhook") }
             if let s = m.value("secret") {
                 let secret = try reader.string(s, key: "alerts.secret", allowEmpty: true)
                 config.alerts.secret = secret.isEmpty ? nil : secret
@@ -303,9 +297,14 @@ struct Reader {
     /// The required `http://` or `https://` URL under `field` of the mapping `m` at `key`.
     func httpURL(_ m: Node.Mapping, _ field: String, of key: String, _ node: Node, what: String) throws(ConfigError) -> String {
         guard let u = m.value(field) else { throw ConfigError(key: key, line: node.mark?.line, message: "needs \(what)") }
-        let url = try string(u, key: "\(key).\(field)")
+        return try httpURL(u, key: "\(key).\(field)")
+    }
+
+    /// An `http://` or `https://` URL (a webhook, a sink, a collector).
+    func httpURL(_ node: Node, key: String) throws(ConfigError) -> String {
+        let url = try string(node, key: key)
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw ConfigError(key: "\(key).\(field)", line: u.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
+            throw ConfigError(key: key, line: node.mark?.line, message: "expected an http:// or https:// URL, got '\(url)'")
         }
         return url
     }

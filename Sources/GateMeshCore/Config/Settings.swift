@@ -273,8 +273,9 @@ public struct OTLPConfig: Sendable, Equatable {
 
 /// The node's database file (`storage`).
 public struct StorageConfig: Sendable, Equatable {
-    /// The most bytes the database file and its WAL may take on disk; 0 for no cap. Beyond it
-    /// the oldest log rows are deleted and their pages given back to the file system.
+    /// The most bytes the database file and its WAL may take on disk; 0 for no cap. Before the
+    /// file would pass it the oldest log rows are deleted and their pages reused for new rows; a
+    /// file already past it is shrunk.
     public var maxBytes = 0
     public init() {}
 }

@@ -119,7 +119,7 @@ final class NodeMetrics: Sendable {
     func exposition(log: RequestLog, inFlight requests: Int, client: UpstreamClient, limits: LimitsService? = nil,
                     cluster: ClusterService? = nil, exporter: LogExporter? = nil, traces: TraceExporter? = nil) -> String {
         if let traces {
-            let s = traces.state.withLockedValue { ($0.exported, $0.dropped, $0.queue.count) }
+            let s = traces.state.withLockedValue { ($0.exported, $0.dropped, $0.queue.count + $0.chains.count) }
             gauge("gatemesh_trace_spans_exported").record(s.0)
             gauge("gatemesh_trace_spans_dropped").record(s.1)
             gauge("gatemesh_trace_spans_queued").record(s.2)
