@@ -106,11 +106,7 @@ def mock():
         wait_http(f"http://127.0.0.1:{port}/_mock/healthz", proc=proc)
         yield Mock(port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=5)
 
 
 class Node:
@@ -122,14 +118,19 @@ class Node:
         self.admin_token = admin_token
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=15):
+    """Sends `sig` to a process still running, waits `timeout` s for it, then kills it; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def mock_providers_yaml(mock_url):

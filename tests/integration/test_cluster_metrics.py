@@ -9,7 +9,7 @@ import tempfile
 import pytest
 import requests
 
-from conftest import eventually, free_port
+from conftest import eventually, free_port, stop_process
 from test_cluster import AUTH, CHAT, cluster, status  # noqa: F401 (the fixture)
 
 DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "grafana", "gatemesh-cluster.json")
@@ -121,9 +121,5 @@ scrape_configs:
         for q in dashboard_queries():
             query(q)  # valid PromQL over what was scraped
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=10)
         shutil.rmtree(work, ignore_errors=True)

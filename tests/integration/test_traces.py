@@ -41,6 +41,17 @@ class Collector:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def traced_node(start_node, collector, otlp="", more=""):
+    """A node whose spans go to `collector`: `otlp`, more settings of `telemetry.otlp`; `more`, more config."""
+    return start_node(extra_yaml=f'telemetry:\n  otlp: {{endpoint: "{collector.url}"{otlp}}}\n' + more)
+
+
+def chat(node, headers=None, content="hi"):
+    """A small chat completion through the node's openai route."""
+    return requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test", **(headers or {})},
+                         json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": content}]})
+
+
 def attributes(span):
     out = {}
     for a in span.attributes:
@@ -52,18 +63,13 @@ def attributes(span):
 
 def test_a_span_per_request_with_the_genai_attributes_and_the_clients_trace(start_node):
     collector = Collector()
-    node = start_node(extra_yaml=f"""telemetry:
-  otlp: {{endpoint: "{collector.url}", headers: {{x-collector-token: t0k}}, sample_ratio: 0}}
-""")
+    node = traced_node(start_node, collector, otlp=", headers: {x-collector-token: t0k}, sample_ratio: 0")
     # The client's trace: continued, and sampled as it says (sample_ratio 0 is for traces that start here).
-    r = requests.post(node.url + "/openai/v1/chat/completions", timeout=10,
-                      headers={"authorization": "Bearer sk-test", "traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "vendor=1"},
-                      json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "one two three four"}]})
+    r = chat(node, {"traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "vendor=1"}, content="one two three four")
     assert r.status_code == 200
     log_id = r.headers["x-gatemesh-log-id"]
     # A request without a traceparent starts a trace, which sample_ratio 0 does not record.
-    assert requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test"},
-                         json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}).status_code == 200
+    assert chat(node, content="x").status_code == 200
     # The request's span (SERVER) and its one upstream attempt (CLIENT), its child.
     spans = eventually(lambda: collector.spans, ok=lambda s: len(s) >= 2, timeout=15, what="the spans at the collector")
     assert sorted(s.kind for s in spans) == [2, 3]
@@ -97,15 +103,11 @@ def test_a_span_per_request_with_the_genai_attributes_and_the_clients_trace(star
 def test_each_upstream_attempt_is_a_child_span(start_node):
     import uuid
     collector = Collector()
-    node = start_node(extra_yaml=f"""telemetry:
-  otlp: {{endpoint: "{collector.url}"}}
-gateways:
+    node = traced_node(start_node, collector, more="""gateways:
   - id: default
-    retries: {{max_attempts: 3, delay_ms: 10, backoff: constant}}
+    retries: {max_attempts: 3, delay_ms: 10, backoff: constant}
 """)
-    r = requests.post(node.url + "/openai/v1/chat/completions", timeout=10,
-                      headers={"authorization": "Bearer sk-test", "x-mock-fail-first": "2", "x-mock-fail-key": uuid.uuid4().hex},
-                      json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+    r = chat(node, {"x-mock-fail-first": "2", "x-mock-fail-key": uuid.uuid4().hex})
     assert r.status_code == 200 and r.headers["x-gatemesh-attempts"] == "3"
     spans = eventually(lambda: collector.spans, ok=lambda s: len(s) == 4, timeout=15, what="the request's span and three attempts")
     request = next(s for s in spans if s.kind == 2)
@@ -121,15 +123,11 @@ gateways:
 
 def test_a_refusal_by_a_rule_is_on_the_span(start_node):
     collector = Collector()
-    node = start_node(extra_yaml=f"""telemetry:
-  otlp: {{endpoint: "{collector.url}"}}
-gateways:
+    node = traced_node(start_node, collector, more="""gateways:
   - id: default
-    rate_limits: [{{id: one-a-minute, requests: 1, window: {{sliding: 1m}}}}]
+    rate_limits: [{id: one-a-minute, requests: 1, window: {sliding: 1m}}]
 """)
-    codes = [requests.post(node.url + "/openai/v1/chat/completions", timeout=10, headers={"authorization": "Bearer sk-test"},
-                           json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}).status_code
-             for _ in range(2)]
+    codes = [chat(node).status_code for _ in range(2)]
     assert codes == [200, 429]
     spans = eventually(lambda: [s for s in collector.spans if s.kind == 2], ok=lambda s: len(s) == 2, timeout=15, what="two request spans")
     refused = next(s for s in spans if attributes(s)["http.response.status_code"] == 429)
@@ -141,13 +139,11 @@ gateways:
 
 def test_a_fallback_is_one_trace_without_a_client_traceparent(start_node):
     collector = Collector()
-    node = start_node(extra_yaml=f"""telemetry:
-  otlp: {{endpoint: "{collector.url}"}}
-""")
-    chat = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "which step?"}]}
-    steps = [{"provider": "openai", "endpoint": "chat/completions", "query": chat,
+    node = traced_node(start_node, collector)
+    query = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "which step?"}]}
+    steps = [{"provider": "openai", "endpoint": "chat/completions", "query": query,
               "headers": {"authorization": "Bearer sk-test", "x-mock-status": "503"}},
-             {"provider": "openai", "endpoint": "chat/completions", "query": chat, "headers": {"authorization": "Bearer sk-test"}}]
+             {"provider": "openai", "endpoint": "chat/completions", "query": query, "headers": {"authorization": "Bearer sk-test"}}]
     r = requests.post(node.url + "/default", json=steps, timeout=10)
     assert r.status_code == 200 and r.headers["x-gatemesh-step"] == "1"
     # The request's span (SERVER, a root), its two steps (INTERNAL, its children), each step's attempt (CLIENT).
