@@ -73,7 +73,7 @@ final class AlertDispatcher: Service, Sendable {
         while !Task.isCancelled {
             if await send(pending.body) {
                 await alerts.markDelivered(rule: pending.key.rule, scope: pending.key.scope, window: pending.key.window,
-                                             permille: pending.key.permille, ts: Int64(Date().timeIntervalSince1970 * 1000))
+                                             permille: pending.key.permille, ts: WallClock.nowMs())
                 return
             }
             if Date().timeIntervalSince(started) > 86_400 {

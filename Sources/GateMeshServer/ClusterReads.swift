@@ -30,7 +30,7 @@ final class ClusterReads: PeerReader {
     // MARK: - The operator's side
 
     func analytics(_ query: Query) async throws -> String {
-        let ask = try LogAPI.AnalyticsAsk(query, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+        let ask = try LogAPI.AnalyticsAsk(query, nowMs: WallClock.nowMs())
         let reach = try self.reach(query)
         var total = reach.me ? try await local.partial(ask) : AnalyticsPartial()
         var (parts, missing) = await gather(.analytics, ask.forPeers(reach.query), reach)
@@ -162,7 +162,7 @@ final class ClusterReads: PeerReader {
         do {
             switch read {
             case .analytics:
-                let ask = try LogAPI.AnalyticsAsk(query, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+                let ask = try LogAPI.AnalyticsAsk(query, nowMs: WallClock.nowMs())
                 let bytes = Array(try JSONEncoder().encode(try await local.partial(ask)))
                 guard bytes.count <= budget else { return .failed("its part (\(bytes.count) bytes) is over the peer frame limit; choose a larger step") }
                 return .part(bytes)

@@ -89,7 +89,7 @@ final class ConfigReloader: Sendable {
         // The one step that can refuse (a config rule that takes an admin-API rule's id) goes first.
         try limits.reloadConfig(rules: new.gateways.flatMap(\.limits), gateways: Set(new.gateways.map(\.id)))
         cache.reconfigure(new.cache)
-        state.reloaded(new, atMs: Int64(Date().timeIntervalSince1970 * 1000))
+        state.reloaded(new, atMs: WallClock.nowMs())
         let next = factory.withLockedValue { $0! }(new, prices)
         responder.withLockedValue { $0 = next }
         let loaded = state.loaded

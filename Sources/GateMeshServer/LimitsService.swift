@@ -131,7 +131,7 @@ final class LimitsService: Service, SpendSource, Sendable {
         log.persistSpend(from: self)
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMs() }
 
     /// Charges, at their estimate, the reservations an earlier run left open in the journal (it
     /// was killed with those requests in flight: what they cost is unknown, that they were sent

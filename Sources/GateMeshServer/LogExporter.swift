@@ -96,7 +96,7 @@ final class LogExporter: Service, Sendable {
             let skipped = Int(last.seq - cursor) - rows.count
             cursor = last.seq
             try? await log.saveExportCursor(cursor)
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMs()
             figures.withLockedValue { f in
                 f.exported += rows.count
                 f.batches += 1

@@ -45,7 +45,7 @@ struct OperatorAPI: Sendable {
         let response = try await AuditCapture.$current.withValue(capture) { try await route(request: request, context: context, op: op) }
         if (200..<300).contains(response.status.code) {
             let after = Self.withoutSecrets(capture.body)
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMs()
             limits.audit(AuditEntry(id: UUIDv7.make(unixMillis: UInt64(now)), atMs: now, node: state.config.node.name, actor: op.actor,
                                     action: "\(request.method.rawValue) \(path)", before: before, after: after,
                                     team: Self.team(of: path, before: before, after: after)))
@@ -70,7 +70,7 @@ struct OperatorAPI: Sendable {
     func storageReport() -> ClusterStatus.Storage {
         let size = (try? reads.local.log.store.size()) ?? .init()
         let d = reads.local.log.diskFigures
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         let recent = d.lastWriteError.flatMap { now - $0.atMs < 60_000 ? "\($0.message) (\(Timestamps.iso($0.atMs)))" : nil }
         return ClusterStatus.Storage(
             fileBytes: size.fileBytes, walBytes: size.walBytes, freeBytes: size.freeBytes,

@@ -54,7 +54,7 @@ struct ProxyHandler: Sendable {
     func handle(_ route: PassthroughRoute, input: ProxyInput, step: Int = 0, fallsThrough: Bool = false, apiKey: String? = nil,
                 onFinish: @escaping @Sendable () -> Void) async throws -> Response {
         let started = ContinuousClock.now
-        let startedAtMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let startedAtMs = WallClock.nowMs()
         let gateway: GatewayConfig
         let provider: ResolvedProvider
         let controls: ControlHeaders

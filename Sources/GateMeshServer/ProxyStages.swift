@@ -1,4 +1,3 @@
-import Foundation
 import GateMeshAccounting
 import GateMeshCache
 import GateMeshCore
@@ -181,11 +180,11 @@ extension ProxyHandler {
         // A traced request's attempts become child spans (wall-clock times, as spans carry).
         func note(since start: Int64, status: Int?, error: String?) {
             guard call.traced else { return }
-            call.exchange.noteAttempt(UpstreamAttempt(startedAtMs: start, endedAtMs: Int64(Date().timeIntervalSince1970 * 1000),
+            call.exchange.noteAttempt(UpstreamAttempt(startedAtMs: start, endedAtMs: WallClock.nowMs(),
                                                       status: status, error: error))
         }
         while true {
-            let attemptStart = call.traced ? Int64(Date().timeIntervalSince1970 * 1000) : 0
+            let attemptStart = call.traced ? WallClock.nowMs() : 0
             let transfer = client.start(upstreamRequest)
             let uploadTask = streamed.map { Self.upload($0, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke) }
             let head: UpstreamResponseHead

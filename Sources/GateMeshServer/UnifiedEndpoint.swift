@@ -114,7 +114,7 @@ extension GatewayResponder {
             }
             let client = UnifiedClient(gateway: g.id, headers: request.headers, controls: controls, caller: caller, body: request.body)
             if let route = g.routes[model] {
-                let plan = routeHealth.plan(route, gateway: g.id, now: Int64(Date().timeIntervalSince1970 * 1000))
+                let plan = routeHealth.plan(route, gateway: g.id, now: WallClock.nowMs())
                 let targets = plan.map { i in (route.targets[i].provider, route.targets[i].model ?? model, route.targets[i].apiKey) }
                 return (g, client, body, model, targets, plan)
             }

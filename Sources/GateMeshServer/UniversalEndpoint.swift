@@ -118,7 +118,7 @@ extension GatewayResponder {
             onFinish()
             throw error
         }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         let plan = routeHealth.plan(modelRoute, gateway: gateway.id, now: now)
         // Passthrough keeps the provider's wire format: only targets that speak it can serve.
         let usable = plan.filter { i in
@@ -159,7 +159,7 @@ extension GatewayResponder {
         func endChain(step: Int, status: Int, error: String?) {
             guard let chain, let traces = proxy.traces else { return }
             traces.record(ChainSpan(trace: chain.trace, gateway: chain.gateway, route: routeName, startedAtMs: chain.startedAtMs,
-                                    endedAtMs: Int64(Date().timeIntervalSince1970 * 1000), stepsTried: step + 1, answeredStep: step,
+                                    endedAtMs: WallClock.nowMs(), stepsTried: step + 1, answeredStep: step,
                                     status: status, error: error))
         }
         for (i, make) in steps.enumerated() {
@@ -176,7 +176,7 @@ extension GatewayResponder {
                 }
                 if steps.count > 1, let traces = proxy.traces {
                     if chain == nil {
-                        chain = (traces.trace(step.input.headers), step.route.gateway, Int64(Date().timeIntervalSince1970 * 1000))
+                        chain = (traces.trace(step.input.headers), step.route.gateway, WallClock.nowMs())
                     }
                     var rng = SystemRandomNumberGenerator()
                     step.input.trace = chain?.trace.child(using: &rng)
@@ -219,7 +219,7 @@ final class RouteHealth: Sendable {
     }
 
     func record(_ route: ModelRoute, gateway: String, target: Int, outcome: RouteBalancer.Outcome) {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         balancer.withLockedValue { $0.record(route, gateway: gateway, target: target, outcome: outcome, now: now) }
     }
 }

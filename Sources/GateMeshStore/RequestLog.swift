@@ -291,7 +291,7 @@ public final class RequestLog: Service, Sendable {
         do {
             // Detached: a shutdown that cancels the writer must not cancel rows already taken.
             let pool = self.pool, nextSeq = self.nextSeq
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMs()
             try await Task.detached {
                 try await pool.write { db in
                     var row = RowBinder()
@@ -317,7 +317,7 @@ public final class RequestLog: Service, Sendable {
             // The rows are lost; the spend still counts (in memory), as the requests did happen.
             // A full disk: the node keeps serving, and says so (`diskFigures`, /cluster/status).
             source?.commit(settlements, version: nil, mark: nil)
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = WallClock.nowMs()
             queue.withLockedValue {
                 $0.dropped += batch.count
                 $0.failedWrites += batch.count
@@ -442,7 +442,7 @@ public final class RequestLog: Service, Sendable {
     /// journal's runs up to `recoveredThrough` as charged, in one transaction (synchronous: the
     /// node admits nothing before).
     public func persistRecovery(_ slots: [LimitCharge], recoveredThrough: UInt64) throws {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         try pool.write { db in
             try Self.upsertSpend(slots, db: db, now: now)
             try Self.setMeta(db, Self.journalRecoveredKey, String(recoveredThrough))

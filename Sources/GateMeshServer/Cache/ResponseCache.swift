@@ -56,7 +56,7 @@ final class ResponseCache: CacheOwner, Service, Sendable {
         memory = NIOLockedValueBox(lru)
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMs() }
 
     /// The key: the hex SHA-256 of the key material.
     static func key(_ material: [UInt8]) -> String {

@@ -171,7 +171,7 @@ final class ClusterService: Service, LimitsPeers, CachePeers, Sendable {
     /// the live ids, kept up to date by the tick.
     private let authority: NIOLockedValueBox<FigureAuthority>
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMs() }
 
     /// Milliseconds on the monotonic clock, for membership's timers: an NTP step of the wall
     /// clock must not turn every suspect dead (or keep a dead member alive).

@@ -1,5 +1,6 @@
 import Foundation
 import GateMeshCluster
+import GateMeshCore
 import GateMeshPeer
 import Logging
 import NIOConcurrencyHelpers
@@ -73,7 +74,7 @@ final class PeerConnectionGuard: Sendable {
 
     /// Logs `message` unless it was logged less than `logEvery` ago; then says how many were not.
     func warn(_ message: String, _ metadata: Logger.Metadata) {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         let suppressed = state.withLockedValue { s -> Int? in
             if let last = s.logged[message], now - last.at < Self.logEvery {
                 s.logged[message]?.suppressed += 1
