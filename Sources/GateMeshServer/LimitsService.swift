@@ -224,6 +224,7 @@ final class LimitsService: Service, SpendSource, Sendable {
                 let decision = engine.admit(request, estimate: estimate, now: now, skipping: skipping)
                 var held: [JournalRecord.Held] = []
                 if case .admit(let reservation) = decision {
+                    held.reserveCapacity(reservation.entries.count)
                     // With what this run has used of each counter's rights, this one included.
                     for e in reservation.entries where e.amount > 0 {
                         var h = JournalRecord.Held(key: e.key, amount: e.amount)

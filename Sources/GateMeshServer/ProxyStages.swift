@@ -170,12 +170,13 @@ extension ProxyHandler {
             headers: call.target.headers.map { ($0.name, $0.value) }, body: call.body, timeouts: call.timeouts)
         // A body that streams up unread cannot be sent twice: one attempt only.
         let policy = call.streamUpload ? RetryPolicy(maxAttempts: 1) : call.retries
-        let overLimit = NIOLockedValueBox(false)
-        // The client's upload broke off (it closed its connection mid-body): a 499, not a 502.
-        let uploadBroke = NIOLockedValueBox(false)
         // Only the client's own body streams up.
         var streamed: RequestBody?
         if call.streamUpload, case .client(let request) = call.input.body { streamed = request.body }
+        // Set by the upload (so made only for one): past the body limit, or the client's upload
+        // broke off (it closed its connection mid-body: a 499, not a 502).
+        let overLimit = streamed.map { _ in NIOLockedValueBox(false) }
+        let uploadBroke = streamed.map { _ in NIOLockedValueBox(false) }
         var attempt = 1
         // A traced request's attempts become child spans (wall-clock times, as spans carry).
         func note(since start: Int64, status: Int?, error: String?) {
@@ -186,15 +187,18 @@ extension ProxyHandler {
         while true {
             let attemptStart = call.traced ? WallClock.nowMs() : 0
             let transfer = client.start(upstreamRequest)
-            let uploadTask = streamed.map { Self.upload($0, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke) }
+            var uploadTask: Task<Void, Never>?
+            if let streamed, let overLimit, let uploadBroke {
+                uploadTask = Self.upload(streamed, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke)
+            }
             let head: UpstreamResponseHead
             do {
                 head = try await transfer.responseHead()
             } catch let error as UpstreamError {
                 // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
                 uploadTask?.cancel()
-                if overLimit.withLockedValue({ $0 }) { throw GatewayError.payloadTooLarge(limit: maxBody) }
-                if uploadBroke.withLockedValue({ $0 }) { throw GatewayError.clientClosedRequest() }
+                if overLimit?.withLockedValue({ $0 }) == true { throw GatewayError.payloadTooLarge(limit: maxBody) }
+                if uploadBroke?.withLockedValue({ $0 }) == true { throw GatewayError.clientClosedRequest() }
                 if error == .cancelled, Task.isCancelled { throw CancellationError() }
                 note(since: attemptStart, status: nil, error: "\(error)")
                 if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {

@@ -192,10 +192,6 @@ final class CurlDriver: @unchecked Sendable {
         let request = transfer.request
         let opaque = Unmanaged.passUnretained(transfer).toOpaque()
 
-        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
-        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        transfer.errorBuffer = errorBuffer
-        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
@@ -244,21 +240,20 @@ final class CurlDriver: @unchecked Sendable {
             _ = ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, method)
         }
 
-        // Headers: the client's, plus blanks that stop curl adding its own defaults.
-        var list: UnsafeMutablePointer<curl_slist>?
+        // Headers: the client's, plus blanks that stop curl adding its own defaults. One block
+        // holds them and the error buffer.
         var sawAccept = false
         var sawContentType = false
-        for (name, value) in request.headers {
+        for (name, _) in request.headers {
             if name == "accept" { sawAccept = true }
             if name == "content-type" { sawContentType = true }
-            list = curl_slist_append(list, value.isEmpty ? "\(name);" : "\(name): \(value)")
         }
-        list = curl_slist_append(list, "Expect:")
-        if !sawAccept { list = curl_slist_append(list, "Accept:") }
-        if hasBody && !sawContentType { list = curl_slist_append(list, "Content-Type:") }
-        if hasBody && length == nil { list = curl_slist_append(list, "Transfer-Encoding: chunked") }
-        transfer.headerList = list
-        _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+        let lines = Self.blankLines[(sawAccept ? 0 : 1) | (hasBody && !sawContentType ? 2 : 0) | (hasBody && length == nil ? 4 : 0)]
+        let block = RequestBlock(fields: request.headers, lines: lines)
+        transfer.requestBlock = block.raw
+        transfer.errorBuffer = block.errorBuffer
+        _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, block.errorBuffer)
+        _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, block.headers)
 
         // The first-byte clock starts once the whole request body is sent (see driverReadBody);
         // a bodiless request starts it now.
@@ -270,15 +265,24 @@ final class CurlDriver: @unchecked Sendable {
         }
     }
 
+    /// The lines after the client's (no array made per request): `Expect:` always; by bit, `Accept:`
+    /// (1), `Content-Type:` (2) and chunked encoding (4).
+    private static let blankLines: [[StaticString]] = (0..<8).map { bits in
+        var lines: [StaticString] = ["Expect:"]
+        if bits & 1 != 0 { lines.append("Accept:") }
+        if bits & 2 != 0 { lines.append("Content-Type:") }
+        if bits & 4 != 0 { lines.append("Transfer-Encoding: chunked") }
+        return lines
+    }
+
     private func finish(easy: UnsafeMutableRawPointer, transfer: UpstreamTransfer, error: UpstreamError?) {
         var connects = 0
         _ = ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
         connectionsOpened.add(connects, ordering: .relaxed)
         active.removeValue(forKey: easy)
         curl_multi_remove_handle(multi, easy)
-        curl_slist_free_all(transfer.headerList)
-        transfer.headerList = nil
-        transfer.errorBuffer?.deallocate()
+        transfer.requestBlock?.deallocate()
+        transfer.requestBlock = nil
         transfer.errorBuffer = nil
         transfer.easy = nil
         if idleHandles.count < 64 {

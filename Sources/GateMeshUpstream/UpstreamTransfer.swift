@@ -38,11 +38,14 @@ public final class UpstreamTransfer: @unchecked Sendable {
 
     // MARK: Driver-thread-only state
     var easy: UnsafeMutableRawPointer?
-    var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request's header lines and error buffer (`RequestBlock`), freed when the transfer ends.
+    var requestBlock: UnsafeMutableRawPointer?
+    /// Inside `requestBlock`.
     var errorBuffer: UnsafeMutablePointer<CChar>?
     var firstByteDeadline: UInt64 = 0
     var headDelivered = false
-    private var parsingHeaders: [(name: String, value: String)] = []
+    /// Room for a typical answer's fields from the first one on.
+    private var parsingHeaders: [(name: String, value: String)] = { var a = [(name: String, value: String)](); a.reserveCapacity(16); return a }()
     private var parsingStatus = 0
     private var parsingVersion = "1.1"
 

@@ -3,6 +3,7 @@
 // runs. It drives the pure engine behind one lock, as `LimitsService` and `ClusterService` do:
 //
 //     swift run -c release gatemesh-limits-bench [scope values: 200000] [seconds per case: 5] [admissions/s: 20000]
+//     swift run -c release gatemesh-limits-bench request-path [seconds: 5]   (see RequestPath.swift)
 //
 // Cases, each for the given time, one thread admitting and settling requests of random scope
 // values in a loop (measuring each admit + settle, lock wait included) while another does:
@@ -20,6 +21,10 @@ import GateMeshCore
 import GateMeshLimits
 import NIOConcurrencyHelpers
 
+if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "request-path" {
+    RequestPath.run(seconds: CommandLine.arguments.count > 2 ? Double(CommandLine.arguments[2]) ?? 5 : 5)
+    exit(0)
+}
 let scopes = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 200_000 : 200_000
 let seconds = CommandLine.arguments.count > 2 ? Double(CommandLine.arguments[2]) ?? 5 : 5
 /// Admissions per second (paced; 0: as fast as one thread goes).

@@ -16,7 +16,7 @@ public struct PriceTable: Sendable {
     }
 
     public let compiled: String
-    private var byKey: [String: Entry] = [:]
+    private var byKey: [Key: Entry] = [:]
     private var idsByProvider: [String: [String]] = [:]
 
     public init(compiled: String, entries: [Entry], aliases: [(provider: String, alias: String, model: String)] = []) {
@@ -27,7 +27,13 @@ public struct PriceTable: Sendable {
         }
     }
 
-    static func key(_ provider: String, _ model: String) -> String { provider + "\u{0}" + model }
+    /// A provider's model: hashed as the two strings, with no string built for a lookup.
+    struct Key: Hashable {
+        var provider: String
+        var model: String
+    }
+
+    static func key(_ provider: String, _ model: String) -> Key { Key(provider: provider, model: model) }
 
     /// Adds or replaces one model's price.
     public mutating func insert(_ entry: Entry) {

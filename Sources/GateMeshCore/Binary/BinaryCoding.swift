@@ -6,6 +6,8 @@
 public struct BinaryWriter: Sendable {
     public private(set) var bytes: [UInt8] = []
     public init() {}
+    /// Room for `capacity` bytes up front (a frame of known rough size grows without copies).
+    public init(capacity: Int) { bytes.reserveCapacity(capacity) }
 
     public mutating func uint(_ v: UInt64) {
         var v = v
@@ -19,9 +21,9 @@ public struct BinaryWriter: Sendable {
     public mutating func int(_ v: Int64) { uint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
 
     public mutating func string(_ s: String) {
-        let utf8 = Array(s.utf8)
+        let utf8 = s.utf8
         uint(UInt64(utf8.count))
-        bytes += utf8
+        bytes.append(contentsOf: utf8)
     }
 
     public mutating func byte(_ b: UInt8) { bytes.append(b) }

@@ -43,7 +43,7 @@ public enum HeaderPolicy {
         _ headers: [(name: String, value: String)],
         storedCredential: (name: String, value: String)?
     ) -> [(name: String, value: String)] {
-        let listed = connectionOptions(headers)
+        let listed = headers.contains { $0.name == "connection" } ? connectionOptions(headers) : []
         var out: [(name: String, value: String)] = []
         out.reserveCapacity(headers.count + 1)
         for (name, value) in headers {
@@ -59,10 +59,15 @@ public enum HeaderPolicy {
     /// The response headers to send to the client from the provider's response head. The gateway's
     /// own `x-gatemesh-…`/`cf-aig-…` names are reserved for the gateway and never taken from upstream.
     public static func clientResponseHeaders(_ headers: [(name: String, value: String)]) -> [(name: String, value: String)] {
-        let listed = connectionOptions(headers)
-        return headers.filter { name, _ in
-            !(hopByHop.contains(name) || responseOnlyUpstream.contains(name) || listed.contains(name) || isGatewayControl(name))
+        // Most answers name no connection options: no set is built for them.
+        let listed = headers.contains { $0.name == "connection" } ? connectionOptions(headers) : []
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(headers.count)
+        for (name, value) in headers
+        where !(hopByHop.contains(name) || responseOnlyUpstream.contains(name) || listed.contains(name) || isGatewayControl(name)) {
+            out.append((name, value))
         }
+        return out
     }
 }
 

@@ -11,6 +11,14 @@ extension BinaryWriter {
 
     /// Rights: the grants (from, to, amount), then the used, refunded and returned counts per
     /// holder, then the leases (from, to, until). One form for the counters frames and the journal.
+    private mutating func counts(_ counts: [String: Int64]) {
+        uint(UInt64(counts.count))
+        for (holder, v) in counts {
+            string(holder)
+            int(v)
+        }
+    }
+
     public mutating func rights(_ r: RightsEntry) {
         uint(UInt64(r.granted.count))
         for (pair, v) in r.granted {
@@ -18,13 +26,9 @@ extension BinaryWriter {
             string(pair.to)
             int(v)
         }
-        for counts in [r.used, r.refunded, r.returned] {
-            uint(UInt64(counts.count))
-            for (holder, v) in counts {
-                string(holder)
-                int(v)
-            }
-        }
+        counts(r.used)
+        counts(r.refunded)
+        counts(r.returned)
         uint(UInt64(r.leases.count))
         for (pair, until) in r.leases {
             string(pair.from)

@@ -10,15 +10,44 @@
 /// log (each entry's hash is subtracted and added again when it changes). So a rule with 200,000
 /// scope values costs nothing to replicate while it is quiet.
 public struct CounterMap: Sendable {
+    /// A counter: a rule's scope value in one bucket. The hash of its two strings is taken once,
+    /// when the key is made, and a request's keys for other buckets of the same scope reuse it
+    /// (`inBucket`): a decision looks its counters up many times, and hashing the strings each
+    /// time was most of what a lookup cost.
     public struct Key: Sendable, Hashable, CustomStringConvertible {
-        public var rule: String
-        public var scope: String
-        public var bucket: Int64
+        public let rule: String
+        public let scope: String
+        public let bucket: Int64
+        /// `rule` and `scope` hashed (this process's seed; never persisted or sent).
+        private let stringsHash: Int
 
         public init(rule: String, scope: String, bucket: Int64) {
             self.rule = rule
             self.scope = scope
             self.bucket = bucket
+            var hasher = Hasher()
+            hasher.combine(rule)
+            hasher.combine(scope)
+            stringsHash = hasher.finalize()
+        }
+
+        private init(rule: String, scope: String, bucket: Int64, stringsHash: Int) {
+            self.rule = rule
+            self.scope = scope
+            self.bucket = bucket
+            self.stringsHash = stringsHash
+        }
+
+        /// The same rule and scope value in `bucket`, without hashing the strings again.
+        public func inBucket(_ bucket: Int64) -> Key { Key(rule: rule, scope: scope, bucket: bucket, stringsHash: stringsHash) }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(stringsHash)
+            hasher.combine(bucket)
+        }
+
+        public static func == (a: Key, b: Key) -> Bool {
+            a.bucket == b.bucket && a.stringsHash == b.stringsHash && a.rule == b.rule && a.scope == b.scope
         }
 
         public var description: String { "\(rule)[\(scope)]@\(bucket)" }

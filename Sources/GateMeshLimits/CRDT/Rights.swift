@@ -60,7 +60,13 @@ public struct RightsEntry: Sendable, Hashable {
     /// Only the figures written by holders whose name starts with `prefix` (`node/`: every run of
     /// one node, as holders and as owners): what that node persists.
     public func written(byPrefix prefix: String) -> RightsEntry {
-        RightsEntry(granted: granted.filter { $0.key.from.hasPrefix(prefix) },
+        // Alone, or holding only its own figures, a node writes them all: no copy.
+        if granted.keys.allSatisfy({ $0.from.hasPrefix(prefix) }) && used.keys.allSatisfy({ $0.hasPrefix(prefix) })
+            && refunded.keys.allSatisfy({ $0.hasPrefix(prefix) }) && returned.keys.allSatisfy({ $0.hasPrefix(prefix) })
+            && leases.keys.allSatisfy({ $0.from.hasPrefix(prefix) }) {
+            return self
+        }
+        return RightsEntry(granted: granted.filter { $0.key.from.hasPrefix(prefix) },
                     used: used.filter { $0.key.hasPrefix(prefix) },
                     refunded: refunded.filter { $0.key.hasPrefix(prefix) },
                     returned: returned.filter { $0.key.hasPrefix(prefix) },

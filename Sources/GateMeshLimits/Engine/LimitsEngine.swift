@@ -171,8 +171,10 @@ public struct LimitsEngine: Sendable {
                     spans[compiled.window] = active
                 }
                 let need = estimate.value(compiled.rule.measure)
+                // The newest active bucket is the one `now` falls in.
+                let key = CounterMap.Key(rule: compiled.rule.id, scope: scope, bucket: active.upperBound)
                 var used: Int64 = 0
-                for bucket in active { used += counters.total(.init(rule: compiled.rule.id, scope: scope, bucket: bucket), now: now) }
+                for bucket in active { used += counters.total(key.inBucket(bucket), now: now) }
                 let rights = compiled.rule.enforcement != .soft
                 if used + need > compiled.rule.limit {
                     let rule = compiled.rule
@@ -184,8 +186,6 @@ public struct LimitsEngine: Sendable {
                     case .downgrade(let provider, let model): return .downgrade(refusal, provider: provider, model: model)
                     }
                 }
-                // The newest active bucket is the one `now` falls in.
-                let key = CounterMap.Key(rule: compiled.rule.id, scope: scope, bucket: active.upperBound)
                 if rights && need > 0, let lack = lacking(key, rule: compiled.rule, need: need, now: now) {
                     if shortOf == nil {
                         shortOf = Refusal(rule: compiled.rule, scopeValue: scope, used: used, requested: need, retryAfterMs: 1000,
@@ -238,10 +238,13 @@ public struct LimitsEngine: Sendable {
     /// log writer prices a batch's settlements before it writes them).
     public func pendingCharges(_ id: UInt64, actual: LimitAmounts) -> [(key: CounterMap.Key, amount: Int64)] {
         guard let reservation = reservations[id] ?? expired[id] else { return [] }
-        return reservation.entries.compactMap { h in
+        var charges: [(key: CounterMap.Key, amount: Int64)] = []
+        charges.reserveCapacity(reservation.entries.count)
+        for h in reservation.entries {
             let amount = actual.value(h.measure)
-            return amount > 0 ? (h.key, amount) : nil
+            if amount > 0 { charges.append((h.key, amount)) }
         }
+        return charges
     }
 
     /// A rule's scope crossed one of its alert thresholds.

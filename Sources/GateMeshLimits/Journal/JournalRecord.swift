@@ -100,7 +100,14 @@ public enum JournalCodec {
     public static let maxEntries = 100_000
 
     public static func frame(_ record: JournalRecord) -> [UInt8] {
-        var w = BinaryWriter()
+        // Room for the record as it usually is (a key is some 30 bytes, rights some 100).
+        var w: BinaryWriter
+        switch record {
+        case .open(_, let held): w = BinaryWriter(capacity: 32 + 64 * held.count)
+        case .settling(_, let ids): w = BinaryWriter(capacity: 32 + 10 * ids.count)
+        case .rights: w = BinaryWriter(capacity: 256)
+        case .close: w = BinaryWriter(capacity: 32)
+        }
         // Room for the header, filled in below.
         for _ in 0..<8 { w.byte(0) }
         switch record {

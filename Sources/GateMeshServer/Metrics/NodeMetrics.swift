@@ -44,9 +44,14 @@ final class NodeMetrics: Sendable {
     final class Handles: Sendable {
         let gateway: String, provider: String, model: String, status: Int
         let factory: PrometheusMetricsFactory
-        private let made = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
+        /// The counters below, by `Slot`, made on first use.
+        private let made = NIOLockedValueBox<[CoreMetrics.Counter?]>(Array(repeating: nil, count: Slot.allCases.count))
         let duration: CoreMetrics.Timer
         let ttfb: CoreMetrics.Timer
+
+        enum Slot: Int, CaseIterable {
+            case requests, input, output, cacheRead, cacheWrite, cost, cacheHit, cacheMiss, cacheBypass, upstreamErrors
+        }
 
         init(gateway: String, provider: String, model: String, status: Int, factory: PrometheusMetricsFactory) {
             (self.gateway, self.provider, self.model, self.status, self.factory) = (gateway, provider, model, status, factory)
@@ -55,46 +60,67 @@ final class NodeMetrics: Sendable {
             ttfb = CoreMetrics.Timer(label: "gatemesh_time_to_first_byte_seconds", dimensions: base, factory: factory)
         }
 
-        func counter(_ id: String, _ label: String, _ dimensions: @autoclosure () -> [(String, String)]) -> CoreMetrics.Counter {
+        /// The counter of `slot`, made with its labels the first time.
+        func counter(_ slot: Slot) -> CoreMetrics.Counter {
             made.withLockedValue { m in
-                if let c = m[id] { return c }
-                let c = CoreMetrics.Counter(label: label, dimensions: dimensions(), factory: factory)
-                m[id] = c
+                if let c = m[slot.rawValue] { return c }
+                let (label, dimensions) = labels(slot)
+                let c = CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
+                m[slot.rawValue] = c
                 return c
+            }
+        }
+
+        private func labels(_ slot: Slot) -> (String, [(String, String)]) {
+            let base = [("gateway", gateway), ("provider", provider)]
+            switch slot {
+            case .requests: return ("gatemesh_requests_total", base + [("model", model), ("status", String(status))])
+            case .input, .output, .cacheRead, .cacheWrite:
+                return ("gatemesh_tokens_total", base + [("model", model), ("kind", NodeMetrics.tokenKinds[slot.rawValue - Slot.input.rawValue])])
+            case .cost: return ("gatemesh_cost_nanodollars_total", base + [("model", model)])
+            case .cacheHit, .cacheMiss, .cacheBypass:
+                return ("gatemesh_cache_requests_total", [("gateway", gateway), ("status", ["hit", "miss", "bypass"][slot.rawValue - Slot.cacheHit.rawValue])])
+            case .upstreamErrors: return ("gatemesh_upstream_errors_total", [("provider", provider), ("status", String(status))])
             }
         }
     }
 
-    private let handles = NIOLockedValueBox<[String: Handles]>([:])
+    /// What a request's handles are kept under.
+    struct HandlesKey: Hashable {
+        var gateway: String, provider: String, model: Substring, status: Int
+    }
+
+    private let handles = NIOLockedValueBox<[HandlesKey: Handles]>([:])
     /// Per org and team (the virtual key's): requests and cost. Teams are made by operators, so
     /// the series stay as few as the teams.
     private let teams = NIOLockedValueBox<[String: (requests: CoreMetrics.Counter, cost: CoreMetrics.Counter)]>([:])
     static let tokenKinds = ["input", "output", "cache_read", "cache_write"]
 
-    /// Counts one finished request.
+    /// Counts one finished request: no string is built for a kind of request seen before.
     func record(_ r: RequestRecord) {
-        let model = r.pricedAs.flatMap { $0.split(separator: "/", maxSplits: 1).last.map(String.init) } ?? "unpriced"
-        let key = "\(r.gateway)\u{0}\(r.provider)\u{0}\(model)\u{0}\(r.status)"
+        // The price-table entry's model (`provider/model`), or `unpriced`.
+        let model: Substring = r.pricedAs.map { p in p.lastIndex(of: "/").map { p[p.index(after: $0)...] } ?? p[...] } ?? "unpriced"
+        let key = HandlesKey(gateway: r.gateway, provider: r.provider, model: model, status: r.status)
         let factory = self.factory
         let h = handles.withLockedValue { all in
             if let h = all[key] { return h }
-            let h = Handles(gateway: r.gateway, provider: r.provider, model: model, status: r.status, factory: factory)
+            let h = Handles(gateway: r.gateway, provider: r.provider, model: String(model), status: r.status, factory: factory)
             all[key] = h
             return h
         }
-        let base = [("gateway", r.gateway), ("provider", r.provider)]
-        h.counter("requests", "gatemesh_requests_total", base + [("model", model), ("status", String(r.status))]).increment()
+        h.counter(.requests).increment()
         h.duration.recordMilliseconds(r.durationMs)
         if let ttfb = r.ttfbMs { h.ttfb.recordMilliseconds(ttfb) }
-        for (i, count) in [r.usage.input, r.usage.output, r.usage.cacheRead, r.usage.cacheWrite].enumerated() where count > 0 {
-            let kind = Self.tokenKinds[i]
-            h.counter("tokens-" + kind, "gatemesh_tokens_total", base + [("model", model), ("kind", kind)]).increment(by: count)
-        }
-        if let cost = r.cost, cost.nanos > 0 {
-            h.counter("cost", "gatemesh_cost_nanodollars_total", base + [("model", model)]).increment(by: Int(cost.nanos))
-        }
-        if let status = r.cacheStatus?.lowercased() {
-            h.counter("cache-" + status, "gatemesh_cache_requests_total", [("gateway", r.gateway), ("status", status)]).increment()
+        if r.usage.input > 0 { h.counter(.input).increment(by: r.usage.input) }
+        if r.usage.output > 0 { h.counter(.output).increment(by: r.usage.output) }
+        if r.usage.cacheRead > 0 { h.counter(.cacheRead).increment(by: r.usage.cacheRead) }
+        if r.usage.cacheWrite > 0 { h.counter(.cacheWrite).increment(by: r.usage.cacheWrite) }
+        if let cost = r.cost, cost.nanos > 0 { h.counter(.cost).increment(by: Int(cost.nanos)) }
+        switch r.cacheStatus {
+        case "HIT": h.counter(.cacheHit).increment()
+        case "MISS": h.counter(.cacheMiss).increment()
+        case "BYPASS": h.counter(.cacheBypass).increment()
+        default: break
         }
         if let team = r.principal?.team {
             let org = r.principal?.org ?? ""
@@ -111,7 +137,7 @@ final class NodeMetrics: Sendable {
             if let cost = r.cost, cost.nanos > 0 { counters.cost.increment(by: Int(cost.nanos)) }
         }
         if r.status == 502 || r.status == 504 || (r.status >= 500 && r.error != nil) {
-            h.counter("upstream-errors", "gatemesh_upstream_errors_total", [("provider", r.provider), ("status", String(r.status))]).increment()
+            h.counter(.upstreamErrors).increment()
         }
     }
 
