@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "GateMeshUpstreamTests",
             dependencies: [
-                "GateMeshUpstream", "GateMeshMock", .product(name: "Hummingbird", package: "hummingbird"),
+                "GateMeshUpstream", "GateMeshMock", "CGateMeshCurl", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
