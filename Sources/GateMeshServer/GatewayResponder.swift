@@ -5,7 +5,8 @@ import Logging
 
 /// The node's single HTTP responder: routes by the pure `PathRouter`, then hands off to the
 /// operator API or the proxy. Every error leaves here as one JSON error response.
-struct GatewayResponder: HTTPResponder {
+/// A class, so that a request holds one reference to it rather than a copy of its fields.
+final class GatewayResponder: HTTPResponder, Sendable {
     typealias Context = BasicRequestContext
     let router: PathRouter
     let proxy: ProxyHandler
@@ -14,6 +15,15 @@ struct GatewayResponder: HTTPResponder {
     /// Kept across config reloads (each reload builds a new responder around the same one).
     let routeHealth: RouteHealth
     let logger: Logger
+
+    init(router: PathRouter, proxy: ProxyHandler, operatorAPI: OperatorAPI, state: NodeState, routeHealth: RouteHealth, logger: Logger) {
+        self.router = router
+        self.proxy = proxy
+        self.operatorAPI = operatorAPI
+        self.state = state
+        self.routeHealth = routeHealth
+        self.logger = logger
+    }
 
     func respond(to request: Request, context: Context) async throws -> Response {
         state.begin()

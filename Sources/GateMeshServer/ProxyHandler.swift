@@ -18,7 +18,10 @@ import NIOCore
 /// `inlineBodyLimit` are read whole (one copy, the common case for AI APIs); larger or chunked
 /// ones stream up with back-pressure. The response streams down chunk by chunk; a client that
 /// goes away cancels the upstream transfer.
-struct ProxyHandler: Sendable {
+///
+/// A class, not a struct: each request's async frames then hold one reference to it, where a copy
+/// of its dozen fields cost as many retains and releases at every suspension.
+final class ProxyHandler: Sendable {
     let config: Settings
     let catalogue: ProviderCatalogue
     let client: UpstreamClient
@@ -29,7 +32,21 @@ struct ProxyHandler: Sendable {
     let cache: ResponseCache?
     let logger: Logger
     /// Where each request's span goes (`telemetry.otlp`); nil: no traces.
-    var traces: TraceExporter? = nil
+    let traces: TraceExporter?
+
+    init(config: Settings, catalogue: ProviderCatalogue, client: UpstreamClient, prices: PriceTable, log: RequestLog?,
+         metrics: NodeMetrics?, limits: LimitsService?, cache: ResponseCache?, logger: Logger, traces: TraceExporter? = nil) {
+        self.config = config
+        self.catalogue = catalogue
+        self.client = client
+        self.prices = prices
+        self.log = log
+        self.metrics = metrics
+        self.limits = limits
+        self.cache = cache
+        self.logger = logger
+        self.traces = traces
+    }
 
     /// Bodies up to this size with a Content-Length are read whole before the transfer starts.
     static let inlineBodyLimit = 4 << 20

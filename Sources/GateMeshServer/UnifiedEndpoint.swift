@@ -52,7 +52,7 @@ extension GatewayResponder {
         let formats = targets.map { t in proxy.catalogue.provider(named: t.provider).flatMap { ChatPlan.Target($0.spec) } }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
-                guard let provider = proxy.catalogue.provider(named: target.provider) else {
+                guard let provider = self.proxy.catalogue.provider(named: target.provider) else {
                     throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
                 }
                 guard let format = formats[i] else {
@@ -177,7 +177,7 @@ extension GatewayResponder {
         let google = targets.map { proxy.catalogue.provider(named: $0.provider)?.spec.wire == .google }
         let made: [@Sendable () throws -> ProxyStep] = targets.enumerated().map { i, target in
             { () throws -> ProxyStep in
-                guard let provider = proxy.catalogue.provider(named: target.provider) else {
+                guard let provider = self.proxy.catalogue.provider(named: target.provider) else {
                     throw GatewayError.badRequest("unknown provider '\(target.provider)' in model '\(model)'", code: "unknown_provider")
                 }
                 if google[i] {

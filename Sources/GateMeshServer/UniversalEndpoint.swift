@@ -63,7 +63,7 @@ extension GatewayResponder {
                     endpoint = endpoint[..<q]
                 }
                 let path = "/\(gateway)/\(step.provider)/\(endpoint)"
-                guard case .passthrough(let route) = try router.route(path: path), route.gateway == gateway else {
+                guard case .passthrough(let route) = try self.router.route(path: path), route.gateway == gateway else {
                     throw GatewayError.badRequest("universal endpoint: step \(i) does not name a provider and endpoint (\(path))",
                                                   code: "invalid_universal_request")
                 }

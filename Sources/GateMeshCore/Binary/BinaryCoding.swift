@@ -28,6 +28,9 @@ public struct BinaryWriter: Sendable {
 
     public mutating func byte(_ b: UInt8) { bytes.append(b) }
 
+    /// Overwrites the byte at `index` (a header filled in once its payload is written).
+    public mutating func set(_ b: UInt8, at index: Int) { bytes[index] = b }
+
     /// Length-prefixed bytes.
     public mutating func blob(_ b: [UInt8]) {
         uint(UInt64(b.count))

@@ -28,9 +28,14 @@ public enum HeaderPolicy {
     public static func connectionOptions(_ headers: [(name: String, value: String)]) -> Set<String> {
         var names: Set<String> = []
         for (name, value) in headers where name == "connection" {
-            for token in value.split(separator: ",") {
-                let t = token.trimmingSpaces().lowercased()
-                if !t.isEmpty { names.insert(t) }
+            // Token by token, without an array of them; `keep-alive` (most answers' only one) is
+            // dropped as hop-by-hop anyway, so it builds no set.
+            var rest = Substring(value)
+            while !rest.isEmpty {
+                let comma = rest.firstIndex(of: ",") ?? rest.endIndex
+                let t = rest[..<comma].trimmingSpaces().lowercased()
+                rest = comma < rest.endIndex ? rest[rest.index(after: comma)...] : ""
+                if !t.isEmpty && !hopByHop.contains(t) { names.insert(t) }
             }
         }
         return names

@@ -121,31 +121,52 @@ public struct PathRouter: Sendable {
 /// Lazily split view over the segments of a path that starts with `/`.
 struct PathSegments {
     let path: String
-    /// Start index of each segment (just after its `/`), computed for the first few segments only.
-    private var starts: [String.Index] = []
+    /// Start index of each segment (just after its `/`), computed for the first five segments
+    /// only, kept inline (no array per request).
+    private var starts: (String.Index, String.Index, String.Index, String.Index, String.Index)
+    private var count = 0
 
     init(_ path: String) {
         self.path = path
+        let end = path.endIndex
+        starts = (end, end, end, end, end)
         var idx = path.startIndex
-        while idx < path.endIndex, starts.count < 5 {
+        while idx < path.endIndex, count < 5 {
             guard path[idx] == "/" else { break }
             let start = path.index(after: idx)
-            starts.append(start)
+            switch count {
+            case 0: starts.0 = start
+            case 1: starts.1 = start
+            case 2: starts.2 = start
+            case 3: starts.3 = start
+            default: starts.4 = start
+            }
+            count += 1
             idx = path[start...].firstIndex(of: "/") ?? path.endIndex
+        }
+    }
+
+    private func start(_ i: Int) -> String.Index {
+        switch i {
+        case 0: starts.0
+        case 1: starts.1
+        case 2: starts.2
+        case 3: starts.3
+        default: starts.4
         }
     }
 
     /// Segment `i` (0-based), or nil past the end of the path.
     func segment(_ i: Int) -> Substring? {
-        guard i < starts.count else { return nil }
-        let start = starts[i]
+        guard i < count else { return nil }
+        let start = start(i)
         let end = path[start...].firstIndex(of: "/") ?? path.endIndex
         return path[start..<end]
     }
 
     /// The index just after segment `i`: where the rest of the path (with its leading `/`) begins.
     func offset(after i: Int) -> String.Index {
-        let start = starts[i]
+        let start = start(i)
         return path[start...].firstIndex(of: "/") ?? path.endIndex
     }
 }

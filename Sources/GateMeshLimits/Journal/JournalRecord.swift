@@ -147,14 +147,14 @@ public enum JournalCodec {
             w.counterKey(key)
             w.rights(rights)
         }
-        var bytes = w.bytes
-        let length = UInt32(bytes.count - 8)
-        let sum = checksum(bytes[8...])
+        // Filled in through the writer: a copy of its bytes changed here would copy them all.
+        let length = UInt32(w.bytes.count - 8)
+        let sum = checksum(w.bytes[8...])
         for i in 0..<4 {
-            bytes[i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i)))
-            bytes[4 + i] = UInt8(truncatingIfNeeded: sum >> (8 * UInt32(i)))
+            w.set(UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))), at: i)
+            w.set(UInt8(truncatingIfNeeded: sum >> (8 * UInt32(i))), at: 4 + i)
         }
-        return bytes
+        return w.bytes
     }
 
     /// The records in `bytes`, in order, up to the first torn or corrupt frame; and how many bytes
