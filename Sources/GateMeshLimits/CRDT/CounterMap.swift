@@ -127,6 +127,11 @@ public struct CounterMap: Sendable {
         var current: Int64 = 0
         var previous: Int64 = 0
 
+        mutating func touched(_ now: Int64, took amount: Int64) {
+            touchedAt = now
+            took(amount, now: now)
+        }
+
         mutating func took(_ amount: Int64, now: Int64) {
             let s = now / 1000
             if s != second {
@@ -363,7 +368,12 @@ public struct CounterMap: Sendable {
 
     /// Records that this node took or asked for `key`'s rights at `now`.
     public mutating func touchRights(_ key: Key, now: Int64) {
-        if rightsTouched[key] == nil { rightsTouched[key] = Activity(touchedAt: now) } else { rightsTouched[key]!.touchedAt = now }
+        rightsTouched[key, default: Activity(touchedAt: now)].touchedAt = now
+    }
+
+    /// `touchRights` and the demand of `amount` taken, in one lookup.
+    private mutating func tookRights(_ key: Key, _ amount: Int64, now: Int64) {
+        rightsTouched[key, default: Activity(touchedAt: now)].touched(now, took: amount)
     }
 
     /// How much of `key`'s rights this node took over about the last second.
@@ -610,6 +620,38 @@ public struct CounterMap: Sendable {
         let node = self.node, lease = leaseUntil, next = version + 1
         change(key) { $0.reserved.add(node: node, delta: delta, version: next, leaseUntil: lease) }
         if delta > 0 { ownReserved.insert(key) }
+    }
+
+    /// An admission's hold on `key`: `amount` added to this node's reserved figure and, with
+    /// `takingRights`, consumed from its rights (as `addReserved` then `takeRights(force: true)`,
+    /// in one change of the entry).
+    public mutating func reserve(_ key: Key, _ amount: Int64, takingRights: Bool, now: Int64) {
+        guard amount > 0 else { return }
+        let node = self.node, lease = leaseUntil, next = version + 1, holder = self.holder
+        change(key) {
+            $0.reserved.add(node: node, delta: amount, version: next, leaseUntil: lease)
+            if takingRights { $0.rights.consume(amount, by: holder, force: true) }
+        }
+        ownReserved.insert(key)
+        // Not marked for the journal: the admission journals `ownRights` with its reservation.
+        if takingRights { tookRights(key, amount, now: now) }
+    }
+
+    /// A settlement of a hold on `key` that took rights: as `settle`, then the difference between
+    /// what was used and what was held given back to the rights (`refundRights`) or, when more
+    /// was used, consumed too (`takeRights(force: true)` at `takenAt`), in one change.
+    public mutating func settleWithRights(_ key: Key, unreserve reserved: Int64, spend amount: Int64, held: Int64, takenAt: Int64) {
+        let difference = amount - held
+        guard reserved > 0 || amount > 0 || difference != 0 else { return }
+        let node = self.node, lease = leaseUntil, next = version + 1, holder = self.holder
+        change(key, spending: amount > 0) {
+            if reserved > 0 { $0.reserved.add(node: node, delta: -reserved, version: next, leaseUntil: lease) }
+            if amount > 0 { $0.spent.increment(node: node, by: amount) }
+            if difference < 0 { $0.rights.refund(-difference, to: holder) } else if difference > 0 {
+                $0.rights.consume(difference, by: holder, force: true)
+            }
+        }
+        if difference < 0 { rightsChanged.insert(key) } else if difference > 0 { tookRights(key, difference, now: takenAt) }
     }
 
     /// Turns `reserved` of this node's reservation on `key` into `spent`, in one step.

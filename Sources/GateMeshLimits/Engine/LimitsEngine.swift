@@ -200,9 +200,8 @@ public struct LimitsEngine: Sendable {
         let reservation = Reservation(id: nextID, entries: held, expiresAt: now + reservationTimeoutMs)
         nextID += 1
         for h in held where h.amount > 0 {
-            counters.addReserved(h.key, h.amount)
             // `lacking` found these held, under the same lock: take them without counting again.
-            if h.fromRights { counters.takeRights(h.key, h.amount, now: now, force: true) }
+            counters.reserve(h.key, h.amount, takingRights: h.fromRights, now: now)
         }
         reservations[reservation.id] = reservation
         return .admit(reservation)
@@ -219,16 +218,13 @@ public struct LimitsEngine: Sendable {
         charged.reserveCapacity(reservation.entries.count)
         for h in reservation.entries {
             let amount = actual.value(h.measure)
-            counters.settle(h.key, unreserve: late == nil ? h.amount : 0, spend: amount)
             if amount > 0 { charged.append((h.key, amount)) }
             if h.fromRights {
                 // The request used less than it took (the rest comes back), or more (spent either way).
-                let difference = amount - (late == nil ? h.amount : 0)
-                if difference < 0 {
-                    counters.refundRights(h.key, -difference)
-                } else {
-                    counters.takeRights(h.key, difference, now: reservation.expiresAt - reservationTimeoutMs, force: true)
-                }
+                counters.settleWithRights(h.key, unreserve: late == nil ? h.amount : 0, spend: amount, held: late == nil ? h.amount : 0,
+                                          takenAt: reservation.expiresAt - reservationTimeoutMs)
+            } else {
+                counters.settle(h.key, unreserve: late == nil ? h.amount : 0, spend: amount)
             }
         }
         return charged
