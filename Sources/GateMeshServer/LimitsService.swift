@@ -223,18 +223,7 @@ final class LimitsService: Service, SpendSource, Sendable {
             let (decision, alone, rights, held) = engine.withLockedValue { engine -> (LimitsEngine.Decision, Bool, [(key: CounterMap.Key, rights: RightsEntry)], [JournalRecord.Held]) in
                 let decision = engine.admit(request, estimate: estimate, now: now, skipping: skipping)
                 var held: [JournalRecord.Held] = []
-                if case .admit(let reservation) = decision {
-                    held.reserveCapacity(reservation.entries.count)
-                    // With what this run has used of each counter's rights, this one included.
-                    for e in reservation.entries where e.amount > 0 {
-                        var h = JournalRecord.Held(key: e.key, amount: e.amount)
-                        if e.fromRights {
-                            let own = engine.counters.ownRights(e.key)
-                            h.own = .init(used: own.used, refunded: own.refunded, returned: own.returned)
-                        }
-                        held.append(h)
-                    }
-                }
+                if case .admit(let reservation) = decision { held = engine.journalHeld(reservation) }
                 // Grants drawn and rights given back while deciding (rare).
                 return (decision, engine.ownership.live.count <= 1 && now >= engine.grantsFrom,
                         engine.withCounters { $0.takeRightsChanges() }, held)

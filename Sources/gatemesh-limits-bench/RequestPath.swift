@@ -27,15 +27,7 @@ enum RequestPath {
         func once(_ now: Int64) {
             guard case .admit(let reservation) = engine.admit(request, estimate: estimate, now: now) else { fatalError("refused") }
             // As `LimitsService.admit`: each held amount with its run's own rights figures, journaled.
-            var held: [JournalRecord.Held] = []
-            for e in reservation.entries where e.amount > 0 {
-                var h = JournalRecord.Held(key: e.key, amount: e.amount)
-                if e.fromRights {
-                    let own = engine.counters.ownRights(e.key)
-                    h.own = .init(used: own.used, refunded: own.refunded, returned: own.returned)
-                }
-                held.append(h)
-            }
+            let held = engine.journalHeld(reservation)
             let rights = engine.withCounters { $0.takeRightsChanges() }
             journalBytes &+= JournalCodec.frame(.open(ReservationRef(epoch: 1, id: reservation.id), held)).count
             for change in rights { journalBytes &+= JournalCodec.frame(.rights(change.key, change.rights)).count }

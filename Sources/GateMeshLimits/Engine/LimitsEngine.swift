@@ -207,6 +207,23 @@ public struct LimitsEngine: Sendable {
         return .admit(reservation)
     }
 
+    /// What the journal records of an admitted reservation: each amount held, with, for amounts
+    /// taken from rights, what this run has used, got back and given back of that counter's rights
+    /// (this admission included).
+    public func journalHeld(_ reservation: Reservation) -> [JournalRecord.Held] {
+        var held: [JournalRecord.Held] = []
+        held.reserveCapacity(reservation.entries.count)
+        for e in reservation.entries where e.amount > 0 {
+            var h = JournalRecord.Held(key: e.key, amount: e.amount)
+            if e.fromRights {
+                let own = counters.ownRights(e.key)
+                h.own = .init(used: own.used, refunded: own.refunded, returned: own.returned)
+            }
+            held.append(h)
+        }
+        return held
+    }
+
     /// Replaces a reservation with what the request actually used. Unknown ids (already settled,
     /// released or expired) are ignored, so a late settle cannot count twice.
     /// Returns what was charged to which counter (to be persisted with the request's log row).
