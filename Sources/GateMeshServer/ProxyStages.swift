@@ -170,13 +170,12 @@ extension ProxyHandler {
             headers: call.target.headers.map { ($0.name, $0.value) }, body: call.body, timeouts: call.timeouts)
         // A body that streams up unread cannot be sent twice: one attempt only.
         let policy = call.streamUpload ? RetryPolicy(maxAttempts: 1) : call.retries
-        // Only the client's own body streams up.
-        var streamed: RequestBody?
-        if call.streamUpload, case .client(let request) = call.input.body { streamed = request.body }
-        // Set by the upload (so made only for one): past the body limit, or the client's upload
-        // broke off (it closed its connection mid-body: a 499, not a 502).
-        let overLimit = streamed.map { _ in NIOLockedValueBox(false) }
-        let uploadBroke = streamed.map { _ in NIOLockedValueBox(false) }
+        // Only the client's own body streams up, with the flags its upload sets: past the body
+        // limit, or broken off (the client closed its connection mid-body: a 499, not a 502).
+        var upload: (body: RequestBody, overLimit: NIOLockedValueBox<Bool>, broke: NIOLockedValueBox<Bool>)?
+        if call.streamUpload, case .client(let request) = call.input.body {
+            upload = (request.body, NIOLockedValueBox(false), NIOLockedValueBox(false))
+        }
         var attempt = 1
         // A traced request's attempts become child spans (wall-clock times, as spans carry).
         func note(since start: Int64, status: Int?, error: String?) {
@@ -187,18 +186,15 @@ extension ProxyHandler {
         while true {
             let attemptStart = call.traced ? WallClock.nowMs() : 0
             let transfer = client.start(upstreamRequest)
-            var uploadTask: Task<Void, Never>?
-            if let streamed, let overLimit, let uploadBroke {
-                uploadTask = Self.upload(streamed, to: transfer, limit: maxBody, overLimit: overLimit, broke: uploadBroke)
-            }
+            let uploadTask = upload.map { Self.upload($0.body, to: transfer, limit: maxBody, overLimit: $0.overLimit, broke: $0.broke) }
             let head: UpstreamResponseHead
             do {
                 head = try await transfer.responseHead()
             } catch let error as UpstreamError {
                 // The upload task sets overLimit before it cancels the transfer, so no need to wait for it.
                 uploadTask?.cancel()
-                if overLimit?.withLockedValue({ $0 }) == true { throw GatewayError.payloadTooLarge(limit: maxBody) }
-                if uploadBroke?.withLockedValue({ $0 }) == true { throw GatewayError.clientClosedRequest() }
+                if upload?.overLimit.withLockedValue({ $0 }) == true { throw GatewayError.payloadTooLarge(limit: maxBody) }
+                if upload?.broke.withLockedValue({ $0 }) == true { throw GatewayError.clientClosedRequest() }
                 if error == .cancelled, Task.isCancelled { throw CancellationError() }
                 note(since: attemptStart, status: nil, error: "\(error)")
                 if error != .cancelled, error != .shutdown, let wait = policy.delay(beforeAttempt: attempt + 1, random: .random(in: 0..<1)) {

@@ -7,7 +7,7 @@ import CGateMeshCurl
 /// by hand: `curl_slist_append` costs two allocations per line (its node and a copy of the text),
 /// and the Swift string of each line one more; this costs one for the whole request.
 struct RequestBlock {
-    /// The block; free it with `free()` once the easy handle has left the multi handle.
+    /// The block; `deallocate()` it once the easy handle has left the multi handle.
     let raw: UnsafeMutableRawPointer
     /// `CURL_ERROR_SIZE + 1` bytes, zeroed.
     let errorBuffer: UnsafeMutablePointer<CChar>

@@ -56,19 +56,19 @@ public final class UpstreamClient: Sendable {
 
     /// Starts a transfer. The request is sent at once; read the head with `responseHead()`.
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
-        let driver = pickDriver()
-        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes)
-        driver.submit(.add(transfer))
-        return transfer
+        start(request, delivery: nil)
     }
 
     /// Starts a transfer whose answer goes to `sink` on `loop` (call from `loop`): no task and no
     /// continuation per event; the driver hands each loop all its transfers' events of one pass
     /// in one `execute`. The sink keeps the transfer to `release` what it wrote and to `cancel`.
     public func start(_ request: UpstreamRequest, on loop: any EventLoop, sink: any UpstreamSink) -> UpstreamTransfer {
+        start(request, delivery: (loop, NIOLoopBound(sink, eventLoop: loop)))
+    }
+
+    private func start(_ request: UpstreamRequest, delivery: (loop: any EventLoop, sink: NIOLoopBound<any UpstreamSink>)?) -> UpstreamTransfer {
         let driver = pickDriver()
-        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes,
-                                        delivery: (loop, NIOLoopBound(sink, eventLoop: loop)))
+        let transfer = UpstreamTransfer(request: request, driver: driver, bufferBytes: configuration.responseBufferBytes, delivery: delivery)
         driver.submit(.add(transfer))
         return transfer
     }

@@ -33,7 +33,7 @@ let rate = CommandLine.arguments.count > 3 ? Double(CommandLine.arguments[3]) ??
 let day: Int64 = 86_400_000
 let rule = LimitRule(id: "per-user", gateway: "g", scope: [.split(.metadata("user"))], measure: .usd, limit: 1 << 60,
                      window: .fixed(lengthMs: day), enforcement: .soft)
-func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+func now() -> Int64 { WallClock.nowMs() }
 func request(_ i: Int) -> LimitRequest {
     var m = RequestMetadata()
     m.entries = [("user", .string("u\(i)"))]

@@ -48,7 +48,7 @@ public enum HeaderPolicy {
         _ headers: [(name: String, value: String)],
         storedCredential: (name: String, value: String)?
     ) -> [(name: String, value: String)] {
-        let listed = headers.contains { $0.name == "connection" } ? connectionOptions(headers) : []
+        let listed = connectionOptions(headers)
         var out: [(name: String, value: String)] = []
         out.reserveCapacity(headers.count + 1)
         for (name, value) in headers {
@@ -64,8 +64,7 @@ public enum HeaderPolicy {
     /// The response headers to send to the client from the provider's response head. The gateway's
     /// own `x-gatemesh-…`/`cf-aig-…` names are reserved for the gateway and never taken from upstream.
     public static func clientResponseHeaders(_ headers: [(name: String, value: String)]) -> [(name: String, value: String)] {
-        // Most answers name no connection options: no set is built for them.
-        let listed = headers.contains { $0.name == "connection" } ? connectionOptions(headers) : []
+        let listed = connectionOptions(headers)
         var out: [(name: String, value: String)] = []
         out.reserveCapacity(headers.count)
         for (name, value) in headers

@@ -638,11 +638,11 @@ public struct CounterMap: Sendable {
     }
 
     /// A settlement of a hold on `key` that took rights: as `settle`, then the difference between
-    /// what was used and what was held given back to the rights (`refundRights`) or, when more
-    /// was used, consumed too (`takeRights(force: true)` at `takenAt`), in one change.
-    public mutating func settleWithRights(_ key: Key, unreserve reserved: Int64, spend amount: Int64, held: Int64, takenAt: Int64) {
-        let difference = amount - held
-        guard reserved > 0 || amount > 0 || difference != 0 else { return }
+    /// what was used and what was held (`reserved`) given back to the rights (`refundRights`) or,
+    /// when more was used, consumed too (`takeRights(force: true)` at `takenAt`), in one change.
+    public mutating func settleWithRights(_ key: Key, unreserve reserved: Int64, spend amount: Int64, takenAt: Int64) {
+        guard reserved > 0 || amount > 0 else { return }
+        let difference = amount - reserved
         let node = self.node, lease = leaseUntil, next = version + 1, holder = self.holder
         change(key, spending: amount > 0) {
             if reserved > 0 { $0.reserved.add(node: node, delta: -reserved, version: next, leaseUntil: lease) }

@@ -236,12 +236,13 @@ public struct LimitsEngine: Sendable {
         for h in reservation.entries {
             let amount = actual.value(h.measure)
             if amount > 0 { charged.append((h.key, amount)) }
+            // A late settlement's reservation was already dropped: nothing is held any more.
+            let held = late == nil ? h.amount : 0
             if h.fromRights {
                 // The request used less than it took (the rest comes back), or more (spent either way).
-                counters.settleWithRights(h.key, unreserve: late == nil ? h.amount : 0, spend: amount, held: late == nil ? h.amount : 0,
-                                          takenAt: reservation.expiresAt - reservationTimeoutMs)
+                counters.settleWithRights(h.key, unreserve: held, spend: amount, takenAt: reservation.expiresAt - reservationTimeoutMs)
             } else {
-                counters.settle(h.key, unreserve: late == nil ? h.amount : 0, spend: amount)
+                counters.settle(h.key, unreserve: held, spend: amount)
             }
         }
         return charged
